@@ -1,0 +1,29 @@
+"""rankbias: the implicit low-rank bias of gradient descent/flow in matrix factorization.
+
+Importing rankbias turns on JAX's float64 mode (``jax_enable_x64``): every computation is
+float64 unless a function is asked for ``dtype=float32``.
+"""
+
+import jax as _jax
+
+_jax.config.update("jax_enable_x64", True)
+
+from . import dynamics, metrics, models, problems  # noqa: E402
+from .dynamics import (DivergenceError, PrecisionWarning, RKC, gradient_descent,  # noqa: E402
+                       gradient_descent_batch, gradient_flow, gradient_flow_batch, sharpness)
+from .metrics import effective_rank, singular_values  # noqa: E402
+from .models import DeepFactorization, SymmetricFactorization  # noqa: E402
+from .problems import (CustomLoss, MatrixCompletion, MatrixEstimation, MatrixSensing,  # noqa: E402
+                       Problem, matrix_from_spectrum, random_low_rank)
+from .trajectory import Trajectory  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Problem", "MatrixCompletion", "MatrixSensing", "MatrixEstimation", "CustomLoss",
+    "random_low_rank", "matrix_from_spectrum",
+    "DeepFactorization", "SymmetricFactorization",
+    "gradient_flow", "gradient_flow_batch", "gradient_descent", "gradient_descent_batch",
+    "DivergenceError", "PrecisionWarning", "RKC", "sharpness",
+    "effective_rank", "singular_values", "Trajectory",
+]

@@ -1,0 +1,15 @@
+"""Dynamics: gradient descent and gradient flow on factorized models.
+
+* :func:`gradient_descent`, :func:`gradient_descent_batch` (``_gd.py``)
+* :func:`gradient_flow`, :func:`gradient_flow_batch` (``_flow.py``)
+* :class:`RKC`, the stiff-capable stabilised explicit solver (``_rkc.py``)
+"""
+
+from ._common import PrecisionWarning
+from ._flow import SOLVERS, gradient_flow, gradient_flow_batch, save_times
+from ._gd import DivergenceError, gradient_descent, gradient_descent_batch, save_steps, sharpness
+from ._rkc import RKC
+
+__all__ = ["gradient_flow", "gradient_flow_batch", "gradient_descent", "gradient_descent_batch",
+           "DivergenceError", "PrecisionWarning", "RKC", "SOLVERS", "save_times", "save_steps",
+           "sharpness"]

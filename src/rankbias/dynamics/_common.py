@@ -1,0 +1,126 @@
+"""Pieces shared by gradient descent and gradient flow: validation, recording, batching."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..models import Model
+from ..problems import Problem
+from ..trajectory import Trajectory
+
+
+class PrecisionWarning(UserWarning):
+    """The requested dtype cannot represent the initialization faithfully."""
+
+
+def resolve_dtype(dtype):
+    if dtype is None:
+        return jnp.float64
+    dt = jnp.dtype(dtype)
+    if dt not in (jnp.dtype(jnp.float64), jnp.dtype(jnp.float32)):
+        raise ValueError(f"`dtype` must be float64 or float32, got {dt}")
+    return dt
+
+
+def check_run(problem, model, params, dtype, name="params"):
+    """Validate a (problem, model, params) triple at the boundary; cast to ``dtype``."""
+    if not isinstance(problem, Problem):
+        raise ValueError(f"`problem` must be a rankbias Problem, got {type(problem).__name__}")
+    if not isinstance(model, Model):
+        raise ValueError(f"`model` must be a rankbias Model, got {type(model).__name__}")
+    if tuple(problem.shape) != tuple(model.shape):
+        raise ValueError(f"`model` has shape {model.shape} but `problem` has shape {problem.shape}")
+    params = model.check_params(params, name)
+    dtype = resolve_dtype(dtype)
+    if dtype == jnp.float32:
+        warn_float32(params)
+    params = tuple(p.astype(dtype) for p in params)
+    return problem.astype(dtype), params, dtype
+
+
+def warn_float32(params) -> None:
+    f32 = np.finfo(np.float32)
+    for j, p in enumerate(params):
+        a = np.abs(np.asarray(p, dtype=np.float64))
+        nz = a[a > 0]
+        if nz.size == 0:
+            continue
+        if np.any(nz < f32.tiny):
+            warnings.warn(f"float32: entries of factor {j} (min |x| = {nz.min():.3g}) underflow "
+                          f"below float32's smallest normal {f32.tiny:.3g}; use float64",
+                          PrecisionWarning, stacklevel=4)
+            return
+    # The end-to-end product below float32's epsilon relative to O(1) updates: the first
+    # gradient steps round away the initialization's information.
+    prod = 1.0
+    for p in params:
+        prod *= float(np.max(np.abs(np.asarray(p, dtype=np.float64))))
+    if prod < f32.eps:
+        warnings.warn(f"float32: the initial product has scale ~{prod:.3g} < float32 epsilon "
+                      f"{f32.eps:.3g}; its information is lost next to O(1) updates; use float64",
+                      PrecisionWarning, stacklevel=4)
+
+
+def record(problem, model, params, save_matrices: bool):
+    """Quantities stored at each recorded time (jittable)."""
+    f, g, W = model.loss_and_grad(problem, params)
+    gn = jnp.sqrt(sum(jnp.sum(x * x) for x in g))
+    out = {"loss": f, "grad_norm": gn, "sv": jnp.linalg.svd(W, compute_uv=False)}
+    if save_matrices:
+        out["W"] = W
+    return out
+
+
+def build_trajectory(rec: dict, times, final_params, model, info: dict, steps=None) -> Trajectory:
+    final_params = tuple(np.asarray(p, dtype=np.float64) for p in final_params)
+    final_matrix = np.asarray(model.product(tuple(jnp.asarray(p) for p in final_params)))
+    return Trajectory(
+        times=np.asarray(times, dtype=np.float64),
+        loss=np.asarray(rec["loss"], dtype=np.float64),
+        grad_norm=np.asarray(rec["grad_norm"], dtype=np.float64),
+        singular_values=np.asarray(rec["sv"], dtype=np.float64),
+        final_params=final_params, final_matrix=final_matrix,
+        steps=None if steps is None else np.asarray(steps, dtype=np.int64),
+        matrices=None if "W" not in rec else np.asarray(rec["W"], dtype=np.float64),
+        info=info)
+
+
+def stack_trees(trees: Sequence):
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def index_tree(tree, i):
+    return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+def prepare_batch(problems, model, params_list, dtype):
+    """Validate a batch; returns (stacked problem or single problem, problem axis, stacked params)."""
+    params_list = list(params_list)
+    if not params_list:
+        raise ValueError("`params_list` is empty")
+    if isinstance(problems, Problem):
+        plist = [problems]
+    else:
+        plist = list(problems)
+        if len(plist) not in (1, len(params_list)):
+            raise ValueError(f"`problems` must be one problem or {len(params_list)} problems "
+                             f"(one per run), got {len(plist)}")
+    checked = []
+    for i, p in enumerate(params_list):
+        prob = plist[0] if len(plist) == 1 else plist[i]
+        prob_c, params_c, dtype = check_run(prob, model, p, dtype, name=f"params_list[{i}]")
+        checked.append(params_c)
+    plist = [q.astype(dtype) for q in plist]
+    if len(plist) == 1:
+        return plist[0], None, stack_trees(checked), dtype, len(checked)
+    structs = {jax.tree_util.tree_structure(q) for q in plist}
+    shapes = {tuple(x.shape for x in jax.tree_util.tree_leaves(q)) for q in plist}
+    if len(structs) != 1 or len(shapes) != 1:
+        raise ValueError("`problems` must share type and array shapes to be batched "
+                         "(e.g. the same number of observed entries); run them separately")
+    return stack_trees(plist), 0, stack_trees(checked), dtype, len(checked)

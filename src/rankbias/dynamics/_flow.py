@@ -1,0 +1,281 @@
+r"""Gradient flow ``d params/dt = -grad L(params)`` by adaptive ODE integration (diffrax).
+
+``L(params) = f(W_L ... W_1)`` (deep) or ``1/2 f(U U^T)`` (symmetric). The state is the flat
+parameter vector. Solvers: ``"rkc"`` (default; stabilised explicit, for the stiff plateaus
+of small initializations, see :mod:`rankbias.dynamics._rkc`), and diffrax's ``"tsit5"``,
+``"dopri5"``, ``"dopri8"`` (explicit) and ``"kvaerno5"`` (implicit, dense Newton) for
+reference and comparison.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._lanczos import lanczos_extremes
+from .._validation import check_choice, check_int, check_positive
+from ._common import (build_trajectory, check_run, index_tree, prepare_batch, record)
+from ._rkc import RKC
+
+__all__ = ["gradient_flow", "gradient_flow_batch", "SOLVERS", "save_times"]
+
+SOLVERS = ("rkc", "tsit5", "dopri5", "dopri8", "kvaerno5")
+
+
+@dataclass(frozen=True)
+class _FlowConfig:
+    solver: str
+    rtol: float
+    atol: float
+    max_steps: int
+    gtol: float | None
+    curvature_tol: float
+    certificate_tol: float
+    save_matrices: bool
+
+
+def _make_solver(name: str):
+    if name == "rkc":
+        return RKC()
+    if name == "tsit5":
+        return diffrax.Tsit5()
+    if name == "dopri5":
+        return diffrax.Dopri5()
+    if name == "dopri8":
+        return diffrax.Dopri8()
+    return diffrax.Kvaerno5()
+
+
+def save_times(t_max: float, n_save: int, t_min: float | None = None, extra=None) -> np.ndarray:
+    """``0``, then ``n_save - 1`` log-spaced times from ``t_min`` to ``t_max``, plus ``extra``."""
+    t_min = min(1e-2, t_max / 1e4) if t_min is None else t_min
+    grid = np.concatenate([[0.0], np.geomspace(t_min, t_max, max(n_save - 1, 1))])
+    if extra is not None:
+        extra = np.asarray(extra, dtype=np.float64).ravel()
+        if np.any(~np.isfinite(extra)) or np.any(extra < 0) or np.any(extra > t_max):
+            raise ValueError(f"`save_at` times must lie in [0, t_max={t_max:g}]")
+        grid = np.concatenate([grid, extra])
+    return np.unique(grid)
+
+
+def _vector_field(model):
+    def vf(t, y, problem):
+        _, g, _ = model.loss_and_grad(problem, model.unflatten(y))
+        return -model.flatten(g)
+    return vf
+
+
+def _steady_event(model, cfg: _FlowConfig):
+    """Converged: a small parameter gradient at a point certified not to be a saddle.
+
+    The gradient is also tiny at the saddles the flow visits (the origin, and between the
+    greedy phases), and at depth >= 3 these are high-order saddles with ~zero curvature.
+    Where the model class has no rank constraint, a minimiser of ``L`` has ``grad f(W) = 0``
+    (PSD-KKT for ``U U^T``): we require that residual to be ``<= certificate_tol`` relative
+    to ``||grad f(W(0))||``. Rank-constrained widths fall back to ``f(W) < f(W(0))`` and a
+    Lanczos test ``lambda_min(Hessian) >= -curvature_tol``, which cannot see high-order saddles.
+    """
+    vf = _vector_field(model)
+
+    def cond_fn(t, y, args, **kwargs):
+        problem, loss0, gnorm0 = args
+        params = model.unflatten(y)
+        f, g, W = model.loss_and_grad(problem, params)
+        small = jnp.sqrt(sum(jnp.sum(x * x) for x in g)) <= cfg.gtol
+
+        def certified():
+            gap = model.optimality_gap(problem.grad(W))
+            if gap is not None:
+                return gap <= cfg.certificate_tol * jnp.maximum(gnorm0, 1e-300)
+            hvp = lambda v: -jax.jvp(lambda z: vf(t, z, problem), (y,), (v,))[1]
+            v0 = jnp.cos(jnp.arange(y.size, dtype=y.dtype) * 0.7548776662 + 0.1)
+            lo, _ = lanczos_extremes(hvp, v0, 24)
+            return (lo >= -cfg.curvature_tol) & (f < loss0 * (1 - 1e-6))
+
+        return jax.lax.cond(small, certified, lambda: jnp.array(False))
+
+    return diffrax.Event(cond_fn)
+
+
+def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig):
+    vf = _vector_field(model)
+    W0 = model.product(model.unflatten(y0))
+    loss0, G0 = problem.loss_and_grad(W0)
+
+    def term_fn(t, y, args):
+        return vf(t, y, args[0])
+
+    def rec(t, y, args):
+        return record(args[0], model, model.unflatten(y), cfg.save_matrices)
+
+    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)],
+                            solver_state=cfg.solver == "rkc")
+    event = _steady_event(model, cfg) if cfg.gtol is not None else None
+    if event is not None:
+        ev_fn = event.cond_fn
+        event = diffrax.Event(lambda t, y, args, **kw: ev_fn(t, y, args, **kw))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(term_fn), _make_solver(cfg.solver), t0=0.0, t1=t_max, dt0=None, y0=y0,
+        args=(problem, loss0, jnp.linalg.norm(G0)), saveat=saveat,
+        stepsize_controller=diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol),
+        max_steps=cfg.max_steps, event=event, throw=False)
+    recs, yfinal = sol.ys
+    nfe = sol.solver_state[3] if cfg.solver == "rkc" else sol.stats["num_steps"] * 0
+    t_final = sol.ts[1][0]
+    final_rec = record(problem, model, model.unflatten(yfinal[0]), cfg.save_matrices)
+    return dict(recs=recs, ts=sol.ts[0], t_final=t_final, y_final=yfinal[0], final_rec=final_rec,
+                result=sol.result._value, num_steps=sol.stats["num_steps"],
+                num_accepted=sol.stats["num_accepted_steps"],
+                num_rejected=sol.stats["num_rejected_steps"], nfe=nfe)
+
+
+_solve_jit = eqx.filter_jit(_solve)
+
+
+def _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save):
+    t_max = check_positive(t_max, "t_max")
+    rtol = check_positive(rtol, "rtol")
+    atol = check_positive(atol, "atol")
+    check_choice(solver, "solver", SOLVERS)
+    check_int(max_steps, "max_steps", minimum=1)
+    check_int(n_save, "n_save", minimum=2)
+    if gtol is not None:
+        gtol = check_positive(gtol, "gtol")
+    return t_max, rtol, atol, gtol
+
+
+def _status(out_result: int, t_final: float, t_max: float) -> str:
+    if out_result == int(diffrax.RESULTS.successful._value):
+        return "t_max"
+    if out_result == int(diffrax.RESULTS.event_occurred._value):
+        return "steady_state"
+    if out_result == int(diffrax.RESULTS.max_steps_reached._value):
+        return "max_steps"
+    return "solver_failure"
+
+
+def _postprocess(out, ts_np, model, cfg, t_max, wall, extra_info):
+    t_final = float(out["t_final"])
+    keep = ts_np <= t_final * (1 + 1e-12)
+    recs = {k: np.asarray(v)[keep] for k, v in out["recs"].items()}
+    times = ts_np[keep]
+    if times[-1] < t_final:
+        recs = {k: np.concatenate([v, np.asarray(out["final_rec"][k])[None]]) for k, v in recs.items()}
+        times = np.concatenate([times, [t_final]])
+    status = _status(int(out["result"]), t_final, t_max)
+    info = dict(method="gradient_flow", solver=cfg.solver, rtol=cfg.rtol, atol=cfg.atol,
+                gtol=cfg.gtol, t_max=t_max, t_final=t_final, status=status,
+                num_steps=int(out["num_steps"]), num_accepted=int(out["num_accepted"]),
+                num_rejected=int(out["num_rejected"]),
+                num_vf_evals=int(out["nfe"]) if cfg.solver == "rkc" else None,
+                wall_time=wall, **extra_info)
+    if status == "max_steps":
+        warnings.warn(f"gradient_flow stopped at max_steps={cfg.max_steps} at t={t_final:.4g} "
+                      f"< t_max={t_max:g}; raise `max_steps` or use solver='rkc'", RuntimeWarning,
+                      stacklevel=3)
+    if status == "solver_failure" or not np.all(np.isfinite(recs["loss"])):
+        raise FloatingPointError(
+            f"gradient_flow failed at t={t_final:.4g} (solver {cfg.solver!r}, status "
+            f"{status}): the trajectory became non-finite; lower rtol/atol or check the problem")
+    y_final = np.asarray(out["y_final"], dtype=np.float64)
+    final_params = model.unflatten(jnp.asarray(y_final))
+    return build_trajectory(recs, times, final_params, model, info)
+
+
+def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1e-8,
+                  atol: float = 1e-12, solver: str = "rkc", gtol: float | None = 1e-10,
+                  curvature_tol: float = 1e-6, certificate_tol: float = 1e-6, n_save: int = 200,
+                  t_min: float | None = None,
+                  save_at=None, save_matrices: bool = False, max_steps: int = 1_000_000,
+                  dtype=None, error_estimate: bool = False):
+    r"""Integrate the gradient flow ``d params/dt = -grad L(params)`` from ``params``.
+
+    ``L = f(W_L ... W_1)`` for :class:`DeepFactorization`, ``1/2 f(U U^T)`` for
+    :class:`SymmetricFactorization`. Adaptive steps (PID control of the local error against
+    ``atol + rtol |y|``) in float64 unless ``dtype=float32``.
+
+    Arguments:
+        t_max: final time (the flow stops earlier at a steady state, see ``gtol``).
+        solver: ``"rkc"`` (default, stiff-capable, see :class:`rankbias.dynamics.RKC`),
+            ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"kvaerno5"``.
+        gtol: stop at a steady state: ``||grad L|| <= gtol`` at a point certified not to be
+            a saddle: ``||grad f(W)|| <= certificate_tol ||grad f(W(0))||`` (PSD-KKT residual
+            for ``U U^T``) when no width constrains the rank; otherwise ``f(W) < f(W(0))`` and
+            Hessian ``lambda_min >= -curvature_tol`` (Lanczos; blind to the high-order
+            saddles of depth >= 3). Uncertified points run on to ``t_max``; ``None``
+            always runs to ``t_max``.
+        n_save, t_min, save_at: record at ``t = 0``, ``n_save - 1`` log-spaced times in
+            ``[t_min, t_max]`` and the extra times ``save_at``; the stopping time is appended.
+        save_matrices: also keep ``W(t)`` at each recorded time.
+        error_estimate: solve a second time with tolerances / 10 and report the largest
+            difference of ``W`` at the recorded times and at the end (``info["error_estimate"]``).
+
+    Returns:
+        :class:`Trajectory` with ``info`` holding ``status`` (``"t_max"``, ``"steady_state"``,
+        ``"max_steps"``), ``num_steps``, ``num_rejected``, ``num_vf_evals``, ``wall_time``.
+    """
+    t_max, rtol, atol, gtol = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save)
+    problem, params, dtype = check_run(problem, model, params, dtype)
+    cfg = _FlowConfig(solver, rtol, atol, int(max_steps), gtol, float(curvature_tol),
+                      float(certificate_tol), bool(save_matrices))
+    ts_np = save_times(t_max, n_save, t_min, save_at)
+    y0 = model.flatten(params)
+    t0 = time.perf_counter()
+    out = _solve_jit(problem, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype), model, cfg)
+    out = jax.block_until_ready(out)
+    wall = time.perf_counter() - t0
+    traj = _postprocess(out, ts_np, model, cfg, t_max, wall, dict(dtype=str(jnp.dtype(dtype))))
+    if error_estimate:
+        fine = gradient_flow(problem, model, params, t_max, rtol=rtol / 10, atol=atol / 10,
+                             solver=solver, gtol=gtol, curvature_tol=curvature_tol,
+                             certificate_tol=certificate_tol, n_save=n_save,
+                             t_min=t_min, save_at=save_at, save_matrices=False,
+                             max_steps=max_steps, dtype=dtype)
+        n = min(len(traj), len(fine))
+        sv_err = float(np.max(np.abs(traj.singular_values[:n] - fine.singular_values[:n])))
+        traj.info["error_estimate"] = dict(
+            final_matrix=float(np.linalg.norm(traj.final_matrix - fine.final_matrix)),
+            singular_values_max=sv_err)
+    return traj
+
+
+def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rtol: float = 1e-8,
+                        atol: float = 1e-12, solver: str = "rkc", gtol: float | None = 1e-10,
+                        curvature_tol: float = 1e-6, certificate_tol: float = 1e-6, n_save: int = 200,
+                        t_min: float | None = None, save_at=None, save_matrices: bool = False,
+                        max_steps: int = 1_000_000, dtype=None):
+    """Many gradient flows that share shapes, as one vmapped computation.
+
+    ``problems`` is one problem (shared) or a list with one problem per run (same type and
+    array shapes); ``params_list`` holds one initial parameter tuple per run. Each run keeps
+    its own adaptive step sizes and stopping time; results equal :func:`gradient_flow`
+    run by run (same arithmetic, up to the last bits of batched matrix products).
+
+    Returns a list of :class:`Trajectory`, in the order of ``params_list``.
+    """
+    t_max, rtol, atol, gtol = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save)
+    problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
+    cfg = _FlowConfig(solver, rtol, atol, int(max_steps), gtol, float(curvature_tol),
+                      float(certificate_tol), bool(save_matrices))
+    ts_np = save_times(t_max, n_save, t_min, save_at)
+    y0 = jax.vmap(model.flatten)(params)
+    t0 = time.perf_counter()
+    out = _batched_solve(problem, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype),
+                         model, cfg, p_axis)
+    out = jax.block_until_ready(out)
+    wall = time.perf_counter() - t0
+    return [_postprocess(index_tree(out, i), ts_np, model, cfg, t_max, wall / B,
+                         dict(dtype=str(jnp.dtype(dtype)), batch_size=B, batch_index=i))
+            for i in range(B)]
+
+
+@eqx.filter_jit
+def _batched_solve(problem, y0, ts, t_max, model, cfg, p_axis):
+    return jax.vmap(lambda p, y: _solve(p, y, ts, t_max, model, cfg), in_axes=(p_axis, 0))(problem, y0)

@@ -1,0 +1,233 @@
+r"""Gradient descent ``params_{k+1} = params_k - eta_k grad L(params_k)``, jit-compiled.
+
+All factors are updated at once (vanilla GD, as in Chou et al.). The loop is a ``lax.scan``
+over the recording points with a ``lax.while_loop`` between them that stops the moment the
+loss is non-finite or has grown by ``divergence_factor``; the Python side then raises a
+:class:`DivergenceError` naming the step, the loss and a stable step size.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._validation import check_int, check_positive
+from ._common import build_trajectory, check_run, index_tree, prepare_batch, record
+
+__all__ = ["gradient_descent", "gradient_descent_batch", "DivergenceError", "save_steps",
+           "sharpness"]
+
+
+class DivergenceError(ValueError):
+    """Gradient descent diverged; ``step``, ``loss`` and ``lr_hint`` say where and what to do."""
+
+    def __init__(self, msg, *, step: int, loss: float, lr_hint: float | None, index: int | None = None):
+        super().__init__(msg)
+        self.step, self.loss, self.lr_hint, self.index = step, loss, lr_hint, index
+
+
+@dataclass(frozen=True)
+class _GDConfig:
+    divergence_factor: float
+    save_matrices: bool
+    schedule: Callable | None
+
+
+def save_steps(steps: int, n_save: int, extra=None) -> np.ndarray:
+    """``0``, ``n_save - 1`` log-spaced step indices up to ``steps`` (rounded), plus ``extra``."""
+    grid = np.concatenate([[0], np.unique(np.round(np.geomspace(1, max(steps, 1), max(n_save - 1, 1)))),
+                           [steps]]).astype(np.int64)
+    if extra is not None:
+        extra = np.asarray(extra, dtype=np.int64).ravel()
+        if np.any(extra < 0) or np.any(extra > steps):
+            raise ValueError(f"`save_at` steps must lie in [0, steps={steps}]")
+        grid = np.concatenate([grid, extra])
+    return np.unique(grid[grid <= steps])
+
+
+def sharpness(problem, model, params, iters: int = 100) -> float:
+    """Largest Hessian eigenvalue of ``L`` at ``params`` (power iteration on exact HVPs).
+
+    GD with a constant step ``eta`` is locally stable only if ``eta < 2 / sharpness``.
+    """
+    y = model.flatten(params)
+
+    def grad_flat(z):
+        return model.flatten(model.loss_and_grad(problem, model.unflatten(z))[1])
+
+    @jax.jit
+    def run(y):
+        def body(_, c):
+            v, _ = c
+            w = jax.jvp(grad_flat, (y,), (v,))[1]
+            n = jnp.linalg.norm(w)
+            return jnp.where(n > 0, w / jnp.where(n > 0, n, 1), v), jnp.dot(v, w)
+
+        v0 = jnp.cos(jnp.arange(y.size, dtype=y.dtype) * 1.618033988749895 + 0.3)
+        return jax.lax.fori_loop(0, iters, body, (v0 / jnp.linalg.norm(v0), jnp.zeros((), y.dtype)))[1]
+
+    return float(abs(run(y)))
+
+
+def _run(problem, params, rec_steps, lr, model, cfg: _GDConfig):
+    """Core loop. Returns records at ``rec_steps`` and the divergence status."""
+    f0 = problem.loss(model.product(params))
+    limit = cfg.divergence_factor * jnp.maximum(f0, 1e-12)
+
+    def lr_at(k):
+        return lr if cfg.schedule is None else lr * cfg.schedule(k)
+
+    def segment(carry, end):
+        params, k, bad, bad_step, bad_loss = carry
+
+        def cond(c):
+            _, k, bad, _, _ = c
+            return (k < end) & ~bad
+
+        def body(c):
+            params, k, bad, bad_step, bad_loss = c
+            f, g, _ = model.loss_and_grad(problem, params)
+            diverged = ~jnp.isfinite(f) | (f > limit)
+            new = jax.tree_util.tree_map(lambda p, gp: p - lr_at(k) * gp, params, g)
+            params = jax.tree_util.tree_map(lambda n, p: jnp.where(diverged, p, n), new, params)
+            return (params, jnp.where(diverged, k, k + 1), diverged,
+                    jnp.where(diverged, k, bad_step), jnp.where(diverged, f, bad_loss))
+
+        carry = jax.lax.while_loop(cond, body, (params, k, bad, bad_step, bad_loss))
+        return carry, record(problem, model, carry[0], cfg.save_matrices)
+
+    rec0 = record(problem, model, params, cfg.save_matrices)
+    init = (params, jnp.zeros((), jnp.int64), jnp.array(False), jnp.zeros((), jnp.int64),
+            jnp.zeros((), f0.dtype))
+    (params, k, bad, bad_step, bad_loss), recs = jax.lax.scan(segment, init, rec_steps[1:])
+    recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
+    return dict(recs=recs, params=params, k=k, bad=bad, bad_step=bad_step, bad_loss=bad_loss)
+
+
+_run_jit = eqx.filter_jit(_run)
+
+
+@eqx.filter_jit
+def _run_batched(problem, params, rec_steps, lr, model, cfg, p_axis, lr_axis):
+    return jax.vmap(lambda p, x, e: _run(p, x, rec_steps, e, model, cfg),
+                    in_axes=(p_axis, 0, lr_axis))(problem, params, lr)
+
+
+def _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule):
+    steps = check_int(steps, "steps", minimum=0)
+    check_int(n_save, "n_save", minimum=2)
+    check_positive(divergence_factor, "divergence_factor")
+    if lr_schedule is not None and not callable(lr_schedule):
+        raise ValueError("`lr_schedule` must be a callable k -> multiplier of `lr` (JAX-traceable)")
+    lrs = np.atleast_1d(np.asarray(lr, dtype=np.float64))
+    for v in lrs:
+        check_positive(v, "lr")
+    return steps
+
+
+def _times(rec_steps, lr, schedule):
+    if schedule is None:
+        return rec_steps * lr
+    k = jnp.arange(int(rec_steps[-1]))
+    cum = np.concatenate([[0.0], np.cumsum(np.asarray(lr * jax.vmap(schedule)(k), dtype=np.float64))])
+    return cum[rec_steps]
+
+
+def _finish(out, rec_steps, lr, problem, model, cfg, info, index=None):
+    if bool(out["bad"]):
+        step, loss = int(out["bad_step"]), float(out["bad_loss"])
+        # The parameters were frozen at the last finite iterate before the bad step.
+        hint = None
+        try:
+            s = sharpness(problem, model, out["params"])
+            hint = 1.9 / s if s > 0 else None
+        except Exception:  # pragma: no cover - the hint is best effort
+            hint = None
+        which = "" if index is None else f" (run {index} of the batch)"
+        raise DivergenceError(
+            f"gradient descent diverged at step {step}{which}: loss = {loss:.4g} with lr = {lr:g}"
+            + (f"; the local sharpness there allows lr < {hint:.3g} (2 / lambda_max of the "
+               f"Hessian, with a margin)" if hint else ""),
+            step=step, loss=loss, lr_hint=hint, index=index)
+    times = _times(rec_steps, lr, cfg.schedule)
+    info = dict(method="gradient_descent", lr=float(lr), steps=int(rec_steps[-1]),
+                status="completed", **info)
+    return build_trajectory(out["recs"], times, out["params"], model, info, steps=rec_steps)
+
+
+def gradient_descent(problem, model, params, lr: float, steps: int, *, n_save: int = 200,
+                     save_at=None, lr_schedule: Callable | None = None,
+                     save_matrices: bool = False, divergence_factor: float = 1e8, dtype=None):
+    r"""Run ``steps`` steps of ``params <- params - lr * s(k) * grad L(params)``.
+
+    Arguments:
+        lr: the step size ``eta`` (``> 0``).
+        steps: number of steps.
+        lr_schedule: optional JAX-traceable ``s(k)`` multiplying ``lr`` at step ``k``.
+        n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``.
+        divergence_factor: the run counts as diverged when the loss is non-finite or exceeds
+            ``divergence_factor * max(f(W(0)), 1e-12)``.
+
+    Returns:
+        :class:`Trajectory` with ``steps`` and ``times`` (``= cumulative step size``).
+
+    Raises:
+        DivergenceError: naming the step, the loss and a stable step size.
+    """
+    steps = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule)
+    if np.ndim(lr) != 0:
+        raise ValueError("`lr` must be a scalar; use gradient_descent_batch for several")
+    problem, params, dtype = check_run(problem, model, params, dtype)
+    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), lr_schedule)
+    rec_steps = save_steps(steps, n_save, save_at)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(_run_jit(problem, params, jnp.asarray(rec_steps),
+                                         jnp.asarray(lr, dtype), model, cfg))
+    wall = time.perf_counter() - t0
+    return _finish(out, rec_steps, float(lr), problem, model, cfg,
+                   dict(wall_time=wall, dtype=str(jnp.dtype(dtype))))
+
+
+def gradient_descent_batch(problems, model, params_list, lr, steps: int, *, n_save: int = 200,
+                           save_at=None, lr_schedule: Callable | None = None,
+                           save_matrices: bool = False, divergence_factor: float = 1e8,
+                           dtype=None, on_divergence: str = "raise"):
+    """Many GD runs that share shapes as one vmapped computation.
+
+    ``problems``: one problem or one per run; ``lr``: a scalar or one per run.
+    ``on_divergence="raise"`` raises for the first diverged run; ``"return"`` puts the
+    :class:`DivergenceError` in that run's place in the returned list.
+    """
+    steps = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule)
+    if on_divergence not in ("raise", "return"):
+        raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
+    problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
+    lrs = np.asarray(lr, dtype=np.float64)
+    if lrs.ndim == 1 and lrs.shape[0] != B:
+        raise ValueError(f"`lr` must be a scalar or hold {B} values, got {lrs.shape[0]}")
+    lr_axis = None if lrs.ndim == 0 else 0
+    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), lr_schedule)
+    rec_steps = save_steps(steps, n_save, save_at)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(_run_batched(problem, params, jnp.asarray(rec_steps),
+                                             jnp.asarray(lrs, dtype), model, cfg, p_axis, lr_axis))
+    wall = time.perf_counter() - t0
+    result = []
+    for i in range(B):
+        prob_i = problem if p_axis is None else index_tree(problem, i)
+        lr_i = float(lrs) if lr_axis is None else float(lrs[i])
+        try:
+            result.append(_finish(index_tree(out, i), rec_steps, lr_i, prob_i, model, cfg,
+                                  dict(wall_time=wall / B, dtype=str(jnp.dtype(dtype)),
+                                       batch_size=B, batch_index=i), index=i))
+        except DivergenceError as e:
+            if on_divergence == "raise":
+                raise
+            result.append(e)
+    return result

@@ -1,0 +1,65 @@
+r"""Spectral metrics of a matrix or a stack of singular-value vectors.
+
+Effective-rank definitions (``sigma_1 >= sigma_2 >= ... >= 0`` the singular values):
+
+* ``"ratio"``   ``r(W) = ||W||_* / ||W||_2 = sum_i sigma_i / sigma_1`` (Chou et al.);
+  ``1 <= r <= rank(W)``.
+* ``"entropy"`` ``exp(H(p))``, ``p_i = sigma_i / sum_j sigma_j``, ``H(p) = -sum p_i log p_i``
+  with ``0 log 0 = 0`` (Roy & Vetterli 2007); ``1 <= r <= rank(W)``.
+* ``"stable"``  ``||W||_F^2 / ||W||_2^2 = sum sigma_i^2 / sigma_1^2``.
+* ``"numerical"`` ``#{i : sigma_i > tol * sigma_1}`` with ``tol`` default ``1e-6``.
+
+The zero matrix has effective rank 0 under every definition. All functions accept a
+matrix ``W`` (``(m, n)``), or singular values (``(..., k)``) with ``from_singular_values``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import check_choice
+
+__all__ = ["effective_rank", "singular_values", "EFFECTIVE_RANKS", "effective_ranks_from_sv"]
+
+EFFECTIVE_RANKS = ("ratio", "entropy", "stable", "numerical")
+
+
+def singular_values(W) -> np.ndarray:
+    """Singular values of ``W`` (``(..., m, n)``) in descending order, ``(..., min(m, n))``."""
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim < 2:
+        raise ValueError(f"`W` must be at least 2-D, got shape {W.shape}")
+    return np.linalg.svd(W, compute_uv=False)
+
+
+def effective_ranks_from_sv(sv, kind: str = "ratio", *, tol: float = 1e-6) -> np.ndarray:
+    """Effective rank from singular values ``sv`` of shape ``(..., k)`` (any order)."""
+    check_choice(kind, "kind", EFFECTIVE_RANKS)
+    s = np.abs(np.asarray(sv, dtype=np.float64))
+    top = s.max(axis=-1)
+    safe = np.where(top > 0, top, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if kind == "ratio":
+            r = s.sum(axis=-1) / safe
+        elif kind == "stable":
+            r = (s / safe[..., None]) ** 2
+            r = r.sum(axis=-1)
+        elif kind == "numerical":
+            r = (s > tol * safe[..., None]).sum(axis=-1).astype(np.float64)
+        else:
+            total = s.sum(axis=-1)
+            p = s / np.where(total > 0, total, 1.0)[..., None]
+            plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+            r = np.exp(-plogp.sum(axis=-1))
+    return np.where(top > 0, r, 0.0)
+
+
+def effective_rank(W, kind: str = "ratio", *, tol: float = 1e-6,
+                   from_singular_values: bool = False):
+    """Effective rank of ``W`` (see the module docstring for ``kind``).
+
+    Returns a float for one matrix, an array for a stack.
+    """
+    sv = np.asarray(W, dtype=np.float64) if from_singular_values else singular_values(W)
+    r = effective_ranks_from_sv(sv, kind, tol=tol)
+    return float(r) if np.ndim(r) == 0 else r

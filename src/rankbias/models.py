@@ -1,0 +1,302 @@
+r"""Factorizations ``W = W_L ... W_1`` and ``W = U U^T``, and their initializations.
+
+Conventions (tested in ``tests/test_models.py``):
+
+* **Product order.** ``params`` is a tuple ``(W_1, ..., W_L)``; ``W_1`` acts first:
+  ``W = W_L @ ... @ W_1``. Shapes: ``W_1: (k_1, n)``, ``W_j: (k_j, k_{j-1})``,
+  ``W_L: (m, k_{L-1})`` for a target of shape ``(m, n)`` and hidden widths ``k_j``.
+* **Objective.** Deep models minimise ``L(params) = f(W_L ... W_1)``. The symmetric model
+  minimises ``L(U) = 1/2 f(U U^T)`` (Li et al.), so that ``dU/dt = -grad f(W) U`` and
+  ``dW/dt = -(grad f(W) W + W grad f(W))``: the same flow as the depth-2 model
+  ``W_2 W_1`` from a balanced start ``W_2 = W_1^T = U^T``.
+* **Scale.** ``scale`` is the scale of the end-to-end product. Each of the ``L`` factors
+  gets ``scale ** (1/L)``:
+
+  - ``"gaussian"``: entries of ``W_j`` are N(0, scale^(2/L) / k_{j-1}) (fan-in ``k_0 = n``),
+    the convention of Arora et al. 2019; ``W(0)`` is ``scale`` times an O(1) random matrix.
+  - ``"identity"``: ``W_j = scale^(1/L) I`` (rectangular identity), so ``W(0) = scale I``.
+  - ``"perturbed_identity"``: as identity but ``W_1 = (a - beta) I`` with ``a = scale^(1/L)``
+    (Chou et al.); ``beta`` is a per-factor quantity, ``0 < beta < a``.
+  - ``"orthogonal"``: ``W_j = scale^(1/L) Q_j`` with Haar-random semi-orthogonal ``Q_j``.
+  - ``"balanced"``: ``W_j = Q_j S^(1/L) Q_{j-1}^T`` from the SVD of a Gaussian matrix
+    ``A = Q_L S Q_0^T`` scaled to ``||A||_2 = scale``, so ``W(0) = A`` and
+    ``W_{j+1}^T W_{j+1} = W_j W_j^T`` (requires widths >= min(m, n)).
+
+  With ``per_factor=True`` the given ``scale`` is the per-factor value ``a`` itself
+  (``W_j(0) = a I`` in Chou et al.), and the product has scale ``a^L``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._validation import check_choice, check_int, check_positive, check_shape
+
+__all__ = ["Model", "DeepFactorization", "SymmetricFactorization", "INITS"]
+
+INITS = ("gaussian", "identity", "perturbed_identity", "balanced", "orthogonal")
+
+Params = tuple[jax.Array, ...]
+
+
+class Model(eqx.Module):
+    """Base class: maps a tuple of factor arrays to a matrix ``W`` of shape ``self.shape``."""
+
+    shape: tuple[int, int] = eqx.field(static=True)
+
+    @property
+    def depth(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def param_shapes(self) -> tuple[tuple[int, int], ...]:  # pragma: no cover
+        raise NotImplementedError
+
+    def product(self, params: Params) -> jax.Array:  # pragma: no cover
+        raise NotImplementedError
+
+    def objective_weight(self) -> float:
+        """``L(params) = objective_weight * f(product(params))``."""
+        return 1.0
+
+    def objective(self, problem, params: Params) -> jax.Array:
+        return self.objective_weight() * problem.loss(self.product(params))
+
+    def loss_and_grad(self, problem, params: Params):
+        """``(f(W), grad L(params), W)`` with one forward product and one backward pass.
+
+        The backward pass is the VJP of the product map, which reuses the prefix products
+        ``W_j ... W_1`` of the forward pass: about 3 matrix products per factor.
+        """
+        W, vjp = jax.vjp(self.product, params)
+        f, G = problem.loss_and_grad(W)
+        (g,) = vjp(self.objective_weight() * G)
+        return f, g, W
+
+    def grad(self, problem, params: Params) -> Params:
+        return self.loss_and_grad(problem, params)[1]
+
+    def optimality_gap(self, G: jax.Array) -> jax.Array | None:
+        """First-order optimality residual of ``W`` over the model's class, from ``G = grad f(W)``.
+
+        ``None`` when the class has a rank constraint (a width below ``min(m, n)``), where
+        no such certificate is cheap. Used by the gradient-flow stopping test: a small
+        parameter gradient alone cannot tell a minimum from the high-order saddles that
+        deep flows cross.
+        """
+        return None
+
+    def num_params(self) -> int:
+        return int(sum(a * b for a, b in self.param_shapes))
+
+    def flatten(self, params: Params) -> jax.Array:
+        """Concatenate the factors into one vector of length :meth:`num_params`."""
+        return jnp.concatenate([jnp.ravel(p) for p in params])
+
+    def unflatten(self, y: jax.Array) -> Params:
+        """Inverse of :meth:`flatten` (static offsets, so it is free under ``jit``)."""
+        out, i = [], 0
+        for a, b in self.param_shapes:
+            out.append(jnp.reshape(y[i:i + a * b], (a, b)))
+            i += a * b
+        return tuple(out)
+
+    def check_params(self, params, name: str = "params") -> Params:
+        """Validate a user-given parameter tuple (shapes, finiteness) and return it as arrays."""
+        if isinstance(params, (np.ndarray, jax.Array)):
+            params = (params,)
+        params = tuple(params)
+        if len(params) != len(self.param_shapes):
+            raise ValueError(f"`{name}` must hold {len(self.param_shapes)} factor(s), got {len(params)}")
+        out = []
+        for j, (p, s) in enumerate(zip(params, self.param_shapes)):
+            p = jnp.asarray(p)
+            if p.shape != s:
+                raise ValueError(f"`{name}[{j}]` must have shape {s}, got {p.shape}")
+            if not bool(jnp.all(jnp.isfinite(p))):
+                raise ValueError(f"`{name}[{j}]` contains non-finite values")
+            out.append(p)
+        return tuple(out)
+
+
+def _check_init(name: str, scale, per_factor: bool, depth: int) -> float:
+    check_choice(name, "init", INITS)
+    s = check_positive(scale, "scale")
+    return s if per_factor else s ** (1.0 / depth)
+
+
+def _haar(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """Haar-random matrix with orthonormal columns (rows >= cols) or rows (rows < cols)."""
+    if rows >= cols:
+        q, r = np.linalg.qr(rng.standard_normal((rows, cols)))
+        return q * np.sign(np.diag(r))
+    return _haar(rng, cols, rows).T
+
+
+def _per_factor_pow(scale: float, depth: int) -> float:
+    # Computed in log space so that scale = 1e-300 at depth 5 neither under- nor overflows.
+    return float(np.exp(np.log(scale) / depth))
+
+
+class DeepFactorization(Model):
+    r"""``W = W_L ... W_1`` of shape ``(m, n)``, depth ``L >= 1``, hidden widths ``k_j``.
+
+    Arguments:
+        shape: ``(m, n)``.
+        depth: number of factors ``L`` (``L = 1`` is plain gradient descent on ``W``).
+        width: one hidden width for all layers, or a list of ``L - 1`` widths. Default
+           ``max(m, n)`` (no rank constraint).
+    """
+
+    widths: tuple[int, ...] = eqx.field(static=True)
+
+    def __init__(self, shape, depth: int, width: int | Sequence[int] | None = None):
+        m, n = check_shape(shape)
+        depth = check_int(depth, "depth", minimum=1)
+        if width is None:
+            widths = (max(m, n),) * (depth - 1)
+        elif isinstance(width, (int, np.integer)) and not isinstance(width, bool):
+            widths = (check_int(width, "width", minimum=1),) * (depth - 1)
+        else:
+            widths = tuple(check_int(w, "width", minimum=1) for w in width)
+            if len(widths) != depth - 1:
+                raise ValueError(f"`width` must list depth - 1 = {depth - 1} hidden widths, got {len(widths)}")
+        self.shape = (m, n)
+        self.widths = widths
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths) + 1
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """``(k_0 = n, k_1, ..., k_{L-1}, k_L = m)``."""
+        return (self.shape[1], *self.widths, self.shape[0])
+
+    @property
+    def param_shapes(self):
+        d = self.dims
+        return tuple((d[j + 1], d[j]) for j in range(self.depth))
+
+    def optimality_gap(self, G):
+        """``||grad f(W)||_F`` (stationarity of f) when no width constrains the rank."""
+        if min(self.widths, default=min(self.shape)) < min(self.shape):
+            return None
+        return jnp.linalg.norm(G)
+
+    def product(self, params: Params) -> jax.Array:
+        W = params[0]
+        for P in params[1:]:
+            W = P @ W
+        return W
+
+    def init(self, name: str = "gaussian", scale: float = 1e-3, seed: int = 0, *,
+             per_factor: bool = False, beta: float | None = None, dtype=jnp.float64) -> Params:
+        """Initial factors ``(W_1, ..., W_L)``; see the module docstring for ``scale``.
+
+        Arguments:
+            name: one of ``"gaussian", "identity", "perturbed_identity", "balanced",
+               "orthogonal"``.
+            scale: end-to-end scale (> 0), or the per-factor value with ``per_factor``.
+            seed: random seed (numpy ``default_rng``).
+            beta: per-factor perturbation of ``W_1`` for ``"perturbed_identity"``.
+        """
+        check_choice(name, "init", INITS)
+        s = check_positive(scale, "scale")
+        a = s if per_factor else _per_factor_pow(s, self.depth)
+        rng = np.random.default_rng(seed)
+        shapes = self.param_shapes
+        if name == "gaussian":
+            ps = [a * rng.standard_normal(sh) / np.sqrt(sh[1]) for sh in shapes]
+        elif name == "identity":
+            ps = [a * np.eye(*sh) for sh in shapes]
+        elif name == "perturbed_identity":
+            if beta is None:
+                raise ValueError("`beta` is required for init 'perturbed_identity'")
+            b = check_positive(beta, "beta")
+            if b >= a:
+                raise ValueError(f"`beta` must be smaller than the per-factor scale {a:g}, got {b:g}")
+            ps = [a * np.eye(*sh) for sh in shapes]
+            ps[0] = (a - b) * np.eye(*shapes[0])
+        elif name == "orthogonal":
+            ps = [a * _haar(rng, *sh) for sh in shapes]
+        else:  # balanced
+            m, n = self.shape
+            r = min(m, n)
+            if any(k < r for k in self.widths):
+                raise ValueError(f"init 'balanced' needs every width >= min(m, n) = {r}, got widths {self.widths}")
+            G = rng.standard_normal((m, n))
+            U, S, Vt = np.linalg.svd(G, full_matrices=False)
+            total = a ** self.depth if per_factor else s
+            S = total * S / S[0]
+            Sp = S ** (1.0 / self.depth)
+            Q = [Vt.T] + [_haar(rng, k, r) for k in self.widths] + [U]
+            ps = [(Q[j + 1] * Sp) @ Q[j].T for j in range(self.depth)]
+        if beta is not None and name != "perturbed_identity":
+            raise ValueError(f"`beta` is only used by init 'perturbed_identity', not {name!r}")
+        return tuple(jnp.asarray(p, dtype=dtype) for p in ps)
+
+
+class SymmetricFactorization(Model):
+    r"""``W = U U^T`` with ``U`` of shape ``(d, k)``; objective ``L(U) = 1/2 f(U U^T)``.
+
+    Init ``scale`` is that of ``W(0) = U U^T``: ``U`` gets ``sqrt(scale)`` (``"gaussian"``:
+    entries N(0, scale / k); ``"identity"``: ``sqrt(scale) I``; ``"orthogonal"``:
+    ``sqrt(scale) Q``). ``"balanced"`` is the same as ``"orthogonal"`` for this model
+    (``U U^T`` is balanced by construction) and ``"perturbed_identity"`` is rejected.
+    """
+
+    width: int = eqx.field(static=True)
+
+    def __init__(self, size: int, width: int | None = None):
+        d = check_int(size, "size", minimum=1)
+        self.shape = (d, d)
+        self.width = d if width is None else check_int(width, "width", minimum=1)
+
+    @property
+    def depth(self) -> int:
+        return 2
+
+    @property
+    def param_shapes(self):
+        return ((self.shape[0], self.width),)
+
+    def product(self, params: Params) -> jax.Array:
+        (U,) = params
+        return U @ U.T
+
+    def objective_weight(self) -> float:
+        return 0.5
+
+    def optimality_gap(self, G):
+        """``max(0, -lambda_min(sym grad f(W)))``: with ``||grad_U L|| = ||grad f(W) U||`` small
+        this is the KKT residual of ``min f`` over the PSD cone (width >= size only)."""
+        if self.width < self.shape[0]:
+            return None
+        S = 0.5 * (G + G.T)
+        return jnp.maximum(0.0, -jnp.linalg.eigvalsh(S)[0])
+
+    def init(self, name: str = "gaussian", scale: float = 1e-3, seed: int = 0, *,
+             per_factor: bool = False, beta: float | None = None, dtype=jnp.float64) -> Params:
+        """Initial ``(U,)``; ``scale`` is the scale of ``U U^T`` (``per_factor``: of ``U``)."""
+        check_choice(name, "init", INITS)
+        s = check_positive(scale, "scale")
+        if name == "perturbed_identity":
+            raise ValueError("init 'perturbed_identity' is defined for DeepFactorization only")
+        if beta is not None:
+            raise ValueError("`beta` is not used by SymmetricFactorization")
+        a = s if per_factor else float(np.sqrt(s))
+        rng = np.random.default_rng(seed)
+        d, k = self.shape[0], self.width
+        if name == "gaussian":
+            U = a * rng.standard_normal((d, k)) / np.sqrt(k)
+        elif name == "identity":
+            U = a * np.eye(d, k)
+        else:
+            U = a * _haar(rng, d, k)
+        return (jnp.asarray(U, dtype=dtype),)
