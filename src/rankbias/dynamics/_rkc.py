@@ -26,6 +26,13 @@ iterations per step warm-started from the previous direction, times a 1.2 safety
 the number of stages is ``s = 1 + ceil(sqrt(1 + 1.54 h rho))`` (at most ``max_stages``).
 Dense output: cubic Hermite. The recursion runs in a ``lax.while_loop`` with a dynamic
 stage count, so it batches under ``vmap``.
+
+Hybrid with Tsit5. Being 2nd order, RKC needs ~20x more steps than a 5th-order method
+where the problem is not stiff (the escape from the origin: measured 5016 vs 219 steps at
+rtol 1e-8 on a depth-2 escape, with 1000x larger global error). So when ``h rho`` lies
+inside Tsit5's stability interval (``h rho <= tsit5_limit``) the step is a Tsit5 step
+(7 evaluations, its 4th-order embedded error); otherwise it is the Chebyshev step. The
+controller sees error order 3 for both (conservative for the Tsit5 steps).
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ class RKC(AbstractAdaptiveSolver):
     max_stages: int = 2000
     power_iterations: int = 2
     safety: float = 1.2
+    tsit5_limit: float = 2.5
 
     term_structure: ClassVar = AbstractTerm
     interpolation_cls: ClassVar[Callable] = diffrax.ThirdOrderHermitePolynomialInterpolation
@@ -90,14 +98,8 @@ class RKC(AbstractAdaptiveSolver):
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
 
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        f0, v, rho_prev, nfe = solver_state
-        f0 = jax.lax.cond(made_jump, lambda: terms.vf(t0, y0, args), lambda: f0)
-        h = t1 - t0
-        v, rho_new = self._power(terms, t0, y0, args, v, self.power_iterations)
-        # Power iteration approaches rho from below: never let one poor estimate undercut
-        # the last good one by more than half.
-        rho = self.safety * jnp.maximum(rho_new, 0.5 * rho_prev)
+
+    def _chebyshev(self, terms, t0, t1, h, y0, args, f0, rho):
         s_real = 1.0 + jnp.ceil(jnp.sqrt(1.0 + 1.54 * jnp.abs(h) * rho))
         s = jnp.clip(s_real, 2, self.max_stages).astype(jnp.int32)
         sf = s.astype(y0.dtype)
@@ -141,6 +143,31 @@ class RKC(AbstractAdaptiveSolver):
         _, ys, *_ = jax.lax.while_loop(lambda st: st[0] <= s, body, init)
         f1 = terms.vf(t1, ys, args)
         y_error = 0.8 * (y0 - ys) + 0.4 * h * (f0 + f1)
+        return ys, f1, y_error, s
+
+    def _tsit5(self, terms, t0, h, y0, args, f0):
+        tab = diffrax.Tsit5.tableau
+        ks = [f0]
+        for i, row in enumerate(tab.a_lower):
+            yi = y0 + h * sum(float(a) * k for a, k in zip(row, ks))
+            ks.append(terms.vf(t0 + float(tab.c[i]) * h, yi, args))
+        # FSAL: the last stage is evaluated at the solution itself.
+        y1 = y0 + h * sum(float(b) * k for b, k in zip(tab.b_sol, ks) if b != 0)
+        err = h * sum(float(b) * k for b, k in zip(tab.b_error, ks) if b != 0)
+        return y1, ks[-1], err
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        f0, v, rho_prev, nfe = solver_state
+        f0 = jax.lax.cond(made_jump, lambda: terms.vf(t0, y0, args), lambda: f0)
+        h = t1 - t0
+        v, rho_new = self._power(terms, t0, y0, args, v, self.power_iterations)
+        # Power iteration approaches rho from below: never let one poor estimate undercut
+        # the last good one by more than half.
+        rho = self.safety * jnp.maximum(rho_new, 0.5 * rho_prev)
+        use_rk = jnp.abs(h) * rho <= self.tsit5_limit
+        ys, f1, y_error, s = jax.lax.cond(
+            use_rk, lambda: self._tsit5(terms, t0, h, y0, args, f0) + (jnp.asarray(6, jnp.int32),),
+            lambda: self._chebyshev(terms, t0, t1, h, y0, args, f0, rho))
         dense_info = dict(y0=y0, y1=ys, k0=h * f0, k1=h * f1)
         finite = jnp.all(jnp.isfinite(ys))
         # A non-finite stage (overflow from a too-long step) becomes an infinite error:

@@ -1,0 +1,126 @@
+"""Models: product order, init-scale conventions, balancedness, gradients by finite differences."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import rankbias as rb
+
+
+def test_product_order_is_last_factor_leftmost():
+    model = rb.DeepFactorization((2, 3), depth=3, width=[4, 5])
+    assert model.param_shapes == ((4, 3), (5, 4), (2, 5))
+    rng = np.random.default_rng(0)
+    W1, W2, W3 = (rng.standard_normal(s) for s in model.param_shapes)
+    np.testing.assert_allclose(np.asarray(model.product((W1, W2, W3))), W3 @ W2 @ W1, atol=1e-14)
+    sym = rb.SymmetricFactorization(4, width=2)
+    U = rng.standard_normal((4, 2))
+    np.testing.assert_allclose(np.asarray(sym.product((U,))), U @ U.T, atol=1e-14)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 5])
+def test_identity_scale_is_end_to_end(depth):
+    model = rb.DeepFactorization((4, 4), depth=depth)
+    W = np.asarray(model.product(model.init("identity", scale=1e-6)))
+    np.testing.assert_allclose(W, 1e-6 * np.eye(4), rtol=1e-12)
+    Wp = np.asarray(model.product(model.init("identity", scale=0.1, per_factor=True)))
+    np.testing.assert_allclose(Wp, 0.1 ** depth * np.eye(4), rtol=1e-12)
+
+
+def test_tiny_scales_do_not_underflow():
+    model = rb.DeepFactorization((3, 3), depth=5)
+    ps = model.init("identity", scale=1e-300)
+    assert float(ps[0][0, 0]) == pytest.approx(1e-60, rel=1e-12)
+    assert np.all(np.isfinite(np.asarray(model.product(ps))))
+
+
+def test_perturbed_identity():
+    model = rb.DeepFactorization((4, 4), depth=3)
+    ps = model.init("perturbed_identity", scale=0.1, beta=0.05, per_factor=True)
+    np.testing.assert_allclose(np.asarray(ps[0]), 0.05 * np.eye(4))
+    np.testing.assert_allclose(np.asarray(ps[1]), 0.1 * np.eye(4))
+    with pytest.raises(ValueError, match="`beta` must be smaller"):
+        model.init("perturbed_identity", scale=0.1, beta=0.2, per_factor=True)
+    with pytest.raises(ValueError, match="`beta` is required"):
+        model.init("perturbed_identity", scale=0.1)
+
+
+@pytest.mark.parametrize("shape, widths", [((5, 5), [5, 5]), ((4, 6), [7, 5, 4]), ((6, 3), [3])])
+def test_balanced_init(shape, widths):
+    model = rb.DeepFactorization(shape, depth=len(widths) + 1, width=widths)
+    ps = [np.asarray(p) for p in model.init("balanced", scale=1e-3, seed=1)]
+    for j in range(len(ps) - 1):
+        np.testing.assert_allclose(ps[j + 1].T @ ps[j + 1], ps[j] @ ps[j].T, atol=1e-15)
+    W = np.asarray(model.product(tuple(jnp.asarray(p) for p in ps)))
+    assert np.linalg.norm(W, 2) == pytest.approx(1e-3, rel=1e-10)
+
+
+def test_orthogonal_and_gaussian_scales():
+    model = rb.DeepFactorization((30, 30), depth=3)
+    W = np.asarray(model.product(model.init("orthogonal", scale=1e-4, seed=0)))
+    np.testing.assert_allclose(np.linalg.svd(W, compute_uv=False), 1e-4, rtol=1e-10)
+    ps = model.init("gaussian", scale=1e-6, seed=0)
+    # Entries N(0, scale^(2/L) / fan_in) (Arora et al.).
+    assert np.std(np.asarray(ps[1])) == pytest.approx(1e-2 / np.sqrt(30), rel=0.1)
+    sym = rb.SymmetricFactorization(30)
+    U = np.asarray(sym.init("orthogonal", scale=1e-4)[0])
+    np.testing.assert_allclose(U @ U.T, 1e-4 * np.eye(30), atol=1e-16)
+
+
+def fd(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        g[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+@settings(max_examples=12, deadline=None)
+@given(m=st.integers(1, 4), n=st.integers(1, 4), depth=st.integers(1, 4), width=st.integers(1, 4),
+       seed=st.integers(0, 100))
+def test_deep_grad_fd(m, n, depth, width, seed):
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((m, n))
+    prob = rb.MatrixCompletion(M, rng.random((m, n)) < 0.7 if m * n > 1 else np.ones((1, 1), bool))
+    model = rb.DeepFactorization((m, n), depth=depth, width=width)
+    ps = [rng.standard_normal(s) for s in model.param_shapes]
+    _, g, _ = model.loss_and_grad(prob, tuple(jnp.asarray(p) for p in ps))
+    for j in range(depth):
+        def fj(x, j=j):
+            q = list(ps)
+            q[j] = x
+            return float(prob.loss(np.asarray(model.product(tuple(jnp.asarray(p) for p in q)))))
+        np.testing.assert_allclose(np.asarray(g[j]), fd(fj, ps[j]), atol=1e-6)
+
+
+@settings(max_examples=8, deadline=None)
+@given(d=st.integers(1, 5), k=st.integers(1, 5), seed=st.integers(0, 100))
+def test_symmetric_grad_fd_and_half_convention(d, k, seed):
+    rng = np.random.default_rng(seed)
+    Y = rng.standard_normal((d, d))
+    Y = Y + Y.T
+    prob = rb.MatrixEstimation(Y)
+    model = rb.SymmetricFactorization(d, width=k)
+    U = rng.standard_normal((d, k))
+    _, (g,), W = model.loss_and_grad(prob, (jnp.asarray(U),))
+    f = lambda X: 0.5 * float(prob.loss(X @ X.T))
+    np.testing.assert_allclose(np.asarray(g), fd(f, U), atol=1e-6)
+    # L(U) = 1/2 f(U U^T)  =>  grad_U L = grad f(W) U for symmetric grad f.
+    np.testing.assert_allclose(np.asarray(g), (U @ U.T - Y) @ U, atol=1e-10)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: rb.DeepFactorization((3, 3), depth=0), "`depth` must be >= 1"),
+    (lambda: rb.DeepFactorization((3, 3), depth=3, width=[2]), "2 hidden widths"),
+    (lambda: rb.DeepFactorization((3, 0), depth=2), "`shape` must be a pair"),
+    (lambda: rb.DeepFactorization((3, 3), depth=2).init("gaussian", scale=-1.0), "`scale` must be > 0"),
+    (lambda: rb.DeepFactorization((3, 3), depth=2).init("gaussian", scale=0.0), "`scale` must be > 0"),
+    (lambda: rb.DeepFactorization((3, 3), depth=2).init("xavier", scale=1.0), "unknown `init`"),
+    (lambda: rb.DeepFactorization((3, 3), depth=2, width=2).init("balanced"), "width >= min"),
+    (lambda: rb.SymmetricFactorization(3).init("perturbed_identity"), "DeepFactorization only"),
+])
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,0 +1,127 @@
+"""Problems: normalisations, gradients against finite differences, validation."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import rankbias as rb
+
+
+def fd_grad(f, W, h=1e-6):
+    """Central finite differences of a scalar function of a matrix (independent of JAX AD)."""
+    G = np.zeros_like(W)
+    for i in range(W.shape[0]):
+        for j in range(W.shape[1]):
+            E = np.zeros_like(W)
+            E[i, j] = h
+            G[i, j] = (float(f(W + E)) - float(f(W - E))) / (2 * h)
+    return G
+
+
+shapes = st.tuples(st.integers(1, 6), st.integers(1, 6))
+
+
+@settings(max_examples=15, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 1000), dense=st.booleans(),
+       norm=st.sampled_from(["sum", "mean"]))
+def test_completion_grad_fd(shape, seed, dense, norm):
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal(shape)
+    mask = rng.random(shape) < 0.6
+    mask.flat[0] = True
+    prob = rb.MatrixCompletion(M, mask, normalization=norm, dense=dense)
+    W = rng.standard_normal(shape)
+    np.testing.assert_allclose(np.asarray(prob.grad(jnp.asarray(W))), fd_grad(prob.loss, W),
+                               atol=1e-6)
+    # Normalisation written in the docstring.
+    c = 1.0 if norm == "sum" else 1.0 / mask.sum()
+    assert float(prob.loss(W)) == pytest.approx(0.5 * c * np.sum(mask * (W - M) ** 2), rel=1e-12)
+    f, g = prob.loss_and_grad(jnp.asarray(W))
+    np.testing.assert_allclose(np.asarray(g), np.asarray(prob.grad(jnp.asarray(W))), atol=1e-14)
+
+
+@settings(max_examples=10, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 1000), k=st.integers(1, 12))
+def test_sensing_grad_fd(shape, seed, k):
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal(shape)
+    prob = rb.MatrixSensing.gaussian(M, k, seed=seed, noise=0.1)
+    W = rng.standard_normal(shape)
+    np.testing.assert_allclose(np.asarray(prob.grad(jnp.asarray(W))), fd_grad(prob.loss, W), atol=1e-6)
+    A, y = np.asarray(prob.A), np.asarray(prob.y)
+    expected = 0.5 * np.mean((np.einsum("kij,ij->k", A, W) - y) ** 2)
+    assert float(prob.loss(W)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_sensing_is_isometric_on_average():
+    # E f(W) = 1/2 ||W - W*||^2 for Gaussian A and no noise: check with many measurements.
+    M = rb.random_low_rank((5, 5), 2, seed=1)
+    prob = rb.MatrixSensing.gaussian(M, 20000, seed=0)
+    W = np.random.default_rng(3).standard_normal((5, 5))
+    assert float(prob.loss(W)) == pytest.approx(0.5 * np.sum((W - M) ** 2), rel=0.05)
+    sym = rb.MatrixSensing.gaussian(M @ M.T, 10, seed=0, symmetric=True)
+    A = np.asarray(sym.A)
+    np.testing.assert_array_equal(A, np.swapaxes(A, 1, 2))
+
+
+@settings(max_examples=10, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 1000))
+def test_estimation_and_custom_grad_fd(shape, seed):
+    rng = np.random.default_rng(seed)
+    Y = rng.standard_normal(shape)
+    W = rng.standard_normal(shape)
+    est = rb.MatrixEstimation(Y)
+    np.testing.assert_allclose(np.asarray(est.grad(jnp.asarray(W))), fd_grad(est.loss, W), atol=1e-6)
+    assert float(est.loss(W)) == pytest.approx(0.5 * np.sum((W - Y) ** 2))
+    cust = rb.CustomLoss(lambda X: jnp.sum(jnp.cosh(X - Y)), shape)
+    np.testing.assert_allclose(np.asarray(cust.grad(jnp.asarray(W))), np.sinh(W - Y), atol=1e-12)
+
+
+def test_completion_index_lists_and_uniform():
+    M = rb.random_low_rank((30, 30), 3, psd=True, seed=0)
+    prob = rb.MatrixCompletion.uniform(M, 0.3, seed=2, symmetric=True)
+    mask = prob.mask
+    np.testing.assert_array_equal(mask, mask.T)
+    assert prob.num_observed == mask.sum()
+    assert prob.rows.shape == (mask.sum(),)
+    assert prob.symmetric
+    np.testing.assert_array_equal(np.asarray(prob.target), M)
+    # Index-list construction equals mask construction.
+    r, c = np.nonzero(mask)
+    p2 = rb.MatrixCompletion(M, (r, c), dense=False)
+    W = np.random.default_rng(0).standard_normal((30, 30))
+    assert float(p2.loss(W)) == pytest.approx(float(prob.loss(W)), rel=1e-12)
+    np.testing.assert_allclose(np.asarray(p2.grad(jnp.asarray(W))), np.asarray(prob.grad(jnp.asarray(W))),
+                               atol=1e-13)
+
+
+def test_generators():
+    W = rb.random_low_rank((8, 6), 3, seed=0)
+    s = np.linalg.svd(W, compute_uv=False)
+    assert np.sum(s > 1e-10) == 3
+    assert np.linalg.norm(W) == pytest.approx(np.sqrt(3))
+    P = rb.random_low_rank((7, 7), 2, psd=True, seed=0)
+    ev = np.linalg.eigvalsh(P)
+    assert ev.min() > -1e-12 and np.sum(ev > 1e-10) == 2
+    S = rb.matrix_from_spectrum([10, 7, 5, -5], seed=0, symmetric=True)
+    np.testing.assert_allclose(np.sort(np.linalg.eigvalsh(S)), [-5, 5, 7, 10], atol=1e-12)
+    R = rb.random_low_rank((9, 5), 2, spectrum=[3.0, 1.0], seed=4)
+    np.testing.assert_allclose(np.linalg.svd(R, compute_uv=False)[:3], [3, 1, 0], atol=1e-12)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: rb.MatrixCompletion(np.ones((3, 3)), np.zeros((3, 3), bool)), "observes no entry"),
+    (lambda: rb.MatrixCompletion(np.ones((3, 3)), np.ones((3, 4), bool)), "`mask` must have the shape"),
+    (lambda: rb.MatrixCompletion(np.array([[np.nan, 1], [1, 1]]), np.ones((2, 2), bool)), "`M` contains non-finite"),
+    (lambda: rb.MatrixEstimation(np.ones(3)), "`Y` must be a 2-D"),
+    (lambda: rb.MatrixSensing(np.ones((2, 3, 3)), np.ones(3)), "`y` must have shape"),
+    (lambda: rb.MatrixSensing.gaussian(np.ones((3, 3)), 0), "`num_measurements` must be >= 1"),
+    (lambda: rb.MatrixCompletion.uniform(np.ones((3, 3)), 1.5), "`fraction` must be in"),
+    (lambda: rb.CustomLoss(lambda W: W, (2, 2)), "must return a scalar"),
+    (lambda: rb.random_low_rank((3, 4), 2, psd=True), "PSD matrix must be square"),
+    (lambda: rb.random_low_rank((3, 3), 5), "`rank`=5 exceeds"),
+])
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
