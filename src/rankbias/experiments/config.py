@@ -1,0 +1,508 @@
+"""Experiment configs: the TOML schema, its validation, overrides and grid expansion.
+
+Two kinds of config share a header (``name``, ``description``, ``kind``):
+
+* ``kind = "reproduction"``: ``runner = "module:function"`` and a ``[params]`` table; the
+  function ``f(out_dir, quick=False, **params) -> dict`` does everything itself.
+* ``kind = "sweep"``: ``[problem]``, ``[model]``, ``[init]``, ``[dynamics]``, ``[sweep]`` and
+  ``[record]`` tables (see :data:`SCHEMA` and ``docs/experiments.md``). :func:`expand` turns it
+  into one fully resolved run config per point of the sweep.
+
+Every error is a :class:`ConfigError` (a ``ValueError``) naming the key path, e.g.
+``dynamics.lr must be > 0, got -1``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ConfigError", "Axis", "Sweep", "RunSpec", "SCHEMA", "ALIASES", "load_config",
+           "parse_config", "validate", "apply_overrides", "expand"]
+
+
+class ConfigError(ValueError):
+    """A config is malformed; the message names the offending key path."""
+
+
+# Key -> (type, default, check). check: None, ("choice", options), (">", v), (">=", v),
+# ("range", lo, hi) (lo < x <= hi), "shape", "optional" marks default None.
+_F = "float"
+_I = "int"
+_S = "str"
+_B = "bool"
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "problem": {
+        "type": (_S, "completion", ("choice", ("completion", "sensing", "estimation"))),
+        "shape": ("shape", [10, 10], None),
+        "rank": (_I, 2, (">=", 1)),
+        "psd": (_B, True, None),
+        "spectrum": ("floats", None, None),
+        "fraction": (_F, 0.5, ("range", 0.0, 1.0)),
+        "measurements": (_I, 100, (">=", 1)),
+        "noise": (_F, 0.0, (">=", 0.0)),
+        "seed": (_I, 0, (">=", 0)),
+    },
+    "model": {
+        "type": (_S, "deep", ("choice", ("deep", "symmetric"))),
+        "depth": (_I, 2, (">=", 1)),
+        "width": (_I, None, (">=", 1)),
+    },
+    "init": {
+        "name": (_S, "gaussian", ("choice", ("gaussian", "identity", "perturbed_identity",
+                                             "balanced", "orthogonal"))),
+        "scale": (_F, 1e-3, (">", 0.0)),
+        "per_factor": (_B, False, None),
+        "beta": (_F, None, (">=", 0.0)),
+        "seed": (_I, 0, (">=", 0)),
+    },
+    "dynamics": {
+        "method": (_S, "flow", ("choice", ("flow", "gd"))),
+        "t_max": (_F, 1e4, (">", 0.0)),
+        "t_min": (_F, None, (">", 0.0)),
+        "rtol": (_F, 1e-8, (">", 0.0)),
+        "atol": (_F, 1e-12, (">", 0.0)),
+        "solver": (_S, "rkc", ("choice", ("rkc", "tsit5", "dopri5", "dopri8", "kvaerno5"))),
+        "gtol": (_F, 1e-10, (">", 0.0)),
+        "max_steps": (_I, 1_000_000, (">=", 1)),
+        "lr": (_F, 0.01, (">", 0.0)),
+        "steps": (_I, 1000, (">=", 1)),
+        "n_save": (_I, 100, (">=", 2)),
+    },
+    "record": {
+        "metrics": ("strs", ["loss", "grad_norm", "singular_values", "effective_rank",
+                             "distance_to_truth"], None),
+        "custom": ("strs", [], None),
+    },
+}
+
+METRICS = ("loss", "grad_norm", "singular_values", "effective_rank", "distance_to_truth",
+           "final_matrix", "matrices")
+
+# Short axis names (used as dataset dimensions) for the usual sweep keys.
+ALIASES: dict[str, str] = {
+    "alpha": "init.scale", "scale": "init.scale", "seed": "init.seed", "init_seed": "init.seed",
+    "depth": "model.depth", "width": "model.width", "problem": "problem.seed",
+    "problem_seed": "problem.seed", "fraction": "problem.fraction",
+    "measurements": "problem.measurements", "noise": "problem.noise", "rank": "problem.rank",
+    "lr": "dynamics.lr", "t_max": "dynamics.t_max", "steps": "dynamics.steps",
+    "init": "init.name",
+}
+_SHORT = {v: k for k, v in reversed(list(ALIASES.items()))}
+_SHORT.update({"init.scale": "alpha", "init.seed": "seed", "problem.seed": "problem"})
+
+_HEADER = {"name", "description", "kind"}
+_SWEEP_KEYS = {"grid", "zip", "batch_size"}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One dimension of a sweep: ``name`` (dataset dimension), the config ``keys`` it sets
+    (several for a zipped group), and one tuple of values per key."""
+
+    name: str
+    keys: tuple[str, ...]
+    values: tuple[tuple, ...]
+
+    def __len__(self) -> int:
+        return len(self.values[0])
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: its resolved config (``problem``, ``model``, ``init``, ``dynamics``,
+    ``record``), its position in the sweep grid and its content hash."""
+
+    config: dict
+    index: tuple[int, ...]
+    key: str
+
+
+@dataclass
+class Sweep:
+    """A validated sweep: the base config, its axes and the expanded runs (grid order)."""
+
+    name: str
+    description: str
+    base: dict
+    axes: list[Axis]
+    runs: list[RunSpec] = field(default_factory=list)
+    batch_size: int = 64
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(a) for a in self.axes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+
+def load_config(path: str | Path) -> dict:
+    """Read a TOML file; a syntax error becomes a :class:`ConfigError` naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, source: str = "<string>") -> dict:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"invalid TOML in {source}: {e}") from None
+    validate(raw)
+    return raw
+
+
+def _fmt(v) -> str:
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _check_value(path: str, kind: str, check, v):
+    """Validate and normalise one value; raise ConfigError naming ``path``."""
+    if kind in (_F, _I):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{path} must be a number, got {_fmt(v)}")
+        if kind == _I:
+            if isinstance(v, float):
+                if not v.is_integer():
+                    raise ConfigError(f"{path} must be an integer, got {v}")
+                v = int(v)
+        else:
+            v = float(v)
+            if not math.isfinite(v):
+                raise ConfigError(f"{path} must be finite, got {v}")
+    elif kind == _S:
+        if not isinstance(v, str):
+            raise ConfigError(f"{path} must be a string, got {_fmt(v)}")
+    elif kind == _B:
+        if not isinstance(v, bool):
+            raise ConfigError(f"{path} must be true or false, got {_fmt(v)}")
+    elif kind == "shape":
+        if (not isinstance(v, list) or len(v) != 2
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v)):
+            raise ConfigError(f"{path} must be a pair of positive integers [m, n], got {_fmt(v)}")
+        v = [int(s) for s in v]
+    elif kind == "floats":
+        if (not isinstance(v, list) or not v
+                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in v)):
+            raise ConfigError(f"{path} must be a non-empty list of numbers, got {_fmt(v)}")
+        v = [float(s) for s in v]
+    elif kind == "strs":
+        if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+            raise ConfigError(f"{path} must be a list of strings, got {_fmt(v)}")
+    if check is None:
+        return v
+    op = check[0]
+    if op == "choice" and v not in check[1]:
+        raise ConfigError(f"{path} must be one of {', '.join(map(repr, check[1]))}, got {_fmt(v)}")
+    if op == ">" and not v > check[1]:
+        raise ConfigError(f"{path} must be > {check[1]:g}, got {_fmt(v)}")
+    if op == ">=" and not v >= check[1]:
+        raise ConfigError(f"{path} must be >= {check[1]:g}, got {_fmt(v)}")
+    if op == "range" and not (check[1] < v <= check[2]):
+        raise ConfigError(f"{path} must be in ({check[1]:g}, {check[2]:g}], got {_fmt(v)}")
+    return v
+
+
+def _resolve_key(key: str, where: str) -> str:
+    """An axis key: an alias (``alpha``) or a dotted path (``init.scale``)."""
+    full = ALIASES.get(key, key)
+    parts = full.split(".")
+    if len(parts) != 2 or parts[0] not in SCHEMA or parts[0] == "record" \
+            or parts[1] not in SCHEMA[parts[0]]:
+        raise ConfigError(f"{where}: unknown sweep key {key!r}; use a dotted path such as "
+                          f"'init.scale' or one of the aliases {', '.join(sorted(ALIASES))}")
+    return full
+
+
+def _header(raw: dict) -> str:
+    if not isinstance(raw, dict):
+        raise ConfigError("a config must be a TOML table")
+    kind = raw.get("kind", "sweep")
+    if kind not in ("sweep", "reproduction"):
+        raise ConfigError(f"kind must be 'sweep' or 'reproduction', got {_fmt(kind)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("name must be a non-empty string")
+    if "description" in raw and not isinstance(raw["description"], str):
+        raise ConfigError("description must be a string")
+    return kind
+
+
+def validate(raw: dict) -> dict:
+    """Check a raw config (as parsed from TOML); raise :class:`ConfigError` naming the key."""
+    kind = _header(raw)
+    if kind == "reproduction":
+        allowed = _HEADER | {"runner", "params"}
+        for k in raw:
+            if k not in allowed:
+                raise ConfigError(f"unknown key {k!r} in a reproduction config "
+                                  f"(allowed: {', '.join(sorted(allowed))})")
+        runner = raw.get("runner")
+        if not isinstance(runner, str) or runner.count(":") != 1 or not all(runner.split(":")):
+            raise ConfigError(f"runner must be 'package.module:function', got {_fmt(runner)}")
+        if not isinstance(raw.get("params", {}), dict):
+            raise ConfigError("params must be a table")
+        return raw
+    for k, v in raw.items():
+        if k in _HEADER:
+            continue
+        if k == "sweep":
+            _validate_sweep(v)
+            continue
+        if k not in SCHEMA:
+            raise ConfigError(f"unknown section {k!r} (allowed: name, description, kind, "
+                              f"{', '.join(SCHEMA)}, sweep)")
+        if not isinstance(v, dict):
+            raise ConfigError(f"{k} must be a table ([{k}])")
+        for kk, vv in v.items():
+            if kk not in SCHEMA[k]:
+                raise ConfigError(f"unknown key {k}.{kk} (allowed: {', '.join(SCHEMA[k])})")
+            t, _, check = SCHEMA[k][kk]
+            _check_value(f"{k}.{kk}", t, check, vv)
+    for m in raw.get("record", {}).get("metrics", []):
+        if m not in METRICS:
+            raise ConfigError(f"record.metrics: unknown metric {m!r} "
+                              f"(allowed: {', '.join(METRICS)})")
+    for c in raw.get("record", {}).get("custom", []):
+        if c.count(":") != 1:
+            raise ConfigError(f"record.custom: {c!r} must be 'module:function'")
+    return raw
+
+
+def _validate_sweep(sw) -> None:
+    if not isinstance(sw, dict):
+        raise ConfigError("sweep must be a table ([sweep])")
+    for k in sw:
+        if k not in _SWEEP_KEYS:
+            raise ConfigError(f"unknown key sweep.{k} (allowed: {', '.join(sorted(_SWEEP_KEYS))})")
+    if "batch_size" in sw:
+        _check_value("sweep.batch_size", _I, (">=", 1), sw["batch_size"])
+    seen: dict[str, str] = {}
+    grid = sw.get("grid", {})
+    if not isinstance(grid, dict):
+        raise ConfigError("sweep.grid must be a table of lists")
+    groups = [("sweep.grid", {k: v}) for k, v in grid.items()]
+    zips = sw.get("zip", [])
+    if isinstance(zips, dict):
+        zips = [zips]
+    if not isinstance(zips, list) or not all(isinstance(z, dict) for z in zips):
+        raise ConfigError("sweep.zip must be a table of equal-length lists, or an array of such "
+                          "tables ([[sweep.zip]])")
+    groups += [(f"sweep.zip[{i}]", z) for i, z in enumerate(zips)]
+    for where, group in groups:
+        if not group:
+            raise ConfigError(f"{where} is empty")
+        lengths = set()
+        for k, vals in group.items():
+            path = f"{where}.{k}" if where == "sweep.grid" else f"{where}.{k}"
+            full = _resolve_key(k, path)
+            if full == "dynamics.method":
+                raise ConfigError(f"{path}: dynamics.method cannot be swept (flow and gd have "
+                                  f"different time axes); run one sweep per method")
+            if full in seen:
+                raise ConfigError(f"{path}: {full} is swept twice (also in {seen[full]})")
+            seen[full] = path
+            if not isinstance(vals, list) or not vals:
+                raise ConfigError(f"{path} must be a non-empty list, got {_fmt(vals)}")
+            sec, kk = full.split(".")
+            t, _, check = SCHEMA[sec][kk]
+            for i, v in enumerate(vals):
+                _check_value(f"{path}[{i}]", t, check, v)
+            lengths.add(len(vals))
+        if len(lengths) > 1:
+            raise ConfigError(f"{where}: zipped lists must have equal lengths, got "
+                              f"{', '.join(f'{k}: {len(v)}' for k, v in group.items())}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides (--set)
+
+def _parse_value(text: str):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word: a string
+
+
+def apply_overrides(raw: dict, overrides: list[str] | dict) -> dict:
+    """Apply ``KEY=VALUE`` overrides (VALUE in TOML syntax, bare words are strings).
+
+    ``KEY`` is a dotted path (``dynamics.t_max=100``, ``sweep.grid.alpha=[1e-2]``) or the name
+    of a sweep axis, optionally plural (``alphas=[1e-4,1e-8]`` sets the values of the axis
+    ``alpha`` wherever it is swept; an alias not yet swept becomes a new grid axis when given a
+    list, a fixed value otherwise).
+    """
+    raw = copy.deepcopy(raw)
+    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    for key, value in items:
+        if isinstance(value, str) and not isinstance(overrides, dict):
+            value = _parse_value(value)
+        _set(raw, key, value)
+    validate(raw)
+    return raw
+
+
+def _split(o: str) -> tuple[str, str]:
+    if "=" not in o:
+        raise ConfigError(f"--set expects KEY=VALUE, got {o!r}")
+    k, v = o.split("=", 1)
+    k = k.strip()
+    if not k:
+        raise ConfigError(f"--set expects KEY=VALUE, got {o!r}")
+    return k, v.strip()
+
+
+def _set(raw: dict, key: str, value) -> None:
+    if "." in key:
+        parts = key.split(".")
+        node = raw
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: {p} is not a table")
+            node = nxt
+        node[parts[-1]] = value
+        return
+    sweep = raw.setdefault("sweep", {})
+    candidates = [key] + ([key[:-1]] if key.endswith("s") else [])
+    for cand in candidates:
+        full = ALIASES.get(cand, cand)
+        for group in [sweep.get("grid", {})] + _zip_list(sweep):
+            for k in list(group):
+                if k == cand or ALIASES.get(k, k) == full:
+                    group[k] = value if isinstance(value, list) else [value]
+                    return
+    for cand in candidates:
+        if cand in ALIASES:
+            sec, kk = ALIASES[cand].split(".")
+            if isinstance(value, list):
+                sweep.setdefault("grid", {})[cand] = value
+            else:
+                raw.setdefault(sec, {})[kk] = value
+            return
+    if key in raw and key not in SCHEMA:
+        raw[key] = value
+        return
+    raise ConfigError(f"--set: unknown key {key!r}; use a dotted path (e.g. dynamics.t_max) or "
+                      f"a sweep axis ({', '.join(sorted(ALIASES))})")
+
+
+def _zip_list(sweep: dict) -> list[dict]:
+    z = sweep.get("zip", [])
+    return [z] if isinstance(z, dict) else list(z)
+
+
+# ---------------------------------------------------------------------------------------------
+# Expansion
+
+def _defaults(raw: dict) -> dict:
+    """The base config with every default filled in (no sweep)."""
+    base = {}
+    for sec, keys in SCHEMA.items():
+        given = raw.get(sec, {})
+        base[sec] = {k: _check_value(f"{sec}.{k}", t, chk, given[k]) if given.get(k) is not None
+                     else copy.deepcopy(d) for k, (t, d, chk) in keys.items()}
+    return base
+
+
+def _axis_name(key: str) -> str:
+    full = ALIASES.get(key, key)
+    return key if key in ALIASES else _SHORT.get(full, full.replace(".", "_"))
+
+
+def _normalise_run(cfg: dict) -> dict:
+    """Drop the keys a run does not use, so that they do not change its hash."""
+    cfg = copy.deepcopy(cfg)
+    p, d, i, m = cfg["problem"], cfg["dynamics"], cfg["init"], cfg["model"]
+    if p["type"] != "completion":
+        p.pop("fraction")
+    if p["type"] != "sensing":
+        p.pop("measurements")
+    if p["type"] == "completion":
+        p.pop("noise")
+    if d["method"] == "flow":
+        d.pop("lr"), d.pop("steps")
+    else:
+        for k in ("t_max", "t_min", "rtol", "atol", "solver", "gtol", "max_steps"):
+            d.pop(k)
+    if i["name"] != "perturbed_identity":
+        i.pop("beta")
+    if m["type"] == "symmetric":
+        m.pop("depth")
+    return cfg
+
+
+def _check_run(cfg: dict, where: str) -> None:
+    p, m = cfg["problem"], cfg["model"]
+    mm, nn = p["shape"]
+    if p["rank"] > min(mm, nn):
+        raise ConfigError(f"{where}problem.rank={p['rank']} exceeds min(problem.shape)={min(mm, nn)}")
+    if p["psd"] and mm != nn:
+        raise ConfigError(f"{where}problem.psd = true needs a square problem.shape, got {p['shape']}")
+    if m["type"] == "symmetric" and mm != nn:
+        raise ConfigError(f"{where}model.type = 'symmetric' needs a square problem.shape, "
+                          f"got {p['shape']}")
+    if m["type"] == "symmetric" and not p["psd"]:
+        raise ConfigError(f"{where}model.type = 'symmetric' needs problem.psd = true")
+    if p.get("spectrum") is not None and len(p["spectrum"]) != p["rank"]:
+        raise ConfigError(f"{where}problem.spectrum has {len(p['spectrum'])} values, "
+                          f"expected problem.rank={p['rank']}")
+    if cfg["init"]["name"] == "perturbed_identity" and cfg["init"].get("beta") is None:
+        raise ConfigError(f"{where}init.beta is required by init.name = 'perturbed_identity'")
+
+
+def expand(raw: dict, code_version: str | None = None) -> Sweep:
+    """Expand a validated sweep config into its runs (grid axes in order, then zipped groups;
+    the last axis varies fastest). Each run's key is the hash of its config and the code
+    version (:func:`rankbias.store.run_key`)."""
+    from ..store import run_key  # late: store imports nothing from here
+
+    validate(raw)
+    if raw.get("kind", "sweep") != "sweep":
+        raise ConfigError(f"{raw.get('name')!r} is a {raw.get('kind')} config, not a sweep")
+    base = _defaults(raw)
+    sw = raw.get("sweep", {})
+    axes: list[Axis] = []
+    for k, vals in sw.get("grid", {}).items():
+        full = _resolve_key(k, f"sweep.grid.{k}")
+        sec, kk = full.split(".")
+        t, _, chk = SCHEMA[sec][kk]
+        vals = tuple(_check_value(full, t, chk, v) for v in vals)
+        axes.append(Axis(_axis_name(k), (full,), (vals,)))
+    for z in _zip_list(sw):
+        keys, values = [], []
+        for k, vals in z.items():
+            full = _resolve_key(k, f"sweep.zip.{k}")
+            sec, kk = full.split(".")
+            t, _, chk = SCHEMA[sec][kk]
+            keys.append(full)
+            values.append(tuple(_check_value(full, t, chk, v) for v in vals))
+        axes.append(Axis(_axis_name(next(iter(z))), tuple(keys), tuple(values)))
+    names = [a.name for a in axes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"sweep: two axes share the name {[n for n in names if names.count(n) > 1][0]!r}")
+    sweep = Sweep(name=raw["name"], description=raw.get("description", ""), base=base,
+                  axes=axes, batch_size=int(sw.get("batch_size", 64)), raw=raw)
+    for idx in itertools.product(*(range(len(a)) for a in axes)):
+        cfg = copy.deepcopy(base)
+        for a, i in zip(axes, idx):
+            for key, vals in zip(a.keys, a.values):
+                sec, kk = key.split(".")
+                cfg[sec][kk] = vals[i]
+        where = "" if not axes else "run " + ", ".join(
+            f"{a.name}={a.values[0][i]}" for a, i in zip(axes, idx)) + ": "
+        _check_run(cfg, where)
+        cfg = _normalise_run(cfg)
+        sweep.runs.append(RunSpec(cfg, tuple(idx), run_key(cfg, code_version)))
+    return sweep

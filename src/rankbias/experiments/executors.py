@@ -1,0 +1,231 @@
+"""Where chunks run: in this process (default), in local processes, or on a Dask cluster.
+
+An executor only maps :func:`~rankbias.experiments.runner.run_chunk` over chunks and yields
+results as they complete; workers write their runs into the results folder themselves (a
+Dask cluster must therefore share that folder, as SLURM/PBS clusters do). :func:`run_sweep`
+drives a sweep: manifest, skipping finished runs, progress bar, resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from .config import Sweep
+from .runner import Chunk, manifest_for, plan_chunks, run_chunk
+
+__all__ = ["ExecutorError", "InProcessExecutor", "ProcessExecutor", "DaskExecutor",
+           "make_executor", "run_sweep", "EXECUTORS"]
+
+EXECUTORS = ("inprocess", "processes", "dask")
+
+
+class ExecutorError(RuntimeError):
+    """An executor could not start (e.g. an unreachable Dask scheduler) or lost its workers."""
+
+
+class InProcessExecutor:
+    """Run chunks one after another in this process (the default; simplest to debug)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn: Callable, items: Sequence[tuple]) -> Iterator[tuple[int, object]]:
+        for i, args in enumerate(items):
+            yield i, fn(*args)
+
+
+class ProcessExecutor:
+    """Run chunks in ``workers`` local processes (``spawn``: JAX does not survive ``fork``)."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or max(1, (os.cpu_count() or 2) // 2)
+        self._pool = None
+
+    def __enter__(self):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc):
+        self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+        return False
+
+    def map(self, fn, items):
+        from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        futs = {self._pool.submit(fn, *args): i for i, args in enumerate(items)}
+        try:
+            for f in as_completed(futs):
+                try:
+                    yield futs[f], f.result()
+                except BrokenProcessPool:
+                    raise ExecutorError("a worker process died; the finished runs are saved, "
+                                        "re-run the same command to resume") from None
+        finally:
+            for f in futs:
+                f.cancel()
+
+
+class DaskExecutor:
+    """Run chunks on a Dask distributed cluster.
+
+    ``scheduler``: an address (``tcp://host:8786``) of a running scheduler, or ``None`` to start
+    a :class:`distributed.LocalCluster` with ``workers`` single-threaded worker processes.
+    A chunk whose worker is killed is retried by Dask (``retries``); if it still fails its
+    runs stay pending and the sweep reports them.
+    """
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None,
+                 timeout: float = 10.0, retries: int = 1):
+        self.scheduler, self.workers, self.timeout, self.retries = scheduler, workers, timeout, retries
+        self._client = self._cluster = None
+
+    def __enter__(self):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:  # pragma: no cover - dask[distributed] is a dependency
+            raise ExecutorError("the dask executor needs `pip install 'dask[distributed]'`") from None
+        try:
+            if self.scheduler:
+                self._client = Client(self.scheduler, timeout=f"{self.timeout}s")
+            else:
+                self._cluster = LocalCluster(n_workers=self.workers or max(1, (os.cpu_count() or 2) // 2),
+                                             threads_per_worker=1, processes=True,
+                                             dashboard_address=None)
+                self._client = Client(self._cluster)
+        except (OSError, TimeoutError) as e:
+            self.__exit__(None, None, None)
+            where = self.scheduler or "a local cluster"
+            raise ExecutorError(f"cannot connect to the Dask scheduler at {where}: {e}") from None
+        return self
+
+    def __exit__(self, *exc):
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close()
+        return False
+
+    def map(self, fn, items):
+        from distributed import as_completed
+
+        futs = [self._client.submit(fn, *args, pure=False, retries=self.retries) for args in items]
+        index = {f.key: i for i, f in enumerate(futs)}
+        try:
+            for f in as_completed(futs):
+                try:
+                    yield index[f.key], f.result()
+                except OSError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - e.g. KilledWorker: runs stay pending
+                    yield index[f.key], e
+        finally:
+            for f in futs:
+                f.cancel()
+
+
+def make_executor(name: str = "inprocess", *, workers: int | None = None,
+                  scheduler: str | None = None):
+    """An executor by name: ``"inprocess"``, ``"processes"`` or ``"dask"``."""
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"`workers` must be a positive integer, got {workers!r}")
+    if scheduler is not None and name != "dask":
+        raise ValueError("`scheduler` is only used by the dask executor (--executor dask)")
+    if name == "inprocess":
+        return InProcessExecutor()
+    if name == "processes":
+        return ProcessExecutor(workers)
+    return DaskExecutor(scheduler, workers)
+
+
+def _progress(total: int, name: str, enabled: bool):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("runs"), TimeElapsedColumn(), TextColumn("eta"),
+                    TimeRemainingColumn(), disable=not enabled)
+
+
+def run_sweep(sweep: Sweep, out: str | os.PathLike, *, executor: str = "inprocess",
+              workers: int | None = None, scheduler: str | None = None, verify: bool = True,
+              progress: bool = True, config_text: str | None = None,
+              max_chunks: int | None = None) -> dict:
+    """Run every unfinished run of ``sweep`` into the results folder ``out``.
+
+    Finished runs (a file with a valid checksum) are skipped; corrupt files are removed and
+    re-run; failed runs are retried. ``max_chunks`` stops after that many chunks (tests).
+    Returns the store's status counts plus ``wall_time``.
+    """
+    from ..store import Store, atomic_write_text, versions
+
+    store = Store(out)
+    store.create()
+    man = manifest_for(sweep, versions())
+    old = None
+    with contextlib.suppress(Exception):
+        old = store.manifest()
+    if old is not None and old.get("scalar_metrics"):
+        man["scalar_metrics"] = sorted(set(man["scalar_metrics"]) | set(old["scalar_metrics"]))
+    store.write_manifest(man)
+    if config_text is not None:
+        atomic_write_text(Path(out) / "config.toml", config_text)
+    scan = store.scan()
+    done = set(scan.done)
+    if verify:
+        for k in list(done):
+            if not store.verify(k):
+                store.remove(k)
+                done.discard(k)
+    chunks = [c for c in plan_chunks(sweep) if not set(c.keys) <= done]
+    if max_chunks is not None:
+        chunks = chunks[:max_chunks]
+    total = len(set(sweep.runs[i].key for i in range(len(sweep.runs))))
+    t0 = time.perf_counter()
+    items = [(str(out), c, frozenset(k for k in c.keys if k in done)) for c in chunks]
+    lost = 0
+    with _progress(total, sweep.name, progress) as bar:
+        task = bar.add_task(sweep.name, total=total, completed=len(done & {r.key for r in sweep.runs}))
+        with make_executor(executor, workers=workers, scheduler=scheduler) as ex:
+            for i, res in ex.map(run_chunk, items):
+                chunk: Chunk = chunks[i]
+                if isinstance(res, Exception):
+                    lost += len(chunk)
+                    continue
+                bar.advance(task, sum(1 for k in chunk.keys if k not in items[i][2]))
+    _discover_metrics(store, man)
+    st = store.status()
+    st["wall_time"] = time.perf_counter() - t0
+    st["lost_chunks_runs"] = lost
+    return st
+
+
+def _discover_metrics(store, man: dict) -> None:
+    """Add the names of custom scalar metrics (known only from a run file) to the manifest."""
+    if not man["custom"]:
+        return
+    import numpy as np
+
+    for key in man["runs"]:
+        try:
+            with np.load(store.path(key)) as z:
+                names = [k[7:] for k in z.files if k.startswith("metric_")]
+        except (OSError, ValueError):
+            continue
+        man["scalar_metrics"] = sorted(set(man["scalar_metrics"]) | set(names))
+        store.write_manifest(man)
+        return

@@ -1,0 +1,139 @@
+"""Named experiments: the TOML configs shipped in ``rankbias/experiments/configs/``.
+
+:func:`list_experiments` reads every ``*.toml`` there (sweeps and paper reproductions);
+:func:`resolve` turns a name or a path into a validated config; :func:`run_experiment` runs
+either kind into a results folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ConfigError, apply_overrides, expand, load_config, parse_config
+
+__all__ = ["Experiment", "CONFIG_DIR", "list_experiments", "resolve", "run_experiment",
+           "run_reproduction", "UnknownExperimentError"]
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class UnknownExperimentError(ConfigError):
+    """No named experiment and no config file by that name."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    kind: str
+    description: str
+    path: Path
+
+
+def _config_dirs(config_dir: Path | None) -> list[Path]:
+    if config_dir is not None:
+        return [Path(config_dir)]
+    extra = [Path(p) for p in os.environ.get("RANKBIAS_CONFIG_PATH", "").split(os.pathsep) if p]
+    return [CONFIG_DIR] + extra
+
+
+def list_experiments(config_dir: Path | None = None) -> list[Experiment]:
+    """Every named experiment, sorted by name: the shipped configs, then those in the folders
+    of ``$RANKBIAS_CONFIG_PATH`` (``os.pathsep``-separated). A broken config is listed with its
+    error as description rather than hiding the others."""
+    out = []
+    files = [p for d in _config_dirs(config_dir) for p in sorted(d.glob("*.toml"))]
+    for p in files:
+        try:
+            raw = load_config(p)
+            out.append(Experiment(raw["name"], raw.get("kind", "sweep"),
+                                  raw.get("description", ""), p))
+        except ConfigError as e:
+            out.append(Experiment(p.stem, "invalid", f"invalid config: {e}", p))
+    return out
+
+
+def resolve(name_or_path: str | os.PathLike, overrides: list[str] | None = None,
+            config_dir: Path | None = None) -> tuple[dict, str]:
+    """A config (validated, overrides applied) and its TOML text, from a name or a file."""
+    s = str(name_or_path)
+    p = Path(s)
+    if s.endswith(".toml") or p.exists():
+        if not p.is_file():
+            raise UnknownExperimentError(f"config file not found: {s}")
+        text = p.read_text()
+        raw = parse_config(text, source=s)
+    else:
+        known = {e.name: e for e in list_experiments(config_dir)}
+        if s not in known:
+            names = ", ".join(sorted(known)) or "(none)"
+            raise UnknownExperimentError(f"unknown experiment {s!r}; `rankbias list` shows the "
+                                         f"named experiments: {names}")
+        text = known[s].path.read_text()
+        raw = parse_config(text, source=str(known[s].path))
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return raw, text
+
+
+def _runner(spec: str):
+    mod, fn = spec.split(":")
+    try:
+        return getattr(importlib.import_module(mod), fn)
+    except ImportError as e:
+        raise ConfigError(f"runner {spec!r}: cannot import module {mod!r}: {e}") from None
+    except AttributeError:
+        raise ConfigError(f"runner {spec!r}: module {mod!r} has no function {fn!r}") from None
+
+
+def run_reproduction(raw: dict, out: str | os.PathLike, *, quick: bool = False,
+                     config_text: str | None = None) -> dict:
+    """Call ``runner(out_dir, quick=quick, **params)`` and store its summary with the config
+    and versions in ``out/summary.json`` (``out/experiment.json`` marks the folder)."""
+    from ..store import Store, atomic_write_text, versions
+
+    store = Store(out)
+    store.create()
+    fn = _runner(raw["runner"])
+    man = {"format": 1, "kind": "reproduction", "name": raw["name"],
+           "description": raw.get("description", ""), "config": raw, "quick": quick,
+           "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    store.write_manifest(man)
+    if config_text is not None:
+        atomic_write_text(Path(out) / "config.toml", config_text)
+    t0 = time.perf_counter()
+    result = fn(Path(out), quick=quick, **raw.get("params", {}))
+    wall = time.perf_counter() - t0
+    summary = {"name": raw["name"], "quick": quick, "wall_time": wall,
+               "results": result if isinstance(result, dict) else {"result": result},
+               "config": raw, "versions": man["versions"]}
+    atomic_write_text(Path(out) / "summary.json", json.dumps(summary, indent=1, default=_jd))
+    return summary
+
+
+def _jd(o):
+    try:
+        return float(o)
+    except (TypeError, ValueError):
+        return str(o)
+
+
+def run_experiment(name_or_path, out, *, overrides=None, quick: bool = False,
+                   executor: str = "inprocess", workers: int | None = None,
+                   scheduler: str | None = None, progress: bool = True,
+                   config_dir: Path | None = None) -> dict:
+    """Run a named experiment or a TOML config file into ``out``; returns a status summary."""
+    from .executors import run_sweep
+
+    raw, text = resolve(name_or_path, overrides, config_dir)
+    if raw.get("kind") == "reproduction":
+        if overrides:
+            text = None
+        return run_reproduction(raw, out, quick=quick, config_text=text)
+    sweep = expand(raw)
+    return run_sweep(sweep, out, executor=executor, workers=workers, scheduler=scheduler,
+                     progress=progress, config_text=None if overrides else text)

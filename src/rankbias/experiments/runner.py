@@ -1,0 +1,248 @@
+"""From run configs to stored results: build problems and models, batch, run, record.
+
+Runs are grouped by everything a vmapped batch must share (model, dynamics settings, problem
+type and array shapes; the problem data, the initialization and the GD step size may differ)
+and each group is cut into chunks of ``sweep.batch_size`` runs in key order. The chunks are a
+function of the whole sweep, not of what is already finished: a resumed sweep re-runs the
+unfinished chunks whole, so every run is computed in the same batch as in an uninterrupted
+sweep and the results are bit-identical (the last bits of batched products depend on the
+batch). A chunk whose batched run raises falls back to one run at a time, so that one failing
+run does not fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import RunSpec, Sweep
+
+__all__ = ["Chunk", "plan_chunks", "build_problem", "build_model", "run_chunk", "manifest_for"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Runs executed as one vmapped batch (``keys``/``configs`` in the same order)."""
+
+    keys: tuple[str, ...]
+    configs: tuple[dict, ...]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _canon(d: dict) -> str:
+    return json.dumps(d, sort_keys=True, default=float)
+
+
+@functools.lru_cache(maxsize=256)
+def _problem_cached(pjson: str):
+    import rankbias as rb
+
+    p = json.loads(pjson)
+    shape = tuple(p["shape"])
+    M = rb.random_low_rank(shape, p["rank"], psd=p["psd"], seed=p["seed"],
+                           spectrum=p.get("spectrum"))
+    sym = bool(p["psd"])
+    if p["type"] == "completion":
+        return rb.MatrixCompletion.uniform(M, p["fraction"], p["seed"], symmetric=sym)
+    if p["type"] == "sensing":
+        return rb.MatrixSensing.gaussian(M, p["measurements"], p["seed"], symmetric=sym,
+                                         noise=p["noise"])
+    rng = np.random.default_rng([p["seed"], 1])
+    noise = p["noise"] * rng.standard_normal(shape)
+    if sym:
+        noise = (noise + noise.T) / np.sqrt(2)
+    return rb.MatrixEstimation(M + noise, truth=M)
+
+
+def build_problem(cfg: dict):
+    """The problem of a run config (``problem`` table): the ground truth is
+    ``random_low_rank(shape, rank, psd, seed, spectrum)``; completion observes entries with
+    probability ``fraction`` (a symmetric mask when ``psd``), sensing takes ``measurements``
+    Gaussian measurements with ``noise``, estimation observes ``truth + noise * N(0, 1)``."""
+    return _problem_cached(_canon(cfg["problem"]))
+
+
+def build_model(cfg: dict):
+    import rankbias as rb
+
+    m, shape = cfg["model"], tuple(cfg["problem"]["shape"])
+    if m["type"] == "symmetric":
+        return rb.SymmetricFactorization(size=shape[0], width=m["width"])
+    return rb.DeepFactorization(shape=shape, depth=m["depth"], width=m["width"])
+
+
+def build_init(model, cfg: dict):
+    i = cfg["init"]
+    return model.init(i["name"], i["scale"], i["seed"], per_factor=i["per_factor"],
+                      beta=i.get("beta"))
+
+
+def _group_key(cfg: dict) -> str:
+    import jax
+
+    prob = build_problem(cfg)
+    leaves = [(tuple(x.shape), str(x.dtype)) for x in jax.tree_util.tree_leaves(prob)]
+    dyn = {k: v for k, v in cfg["dynamics"].items() if k != "lr"}
+    return _canon({"model": cfg["model"], "dyn": dyn, "rec": cfg["record"],
+                   "ptype": type(prob).__name__, "shape": cfg["problem"]["shape"],
+                   "leaves": str(leaves)})
+
+
+def plan_chunks(sweep: Sweep) -> list[Chunk]:
+    """All chunks of a sweep (independent of what is finished; see the module docstring)."""
+    unique: dict[str, RunSpec] = {}
+    for r in sweep.runs:
+        unique.setdefault(r.key, r)
+    groups: dict[str, list[RunSpec]] = {}
+    for r in unique.values():
+        groups.setdefault(_group_key(r.config), []).append(r)
+    chunks = []
+    for g in sorted(groups):
+        runs = sorted(groups[g], key=lambda r: r.key)
+        for i in range(0, len(runs), sweep.batch_size):
+            part = runs[i:i + sweep.batch_size]
+            chunks.append(Chunk(tuple(r.key for r in part), tuple(r.config for r in part)))
+    return chunks
+
+
+def _custom(name: str):
+    mod, fn = name.split(":")
+    try:
+        return getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"record.custom: cannot import {name!r}: {e}") from None
+
+
+def _arrays(traj, cfg: dict, problem) -> dict[str, np.ndarray]:
+    """What a run stores: the trajectory arrays named by ``record.metrics`` and scalars."""
+    metrics = cfg["record"]["metrics"]
+    full = traj.to_arrays()
+    keep = {"times", "steps", "final_matrix"} if "final_matrix" in metrics else {"times", "steps"}
+    keep.add("loss")  # the final loss is always reported
+    for m in ("grad_norm", "singular_values", "matrices"):
+        if m in metrics:
+            keep.add(m)
+    if "effective_rank" in metrics:
+        keep |= {k for k in full if k.startswith("rank_")}
+    out = {k: v for k, v in full.items() if k in keep}
+    if "distance_to_truth" in metrics:
+        truth = problem.target
+        if truth is not None:
+            truth = np.asarray(truth)
+            out["metric_distance_to_truth"] = np.array(
+                np.linalg.norm(traj.final_matrix - truth) / max(np.linalg.norm(truth), 1e-300))
+    for name in cfg["record"]["custom"]:
+        vals = _custom(name)(traj, problem, cfg)
+        for k, v in dict(vals).items():
+            out[f"metric_{k}"] = np.array(float(v))
+    out["run_config"] = np.array(_canon(cfg))
+    out["info"] = np.array(json.dumps(traj.info, default=str))
+    return out
+
+
+def _dyn_kwargs(d: dict) -> dict:
+    if d["method"] == "flow":
+        return dict(t_max=d["t_max"], rtol=d["rtol"], atol=d["atol"], solver=d["solver"],
+                    gtol=d["gtol"], n_save=d["n_save"], t_min=d["t_min"],
+                    max_steps=d["max_steps"])
+    return dict(steps=d["steps"], n_save=d["n_save"])
+
+
+def _run_batch(configs, save_matrices: bool):
+    import rankbias as rb
+
+    cfg0 = configs[0]
+    model = build_model(cfg0)
+    probs = [build_problem(c) for c in configs]
+    same = all(_canon(c["problem"]) == _canon(cfg0["problem"]) for c in configs)
+    problems = probs[0] if same else probs
+    params = [build_init(model, c) for c in configs]
+    d = cfg0["dynamics"]
+    if d["method"] == "flow":
+        return rb.gradient_flow_batch(problems, model, params, save_matrices=save_matrices,
+                                      **_dyn_kwargs(d)), probs
+    lrs = [c["dynamics"]["lr"] for c in configs]
+    return rb.gradient_descent_batch(problems, model, params, lrs, save_matrices=save_matrices,
+                                     on_divergence="return", **_dyn_kwargs(d)), probs
+
+
+def run_chunk(root: str, chunk: Chunk, skip: frozenset | set = frozenset()) -> dict[str, str]:
+    """Run one chunk and store every run not in ``skip``; returns ``{key: "done" | error}``.
+
+    Runs in worker processes too (it only needs the store's folder): everything it needs
+    travels in ``chunk``.
+    """
+    import warnings
+
+    from ..store import Store
+
+    store = Store(root)
+    save_m = "matrices" in chunk.configs[0]["record"]["metrics"]
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            results, probs = _run_batch(chunk.configs, save_m)
+    except Exception:  # noqa: BLE001 - fall back to one run at a time, below
+        results = None
+    status: dict[str, str] = {}
+    for i, (key, cfg) in enumerate(zip(chunk.keys, chunk.configs)):
+        if key in skip:
+            status[key] = "done"
+            continue
+        try:
+            if results is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    (res,), (prob,) = _run_batch([cfg], save_m)
+            else:
+                res, prob = results[i], probs[i]
+            if isinstance(res, Exception):
+                raise res
+            arrays = _arrays(res, cfg, prob)
+            store.write_run(key, arrays)
+            status[key] = "done"
+        except OSError:
+            raise  # a full disk or a lost folder is not the run's fault: stop the sweep
+        except Exception as e:  # noqa: BLE001 - the run failed; record why and go on
+            msg = f"{type(e).__name__}: {e}"
+            store.write_failure(key, cfg, msg)
+            status[key] = msg
+    status["__wall__"] = f"{time.perf_counter() - t0:.3f}"
+    return status
+
+
+def manifest_for(sweep: Sweep, versions: dict) -> dict:
+    """The ``experiment.json`` of a sweep: config, axes, keys in grid order, time grid."""
+    from ..dynamics import save_steps, save_times
+
+    methods = {r.config["dynamics"]["method"] for r in sweep.runs}
+    method = methods.pop()
+    grids = set()
+    for r in sweep.runs:
+        d = r.config["dynamics"]
+        if method == "flow":
+            grids.add(tuple(save_times(d["t_max"], d["n_save"], d["t_min"]).tolist()))
+        else:
+            grids.add(tuple(float(s) for s in save_steps(d["steps"], d["n_save"])))
+    grid = sorted(set().union(*grids))
+    metrics = sweep.base["record"]["metrics"]
+    scalar = ["distance_to_truth"] if "distance_to_truth" in metrics else []
+    return {
+        "format": 1, "kind": "sweep", "name": sweep.name, "description": sweep.description,
+        "config": sweep.raw, "method": method, "time_dim": "time" if method == "flow" else "step",
+        "time_grid": grid, "metrics": metrics, "scalar_metrics": scalar,
+        "custom": sweep.base["record"]["custom"],
+        "max_rank": max(min(r.config["problem"]["shape"]) for r in sweep.runs),
+        "axes": [{"name": a.name, "keys": list(a.keys), "values": [list(v) for v in a.values]}
+                 for a in sweep.axes],
+        "runs": [r.key for r in sweep.runs], "batch_size": sweep.batch_size,
+        "versions": versions, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -1,0 +1,311 @@
+"""Configs (parsing, validation, overrides, grid expansion), batching, executors, reproductions."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import rankbias.experiments as ex
+from rankbias.experiments.config import ConfigError
+from rankbias.experiments.executors import DaskExecutor, ExecutorError
+from rankbias.store import Store, run_key
+
+TINY = """
+name = "tiny"
+kind = "sweep"
+[problem]
+type = "completion"
+shape = [6, 6]
+rank = 1
+fraction = 0.7
+[model]
+depth = 2
+[dynamics]
+method = "gd"
+lr = 0.2
+steps = 200
+n_save = 12
+[sweep]
+grid = { alpha = [1e-2, 1e-3], seed = [0, 1, 2] }
+batch_size = 2
+"""
+
+
+def parse(text):
+    return ex.parse_config(textwrap.dedent(text))
+
+
+def with_(extra, base=TINY):
+    return parse(base + "\n" + textwrap.dedent(extra))
+
+
+# ---------------------------------------------------------------------------- parsing/validation
+
+def test_defaults_and_expansion_order():
+    sw = ex.expand(parse(TINY))
+    assert sw.shape == (2, 3)
+    assert [a.name for a in sw.axes] == ["alpha", "seed"]
+    assert len(sw.runs) == 6
+    # C order: the last axis varies fastest
+    assert [r.index for r in sw.runs[:3]] == [(0, 0), (0, 1), (0, 2)]
+    assert [r.config["init"]["scale"] for r in sw.runs] == [1e-2] * 3 + [1e-3] * 3
+    assert [r.config["init"]["seed"] for r in sw.runs[:3]] == [0, 1, 2]
+    cfg = sw.runs[0].config
+    assert cfg["model"] == {"type": "deep", "depth": 2, "width": None}
+    assert "t_max" not in cfg["dynamics"] and cfg["dynamics"]["lr"] == 0.2  # unused keys dropped
+    assert "measurements" not in cfg["problem"]
+    assert len({r.key for r in sw.runs}) == 6
+
+
+def test_zip_axes_and_product():
+    raw = parse(TINY.replace('grid = { alpha = [1e-2, 1e-3], seed = [0, 1, 2] }',
+                             'grid = { alpha = [1e-2, 1e-3] }\n'
+                             'zip = { problem = [0, 1, 2], fraction = [0.5, 0.6, 0.7] }'))
+    sw = ex.expand(raw)
+    assert [a.name for a in sw.axes] == ["alpha", "problem"]
+    assert sw.axes[1].keys == ("problem.seed", "problem.fraction")
+    assert len(sw.runs) == 6
+    pairs = [(r.config["problem"]["seed"], r.config["problem"]["fraction"]) for r in sw.runs[:3]]
+    assert pairs == [(0, 0.5), (1, 0.6), (2, 0.7)]
+
+
+def test_run_key_depends_on_config_and_version():
+    cfg = ex.expand(parse(TINY)).runs[0].config
+    assert run_key(cfg, "1") == run_key(json.loads(json.dumps(cfg)), "1")
+    assert run_key(cfg, "1") != run_key(cfg, "2")
+    other = json.loads(json.dumps(cfg))
+    other["dynamics"]["lr"] = 0.21
+    assert run_key(other, "1") != run_key(cfg, "1")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("[bogus]\nx = 1", "unknown section 'bogus'"),
+    ("[init]\nscal = 1.0", "unknown key init.scal"),
+    ("[init]\nscale = -1.0", "init.scale must be > 0, got -1.0"),
+    ("[problem.x]\n", "unknown key problem.x"),
+])
+def test_unknown_and_bad_values_name_the_key(extra, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        with_(extra)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("lr = 0.2", "lr = -1", "dynamics.lr must be > 0, got -1"),
+    ("steps = 200", "steps = 1.5", "dynamics.steps must be an integer"),
+    ('method = "gd"', 'method = "sgd"', "dynamics.method must be one of"),
+    ("shape = [6, 6]", "shape = [6]", "problem.shape must be a pair"),
+    ("fraction = 0.7", "fraction = 1.5", r"problem.fraction must be in \(0, 1\]"),
+    ("alpha = [1e-2, 1e-3]", "alpha = []", "sweep.grid.alpha must be a non-empty list"),
+    ("alpha = [1e-2, 1e-3]", "alpha = [1e-2, -1.0]", r"sweep.grid.alpha\[1\] must be > 0"),
+    ("alpha = [1e-2, 1e-3]", "alhpa = [1e-2]", "unknown sweep key 'alhpa'"),
+    ("batch_size = 2", "batch_size = 0", "sweep.batch_size must be >= 1"),
+    ("batch_size = 2", "batchsize = 2", "unknown key sweep.batchsize"),
+    ('kind = "sweep"', 'kind = "other"', "kind must be"),
+    ('name = "tiny"', "", "name must be a non-empty string"),
+])
+def test_bad_values(old, new, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(TINY.replace(old, new))
+
+
+def test_semantic_errors_at_expansion():
+    with pytest.raises(ConfigError, match="problem.rank=7 exceeds"):
+        ex.expand(parse(TINY.replace("rank = 1", "rank = 7")))
+    with pytest.raises(ConfigError, match="dynamics.method cannot be swept"):
+        parse(TINY.replace("batch_size = 2", 'batch_size = 2\nzip = { "dynamics.method" = ["gd"] }'))
+    with pytest.raises(ConfigError, match="zipped lists must have equal lengths"):
+        parse(TINY.replace("batch_size = 2", "batch_size = 2\nzip = { problem = [0, 1], fraction = [0.5] }"))
+    with pytest.raises(ConfigError, match="swept twice"):
+        parse(TINY.replace("batch_size = 2", 'batch_size = 2\nzip = { "init.scale" = [0.1] }'))
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        ex.parse_config("name = ")
+    with pytest.raises(ConfigError, match="config file not found"):
+        ex.resolve(tmp_path / "nope.toml")
+    with pytest.raises(ex.UnknownExperimentError, match="unknown experiment 'nope'"):
+        ex.resolve("nope")
+
+
+def test_overrides():
+    raw = ex.apply_overrides(parse(TINY), ["alphas=[1e-4,1e-8]", "dynamics.steps=50",
+                                          "depth=[2, 3]"])
+    sw = ex.expand(raw)
+    assert sw.axes[0].values == ((1e-4, 1e-8),)
+    assert [a.name for a in sw.axes] == ["alpha", "seed", "depth"]
+    assert sw.runs[0].config["dynamics"]["steps"] == 50
+    with pytest.raises(ConfigError, match="unknown key 'wat'"):
+        ex.apply_overrides(parse(TINY), ["wat=1"])
+    with pytest.raises(ConfigError, match="dynamics.lr must be > 0"):
+        ex.apply_overrides(parse(TINY), ["dynamics.lr=0"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        ex.apply_overrides(parse(TINY), ["alphas"])
+
+
+def test_shipped_configs_are_valid():
+    exps = {e.name: e for e in ex.list_experiments()}
+    assert {"quick-demo", "glrl-depth"} <= set(exps)
+    for e in exps.values():
+        assert e.kind in ("sweep", "reproduction"), (e.name, e.description)
+        raw, _ = ex.resolve(e.name)
+        if e.kind == "sweep":
+            sw = ex.expand(raw)
+            assert len(sw.runs) > 0
+
+
+# ---------------------------------------------------------------------------- batching
+
+def test_chunks_group_by_shape_and_are_deterministic():
+    raw = parse(TINY.replace("batch_size = 2", "batch_size = 4\nzip = { problem = [0, 1] }"))
+    sw = ex.expand(raw)
+    chunks = ex.plan_chunks(sw)
+    assert sum(len(c) for c in chunks) == 12
+    for c in chunks:
+        assert len(c) <= 4
+        nobs = {ex.build_problem(cfg).num_observed for cfg in c.configs}
+        assert len(nobs) == 1  # one batch shares array shapes
+    assert [c.keys for c in ex.plan_chunks(ex.expand(raw))] == [c.keys for c in chunks]
+
+
+def test_ten_thousand_runs_plan_quickly():
+    import time
+    raw = ex.apply_overrides(parse(TINY), ["alphas=" + str([10.0 ** -k for k in range(1, 11)]),
+                                          "seeds=" + str(list(range(1000)))])
+    t0 = time.perf_counter()
+    sw = ex.expand(raw)
+    chunks = ex.plan_chunks(sw)
+    assert len(sw.runs) == 10_000 and sum(len(c) for c in chunks) == 10_000
+    assert time.perf_counter() - t0 < 30
+
+
+# ---------------------------------------------------------------------------- running
+
+@pytest.fixture(scope="module")
+def inprocess(tmp_path_factory):
+    out = tmp_path_factory.mktemp("inproc")
+    st = ex.run_sweep(ex.expand(parse(TINY)), out, progress=False)
+    assert st["done"] == 6 and st["failed"] == 0
+    return out
+
+
+def test_inprocess_dataset(inprocess):
+    ds = ex.load(inprocess)
+    assert dict(ds.sizes) == {"alpha": 2, "seed": 3, "step": 12, "sv": 6}
+    import dask.array as da
+    assert isinstance(ds["loss"].data, da.Array)  # lazy
+    ds = ds.load()
+    assert bool(ds["done"].all())
+    assert np.all(np.isfinite(ds["loss"].values))
+    assert np.all(ds["loss"].isel(step=-1) < ds["loss"].isel(step=0))
+    assert np.all(ds["distance_to_truth"].values > 0)
+
+
+def test_rerun_skips_and_is_bit_identical(inprocess, tmp_path):
+    mt = {p: p.stat().st_mtime_ns for p in (inprocess / "runs").rglob("*.npz")}
+    st = ex.run_sweep(ex.expand(parse(TINY)), inprocess, progress=False)
+    assert st["done"] == 6
+    assert {p: p.stat().st_mtime_ns for p in (inprocess / "runs").rglob("*.npz")} == mt
+    ex.run_sweep(ex.expand(parse(TINY)), tmp_path, progress=False)
+    xr.testing.assert_identical(ex.load(inprocess).load(), ex.load(tmp_path).load())
+
+
+def test_dask_localcluster_matches_inprocess(inprocess, tmp_path):
+    st = ex.run_sweep(ex.expand(parse(TINY)), tmp_path, executor="dask", workers=2,
+                      progress=False)
+    assert st["done"] == 6
+    xr.testing.assert_identical(ex.load(inprocess).load(), ex.load(tmp_path).load())
+
+
+def test_local_processes_match_inprocess(inprocess, tmp_path):
+    st = ex.run_sweep(ex.expand(parse(TINY)), tmp_path, executor="processes", workers=2,
+                      progress=False)
+    assert st["done"] == 6
+    xr.testing.assert_identical(ex.load(inprocess).load(), ex.load(tmp_path).load())
+
+
+def test_unreachable_scheduler():
+    with pytest.raises(ExecutorError, match="cannot connect to the Dask scheduler"):
+        with DaskExecutor("tcp://127.0.0.1:9", timeout=1):
+            pass
+
+
+def test_failed_runs_are_recorded_and_retried(tmp_path):
+    raw = parse(TINY.replace("lr = 0.2", "lr = 50.0").replace("alpha = [1e-2, 1e-3]", "alpha = [0.5]"))
+    st = ex.run_sweep(ex.expand(raw), tmp_path, progress=False)
+    assert st["failed"] == 3 and st["done"] == 0
+    note = next(iter(st["failures"].values()))
+    assert "DivergenceError" in json.loads(note.read_text())["error"]
+    # fixing the step size re-runs them (new keys); the old notes do not count
+    st = ex.run_sweep(ex.expand(ex.apply_overrides(raw, ["dynamics.lr=0.2"])), tmp_path,
+                      progress=False)
+    assert st["done"] == 3 and st["failed"] == 0
+
+
+def test_flow_sweep_steady_state_hold(tmp_path):
+    raw = parse(TINY.replace('method = "gd"', 'method = "flow"\nt_max = 1e4\nrtol = 1e-6\n'
+                             'atol = 1e-9\ngtol = 1e-7')
+                .replace("lr = 0.2\nsteps = 200\n", "").replace("seed = [0, 1, 2]", "seed = [0]"))
+    ex.run_sweep(ex.expand(raw), tmp_path, progress=False)
+    ds = ex.load(tmp_path, lazy=False)
+    assert "time" in ds.dims and ds["time"].values[0] == 0
+    stopped = ds["t_final"].values < 1e4
+    assert np.all(ds["steady_state"].values[stopped] == 1)
+    # after a steady-state stop the last value is held, not NaN
+    assert np.all(np.isfinite(ds["loss"].values))
+
+
+# ---------------------------------------------------------------------------- reproductions
+
+def _repro_module(tmp_path, monkeypatch):
+    mod = tmp_path / "tiny_repro_mod.py"
+    mod.write_text(textwrap.dedent("""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        def reproduce(out_dir, quick=False, n=3):
+            fig, ax = plt.subplots()
+            ax.plot(range(n), [i * i for i in range(n)])
+            fig.savefig(out_dir / "squares.png"); fig.savefig(out_dir / "squares.svg")
+            plt.close(fig)
+            return {"n": n, "quick": quick, "nested": {"sum": float(sum(range(n)))}}
+    """))
+    cfgs = tmp_path / "configs"
+    cfgs.mkdir()
+    (cfgs / "tiny-repro.toml").write_text(textwrap.dedent("""
+        name = "tiny-repro"
+        description = "a tiny reproduction for the tests"
+        kind = "reproduction"
+        runner = "tiny_repro_mod:reproduce"
+        [params]
+        n = 4
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("RANKBIAS_CONFIG_PATH", str(cfgs))
+    return cfgs
+
+
+def test_reproduction_runs_and_stores_summary(tmp_path, monkeypatch):
+    _repro_module(tmp_path, monkeypatch)
+    assert "tiny-repro" in {e.name for e in ex.list_experiments()}
+    out = tmp_path / "out"
+    summ = ex.run("tiny-repro", out, quick=True)
+    assert summ["results"] == {"n": 4, "quick": True, "nested": {"sum": 6.0}}
+    stored = json.loads((out / "summary.json").read_text())
+    assert stored["config"]["runner"] == "tiny_repro_mod:reproduce"
+    assert "jax" in stored["versions"] and "numpy" in stored["versions"]
+    assert (out / "squares.png").exists()
+    assert Store(out).status()["done"] == 1
+    with pytest.raises(Exception, match="not a sweep"):
+        ex.load(out)
+
+
+def test_reproduction_bad_runner(tmp_path):
+    raw = parse('name = "x"\nkind = "reproduction"\nrunner = "no_such_mod_xyz:f"\n')
+    with pytest.raises(ConfigError, match="cannot import module 'no_such_mod_xyz'"):
+        ex.run_reproduction(raw, tmp_path)
+    with pytest.raises(ConfigError, match="runner must be"):
+        parse('name = "x"\nkind = "reproduction"\nrunner = "nocolon"\n')

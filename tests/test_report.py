@@ -1,0 +1,107 @@
+"""The HTML report: self-contained, and its figures render in headless Chromium."""
+
+import json
+import re
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+
+import rankbias.experiments as ex
+from rankbias.report import write_report
+
+TINY = """
+name = "tiny-report"
+description = "report test"
+kind = "sweep"
+[problem]
+type = "completion"
+shape = [6, 6]
+rank = 1
+fraction = 0.7
+[dynamics]
+method = "gd"
+lr = 0.2
+steps = 100
+n_save = 10
+[sweep]
+grid = { depth = [2, 3], alpha = [1e-2, 1e-3], seed = [0, 1] }
+"""
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def render(html_path, tmp_path) -> str:
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium) and could not "
+                    "be found on PATH; the report cannot be rendered")
+    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chr'}",
+                        "--virtual-time-budget=10000", "--dump-dom", html_path.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def _rendered(dom: str) -> tuple[int, int]:
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    n = int(re.search(r'data-figures="(\d+)"', body).group(1))
+    ok = int(re.search(r'data-figures-rendered="(\d+)"', body).group(1))
+    return n, ok
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep")
+    ex.run_sweep(ex.expand(ex.parse_config(TINY)), out, progress=False,
+                 config_text=TINY)
+    return out
+
+
+def test_sweep_report_is_self_contained_and_renders(sweep_dir, tmp_path):
+    path = write_report(sweep_dir)
+    html = path.read_text()
+    assert "tiny-report" in html and "Software" in html and "jax" in html
+    assert 'src="data:image/png;base64,' in html
+    assert not re.search(r'src="(?!data:)', html)  # nothing fetched from outside
+    assert "grid = { depth" in html  # the config
+    assert "final loss" in html and "distance to truth" in html  # summary table
+    for fig in ("loss", "singular-values", "effective-rank", "distance-vs-alpha"):
+        assert (sweep_dir / "figures" / f"{fig}.png").exists()
+        assert (sweep_dir / "figures" / f"{fig}.svg").exists()
+    n, ok = _rendered(render(path, tmp_path))
+    assert n == 4 and ok == 4
+
+
+def test_reproduction_report_renders(tmp_path, monkeypatch):
+    (tmp_path / "rep_mod_x.py").write_text(textwrap.dedent("""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        def run(out_dir, quick=False, k=2):
+            fig, ax = plt.subplots()
+            ax.plot([1, 2, 3], [k, 1, k])
+            fig.savefig(out_dir / "fig-a.png"); fig.savefig(out_dir / "fig-b.svg")
+            plt.close(fig)
+            return {"slope": 1.5, "k": k}
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    raw = ex.parse_config('name = "rx"\nkind = "reproduction"\nrunner = "rep_mod_x:run"\n'
+                          '[params]\nk = 3\n')
+    out = tmp_path / "out"
+    ex.run_reproduction(raw, out, quick=True)
+    assert json.loads((out / "summary.json").read_text())["results"] == {"slope": 1.5, "k": 3}
+    html = write_report(out).read_text()
+    assert "slope" in html and "image/svg+xml" in html
+    n, ok = _rendered(render(out / "report.html", tmp_path))
+    assert n == 2 and ok == 2

@@ -1,0 +1,185 @@
+"""The results store: atomic checksummed run files, corruption, resume after interrupts."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import rankbias.experiments as ex
+from rankbias.store import CorruptRunError, Store, _on_grid, checksum
+
+TINY = """
+name = "tiny-store"
+kind = "sweep"
+[problem]
+type = "completion"
+shape = [6, 6]
+rank = 1
+fraction = 0.7
+[model]
+depth = 2
+[dynamics]
+method = "gd"
+lr = 0.2
+steps = 200
+n_save = 12
+[sweep]
+grid = { alpha = [1e-2, 1e-3], seed = [0, 1] }
+batch_size = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def done_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("store")
+    ex.run_sweep(ex.expand(ex.parse_config(TINY)), out, progress=False)
+    return out
+
+
+def test_layout_and_checksum(done_store):
+    store = Store(done_store)
+    man = store.manifest()
+    assert man["name"] == "tiny-store" and len(man["runs"]) == 4
+    assert "numpy" in man["versions"] and man["config"]["name"] == "tiny-store"
+    for key in man["runs"]:
+        path = store.path(key)
+        assert path.parent.name == key[:2] and path.exists()
+        arrays = store.read_run(key)
+        assert str(arrays["__checksum__"]) == checksum(arrays)
+        assert "run_config" in arrays and "info" in arrays
+
+
+def _copy(src, dst):
+    import shutil
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_corrupt_file_detected_not_loaded_and_rerun(done_store, tmp_path):
+    out = _copy(done_store, tmp_path / "s")
+    store = Store(out)
+    keys = store.manifest()["runs"]
+    # flip bytes inside an array of one file, truncate another
+    p0, p1 = store.path(keys[0]), store.path(keys[1])
+    arrays = dict(np.load(p0))
+    arrays["loss"] = arrays["loss"] * 1.0001
+    np.savez(p0, **arrays)  # a valid zip, the checksum no longer matches
+    p1.write_bytes(p1.read_bytes()[: p1.stat().st_size // 2])
+    with pytest.raises(CorruptRunError, match="checksum"):
+        store.read_run(keys[0])
+    with pytest.raises(CorruptRunError, match="unreadable"):
+        store.read_run(keys[1])
+    st = store.status(verify=True)
+    assert st["corrupt"] == 2 and st["done"] == 2
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        ds = ex.load(out).load()
+    assert any("checksum" in str(x.message) for x in w)
+    assert np.isnan(ds["loss"].values.reshape(4, -1)[:2]).all()  # not loaded
+    ex.run_sweep(ex.expand(ex.parse_config(TINY)), out, progress=False)
+    assert store.status(verify=True)["corrupt"] == 0
+    xr.testing.assert_identical(ex.load(out).load(), ex.load(done_store).load())
+
+
+def test_scan_ignores_temp_files(done_store, tmp_path):
+    out = _copy(done_store, tmp_path / "s")
+    store = Store(out)
+    key = store.manifest()["runs"][0]
+    (store.path(key).parent / f".{key}.npz.abc.tmp").write_bytes(b"half a file")
+    scan = store.scan()
+    assert len(scan.done) == 4 and all(not k.startswith(".") for k in scan.done)
+
+
+def test_lazy_load_of_an_unfinished_store(tmp_path):
+    sw = ex.expand(ex.parse_config(TINY))
+    ex.run_sweep(sw, tmp_path, progress=False, max_chunks=1)
+    ds = ex.load(tmp_path)
+    assert int(ds["done"].sum()) == 2
+    loss = ds["loss"].values
+    assert np.isnan(loss[~ds["done"].values]).all() and np.isfinite(loss[ds["done"].values]).all()
+    assert Store(tmp_path).status()["pending"] == 2
+
+
+def test_on_grid_hold_and_nan():
+    t = np.array([0.0, 1.0, 2.0])
+    v = np.array([3.0, 2.0, 1.0])
+    grid = np.array([0.0, 0.5, 1.0, 2.0, 4.0])
+    np.testing.assert_array_equal(_on_grid(t, v, grid, hold=True), [3, 2.5, 2, 1, 1])
+    out = _on_grid(t, v, grid, hold=False)
+    np.testing.assert_array_equal(out[:4], [3, 2.5, 2, 1])
+    assert np.isnan(out[4])
+
+
+def test_unwritable_folder(tmp_path):
+    from rankbias.store import StoreError
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(StoreError, match="cannot write to results folder"):
+        Store(f / "sub").create()
+    with pytest.raises(StoreError, match="not a rankbias results folder"):
+        Store(tmp_path).manifest()
+
+
+SLOW_MOD = """
+import time
+
+def slow(traj, problem, cfg):
+    time.sleep(0.25)
+    return {"final_sv1": float(traj.singular_values[-1, 0])}
+"""
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
+    (tmp_path / "slowmetric_mod.py").write_text(SLOW_MOD)
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text(TINY.replace("batch_size = 2", "batch_size = 1")
+                   .replace("seed = [0, 1]", "seed = [0, 1, 2, 3]")
+                   + '[record]\ncustom = ["slowmetric_mod:slow"]\n')
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "rankbias.cli", "run", str(cfg), "--out", str(out),
+           "--no-progress"]
+
+    def start_and_stop(sig, after_files):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        t0 = time.time()
+        while time.time() - t0 < 120:
+            n = len(list((out / "runs").rglob("*.npz"))) if (out / "runs").exists() else 0
+            if n >= after_files or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        return proc.returncode, err
+
+    rc, err = start_and_stop(signal.SIGINT, 2)          # Ctrl-C
+    assert rc == 130 and "resume" in err and "Traceback" not in err
+    n1 = len(list((out / "runs").rglob("*.npz")))
+    rc, _ = start_and_stop(signal.SIGKILL, n1 + 2)      # a killed process
+    assert rc == -signal.SIGKILL
+    st = Store(out).status(verify=True)
+    assert 0 < st["done"] < 8 and st["corrupt"] == 0
+    # no half files: everything named *.npz is complete
+    assert all(not p.name.startswith(".") for p in (out / "runs").rglob("*.npz"))
+    done_before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.npz")}
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "8/8 done" in r.stdout
+    for p, m in done_before.items():  # finished runs were not redone
+        assert p.stat().st_mtime_ns == m
+    sys.path.insert(0, str(tmp_path))
+    try:
+        ref = tmp_path / "reference"
+        ex.run_sweep(ex.expand(ex.load_config(cfg)), ref, progress=False)
+    finally:
+        sys.path.remove(str(tmp_path))
+    a, b = ex.load(out).load(), ex.load(ref).load()
+    assert "final_sv1" in a
+    xr.testing.assert_identical(a, b)
