@@ -128,6 +128,10 @@ def atomic_write_npz(path, arrays: dict) -> Path:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates 0600 files; results are meant to be shared (cluster file systems).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         try:

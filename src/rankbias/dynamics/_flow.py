@@ -252,7 +252,7 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rto
                         atol: float = 1e-12, solver: str = "rkc", gtol: float | None = 1e-10,
                         curvature_tol: float = 1e-6, certificate_tol: float = 1e-6, n_save: int = 200,
                         t_min: float | None = None, save_at=None, save_matrices: bool = False,
-                        max_steps: int = 1_000_000, dtype=None):
+                        max_steps: int = 1_000_000, dtype=None, on_failure: str = "raise"):
     """Many gradient flows that share shapes, as one vmapped computation.
 
     ``problems`` is one problem (shared) or a list with one problem per run (same type and
@@ -260,8 +260,13 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rto
     its own adaptive step sizes and stopping time; results equal :func:`gradient_flow`
     run by run (same arithmetic, up to the last bits of batched matrix products).
 
+    ``on_failure="raise"`` raises for the first run whose solve failed (non-finite
+    trajectory); ``"return"`` puts the ``FloatingPointError`` in that run's place.
+
     Returns a list of :class:`Trajectory`, in the order of ``params_list``.
     """
+    if on_failure not in ("raise", "return"):
+        raise ValueError(f"`on_failure` must be 'raise' or 'return', got {on_failure!r}")
     t_max, rtol, atol, gtol = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save)
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
     cfg = _FlowConfig(solver, rtol, atol, int(max_steps), gtol, float(curvature_tol),
@@ -273,9 +278,16 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rto
                          model, cfg, p_axis)
     out = jax.block_until_ready(out)
     wall = time.perf_counter() - t0
-    return [_postprocess(index_tree(out, i), ts_np, model, cfg, t_max, wall / B,
-                         dict(dtype=str(jnp.dtype(dtype)), batch_size=B, batch_index=i))
-            for i in range(B)]
+    result = []
+    for i in range(B):
+        try:
+            result.append(_postprocess(index_tree(out, i), ts_np, model, cfg, t_max, wall / B,
+                                       dict(dtype=str(jnp.dtype(dtype)), batch_size=B, batch_index=i)))
+        except FloatingPointError as e:
+            if on_failure == "raise":
+                raise FloatingPointError(f"run {i} of the batch: {e}") from None
+            result.append(e)
+    return result
 
 
 @eqx.filter_jit
