@@ -124,3 +124,24 @@ def prepare_batch(problems, model, params_list, dtype):
         raise ValueError("`problems` must share type and array shapes to be batched "
                          "(e.g. the same number of observed entries); run them separately")
     return stack_trees(plist), 0, stack_trees(checked), dtype, len(checked)
+
+
+def batch_apply(fn, in_axes, args):
+    """Apply ``fn`` over a batch as one compiled computation.
+
+    Accelerators: ``vmap`` (batched kernels fill the device). CPU: ``lax.map`` (a compiled
+    loop over the runs). On CPU vmap buys nothing for GD (measured: 0.33 ms per run-step
+    either way at 100 x 100, depth 3), and for adaptive flows it costs: a vmapped
+    ``while_loop`` steps every run until the slowest is done, and the Tsit5/RKC switch
+    (``lax.cond``) becomes a ``select`` that evaluates both branches.
+    """
+    if jax.default_backend() != "cpu":
+        return jax.vmap(fn, in_axes=in_axes)(*args)
+    mapped = tuple(a for a, ax in zip(args, in_axes) if ax is not None)
+    fixed = [a if ax is None else None for a, ax in zip(args, in_axes)]
+
+    def one(xs):
+        it = iter(xs)
+        return fn(*[next(it) if ax is not None else f for f, ax in zip(fixed, in_axes)])
+
+    return jax.lax.map(one, mapped)

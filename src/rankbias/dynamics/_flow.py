@@ -21,7 +21,8 @@ import numpy as np
 
 from .._lanczos import lanczos_extremes
 from .._validation import check_choice, check_int, check_positive
-from ._common import (build_trajectory, check_run, index_tree, prepare_batch, record)
+from ._common import (batch_apply, build_trajectory, check_run, index_tree, prepare_batch,
+                      record)
 from ._rkc import RKC
 
 __all__ = ["gradient_flow", "gradient_flow_batch", "SOLVERS", "save_times"]
@@ -292,4 +293,4 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rto
 
 @eqx.filter_jit
 def _batched_solve(problem, y0, ts, t_max, model, cfg, p_axis):
-    return jax.vmap(lambda p, y: _solve(p, y, ts, t_max, model, cfg), in_axes=(p_axis, 0))(problem, y0)
+    return batch_apply(lambda p, y: _solve(p, y, ts, t_max, model, cfg), (p_axis, 0), (problem, y0))

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_int, check_positive
-from ._common import build_trajectory, check_run, index_tree, prepare_batch, record
+from ._common import batch_apply, build_trajectory, check_run, index_tree, prepare_batch, record
 
 __all__ = ["gradient_descent", "gradient_descent_batch", "DivergenceError", "save_steps",
            "sharpness"]
@@ -30,6 +30,9 @@ class DivergenceError(ValueError):
     def __init__(self, msg, *, step: int, loss: float, lr_hint: float | None, index: int | None = None):
         super().__init__(msg)
         self.step, self.loss, self.lr_hint, self.index = step, loss, lr_hint, index
+
+
+_CHUNK = 8
 
 
 @dataclass(frozen=True)
@@ -83,23 +86,24 @@ def _run(problem, params, rec_steps, lr, model, cfg: _GDConfig):
     def lr_at(k):
         return lr if cfg.schedule is None else lr * cfg.schedule(k)
 
+    def one_step(c):
+        params, k, bad, bad_step, bad_loss = c
+        f, g, _ = model.loss_and_grad(problem, params)
+        diverged = ~bad & (~jnp.isfinite(f) | (f > limit))
+        new = jax.tree_util.tree_map(lambda p, gp: p - lr_at(k) * gp, params, g)
+        stop = bad | diverged
+        params = jax.tree_util.tree_map(lambda n, p: jnp.where(stop, p, n), new, params)
+        return (params, jnp.where(stop, k, k + 1), stop,
+                jnp.where(diverged, k, bad_step), jnp.where(diverged, f, bad_loss))
+
     def segment(carry, end):
-        params, k, bad, bad_step, bad_loss = carry
+        # Long stretches run in unrolled chunks of _CHUNK steps: one loop iteration (and, on a
+        # GPU, one host round trip for the loop predicate) per chunk instead of per step.
+        def chunk(c):
+            return jax.lax.fori_loop(0, _CHUNK, lambda _, c: one_step(c), c, unroll=True)
 
-        def cond(c):
-            _, k, bad, _, _ = c
-            return (k < end) & ~bad
-
-        def body(c):
-            params, k, bad, bad_step, bad_loss = c
-            f, g, _ = model.loss_and_grad(problem, params)
-            diverged = ~jnp.isfinite(f) | (f > limit)
-            new = jax.tree_util.tree_map(lambda p, gp: p - lr_at(k) * gp, params, g)
-            params = jax.tree_util.tree_map(lambda n, p: jnp.where(diverged, p, n), new, params)
-            return (params, jnp.where(diverged, k, k + 1), diverged,
-                    jnp.where(diverged, k, bad_step), jnp.where(diverged, f, bad_loss))
-
-        carry = jax.lax.while_loop(cond, body, (params, k, bad, bad_step, bad_loss))
+        carry = jax.lax.while_loop(lambda c: (c[1] + _CHUNK <= end) & ~c[2], chunk, carry)
+        carry = jax.lax.while_loop(lambda c: (c[1] < end) & ~c[2], one_step, carry)
         return carry, record(problem, model, carry[0], cfg.save_matrices)
 
     rec0 = record(problem, model, params, cfg.save_matrices)
@@ -115,8 +119,8 @@ _run_jit = eqx.filter_jit(_run)
 
 @eqx.filter_jit
 def _run_batched(problem, params, rec_steps, lr, model, cfg, p_axis, lr_axis):
-    return jax.vmap(lambda p, x, e: _run(p, x, rec_steps, e, model, cfg),
-                    in_axes=(p_axis, 0, lr_axis))(problem, params, lr)
+    return batch_apply(lambda p, x, e: _run(p, x, rec_steps, e, model, cfg),
+                       (p_axis, 0, lr_axis), (problem, params, lr))
 
 
 def _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule):
