@@ -142,10 +142,22 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig):
 _solve_jit = eqx.filter_jit(_solve)
 
 
+def default_atol(rtol: float, y0: np.ndarray) -> float:
+    """``min(1e-12, 1e-4 * rtol * max|y0|)``: an absolute floor below the initial factors.
+
+    A fixed ``atol`` (say 1e-12) exceeds every factor entry once ``alpha^(1/L) < 1e-12``
+    (``alpha <= 1e-24`` at depth 2), and the error control would then ignore the small
+    directions whose competition decides which one escapes first.
+    """
+    top = float(np.max(np.abs(y0))) if y0.size else 1.0
+    return float(min(1e-12, max(1e-4 * rtol * top, 1e-300)))
+
+
 def _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save):
     t_max = check_positive(t_max, "t_max")
     rtol = check_positive(rtol, "rtol")
-    atol = check_positive(atol, "atol")
+    if atol is not None:
+        atol = check_positive(atol, "atol")
     check_choice(solver, "solver", SOLVERS)
     check_int(max_steps, "max_steps", minimum=1)
     check_int(n_save, "n_save", minimum=2)
@@ -193,7 +205,7 @@ def _postprocess(out, ts_np, model, cfg, t_max, wall, extra_info):
 
 
 def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1e-8,
-                  atol: float = 1e-12, solver: str = "rkc", gtol: float | None = 1e-10,
+                  atol: float | None = None, solver: str = "rkc", gtol: float | None = 1e-10,
                   curvature_tol: float = 1e-6, certificate_tol: float = 1e-6, n_save: int = 200,
                   t_min: float | None = None,
                   save_at=None, save_matrices: bool = False, max_steps: int = 1_000_000,
@@ -206,6 +218,8 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
 
     Arguments:
         t_max: final time (the flow stops earlier at a steady state, see ``gtol``).
+        atol: absolute tolerance; default ``min(1e-12, 1e-4 rtol max|params(0)|)`` so that it
+            stays below the initial factors at any scale.
         solver: ``"rkc"`` (default, stiff-capable, see :class:`rankbias.dynamics.RKC`),
             ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"kvaerno5"``.
         gtol: stop at a steady state: ``||grad L|| <= gtol`` at a point certified not to be
@@ -226,6 +240,8 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
     """
     t_max, rtol, atol, gtol = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save)
     problem, params, dtype = check_run(problem, model, params, dtype)
+    if atol is None:
+        atol = default_atol(rtol, np.concatenate([np.ravel(np.asarray(p)) for p in params]))
     cfg = _FlowConfig(solver, rtol, atol, int(max_steps), gtol, float(curvature_tol),
                       float(certificate_tol), bool(save_matrices))
     ts_np = save_times(t_max, n_save, t_min, save_at)
@@ -250,7 +266,7 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
 
 
 def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rtol: float = 1e-8,
-                        atol: float = 1e-12, solver: str = "rkc", gtol: float | None = 1e-10,
+                        atol: float | None = None, solver: str = "rkc", gtol: float | None = 1e-10,
                         curvature_tol: float = 1e-6, certificate_tol: float = 1e-6, n_save: int = 200,
                         t_min: float | None = None, save_at=None, save_matrices: bool = False,
                         max_steps: int = 1_000_000, dtype=None, on_failure: str = "raise"):
@@ -270,6 +286,9 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rto
         raise ValueError(f"`on_failure` must be 'raise' or 'return', got {on_failure!r}")
     t_max, rtol, atol, gtol = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save)
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
+    if atol is None:
+        # One tolerance for the batch (it is a static setting): that of the smallest init.
+        atol = min(default_atol(rtol, np.asarray(y)) for y in jax.vmap(model.flatten)(params))
     cfg = _FlowConfig(solver, rtol, atol, int(max_steps), gtol, float(curvature_tol),
                       float(certificate_tol), bool(save_matrices))
     ts_np = save_times(t_max, n_save, t_min, save_at)
