@@ -1,0 +1,625 @@
+r"""Greedy Low-Rank Learning (Li, Luo & Lyu, ICLR 2021): the ``eps -> 0`` limit of
+gradient flow from a tiny initialization.
+
+Symmetric (PSD) GLRL, for a convex ``f`` of a ``d x d`` matrix::
+
+    W_0 = 0, U = (d x 0)
+    for r = 1, 2, ...:
+        (lam, u) = top eigenpair of -sym(grad f(W_{r-1}))     # sym(G) = (G + G^T) / 2
+        if lam <= tol: stop; W_{r-1} is the limit               # sym(grad f) PSD: KKT
+        U <- [U, sqrt(eps) u]                                   # (d x r)
+        gradient flow dU/dt = -sym(grad f(U U^T)) U to convergence   # L(U) = 1/2 f(U U^T)
+        W_r = U U^T
+
+Asymmetric GLRL (``symmetric=False``): ``W = U V^T``; ``(lam, u, v)`` is the top singular
+triple of ``-grad f(W)``; ``sqrt(eps) u`` is appended to ``U`` and ``sqrt(eps) v`` to ``V``,
+the flow is that of ``L(U, V) = f(U V^T)`` (the engine's depth-2 ``DeepFactorization``
+``W = W_2 W_1`` with ``W_2 = U``, ``W_1 = V^T``); it stops when ``||grad f(W)||_2 <= tol``.
+
+Each phase leaves the saddle ``W_{r-1}`` after about ``log(1/eps) / (2 lam)`` (the new
+component of ``W`` grows like ``eps e^{2 lam t}``); that is the phase's *escape time*.
+
+The stopping point satisfies the KKT conditions of ``min_{W PSD} f(W)``:
+``sym(grad f(W))`` PSD and ``sym(grad f(W)) W = 0``; both residuals are reported. For a
+convex ``f`` this certifies a global minimiser over the PSD cone (asymmetric: of ``f``).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ._validation import check_int, check_positive
+from .models import DeepFactorization, SymmetricFactorization
+from .problems import MatrixCompletion, Problem
+from .trajectory import Trajectory
+
+__all__ = ["glrl", "GLRLResult", "GLRLPhase", "top_direction", "kkt_residuals"]
+
+#: Problems of at most this size are handled with dense eigensolvers and recorded densely.
+DENSE_LIMIT = 200
+
+
+@dataclass
+class GLRLPhase:
+    """One GLRL phase ``r``: escape from ``W_{r-1}`` along ``direction`` to ``W_r``.
+
+    Attributes:
+        rank: ``r`` (number of columns of the factor after this phase).
+        lam: top eigenvalue (asymmetric: singular value) of ``-grad f(W_{r-1})``.
+        direction: unit escape direction ``u`` (``(d,)``), or the pair ``(u, v)``.
+        escape_time: ``log(1/eps) / (2 lam)``, the predicted time to leave ``W_{r-1}``.
+        W: the converged ``W_r`` (``(m, n)``); ``loss = f(W_r)``.
+        factors: ``(U,)`` (``(d, r)``) or ``(V^T, U)`` (``(r, n)``, ``(m, r)``) at ``W_r``.
+        trajectory: the phase's gradient flow (time from the phase start), a
+            :class:`~rankbias.Trajectory`; ``matrices`` are kept for ``d <= 200``.
+        t_mid: phase-clock time at which ``f`` crosses ``(f(W_{r-1}) + f(W_r)) / 2`` (used to
+            align GF trajectories with this phase).
+        converged: whether ``||grad L|| <= phase_gtol`` was reached.
+        grad_norm: ``||grad L||`` at the end of the phase.
+    """
+
+    rank: int
+    lam: float
+    direction: np.ndarray | tuple[np.ndarray, np.ndarray]
+    escape_time: float
+    W: np.ndarray
+    loss: float
+    loss_before: float
+    factors: tuple[np.ndarray, ...]
+    trajectory: Trajectory
+    t_mid: float
+    converged: bool
+    grad_norm: float
+    wall_time: float
+
+
+@dataclass
+class GLRLResult:
+    """Output of :func:`glrl`.
+
+    Attributes:
+        phases: list of :class:`GLRLPhase`, in order.
+        matrix: the GLRL limit ``W`` (``(m, n)``); ``loss = f(matrix)``.
+        factors: final factor(s).
+        final_lambda: top eigenvalue (singular value) of ``-grad f`` at the limit (``<= tol``
+            when ``status == "kkt"``).
+        kkt: residuals at the limit, see :func:`kkt_residuals`.
+        status: ``"kkt"`` (stopped by the eigenvalue test), ``"max_rank"``.
+    """
+
+    phases: list[GLRLPhase]
+    matrix: np.ndarray
+    factors: tuple[np.ndarray, ...]
+    loss: float
+    final_lambda: float
+    kkt: dict
+    status: str
+    eps: float
+    tol: float
+    symmetric: bool
+    info: dict = field(default_factory=dict)
+
+    @property
+    def rank(self) -> int:
+        return len(self.phases)
+
+    @property
+    def levels(self) -> np.ndarray:
+        """Loss plateaus ``f(W_0), f(W_1), ..., f(W_R)``."""
+        if not self.phases:
+            return np.array([self.loss])
+        return np.array([self.phases[0].loss_before] + [p.loss for p in self.phases])
+
+    def summary(self) -> dict:
+        """JSON-able numbers: per-phase ``lam``, loss, escape time; KKT residuals."""
+        return dict(status=self.status, rank=self.rank, loss=self.loss,
+                    final_lambda=self.final_lambda, kkt=self.kkt, eps=self.eps, tol=self.tol,
+                    phases=[dict(rank=p.rank, lam=p.lam, loss=p.loss, escape_time=p.escape_time,
+                                 t_mid=p.t_mid, converged=p.converged, grad_norm=p.grad_norm,
+                                 wall_time=p.wall_time) for p in self.phases])
+
+
+# ----------------------------------------------------------------------------------------
+# Gradient of f and its top eigen/singular direction
+
+
+def _grad_operator(problem: Problem, factors, symmetric: bool):
+    """``-grad f(W)`` as a dense array, or as a scipy sparse matrix for completion.
+
+    For completion the gradient is supported on the observed entries, so for large ``d`` we
+    never form ``W``: ``W_ij = <U_i, U_j>`` only at the observed ``(i, j)``.
+    """
+    d = max(problem.shape)
+    if isinstance(problem, MatrixCompletion) and d > DENSE_LIMIT:
+        rows = np.asarray(problem.rows)
+        cols = np.asarray(problem.cols)
+        vals = np.asarray(problem.values)
+        w = float(problem.weight)
+        if symmetric:
+            (U,) = factors
+            Wo = np.einsum("ij,ij->i", U[rows], U[cols]) if U.shape[1] else np.zeros(rows.size)
+        else:
+            V1, U2 = factors  # W = U2 @ V1
+            Wo = np.einsum("ij,ji->i", U2[rows], V1[:, cols]) if U2.shape[1] else np.zeros(rows.size)
+        return sp.csr_matrix((-w * (Wo - vals), (rows, cols)), shape=problem.shape)
+    W = _product(factors, problem.shape, symmetric)
+    return -np.asarray(problem.grad(jnp.asarray(W)), dtype=np.float64)
+
+
+def _product(factors, shape, symmetric: bool) -> np.ndarray:
+    if symmetric:
+        (U,) = factors
+        return U @ U.T
+    V1, U2 = factors
+    return U2 @ V1
+
+
+def top_direction(negG, symmetric: bool = True, *, seed: int = 0):
+    r"""Top eigenpair of ``sym(negG)`` (symmetric) or top singular triple of ``negG``.
+
+    ``negG`` is a dense ``(m, n)`` array or a scipy sparse matrix (``-grad f``). Dense
+    matrices up to 200 use LAPACK; larger ones Lanczos (``eigsh`` / ``svds``), which only
+    needs products with ``negG``.
+
+    Returns ``(lam, u, gap)`` or ``(sigma, (u, v), gap)``; ``gap = lam_1 - lam_2`` (a tie makes
+    the greedy step ambiguous).
+    """
+    m, n = negG.shape
+    if symmetric:
+        if sp.issparse(negG) or m > DENSE_LIMIT:
+            S = (negG + negG.T) * 0.5
+            v0 = np.random.default_rng(seed).standard_normal(m)
+            w, V = spla.eigsh(S, k=2, which="LA", v0=v0, tol=1e-12, maxiter=20 * m)
+            order = np.argsort(w)[::-1]
+            return float(w[order[0]]), V[:, order[0]], float(w[order[0]] - w[order[1]])
+        S = 0.5 * (negG + negG.T)
+        w, V = np.linalg.eigh(S)
+        gap = float(w[-1] - w[-2]) if m > 1 else np.inf
+        return float(w[-1]), V[:, -1], gap
+    if sp.issparse(negG) or max(m, n) > DENSE_LIMIT:
+        v0 = np.random.default_rng(seed).standard_normal(min(m, n))
+        k = 2 if min(m, n) > 2 else 1
+        Uu, s, Vt = spla.svds(negG, k=k, v0=v0, tol=1e-12, maxiter=20 * max(m, n))
+        order = np.argsort(s)[::-1]
+        gap = float(s[order[0]] - s[order[1]]) if k > 1 else np.inf
+        return float(s[order[0]]), (Uu[:, order[0]], Vt[order[0]]), gap
+    Uu, s, Vt = np.linalg.svd(negG)
+    gap = float(s[0] - s[1]) if s.size > 1 else np.inf
+    return float(s[0]), (Uu[:, 0], Vt[0]), gap
+
+
+def kkt_residuals(problem: Problem, W=None, *, factors=None, symmetric: bool = True) -> dict:
+    r"""First-order optimality residuals of ``W`` (or of the product of ``factors``).
+
+    Symmetric (``min_{W PSD} f``): ``psd = max(0, -lambda_min(sym grad f))``,
+    ``complementarity = ||sym(grad f) W||_F``, ``feasibility = max(0, -lambda_min(W))``.
+    Asymmetric (``min_W f``): ``stationarity = ||grad f(W)||_2``. Relative versions divide by
+    ``||grad f(0)||_2`` (and ``||W||_F``).
+    """
+    if W is None and factors is None:
+        raise ValueError("give `W` or `factors`")
+    if factors is not None:
+        factors = tuple(np.asarray(f, dtype=np.float64) for f in factors)
+    zero = (np.zeros((problem.shape[0], 0)),) if symmetric else \
+        (np.zeros((0, problem.shape[1])), np.zeros((problem.shape[0], 0)))
+    g0 = _norm2(_grad_operator(problem, zero, symmetric))
+    scale = max(g0, 1e-300)
+    if factors is not None:
+        negG = _grad_operator(problem, factors, symmetric)
+    else:
+        W = np.asarray(W, dtype=np.float64)
+        negG = -np.asarray(problem.grad(jnp.asarray(W)), dtype=np.float64)
+    if not symmetric:
+        st = _norm2(negG)
+        return dict(stationarity=st, stationarity_rel=st / scale, grad0_norm=g0)
+    lam = top_direction(negG, True)[0]
+    S = (negG + negG.T) * 0.5
+    if factors is not None:
+        (U,) = factors
+        comp = float(np.linalg.norm((S @ U) @ U.T)) if U.shape[1] else 0.0
+        feas = 0.0
+        wn = float(np.linalg.norm(U.T @ U))
+    else:
+        comp = float(np.linalg.norm(np.asarray(S @ W)))
+        Ws = 0.5 * (W + W.T)
+        feas = max(0.0, -float(np.linalg.eigvalsh(Ws)[0]))
+        wn = float(np.linalg.norm(W))
+    return dict(psd=max(0.0, lam), psd_rel=max(0.0, lam) / scale, complementarity=comp,
+                complementarity_rel=comp / (scale * max(wn, 1e-300)), feasibility=feas,
+                grad0_norm=g0)
+
+
+def _norm2(A) -> float:
+    if sp.issparse(A):
+        if min(A.shape) <= 2:
+            return float(np.linalg.norm(A.toarray(), 2))
+        return float(spla.svds(A, k=1, return_singular_vectors=False, tol=1e-10)[0])
+    return float(np.linalg.norm(A, 2)) if A.size else 0.0
+
+
+# ----------------------------------------------------------------------------------------
+# One phase: gradient flow of the engine, run in chunks until converged
+
+
+def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, *,
+                phase_gtol: float, max_time: float, n_save: int, rtol: float, atol: float,
+                solver: str, record_matrices: bool, sparse: bool):
+    r = factors[0].shape[1] if symmetric else factors[0].shape[0]
+    d = problem.shape[0]
+    model = SymmetricFactorization(d, width=r) if symmetric else \
+        DeepFactorization(problem.shape, depth=2, width=r)
+    if sparse:
+        def gradient_flow(problem, model, params, t_max, n_save, t_min, **kw):
+            # The first chunk may stop as soon as the phase has converged (t_stop_min: past
+            # the escape, and the loss has dropped): cheaper than doubling chunks.
+            return _sparse_flow(problem, params, symmetric, t_max, n_save, t_min, rtol, atol,
+                                gtol=phase_gtol, t_stop_min=1.2 * t_escape, drop=1e-6 * lam ** 2)
+    else:
+        from .dynamics import gradient_flow
+    # First chunk: the escape plus a margin of a few local time constants 1/lam; later
+    # chunks double. gtol=None: with width r < d the engine's own steady-state test falls
+    # back to a Hessian test that we replace by our convergence loop.
+    t_chunk = 1.5 * t_escape + 20.0 / lam
+    params = tuple(jnp.asarray(f) for f in factors)
+    pieces, t0, total = [], 0.0, 0.0
+    converged = False
+    while True:
+        tr = gradient_flow(problem, model, params, t_max=t_chunk, gtol=None, rtol=rtol,
+                           atol=atol, solver=solver, n_save=n_save,
+                           t_min=min(1e-2, t_chunk / 1e4) if not pieces else t_chunk / 1e3,
+                           save_matrices=record_matrices)
+        tr.times = tr.times + t0
+        pieces.append(tr)
+        t0 += float(tr.times[-1] - t0)
+        params = tuple(jnp.asarray(p) for p in tr.final_params)
+        gn = float(tr.grad_norm[-1])
+        if gn <= phase_gtol:
+            converged = True
+            break
+        if t0 >= max_time:
+            break
+        t_chunk = min(2.0 * t_chunk, max_time - t0) if t0 < max_time else t_chunk
+    traj = _concat(pieces)
+    return traj, tuple(np.asarray(p, dtype=np.float64) for p in params), converged, gn
+
+
+def _concat(pieces: list[Trajectory]) -> Trajectory:
+    if len(pieces) == 1:
+        return pieces[0]
+    first = pieces[0]
+    # Drop each later piece's t = 0 record (it repeats the previous piece's end).
+    cat = lambda name: np.concatenate([getattr(first, name)] +
+                                      [getattr(p, name)[1:] for p in pieces[1:]])
+    mats = None if first.matrices is None else cat("matrices")
+    info = dict(pieces[-1].info)
+    info["num_steps"] = sum(p.info.get("num_steps", 0) for p in pieces)
+    info["wall_time"] = sum(p.info.get("wall_time", 0.0) for p in pieces)
+    info["chunks"] = len(pieces)
+    return Trajectory(times=cat("times"), loss=cat("loss"), grad_norm=cat("grad_norm"),
+                      singular_values=cat("singular_values"), final_params=pieces[-1].final_params,
+                      final_matrix=pieces[-1].final_matrix, matrices=mats, info=info)
+
+
+def _mid_time(traj: Trajectory, f_before: float, f_after: float, after: float = 0.0) -> float:
+    """Time ``>= after`` where ``f`` crosses ``(f_before + f_after) / 2`` (NaN if never).
+
+    The drop is close to a logistic ``q = 1 / (1 + e^{2 lam (t - t_mid)})`` in the
+    normalised loss ``q = (f - f_after) / (f_before - f_after)``, so we interpolate
+    ``logit q`` (cubic through up to 4 records around the crossing), not ``f``.
+    """
+    span = f_before - f_after
+    if not span > 0:
+        return float("nan")
+    sel = traj.times >= after
+    idx = np.nonzero(sel & (traj.loss - f_after <= 0.5 * span))[0]
+    if idx.size == 0:
+        return float("nan")
+    i = int(idx[0])
+    if i == 0 or not sel[i - 1]:
+        return float(traj.times[i])
+    lo, hi = max(i - 2, 0), min(i + 2, len(traj.times))
+    t = traj.times[lo:hi]
+    q = np.clip((traj.loss[lo:hi] - f_after) / span, 1e-300, 1 - 1e-16)
+    z = np.log(q) - np.log1p(-q)
+    ok = np.isfinite(z) & (np.abs(z) < 30)
+    a, b = traj.times[i - 1], traj.times[i]
+    if ok.sum() < 2:
+        return float(b)
+    t, z = t[ok], z[ok]
+    c = np.polyfit(t - a, z, min(3, t.size - 1))
+    roots = np.roots(c) + a
+    roots = roots[np.isreal(roots)].real
+    roots = roots[(roots >= a - 1e-12) & (roots <= b + 1e-12)]
+    if roots.size == 0:
+        za, zb = np.interp([a, b], t, z)
+        return float(a + za / (za - zb) * (b - a)) if za != zb else float(b)
+    return float(roots[0])
+
+
+def _refine_mid(problem, start, symmetric, crude, lam, f_before, f_after, rtol, atol):
+    """Re-run the phase flow to just past ``crude`` with a dense save grid around it."""
+    d = problem.shape[0]
+    r = start[0].shape[1] if symmetric else start[0].shape[0]
+    model = SymmetricFactorization(d, width=r) if symmetric else \
+        DeepFactorization(problem.shape, depth=2, width=r)
+    from .dynamics import gradient_flow
+    grid = crude + np.linspace(-4.0, 4.0, 161) / lam
+    grid = grid[grid > 0]
+    tr = gradient_flow(problem, model, tuple(jnp.asarray(f) for f in start), t_max=float(grid[-1]),
+                       gtol=None, rtol=rtol, atol=atol, n_save=2, save_at=grid)
+    return _mid_time(tr, f_before, f_after)
+
+
+def _ell(problem):
+    """Row- and column-padded (ELL) index tables of the observed entries.
+
+    Scatter-adds (``segment_sum``) are slow on CPU; with padded tables every product with
+    the sparse gradient is a gather and a dense reduction."""
+    rows, cols = np.asarray(problem.rows), np.asarray(problem.cols)
+    vals = np.asarray(problem.values, dtype=np.float64)
+    m, n = problem.shape
+    cnt_r = np.bincount(rows, minlength=m)
+    Kr = max(int(cnt_r.max()), 1)
+    order = np.lexsort((cols, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    start = np.concatenate([[0], np.cumsum(cnt_r)[:-1]])
+    slot = np.arange(rows.size) - start[rows]
+    ridx = np.zeros((m, Kr), np.int32)
+    rval = np.zeros((m, Kr))
+    rmask = np.zeros((m, Kr))
+    ridx[rows, slot], rval[rows, slot], rmask[rows, slot] = cols, vals, 1.0
+    flat = rows * Kr + slot
+    cnt_c = np.bincount(cols, minlength=n)
+    Kc = max(int(cnt_c.max()), 1)
+    oc = np.lexsort((rows, cols))
+    cstart = np.concatenate([[0], np.cumsum(cnt_c)[:-1]])
+    cslot = np.arange(cols.size) - cstart[cols[oc]]
+    cidx = np.zeros((n, Kc), np.int32)
+    cperm = np.zeros((n, Kc), np.int32)
+    cmask = np.zeros((n, Kc))
+    cidx[cols[oc], cslot], cperm[cols[oc], cslot], cmask[cols[oc], cslot] = rows[oc], flat[oc], 1.0
+    return tuple(jnp.asarray(a) for a in (ridx, rval, rmask, cidx, cperm, cmask))
+
+
+def _sparse_vf(U, args):
+    (ridx, rval, rmask, cidx, cperm, cmask), w, symmetric, shape = args
+    m, n = shape
+    if symmetric:
+        A, B = U, U
+    else:
+        A, B = U[:m], U[m:]       # W = A B^T, stacked as one (m + n, r) array
+    res = w * rmask * (jnp.einsum("ikr,ir->ik", B[ridx], A) - rval)     # (m, Kr)
+    gA = jnp.einsum("ik,ikr->ir", res, B[ridx])                          # G B
+    gB = jnp.einsum("jk,jkr->jr", res.ravel()[cperm] * cmask, A[cidx])   # G^T A
+    if symmetric:
+        # grad of 1/2 f(U U^T) = sym(G) U
+        return -0.5 * (gA + gB), res
+    return -jnp.concatenate([gA, gB]), res
+
+
+@eqx.filter_jit
+def _sparse_solve(y0, ts, t_max, ell, w, symmetric, shape, rtol, atol, gtol, t_stop_min, drop):
+    from .dynamics import RKC
+    r = y0.shape[1]
+    unflat = lambda y: y.reshape(-1, r)  # RKC's power iteration wants a flat state
+
+    def term(t, y, args):
+        return _sparse_vf(unflat(y), (ell, w, symmetric, shape))[0].ravel()
+
+    def rec(t, y, args):
+        y = unflat(y)
+        g, res = _sparse_vf(y, (ell, w, symmetric, shape))
+        if symmetric:
+            sv = jnp.linalg.eigvalsh(y.T @ y)[::-1]
+        else:
+            qa, ra = jnp.linalg.qr(y[:shape[0]])
+            qb, rb_ = jnp.linalg.qr(y[shape[0]:])
+            sv = jnp.linalg.svd(ra @ rb_.T, compute_uv=False)
+        return dict(loss=0.5 * jnp.sum(res * res) / w, grad_norm=jnp.linalg.norm(g),
+                    sv=jnp.maximum(sv, 0.0) if symmetric else sv)
+
+    def stop(t, y, args, **kw):
+        g, res = _sparse_vf(unflat(y), (ell, w, symmetric, shape))
+        return ((t >= t_stop_min) & (jnp.linalg.norm(g) <= gtol)
+                & (0.5 * jnp.sum(res * res) / w <= loss0 - drop))
+
+    loss0 = rec(0.0, y0.ravel(), None)["loss"]
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(term), RKC(), event=diffrax.Event(stop), t0=0.0, t1=t_max, dt0=None, y0=y0.ravel(),
+        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)]),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=1_000_000,
+        throw=False)
+    return sol.ys[0], unflat(sol.ys[1][0]), sol.ts[1][0], sol.result._value, sol.stats["num_steps"]
+
+
+def rec_final(yf, problem, symmetric):
+    y = jnp.asarray(yf if symmetric else yf)
+    g, res = _sparse_vf(y, (_ell(problem), float(problem.weight), symmetric, problem.shape))
+    m = problem.shape[0]
+    if symmetric:
+        sv = np.linalg.eigvalsh(np.asarray(y.T @ y))[::-1]
+    else:
+        sv = np.linalg.svd(np.asarray(y[:m]) @ np.asarray(y[m:]).T, compute_uv=False)[:y.shape[1]]
+    return dict(loss=float(0.5 * jnp.sum(res * res) / float(problem.weight)),
+                grad_norm=float(jnp.linalg.norm(g)), sv=np.maximum(sv, 0.0))
+
+
+def _sparse_flow(problem, params, symmetric, t_max, n_save, t_min, rtol, atol, *, gtol,
+                 t_stop_min, drop) -> Trajectory:
+    """The GLRL phase flow for a large completion problem, in the factor only: each
+    evaluation costs O(|Omega| r), never a ``d x d`` matrix (the engine's recorder would
+    take a full SVD of ``W`` at every record)."""
+    from .dynamics import save_times
+    m, n = problem.shape
+    if symmetric:
+        y0 = jnp.asarray(params[0])
+    else:
+        V1, U2 = params
+        y0 = jnp.concatenate([jnp.asarray(U2), jnp.asarray(V1).T])
+    ts = save_times(t_max, n_save, t_min)
+    w = float(problem.weight)
+    t0 = time.perf_counter()
+    recs, yf, tf, result, nsteps = _sparse_solve(
+        y0, jnp.asarray(ts), jnp.asarray(float(t_max)), _ell(problem), jnp.asarray(w), symmetric,
+        (m, n), rtol, atol, jnp.asarray(gtol), jnp.asarray(t_stop_min), jnp.asarray(drop))
+    wall = time.perf_counter() - t0
+    yf = np.asarray(yf, dtype=np.float64)
+    ok = (int(diffrax.RESULTS.successful._value), int(diffrax.RESULTS.event_occurred._value))
+    if int(result) not in ok or not np.all(np.isfinite(yf)):
+        raise FloatingPointError(f"sparse factor flow stopped with diffrax result {int(result)} "
+                                 f"at t={float(tf):.4g}")
+    keep = ts <= float(tf) * (1 + 1e-12)
+    recs = {k: np.asarray(v)[keep] for k, v in recs.items()}
+    ts = ts[keep]
+    if ts[-1] < float(tf):
+        last = rec_final(yf, problem, symmetric)
+        recs = {k: np.concatenate([v, np.asarray(last[k])[None]]) for k, v in recs.items()}
+        ts = np.concatenate([ts, [float(tf)]])
+    loss = np.asarray(recs["loss"])  # res = w (W - M): f = 1/2 sum res^2 / w
+    k = min(m, n)
+    sv = np.zeros((ts.size, k))  # only the r nonzero ones are computed (from the factors)
+    svr = np.asarray(recs["sv"])
+    sv[:, :svr.shape[1]] = svr
+    if symmetric:
+        final = (yf,)
+        sv = np.sqrt(np.abs(sv)) ** 2  # eigenvalues of U^T U are the singular values of U U^T
+    else:
+        final = (yf[m:].T, yf[:m])
+    return Trajectory(times=ts, loss=loss, grad_norm=np.asarray(recs["grad_norm"]),
+                      singular_values=sv, final_params=final,
+                      final_matrix=_product(final, (m, n), symmetric),
+                      info=dict(method="gradient_flow", solver="rkc", status="t_max",
+                                num_steps=int(nsteps), wall_time=wall, sparse=True))
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def glrl(problem: Problem, eps: float = 1e-30, tol: float = 1e-9, *, symmetric: bool = True,
+         max_rank: int | None = None, phase_gtol: float | None = None,
+         max_phase_time: float | None = None, n_save: int | None = None, rtol: float = 1e-10,
+         atol: float = 1e-14, solver: str = "rkc", record_matrices: bool | None = None,
+         seed: int = 0) -> GLRLResult:
+    r"""Greedy Low-Rank Learning on ``problem`` (see the module docstring for the algorithm).
+
+    Arguments:
+        problem: a rankbias :class:`~rankbias.problems.Problem`; square for ``symmetric``.
+        eps: squared norm of each appended column (``U <- [U, sqrt(eps) u]``), ``> 0``.
+        tol: stop when the top eigenvalue of ``-sym(grad f(W))`` (asymmetric: top singular
+            value of ``-grad f(W)``) is ``<= tol``.
+        symmetric: PSD GLRL on ``W = U U^T`` (default) or the singular-pair variant ``U V^T``.
+        max_rank: at most this many phases (default ``min(m, n)``).
+        phase_gtol: a phase has converged when ``||grad L(U)||_F <= phase_gtol`` (default
+            ``1e-11 * max(1, ||grad f(0)||_2)``; ``1e-9 ||grad f(0)||_2`` for ``d > 200``).
+        max_phase_time: cap on each phase's flow time (default ``200 * escape time``).
+        n_save: records per flow chunk (default 400 for ``d <= 200``, else 3: the recorder
+            takes a full SVD of ``W`` at each record).
+        rtol, atol, solver: passed to :func:`rankbias.gradient_flow`.
+
+    Returns:
+        :class:`GLRLResult` (``phases``, ``matrix``, ``kkt``, ...).
+
+    Raises:
+        ValueError: bad arguments; ``RuntimeError``: a phase's gradient flow failed.
+    """
+    if not isinstance(problem, Problem):
+        raise ValueError(f"`problem` must be a rankbias Problem, got {type(problem).__name__}")
+    eps = check_positive(eps, "eps")
+    if eps >= 1:
+        raise ValueError(f"`eps` must be small (0 < eps < 1), got {eps}")
+    tol = check_positive(tol, "tol", allow_zero=True)
+    m, n = problem.shape
+    if symmetric and m != n:
+        raise ValueError(f"symmetric GLRL needs a square problem, got shape {(m, n)}; "
+                         "use symmetric=False")
+    max_rank = min(m, n) if max_rank is None else check_int(max_rank, "max_rank", minimum=0)
+    if not problem.is_convex:
+        warnings.warn("`problem` is not known to be convex: GLRL's stopping test (grad f PSD, "
+                      "grad f W = 0) certifies a first-order stationary point only, not a "
+                      "global minimiser", RuntimeWarning, stacklevel=2)
+    dense = max(m, n) <= DENSE_LIMIT
+    record_matrices = dense if record_matrices is None else bool(record_matrices)
+    n_save = (400 if dense else 3) if n_save is None else check_int(n_save, "n_save", minimum=2)
+
+    factors = (np.zeros((m, 0)),) if symmetric else (np.zeros((0, n)), np.zeros((m, 0)))
+    negG = _grad_operator(problem, factors, symmetric)
+    g0 = _norm2(negG)
+    # Large sparse problems: the final slow linear convergence dominates the cost; 1e-9
+    # relative still leaves W_r accurate to ~1e-9 / (smallest curvature).
+    default_gtol = 1e-11 * max(1.0, g0) if dense else 1e-9 * g0
+    phase_gtol = default_gtol if phase_gtol is None else check_positive(phase_gtol, "phase_gtol")
+    f_prev = float(problem.loss(jnp.zeros(problem.shape)))
+    phases: list[GLRLPhase] = []
+    t_start = time.perf_counter()
+    status = "max_rank"
+    lam = np.nan
+    for r in range(1, max_rank + 2):
+        lam, direction, gap = top_direction(negG, symmetric, seed=seed + r)
+        if lam <= tol:
+            status = "kkt"
+            break
+        if r > max_rank:
+            break
+        if gap < 1e-8 * max(lam, 1e-300):
+            warnings.warn(f"GLRL phase {r}: top eigenvalue {lam:.6g} is (nearly) degenerate "
+                          f"(gap {gap:.3g}); the greedy direction is not unique", RuntimeWarning,
+                          stacklevel=2)
+        s = np.sqrt(eps)
+        if symmetric:
+            new = (np.concatenate([factors[0], s * direction[:, None]], axis=1),)
+        else:
+            u, v = direction
+            new = (np.concatenate([factors[0], s * v[None, :]], axis=0),
+                   np.concatenate([factors[1], s * u[:, None]], axis=1))
+        t_escape = np.log(1.0 / eps) / (2.0 * lam)
+        # The new column starts at sqrt(eps): an absolute tolerance above that would leave
+        # its escape uncontrolled.
+        atol_r = min(atol, 1e-3 * np.sqrt(eps))
+        t_cap = 200.0 * t_escape if max_phase_time is None else check_positive(max_phase_time, "max_phase_time")
+        w0 = time.perf_counter()
+        try:
+            traj, factors, conv, gn = _flow_phase(
+                problem, new, symmetric, t_escape, lam, phase_gtol=phase_gtol, max_time=t_cap,
+                n_save=n_save, rtol=rtol, atol=atol_r, solver=solver,
+                record_matrices=record_matrices, sparse=not dense and isinstance(problem, MatrixCompletion))
+        except (FloatingPointError, RuntimeError) as e:
+            raise RuntimeError(f"GLRL phase {r} (lam = {lam:.6g}): gradient flow failed: {e}") from e
+        if not conv:
+            warnings.warn(f"GLRL phase {r}: flow not converged by t = {traj.times[-1]:.4g} "
+                          f"(||grad L|| = {gn:.3g} > phase_gtol = {phase_gtol:.3g}); "
+                          "raise `max_phase_time`", RuntimeWarning, stacklevel=2)
+        W = _product(factors, problem.shape, symmetric) if dense else None
+        f_r = float(traj.loss[-1])
+        phases.append(GLRLPhase(
+            rank=r, lam=lam, direction=direction, escape_time=float(t_escape),
+            W=W if W is not None else np.asarray(traj.final_matrix), loss=f_r, loss_before=f_prev,
+            factors=factors, trajectory=traj,
+            t_mid=(_refine_mid(problem, new, symmetric, _mid_time(traj, f_prev, f_r), lam, f_prev,
+                               f_r, rtol, atol_r) if dense else _mid_time(traj, f_prev, f_r)),
+            converged=conv,
+            grad_norm=gn, wall_time=time.perf_counter() - w0))
+        f_prev = f_r
+        negG = _grad_operator(problem, factors, symmetric)
+    if not phases:
+        matrix = np.zeros(problem.shape)
+    else:
+        matrix = phases[-1].W
+    kkt = kkt_residuals(problem, factors=factors, symmetric=symmetric)
+    if status != "kkt":
+        warnings.warn(f"GLRL stopped at max_rank={max_rank} with top eigenvalue {lam:.3g} > "
+                      f"tol={tol:g}: not a KKT point", RuntimeWarning, stacklevel=2)
+    return GLRLResult(phases=phases, matrix=matrix, factors=factors, loss=f_prev,
+                      final_lambda=float(lam), kkt=kkt, status=status, eps=eps, tol=tol,
+                      symmetric=symmetric,
+                      info=dict(wall_time=time.perf_counter() - t_start, phase_gtol=phase_gtol,
+                                grad0_norm=g0))

@@ -1,0 +1,89 @@
+"""GLRL: closed forms (full observation), agreement with gradient flow, KKT, bad input."""
+
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import rankbias as rb
+from rankbias.counterexamples import shipped_instance
+from rankbias.glrl import glrl, kkt_residuals, top_direction
+
+
+def test_full_observation_phases_are_eigencomponents_in_order():
+    # f = 1/2 ||W - Y||^2: phase r adds lam_r v_r v_r^T; f(W_r) = 1/2 sum_{i>r} lam_i^2.
+    spec = np.array([3.0, 2.0, 1.0, -0.5, -1.0])
+    Y = rb.matrix_from_spectrum(spec, (5, 5), seed=1, symmetric=True)
+    res = glrl(rb.MatrixEstimation(Y), eps=1e-30, tol=1e-9)
+    assert res.status == "kkt" and res.rank == 3
+    w, V = np.linalg.eigh(Y)
+    w, V = w[::-1], V[:, ::-1]
+    for r, ph in enumerate(res.phases, start=1):
+        assert ph.lam == pytest.approx(w[r - 1] if r == 1 else w[r - 1], rel=1e-8)
+        assert abs(abs(ph.direction @ V[:, r - 1]) - 1) < 1e-8
+        Wr = (V[:, :r] * w[:r]) @ V[:, :r].T
+        np.testing.assert_allclose(ph.W, Wr, atol=1e-8)
+        assert ph.loss == pytest.approx(0.5 * np.sum(w[r:] ** 2), rel=1e-8)
+    assert res.kkt["psd"] <= 1e-9 and res.kkt["complementarity"] <= 1e-8
+
+
+def test_asymmetric_variant_adds_singular_components():
+    Y = rb.matrix_from_spectrum([2.0, 1.0], (4, 3), seed=2)
+    res = glrl(rb.MatrixEstimation(Y), eps=1e-30, symmetric=False)
+    assert res.rank == 2
+    np.testing.assert_allclose(res.matrix, Y, atol=1e-8)
+    assert res.phases[0].lam == pytest.approx(2.0, rel=1e-10)
+    assert res.kkt["stationarity"] <= 1e-8
+
+
+def test_gradient_flow_at_tiny_alpha_matches_glrl():
+    prob = shipped_instance()
+    res = glrl(prob, eps=1e-30)
+    model = rb.SymmetricFactorization(4)
+    tr = rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-32, seed=3), t_max=2e4,
+                          rtol=1e-10, atol=1e-20)
+    assert np.linalg.norm(tr.final_matrix - res.matrix) < 1e-6
+
+
+def test_kkt_residuals_of_the_glrl_limit_on_completion():
+    M = rb.random_low_rank((8, 8), 2, psd=True, seed=0)
+    prob = rb.MatrixCompletion.uniform(M, 0.6, seed=1, symmetric=True)
+    res = glrl(prob, eps=1e-30)
+    k = kkt_residuals(prob, res.matrix)
+    assert k["psd"] <= 1e-8 and k["complementarity"] <= 1e-8 and k["feasibility"] <= 1e-12
+    assert res.levels[0] == pytest.approx(float(prob.loss(jnp.zeros((8, 8)))))
+    assert np.all(np.diff(res.levels) < 0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000))
+def test_top_direction_matches_dense_eigh(seed):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((6, 6))
+    lam, u, gap = top_direction(A, True)
+    w, V = np.linalg.eigh(0.5 * (A + A.T))
+    assert lam == pytest.approx(w[-1], abs=1e-12)
+    assert gap == pytest.approx(w[-1] - w[-2], abs=1e-12)
+    s, (uu, vv), _ = top_direction(A, False)
+    assert s == pytest.approx(np.linalg.norm(A, 2), rel=1e-12)
+    assert uu @ A @ vv == pytest.approx(s, rel=1e-10)
+
+
+def test_bad_input():
+    prob = rb.MatrixEstimation(np.eye(3))
+    with pytest.raises(ValueError, match="eps"):
+        glrl(prob, eps=0.0)
+    with pytest.raises(ValueError, match="eps"):
+        glrl(prob, eps=-1e-3)
+    with pytest.raises(ValueError, match="square"):
+        glrl(rb.MatrixEstimation(np.ones((2, 3))))
+    with pytest.raises(ValueError, match="mask"):
+        rb.MatrixCompletion(np.eye(3), np.zeros((3, 3), bool))
+    with pytest.raises(ValueError, match="problem"):
+        glrl(np.eye(3))
+    nonconvex = rb.CustomLoss(lambda W: 0.5 * jnp.sum((W - jnp.diag(jnp.array([2.0, 1.0]))) ** 2), (2, 2))
+    with pytest.warns(RuntimeWarning, match="not known to be convex"):
+        res = glrl(nonconvex, eps=1e-20)
+    np.testing.assert_allclose(res.matrix, np.diag([2.0, 1.0]), atol=1e-7)
