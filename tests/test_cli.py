@@ -102,3 +102,17 @@ def test_unreachable_scheduler(cfg, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "cannot connect to the Dask scheduler at tcp://127.0.0.1:9" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_counterexample_search_command(tmp_path):
+    import json
+
+    from rankbias.cli import main
+
+    assert main(["counterexample", "search", "--out", str(tmp_path), "--trials", "6",
+                 "--certify", "1"]) == 0
+    res = json.loads((tmp_path / "counterexamples.json").read_text())
+    best = res["best"]
+    assert best["certified"] and best["excess"] > 1e-3
+    assert best["duality_gap"] < 1e-4 and all(g["distance"] <= 1e-4 for g in best["gf"])

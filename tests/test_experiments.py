@@ -309,3 +309,39 @@ def test_reproduction_bad_runner(tmp_path):
         ex.run_reproduction(raw, tmp_path)
     with pytest.raises(ConfigError, match="runner must be"):
         parse('name = "x"\nkind = "reproduction"\nrunner = "nocolon"\n')
+
+
+def test_dask_external_scheduler_on_loopback(inprocess, tmp_path):
+    """A scheduler and a worker started as separate processes, reached by address."""
+    import subprocess
+    import sys
+    import time
+
+    sched_file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
+                               "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
+                               str(sched_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(300):
+            if sched_file.exists() and sched_file.stat().st_size > 0:
+                break
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
+                                       "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+                                       "--host", "127.0.0.1"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        out = tmp_path / "res"
+        st = ex.run_sweep(ex.expand(parse(TINY)), out, executor="dask", scheduler=address,
+                          progress=False)
+        assert st["done"] == 6
+        xr.testing.assert_identical(ex.load(inprocess).load(), ex.load(out).load())
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()

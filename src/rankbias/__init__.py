@@ -8,7 +8,7 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import dynamics, metrics, models, problems, theory  # noqa: E402
+from . import baselines, dynamics, metrics, models, problems, theory  # noqa: E402
 from . import experiments  # noqa: E402  (xarray/dask load lazily)
 from .dynamics import (DivergenceError, PrecisionWarning, RKC, gradient_descent,  # noqa: E402
                        gradient_descent_batch, gradient_flow, gradient_flow_batch, sharpness)
@@ -16,7 +16,9 @@ from .metrics import effective_rank, singular_values  # noqa: E402
 from .models import DeepFactorization, SymmetricFactorization  # noqa: E402
 from .problems import (CustomLoss, MatrixCompletion, MatrixEstimation, MatrixSensing,  # noqa: E402
                        Problem, matrix_from_spectrum, random_low_rank)
+from .compare import compare_with_glrl  # noqa: E402
 from .early_stopping import early_stopping  # noqa: E402
+from .glrl import glrl  # noqa: E402
 from .trajectory import Trajectory  # noqa: E402
 
 __version__ = "0.1.0"
@@ -28,5 +30,5 @@ __all__ = [
     "gradient_flow", "gradient_flow_batch", "gradient_descent", "gradient_descent_batch",
     "DivergenceError", "PrecisionWarning", "RKC", "sharpness",
     "effective_rank", "singular_values", "Trajectory",
-    "theory", "early_stopping", "experiments",
+    "theory", "early_stopping", "experiments", "glrl", "compare_with_glrl", "baselines",
 ]

@@ -57,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
                     help="a figure (repeatable; default: all that apply)")
     rp = sub.add_parser("report", help="write the HTML report DIR/report.html")
     rp.add_argument("dir")
+    ce = sub.add_parser("counterexample", help="nuclear-norm counter-examples (Li et al.)")
+    ce_sub = ce.add_subparsers(dest="ce_command", required=True, parser_class=_Parser)
+    cs = ce_sub.add_parser("search", help="search small PSD completions where the GF/GLRL limit "
+                           "has a larger trace than the minimum; certify and write the hits")
+    cs.add_argument("--out", required=True, help="folder for counterexamples.json")
+    cs.add_argument("--trials", type=int, default=40)
+    cs.add_argument("--seed", type=int, default=0)
+    cs.add_argument("--size", type=int, default=4, help="matrix size d")
+    cs.add_argument("--rank", type=int, default=1, help="rank of the PSD truth")
+    cs.add_argument("--pairs", type=int, default=6, help="observed symmetric pairs")
+    cs.add_argument("--margin", type=float, default=1e-3, help="trace excess that counts as a hit")
+    cs.add_argument("--certify", type=int, default=3, help="how many of the best to certify")
     d = sub.add_parser("demo", help="run the quick-demo sweep and write its report (~1 min)")
     d.add_argument("--out", default="results/demo")
     d.add_argument("--no-progress", action="store_true")
@@ -160,7 +172,22 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-_COMMANDS = {"list": _cmd_list, "run": _cmd_run, "status": _cmd_status, "plot": _cmd_plot,
+def _cmd_counterexample(args) -> int:
+    from .counterexamples import search
+
+    res = search(Path(args.out), n_trials=args.trials, seed=args.seed, d=args.size, rank=args.rank,
+                 n_pairs=args.pairs, margin=args.margin, certify_top=args.certify)
+    best = res.get("best")
+    print(f"screened {args.trials} instances; results in {Path(args.out) / 'counterexamples.json'}")
+    if not best:
+        print("no certified counter-example in this search (try more --trials)")
+        return 0
+    print(f"best certified: GLRL trace {best.get('glrl_trace', float('nan')):.6g} > minimum trace "
+          f"{best.get('min_trace', float('nan')):.6g} (excess {best.get('excess', float('nan')):.3g})")
+    return 0
+
+
+_COMMANDS = {"list": _cmd_list, "counterexample": _cmd_counterexample, "run": _cmd_run, "status": _cmd_status, "plot": _cmd_plot,
              "report": _cmd_report, "demo": _cmd_demo}
 
 

@@ -240,7 +240,9 @@ def search(out_dir: Path, n_trials: int = 40, seed: int = 0, *, d: int = 4, rank
     out = dict(n_trials=n_trials, seed=seed, d=d, rank=rank, n_pairs=n_pairs,
                n_exact_fit=len(screened), n_excess=sum(r["excess"] > margin for r in screened),
                certificates=certs, best=best, wall_time=time.perf_counter() - t0)
-    (out_dir / "counterexamples.json").write_text(json.dumps(out, indent=1, default=float))
+    from .store import atomic_write_text  # never a half-written file
+
+    atomic_write_text(out_dir / "counterexamples.json", json.dumps(out, indent=1, default=float))
     return out
 
 
