@@ -4,12 +4,15 @@ Problem: 20 x 20 symmetric completion, rank-3 PSD truth, half the entries observ
 f = 1/2 sum_Omega (W - M)^2; DeepFactorization depth 2 and 3, gaussian init of end-to-end
 scale alpha in {1e-4, 1e-8, 1e-16}. For each case:
 
-* reference: rankbias at rtol 1e-12, atol 1e-16 (its end point W_ref and time t_end);
-* ours: rankbias at the default rtol 1e-8: wall time (compiled; compile time apart), steps,
-  gradient evaluations, distance of the end point to W_ref;
-* NumPy loop: W_j <- W_j - lr grad_j (what public codes do), timed per step. GD's end point
-  differs from the flow's by C * lr (Euler's global error); C is fitted from two full runs at
-  alpha = 1e-4 and the step that reaches 1e-6 is lr* = 1e-6 / C. Steps needed = t_end / lr*.
+* reference: rankbias at rtol 1e-12, atol 1e-16. The end time t_end is the first time its
+  loss is <= 1e-10 (converged to practical precision; at depth 3 the last digits converge
+  only polynomially in t, so "steady state" is not a useful end);
+* ours: rankbias at the default rtol 1e-8 run to t_end: wall time (compiled; compile time
+  apart), steps, gradient evaluations, distance of W(t_end) to the reference's;
+* NumPy loop: W_j <- W_j - lr grad_j (what public codes do), timed per step. GD at time T
+  differs from the flow by C * lr (Euler's global error); C is fitted from two runs
+  (lr0 and lr0/2) over a short horizon at alpha = 1e-4, and the step that reaches 1e-6 is
+  lr* = 1e-6 / C (an optimistic bound for long horizons). Steps needed = t_end / lr*.
   The loop is run for real when that takes under ``--budget`` seconds, else its time is
   projected from the measured time per step (marked "projected").
 
@@ -61,24 +64,25 @@ def main(argv=None):
     rows = []
     for depth in (2, 3):
         model = rb.DeepFactorization((20, 20), depth=depth)
-        # Euler constant C of GD vs GF at a short, fully affordable case.
+        # Euler constant C of GD vs GF over a short, fully affordable horizon.
         p4 = [np.asarray(p) for p in model.init("gaussian", scale=1e-4, seed=0)]
-        ref4 = rb.gradient_flow(prob, model, p4, t_max=1e7, rtol=1e-12, atol=1e-16, gtol=1e-11)
-        t4 = ref4.times[-1]
-        lr0 = 0.02
-        e1 = np.linalg.norm(numpy_gd(mask, M, p4, lr0, int(t4 / lr0)) - ref4.final_matrix)
-        e2 = np.linalg.norm(numpy_gd(mask, M, p4, lr0 / 2, int(t4 / (lr0 / 2))) - ref4.final_matrix)
-        C = max(e1 / lr0, 2 * e2 / lr0) if e2 > 0 else e1 / lr0
-        lr_star = min(lr0, 1e-6 / C) if C > 0 else lr0
+        T_fit, lr0 = 50.0, 0.02
+        ref4 = rb.gradient_flow(prob, model, p4, t_max=T_fit, rtol=1e-12, atol=1e-16, gtol=None)
+        e1 = np.linalg.norm(numpy_gd(mask, M, p4, lr0, int(T_fit / lr0)) - ref4.final_matrix)
+        e2 = np.linalg.norm(numpy_gd(mask, M, p4, lr0 / 2, int(T_fit / (lr0 / 2))) - ref4.final_matrix)
+        C = max(e1 / lr0, e2 / (lr0 / 2))
+        lr_star = min(lr0, 1e-6 / C)
         for alpha in (1e-4, 1e-8, 1e-16):
             ps = [np.asarray(p) for p in model.init("gaussian", scale=alpha, seed=0)]
-            ref = rb.gradient_flow(prob, model, ps, t_max=1e8, rtol=1e-12, atol=1e-16, gtol=1e-11)
-            t_end = ref.times[-1]
+            full = rb.gradient_flow(prob, model, ps, t_max=1e8, rtol=1e-12, atol=1e-16, gtol=1e-11)
+            t_end = float(full.times[np.argmax(full.loss <= 1e-10)]) if np.any(full.loss <= 1e-10) \
+                else float(full.times[-1])
+            ref = rb.gradient_flow(prob, model, ps, t_max=t_end, rtol=1e-12, atol=1e-16, gtol=None)
             t0 = time.perf_counter()
-            rb.gradient_flow(prob, model, ps, t_max=1e8)  # compile + run
+            rb.gradient_flow(prob, model, ps, t_max=t_end, gtol=None)  # compile + run
             first = time.perf_counter() - t0
             t0 = time.perf_counter()
-            ours = rb.gradient_flow(prob, model, ps, t_max=1e8)
+            ours = rb.gradient_flow(prob, model, ps, t_max=t_end, gtol=None)
             wall = time.perf_counter() - t0
             err = np.linalg.norm(ours.final_matrix - ref.final_matrix)
             # NumPy loop: time per step, then real or projected total.
@@ -114,7 +118,7 @@ def main(argv=None):
              for r in rows]
     machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}"
     text = (f"# bench_flow ({time.strftime('%Y-%m-%d')}, {machine})\n\n"
-            "Target end point: rankbias at rtol 1e-12 (reference). Ours: default rtol 1e-8.\n\n"
+            "Reference: rankbias at rtol 1e-12; t_end = first time its loss <= 1e-10. Ours: default rtol 1e-8.\n\n"
             + header + "\n".join(lines) + "\n")
     print("\n" + text)
     with open(args.out, "w") as fh:
