@@ -87,3 +87,22 @@ def test_bad_input():
     with pytest.warns(RuntimeWarning, match="not known to be convex"):
         res = glrl(nonconvex, eps=1e-20)
     np.testing.assert_allclose(res.matrix, np.diag([2.0, 1.0]), atol=1e-7)
+
+
+def test_phase_distances_shrink_as_alpha_goes_to_zero():
+    # Li et al.: GF from alpha -> 0 follows the GLRL trajectory phase by phase. The time-aligned
+    # distance in each phase must fall with alpha (it once stayed ~0.3 at every alpha because
+    # the GLRL phase was re-run with an atol above its sqrt(eps)-sized escape column).
+    M = rb.random_low_rank((8, 8), 2, psd=True, seed=0)
+    prob = rb.MatrixCompletion.uniform(M, 0.6, seed=1, symmetric=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cmp = rb.compare_with_glrl(prob, rb.SymmetricFactorization(8), alphas=[1e-6, 1e-24],
+                                   seeds=[0], t_max=2e4)
+    ph = cmp.distances["phase"][:, 0, :]
+    assert np.all(np.isfinite(ph))
+    assert np.all(ph[1] < 0.1 * ph[0])
+    # Floor set by the alignment (mid-level crossing interpolated between records, ~1e-3 of
+    # 1/lam), not by the dynamics: 1.1e-4 measured at alpha = 1e-24.
+    assert ph[1, 0] < 1e-3
+    assert cmp.distances["end"][1, 0] < 1e-4

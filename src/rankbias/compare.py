@@ -105,8 +105,12 @@ def _glrl_at(problem, res: GLRLResult, r: int, times: np.ndarray) -> np.ndarray:
     model = SymmetricFactorization(d, width=r)
     times = np.asarray(times, dtype=np.float64)
     tmax = float(max(times.max(), 1e-6))
-    tr = gradient_flow(problem, model, start, t_max=tmax, gtol=None, rtol=1e-10, atol=1e-14,
-                       n_save=2, save_at=times, save_matrices=True)
+    # The same absolute tolerance as the GLRL phase itself (glrl.py): the appended column has
+    # entries ~sqrt(eps), and a larger atol would let its escape time drift from the t_mid
+    # used for the alignment.
+    tr = gradient_flow(problem, model, start, t_max=tmax, gtol=None, rtol=1e-10,
+                       atol=min(1e-14, 1e-3 * np.sqrt(res.eps)), n_save=2, save_at=times,
+                       save_matrices=True)
     idx = np.searchsorted(tr.times, times)
     idx = np.clip(idx, 0, len(tr.times) - 1)
     return tr.matrices[idx]
