@@ -11,9 +11,11 @@ The GLRL phase flow is then re-evaluated at exactly the GF record times minus th
 over the GF records ``t_k`` between the midpoints of the neighbouring crossings;
 ``end distance = ||W_GF(t_final) - W_GLRL||_F``.
 
-Power law (derived; ``lam_1 > lam_2`` the top eigenvalues of ``-grad f(0)``): at depth 2 the
-second direction has grown to ``alpha^(1 - lam_2/lam_1)`` when the first reaches O(1), so the
-deviation decays like ``alpha^c``; :func:`fit_power_law` measures ``c``.
+Power law (derived; ``lam_1 > lam_2`` the top eigenvalues of ``-grad f(0)``, depth 2): with
+``U(t) = e^{Gt} sqrt(alpha) U0`` in the linear regime, when the top component of ``W`` reaches
+O(1) the second eigenvalue of ``W`` is ``alpha^c``, ``c = 1 - lam_2/lam_1``, but the cross term
+``v1 v2^T`` is ``alpha^(c/2)`` and dominates the Frobenius distance: ``||W_GF - W_GLRL||``
+decays like ``alpha^(c/2)``. :func:`fit_power_law` measures the exponent.
 """
 
 from __future__ import annotations
@@ -43,10 +45,17 @@ class GLRLComparison:
         alphas, seeds: the grid.
         glrl: the reference :class:`~rankbias.glrl.GLRLResult`.
         trajectories: ``{(alpha, seed): Trajectory}`` of the GF runs (matrices saved).
-        distances: ``{"end": (A, S), "phase": (A, S, R)}`` arrays (NaN where GF never crossed a
-            phase's mid level: it did not follow that phase).
+        distances: ``{"end": (A, S), "phase": (A, S, R), "phase_at_mid": (A, S, R)}`` arrays
+            (NaN where GF never crossed a phase's mid level: it did not follow that phase).
+            ``phase`` is the largest distance over the phase's window (up to halfway to the
+            next crossing, where the next direction has grown: at depth 2 it decays like
+            ``alpha^(c/2)``); ``phase_at_mid`` is the distance at the phase's own mid crossing
+            (decays like ``alpha^(c/2)``, ``c = 1 - lam_2/lam_1`` for phase 1: the cross term
+            ``v1 v2^T`` of ``W`` dominates, while ``sigma_2(W)`` itself is ``alpha^c``).
         shifts: ``(A, S, R)`` time shifts ``t_GF(mid) - t_GLRL(mid)``.
-        fit: power-law fit of the median end distance (see :func:`fit_power_law`).
+        fit: power-law fit of the median end distance (see :func:`fit_power_law`), with
+            ``prediction = (1 - lam_2/lam_1)/2`` and ``phase1_at_mid``, the fit of the phase-1
+            distance at its mid crossing, the quantity that prediction is about.
     """
 
     alphas: list[float]
@@ -150,6 +159,7 @@ def compare_with_glrl(problem: Problem, model: Model, alphas: Sequence[float],
     A, S = len(alphas), len(seeds)
     end = np.full((A, S), np.nan)
     phase = np.full((A, S, R), np.nan)
+    at_mid = np.full((A, S, R), np.nan)
     shifts = np.full((A, S, R), np.nan)
     trajs = {}
     levels = res.levels
@@ -190,15 +200,27 @@ def compare_with_glrl(problem: Problem, model: Model, alphas: Sequence[float],
                 if not sel.any():
                     continue
                 ref = _glrl_at(problem, res, r, tr.times[sel] - shift)
-                phase[i, j, r - 1] = float(np.max(np.linalg.norm(tr.matrices[sel] - ref, axis=(1, 2))))
+                dist = np.linalg.norm(tr.matrices[sel] - ref, axis=(1, 2))
+                phase[i, j, r - 1] = float(np.max(dist))
+                at_mid[i, j, r - 1] = float(dist[np.argmin(np.abs(tr.times[sel] - mids[r - 1]))])
                 shifts[i, j, r - 1] = shift
     negG0 = -np.asarray(problem.grad(jnp.zeros(problem.shape)))
     w = np.linalg.eigvalsh(0.5 * (negG0 + negG0.T))[::-1]
     fit = fit_power_law(alphas, np.median(end, axis=1))
-    fit["prediction"] = float(1 - w[1] / w[0]) if w[0] > 0 else float("nan")
+    # Linear regime: U(t) = e^{Gt} sqrt(alpha) U0, G = -grad f(0). When the top component of W
+    # reaches O(1) (t = log(1/alpha)/(2 lam_1)) the v2 v2^T component is alpha^(1-lam_2/lam_1)
+    # but the cross term v1 v2^T is alpha^((1-lam_2/lam_1)/2), and it dominates ||W - W_GLRL||.
+    c = float(1 - w[1] / w[0]) if w[0] > 0 else float("nan")
+    fit["prediction"] = c / 2
+    fit["prediction_second_singular_value"] = c
     fit["lam"] = w[:3].tolist()
+    if R >= 1 and np.any(np.isfinite(at_mid[:, :, 0])):
+        # The derived law is about this quantity: phase 1 at its mid crossing (top direction
+        # O(1)), where the second direction has grown to alpha^(1 - lam_2/lam_1).
+        fit["phase1_at_mid"] = fit_power_law(alphas, np.nanmedian(at_mid[:, :, 0], axis=1))
     return GLRLComparison(alphas=alphas, seeds=seeds, glrl=res, trajectories=trajs,
-                          distances=dict(end=end, phase=phase), shifts=shifts, fit=fit,
+                          distances=dict(end=end, phase=phase, phase_at_mid=at_mid),
+                          shifts=shifts, fit=fit,
                           info=dict(depth=depth, init=init))
 
 
