@@ -130,3 +130,18 @@ def test_power_law_exponents_match_the_eigengap():
         k = np.argmin(np.abs(tr.times - _mids(tr, cmp.glrl.levels, 1)[0]))
         s2.append(tr.singular_values[k][1])
     assert fit_power_law(cmp.alphas, s2)["c"] == pytest.approx(c, abs=0.03)
+
+
+def test_glrl_distance_sweep_metric():
+    from rankbias.compare import glrl_distance_metric
+
+    prob = shipped_instance()
+    res = glrl(prob, eps=1e-30)
+    model = rb.SymmetricFactorization(4)
+    near = rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-32, seed=3), t_max=2e4,
+                            rtol=1e-10)
+    far = rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-1, seed=3), t_max=2e4)
+    d_near = glrl_distance_metric(near, prob, {})["glrl_distance"]
+    assert d_near == pytest.approx(np.linalg.norm(near.final_matrix - res.matrix), abs=1e-9)
+    assert d_near < 1e-6
+    assert glrl_distance_metric(far, prob, {})["glrl_distance"] > 1e-3

@@ -83,7 +83,9 @@ def fd(f, x, h=1e-6):
 def test_deep_grad_fd(m, n, depth, width, seed):
     rng = np.random.default_rng(seed)
     M = rng.standard_normal((m, n))
-    prob = rb.MatrixCompletion(M, rng.random((m, n)) < 0.7 if m * n > 1 else np.ones((1, 1), bool))
+    mask = rng.random((m, n)) < 0.7
+    mask.flat[rng.integers(m * n)] = True  # a completion problem must observe something
+    prob = rb.MatrixCompletion(M, mask)
     model = rb.DeepFactorization((m, n), depth=depth, width=width)
     ps = [rng.standard_normal(s) for s in model.param_shapes]
     _, g, _ = model.loss_and_grad(prob, tuple(jnp.asarray(p) for p in ps))

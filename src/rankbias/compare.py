@@ -247,3 +247,30 @@ def _gf_mid(tr: Trajectory, f_before: float, f_after: float, after: float) -> fl
                      singular_values=tr.singular_values[i - 1:i + 1], final_params=(),
                      final_matrix=tr.final_matrix)
     return _mid_time(sub, f_before, f_after)
+
+
+_GLRL_LIMITS: dict[str, np.ndarray] = {}
+
+
+def glrl_distance_metric(trajectory: Trajectory, problem: Problem, run_config: dict) -> dict:
+    """Sweep metric (``record.custom = ["rankbias.compare:glrl_distance_metric"]``):
+    ``glrl_distance = ||W(t_final) - W_GLRL||_F`` with the PSD GLRL limit (``eps = 1e-30``) of
+    the run's problem, computed once per problem in each worker process. NaN for a
+    non-square problem."""
+    import hashlib
+
+    import jax
+
+    if problem.shape[0] != problem.shape[1]:
+        return {"glrl_distance": float("nan")}
+    h = hashlib.sha256(type(problem).__name__.encode())
+    for leaf in jax.tree_util.tree_leaves(problem):
+        a = np.asarray(leaf)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    key = h.hexdigest()
+    if key not in _GLRL_LIMITS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            _GLRL_LIMITS[key] = glrl(problem, eps=1e-30).matrix
+    return {"glrl_distance": float(np.linalg.norm(trajectory.final_matrix - _GLRL_LIMITS[key]))}

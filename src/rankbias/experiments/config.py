@@ -65,7 +65,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "t_max": (_F, 1e4, (">", 0.0)),
         "t_min": (_F, None, (">", 0.0)),
         "rtol": (_F, 1e-8, (">", 0.0)),
-        "atol": (_F, 1e-12, (">", 0.0)),
+        "atol": (_F, None, (">", 0.0)),  # None: scaled to the init (rb.gradient_flow)
         "solver": (_S, "rkc", ("choice", ("rkc", "tsit5", "dopri5", "dopri8", "kvaerno5"))),
         "gtol": (_F, 1e-10, (">", 0.0)),
         "max_steps": (_I, 1_000_000, (">=", 1)),
