@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write, json_default
 from .trajectory import atomic_write_npz
 
 __all__ = ["Store", "StoreError", "CorruptRunError", "run_key", "code_version", "versions",
@@ -94,35 +95,7 @@ def checksum(arrays: dict[str, np.ndarray]) -> str:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write ``text`` through a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from collaborators
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+    return atomic_write(path, lambda fh: fh.write(text), binary=False)
 
 
 @dataclass
@@ -164,7 +137,7 @@ class Store:
 
     def write_manifest(self, manifest: dict) -> None:
         atomic_write_text(self.root / MANIFEST,
-                          json.dumps(manifest, indent=1, default=_json_default))
+                          json.dumps(manifest, indent=1, default=json_default))
 
     def manifest(self) -> dict:
         p = self.root / MANIFEST
@@ -211,7 +184,7 @@ class Store:
     def write_failure(self, key: str, config: dict, message: str) -> None:
         atomic_write_text(self.failure_path(key),
                           json.dumps({"key": key, "config": config, "error": message},
-                                     default=_json_default))
+                                     default=json_default))
 
     def read_run(self, key: str) -> dict[str, np.ndarray]:
         """The arrays of a finished run, checksum verified; raises :class:`CorruptRunError`."""

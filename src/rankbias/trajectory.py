@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write, json_default
 from .metrics import EFFECTIVE_RANKS, effective_ranks_from_sv
 
 __all__ = ["Trajectory", "atomic_write_npz"]
@@ -86,7 +86,7 @@ class Trajectory:
     def save(self, path: str | os.PathLike) -> Path:
         """Write to ``path`` (``.npz`` appended if missing) atomically; returns the path."""
         arrays = self.to_arrays()
-        arrays["info"] = np.array(json.dumps(self.info, default=_json_default))
+        arrays["info"] = np.array(json.dumps(self.info, default=json_default))
         return atomic_write_npz(path, arrays)
 
     @classmethod
@@ -106,37 +106,9 @@ class Trajectory:
                    matrices=d.get("matrices"), info=info, effective_ranks=ranks)
 
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
 def atomic_write_npz(path, arrays: dict) -> Path:
-    """Write ``arrays`` to ``path`` via a temp file and ``os.replace`` (never a half file)."""
+    """Write ``arrays`` to ``path`` (``.npz`` appended if missing) atomically."""
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; results are meant to be shared (cluster file systems).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays), binary=True)
