@@ -27,20 +27,29 @@ def resolve_dtype(dtype):
     return dt
 
 
-def check_run(problem, model, params, dtype, name="params"):
-    """Validate a (problem, model, params) triple at the boundary; cast to ``dtype``."""
+def check_problem_model(problem, model) -> None:
+    """Validate that ``problem`` and ``model`` are rankbias objects of the same shape."""
     if not isinstance(problem, Problem):
         raise ValueError(f"`problem` must be a rankbias Problem, got {type(problem).__name__}")
     if not isinstance(model, Model):
         raise ValueError(f"`model` must be a rankbias Model, got {type(model).__name__}")
     if tuple(problem.shape) != tuple(model.shape):
         raise ValueError(f"`model` has shape {model.shape} but `problem` has shape {problem.shape}")
+
+
+def check_params(model, params, dtype, name="params"):
+    """Validate one parameter tuple for ``model`` and cast it to ``dtype`` (a resolved dtype)."""
     params = model.check_params(params, name)
-    dtype = resolve_dtype(dtype)
     if dtype == jnp.float32:
         warn_float32(params)
-    params = tuple(p.astype(dtype) for p in params)
-    return problem.astype(dtype), params, dtype
+    return tuple(p.astype(dtype) for p in params)
+
+
+def check_run(problem, model, params, dtype, name="params"):
+    """Validate a (problem, model, params) triple at the boundary; cast to ``dtype``."""
+    check_problem_model(problem, model)
+    dtype = resolve_dtype(dtype)
+    return problem.astype(dtype), check_params(model, params, dtype, name), dtype
 
 
 def warn_float32(params) -> None:
@@ -110,11 +119,11 @@ def prepare_batch(problems, model, params_list, dtype):
         if len(plist) not in (1, len(params_list)):
             raise ValueError(f"`problems` must be one problem or {len(params_list)} problems "
                              f"(one per run), got {len(plist)}")
-    checked = []
-    for i, p in enumerate(params_list):
-        prob = plist[0] if len(plist) == 1 else plist[i]
-        prob_c, params_c, dtype = check_run(prob, model, p, dtype, name=f"params_list[{i}]")
-        checked.append(params_c)
+    for q in plist:
+        check_problem_model(q, model)
+    dtype = resolve_dtype(dtype)
+    checked = [check_params(model, p, dtype, name=f"params_list[{i}]")
+               for i, p in enumerate(params_list)]
     plist = [q.astype(dtype) for q in plist]
     if len(plist) == 1:
         return plist[0], None, stack_trees(checked), dtype, len(checked)

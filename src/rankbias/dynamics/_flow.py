@@ -119,9 +119,6 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig):
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)],
                             solver_state=cfg.solver == "rkc")
     event = _steady_event(model, cfg) if cfg.gtol is not None else None
-    if event is not None:
-        ev_fn = event.cond_fn
-        event = diffrax.Event(lambda t, y, args, **kw: ev_fn(t, y, args, **kw))
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(term_fn), _make_solver(cfg.solver), t0=0.0, t1=t_max, dt0=None, y0=y0,
         args=(problem, loss0, jnp.linalg.norm(G0)), saveat=saveat,
@@ -130,7 +127,7 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig):
             diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol), step_ts=ts),
         max_steps=cfg.max_steps, event=event, throw=False)
     recs, yfinal = sol.ys
-    nfe = sol.solver_state[3] if cfg.solver == "rkc" else sol.stats["num_steps"] * 0
+    nfe = sol.solver_state[3] if cfg.solver == "rkc" else None  # only RKC counts them
     t_final = sol.ts[1][0]
     final_rec = record(problem, model, model.unflatten(yfinal[0]), cfg.save_matrices)
     return dict(recs=recs, ts=sol.ts[0], t_final=t_final, y_final=yfinal[0], final_rec=final_rec,
@@ -166,7 +163,7 @@ def _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save):
     return t_max, rtol, atol, gtol
 
 
-def _status(out_result: int, t_final: float, t_max: float) -> str:
+def _status(out_result: int) -> str:
     if out_result == int(diffrax.RESULTS.successful._value):
         return "t_max"
     if out_result == int(diffrax.RESULTS.event_occurred._value):
@@ -184,12 +181,12 @@ def _postprocess(out, ts_np, model, cfg, t_max, wall, extra_info):
     if times[-1] < t_final:
         recs = {k: np.concatenate([v, np.asarray(out["final_rec"][k])[None]]) for k, v in recs.items()}
         times = np.concatenate([times, [t_final]])
-    status = _status(int(out["result"]), t_final, t_max)
+    status = _status(int(out["result"]))
     info = dict(method="gradient_flow", solver=cfg.solver, rtol=cfg.rtol, atol=cfg.atol,
                 gtol=cfg.gtol, t_max=t_max, t_final=t_final, status=status,
                 num_steps=int(out["num_steps"]), num_accepted=int(out["num_accepted"]),
                 num_rejected=int(out["num_rejected"]),
-                num_vf_evals=int(out["nfe"]) if cfg.solver == "rkc" else None,
+                num_vf_evals=None if out["nfe"] is None else int(out["nfe"]),
                 wall_time=wall, **extra_info)
     if status == "max_steps":
         warnings.warn(f"gradient_flow stopped at max_steps={cfg.max_steps} at t={t_final:.4g} "
