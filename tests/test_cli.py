@@ -5,22 +5,10 @@ import pytest
 
 from rankbias.cli import main
 
-TINY = """
-name = "tiny-cli"
-kind = "sweep"
-[problem]
-type = "completion"
-shape = [6, 6]
-rank = 1
-fraction = 0.7
-[dynamics]
-method = "gd"
-lr = 0.2
-steps = 100
-n_save = 10
-[sweep]
-grid = { alpha = [1e-2, 1e-3], depth = [2], seed = [0, 1] }
-"""
+from _configs import tiny_sweep
+
+TINY = tiny_sweep("tiny-cli", "{ alpha = [1e-2, 1e-3], depth = [2], seed = [0, 1] }", steps=100,
+                  n_save=10)
 
 
 @pytest.fixture()

@@ -5,7 +5,6 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.linalg import expm
 
 import rankbias as rb
 

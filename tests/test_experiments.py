@@ -12,25 +12,10 @@ from rankbias.experiments.config import ConfigError
 from rankbias.experiments.executors import DaskExecutor, ExecutorError
 from rankbias.store import Store, run_key
 
-TINY = """
-name = "tiny"
-kind = "sweep"
-[problem]
-type = "completion"
-shape = [6, 6]
-rank = 1
-fraction = 0.7
-[model]
-depth = 2
-[dynamics]
-method = "gd"
-lr = 0.2
-steps = 200
-n_save = 12
-[sweep]
-grid = { alpha = [1e-2, 1e-3], seed = [0, 1, 2] }
-batch_size = 2
-"""
+from _configs import tiny_sweep
+
+TINY = tiny_sweep("tiny", "{ alpha = [1e-2, 1e-3], seed = [0, 1, 2] }", steps=200, n_save=12,
+                  depth=2, batch_size=2)
 
 
 def parse(text):

@@ -11,23 +11,10 @@ import pytest
 import rankbias.experiments as ex
 from rankbias.report import write_report
 
-TINY = """
-name = "tiny-report"
-description = "report test"
-kind = "sweep"
-[problem]
-type = "completion"
-shape = [6, 6]
-rank = 1
-fraction = 0.7
-[dynamics]
-method = "gd"
-lr = 0.2
-steps = 100
-n_save = 10
-[sweep]
-grid = { depth = [2, 3], alpha = [1e-2, 1e-3], seed = [0, 1] }
-"""
+from _configs import tiny_sweep
+
+TINY = tiny_sweep("tiny-report", "{ depth = [2, 3], alpha = [1e-2, 1e-3], seed = [0, 1] }",
+                  steps=100, n_save=10, description="report test")
 
 
 def _chromium():

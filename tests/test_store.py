@@ -14,25 +14,10 @@ import xarray as xr
 import rankbias.experiments as ex
 from rankbias.store import CorruptRunError, Store, _on_grid, checksum
 
-TINY = """
-name = "tiny-store"
-kind = "sweep"
-[problem]
-type = "completion"
-shape = [6, 6]
-rank = 1
-fraction = 0.7
-[model]
-depth = 2
-[dynamics]
-method = "gd"
-lr = 0.2
-steps = 200
-n_save = 12
-[sweep]
-grid = { alpha = [1e-2, 1e-3], seed = [0, 1] }
-batch_size = 2
-"""
+from _configs import tiny_sweep
+
+TINY = tiny_sweep("tiny-store", "{ alpha = [1e-2, 1e-3], seed = [0, 1] }", steps=200, n_save=12,
+                  depth=2, batch_size=2)
 
 
 @pytest.fixture(scope="module")

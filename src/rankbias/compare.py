@@ -30,7 +30,7 @@ import numpy as np
 from ._validation import check_positive
 from .dynamics import gradient_flow, gradient_flow_batch
 from .glrl import GLRLResult, _mid_time, glrl
-from .models import DeepFactorization, Model, SymmetricFactorization
+from .models import Model, SymmetricFactorization
 from .problems import Problem
 from .trajectory import Trajectory
 

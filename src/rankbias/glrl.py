@@ -282,7 +282,7 @@ def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, 
     # back to a Hessian test that we replace by our convergence loop.
     t_chunk = 1.5 * t_escape + 20.0 / lam
     params = tuple(jnp.asarray(f) for f in factors)
-    pieces, t0, total = [], 0.0, 0.0
+    pieces, t0 = [], 0.0
     converged = False
     while True:
         tr = gradient_flow(problem, model, params, t_max=t_chunk, gtol=None, rtol=rtol,
