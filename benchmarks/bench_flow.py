@@ -1,22 +1,27 @@
-"""Gradient flow cost: rankbias (adaptive RKC/Tsit5 ODE) vs a plain NumPy fixed-step GD loop.
+"""Gradient flow cost: rankbias (adaptive RKC/Tsit5 ODE) vs fixed-step GD loops (NumPy, PyTorch).
 
-Problem: 20 x 20 symmetric completion, rank-3 PSD truth, half the entries observed,
-f = 1/2 sum_Omega (W - M)^2; DeepFactorization depth 2 and 3, gaussian init of end-to-end
-scale alpha in {1e-4, 1e-8, 1e-16}. For each case:
+Problems: symmetric completion, PSD truth, f = 1/2 sum_Omega (W - M)^2 (||M||_2 = 1):
+20 x 20 rank 3 (half observed) and 100 x 100 rank 5 (30% observed). Models:
+DeepFactorization depth 2, 3, 4, gaussian init of end-to-end scale alpha in
+{1e-3, 1e-8, 1e-16, 1e-32}. For each case:
 
-* reference: rankbias at rtol 1e-12, atol 1e-16. The end time t_end is the first time its
-  loss is <= 1e-10 (converged to practical precision; at depth 3 the last digits converge
-  only polynomially in t, so "steady state" is not a useful end);
-* ours: rankbias at the default rtol 1e-8 run to t_end: wall time (compiled; compile time
-  apart), steps, gradient evaluations, distance of W(t_end) to the reference's;
-* NumPy loop: W_j <- W_j - lr grad_j (what public codes do), timed per step. GD at time T
-  differs from the flow by C * lr (Euler's global error); C is fitted from two runs
-  (lr0 and lr0/2) over a short horizon at alpha = 1e-4, and the step that reaches 1e-6 is
-  lr* = 1e-6 / C (an optimistic bound for long horizons). Steps needed = t_end / lr*.
-  The loop is run for real when that takes under ``--budget`` seconds, else its time is
-  projected from the measured time per step (marked "projected").
+* reference: rankbias at rtol 1e-12 (init-scaled atol). The end time t_end is the first
+  recorded time its loss is <= 1e-10 (converged to practical precision; at depth >= 3 the
+  last digits converge only polynomially in t, so "steady state" is not a useful end);
+* ours: rankbias at the default rtol 1e-8, run to t_end: wall time (compiled; compile apart),
+  steps, gradient evaluations, distance of W(t_end) to the reference's ("end err") and the
+  largest distance over 40 shared log-spaced times ("traj err");
+* loops: W_j <- W_j - lr grad_j with prefix/suffix products (what public codes do), NumPy
+  float64 and PyTorch eager float64 (skipped with a note if torch is absent). GD at time T
+  differs from the flow by C * lr (Euler's global error); C is fitted per problem and depth
+  from two runs (lr0, lr0/2) over a short horizon at alpha = 1e-3, and lr* = 1e-6 / C is
+  the largest step expected to reach 1e-6 (optimistic for long horizons: the error of a
+  saddle escape grows with the plateau, so the loops' times below are lower bounds).
+  Steps needed = t_end / lr*. A loop is run for real when its projection is under
+  ``--budget`` seconds (then its end and trajectory errors are measured), else its time is
+  projected from the measured time per step and marked "projected".
 
-Usage: python benchmarks/bench_flow.py [--budget 60] [--out benchmarks/results_flow.md]
+Usage: python benchmarks/bench_flow.py [--budget 600] [--sizes 20 100] [--out benchmarks/results_flow.md]
 """
 
 from __future__ import annotations
@@ -29,96 +34,163 @@ import numpy as np
 
 import rankbias as rb
 
+try:
+    import torch
+except ImportError:  # optional: the PyTorch column is skipped with a note
+    torch = None
 
-def numpy_gd(mask, M, params, lr, steps):
-    """The reference loop: prefix/suffix products, all layers updated at once."""
-    Ws = [p.copy() for p in params]
+ALPHAS = (1e-3, 1e-8, 1e-16, 1e-32)
+DEPTHS = (2, 3, 4)
+PROBLEMS = {20: (3, 0.5), 100: (5, 0.3)}
+N_SHARED = 41
+
+
+def gd_loop(mask, M, params, lr, steps, record_steps=(), backend="numpy"):
+    """Fixed-step GD on f = 1/2 ||mask * (W_L ... W_1 - M)||^2; returns W at the end and
+    at ``record_steps``. ``backend``: ``"numpy"`` or ``"torch"`` (eager, float64)."""
+    if backend == "torch":
+        xp_mask, xp_M = torch.from_numpy(mask), torch.from_numpy(M)
+        Ws = [torch.from_numpy(np.array(p)) for p in params]
+        eye = lambda k: torch.eye(k, dtype=torch.float64)
+        to_np = lambda X: X.numpy().copy()
+    else:
+        xp_mask, xp_M = mask, M
+        Ws = [np.array(p) for p in params]
+        eye = np.eye
+        to_np = np.copy
     L = len(Ws)
-    for _ in range(steps):
-        pre = [np.eye(Ws[0].shape[1])]
+    want = {int(s): i for i, s in enumerate(record_steps)}
+    recs = [None] * len(want)
+
+    def product():
+        W = Ws[0]
+        for P in Ws[1:]:
+            W = P @ W
+        return W
+
+    if 0 in want:
+        recs[want[0]] = to_np(product())
+    for k in range(1, steps + 1):
+        pre = [eye(Ws[0].shape[1])]
         for W in Ws:
             pre.append(W @ pre[-1])
-        G = mask * (pre[-1] - M)
-        suf = np.eye(Ws[-1].shape[0])
+        G = xp_mask * (pre[-1] - xp_M)
+        suf = eye(Ws[-1].shape[0])
         grads = [None] * L
         for j in range(L - 1, -1, -1):
             grads[j] = suf.T @ G @ pre[j].T
             suf = suf @ Ws[j]
         for j in range(L):
             Ws[j] -= lr * grads[j]
-    W = Ws[0]
-    for P in Ws[1:]:
-        W = P @ W
-    return W
+        if k in want:
+            recs[want[k]] = to_np(product())
+    return to_np(product()), recs
+
+
+def _time_per_step(mask, M, params, lr, backend, probe=1000):
+    gd_loop(mask, M, params, lr, 20, backend=backend)  # warm caches / allocator
+    t0 = time.perf_counter()
+    gd_loop(mask, M, params, lr, probe, backend=backend)
+    return (time.perf_counter() - t0) / probe
+
+
+def _loop_case(mask, M, ps, lr, t_end, ts, ref, budget, backend):
+    """Time (real or projected), end error and trajectory error of one GD loop."""
+    per_step = _time_per_step(mask, M, ps, lr, backend)
+    steps = int(np.ceil(t_end / lr))
+    proj = steps * per_step
+    if proj > budget:
+        return dict(s=proj, kind="projected", end="-", traj="-", steps=steps)
+    rec = [int(round(t / lr)) for t in ts]
+    t0 = time.perf_counter()
+    W, Ws = gd_loop(mask, M, ps, lr, steps, rec, backend)
+    wall = time.perf_counter() - t0
+    traj = max(np.linalg.norm(a - b) for a, b in zip(Ws, ref.matrices))
+    return dict(s=wall, kind="measured", end=f"{np.linalg.norm(W - ref.final_matrix):.1e}",
+                traj=f"{traj:.1e}", steps=steps)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget", type=float, default=60.0, help="seconds a NumPy run may take")
+    ap.add_argument("--budget", type=float, default=600.0,
+                    help="seconds a loop may run for real (issue 6: 10 minutes)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=list(PROBLEMS))
+    ap.add_argument("--depths", type=int, nargs="+", default=list(DEPTHS))
+    ap.add_argument("--alphas", type=float, nargs="+", default=list(ALPHAS))
     ap.add_argument("--out", default="benchmarks/results_flow.md")
     args = ap.parse_args(argv)
-
-    M = rb.random_low_rank((20, 20), 3, psd=True, seed=0)
-    prob = rb.MatrixCompletion.uniform(M, 0.5, seed=0, symmetric=True)
-    mask = prob.mask.astype(float)
+    if torch is not None:
+        torch.set_num_threads(2)
     rows = []
-    for depth in (2, 3):
-        model = rb.DeepFactorization((20, 20), depth=depth)
-        # Euler constant C of GD vs GF over a short, fully affordable horizon.
-        p4 = [np.asarray(p) for p in model.init("gaussian", scale=1e-4, seed=0)]
-        T_fit, lr0 = 50.0, 0.02
-        ref4 = rb.gradient_flow(prob, model, p4, t_max=T_fit, rtol=1e-12, atol=1e-16, gtol=None)
-        e1 = np.linalg.norm(numpy_gd(mask, M, p4, lr0, int(T_fit / lr0)) - ref4.final_matrix)
-        e2 = np.linalg.norm(numpy_gd(mask, M, p4, lr0 / 2, int(T_fit / (lr0 / 2))) - ref4.final_matrix)
-        C = max(e1 / lr0, e2 / (lr0 / 2))
-        lr_star = min(lr0, 1e-6 / C)
-        for alpha in (1e-4, 1e-8, 1e-16):
-            ps = [np.asarray(p) for p in model.init("gaussian", scale=alpha, seed=0)]
-            full = rb.gradient_flow(prob, model, ps, t_max=1e8, rtol=1e-12, atol=1e-16, gtol=1e-11)
-            t_end = float(full.times[np.argmax(full.loss <= 1e-10)]) if np.any(full.loss <= 1e-10) \
-                else float(full.times[-1])
-            ref = rb.gradient_flow(prob, model, ps, t_max=t_end, rtol=1e-12, atol=1e-16, gtol=None)
-            t0 = time.perf_counter()
-            rb.gradient_flow(prob, model, ps, t_max=t_end, gtol=None)  # compile + run
-            first = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            ours = rb.gradient_flow(prob, model, ps, t_max=t_end, gtol=None)
-            wall = time.perf_counter() - t0
-            err = np.linalg.norm(ours.final_matrix - ref.final_matrix)
-            # NumPy loop: time per step, then real or projected total.
-            probe = 2000
-            t0 = time.perf_counter()
-            numpy_gd(mask, M, ps, lr_star, probe)
-            per_step = (time.perf_counter() - t0) / probe
-            steps_needed = int(np.ceil(t_end / lr_star))
-            proj = steps_needed * per_step
-            if proj <= args.budget:
+    for d in args.sizes:
+        rank, frac = PROBLEMS[d]
+        M = rb.random_low_rank((d, d), rank, psd=True, seed=0)
+        prob = rb.MatrixCompletion.uniform(M, frac, seed=0, symmetric=True)
+        mask = prob.mask.astype(float)
+        for depth in args.depths:
+            model = rb.DeepFactorization((d, d), depth=depth)
+            # Euler constant C of GD vs GF over a short, fully affordable horizon.
+            p3 = [np.asarray(p) for p in model.init("gaussian", scale=1e-3, seed=0)]
+            T_fit, lr0 = 50.0, 0.02
+            ref3 = rb.gradient_flow(prob, model, p3, t_max=T_fit, rtol=1e-12, gtol=None)
+            e = [np.linalg.norm(gd_loop(mask, M, p3, lr, int(round(T_fit / lr)))[0]
+                                - ref3.final_matrix) / lr for lr in (lr0, lr0 / 2)]
+            lr_star = min(lr0, 1e-6 / max(e))
+            for alpha in args.alphas:
+                ps = [np.asarray(p) for p in model.init("gaussian", scale=alpha, seed=0)]
+                full = rb.gradient_flow(prob, model, ps, t_max=1e30, rtol=1e-12, gtol=1e-11,
+                                        n_save=2000)
+                hit = full.loss <= 1e-10
+                t_end = float(full.times[np.argmax(hit)] if np.any(hit) else full.times[-1])
+                kw = dict(t_max=t_end, gtol=None, n_save=N_SHARED, save_matrices=True)
+                ref = rb.gradient_flow(prob, model, ps, rtol=1e-12, **kw)
                 t0 = time.perf_counter()
-                Wgd = numpy_gd(mask, M, ps, lr_star, steps_needed)
-                np_time = time.perf_counter() - t0
-                np_err = f"{np.linalg.norm(Wgd - ref.final_matrix):.1e}"
-                kind = "measured"
-            else:
-                np_time, np_err, kind = proj, "-", "projected"
-            rows.append(dict(depth=depth, alpha=alpha, t_end=t_end, ours_s=wall, compile_s=first - wall,
-                             steps=ours.info["num_steps"], nfe=ours.info["num_vf_evals"], err=err,
-                             lr=lr_star, np_steps=steps_needed, np_s=np_time, np_err=np_err,
-                             kind=kind, ratio=np_time / wall))
-            r = rows[-1]
-            print(f"depth {depth} alpha {alpha:.0e}: ours {wall:.2f}s ({r['steps']} steps, err {err:.1e}); "
-                  f"numpy {np_time:.3g}s {kind} ({steps_needed} steps of lr {lr_star:.2g}); "
-                  f"ratio {r['ratio']:.3g}", flush=True)
+                rb.gradient_flow(prob, model, ps, **kw)  # compile + run
+                first = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                ours = rb.gradient_flow(prob, model, ps, **kw)
+                wall = time.perf_counter() - t0
+                assert np.allclose(ours.times, ref.times)
+                err = np.linalg.norm(ours.final_matrix - ref.final_matrix)
+                traj = float(np.max(np.linalg.norm(ours.matrices - ref.matrices, axis=(1, 2))))
+                row = dict(d=d, depth=depth, alpha=alpha, t_end=t_end, ours_s=wall,
+                           compile_s=max(first - wall, 0.0), steps=ours.info["num_steps"],
+                           nfe=ours.info["num_vf_evals"], err=err, traj=traj, lr=lr_star)
+                row["numpy"] = _loop_case(mask, M, ps, lr_star, t_end, ref.times, ref,
+                                          args.budget, "numpy")
+                row["torch"] = (None if torch is None else
+                                _loop_case(mask, M, ps, lr_star, t_end, ref.times, ref,
+                                           args.budget, "torch"))
+                rows.append(row)
+                npc, tc = row["numpy"], row["torch"]
+                print(f"d {d} depth {depth} alpha {alpha:.0e}: t_end {t_end:.3g}; ours {wall:.2f}s "
+                      f"({row['steps']} steps, end {err:.1e}, traj {traj:.1e}); numpy "
+                      f"{npc['s']:.3g}s {npc['kind']} ({npc['steps']:.3g} steps of {lr_star:.2g})"
+                      + ("" if tc is None else f"; torch {tc['s']:.3g}s {tc['kind']}"), flush=True)
+    _write(rows, args)
 
-    header = ("| depth | alpha | t_end | ours (s) | compile (s) | steps | grad evals | end-point err | "
-              "NumPy lr | NumPy steps | NumPy (s) | NumPy err | NumPy / ours |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-    lines = [f"| {r['depth']} | {r['alpha']:.0e} | {r['t_end']:.3g} | {r['ours_s']:.2f} | "
-             f"{r['compile_s']:.1f} | {r['steps']} | {r['nfe']} | {r['err']:.1e} | {r['lr']:.2g} | "
-             f"{r['np_steps']:.3g} | {r['np_s']:.3g} ({r['kind']}) | {r['np_err']} | {r['ratio']:.3g}x |"
-             for r in rows]
+
+def _write(rows, args):
+    header = ("| d | depth | alpha | t_end | ours (s) | compile (s) | steps | grad evals | end err | "
+              "traj err | GD lr | GD steps | NumPy (s) | NumPy end / traj err | NumPy / ours | "
+              "PyTorch (s) | PyTorch / ours |\n" + "|---" * 17 + "|\n")
+    lines = []
+    for r in rows:
+        n, t = r["numpy"], r["torch"]
+        tcol = ("not installed | -" if t is None else
+                f"{t['s']:.3g} ({t['kind']}) | {t['s'] / r['ours_s']:.3g}x")
+        lines.append(
+            f"| {r['d']} | {r['depth']} | {r['alpha']:.0e} | {r['t_end']:.3g} | {r['ours_s']:.2f} | "
+            f"{r['compile_s']:.1f} | {r['steps']} | {r['nfe']} | {r['err']:.1e} | {r['traj']:.1e} | "
+            f"{r['lr']:.2g} | {n['steps']:.3g} | {n['s']:.3g} ({n['kind']}) | {n['end']} / {n['traj']} | "
+            f"{n['s'] / r['ours_s']:.3g}x | {tcol} |")
     machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}"
-    text = (f"# bench_flow ({time.strftime('%Y-%m-%d')}, {machine})\n\n"
-            "Reference: rankbias at rtol 1e-12; t_end = first time its loss <= 1e-10. Ours: default rtol 1e-8.\n\n"
+    tv = "not installed" if torch is None else torch.__version__
+    text = (f"# bench_flow ({time.strftime('%Y-%m-%d')}, {machine}, PyTorch {tv})\n\n"
+            "Reference: rankbias at rtol 1e-12; t_end = first time its loss <= 1e-10. Ours: default "
+            "rtol 1e-8. Errors are Frobenius distances to the reference W (||M||_2 = 1); traj err "
+            f"is the largest over {N_SHARED} shared times. Loops run for real under "
+            f"{args.budget:g} s, else projected from the time per step.\n\n"
             + header + "\n".join(lines) + "\n")
     print("\n" + text)
     with open(args.out, "w") as fh:

@@ -9,13 +9,20 @@
    factors costs 6 (L - 1) d^3 flops (forward prefix products 2(L-1)d^3, backward two
    products per prefix 4(L-1)d^3); the O(d^2) elementwise work is not counted.
 
-Usage: python benchmarks/bench_gd.py [--dtype float64|float32] [--quick] [--out FILE]
+3. Peak memory of a 64-run batched GD sweep at d = 300 (depth 3, 100x100 -> 300x300
+   completion, 200 steps), measured in a fresh child process: its peak resident set size
+   (CPU) and JAX's ``peak_bytes_in_use`` on an accelerator. Target: under 8 GB.
+
+Usage: python benchmarks/bench_gd.py [--dtype float64|float32] [--quick] [--numpy] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +34,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import rankbias as rb  # noqa: E402
-from bench_flow import numpy_gd  # noqa: E402
+from bench_flow import gd_loop  # noqa: E402
 
 
 def timeit(fn, repeat=3):
@@ -55,13 +62,41 @@ def matmul_peak(dtype, n):
     return reps * 2 * n ** 3 / timeit(run)
 
 
+def memory_child(dtype: str) -> None:
+    """Run the d = 300, 64-run batched sweep and print its peak memory as JSON."""
+    d, B = 300, 64
+    M = rb.random_low_rank((d, d), 5, psd=True, seed=0)
+    prob = rb.MatrixCompletion.uniform(M, 0.3, seed=0, symmetric=True)
+    model = rb.DeepFactorization((d, d), depth=3)
+    inits = [model.init("gaussian", scale=float(a), seed=s)
+             for a in np.geomspace(1e-1, 1e-8, 8) for s in range(B // 8)]
+    t0 = time.perf_counter()
+    rb.gradient_descent_batch(prob, model, inits, lr=0.02, steps=200, n_save=20,
+                              dtype=jnp.dtype(dtype))
+    wall = time.perf_counter() - t0
+    dev = jax.devices()[0]
+    stats = dev.memory_stats() or {}
+    print(json.dumps(dict(rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+                          device_peak_gb=stats.get("peak_bytes_in_use", 0) / 2 ** 30,
+                          wall_s=wall, platform=dev.platform)))
+
+
+def measure_memory(dtype: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--memory-child", "--dtype", dtype],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     ap.add_argument("--quick", action="store_true", help="fewer steps and sizes")
     ap.add_argument("--numpy", action="store_true", help="also time the NumPy loop (CPU)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.memory_child:
+        return memory_child(args.dtype)
     dtype = jnp.dtype(args.dtype)
     dev = jax.devices()[0]
     lines = [f"# bench_gd ({time.strftime('%Y-%m-%d')}, device {dev.device_kind} [{dev.platform}], "
@@ -90,7 +125,7 @@ def main(argv=None):
         np_inits = [[np.asarray(p, dtype=np.float64) for p in ps] for ps in inits[:4]]
         t0 = time.perf_counter()
         for ps in np_inits:
-            numpy_gd(mask, M, ps, lr, steps)
+            gd_loop(mask, M, ps, lr, steps)
         np_time = (time.perf_counter() - t0) * len(inits) / len(np_inits)
         rows.append(("NumPy loop (projected from 4 runs)", np_time))
     else:
@@ -130,6 +165,12 @@ def main(argv=None):
             rate = flops / per_step
             lines.append(f"| {d} | {B} | {1e3 * per_step:.3f} | {rate / 1e9:.1f} | {rate / peak:.0%} |")
             print(lines[-1], flush=True)
+    mem = measure_memory(args.dtype)
+    lines += ["", "## Peak memory: 64 batched GD runs, depth 3, 300x300 completion, 200 steps", "",
+              "| platform | peak RSS (GB) | device peak (GB) | wall (s) | target |", "|---|---|---|---|---|",
+              f"| {mem['platform']} | {mem['rss_gb']:.2f} | {mem['device_peak_gb']:.2f} | "
+              f"{mem['wall_s']:.1f} | < 8 GB |"]
+    print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     if args.out:
