@@ -214,3 +214,20 @@ def test_newton_polish_reaches_the_precision_floor():
     (U1,), gn, it = _polish(prob, (U0,), True, 1e-13)
     assert gn <= 1e-13 and it <= 8
     np.testing.assert_allclose(U1 @ U1.T, M, atol=1e-10)
+
+
+def test_deeper_factorizations_reach_the_glrl_limit_at_larger_alpha():
+    # Paper 1 (claim 2): at depth >= 3 gradient flow lands on the GLRL limit from far larger
+    # init scales than at depth 2. Shipped 4x4 counter-example (GLRL limit != min trace),
+    # alpha = 1e-6, asymmetric deep products W = W_L ... W_1 against PSD GLRL.
+    prob = shipped_instance()
+    res = glrl(prob, eps=1e-30)
+    ends = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for depth in (2, 3, 4):
+            cmp = rb.compare_with_glrl(prob, rb.DeepFactorization((4, 4), depth=depth),
+                                       alphas=[1e-6], seeds=[0], glrl_result=res)
+            ends[depth] = float(cmp.distances["end"][0, 0])
+    assert ends[3] < 1e-3 and ends[4] < 1e-3
+    assert ends[2] > 10 * max(ends[3], ends[4])
