@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+import warnings
 
 import numpy as np
 
@@ -96,14 +97,14 @@ def _time_per_step(mask, M, params, lr, backend, probe=1000):
     return (time.perf_counter() - t0) / probe
 
 
-def _loop_case(mask, M, ps, lr, t_end, ts, ref, budget, backend):
+def _loop_case(mask, M, ps, lr, t_end, ref, budget, backend):
     """Time (real or projected), end error and trajectory error of one GD loop."""
     per_step = _time_per_step(mask, M, ps, lr, backend)
     steps = int(np.ceil(t_end / lr))
     proj = steps * per_step
     if proj > budget:
         return dict(s=proj, kind="projected", end="-", traj="-", steps=steps)
-    rec = [int(round(t / lr)) for t in ts]
+    rec = [int(round(t / lr)) for t in ref.times]
     t0 = time.perf_counter()
     W, Ws = gd_loop(mask, M, ps, lr, steps, rec, backend)
     wall = time.perf_counter() - t0
@@ -117,8 +118,6 @@ def find_t_end(prob, model, ps, target=1e-10, max_steps=40_000):
     1e3 (a depth-L plateau lasts ~alpha^-(1 - 2/L), up to 1e16 at depth 4 and alpha = 1e-32;
     the tail after it converges only polynomially, so there is no steady state to wait for).
     A horizon that needs more than ``max_steps`` steps ends the search unreached."""
-    import warnings
-
     T = 1e3
     while True:
         with warnings.catch_warnings():
@@ -161,7 +160,6 @@ def main(argv=None):
             lr_star = min(lr0, 1e-6 / max(e))
             for alpha in args.alphas:
                 ps = [np.asarray(p) for p in model.init("gaussian", scale=alpha, seed=0)]
-                t0 = time.perf_counter()
                 plateau = alpha ** -(1 - 2 / depth) if depth > 2 else np.log(1 / alpha)
                 if plateau > PLATEAU_LIMIT:
                     # Not run: between two escapes one learned direction (curvature ~1) stays
@@ -179,7 +177,7 @@ def main(argv=None):
                     # direction (curvature ~1) is stiff for ~1e10 time units while the next
                     # one creeps up; RKC then needs ~2000 stages per step (see RESULTS.md).
                     rows.append(dict(d=d, depth=depth, alpha=alpha, t_end=t_end, reached=False,
-                                     search_s=time.perf_counter() - t0, why=why))
+                                     why=why))
                     print(f"d {d} depth {depth} alpha {alpha:.0e}: not run or not reached "
                           f"(t = {t_end:.3g})", flush=True)
                     _write(rows, args, quiet=True)
@@ -198,11 +196,9 @@ def main(argv=None):
                 row = dict(d=d, depth=depth, alpha=alpha, t_end=t_end, reached=True, ours_s=wall,
                            compile_s=max(first - wall, 0.0), steps=ours.info["num_steps"],
                            nfe=ours.info["num_vf_evals"], err=err, traj=traj, lr=lr_star)
-                row["numpy"] = _loop_case(mask, M, ps, lr_star, t_end, ref.times, ref,
-                                          args.budget, "numpy")
+                row["numpy"] = _loop_case(mask, M, ps, lr_star, t_end, ref, args.budget, "numpy")
                 row["torch"] = (None if torch is None else
-                                _loop_case(mask, M, ps, lr_star, t_end, ref.times, ref,
-                                           args.budget, "torch"))
+                                _loop_case(mask, M, ps, lr_star, t_end, ref, args.budget, "torch"))
                 rows.append(row)
                 npc, tc = row["numpy"], row["torch"]
                 print(f"d {d} depth {depth} alpha {alpha:.0e}: t_end {t_end:.3g}; ours {wall:.2f}s "

@@ -62,14 +62,19 @@ def matmul_peak(dtype, n):
     return reps * 2 * n ** 3 / timeit(run)
 
 
-def memory_child(dtype: str) -> None:
-    """Run the d = 300, 64-run batched sweep and print its peak memory as JSON."""
-    d, B = 300, 64
+def sweep_inputs(d: int, depth: int = 3):
+    """The sweep of items 1 and 3: d x d rank-5 completion (30% observed), 8 alphas x 8 seeds."""
     M = rb.random_low_rank((d, d), 5, psd=True, seed=0)
     prob = rb.MatrixCompletion.uniform(M, 0.3, seed=0, symmetric=True)
-    model = rb.DeepFactorization((d, d), depth=3)
+    model = rb.DeepFactorization((d, d), depth=depth)
     inits = [model.init("gaussian", scale=float(a), seed=s)
-             for a in np.geomspace(1e-1, 1e-8, 8) for s in range(B // 8)]
+             for a in np.geomspace(1e-1, 1e-8, 8) for s in range(8)]
+    return M, prob, model, inits
+
+
+def memory_child(dtype: str) -> None:
+    """Run the d = 300, 64-run batched sweep and print its peak memory as JSON."""
+    _, prob, model, inits = sweep_inputs(300)
     t0 = time.perf_counter()
     rb.gradient_descent_batch(prob, model, inits, lr=0.02, steps=200, n_save=20,
                               dtype=jnp.dtype(dtype))
@@ -103,12 +108,8 @@ def main(argv=None):
              f"{platform.machine()}, dtype {dtype}, jax {jax.__version__})", ""]
 
     # 1. Sweep throughput.
-    d, depth, steps = 100, 3, (200 if args.quick else 1000)
-    M = rb.random_low_rank((d, d), 5, psd=True, seed=0)
-    prob = rb.MatrixCompletion.uniform(M, 0.3, seed=0, symmetric=True)
-    model = rb.DeepFactorization((d, d), depth=depth)
-    alphas = np.geomspace(1e-1, 1e-8, 8)
-    inits = [model.init("gaussian", scale=float(a), seed=s) for a in alphas for s in range(8)]
+    depth, steps = 3, (200 if args.quick else 1000)
+    M, prob, model, inits = sweep_inputs(100, depth)
     lr = 0.02
     batched = timeit(lambda: rb.gradient_descent_batch(prob, model, inits, lr=lr, steps=steps,
                                                        n_save=20, dtype=dtype), repeat=2)

@@ -309,10 +309,9 @@ def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, 
         t_chunk = min(2.0 * t_chunk, max_time - t0) if t0 < max_time else t_chunk
     traj = _concat(pieces)
     if sparse and polish and not converged and gn <= flow_gtol:
-        params, gn, nit = _polish(problem, params, symmetric, phase_gtol)
+        params, gn, nit = _polish(problem, params, symmetric, phase_gtol, ell=ell)
         converged = gn <= phase_gtol
-        last = rec_final(params[0] if symmetric else jnp.concatenate(
-            [jnp.asarray(params[1]), jnp.asarray(params[0]).T]), problem, symmetric)
+        last = rec_final(_stack(params, symmetric), problem, symmetric, ell)
         traj.loss[-1], traj.grad_norm[-1] = last["loss"], last["grad_norm"]
         traj.singular_values[-1, :last["sv"].size] = last["sv"]
         traj.final_params = tuple(np.asarray(p, dtype=np.float64) for p in params)
@@ -321,7 +320,7 @@ def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, 
     return traj, tuple(np.asarray(p, dtype=np.float64) for p in params), converged, gn
 
 
-def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30):
+def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30, *, ell=None):
     """Newton-CG on the factor objective of a completion problem, from a point the flow
     brought near a minimiser; returns (params, ||grad L||, Newton iterations).
 
@@ -331,7 +330,8 @@ def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30):
     minimiser the loss decrease falls below float64 resolution long before the gradient
     does, which stalls value-based searches (L-BFGS stopped at ``||grad|| ~ 1e-9`` on
     1000 x 1000 completions). A step is accepted when ``||grad L||`` falls, else halved."""
-    ell, w, shape = _ell(problem, symmetric), jnp.asarray(float(problem.weight)), problem.shape
+    ell = _ell(problem, symmetric) if ell is None else ell
+    w, shape = jnp.asarray(float(problem.weight)), problem.shape
     m = shape[0]
     y = _stack(params, symmetric)
     r = y.shape[1]
@@ -555,18 +555,13 @@ def _sparse_vf(U, args):
 
 @eqx.filter_jit
 def _sparse_rho(y0, ell, w, symmetric, shape, iters: int = 30):
-    """Spectral radius of the factor objective's Hessian at ``y0`` (power iteration on
-    exact JVPs of :func:`_sparse_vf`)."""
-    f = lambda y: _sparse_vf(y, (ell, w, symmetric, shape))[0]
+    """Spectral radius of the factor objective's Hessian at ``y0``: the RKC solver's own
+    power iteration on exact JVPs of :func:`_sparse_vf`."""
+    from .dynamics import RKC
+
+    term = diffrax.ODETerm(lambda t, y, args: _sparse_vf(y, (ell, w, symmetric, shape))[0])
     v0 = jnp.cos(jnp.arange(y0.size, dtype=y0.dtype) * 1.618033988749895 + 0.3).reshape(y0.shape)
-
-    def body(_, carry):
-        v, _ = carry
-        hv = jax.jvp(f, (y0,), (v,))[1]
-        nv = jnp.linalg.norm(hv)
-        return hv / jnp.maximum(nv, 1e-300), nv
-
-    return jax.lax.fori_loop(0, iters, body, (v0 / jnp.linalg.norm(v0), jnp.zeros((), y0.dtype)))[1]
+    return RKC()._power(term, 0.0, y0, None, v0 / jnp.linalg.norm(v0), iters)[1]
 
 
 @eqx.filter_jit
@@ -605,9 +600,9 @@ def _sparse_solve(y0, ts, t_max, ell, w, symmetric, shape, rtol, atol, gtol, t_s
     return sol.ys[0], unflat(sol.ys[1][0]), sol.ts[1][0], sol.result._value, sol.stats["num_steps"]
 
 
-def rec_final(yf, problem, symmetric):
-    y = jnp.asarray(yf if symmetric else yf)
-    g, res = _sparse_vf(y, (_ell(problem, symmetric), float(problem.weight), symmetric, problem.shape))
+def rec_final(yf, problem, symmetric, ell):
+    y = jnp.asarray(yf)
+    g, res = _sparse_vf(y, (ell, float(problem.weight), symmetric, problem.shape))
     m = problem.shape[0]
     if symmetric:
         sv = np.linalg.eigvalsh(np.asarray(y.T @ y))[::-1]
@@ -618,7 +613,7 @@ def rec_final(yf, problem, symmetric):
 
 
 def _sparse_flow(problem, params, symmetric, t_max, n_save, t_min, rtol, atol, *, gtol,
-                 t_stop_min, drop, ell=None, solver="rkc") -> Trajectory:
+                 t_stop_min, drop, ell, solver) -> Trajectory:
     """The GLRL phase flow for a large completion problem, in the factor only: each
     evaluation costs O(|Omega| r), never a ``d x d`` matrix (the engine's recorder would
     take a full SVD of ``W`` at every record)."""
@@ -628,7 +623,6 @@ def _sparse_flow(problem, params, symmetric, t_max, n_save, t_min, rtol, atol, *
     r = y0.shape[1]
     ts = save_times(t_max, n_save, t_min)
     w = float(problem.weight)
-    ell = _ell(problem, symmetric) if ell is None else ell
     t0 = time.perf_counter()
     recs, yf, tf, result, nsteps = _sparse_solve(
         jnp.asarray(_pad(y0, problem.shape)), jnp.asarray(ts), jnp.asarray(float(t_max)), ell,
@@ -645,7 +639,7 @@ def _sparse_flow(problem, params, symmetric, t_max, n_save, t_min, rtol, atol, *
     recs = {k: np.asarray(v)[keep] for k, v in recs.items()}
     ts = ts[keep]
     if ts[-1] < float(tf):
-        last = rec_final(yf, problem, symmetric)
+        last = rec_final(yf, problem, symmetric, ell)
         recs = {k: np.concatenate([v, np.asarray(last[k])[None]]) for k, v in recs.items()}
         ts = np.concatenate([ts, [float(tf)]])
     loss = np.asarray(recs["loss"])  # res = w (W - M): f = 1/2 sum res^2 / w
