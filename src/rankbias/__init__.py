@@ -10,7 +10,7 @@ _jax.config.update("jax_enable_x64", True)
 
 from . import baselines, dynamics, metrics, models, problems, theory  # noqa: E402
 from . import experiments  # noqa: E402  (xarray/dask load lazily)
-from .dynamics import (DivergenceError, PrecisionWarning, RKC, gradient_descent,  # noqa: E402
+from .dynamics import (DivergenceError, PrecisionWarning, ResolutionWarning, RKC, gradient_descent,  # noqa: E402
                        gradient_descent_batch, gradient_flow, gradient_flow_batch, sharpness)
 from .metrics import effective_rank, singular_values  # noqa: E402
 from .models import DeepFactorization, SymmetricFactorization  # noqa: E402
@@ -28,7 +28,7 @@ __all__ = [
     "random_low_rank", "matrix_from_spectrum",
     "DeepFactorization", "SymmetricFactorization",
     "gradient_flow", "gradient_flow_batch", "gradient_descent", "gradient_descent_batch",
-    "DivergenceError", "PrecisionWarning", "RKC", "sharpness",
+    "DivergenceError", "PrecisionWarning", "ResolutionWarning", "RKC", "sharpness",
     "effective_rank", "singular_values", "Trajectory",
     "theory", "early_stopping", "experiments", "glrl", "compare_with_glrl", "baselines",
 ]

@@ -18,6 +18,10 @@ class PrecisionWarning(UserWarning):
     """The requested dtype cannot represent the initialization faithfully."""
 
 
+class ResolutionWarning(UserWarning):
+    """The error control cannot resolve the directions that escape after the first one."""
+
+
 def resolve_dtype(dtype):
     if dtype is None:
         return jnp.float64

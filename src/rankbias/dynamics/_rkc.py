@@ -33,6 +33,13 @@ rtol 1e-8 on a depth-2 escape, with 1000x larger global error). So when ``h rho`
 inside Tsit5's stability interval (``h rho <= tsit5_limit``) the step is a Tsit5 step
 (7 evaluations, its 4th-order embedded error); otherwise it is the Chebyshev step. The
 controller sees error order 3 for both (conservative for the Tsit5 steps).
+
+Hybrid with Rodas4 (``dense_stages`` set). Where even RKC is too slow, a step needing
+more than ``dense_stages`` Chebyshev stages is a Rodas4 step instead (dense Jacobian and
+LU, :mod:`rankbias.dynamics._rosenbrock`): the stretch between two escapes of a deep
+factorization from a tiny initialization has stiffness ratios ~1e10, where RKC would need
+~1e5 stages per step and Rodas4 takes steps limited by the slow direction alone. Its
+embedded estimate is O(h^4); the controller still uses order 3 (conservative).
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ import diffrax
 import jax
 import jax.numpy as jnp
 from diffrax import AbstractAdaptiveSolver, AbstractTerm, RESULTS
+
+from ._rosenbrock import rodas4_step
 
 _EPS_DAMP = 2.0 / 13.0
 
@@ -60,12 +69,17 @@ class RKC(AbstractAdaptiveSolver):
             the cap and will be rejected by the error control if unstable).
         power_iterations: Jacobian-vector products per step for the spectral radius.
         safety: multiplier on the spectral-radius estimate.
+        tsit5_limit: Tsit5 step where ``h rho <= tsit5_limit`` (negative: never).
+        dense_stages: Rodas4 step (dense Jacobian, ``O(P^3)``) where a Chebyshev step would
+            need more stages than this; ``None``: never. Meant for ``P`` up to a few
+            thousand. Under ``vmap`` every branch runs on every step: keep ``None`` there.
     """
 
     max_stages: int = 2000
     power_iterations: int = 2
     safety: float = 1.2
     tsit5_limit: float = 2.5
+    dense_stages: int | None = None
 
     term_structure: ClassVar = AbstractTerm
     interpolation_cls: ClassVar[Callable] = diffrax.ThirdOrderHermitePolynomialInterpolation
@@ -145,6 +159,11 @@ class RKC(AbstractAdaptiveSolver):
         y_error = 0.8 * (y0 - ys) + 0.4 * h * (f0 + f1)
         return ys, f1, y_error, s
 
+    def _rodas(self, terms, t0, h, y0, args, f0):
+        fun = lambda z: terms.vf(t0, z, args)  # autonomous flow
+        # Count the Jacobian's P JVPs as P evaluations.
+        return rodas4_step(fun, y0, f0, h) + (jnp.asarray(6 + y0.size, jnp.int32),)
+
     def _tsit5(self, terms, t0, h, y0, args, f0):
         tab = diffrax.Tsit5.tableau
         ks = [f0]
@@ -165,9 +184,15 @@ class RKC(AbstractAdaptiveSolver):
         # the last good one by more than half.
         rho = self.safety * jnp.maximum(rho_new, 0.5 * rho_prev)
         use_rk = jnp.abs(h) * rho <= self.tsit5_limit
-        ys, f1, y_error, s = jax.lax.cond(
-            use_rk, lambda: self._tsit5(terms, t0, h, y0, args, f0) + (jnp.asarray(6, jnp.int32),),
-            lambda: self._chebyshev(terms, t0, t1, h, y0, args, f0, rho))
+        tsit5 = lambda: self._tsit5(terms, t0, h, y0, args, f0) + (jnp.asarray(6, jnp.int32),)
+        cheb = lambda: self._chebyshev(terms, t0, t1, h, y0, args, f0, rho)
+        if self.dense_stages is None:
+            ys, f1, y_error, s = jax.lax.cond(use_rk, tsit5, cheb)
+        else:
+            stages = 1.0 + jnp.ceil(jnp.sqrt(1.0 + 1.54 * jnp.abs(h) * rho))
+            branch = jnp.where(use_rk, 0, jnp.where(stages > self.dense_stages, 2, 1))
+            ys, f1, y_error, s = jax.lax.switch(
+                branch, (tsit5, cheb, lambda: self._rodas(terms, t0, h, y0, args, f0)))
         dense_info = dict(y0=y0, y1=ys, k0=h * f0, k1=h * f1)
         finite = jnp.all(jnp.isfinite(ys))
         # A non-finite stage (overflow from a too-long step) becomes an infinite error:
