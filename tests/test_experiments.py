@@ -128,6 +128,11 @@ def test_overrides():
         ex.apply_overrides(parse(TINY), ["dynamics.lr=0"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         ex.apply_overrides(parse(TINY), ["alphas"])
+    # Every gradient-flow solver is a valid choice, the new hybrid included.
+    flow = ex.apply_overrides(parse(TINY), ["dynamics.method=flow", "dynamics.solver=hybrid"])
+    assert ex.expand(flow).runs[0].config["dynamics"]["solver"] == "hybrid"
+    with pytest.raises(ConfigError, match="dynamics.solver"):
+        ex.apply_overrides(parse(TINY), ["dynamics.method=flow", "dynamics.solver=euler"])
 
 
 def test_shipped_configs_are_valid():

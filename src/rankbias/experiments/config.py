@@ -21,6 +21,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..dynamics import SOLVERS
+
 __all__ = ["ConfigError", "Axis", "Sweep", "RunSpec", "SCHEMA", "ALIASES", "load_config",
            "parse_config", "validate", "apply_overrides", "expand"]
 
@@ -66,7 +68,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "t_min": (_F, None, (">", 0.0)),
         "rtol": (_F, 1e-8, (">", 0.0)),
         "atol": (_F, None, (">", 0.0)),  # None: scaled to the init (rb.gradient_flow)
-        "solver": (_S, "rkc", ("choice", ("rkc", "tsit5", "dopri5", "dopri8", "kvaerno5"))),
+        "solver": (_S, "rkc", ("choice", SOLVERS)),
         "gtol": (_F, 1e-10, (">", 0.0)),
         "max_steps": (_I, 1_000_000, (">=", 1)),
         "lr": (_F, 0.01, (">", 0.0)),
