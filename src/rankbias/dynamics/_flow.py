@@ -2,7 +2,8 @@ r"""Gradient flow ``d params/dt = -grad L(params)`` by adaptive ODE integration 
 
 ``L(params) = f(W_L ... W_1)`` (deep) or ``1/2 f(U U^T)`` (symmetric). The state is the flat
 parameter vector. Solvers: ``"rkc"`` (default; stabilised explicit, for the stiff plateaus
-of small initializations, see :mod:`rankbias.dynamics._rkc`), and diffrax's ``"tsit5"``,
+of small initializations, see :mod:`rankbias.dynamics._rkc`), ``"hybrid"`` (RKC plus dense
+Rodas4 steps, :mod:`rankbias.dynamics._rosenbrock`), ``"rodas4"``, and diffrax's ``"tsit5"``,
 ``"dopri5"``, ``"dopri8"`` (explicit) and ``"kvaerno5"`` (implicit, dense Newton) for
 reference and comparison.
 """
@@ -256,7 +257,12 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
         atol: absolute tolerance; default ``min(1e-12, 1e-4 rtol max|params(0)|)`` so that it
             stays below the initial factors at any scale.
         solver: ``"rkc"`` (default, stiff-capable, see :class:`rankbias.dynamics.RKC`),
-            ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"kvaerno5"``.
+            ``"hybrid"`` (RKC plus dense Rodas4 steps where RKC would need more than
+            ``DENSE_STAGES`` stages, for at most ``DENSE_LIMIT`` parameters: the stretch
+            between two escapes of depth >= 3 flows from tiny scales), ``"rodas4"``,
+            ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"kvaerno5"``. At depth >= 3 with
+            ``max|params(0)| < 100 rtol`` a :class:`ResolutionWarning` says that the later
+            escape times depend on ``rtol``.
         gtol: stop at a steady state: ``||grad L|| <= gtol`` at a point certified not to be
             a saddle: ``||grad f(W)|| <= certificate_tol ||grad f(W(0))||`` (PSD-KKT residual
             for ``U U^T``) when no width constrains the rank; otherwise ``f(W) < f(W(0))`` and
