@@ -122,6 +122,24 @@ def _loop_case(mask, M, ps, lr, t_end, ref, budget, backend):
                 traj=f"{traj:.1e}", steps=steps)
 
 
+def instance(d):
+    """(M, problem, mask as floats): the d x d symmetric completion of PROBLEMS[d]."""
+    rank, frac = PROBLEMS[d]
+    M = rb.random_low_rank((d, d), rank, psd=True, seed=0)
+    prob = rb.MatrixCompletion.uniform(M, frac, seed=0, symmetric=True)
+    return M, prob, prob.mask.astype(float)
+
+
+def loop_step(M, prob, mask, model, T_fit=50.0, lr0=0.02):
+    """lr* = 1e-6 / C, C = Euler's error constant of GD vs GF fitted over a short, fully
+    affordable horizon at alpha = 1e-3 from two real runs (lr0, lr0 / 2)."""
+    p3 = [np.asarray(p) for p in model.init("gaussian", scale=1e-3, seed=0)]
+    ref3 = rb.gradient_flow(prob, model, p3, t_max=T_fit, rtol=1e-12, gtol=None)
+    e = [np.linalg.norm(gd_loop(mask, M, p3, lr, int(round(T_fit / lr)))[0]
+                        - ref3.final_matrix) / lr for lr in (lr0, lr0 / 2)]
+    return min(lr0, 1e-6 / max(e))
+
+
 def find_t_end(prob, model, ps, target=1e-10, max_steps=40_000):
     """(first recorded time the flow's loss is <= target, reached?): horizons grow 100x from
     1e3 (a depth-L plateau lasts ~alpha^-(1 - 2/L), up to 1e16 at depth 4 and alpha = 1e-32;
@@ -154,25 +172,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.out is None:
         args.out = f"benchmarks/results_flow{'_stiff' if args.stiff else ''}.md"
-    if args.stiff:
-        return stiff_main(args)
     if torch is not None:
         torch.set_num_threads(2)
+    if args.stiff:
+        return stiff_main(args)
     rows = []
     for d in args.sizes:
-        rank, frac = PROBLEMS[d]
-        M = rb.random_low_rank((d, d), rank, psd=True, seed=0)
-        prob = rb.MatrixCompletion.uniform(M, frac, seed=0, symmetric=True)
-        mask = prob.mask.astype(float)
+        M, prob, mask = instance(d)
         for depth in args.depths:
             model = rb.DeepFactorization((d, d), depth=depth)
-            # Euler constant C of GD vs GF over a short, fully affordable horizon.
-            p3 = [np.asarray(p) for p in model.init("gaussian", scale=1e-3, seed=0)]
-            T_fit, lr0 = 50.0, 0.02
-            ref3 = rb.gradient_flow(prob, model, p3, t_max=T_fit, rtol=1e-12, gtol=None)
-            e = [np.linalg.norm(gd_loop(mask, M, p3, lr, int(round(T_fit / lr)))[0]
-                                - ref3.final_matrix) / lr for lr in (lr0, lr0 / 2)]
-            lr_star = min(lr0, 1e-6 / max(e))
+            lr_star = loop_step(M, prob, mask, model)
             for alpha in args.alphas:
                 ps = [np.asarray(p) for p in model.init("gaussian", scale=alpha, seed=0)]
                 plateau = alpha ** -(1 - 2 / depth) if depth > 2 else np.log(1 / alpha)
@@ -234,22 +243,12 @@ def _crossings(tr):
 
 def stiff_main(args):
     """Depth >= 3 cases whose plateau exceeds STIFF_LIMIT, with the hybrid solver."""
-    if torch is not None:
-        torch.set_num_threads(2)
     rows = []
     for d in args.sizes:
-        rank, frac = PROBLEMS[d]
-        M = rb.random_low_rank((d, d), rank, psd=True, seed=0)
-        prob = rb.MatrixCompletion.uniform(M, frac, seed=0, symmetric=True)
-        mask = prob.mask.astype(float)
+        M, prob, mask = instance(d)
         for depth in [L for L in args.depths if L >= 3]:
             model = rb.DeepFactorization((d, d), depth=depth)
-            p3 = [np.asarray(p) for p in model.init("gaussian", scale=1e-3, seed=0)]
-            T_fit, lr0 = 50.0, 0.02
-            ref3 = rb.gradient_flow(prob, model, p3, t_max=T_fit, rtol=1e-12, gtol=None)
-            e = [np.linalg.norm(gd_loop(mask, M, p3, lr, int(round(T_fit / lr)))[0]
-                                - ref3.final_matrix) / lr for lr in (lr0, lr0 / 2)]
-            lr_star = min(lr0, 1e-6 / max(e))
+            lr_star = loop_step(M, prob, mask, model)
             for alpha in args.alphas:
                 plateau = alpha ** -(1 - 2 / depth)
                 if plateau <= STIFF_LIMIT:

@@ -329,15 +329,16 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rto
         raise ValueError(f"`on_failure` must be 'raise' or 'return', got {on_failure!r}")
     t_max, rtol, atol, gtol = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save)
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
+    y0 = jax.vmap(model.flatten)(params)
+    flat0 = np.asarray(y0)
     if atol is None:
         # One tolerance for the batch (it is a static setting): that of the smallest init.
-        atol = min(default_atol(rtol, np.asarray(y)) for y in jax.vmap(model.flatten)(params))
-    sizes = np.max(np.abs(np.asarray(jax.vmap(model.flatten)(params))), axis=1)
-    warn_resolution(model, sizes[np.argmin(sizes)][None], rtol)  # the smallest init decides
+        atol = min(default_atol(rtol, y) for y in flat0)
+    # The smallest init decides, as for atol.
+    warn_resolution(model, np.array([np.abs(flat0).max(axis=1).min()]), rtol)
     cfg = _FlowConfig(solver, rtol, atol, int(max_steps), gtol, float(curvature_tol),
                       float(certificate_tol), bool(save_matrices))
     ts_np = save_times(t_max, n_save, t_min, save_at)
-    y0 = jax.vmap(model.flatten)(params)
     t0 = time.perf_counter()
     out = _batched_solve(problem, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype),
                          model, cfg, p_axis)

@@ -23,10 +23,10 @@ form. Stages 5 and 6 are evaluated at ``t_{n+1}`` (stiffly accurate: ``m = a_6 +
 
 from __future__ import annotations
 
-__all__ = ["rodas4_step", "GAMMA"]
-
 import jax
 import jax.numpy as jnp
+
+__all__ = ["rodas4_step", "GAMMA"]
 
 GAMMA = 0.25
 _A = (
