@@ -121,11 +121,76 @@ def _steady_event(model, cfg: _FlowConfig):
 
 _OWN = ("hybrid", "rkc", "rodas4")  # solvers built on RKC, which count their evaluations
 
+#: A proposed step shorter than this fraction of the time already integrated ends the solve
+#: segment, and the flow goes on from a clock reset to 0. Float64 time has spacing
+#: ``~2.2e-16 t``: an escape lasting O(1) time units at t ~ 1e16 (depth 4 from alpha 1e-32)
+#: cannot be stepped through on that clock, whereas the flow is autonomous and restarting it
+#: costs a few evaluations. The threshold keeps ``dt >= 2^22`` float64 spacings (float32
+#: runs use ``2^-13``: ``2^10`` spacings).
+TIME_RESOLUTION = 2.0 ** -30
 
-def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig):
+_DT_MIN = diffrax.RESULTS.dt_min_reached  # the segment-end signal (no dtmin is set anywhere)
+
+
+class _Segmented(diffrax.AbstractAdaptiveStepSizeController):
+    """Wraps a controller: ends the solve with ``RESULTS.dt_min_reached`` when the next step
+    is below ``TIME_RESOLUTION * t``, and with ``max_steps_reached`` after ``budget`` steps.
+    Its state carries the step count and the next step size, for the next segment."""
+
+    controller: diffrax.AbstractAdaptiveStepSizeController
+    budget: object  # steps left (int or scalar array)
+    resolution: float = eqx.field(static=True, default=TIME_RESOLUTION)
+
+    @property
+    def rtol(self):
+        return self.controller.rtol
+
+    @property
+    def atol(self):
+        return self.controller.atol
+
+    @property
+    def norm(self):
+        return self.controller.norm
+
+    def wrap(self, direction):
+        return eqx.tree_at(lambda s: s.controller, self, self.controller.wrap(direction))
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        t_next, inner = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        return t_next, (inner, jnp.asarray(0, jnp.int32), t_next - t0)
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        inner, n, _ = state
+        keep, next_t0, next_t1, jump, inner, result = self.controller.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, inner)
+        dt = next_t1 - next_t0
+        n = n + 1
+        ok = result == diffrax.RESULTS.successful
+        result = diffrax.RESULTS.where(ok & (dt < self.resolution * next_t0), _DT_MIN, result)
+        ok = result == diffrax.RESULTS.successful
+        result = diffrax.RESULTS.where(ok & (n >= self.budget), diffrax.RESULTS.max_steps_reached,
+                                       result)
+        return keep, next_t0, next_t1, jump, (inner, n, dt), result
+
+
+def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None):
+    """One segment of the flow, on a clock that starts at 0.
+
+    ``resume = (offset, dt0, solver_state, budget, loss0, gnorm0)`` continues a flow stopped
+    by :class:`_Segmented` at global time ``offset``: save times are shifted by it, the
+    solver's state (RKC's spectral data and evaluation count) and the stopping test's
+    references (``loss0``, ``||grad f(W(0))||`` of the original start) carry over.
+    """
     vf = _vector_field(model)
-    W0 = model.product(model.unflatten(y0))
-    loss0, G0 = problem.loss_and_grad(W0)
+    if resume is None:
+        offset, dt0, solver_state, budget = 0.0, None, None, cfg.max_steps
+        loss0, G0 = problem.loss_and_grad(model.product(model.unflatten(y0)))
+        gnorm0 = jnp.linalg.norm(G0)
+    else:
+        offset, dt0, solver_state, budget, loss0, gnorm0 = resume
+    t1 = t_max - offset
+    ts = jnp.clip(ts - offset, 0.0, t1)  # times before the segment: saved, then discarded
 
     def term_fn(t, y, args):
         return vf(t, y, args[0])
@@ -133,27 +198,65 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig):
     def rec(t, y, args):
         return record(args[0], model, model.unflatten(y), cfg.save_matrices)
 
+    own = cfg.solver in _OWN
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)],
-                            solver_state=cfg.solver in _OWN)
+                            solver_state=own, controller_state=True)
     event = _steady_event(model, cfg) if cfg.gtol is not None else None
+    # Steps land on the save times: records carry no interpolation error.
+    resolution = TIME_RESOLUTION if y0.dtype == jnp.float64 else 2.0 ** -13
+    controller = _Segmented(diffrax.ClipStepSizeController(
+        diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol), step_ts=ts), budget, resolution)
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(term_fn), _make_solver(cfg.solver, y0.size), t0=0.0, t1=t_max, dt0=None, y0=y0,
-        args=(problem, loss0, jnp.linalg.norm(G0)), saveat=saveat,
-        # Steps land on the save times: records carry no interpolation error.
-        stepsize_controller=diffrax.ClipStepSizeController(
-            diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol), step_ts=ts),
-        max_steps=cfg.max_steps, event=event, throw=False)
+        diffrax.ODETerm(term_fn), _make_solver(cfg.solver, y0.size), t0=0.0, t1=t1, dt0=dt0,
+        y0=y0, args=(problem, loss0, gnorm0), saveat=saveat, stepsize_controller=controller,
+        max_steps=cfg.max_steps, event=event, throw=False,
+        solver_state=solver_state if own else None)
     recs, yfinal = sol.ys
-    nfe = sol.solver_state[3] if cfg.solver in _OWN else None  # only RKC counts them
-    t_final = sol.ts[1][0]
     final_rec = record(problem, model, model.unflatten(yfinal[0]), cfg.save_matrices)
-    return dict(recs=recs, ts=sol.ts[0], t_final=t_final, y_final=yfinal[0], final_rec=final_rec,
-                result=sol.result._value, num_steps=sol.stats["num_steps"],
+    return dict(recs=recs, ts=sol.ts[0], t_final=sol.ts[1][0], y_final=yfinal[0],
+                final_rec=final_rec, result=sol.result._value, num_steps=sol.stats["num_steps"],
                 num_accepted=sol.stats["num_accepted_steps"],
-                num_rejected=sol.stats["num_rejected_steps"], nfe=nfe)
+                num_rejected=sol.stats["num_rejected_steps"],
+                nfe=sol.solver_state[3] if own else None,  # only RKC counts them
+                solver_state=sol.solver_state if own else None, dt_next=sol.controller_state[2],
+                loss0=loss0, gnorm0=gnorm0)
 
 
 _solve_jit = eqx.filter_jit(_solve)
+_RESTART = int(_DT_MIN._value)
+
+
+def _resume(problem, first, ts, t_max, model, cfg):
+    """Continue a solve that stopped on the time-resolution signal, segment after segment.
+
+    ``first`` is the first segment's output (one run); returns it with the records of all
+    segments merged (each save time taken from the segment that covers it), the global
+    stopping time, the summed step counts and ``restarts`` (the number of clock resets).
+    """
+    out = dict(first, restarts=0)
+    if int(out["result"]) != _RESTART:
+        return out
+    ts_np = np.asarray(ts)
+    recs = {k: np.array(v) for k, v in out["recs"].items()}
+    counts = {k: int(out[k]) for k in ("num_steps", "num_accepted", "num_rejected")}
+    offset, restarts = 0.0, 0
+    while int(out["result"]) == _RESTART and counts["num_steps"] < cfg.max_steps:
+        offset += float(out["t_final"])
+        restarts += 1
+        resume = (jnp.asarray(offset, ts.dtype), jnp.asarray(out["dt_next"], ts.dtype),
+                  out["solver_state"], jnp.asarray(cfg.max_steps - counts["num_steps"]),
+                  out["loss0"], out["gnorm0"])
+        out = _solve_jit(problem, out["y_final"], ts, t_max, model, cfg, resume)
+        saved = np.isfinite(np.asarray(out["ts"])) & (ts_np >= offset)
+        for k in recs:
+            recs[k][saved] = np.asarray(out["recs"][k])[saved]
+        for k in counts:
+            counts[k] += int(out[k])
+    result = int(out["result"])
+    if result == _RESTART:  # the step budget ran out first
+        result = int(diffrax.RESULTS.max_steps_reached._value)
+    return dict(out, recs=recs, t_final=offset + float(out["t_final"]), restarts=restarts,
+                result=result, **counts)
 
 
 def default_atol(rtol: float, y0: np.ndarray) -> float:
@@ -226,7 +329,7 @@ def _postprocess(out, ts_np, model, cfg, t_max, wall, extra_info):
                 num_steps=int(out["num_steps"]), num_accepted=int(out["num_accepted"]),
                 num_rejected=int(out["num_rejected"]),
                 num_vf_evals=None if out["nfe"] is None else int(out["nfe"]),
-                wall_time=wall, **extra_info)
+                restarts=int(out.get("restarts", 0)), wall_time=wall, **extra_info)
     if status == "max_steps":
         warnings.warn(f"gradient_flow stopped at max_steps={cfg.max_steps} at t={t_final:.4g} "
                       f"< t_max={t_max:g}; raise `max_steps` or use solver='rkc'", RuntimeWarning,
@@ -277,7 +380,11 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
 
     Returns:
         :class:`Trajectory` with ``info`` holding ``status`` (``"t_max"``, ``"steady_state"``,
-        ``"max_steps"``), ``num_steps``, ``num_rejected``, ``num_vf_evals``, ``wall_time``.
+        ``"max_steps"``), ``num_steps``, ``num_rejected``, ``num_vf_evals``, ``wall_time`` and
+        ``restarts``: how often the clock was reset to 0 because the next step was below
+        ``TIME_RESOLUTION`` times the time integrated (escapes at ``t >~ 1e12``; the flow is
+        autonomous, so the solve goes on exactly; step counts and ``max_steps`` cover all
+        segments).
     """
     t_max, rtol, atol, gtol = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save)
     problem, params, dtype = check_run(problem, model, params, dtype)
@@ -290,7 +397,8 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
     ts_np = save_times(t_max, n_save, t_min, save_at)
     y0 = model.flatten(params)
     t0 = time.perf_counter()
-    out = _solve_jit(problem, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype), model, cfg)
+    ts, tm = jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype)
+    out = _resume(problem, _solve_jit(problem, y0, ts, tm, model, cfg), ts, tm, model, cfg)
     out = jax.block_until_ready(out)
     wall = time.perf_counter() - t0
     traj = _postprocess(out, ts_np, model, cfg, t_max, wall, dict(dtype=str(jnp.dtype(dtype))))
@@ -340,14 +448,18 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rto
                       float(certificate_tol), bool(save_matrices))
     ts_np = save_times(t_max, n_save, t_min, save_at)
     t0 = time.perf_counter()
-    out = _batched_solve(problem, y0, jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype),
-                         model, cfg, p_axis)
-    out = jax.block_until_ready(out)
+    ts, tm = jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype)
+    out = jax.block_until_ready(_batched_solve(problem, y0, ts, tm, model, cfg, p_axis))
     wall = time.perf_counter() - t0
     result = []
     for i in range(B):
+        t1 = time.perf_counter()
+        # Runs that outgrew float64 time resolution go on one by one (rare: escapes at t >~ 1e12).
+        out_i = _resume(problem if p_axis is None else index_tree(problem, i), index_tree(out, i),
+                        ts, tm, model, cfg)
+        wall_i = wall / B + time.perf_counter() - t1
         try:
-            result.append(_postprocess(index_tree(out, i), ts_np, model, cfg, t_max, wall / B,
+            result.append(_postprocess(out_i, ts_np, model, cfg, t_max, wall_i,
                                        dict(dtype=str(jnp.dtype(dtype)), batch_size=B, batch_index=i)))
         except FloatingPointError as e:
             if on_failure == "raise":
