@@ -91,3 +91,46 @@ def test_step_budget_counts_every_segment():
             tr = rb.gradient_flow(prob, model, ps, **{**KW, "max_steps": n})
     assert tr.info["status"] == "max_steps" and tr.info["num_steps"] == n
     assert tr.info["restarts"] >= 1 and tr.info["t_final"] < 1e16
+
+
+def _extended_precision_grad(problem, M, params):
+    """Gradient of ``1/2 sum_Omega (W - M)^2`` w.r.t. each factor, in 80-bit long double."""
+    ld = np.longdouble
+    P = [np.asarray(p).astype(ld) for p in params]
+
+    def prod(ms):
+        out = np.eye(P[0].shape[1], dtype=ld)
+        for m in ms:
+            out = m @ out
+        return out
+
+    mask = np.asarray(problem.mask).astype(ld)
+    R = mask * (prod(P) - np.asarray(M).astype(ld))
+    return [prod(P[i + 1:]).T @ R @ prod(P[:i]).T for i in range(len(P))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth, noisy, steps", [(3, False, 1500), (4, True, 1100)])
+def test_after_first_escape_the_float64_gradient_is_noise_iff_warned(depth, noisy, steps):
+    # 20x20 rank 3 at alpha 1e-32: after the first escape, compare the float64 gradient with
+    # an 80-bit one at the same state. Depth 4 (max|y0|^2 ~ 8e-17 < 100 eps) is warned about
+    # and its gradient is rounding noise (measured: 99-214% off); depth 3 (max|y0| ~ 2e-11) is
+    # not, and its gradient is accurate (4e-14). The noise is why the depth-4 stretch after
+    # the first escape needs ~0.1 s Rodas steps of h ~ 1e8 over ~1e16 time units.
+    M = rb.random_low_rank((20, 20), 3, psd=True, seed=0)
+    prob = rb.MatrixCompletion.uniform(M, 0.5, seed=0, symmetric=True)
+    model = rb.DeepFactorization((20, 20), depth=depth)
+    ps = model.init("gaussian", scale=1e-32, seed=0)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        tr = rb.gradient_flow(prob, model, ps, t_max=1e19, gtol=None, n_save=200,
+                              solver="hybrid", max_steps=steps)
+    assert any("rounding level" in str(w.message) for w in rec) == noisy
+    assert tr.loss[-1] < 0.5 * tr.loss[0]  # past the first escape
+    if depth == 4:
+        assert tr.info["restarts"] >= 1  # it comes at t ~ 8e15
+    _, g, _ = model.loss_and_grad(prob, tr.final_params)
+    exact = _extended_precision_grad(prob, M, tr.final_params)
+    rel = max(float(np.linalg.norm(np.asarray(a) - b.astype(float)) / np.linalg.norm(b.astype(float)))
+              for a, b in zip(g, exact))
+    assert (rel > 0.1) if noisy else (rel < 1e-3)

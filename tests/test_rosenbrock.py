@@ -106,3 +106,16 @@ def test_resolution_warning_only_for_deep_tiny_inits():
     with pytest.warns(rb.ResolutionWarning, match="max.y0. = "):
         rb.gradient_flow_batch(prob, model, [model.init("gaussian", scale=a, seed=0)
                                              for a in (1e-3, 1e-30)], t_max=10.0)
+
+
+def test_resolution_warning_names_the_rounding_floor():
+    # Depth 4: max|y0|^2 < 100 eps at alpha 1e-32 (factors ~1e-8), not at 1e-16 (~1e-4).
+    M, prob, _ = _deep_instance()
+    model = rb.DeepFactorization((8, 8), depth=4)
+    with pytest.warns(rb.ResolutionWarning, match="rounding level of the float64 gradient"):
+        rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-32, seed=0), t_max=1.0)
+    import warnings
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-16, seed=0), t_max=1.0)
+    assert not any("rounding level" in str(w.message) for w in rec)
