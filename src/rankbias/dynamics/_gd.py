@@ -120,7 +120,7 @@ _run_jit = eqx.filter_jit(_run)
 @eqx.filter_jit
 def _run_batched(problem, params, rec_steps, lr, model, cfg, p_axis, lr_axis):
     return batch_apply(lambda p, x, e: _run(p, x, rec_steps, e, model, cfg),
-                       (p_axis, 0, lr_axis), (problem, params, lr))
+                       (p_axis, 0, lr_axis), (problem, params, lr), cpu_vmap=True)
 
 
 def _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule):
