@@ -43,6 +43,7 @@ import warnings
 import numpy as np
 
 import rankbias as rb
+from rankbias.dynamics._flow import below_rounding_floor
 
 try:
     import torch
@@ -255,8 +256,7 @@ def stiff_main(args):
                     continue
                 ps = [np.asarray(p) for p in model.init("gaussian", scale=alpha, seed=0)]
                 row = dict(d=d, depth=depth, alpha=alpha, runs={})
-                top = max(float(np.abs(p).max()) for p in ps)
-                if top ** (depth - 2) < 100 * np.finfo(np.float64).eps:
+                if below_rounding_floor(model, np.concatenate([p.ravel() for p in ps])):
                     rows.append(_noise_bound_case(prob, model, ps, plateau, row))
                     _write_stiff(rows, args, quiet=True)
                     continue

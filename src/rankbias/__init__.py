@@ -10,8 +10,9 @@ _jax.config.update("jax_enable_x64", True)
 
 from . import baselines, dynamics, metrics, models, problems, theory  # noqa: E402
 from . import experiments  # noqa: E402  (xarray/dask load lazily)
-from .dynamics import (DivergenceError, PrecisionWarning, ResolutionWarning, RKC, gradient_descent,  # noqa: E402
-                       gradient_descent_batch, gradient_flow, gradient_flow_batch, sharpness)
+from .dynamics import (DivergenceError, PrecisionWarning, ResolutionWarning, RKC,  # noqa: E402
+                       gradient_descent, gradient_descent_batch, gradient_flow,
+                       gradient_flow_batch, sharpness)
 from .metrics import effective_rank, singular_values  # noqa: E402
 from .models import DeepFactorization, SymmetricFactorization  # noqa: E402
 from .problems import (CustomLoss, MatrixCompletion, MatrixEstimation, MatrixSensing,  # noqa: E402

@@ -11,5 +11,5 @@ from ._gd import DivergenceError, gradient_descent, gradient_descent_batch, save
 from ._rkc import RKC
 
 __all__ = ["gradient_flow", "gradient_flow_batch", "gradient_descent", "gradient_descent_batch",
-           "DivergenceError", "PrecisionWarning", "ResolutionWarning", "RKC", "SOLVERS", "save_times", "save_steps",
-           "sharpness"]
+           "DivergenceError", "PrecisionWarning", "ResolutionWarning", "RKC", "SOLVERS",
+           "save_times", "save_steps", "sharpness"]
