@@ -3,7 +3,8 @@ r"""Gradient flow ``d params/dt = -grad L(params)`` by adaptive ODE integration 
 ``L(params) = f(W_L ... W_1)`` (deep) or ``1/2 f(U U^T)`` (symmetric). The state is the flat
 parameter vector. Solvers: ``"rkc"`` (default; stabilised explicit, for the stiff plateaus
 of small initializations, see :mod:`rankbias.dynamics._rkc`), ``"hybrid"`` (RKC plus dense
-Rodas4 steps, :mod:`rankbias.dynamics._rosenbrock`), ``"rodas4"``, and diffrax's ``"tsit5"``,
+Rodas4 steps, :mod:`rankbias.dynamics._rosenbrock`), ``"krylov"`` (RKC plus matrix-free
+Rodas4 steps, :mod:`rankbias.dynamics._krylov`), ``"rodas4"``, and diffrax's ``"tsit5"``,
 ``"dopri5"``, ``"dopri8"`` (explicit) and ``"kvaerno5"`` (implicit, dense Newton) for
 reference and comparison.
 """
@@ -24,17 +25,21 @@ from .._lanczos import lanczos_extremes
 from .._validation import check_choice, check_int, check_positive
 from ._common import (ResolutionWarning, batch_apply, build_trajectory, check_run, index_tree,
                       prepare_batch, record)
+from ._krylov import dominant_eigenpairs
 from ._rkc import RKC
 
 __all__ = ["gradient_flow", "gradient_flow_batch", "SOLVERS", "save_times"]
 
-SOLVERS = ("hybrid", "rkc", "rodas4", "tsit5", "dopri5", "dopri8", "kvaerno5")
+SOLVERS = ("hybrid", "rkc", "rodas4", "krylov", "tsit5", "dopri5", "dopri8", "kvaerno5")
 
 #: ``"hybrid"`` takes Rodas4 steps (dense Jacobian: ``P`` JVPs and an ``O(P^3)`` LU) only
 #: for at most this many parameters; above it, it is ``"rkc"``.
 DENSE_LIMIT = 3000
 #: ``"hybrid"`` switches from an RKC step to a Rodas4 step above this many stages.
 DENSE_STAGES = 100
+#: ``"krylov"``'s Rodas4 steps solve by GMRES, preconditioned by the exact inverse on this
+#: many dominant eigenvectors of the Jacobian (``min(KRYLOV_RANK, P)``).
+KRYLOV_RANK = 1024
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ def _make_solver(name: str, size: int | None = None):
     if name == "hybrid":
         dense = size is not None and size <= DENSE_LIMIT
         return RKC(dense_stages=DENSE_STAGES if dense else None)
+    if name == "krylov":
+        return RKC(krylov_stages=DENSE_STAGES, krylov_rank=KRYLOV_RANK)
     if name == "rodas4":
         return RKC(tsit5_limit=-1.0, dense_stages=0)
     if name == "rkc":
@@ -100,7 +107,7 @@ def _steady_event(model, cfg: _FlowConfig):
     vf = _vector_field(model)
 
     def cond_fn(t, y, args, **kwargs):
-        problem, loss0, gnorm0 = args
+        problem, loss0, gnorm0 = args[:3]
         params = model.unflatten(y)
         f, g, W = model.loss_and_grad(problem, params)
         small = jnp.sqrt(sum(jnp.sum(x * x) for x in g)) <= cfg.gtol
@@ -119,7 +126,7 @@ def _steady_event(model, cfg: _FlowConfig):
     return diffrax.Event(cond_fn)
 
 
-_OWN = ("hybrid", "rkc", "rodas4")  # solvers built on RKC, which count their evaluations
+_OWN = ("hybrid", "rkc", "rodas4", "krylov")  # solvers built on RKC, which count their evaluations
 
 #: Proposed steps shorter than this fraction of the time already integrated (16 in a row) end
 #: the solve segment, and the flow goes on from a clock reset to 0. Float64 time has spacing
@@ -130,6 +137,8 @@ _OWN = ("hybrid", "rkc", "rodas4")  # solvers built on RKC, which count their ev
 TIME_RESOLUTION = 2.0 ** -30
 
 _DT_MIN = diffrax.RESULTS.dt_min_reached  # the segment-end signal (no dtmin is set anywhere)
+# Ends a segment for a new Krylov basis (no diffrax solver we use raises it).
+_REBUILD = diffrax.RESULTS.nonlinear_divergence
 _UNRESOLVED_STEPS = 16
 
 
@@ -169,12 +178,21 @@ class _Segmented(diffrax.AbstractAdaptiveStepSizeController):
         return t_next, (inner, zero, t_next - t0, zero)
 
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
-        inner, n, _, streak = state
+        inner0, n, _, streak = state
+        # -inf errors: the solver asks for a new Krylov basis. Reject the step, keep it for
+        # the next segment, and end this one.
+        rebuild = jnp.any(y_error == -jnp.inf)
         keep, next_t0, next_t1, jump, inner, result = self.controller.adapt_step_size(
-            t0, t1, y0, y1_candidate, args, y_error, error_order, inner)
+            t0, t1, y0, y1_candidate, args, jnp.where(rebuild, 0.0, y_error), error_order,
+            inner0)
+        keep = keep & ~rebuild
+        next_t0, next_t1 = jnp.where(rebuild, t0, next_t0), jnp.where(rebuild, t1, next_t1)
+        inner = jax.tree_util.tree_map(lambda a, b: jnp.where(rebuild, a, b), inner0, inner)
         dt = next_t1 - next_t0
         n = n + 1
         streak = jnp.where(dt < self.resolution * next_t0, streak + 1, 0)
+        ok = result == diffrax.RESULTS.successful
+        result = diffrax.RESULTS.where(ok & rebuild, _REBUILD, result)
         ok = result == diffrax.RESULTS.successful
         result = diffrax.RESULTS.where(ok & (streak >= _UNRESOLVED_STEPS), _DT_MIN, result)
         ok = result == diffrax.RESULTS.successful
@@ -183,15 +201,39 @@ class _Segmented(diffrax.AbstractAdaptiveStepSizeController):
         return keep, next_t0, next_t1, jump, (inner, n, dt, streak), result
 
 
-def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None):
+def _krylov_rank(cfg: _FlowConfig, size: int) -> int:
+    """``k`` of the Krylov basis that ``cfg``'s solver uses at this size (0: none)."""
+    solver = _make_solver(cfg.solver, size)
+    if isinstance(solver, RKC) and solver.krylov_stages is not None:
+        return min(solver.krylov_rank, size)
+    return 0
+
+
+@eqx.filter_jit
+def _build_basis(problem, y, model, k: int):
+    """``(Vt, theta)``: ``k`` dominant eigenpairs of the flow's Jacobian ``-H`` at ``y``
+    (``Vt`` ``(k, P)``)."""
+    vf = _vector_field(model)
+    _, jvp = jax.linearize(lambda z: vf(0.0, z, problem), y)
+    return dominant_eigenpairs(jvp, y.size, k, y.dtype)
+
+
+def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None, basis=None):
     """One segment of the flow, on a clock that starts at 0.
 
     ``resume = (offset, dt0, solver_state, budget, loss0, gnorm0)`` continues a flow stopped
     by :class:`_Segmented` at global time ``offset``: save times are shifted by it, the
     solver's state (RKC's spectral data and evaluation count) and the stopping test's
     references (``loss0``, ``||grad f(W(0))||`` of the original start) carry over.
+    ``basis = (Vt, theta)`` is the Krylov basis of ``"krylov"``
+    (zeros, i.e. none yet, by default); it reaches the solver as the last of its ``args``,
+    constant over the segment (carried in the solver's state, its ``k x P`` floats would be
+    copied at every step: measured 64 ms per step at ``P = 30,000``, ``k = 1024``).
     """
     vf = _vector_field(model)
+    k = _krylov_rank(cfg, y0.size)
+    if k and basis is None:
+        basis = (jnp.zeros((k, y0.size), y0.dtype), jnp.zeros((k,), y0.dtype))
     if resume is None:
         offset, dt0, solver_state, budget = 0.0, None, None, cfg.max_steps
         loss0, G0 = problem.loss_and_grad(model.product(model.unflatten(y0)))
@@ -217,7 +259,7 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None):
         diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol), step_ts=ts), budget, resolution)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(term_fn), _make_solver(cfg.solver, y0.size), t0=0.0, t1=t1, dt0=dt0,
-        y0=y0, args=(problem, loss0, gnorm0), saveat=saveat, stepsize_controller=controller,
+        y0=y0, args=(problem, loss0, gnorm0) + ((basis,) if k else ()), saveat=saveat, stepsize_controller=controller,
         max_steps=cfg.max_steps, event=event, throw=False,
         solver_state=solver_state if own else None)
     recs, yfinal = sol.ys
@@ -233,39 +275,53 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None):
 
 _solve_jit = eqx.filter_jit(_solve)
 _RESTART = int(_DT_MIN._value)
+_NEW_BASIS = int(_REBUILD._value)
 
 
 def _resume(problem, first, ts, t_max, model, cfg):
-    """Continue a solve that stopped on the time-resolution signal, segment after segment.
+    """Continue a solve that stopped on the time-resolution signal or asked for a new Krylov
+    basis, segment after segment.
 
     ``first`` is the first segment's output (one run); returns it with the records of all
     segments merged (each save time taken from the segment that covers it), the global
-    stopping time, the summed step counts and ``restarts`` (the number of clock resets).
+    stopping time, the summed step counts, ``restarts`` (the number of clock resets) and
+    ``krylov_builds`` (bases built at the state where the segment stopped; the step that
+    asked is retried with it).
     """
-    out = dict(first, restarts=0)
-    if int(out["result"]) != _RESTART:
+    out = dict(first, restarts=0, krylov_builds=0)
+    if int(out["result"]) not in (_RESTART, _NEW_BASIS):
         return out
     ts_np = np.asarray(ts)
     recs = {k: np.array(v) for k, v in out["recs"].items()}
     counts = {k: int(out[k]) for k in ("num_steps", "num_accepted", "num_rejected")}
-    offset, restarts = 0.0, 0
-    while int(out["result"]) == _RESTART and counts["num_steps"] < cfg.max_steps:
+    offset, restarts, builds = 0.0, 0, 0
+    y = out["y_final"]
+    rank = _krylov_rank(cfg, y.size)
+    basis = (jnp.zeros((rank, y.size), y.dtype), jnp.zeros((rank,), y.dtype)) if rank else None
+    while int(out["result"]) in (_RESTART, _NEW_BASIS) and counts["num_steps"] < cfg.max_steps:
         offset += float(out["t_final"])
-        restarts += 1
+        state = out["solver_state"]
+        if int(out["result"]) == _NEW_BASIS:
+            basis = _build_basis(problem, out["y_final"], model, rank)
+            state = tuple(state[:4]) + (jnp.zeros_like(state[4]),)  # a fresh basis
+            builds += 1
+        else:
+            restarts += 1
         resume = (jnp.asarray(offset, ts.dtype), jnp.asarray(out["dt_next"], ts.dtype),
-                  out["solver_state"], jnp.asarray(cfg.max_steps - counts["num_steps"]),
+                  state, jnp.asarray(cfg.max_steps - counts["num_steps"]),
                   out["loss0"], out["gnorm0"])
-        out = _solve_jit(problem, out["y_final"], ts, t_max, model, cfg, resume)
+        out = _solve_jit(problem, out["y_final"], ts, t_max, model, cfg, resume, basis)
         saved = np.isfinite(np.asarray(out["ts"])) & (ts_np >= offset)
         for k in recs:
             recs[k][saved] = np.asarray(out["recs"][k])[saved]
         for k in counts:
             counts[k] += int(out[k])
     result = int(out["result"])
-    if result == _RESTART:  # the step budget ran out first
+    if result in (_RESTART, _NEW_BASIS):  # the step budget ran out first
         result = int(diffrax.RESULTS.max_steps_reached._value)
+    nfe = None if out["nfe"] is None else int(out["nfe"]) + 3 * rank * builds  # the builds' JVPs
     return dict(out, recs=recs, t_final=offset + float(out["t_final"]), restarts=restarts,
-                result=result, **counts)
+                krylov_builds=builds, result=result, nfe=nfe, **counts)
 
 
 def default_atol(rtol: float, y0: np.ndarray) -> float:
@@ -366,6 +422,8 @@ def _postprocess(out, ts_np, model, cfg, t_max, wall, extra_info):
                 num_rejected=int(out["num_rejected"]),
                 num_vf_evals=None if out["nfe"] is None else int(out["nfe"]),
                 restarts=int(out.get("restarts", 0)), wall_time=wall, **extra_info)
+    if out.get("krylov_builds"):
+        info["krylov_builds"] = int(out["krylov_builds"])
     if status == "max_steps":
         warnings.warn(f"gradient_flow stopped at max_steps={cfg.max_steps} at t={t_final:.4g} "
                       f"< t_max={t_max:g}; raise `max_steps` or use solver='rkc'", RuntimeWarning,
@@ -398,7 +456,9 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
         solver: ``"rkc"`` (default, stiff-capable, see :class:`rankbias.dynamics.RKC`),
             ``"hybrid"`` (RKC plus dense Rodas4 steps where RKC would need more than
             ``DENSE_STAGES`` stages, for at most ``DENSE_LIMIT`` parameters: the stretch
-            between two escapes of depth >= 3 flows from tiny scales), ``"rodas4"``,
+            between two escapes of depth >= 3 flows from tiny scales), ``"krylov"`` (the
+            same with matrix-free Rodas4 steps, GMRES preconditioned by ``KRYLOV_RANK``
+            dominant Jacobian eigenvectors: any ``P``; experimental, README), ``"rodas4"``,
             ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"kvaerno5"``. At depth >= 3 with
             ``max|params(0)| < 100 rtol`` a :class:`ResolutionWarning` says that the later
             escape times depend on ``rtol``.

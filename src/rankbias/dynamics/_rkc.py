@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 from diffrax import AbstractAdaptiveSolver, AbstractTerm, RESULTS
 
-from ._rosenbrock import rodas4_step
+from ._rosenbrock import rodas4_krylov_step, rodas4_step
 
 _EPS_DAMP = 2.0 / 13.0
 
@@ -80,6 +80,11 @@ class RKC(AbstractAdaptiveSolver):
     safety: float = 1.2
     tsit5_limit: float = 2.5
     dense_stages: int | None = None
+    krylov_stages: int | None = None
+    krylov_rank: int = 1024
+    krylov_tol: float = 1e-10
+    krylov_maxiter: int = 60
+    krylov_rebuild: int = 20
 
     term_structure: ClassVar = AbstractTerm
     interpolation_cls: ClassVar[Callable] = diffrax.ThirdOrderHermitePolynomialInterpolation
@@ -107,7 +112,10 @@ class RKC(AbstractAdaptiveSolver):
         v0 = jnp.cos(jnp.arange(y0.size, dtype=y0.dtype) * 1.618033988749895 + 0.3)
         v0 = v0 / jnp.linalg.norm(v0)
         v, rho = self._power(terms, t0, y0, args, v0, 20)
-        return f0, v, rho, jnp.zeros((), jnp.int32)
+        state = (f0, v, rho, jnp.zeros((), jnp.int32))
+        if self.krylov_stages is not None:
+            state += (jnp.ones((), jnp.int32),)  # accepted steps since the basis was built
+        return state
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
@@ -164,6 +172,29 @@ class RKC(AbstractAdaptiveSolver):
         # Count the Jacobian's P JVPs as P evaluations.
         return rodas4_step(fun, y0, f0, h) + (jnp.asarray(6 + y0.size, jnp.int32),)
 
+    def _krylov(self, terms, t0, h, y0, args, f0, since):
+        """A Rodas4 step with GMRES solves, preconditioned by the basis ``(Vt, theta)`` (the
+        dominant eigenpairs of the Jacobian) that the driver passes as ``args[-1]``. It asks
+        for a new basis (``y_error`` all ``-inf``: the step is retried after the rebuild) when
+        there is none, or when a solve failed or needed more than ``krylov_rebuild``
+        iterations and the basis has served at least one accepted step (a fresh basis that
+        still struggles means the step is too long: the error control shrinks it)."""
+        Vt, theta = args[-1]
+        fun = lambda z: terms.vf(t0, z, args)  # autonomous flow
+        ask = lambda: (y0, f0, jnp.full_like(y0, -jnp.inf), jnp.zeros((), jnp.int32))
+
+        def step():
+            y1, f1, err, its, ok = rodas4_krylov_step(fun, y0, f0, h, Vt, theta,
+                                                      self.krylov_tol, self.krylov_maxiter)
+            stale = (since > 0) & ((~ok) | (jnp.max(its) > self.krylov_rebuild))
+            finite = jnp.all(jnp.isfinite(y1))
+            err = jnp.where(ok & finite, err, jnp.inf)
+            out = (jnp.where(finite, y1, y0), jnp.where(finite, f1, f0), err,
+                   (7 + jnp.sum(its)).astype(jnp.int32))
+            return jax.lax.cond(stale, lambda: ask()[:3] + out[3:], lambda: out)
+
+        return jax.lax.cond(jnp.all(theta == 0), ask, step)
+
     def _tsit5(self, terms, t0, h, y0, args, f0):
         tab = diffrax.Tsit5.tableau
         ks = [f0]
@@ -176,7 +207,8 @@ class RKC(AbstractAdaptiveSolver):
         return y1, ks[-1], err
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        f0, v, rho_prev, nfe = solver_state
+        f0, v, rho_prev, nfe = solver_state[:4]
+        since = solver_state[4:]
         f0 = jax.lax.cond(made_jump, lambda: terms.vf(t0, y0, args), lambda: f0)
         h = t1 - t0
         v, rho_new = self._power(terms, t0, y0, args, v, self.power_iterations)
@@ -186,14 +218,21 @@ class RKC(AbstractAdaptiveSolver):
         use_rk = jnp.abs(h) * rho <= self.tsit5_limit
         tsit5 = lambda: self._tsit5(terms, t0, h, y0, args, f0) + (jnp.asarray(6, jnp.int32),)
         cheb = lambda: self._chebyshev(terms, t0, t1, h, y0, args, f0, rho)
-        if self.dense_stages is None:
+        stages = 1.0 + jnp.ceil(jnp.sqrt(1.0 + 1.54 * jnp.abs(h) * rho))
+        if self.krylov_stages is not None:
+            branch = jnp.where(use_rk, 0, jnp.where(stages > self.krylov_stages, 2, 1))
+            ys, f1, y_error, s = jax.lax.switch(branch, (
+                tsit5, cheb, lambda: self._krylov(terms, t0, h, y0, args, f0, since[0])))
+            since = (since[0] + 1,)
+        elif self.dense_stages is None:
             ys, f1, y_error, s = jax.lax.cond(use_rk, tsit5, cheb)
         else:
-            stages = 1.0 + jnp.ceil(jnp.sqrt(1.0 + 1.54 * jnp.abs(h) * rho))
             branch = jnp.where(use_rk, 0, jnp.where(stages > self.dense_stages, 2, 1))
             ys, f1, y_error, s = jax.lax.switch(
                 branch, (tsit5, cheb, lambda: self._rodas(terms, t0, h, y0, args, f0)))
         dense_info = dict(y0=y0, y1=ys, k0=h * f0, k1=h * f1)
+        # -inf errors (a Krylov step asking for a new basis; diffrax turns NaN into +inf)
+        # pass: the controller ends the segment on them (rankbias.dynamics._flow._Segmented).
         finite = jnp.all(jnp.isfinite(ys))
         # A non-finite stage (overflow from a too-long step) becomes an infinite error:
         # the controller rejects the step and shrinks it.
@@ -201,5 +240,5 @@ class RKC(AbstractAdaptiveSolver):
         ys = jnp.where(finite, ys, y0)
         f1 = jnp.where(finite, f1, f0)
         new_state = (f1, v, jnp.where(jnp.isfinite(rho_new), rho_new, rho_prev),
-                     nfe + s + 1 + self.power_iterations)
+                     nfe + s + 1 + self.power_iterations) + since
         return ys, y_error, dense_info, new_state, RESULTS.successful

@@ -26,7 +26,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["rodas4_step", "GAMMA"]
+from ._krylov import gmres, spectral_inverse
+
+__all__ = ["rodas4_step", "rodas4_krylov_step", "GAMMA"]
 
 GAMMA = 0.25
 _A = (
@@ -49,6 +51,16 @@ _C = (
 _M = (1.221224509226641, 6.019134481288629, 12.53708332932087, -0.6878860361058950, 1.0, 1.0)
 
 
+def _rodas4_stages(fun, y0, f0, h, solve):
+    ks = []
+    for i in range(6):
+        fi = f0 if i == 0 else fun(y0 + sum(a * k for a, k in zip(_A[i], ks)))
+        rhs = fi + sum((c / h) * k for c, k in zip(_C[i], ks)) if i else fi
+        ks.append(solve(rhs))
+    y1 = y0 + sum(m * k for m, k in zip(_M, ks))
+    return y1, fun(y1), ks[-1]
+
+
 def rodas4_step(fun, y0: jax.Array, f0: jax.Array, h):
     r"""One Rodas4 step of ``y' = fun(y)`` (autonomous) from ``y0`` with ``f0 = fun(y0)``.
 
@@ -63,10 +75,35 @@ def rodas4_step(fun, y0: jax.Array, f0: jax.Array, h):
     J = 0.5 * (J + J.T)
     eye = jnp.eye(y0.size, dtype=y0.dtype)
     lu = jax.scipy.linalg.lu_factor(eye / (h * GAMMA) - J)
-    ks = []
-    for i in range(6):
-        fi = f0 if i == 0 else fun(y0 + sum(a * k for a, k in zip(_A[i], ks)))
-        rhs = fi + sum((c / h) * k for c, k in zip(_C[i], ks)) if i else fi
-        ks.append(jax.scipy.linalg.lu_solve(lu, rhs))
-    y1 = y0 + sum(m * k for m, k in zip(_M, ks))
-    return y1, fun(y1), ks[-1]
+    return _rodas4_stages(fun, y0, f0, h, lambda rhs: jax.scipy.linalg.lu_solve(lu, rhs))
+
+
+def rodas4_krylov_step(fun, y0: jax.Array, f0: jax.Array, h, Vt: jax.Array, theta: jax.Array,
+                       tol: float, maxiter: int):
+    r"""One Rodas4 step with matrix-free linear solves, for large ``P``.
+
+    Each stage solves ``(I - h gamma J) K = h gamma rhs`` (the same system as the dense step,
+    scaled by ``h gamma``) by preconditioned MINRES on exact Jacobian-vector products
+    (``jax.linearize`` of ``fun`` at ``y0``, once per step), with the deflation
+    preconditioner of the approximate eigenpairs ``(Vt, theta)`` of ``J``
+    (:mod:`rankbias.dynamics._krylov`). Shapes: ``y0``, ``f0`` ``(P,)``, ``Vt`` ``(k, P)``,
+    ``theta`` ``(k,)``.
+
+    Returns ``(y1, f1, err, iters, ok)``: as :func:`rodas4_step`, plus the MINRES iteration
+    counts of the six solves ``(6,)`` and whether every solve reached ``tol``.
+    """
+    _, jvp = jax.linearize(fun, y0)
+    hg = h * GAMMA
+    matvec = lambda v: v - hg * jvp(v)
+    precond = spectral_inverse(Vt, theta, hg)
+    stats = []
+
+    def solve(rhs):
+        x, it, ok = gmres(matvec, hg * rhs, precond, tol, maxiter)
+        stats.append((it, ok))
+        return x
+
+    y1, f1, err = _rodas4_stages(fun, y0, f0, h, solve)
+    iters = jnp.stack([it for it, _ in stats])
+    ok = jnp.all(jnp.stack([ok for _, ok in stats]))
+    return y1, f1, err, iters, ok
