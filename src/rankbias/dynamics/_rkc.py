@@ -73,6 +73,14 @@ class RKC(AbstractAdaptiveSolver):
         dense_stages: Rodas4 step (dense Jacobian, ``O(P^3)``) where a Chebyshev step would
             need more stages than this; ``None``: never. Meant for ``P`` up to a few
             thousand. Under ``vmap`` every branch runs on every step: keep ``None`` there.
+        krylov_stages: matrix-free Rodas4 step (:func:`rodas4_krylov_step`) where a Chebyshev
+            step would need more stages than this; ``None``: never. ``args[-1]`` must then be
+            the basis ``(Vt, theta)`` (``krylov_rank x P``; zeros: none yet) that the driver
+            builds when a step asks (``y_error`` all ``-inf``), see
+            :mod:`rankbias.dynamics._krylov`.
+        krylov_rank, krylov_tol, krylov_maxiter, krylov_rebuild: basis size, GMRES tolerance
+            and iteration cap per solve, and the iteration count above which a basis that has
+            served an accepted step is rebuilt.
     """
 
     max_stages: int = 2000
