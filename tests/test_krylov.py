@@ -1,6 +1,7 @@
 """Matrix-free Rodas4 for large flows: GMRES, the spectral preconditioner and the Krylov step,
 against dense linear algebra (numpy.linalg.solve, eigh, the LU-based Rodas4 step)."""
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +11,7 @@ import rankbias as rb
 from rankbias.dynamics import _flow
 from rankbias.dynamics._flow import _make_solver, _vector_field
 from rankbias.dynamics._krylov import dominant_eigenpairs, gmres, spectral_inverse
+from rankbias.dynamics._rkc import RKC
 from rankbias.dynamics._rosenbrock import rodas4_krylov_step, rodas4_step
 
 
@@ -118,11 +120,8 @@ def test_krylov_solver_crosses_the_stiff_stretch(monkeypatch):
 def test_krylov_step_signals_a_missing_basis():
     # No basis yet (theta = 0): the step returns y0 and an all -inf error, which the
     # controller turns into the segment-end signal; it never reaches the PID controller.
-    from rankbias.dynamics._rkc import RKC
     solver = RKC(krylov_stages=0, krylov_rank=4)
-    fun = lambda t, y, a: -y
-    import diffrax
-    term = diffrax.ODETerm(fun)
+    term = diffrax.ODETerm(lambda t, y, a: -y)
     y0 = jnp.ones(6)
     basis = (jnp.zeros((4, 6)), jnp.zeros(4))
     state = solver.init(term, 0.0, 1.0, y0, (None, basis))

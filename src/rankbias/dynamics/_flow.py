@@ -201,9 +201,8 @@ class _Segmented(diffrax.AbstractAdaptiveStepSizeController):
         return keep, next_t0, next_t1, jump, (inner, n, dt, streak), result
 
 
-def _krylov_rank(cfg: _FlowConfig, size: int) -> int:
-    """``k`` of the Krylov basis that ``cfg``'s solver uses at this size (0: none)."""
-    solver = _make_solver(cfg.solver, size)
+def _krylov_rank(solver, size: int) -> int:
+    """``k`` of the Krylov basis that ``solver`` uses at this size (0: none)."""
     if isinstance(solver, RKC) and solver.krylov_stages is not None:
         return min(solver.krylov_rank, size)
     return 0
@@ -231,7 +230,8 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None, basis=N
     copied at every step: measured 64 ms per step at ``P = 30,000``, ``k = 1024``).
     """
     vf = _vector_field(model)
-    k = _krylov_rank(cfg, y0.size)
+    solver = _make_solver(cfg.solver, y0.size)
+    k = _krylov_rank(solver, y0.size)
     if k and basis is None:
         basis = (jnp.zeros((k, y0.size), y0.dtype), jnp.zeros((k,), y0.dtype))
     if resume is None:
@@ -258,7 +258,7 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None, basis=N
     controller = _Segmented(diffrax.ClipStepSizeController(
         diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol), step_ts=ts), budget, resolution)
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(term_fn), _make_solver(cfg.solver, y0.size), t0=0.0, t1=t1, dt0=dt0,
+        diffrax.ODETerm(term_fn), solver, t0=0.0, t1=t1, dt0=dt0,
         y0=y0, args=(problem, loss0, gnorm0) + ((basis,) if k else ()), saveat=saveat, stepsize_controller=controller,
         max_steps=cfg.max_steps, event=event, throw=False,
         solver_state=solver_state if own else None)
@@ -296,7 +296,7 @@ def _resume(problem, first, ts, t_max, model, cfg):
     counts = {k: int(out[k]) for k in ("num_steps", "num_accepted", "num_rejected")}
     offset, restarts, builds = 0.0, 0, 0
     y = out["y_final"]
-    rank = _krylov_rank(cfg, y.size)
+    rank = _krylov_rank(_make_solver(cfg.solver, y.size), y.size)
     basis = (jnp.zeros((rank, y.size), y.dtype), jnp.zeros((rank,), y.dtype)) if rank else None
     while int(out["result"]) in (_RESTART, _NEW_BASIS) and counts["num_steps"] < cfg.max_steps:
         offset += float(out["t_final"])

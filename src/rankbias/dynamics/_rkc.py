@@ -195,10 +195,8 @@ class RKC(AbstractAdaptiveSolver):
             y1, f1, err, its, ok = rodas4_krylov_step(fun, y0, f0, h, Vt, theta,
                                                       self.krylov_tol, self.krylov_maxiter)
             stale = (since > 0) & ((~ok) | (jnp.max(its) > self.krylov_rebuild))
-            finite = jnp.all(jnp.isfinite(y1))
-            err = jnp.where(ok & finite, err, jnp.inf)
-            out = (jnp.where(finite, y1, y0), jnp.where(finite, f1, f0), err,
-                   (7 + jnp.sum(its)).astype(jnp.int32))
+            # A non-finite y1 is rejected by step()'s own check.
+            out = (y1, f1, jnp.where(ok, err, jnp.inf), (7 + jnp.sum(its)).astype(jnp.int32))
             return jax.lax.cond(stale, lambda: ask()[:3] + out[3:], lambda: out)
 
         return jax.lax.cond(jnp.all(theta == 0), ask, step)

@@ -83,13 +83,13 @@ def rodas4_krylov_step(fun, y0: jax.Array, f0: jax.Array, h, Vt: jax.Array, thet
     r"""One Rodas4 step with matrix-free linear solves, for large ``P``.
 
     Each stage solves ``(I - h gamma J) K = h gamma rhs`` (the same system as the dense step,
-    scaled by ``h gamma``) by preconditioned MINRES on exact Jacobian-vector products
-    (``jax.linearize`` of ``fun`` at ``y0``, once per step), with the deflation
-    preconditioner of the approximate eigenpairs ``(Vt, theta)`` of ``J``
+    scaled by ``h gamma``) by right-preconditioned GMRES on exact Jacobian-vector products
+    (``jax.linearize`` of ``fun`` at ``y0``, once per step); the preconditioner is the exact
+    inverse on the approximate eigenpairs ``(Vt, theta)`` of ``J``
     (:mod:`rankbias.dynamics._krylov`). Shapes: ``y0``, ``f0`` ``(P,)``, ``Vt`` ``(k, P)``,
     ``theta`` ``(k,)``.
 
-    Returns ``(y1, f1, err, iters, ok)``: as :func:`rodas4_step`, plus the MINRES iteration
+    Returns ``(y1, f1, err, iters, ok)``: as :func:`rodas4_step`, plus the GMRES iteration
     counts of the six solves ``(6,)`` and whether every solve reached ``tol``.
     """
     _, jvp = jax.linearize(fun, y0)
