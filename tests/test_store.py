@@ -111,11 +111,20 @@ def test_unwritable_folder(tmp_path):
         Store(tmp_path).manifest()
 
 
+# A metric that holds the sweep once RB_GATE run files exist in RB_GATE_DIR (until a signal
+# ends the process), so the test interrupts it at a known point: a timed sleep raced the
+# signal on a loaded machine (the sweep could finish first).
 SLOW_MOD = """
+import os
 import time
+from pathlib import Path
+
 
 def slow(traj, problem, cfg):
-    time.sleep(0.25)
+    gate = int(os.environ.get("RB_GATE", "-1"))
+    runs = Path(os.environ.get("RB_GATE_DIR", ".")) / "runs"
+    while gate >= 0 and runs.exists() and len(list(runs.rglob("*.npz"))) >= gate:
+        time.sleep(0.02)
     return {"final_sv1": float(traj.singular_values[-1, 0])}
 """
 
@@ -132,7 +141,8 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
            "--no-progress"]
 
     def start_and_stop(sig, after_files):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        gated = dict(env, RB_GATE=str(after_files), RB_GATE_DIR=str(out))
+        proc = subprocess.Popen(cmd, env=gated, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         t0 = time.time()
         while time.time() - t0 < 120:
@@ -140,6 +150,7 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
             if n >= after_files or proc.poll() is not None:
                 break
             time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[1]  # held by the gate, not finished
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
         return proc.returncode, err
@@ -147,10 +158,11 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
     rc, err = start_and_stop(signal.SIGINT, 2)          # Ctrl-C
     assert rc == 130 and "resume" in err and "Traceback" not in err
     n1 = len(list((out / "runs").rglob("*.npz")))
+    assert n1 == 2  # the run held at the gate was not written
     rc, _ = start_and_stop(signal.SIGKILL, n1 + 2)      # a killed process
     assert rc == -signal.SIGKILL
     st = Store(out).status(verify=True)
-    assert 0 < st["done"] < 8 and st["corrupt"] == 0
+    assert st["done"] == 4 and st["corrupt"] == 0
     # no half files: everything named *.npz is complete
     assert all(not p.name.startswith(".") for p in (out / "runs").rglob("*.npz"))
     done_before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.npz")}
