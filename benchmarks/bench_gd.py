@@ -14,6 +14,7 @@
    (CPU) and JAX's ``peak_bytes_in_use`` on an accelerator. Target: under 8 GB.
 
 Usage: python benchmarks/bench_gd.py [--dtype float64|float32] [--quick] [--numpy] [--out FILE]
+       [--tables sweep efficiency memory] [--sizes D ...] [--batches B ...]
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer steps and sizes")
     ap.add_argument("--numpy", action="store_true", help="also time the NumPy loop (CPU)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--tables", nargs="+", default=["sweep", "efficiency", "memory"],
+                    choices=["sweep", "efficiency", "memory"], help="which tables to take")
+    ap.add_argument("--sizes", nargs="+", type=int, default=None,
+                    help="d of the efficiency table (default 100 300 1000; --quick: 100 300)")
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 16, 64],
+                    help="batch sizes of the efficiency table")
     args = ap.parse_args(argv)
     if args.memory_child:
         return memory_child(args.dtype)
@@ -107,8 +114,29 @@ def main(argv=None):
     lines = [f"# bench_gd ({time.strftime('%Y-%m-%d')}, device {dev.device_kind} [{dev.platform}], "
              f"{platform.machine()}, dtype {dtype}, jax {jax.__version__})", ""]
 
-    # 1. Sweep throughput.
     depth, steps = 3, (200 if args.quick else 1000)
+    if "sweep" in args.tables:
+        lines += sweep_table(args, dtype, depth, steps)
+        print("\n".join(lines), flush=True)
+    if "efficiency" in args.tables:
+        lines += efficiency_table(args, dtype, depth, dev)
+    if "memory" in args.tables:
+        mem = measure_memory(args.dtype)
+        lines += ["", "## Peak memory: 64 batched GD runs, depth 3, 300x300 completion, 200 steps",
+                  "", "| platform | peak RSS (GB) | device peak (GB) | wall (s) | target |",
+                  "|---|---|---|---|---|",
+                  f"| {mem['platform']} | {mem['rss_gb']:.2f} | {mem['device_peak_gb']:.2f} | "
+                  f"{mem['wall_s']:.1f} | < 8 GB |"]
+        print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+def sweep_table(args, dtype, depth, steps) -> list[str]:
+    """Item 2: 64 runs batched vs one by one vs the NumPy loop."""
+    lines = []
     M, prob, model, inits = sweep_inputs(100, depth)
     lr = 0.02
     batched = timeit(lambda: rb.gradient_descent_batch(prob, model, inits, lr=lr, steps=steps,
@@ -117,7 +145,7 @@ def main(argv=None):
     single8 = timeit(lambda: [rb.gradient_descent(prob, model, p, lr=lr, steps=steps, n_save=20,
                                                   dtype=dtype) for p in sub], repeat=2)
     single = single8 * len(inits) / len(sub)
-    lines += ["## Sweep throughput: 64 GD runs, depth 3, 100x100 completion, "
+    lines += ["", "## Sweep throughput: 64 GD runs, depth 3, 100x100 completion, "
               f"{steps} steps each", "",
               "| executor | wall (s) | runs/s | speed-up vs NumPy |", "|---|---|---|---|"]
     rows = [("rankbias batched (vmap)", batched), ("rankbias one by one", single)]
@@ -134,19 +162,22 @@ def main(argv=None):
     for name, t in rows:
         ratio = f"{np_time / t:.1f}x" if np_time else "-"
         lines.append(f"| {name} | {t:.2f} | {len(inits) / t:.1f} | {ratio} |")
-    print("\n".join(lines), flush=True)
+    return lines
 
-    # 2. Hardware efficiency.
+
+def efficiency_table(args, dtype, depth, dev) -> list[str]:
+    """Item 3: GD step rate as a fraction of the matmul rate measured here."""
+    lines = []
     peak = matmul_peak(dtype, 2048 if args.quick else 4096)
     lines += ["", f"## Hardware efficiency (depth {depth}; matmul peak measured here: "
               f"{peak / 1e9:.1f} GFLOP/s in {dtype})", "",
               "| d | batch | GD step (ms) | GFLOP/s | fraction of matmul peak |", "|---|---|---|---|---|"]
-    sizes = (100, 300) if args.quick else (100, 300, 1000)
+    sizes = args.sizes or ((100, 300) if args.quick else (100, 300, 1000))
     for d in sizes:
         M = rb.random_low_rank((d, d), 5, psd=True, seed=0)
         prob = rb.MatrixCompletion.uniform(M, 0.3, seed=0, symmetric=True, dense=True)
         model = rb.DeepFactorization((d, d), depth=depth)
-        for B in (1, 16, 64):
+        for B in args.batches:
             if d == 1000 and B == 64 and dev.platform == "cpu":
                 continue  # 64 x 3 x 8 MB factors x several buffers: too slow on 2 cores
             inits = [model.init("gaussian", scale=1e-3, seed=s) for s in range(B)]
@@ -166,16 +197,7 @@ def main(argv=None):
             rate = flops / per_step
             lines.append(f"| {d} | {B} | {1e3 * per_step:.3f} | {rate / 1e9:.1f} | {rate / peak:.0%} |")
             print(lines[-1], flush=True)
-    mem = measure_memory(args.dtype)
-    lines += ["", "## Peak memory: 64 batched GD runs, depth 3, 300x300 completion, 200 steps", "",
-              "| platform | peak RSS (GB) | device peak (GB) | wall (s) | target |", "|---|---|---|---|---|",
-              f"| {mem['platform']} | {mem['rss_gb']:.2f} | {mem['device_peak_gb']:.2f} | "
-              f"{mem['wall_s']:.1f} | < 8 GB |"]
-    print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    print("\n" + text)
-    if args.out:
-        Path(args.out).write_text(text)
+    return lines
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ class PrecisionWarning(UserWarning):
 
 
 class ResolutionWarning(UserWarning):
-    """The error control cannot resolve the directions that escape after the first one."""
+    """Float resolution cannot resolve the directions that escape after the first one
+    (depth >= 3 from tiny factors; see ``rankbias.dynamics._flow.warn_resolution``)."""
 
 
 def resolve_dtype(dtype):

@@ -344,25 +344,42 @@ def below_rounding_floor(model, y0: np.ndarray) -> bool:
     return depth >= 3 and 0 < top and top ** (depth - 2) < 100 * float(np.finfo(y0.dtype).eps)
 
 
-def warn_resolution(model, y0: np.ndarray, rtol: float, stacklevel: int = 3) -> None:
-    """Warn when later escapes of a deep flow are below the error control's resolution.
+#: Later escapes of a depth-L flow are unresolved when ``max|y0|^(L-1)`` is below this
+#: fraction of the dtype's epsilon (measured, see :func:`warn_resolution`).
+LATER_ESCAPE_FLOOR = 1e-2
+
+
+def later_escapes_unresolved(model, y0: np.ndarray) -> bool:
+    """``max|y0|^(L-1) < LATER_ESCAPE_FLOOR * eps`` at depth ``L >= 3``."""
+    depth = getattr(model, "depth", 0)
+    top = float(np.max(np.abs(y0))) if y0.size else 0.0
+    eps = float(np.finfo(y0.dtype).eps)
+    return depth >= 3 and 0 < top and top ** (depth - 1) < LATER_ESCAPE_FLOOR * eps
+
+
+def warn_resolution(model, y0: np.ndarray, stacklevel: int = 3) -> None:
+    """Warn when the later escapes of a deep flow are below float resolution.
 
     At depth ``L >= 3`` a direction barely grows before the previous one escapes (its
-    growth is a blow-up, not an exponential): after the first escape it still has the
-    initial size ``~max|y0|`` but sits inside O(1) factor entries, whose local errors are
-    allowed up to ``rtol``. With ``max|y0| < 100 rtol`` those errors seed it, and the later
-    escape times follow ``rtol`` (measured: 8x8 depth 3 at alpha 1e-30, the second escape at
-    t = 1.74e10, 1.99e10, 2.12e10 for rtol 1e-8, 1e-9, 1e-10). Depth 2 is not affected: every
-    direction grows exponentially from t = 0.
+    growth is a blow-up, not an exponential): after the first escape it still has its initial
+    size ``a ~ max|y0|`` per factor, and its drive, ``~a^(L-1)``, is computed from factor
+    entries that are now O(1). Its escape time is then set by the rounding of the gradient
+    (and, at coarse ``rtol``, by the local errors), not by the initialization. Measured against
+    closed forms (``tests/test_escape_times.py``: identical init seen in random orthogonal
+    frames, depth 3 and 4, whose escape times are quadratures), the second escape is off by
+    ~1e-5 ``eps / max|y0|^(L-1)``: <= 5e-4 at ``max|y0|^(L-1) = 0.3 eps``, 0.1-0.4% at
+    3e-3 eps, 3-5% at 3e-4 eps, 5-30% at 3e-5 eps (depth 3, ``a = 1e-8 ... 1e-10``; depth 4
+    at ``a = 1e-6``: 0.1% at 4e-3 eps), whatever ``rtol`` (1e-8 to 1e-11) or solver. So the
+    warning fires when ``max|y0|^(L-1) < LATER_ESCAPE_FLOOR eps`` (float64, depth 3:
+    ``alpha <~ 3e-27``; depth 4: ``alpha <~ 3e-24``). ``rtol`` is not part of the test: at
+    ``a = 1e-8`` the second escape is right to 5e-4 at ``rtol = 1e-8``.
 
     When moreover ``max|y0|^(L-2) < 100 eps`` (float64: depth 4 from ``alpha ~ 1e-32``), the
     curvature along the next directions, ``~max|y0|^(L-2)`` of the learned one's, is at the
     rounding level of the float64 gradient: measured on 20x20 depth 4 at alpha 1e-32 after the
     first escape, the float64 gradient differs from an 80-bit one at the same state by 99-214%
-    (``tests/test_long_times.py``).
-    The stretch after the first escape is then driven by rounding noise (no solver or rtol
-    resolves it, and its error estimates grow with ``h``, so steps stay short); the warning
-    says so.
+    (``tests/test_long_times.py``). The stretch after the first escape is then pure rounding
+    noise (its error estimates grow with ``h``, so steps stay short); the warning says so.
     """
     depth = getattr(model, "depth", 0)
     top = float(np.max(np.abs(y0))) if y0.size else 0.0
@@ -375,12 +392,15 @@ def warn_resolution(model, y0: np.ndarray, rtol: float, stacklevel: int = 3) -> 
             f"rtol resolves them, and the stretch after the first escape needs very many short "
             f"steps. The first escape is not affected (README, 'Resolution')",
             ResolutionWarning, stacklevel=stacklevel)
-    elif depth >= 3 and 0 < top < 100 * rtol:
+    elif later_escapes_unresolved(model, y0):
+        eps = float(np.finfo(y0.dtype).eps)
         warnings.warn(
-            f"depth-{depth} flow from factors of size max|y0| = {top:.2g} < 100 rtol = "
-            f"{100 * rtol:.2g}: directions escaping after the first one are seeded by the "
-            f"solver's local errors, so their escape times depend on rtol; lower rtol (float64 "
-            f"allows down to ~1e-14) and compare two tolerances (README, 'Resolution')",
+            f"depth-{depth} flow from factors of size max|y0| = {top:.2g}: max|y0|^{depth - 1} "
+            f"= {top ** (depth - 1) / eps:.1g} eps of {y0.dtype}, so the directions escaping "
+            f"after the first one are driven at the rounding level of the gradient and their "
+            f"escape times are unresolved: measured errors ~1e-5 eps / max|y0|^{depth - 1} "
+            f"(3-5% at 3e-4 eps, 5-30% at 3e-5 eps), whatever the solver or rtol. The first "
+            f"escape is not affected (README, 'Resolution')",
             ResolutionWarning, stacklevel=stacklevel)
 
 
@@ -459,9 +479,9 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
             between two escapes of depth >= 3 flows from tiny scales), ``"krylov"`` (the
             same with matrix-free Rodas4 steps, GMRES preconditioned by ``KRYLOV_RANK``
             dominant Jacobian eigenvectors: any ``P``; experimental, README), ``"rodas4"``,
-            ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"kvaerno5"``. At depth >= 3 with
-            ``max|params(0)| < 100 rtol`` a :class:`ResolutionWarning` says that the later
-            escape times depend on ``rtol``.
+            ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"kvaerno5"``. At depth ``L >= 3`` with
+            ``max|params(0)|^(L-1) < 0.01 eps`` a :class:`ResolutionWarning` says that the
+            later escape times are below float resolution (:func:`warn_resolution`).
         gtol: stop at a steady state: ``||grad L|| <= gtol`` at a point certified not to be
             a saddle: ``||grad f(W)|| <= certificate_tol ||grad f(W(0))||`` (PSD-KKT residual
             for ``U U^T``) when no width constrains the rank; otherwise ``f(W) < f(W(0))`` and
@@ -487,7 +507,7 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
     flat0 = np.concatenate([np.ravel(np.asarray(p)) for p in params])
     if atol is None:
         atol = default_atol(rtol, flat0)
-    warn_resolution(model, flat0, rtol)
+    warn_resolution(model, flat0)
     cfg = _FlowConfig(solver, rtol, atol, int(max_steps), gtol, float(curvature_tol),
                       float(certificate_tol), bool(save_matrices))
     ts_np = save_times(t_max, n_save, t_min, save_at)
@@ -539,7 +559,7 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rto
         # One tolerance for the batch (it is a static setting): that of the smallest init.
         atol = min(default_atol(rtol, y) for y in flat0)
     # The smallest init decides, as for atol.
-    warn_resolution(model, np.array([np.abs(flat0).max(axis=1).min()]), rtol)
+    warn_resolution(model, np.array([np.abs(flat0).max(axis=1).min()]))
     cfg = _FlowConfig(solver, rtol, atol, int(max_steps), gtol, float(curvature_tol),
                       float(certificate_tol), bool(save_matrices))
     ts_np = save_times(t_max, n_save, t_min, save_at)
