@@ -1,9 +1,9 @@
 """Escape times of a deep flow in generic coordinates, against the decoupled theory.
 
-Oracle: ``W* = U diag(s) V^T`` and the identical init seen in random orthogonal frames,
-``W_1 = a Q_1 V^T``, ``W_2 = a Q_2 Q_1^T``, ``W_3 = a U Q_2^T``, stay of that form under the
-flow: ``W(t) = U diag(d_k(t)^3) V^T`` with ``d' = d^2 (s - d^3)``, ``d(0) = a``, whose escape
-times are quadratures (:mod:`rankbias.theory`). Unlike a diagonal flow (where the directions
+Oracle: ``W* = U diag(s) V^T`` and the identical init seen in random orthogonal frames
+(depth 3: ``W_1 = a Q_1 V^T``, ``W_2 = a Q_2 Q_1^T``, ``W_3 = a U Q_2^T``; depth L alike) stay of
+that form under the flow: ``W(t) = U diag(d_k(t)^L) V^T`` with ``d' = d^(L-1) (s - d^L)``,
+``d(0) = a``, whose escape times are quadratures (:mod:`rankbias.theory`). Unlike a diagonal flow (where the directions
 live in separate entries and exact zeros stay zeros), every factor entry here mixes the
 learned direction with the creeping ones, so the error control and the rounding act on
 both together: the setting of a real completion problem.
