@@ -397,7 +397,7 @@ def warn_resolution(model, y0: np.ndarray, stacklevel: int = 3) -> None:
         warnings.warn(
             f"depth-{depth} flow from factors of size max|y0| = {top:.2g}: max|y0|^{depth - 1} "
             f"= {top ** (depth - 1) / eps:.1g} eps of {y0.dtype}, so the directions escaping "
-            f"after the first one are driven at the rounding level of the gradient and their "
+            f"after the first one have a drive below the gradient's rounding error, and their "
             f"escape times are unresolved: measured errors ~1e-5 eps / max|y0|^{depth - 1} "
             f"(3-5% at 3e-4 eps, 5-30% at 3e-5 eps), whatever the solver or rtol. The first "
             f"escape is not affected (README, 'Resolution')",
