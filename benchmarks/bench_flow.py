@@ -29,8 +29,9 @@ table misses). They run with ``solver="hybrid"`` (Tsit5 / RKC / dense Rodas4 up 
 ``DENSE_LIMIT`` parameters, plain RKC above) at rtol 1e-8 and 1e-9 up to the certified steady
 state (gtol 1e-10) or 1e3 x the plateau; reported: wall time, steps,
 the times at which the loss first falls below 1e-1, 1e-2 and 1e-10 at each tolerance (their
-spread is the accuracy: no rtol-1e-12 reference is affordable there, and later escapes are
-seeded by the local errors, see README "Resolution"), and the loops' projected times.
+spread is the accuracy: no rtol-1e-12 reference is affordable there; below
+``max|y0|^(L-1) ~ 0.01 eps`` the later escapes are below float64 resolution whatever the
+tolerance, see README "Resolution"), and the loops' projected times.
 
 Usage: python benchmarks/bench_flow.py [--budget 600] [--sizes 20 100] [--out benchmarks/results_flow.md]
        python benchmarks/bench_flow.py --stiff [--sizes 20] [--min-plateau 1e7] [--out benchmarks/results_flow_stiff.md]

@@ -16,19 +16,15 @@ import pytest
 
 import rankbias as rb
 import rankbias.theory as T
+from rankbias.models import _haar
 
 S = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
-
-
-def _haar(rng, n):
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.sign(np.diag(r))
 
 
 def _rotated_identical(a: float, depth: int = 3, seed: int = 0):
     n = S.size
     rng = np.random.default_rng(seed)
-    U, V, *Q = (_haar(rng, n) for _ in range(depth + 1))
+    U, V, *Q = (_haar(rng, n, n) for _ in range(depth + 1))
     frames = [V, *Q, U]  # input, hidden 1 .. L-1, output
     prob = rb.MatrixEstimation(U @ np.diag(S) @ V.T)
     model = rb.DeepFactorization((n, n), depth=depth)

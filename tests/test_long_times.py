@@ -116,8 +116,9 @@ def test_after_first_escape_the_float64_gradient_is_noise_iff_warned(depth, nois
     # an 80-bit one at the same state. Depth 4 (max|y0|^2 ~ 8e-17 < 100 eps) gets the
     # rounding-floor warning and its gradient is rounding noise (measured: 99-214% off);
     # depth 3 (max|y0| ~ 2e-11) gets only the later-escapes one (max|y0|^2 < 0.01 eps: the
-    # next direction's drive is below rounding), and its gradient as a whole is accurate (4e-14). The noise is why the depth-4 stretch after
-    # the first escape needs ~0.1 s Rodas steps of h ~ 1e8 over ~1e16 time units.
+    # next direction's drive is below rounding), and its gradient as a whole is accurate
+    # (4e-14). The noise is why the depth-4 stretch after the first escape needs ~0.1 s Rodas
+    # steps of h ~ 1e8 over ~1e16 time units.
     M = rb.random_low_rank((20, 20), 3, psd=True, seed=0)
     prob = rb.MatrixCompletion.uniform(M, 0.5, seed=0, symmetric=True)
     model = rb.DeepFactorization((20, 20), depth=depth)

@@ -208,6 +208,11 @@ def _krylov_rank(solver, size: int) -> int:
     return 0
 
 
+def _no_basis(k: int, y: jax.Array):
+    """The placeholder Krylov basis: zeros (``theta == 0`` makes a Krylov step ask for one)."""
+    return jnp.zeros((k, y.size), y.dtype), jnp.zeros((k,), y.dtype)
+
+
 @eqx.filter_jit
 def _build_basis(problem, y, model, k: int):
     """``(Vt, theta)``: ``k`` dominant eigenpairs of the flow's Jacobian ``-H`` at ``y``
@@ -233,7 +238,7 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None, basis=N
     solver = _make_solver(cfg.solver, y0.size)
     k = _krylov_rank(solver, y0.size)
     if k and basis is None:
-        basis = (jnp.zeros((k, y0.size), y0.dtype), jnp.zeros((k,), y0.dtype))
+        basis = _no_basis(k, y0)
     if resume is None:
         offset, dt0, solver_state, budget = 0.0, None, None, cfg.max_steps
         loss0, G0 = problem.loss_and_grad(model.product(model.unflatten(y0)))
@@ -258,9 +263,9 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None, basis=N
     controller = _Segmented(diffrax.ClipStepSizeController(
         diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol), step_ts=ts), budget, resolution)
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(term_fn), solver, t0=0.0, t1=t1, dt0=dt0,
-        y0=y0, args=(problem, loss0, gnorm0) + ((basis,) if k else ()), saveat=saveat, stepsize_controller=controller,
-        max_steps=cfg.max_steps, event=event, throw=False,
+        diffrax.ODETerm(term_fn), solver, t0=0.0, t1=t1, dt0=dt0, y0=y0,
+        args=(problem, loss0, gnorm0) + ((basis,) if k else ()), saveat=saveat,
+        stepsize_controller=controller, max_steps=cfg.max_steps, event=event, throw=False,
         solver_state=solver_state if own else None)
     recs, yfinal = sol.ys
     final_rec = record(problem, model, model.unflatten(yfinal[0]), cfg.save_matrices)
@@ -297,7 +302,7 @@ def _resume(problem, first, ts, t_max, model, cfg):
     offset, restarts, builds = 0.0, 0, 0
     y = out["y_final"]
     rank = _krylov_rank(_make_solver(cfg.solver, y.size), y.size)
-    basis = (jnp.zeros((rank, y.size), y.dtype), jnp.zeros((rank,), y.dtype)) if rank else None
+    basis = _no_basis(rank, y) if rank else None
     while int(out["result"]) in (_RESTART, _NEW_BASIS) and counts["num_steps"] < cfg.max_steps:
         offset += float(out["t_final"])
         state = out["solver_state"]
@@ -335,13 +340,18 @@ def default_atol(rtol: float, y0: np.ndarray) -> float:
     return float(min(1e-12, max(1e-4 * rtol * top, 1e-300)))
 
 
+def _deep_scale(model, y0: np.ndarray) -> tuple[int, float, float]:
+    """``(L, max|y0|, eps of y0's dtype)``; ``L = 0`` for models without a depth."""
+    top = float(np.max(np.abs(y0))) if y0.size else 0.0
+    return getattr(model, "depth", 0), top, float(np.finfo(y0.dtype).eps)
+
+
 def below_rounding_floor(model, y0: np.ndarray) -> bool:
     """``max|y0|^(L-2) < 100 eps`` at depth ``L >= 3``: after the first escape the curvature
     along the next directions (``~max|y0|^(L-2)`` of the learned one's) is at the rounding
     level of the gradient in ``y0``'s dtype (see :func:`warn_resolution`)."""
-    depth = getattr(model, "depth", 0)
-    top = float(np.max(np.abs(y0))) if y0.size else 0.0
-    return depth >= 3 and 0 < top and top ** (depth - 2) < 100 * float(np.finfo(y0.dtype).eps)
+    depth, top, eps = _deep_scale(model, y0)
+    return depth >= 3 and 0 < top and top ** (depth - 2) < 100 * eps
 
 
 #: Later escapes of a depth-L flow are unresolved when ``max|y0|^(L-1)`` is below this
@@ -351,9 +361,7 @@ LATER_ESCAPE_FLOOR = 1e-2
 
 def later_escapes_unresolved(model, y0: np.ndarray) -> bool:
     """``max|y0|^(L-1) < LATER_ESCAPE_FLOOR * eps`` at depth ``L >= 3``."""
-    depth = getattr(model, "depth", 0)
-    top = float(np.max(np.abs(y0))) if y0.size else 0.0
-    eps = float(np.finfo(y0.dtype).eps)
+    depth, top, eps = _deep_scale(model, y0)
     return depth >= 3 and 0 < top and top ** (depth - 1) < LATER_ESCAPE_FLOOR * eps
 
 
@@ -381,8 +389,7 @@ def warn_resolution(model, y0: np.ndarray, stacklevel: int = 3) -> None:
     (``tests/test_long_times.py``). The stretch after the first escape is then pure rounding
     noise (its error estimates grow with ``h``, so steps stay short); the warning says so.
     """
-    depth = getattr(model, "depth", 0)
-    top = float(np.max(np.abs(y0))) if y0.size else 0.0
+    depth, top, eps = _deep_scale(model, y0)
     if below_rounding_floor(model, y0):
         warnings.warn(
             f"depth-{depth} flow from factors of size max|y0| = {top:.2g}: after the first "
@@ -393,7 +400,6 @@ def warn_resolution(model, y0: np.ndarray, stacklevel: int = 3) -> None:
             f"steps. The first escape is not affected (README, 'Resolution')",
             ResolutionWarning, stacklevel=stacklevel)
     elif later_escapes_unresolved(model, y0):
-        eps = float(np.finfo(y0.dtype).eps)
         warnings.warn(
             f"depth-{depth} flow from factors of size max|y0| = {top:.2g}: max|y0|^{depth - 1} "
             f"= {top ** (depth - 1) / eps:.1g} eps of {y0.dtype}, so the directions escaping "
