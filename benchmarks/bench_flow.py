@@ -26,7 +26,8 @@ Stiff cases (``--stiff``): depth >= 3 with plateaus above 1e7 (``--min-plateau``
 plain RKC does not get past the stretch between two escapes, and where no rtol-1e-12
 reference is affordable (``--min-plateau 1e3 --sizes 100`` adds the 100 x 100 cases the main
 table misses). They run with ``solver="hybrid"`` (Tsit5 / RKC / dense Rodas4 up to
-``DENSE_LIMIT`` parameters, plain RKC above) at rtol 1e-8 and 1e-9 up to the certified steady
+``DENSE_LIMIT`` parameters, plain RKC above) at rtol 1e-8 and 1e-9 (``--rtols``; the
+default atol, fixed at t = 0, unless ``--atol``) up to the certified steady
 state (gtol 1e-10) or 1e3 x the plateau; reported: wall time, steps,
 the times at which the loss first falls below 1e-1, 1e-2 and 1e-10 at each tolerance (their
 spread is the accuracy: no rtol-1e-12 reference is affordable there; below
@@ -34,7 +35,8 @@ spread is the accuracy: no rtol-1e-12 reference is affordable there; below
 tolerance, see README "Resolution"), and the loops' projected times.
 
 Usage: python benchmarks/bench_flow.py [--budget 600] [--sizes 20 100] [--out benchmarks/results_flow.md]
-       python benchmarks/bench_flow.py --stiff [--sizes 20] [--min-plateau 1e7] [--out benchmarks/results_flow_stiff.md]
+       python benchmarks/bench_flow.py --stiff [--sizes 20] [--min-plateau 1e7] [--rtols 1e-8 1e-9]
+                                       [--atol A] [--out benchmarks/results_flow_stiff.md]
 """
 
 from __future__ import annotations
@@ -175,10 +177,20 @@ def main(argv=None):
     ap.add_argument("--stiff", action="store_true",
                     help="only the depth >= 3 cases with plateaus above --min-plateau, with "
                          "solver='hybrid'")
+    ap.add_argument("--rtols", type=float, nargs="+", default=[1e-8, 1e-9],
+                    help="--stiff: the tolerances to run and compare (one or two; default "
+                         "1e-8 1e-9)")
+    ap.add_argument("--atol", type=float, default=None,
+                    help="--stiff: absolute tolerance (default: gradient_flow's, "
+                         "min(1e-12, 1e-4 rtol max|y0|), fixed at t = 0)")
     ap.add_argument("--min-plateau", type=float, default=STIFF_LIMIT,
                     help="--stiff runs the cases whose plateau alpha^-(1-2/L) exceeds this "
                          "(default 1e7; 1e3 adds the 100x100 cases the main table misses)")
     args = ap.parse_args(argv)
+    if not 1 <= len(args.rtols) <= 2 or min(args.rtols) <= 0:
+        ap.error(f"--rtols takes one or two positive tolerances, got {args.rtols}")
+    if args.atol is not None and not args.atol > 0:
+        ap.error(f"--atol must be positive, got {args.atol}")
     if args.out is None:
         args.out = f"benchmarks/results_flow{'_stiff' if args.stiff else ''}.md"
     if torch is not None:
@@ -265,14 +277,14 @@ def stiff_main(args):
                 ps = [np.asarray(p) for p in model.init("gaussian", scale=alpha, seed=0)]
                 row = dict(d=d, depth=depth, alpha=alpha, runs={}, P=sum(p.size for p in ps))
                 if below_rounding_floor(model, np.concatenate([p.ravel() for p in ps])):
-                    rows.append(_noise_bound_case(prob, model, ps, plateau, row))
+                    rows.append(_noise_bound_case(prob, model, ps, plateau, row, args))
                     _write_stiff(rows, args, quiet=True)
                     continue
-                for rtol in (1e-8, 1e-9):
+                for rtol in args.rtols:
                     # Stops at the certified steady state (gtol 1e-10: loss ~1e-20), after
                     # every crossing; the steps before it do not depend on the stop.
-                    kw = dict(t_max=1e3 * plateau, rtol=rtol, gtol=1e-10, n_save=2000,
-                              max_steps=200_000, solver="hybrid")
+                    kw = dict(t_max=1e3 * plateau, rtol=rtol, atol=args.atol, gtol=1e-10,
+                              n_save=2000, max_steps=200_000, solver="hybrid")
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         rb.gradient_flow(prob, model, ps, **{**kw, "t_max": 1.0})  # compile
@@ -282,7 +294,7 @@ def stiff_main(args):
                     print(f"d {d} depth {depth} alpha {alpha:.0e} rtol {rtol:.0e}: "
                           f"{tr.info['wall_time']:.1f} s, {tr.info['num_steps']} steps, "
                           f"crossings {row['runs'][rtol]['cross']}", flush=True)
-                t_end = row["runs"][1e-8]["cross"][-1] or 1e3 * plateau
+                t_end = row["runs"][args.rtols[0]]["cross"][-1] or 1e3 * plateau
                 per = _time_per_step(mask, M, ps, lr_star, "numpy")
                 row["numpy"] = t_end / lr_star * per
                 row["torch"] = (None if torch is None else
@@ -293,14 +305,14 @@ def stiff_main(args):
     _write_stiff(rows, args)
 
 
-def _noise_bound_case(prob, model, ps, plateau, row):
+def _noise_bound_case(prob, model, ps, plateau, row, args):
     """A case whose stretch after the first escape is float64 rounding noise (README,
-    'Resolution'): time only the first escape, at both tolerances, with growing step caps."""
+    'Resolution'): time only the first escape, at each tolerance, with growing step caps."""
     row["noise"] = {}
-    for rtol in (1e-8, 1e-9):
+    for rtol in args.rtols:
         for cap in (2000, 3000, 4000, 6000):
-            kw = dict(t_max=1e3 * plateau, rtol=rtol, gtol=None, n_save=2000, max_steps=cap,
-                      solver="hybrid")
+            kw = dict(t_max=1e3 * plateau, rtol=rtol, atol=args.atol, gtol=None, n_save=2000,
+                      max_steps=cap, solver="hybrid")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 rb.gradient_flow(prob, model, ps, **{**kw, "t_max": 1.0, "max_steps": 10})
@@ -332,38 +344,44 @@ def _noise_bound_case(prob, model, ps, plateau, row):
 
 def _write_stiff(rows, args, quiet=False):
     fmt = lambda c: " / ".join("-" if x is None else f"{x:.4g}" for x in c)
+    r1, r2 = args.rtols[0], (args.rtols[1] if len(args.rtols) > 1 else None)
+    e = lambda x: f"{x:.0e}".replace("e-0", "e-")
     lines = []
     for r in rows:
         if "noise" in r:
-            a, b = r["noise"][1e-8], r["noise"][1e-9]
             esc = lambda x: ("none" if x["escape"] is None else
                              f"{x['escape']:.7e} (+0/-{x['width'] / 399:.1g})")
+            runs = [f"{esc(x)} (rtol {e(k)}: {x['steps']} steps, {x['restarts']} clock "
+                    f"restarts, {x['s']:.1f} s)" for k, x in r["noise"].items()]
             lines.append(
                 f"| {r['d']} | {r['depth']} | {r['alpha']:.0e} | {r['P']} | not reached: first escape (loss "
-                f"halved) at t = {esc(a)} (rtol 1e-8: {a['steps']} steps, {a['restarts']} clock "
-                f"restarts, {a['s']:.1f} s) and {esc(b)} (rtol 1e-9: {b['steps']} steps, "
-                f"{b['s']:.1f} s); after it the float64 gradient is rounding noise "
+                f"halved) at t = {' and '.join(runs)}; after it the float64 gradient is rounding noise "
                 f"(max|y0|^(L-2) < 100 eps; README, 'Resolution') |" + " - |" * 9)
             continue
-        a, b = r["runs"][1e-8], r["runs"][1e-9]
+        a = r["runs"][r1]
         t_end = a["cross"][-1]
         P = f"{r['P']}" + ("" if r["P"] <= DENSE_LIMIT else " (RKC only)")
         wall = lambda x: f"{x['s']:.1f}" + ("" if x["status"] != "max_steps" else " (step cap)")
+        second = ("not run | - | -" if r2 is None else
+                  f"{wall(r['runs'][r2])} | {r['runs'][r2]['steps']} | {fmt(r['runs'][r2]['cross'])}")
         tcol = "not installed" if r["torch"] is None else f"{r['torch']:.3g} (projected)"
         lines.append(
             f"| {r['d']} | {r['depth']} | {r['alpha']:.0e} | {P} | {wall(a)} | {a['steps']} | "
-            f"{fmt(a['cross'])} | {wall(b)} | {b['steps']} | {fmt(b['cross'])} | "
+            f"{fmt(a['cross'])} | {second} | "
             f"{r['lr']:.2g} | {r['numpy']:.3g} (projected) | "
             + ("-" if t_end is None else f"{r['numpy'] / a['s']:.3g}x") + f" | {tcol} |")
     machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}"
+    atol = ("gradient_flow's default atol (min(1e-12, 1e-4 rtol max|y0|), fixed at t = 0)"
+            if args.atol is None else f"atol {args.atol:g}")
+    head2 = "rtol -" if r2 is None else f"rtol {e(r2)}"
     text = (f"# bench_flow --stiff ({time.strftime('%Y-%m-%d')}, {machine})\n\n"
             "solver='hybrid' (Tsit5 / RKC / dense Rodas4 up to P = "
-            f"{DENSE_LIMIT} parameters; plain RKC above), stopped at the certified steady state "
-            "(gtol 1e-10) or 1e3 x the plateau. Crossings: first recorded times the "
-            "loss is <= 1e-1 / 1e-2 / 1e-10 (2000 log-spaced records). Their change from rtol "
-            "1e-8 to 1e-9 is the accuracy of the later escapes (README, 'Resolution'). Loops: "
-            "t(1e-10) at rtol 1e-8 / lr x measured time per step.\n\n"
-            "| d | depth | alpha | P | rtol 1e-8 (s) | steps | crossings | rtol 1e-9 (s) | steps | "
+            f"{DENSE_LIMIT} parameters; plain RKC above), {atol}, stopped at the certified "
+            "steady state (gtol 1e-10) or 1e3 x the plateau. Crossings: first recorded times the "
+            "loss is <= 1e-1 / 1e-2 / 1e-10 (2000 log-spaced records). Their change between the "
+            "tolerances is the accuracy of the later escapes (README, 'Resolution'). Loops: "
+            f"t(1e-10) at rtol {e(r1)} / lr x measured time per step.\n\n"
+            f"| d | depth | alpha | P | rtol {e(r1)} (s) | steps | crossings | {head2} (s) | steps | "
             "crossings | GD lr | NumPy (s) | NumPy / ours | PyTorch (s) |\n" + "|---" * 14 + "|\n"
             + "\n".join(lines) + "\n")
     if not quiet:
