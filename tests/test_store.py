@@ -112,8 +112,10 @@ def test_unwritable_folder(tmp_path):
 
 
 # A metric that holds the sweep once RB_GATE run files exist in RB_GATE_DIR (until a signal
-# ends the process), so the test interrupts it at a known point: a timed sleep raced the
-# signal on a loaded machine (the sweep could finish first).
+# ends the process) and says so by touching RB_GATE_MARK, so the test interrupts it at a known
+# point: a timed sleep raced the signal on a loaded machine (the sweep could finish first),
+# and a signal sent when the file count was reached could land inside the next run's JAX
+# computation instead of the hold (a CI run then hung for 60 s after the Ctrl-C).
 SLOW_MOD = """
 import os
 import time
@@ -124,6 +126,7 @@ def slow(traj, problem, cfg):
     gate = int(os.environ.get("RB_GATE", "-1"))
     runs = Path(os.environ.get("RB_GATE_DIR", ".")) / "runs"
     while gate >= 0 and runs.exists() and len(list(runs.rglob("*.npz"))) >= gate:
+        Path(os.environ["RB_GATE_MARK"]).touch()
         time.sleep(0.02)
     return {"final_sv1": float(traj.singular_values[-1, 0])}
 """
@@ -141,16 +144,15 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
            "--no-progress"]
 
     def start_and_stop(sig, after_files):
-        gated = dict(env, RB_GATE=str(after_files), RB_GATE_DIR=str(out))
+        mark = tmp_path / f"held_{after_files}"
+        gated = dict(env, RB_GATE=str(after_files), RB_GATE_DIR=str(out), RB_GATE_MARK=str(mark))
         proc = subprocess.Popen(cmd, env=gated, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         t0 = time.time()
-        while time.time() - t0 < 120:
-            n = len(list((out / "runs").rglob("*.npz"))) if (out / "runs").exists() else 0
-            if n >= after_files or proc.poll() is not None:
-                break
+        while time.time() - t0 < 240 and not mark.exists() and proc.poll() is None:
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()[1]  # held by the gate, not finished
+        assert mark.exists(), "the sweep did not reach the gate within 240 s"
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
         return proc.returncode, err
