@@ -221,5 +221,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """Console entry point (``rankbias``, ``python -m rankbias.cli``): ``sys.exit(main())``.
+
+    After a Ctrl-C (exit code 130) it exits at once with ``os._exit``: the interrupt can land
+    while JAX's threads are inside a computation, and the normal interpreter teardown then
+    crashed (measured: SIGSEGV after the "interrupted" message) or hung. Finished runs are
+    already on disk and executors were shut down while the interrupt unwound, so there is
+    nothing left to flush but the standard streams. ``main`` itself returns normally, so
+    in-process callers (notebooks, tests) are not killed.
+    """
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
