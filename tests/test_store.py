@@ -113,9 +113,9 @@ def test_unwritable_folder(tmp_path):
 
 # A metric that holds the sweep once RB_GATE run files exist in RB_GATE_DIR (until a signal
 # ends the process) and says so by touching RB_GATE_MARK, so the test interrupts it at a known
-# point: a timed sleep raced the signal on a loaded machine (the sweep could finish first),
-# and a signal sent when the file count was reached could land inside the next run's JAX
-# computation instead of the hold (a CI run then hung for 60 s after the Ctrl-C).
+# point, inside a Python sleep loop: a timed sleep raced the signal on a loaded machine (the
+# sweep could finish first), and a signal sent when the file count was reached could land
+# inside the next run's JAX computation instead of the hold.
 SLOW_MOD = """
 import os
 import time

