@@ -1,9 +1,9 @@
-"""Figures of a sweep's dataset (matplotlib, Agg): each saved as PNG and SVG.
+r"""Figures of a sweep's dataset, of one run, of GLRL and of a GLRL comparison (matplotlib, Agg).
 
-Conventions: the ``depth`` axis (if swept) gives one panel per value, the ``alpha`` axis (if
-swept) one line per value, and every axis whose name mentions ``seed`` or is ``problem`` is
-averaged over (mean, with a band of one standard deviation). Any other swept axis is fixed
-at its first value (named in the title). Time axes are logarithmic.
+Sweep figures are saved as PNG and SVG. Conventions: the ``depth`` axis (if swept) gives one
+panel per value, the ``alpha`` axis (if swept) one line per value, and every axis whose name
+mentions ``seed`` or is ``problem`` is summarised (see *Statistic*). Any other swept axis is
+fixed at its first value (named in the footnote). Time axes are logarithmic.
 
 ==========================  ====================================================================
 figure                      content
@@ -11,21 +11,43 @@ figure                      content
 ``loss``                    ``f(W(t))`` against ``t``
 ``singular-values``         the top singular values of ``W(t)`` against ``t``
 ``effective-rank``          the effective rank (``rank_ratio``, see :mod:`rankbias.metrics`)
-``distance-vs-alpha``       final distance to GLRL (variable ``glrl_distance``) when the runs
-                            record it, else the relative distance to the ground truth, against
+``distance-vs-alpha``       final distance to GLRL (variable ``glrl_distance``; the variant,
+                            PSD or asymmetric, from ``glrl_symmetric``) when the runs record
+                            it, else the relative distance to the ground truth, against
                             ``alpha``, one line per depth
 ==========================  ====================================================================
+
+**Statistic** (``stat``). ``"median"`` (default): the line is the median over the seed axes
+and the band the 25-75% quantiles; ``"mean"``: mean and a band of one standard deviation.
+When at most :data:`MAX_THIN` runs are summarised, each run is also drawn as a thin line.
+The median is the default because the spread over seeds can be heavy-tailed on log axes:
+on the ``glrl-depth`` sweep (depth 4, ``alpha = 1e-8``) two of five seeds end at large-norm
+interpolants and the mean distance is 11 while the median is ``2.4e-5``; the mean line
+there says the opposite of what three of five runs do. The statistic is named in each panel.
+
+One run: :func:`plot_trajectory` (also ``Trajectory.plot``) draws through the same panel code
+as the sweep figures (the run becomes a one-run dataset, :meth:`Trajectory.to_xarray`), and
+:func:`plot` accepts a :class:`~rankbias.Trajectory` in place of a dataset.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FIGURES", "plot", "plot_all"]
+__all__ = ["FIGURES", "TRAJECTORY_KINDS", "STATS", "plot", "plot_all", "plot_trajectory",
+           "plot_glrl", "plot_comparison"]
 
 FIGURES = ("loss", "singular-values", "effective-rank", "distance-vs-alpha")
+#: What one :class:`~rankbias.Trajectory` can show (``Trajectory.plot(kind)``).
+TRAJECTORY_KINDS = ("loss", "singular_values", "effective_rank", "grad_norm")
+STATS = ("median", "mean")
+#: Runs drawn one by one (thin lines) when a line summarises at most this many.
+MAX_THIN = 10
+_QUANTILES = (0.25, 0.75)
+_STYLES = ["-", "--", ":", "-."]
 
 
 def _plt():
@@ -41,7 +63,7 @@ def _seed_dims(ds) -> list[str]:
 
 
 def _axes(ds) -> list[str]:
-    return [d for d in ds["done"].dims]
+    return [d for d in ds["done"].dims] if "done" in ds else []
 
 
 def _fix_others(da, keep: set[str]):
@@ -60,84 +82,141 @@ def _axes_of(da) -> list[str]:
     return [d for d in da.dims if d not in ("time", "step", "sv")]
 
 
-def _mean_std(da, seeds: list[str]):
+def _check_stat(stat: str) -> str:
+    if stat not in STATS:
+        raise ValueError(f"`stat` must be one of {', '.join(STATS)}, got {stat!r}")
+    return stat
+
+
+def _summary(da, seeds: list[str], stat: str):
+    """``(center, lo, hi, runs)`` of ``da`` over the seed axes (NumPy, last axis kept).
+
+    ``runs`` is ``(n_runs, ...)`` (``None`` without seed axes); the band is the 25-75%
+    quantiles (median) or one standard deviation (mean); NaN runs are skipped."""
     seeds = [s for s in seeds if s in da.dims]
     if not seeds:
-        return da, None
-    return da.mean(seeds, skipna=True), da.std(seeds, skipna=True)
+        v = np.asarray(da.values, dtype=float)
+        return v, None, None, None
+    runs = da.stack(_run=seeds).transpose("_run", ...)
+    r = np.asarray(runs.values, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN
+        if stat == "median":
+            c = np.nanmedian(r, axis=0)
+            lo, hi = np.nanquantile(r, _QUANTILES, axis=0)
+        else:
+            c = np.nanmean(r, axis=0)
+            s = np.nanstd(r, axis=0)
+            lo, hi = c - s, c + s
+    return c, lo, hi, r
 
 
-def _panels(ds):
-    return list(ds["depth"].values) if "depth" in ds.dims else [None]
+def _stat_text(seeds: list[str], n: int, stat: str, thin: bool) -> str:
+    if not seeds or n <= 1:
+        return ""
+    what = ("median, band 25-75% quantiles" if stat == "median" else "mean, band one std")
+    return f"{what} over {n} runs ({', '.join(seeds)})" + ("; thin: each run" if thin else "")
 
 
-def _band(ax, x, m, s, color, logy: bool):
-    if s is None:
-        return
-    lo, hi = m - s, m + s
+def _draw(ax, x, c, lo, hi, runs, color, label, logy: bool, ls: str = "-", marker=None):
+    """One summarised line: thin per-run lines (few runs), the band, the center line."""
+    if runs is not None and runs.shape[0] <= MAX_THIN:
+        for y in runs:
+            ax.plot(x, y, color=color, lw=0.6, alpha=0.35, ls=ls)
+    if lo is not None:
+        if logy:
+            lo = np.where(lo > 0, lo, np.nan)
+        ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+    ax.plot(x, c, color=color, lw=1.6, ls=ls, label=label, marker=marker)
+
+
+def _style_time_axis(ax, tdim: str, logy: bool, title: str, ylabel: str | None = None):
+    ax.set_xscale("log")
     if logy:
-        lo = np.where(lo > 0, lo, np.nan)
-    ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+        ax.set_yscale("log")
+    ax.set_xlabel("time t" if tdim == "time" else "step")
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both", lw=0.4)
 
 
-def _time_plot(ds, var: str, ylabel: str, title: str, logy: bool, top_k: int | None = None):
+def _time_panel(ax, da, t, seeds: list[str], stat: str, logy: bool, top_k: int | None):
+    """Draw ``da`` (``[alpha,] seeds..., time[, sv]``) against ``t`` into ``ax``.
+
+    Returns the statistic's description (empty for a single run)."""
+    plt = _plt()
+    sel = t > 0  # log time: t = 0 has no place
+    lines = list(da["alpha"].values) if "alpha" in da.dims else [None]
+    n_sv = 1 if top_k is None else min(top_k, da.sizes["sv"])
+    # One line group: one color per singular value; else one color per alpha.
+    by_sv = lines == [None] and top_k is not None
+    cmap = plt.cm.tab10 if by_sv else plt.cm.viridis
+    colors = cmap(np.arange(n_sv) % 10) if by_sv else \
+        cmap(np.linspace(0, 0.9, max(len(lines), 1)))
+    text = ""
+    for i, a in enumerate(lines):
+        sub = da if a is None else da.sel(alpha=a)
+        for j in range(n_sv):
+            d = sub if top_k is None else sub.isel(sv=j)
+            c, lo, hi, runs = _summary(d, seeds, stat)
+            pick = (lambda v: None if v is None else v[..., sel])
+            color = colors[j] if by_sv else colors[i]
+            if by_sv:
+                label = f"sigma_{j + 1}"
+            else:
+                label = None if a is None or j else f"alpha={a:.0e}"
+            _draw(ax, t[sel], c[sel], pick(lo), pick(hi), pick(runs), color, label, logy,
+                  ls="-" if by_sv else _STYLES[j % 4])
+            if runs is not None:
+                text = _stat_text(seeds, runs.shape[0], stat, runs.shape[0] <= MAX_THIN)
+    return text
+
+
+def _time_plot(ds, var: str, ylabel: str, title: str, logy: bool, top_k: int | None = None,
+               stat: str = "median"):
     plt = _plt()
     tdim = "time" if "time" in ds.dims else "step"
-    panels = _panels(ds)
-    fig, axs = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False,
+    panels = list(ds["depth"].values) if "depth" in ds.dims else [None]
+    fig, axs = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False,
                             sharey=True)
     seeds = _seed_dims(ds)
     note = ""
+    t = np.asarray(ds[tdim].values, dtype=float)
     for ax, depth in zip(axs[0], panels):
         da = ds[var] if depth is None else ds[var].sel(depth=depth)
         da, note = _fix_others(da, set(seeds) | {"alpha"})
-        m, s = _mean_std(da, seeds)
-        lines = list(m["alpha"].values) if "alpha" in m.dims else [None]
-        colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(lines), 1)))
-        t = np.asarray(ds[tdim].values, dtype=float)
-        sel = t > 0
-        for c, a in zip(colors, lines):
-            mm = m if a is None else m.sel(alpha=a)
-            ss = None if s is None else (s if a is None else s.sel(alpha=a))
-            label = None if a is None else f"alpha={a:.0e}"
-            if top_k is not None:
-                k = min(top_k, mm.sizes["sv"])
-                for j in range(k):
-                    y = np.asarray(mm.isel(sv=j).values)[sel]
-                    ax.plot(t[sel], y, color=c, lw=1.4, ls=["-", "--", ":", "-."][j % 4],
-                            label=label if j == 0 else None)
-                    if ss is not None:
-                        _band(ax, t[sel], y, np.asarray(ss.isel(sv=j).values)[sel], c, logy)
-            else:
-                y = np.asarray(mm.values)[sel]
-                ax.plot(t[sel], y, color=c, lw=1.6, label=label)
-                if ss is not None:
-                    _band(ax, t[sel], y, np.asarray(ss.values)[sel], c, logy)
-        ax.set_xscale("log")
-        if logy:
-            ax.set_yscale("log")
-        ax.set_xlabel("time t" if tdim == "time" else "step")
-        ax.set_title(title if depth is None else f"{title}, depth {depth}", fontsize=10)
-        ax.grid(alpha=0.3, which="both", lw=0.4)
+        text = _time_panel(ax, da, t, seeds, stat, logy, top_k)
+        head = title if depth is None else f"{title}, depth {depth}"
+        _style_time_axis(ax, tdim, logy, head + (f"\n{text}" if text else ""))
     axs[0][0].set_ylabel(ylabel)
     if len(axs[0][0].get_legend_handles_labels()[0]):
         axs[0][-1].legend(fontsize=8)
-    _footnote(fig, seeds, note)
+    _footnote(fig, note)
     return fig
 
 
-def _footnote(fig, seeds, note):
-    parts = []
-    if seeds:
-        parts.append(f"mean and one std over {', '.join(seeds)}")
+def _footnote(fig, note):
     if note:
-        parts.append(f"fixed: {note}")
-    if parts:
-        fig.text(0.01, 0.01, "; ".join(parts), fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+        fig.text(0.01, 0.01, f"fixed: {note}", fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
 
 
-def _distance_plot(ds):
+def glrl_variant_label(ds) -> str:
+    """Which GLRL the ``glrl_distance`` of a dataset is measured against (from the
+    ``glrl_symmetric`` variable that :func:`rankbias.compare.glrl_distance_metric` records)."""
+    if "glrl_symmetric" not in ds:
+        return "GLRL (variant not recorded)"
+    v = np.asarray(ds["glrl_symmetric"].values, dtype=float)
+    vals = set(np.unique(v[np.isfinite(v)]).tolist())
+    if vals == {1.0}:
+        return "PSD GLRL"
+    if vals == {0.0}:
+        return "asymmetric GLRL"
+    return "GLRL (PSD for symmetric, asymmetric for deep models)"
+
+
+def _distance_plot(ds, stat: str = "median"):
     plt = _plt()
     var = "glrl_distance" if "glrl_distance" in ds else "distance_to_truth"
     if var not in ds:
@@ -147,60 +226,204 @@ def _distance_plot(ds):
         raise ValueError("figure 'distance-vs-alpha' needs a sweep over alpha (init.scale)")
     seeds = _seed_dims(ds)
     da, note = _fix_others(ds[var], set(seeds) | {"alpha", "depth"})
-    m, s = _mean_std(da, seeds)
-    fig, ax = plt.subplots(figsize=(5, 3.8))
-    depths = list(m["depth"].values) if "depth" in m.dims else [None]
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    depths = list(da["depth"].values) if "depth" in da.dims else [None]
     colors = plt.cm.plasma(np.linspace(0, 0.85, len(depths)))
-    x = np.asarray(m["alpha"].values, dtype=float)
+    x = np.asarray(da["alpha"].values, dtype=float)
     order = np.argsort(x)
+    text = ""
     for c, d in zip(colors, depths):
-        mm = m if d is None else m.sel(depth=d)
-        y = np.asarray(mm.values)[order]
-        ax.plot(x[order], y, "o-", color=c, label=None if d is None else f"depth {d}")
-        if s is not None:
-            ss = s if d is None else s.sel(depth=d)
-            _band(ax, x[order], y, np.asarray(ss.values)[order], c, True)
+        sub = (da if d is None else da.sel(depth=d)).transpose(..., "alpha")
+        m, lo, hi, runs = _summary(sub, seeds, stat)
+        o = (lambda v: None if v is None else v[..., order])
+        _draw(ax, x[order], m[order], o(lo), o(hi), o(runs), c,
+              None if d is None else f"depth {d}", True, marker="o")
+        if runs is not None:
+            text = _stat_text(seeds, runs.shape[0], stat, runs.shape[0] <= MAX_THIN)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("initialization scale alpha")
-    ax.set_ylabel("distance to GLRL" if var == "glrl_distance"
-                  else "||W(t_final) - W*||_F / ||W*||_F")
-    ax.set_title("final distance to " + ("GLRL" if var == "glrl_distance" else "the ground truth"),
-                 fontsize=10)
+    target = glrl_variant_label(ds) if var == "glrl_distance" else "the ground truth"
+    ax.set_ylabel(f"||W(t_final) - W_GLRL||_F ({target})" if var == "glrl_distance"
+                  else "||W(t_final) - W*||_F / ||W*||_F", fontsize=8)
+    ax.set_title(f"final distance to {target}" + (f"\n{text}" if text else ""), fontsize=9)
     ax.grid(alpha=0.3, which="both", lw=0.4)
     if depths[0] is not None:
         ax.legend(fontsize=8)
-    _footnote(fig, seeds, note)
+    _footnote(fig, note)
     return fig
 
 
-def _figure(ds, name: str):
+def _figure(ds, name: str, stat: str):
     if name == "loss":
-        return _time_plot(ds, "loss", "loss f(W(t))", "loss", logy=True)
+        return _time_plot(ds, "loss", "loss f(W(t))", "loss", logy=True, stat=stat)
     if name == "singular-values":
         return _time_plot(ds, "singular_values", "singular values of W(t)",
-                          "top singular values", logy=True, top_k=3)
+                          "top singular values", logy=True, top_k=3, stat=stat)
     if name == "effective-rank":
-        return _time_plot(ds, "rank_ratio", "effective rank (ratio)", "effective rank", logy=False)
-    return _distance_plot(ds)
+        return _time_plot(ds, "rank_ratio", "effective rank (ratio)", "effective rank",
+                          logy=False, stat=stat)
+    return _distance_plot(ds, stat)
 
 
 _NEEDS = {"loss": "loss", "singular-values": "singular_values", "effective-rank": "rank_ratio"}
 
 
-def plot(ds, name: str, out_dir: str | Path) -> list[Path]:
-    """Draw figure ``name`` (one of :data:`FIGURES`) of dataset ``ds`` into ``out_dir`` as
-    ``<name>.png`` and ``<name>.svg``; returns both paths."""
-    if name not in FIGURES:
-        raise ValueError(f"unknown figure {name!r}; expected one of {', '.join(FIGURES)}")
-    need = _NEEDS.get(name)
-    if need is not None and need not in ds:
-        raise ValueError(f"figure {name!r} needs the runs to record {need!r} (record.metrics)")
-    ds = ds.load()
+# ---------------------------------------------------------------------------- one run
+_KIND = {"loss": ("loss", "loss f(W(t))", True),
+         "singular_values": ("singular_values", "singular values of W(t)", True),
+         "effective_rank": (None, "effective rank", False),
+         "grad_norm": ("grad_norm", "||grad L(params(t))||", True)}
+
+
+def _kind(kind) -> str:
+    k = str(kind).replace("-", "_")
+    if k not in TRAJECTORY_KINDS:
+        raise ValueError(f"unknown `kind` {kind!r}; expected one of {', '.join(TRAJECTORY_KINDS)}")
+    return k
+
+
+def plot_trajectory(traj, kind: str = "loss", *, ax=None, top_k: int | None = 5,
+                    rank_kind: str = "ratio"):
+    """Draw one quantity of one run (``kind`` in :data:`TRAJECTORY_KINDS`) into ``ax`` (or a
+    new figure) and return the Axes; see ``Trajectory.plot``. Same panel code and axes as the
+    sweep figures: log time (GD: log step), log values except the effective rank."""
+    from .trajectory import Trajectory
+
+    if not isinstance(traj, Trajectory):
+        raise TypeError(f"`traj` must be a rankbias Trajectory, got {type(traj).__name__}")
+    kind = _kind(kind)
+    if top_k is not None:
+        top_k = int(top_k)
+        if top_k < 1:
+            raise ValueError(f"`top_k` must be >= 1 or None, got {top_k}")
+    var, ylabel, logy = _KIND[kind]
+    if kind == "effective_rank":
+        traj.effective_rank(rank_kind)  # validates rank_kind, fills the cache
+        var, ylabel = f"rank_{rank_kind}", f"effective rank ({rank_kind})"
+    ds = traj.to_xarray()
+    tdim = "time"
+    if traj.steps is not None:
+        ds, tdim = ds.swap_dims({"time": "step"}), "step"
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(5, 3.8))
+    k = None
+    if kind == "singular_values":
+        k = ds.sizes["sv"] if top_k is None else top_k
+    _time_panel(ax, ds[var], np.asarray(ds[tdim].values, dtype=float), [], "median", logy, k)
+    title = {"loss": "loss", "singular_values": "top singular values",
+             "effective_rank": "effective rank", "grad_norm": "gradient norm"}[kind]
+    _style_time_axis(ax, tdim, logy, f"{title} ({traj.info.get('method', 'run')}, "
+                     f"status {traj.status})", ylabel)
+    if kind == "singular_values":
+        ax.legend(fontsize=7, ncol=2)
+    return ax
+
+
+# ---------------------------------------------------------------------------- GLRL
+def plot_glrl(res, axes=None):
+    """The GLRL staircase: loss on the phases' joint clock with the plateau levels
+    ``f(W_0), ..., f(W_R)`` (dashed), and the singular values of ``W`` (one grows per phase).
+
+    Phase ``r`` starts when phase ``r - 1`` has converged (its own clock from 0). ``axes``:
+    two Axes (default: a new figure). Returns the two Axes (loss, singular values)."""
+    plt = _plt()
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    ax_l, ax_s = axes
+    t0 = 0.0
+    R = len(res.phases)
+    colors = plt.cm.tab10(np.arange(max(R, 1)) % 10)
+    for p in res.phases:
+        tr = p.trajectory
+        t = tr.times + t0
+        ax_l.plot(t, np.where(tr.loss > 0, tr.loss, np.nan), color="C0", lw=1.5)
+        for j in range(min(R, tr.singular_values.shape[1])):
+            s = tr.singular_values[:, j]
+            ax_s.plot(t, np.where(s > 0, s, np.nan), color=colors[j], lw=1.4,
+                      label=f"sigma_{j + 1}" if p.rank == 1 else None)
+        for ax in (ax_l, ax_s):
+            ax.axvline(t0, color="0.6", lw=0.6, ls=":")
+        t0 = float(t[-1])
+    for r, lev in enumerate(res.levels):
+        if lev > 0:
+            ax_l.axhline(lev, color="0.4", lw=0.7, ls="--")
+            ax_l.annotate(f"f(W_{r}) = {lev:.3g}", (0, lev), xycoords=("axes fraction", "data"),
+                          fontsize=7, color="0.3", va="bottom")
+    for ax, title, ylabel in ((ax_l, f"GLRL loss staircase ({'PSD' if res.symmetric else 'asymmetric'}"
+                               f", eps={res.eps:.0e}, status {res.status})", "loss f(W)"),
+                              (ax_s, "singular values of W per phase", "singular values")):
+        ax.set_yscale("log")
+        ax.set_xlabel("time (phases back to back)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+    if R:
+        ax_s.legend(fontsize=7)
+    return np.asarray(axes)
+
+
+def plot_comparison(cmp, ax=None):
+    """Distance to GLRL against ``alpha`` of a :class:`~rankbias.compare.GLRLComparison`.
+
+    Per seed: the end distance (filled dots: certified steady state; crosses: not certified)
+    and its median; the phase-1 distance at its mid crossing (median); the fitted power laws
+    ``e^b alpha^c`` and a line of the predicted slope ``(1 - lam_2/lam_1)/2`` through the
+    phase-1 fit at the geometric middle of its alphas. Log axes. Returns the Axes."""
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.4, 4.0))
+    a = np.asarray(cmp.alphas, dtype=float)
+    o = np.argsort(a)
+    end = cmp.distances["end"]
+    cert = cmp.certified
+    for j in range(end.shape[1]):
+        ax.plot(a[o], end[o, j], color="C0", lw=0.5, alpha=0.35)
+    for mask, mk, lab in ((cert, "o", "end (certified steady state)"),
+                          (~cert, "x", "end (NOT certified)")):
+        if mask.any():
+            ii, jj = np.nonzero(mask)
+            ax.plot(a[ii], end[ii, jj], mk, color="C0", ms=4, ls="none", label=lab,
+                    mfc="C0" if mk == "o" else "none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ax.plot(a[o], np.nanmedian(end, axis=1)[o], "-", color="C0", lw=1.6,
+                label="end, median over seeds")
+        mid = cmp.distances["phase_at_mid"]
+        if mid.shape[2] and np.isfinite(mid[:, :, 0]).any():
+            ax.plot(a[o], np.nanmedian(mid[:, :, 0], axis=1)[o], "s-", color="C1", ms=3,
+                    lw=1.2, label="phase 1 at its mid crossing, median")
+    for key, color, name in (("end", "C0", "end"), ("phase1_at_mid", "C1", "phase 1")):
+        f = cmp.fit if key == "end" else cmp.fit.get(key)
+        if f and np.isfinite(f.get("c", np.nan)):
+            xs = np.asarray(f["alphas_used"], dtype=float)
+            xs = np.geomspace(xs.min(), xs.max(), 20)
+            ax.plot(xs, np.exp(f["b"]) * xs ** f["c"], ":", color=color, lw=1.2,
+                    label=f"fit {name}: alpha^{f['c']:.3f}")
+    pred = cmp.fit.get("prediction", np.nan)
+    f = cmp.fit.get("phase1_at_mid")
+    if np.isfinite(pred) and f and np.isfinite(f.get("c", np.nan)):
+        xs = np.asarray(f["alphas_used"], dtype=float)
+        g = float(np.exp(np.mean(np.log(xs))))
+        xs = np.geomspace(xs.min(), xs.max(), 20)
+        ax.plot(xs, np.exp(f["b"]) * g ** f["c"] * (xs / g) ** pred, "--", color="0.3", lw=1,
+                label=f"predicted slope (1-lam2/lam1)/2 = {pred:.3f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("initialization scale alpha")
+    ax.set_ylabel("||W_GF - W_GLRL||_F")
+    ax.set_title(f"distance to {cmp.info.get('glrl_variant', 'GLRL')} GLRL, "
+                 f"depth {cmp.info.get('depth', '?')}, {end.shape[1]} seed(s)", fontsize=9)
+    ax.grid(alpha=0.3, which="both", lw=0.4)
+    ax.legend(fontsize=7)
+    return ax
+
+
+# ---------------------------------------------------------------------------- files
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    plt = _plt()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = _figure(ds, name)
-    plt = _plt()
     paths = []
     try:
         for ext in ("png", "svg"):
@@ -212,13 +435,51 @@ def plot(ds, name: str, out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def plot_all(ds, out_dir: str | Path) -> dict[str, list[Path]]:
-    """Every figure the dataset supports; figures it cannot draw are skipped."""
+def plot(ds, name: str, out_dir: str | Path, *, stat: str = "median") -> list[Path]:
+    """Draw figure ``name`` into ``out_dir`` as ``<name>.png`` and ``<name>.svg``; returns
+    both paths.
+
+    ``ds`` is a sweep's dataset (:func:`rankbias.store.load`; ``name`` one of
+    :data:`FIGURES`, ``stat`` ``"median"`` or ``"mean"``, see the module docstring) or one
+    :class:`~rankbias.Trajectory` (``name`` one of :data:`TRAJECTORY_KINDS`, hyphens allowed).
+
+    Raises ``ValueError`` for an unknown figure or one the data cannot support, ``TypeError``
+    for anything but a dataset or a Trajectory."""
+    from .trajectory import Trajectory
+
+    _check_stat(stat)
+    if isinstance(ds, Trajectory):
+        try:
+            kind = _kind(name)
+        except ValueError:
+            raise ValueError(f"figure {name!r} is not drawn for one Trajectory; expected one of "
+                             f"{', '.join(TRAJECTORY_KINDS)} (sweep figures need a dataset)") from None
+        ax = plot_trajectory(ds, kind)
+        return _save(ax.figure, out_dir, kind.replace("_", "-"))
+    if not hasattr(ds, "data_vars"):
+        raise TypeError(f"`ds` must be an xarray Dataset (rankbias.store.load) or a rankbias "
+                        f"Trajectory, got {type(ds).__name__}")
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; expected one of {', '.join(FIGURES)}")
+    need = _NEEDS.get(name)
+    if need is not None and need not in ds:
+        raise ValueError(f"figure {name!r} needs the runs to record {need!r} (record.metrics)")
+    ds = ds.load()
+    return _save(_figure(ds, name, stat), out_dir, name)
+
+
+def plot_all(ds, out_dir: str | Path, *, stat: str = "median") -> dict[str, list[Path]]:
+    """Every figure the dataset (or Trajectory) supports; figures it cannot draw are skipped."""
+    from .trajectory import Trajectory
+
+    _check_stat(stat)
+    if isinstance(ds, Trajectory):
+        return {k: plot(ds, k, out_dir) for k in TRAJECTORY_KINDS}
     ds = ds.load()
     out = {}
     for name in FIGURES:
         try:
-            out[name] = plot(ds, name, out_dir)
+            out[name] = plot(ds, name, out_dir, stat=stat)
         except ValueError:
             continue
     return out
