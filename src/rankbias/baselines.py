@@ -64,6 +64,24 @@ class ConvexSolution:
     def shape(self):
         return self.matrix.shape
 
+    def _rows(self):
+        from ._repr import num
+        return [("matrix", f"{self.matrix.shape}" + (" PSD" if self.psd else "")),
+                ("objective", num(self.objective, 8)), ("dual objective", num(self.dual_objective, 8)),
+                ("duality gap", num(self.duality_gap, 3)),
+                ("constraint residual", num(self.constraint_residual, 3))] + \
+            [(k, num(v)) for k, v in self.info.items() if isinstance(v, (int, float, str))][:6]
+
+    def __repr__(self) -> str:
+        from ._repr import render
+        return render(f"ConvexSolution(status={self.status!r}, solver={self.solver!r})",
+                      self._rows())
+
+    def _repr_html_(self) -> str:
+        from ._repr import render_html
+        return render_html(f"ConvexSolution(status={self.status!r}, solver={self.solver!r})",
+                           self._rows())
+
     def summary(self) -> dict:
         return dict(objective=self.objective, dual_objective=self.dual_objective,
                     duality_gap=self.duality_gap, constraint_residual=self.constraint_residual,

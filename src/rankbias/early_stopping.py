@@ -75,6 +75,25 @@ class StoppingResult:
     matrix: np.ndarray | None
     rule: str
 
+    def _rows(self):
+        from ._repr import num
+        where = f"step {self.step}, " if self.step is not None else ""
+        return [("stop", f"{where}t = {num(self.time)} (record {self.index})"),
+                ("plateau", f"L = {self.level}, r = {num(self.rank, 4)}, interval "
+                            f"({', '.join(num(x) for x in self.interval)})"),
+                ("plateaus", f"{len(self.plateaus)} found, levels "
+                             f"{[round(p.level, 3) for p in self.plateaus][:8]}"),
+                ("matrix", "-" if self.matrix is None else f"{tuple(np.shape(self.matrix))}")]
+
+    def __repr__(self) -> str:
+        from ._repr import render
+        return render(f"StoppingResult(rule={self.rule!r}, level={self.level})", self._rows())
+
+    def _repr_html_(self) -> str:
+        from ._repr import render_html
+        return render_html(f"StoppingResult(rule={self.rule!r}, level={self.level})",
+                           self._rows())
+
 
 def _positive_times(times: np.ndarray) -> np.ndarray:
     t = np.asarray(times, dtype=np.float64).copy()
@@ -179,6 +198,14 @@ class DenoisingResult:
     trajectory: object
     Y: np.ndarray
     truth: np.ndarray
+
+    def __repr__(self) -> str:
+        from ._repr import num, render
+        return render(f"DenoisingResult({tuple(np.shape(self.Y))}, stop level {self.stop.level})",
+                      [("relative error", f"stopped {num(self.stopped)}, final {num(self.final)}, "
+                                          f"svd {num(self.svd)}, oracle {num(self.oracle)}"),
+                       ("steps", f"stop {self.stop.step}, oracle {self.oracle_step}"),
+                       ("trajectory", f"{len(self.trajectory)} records")])
 
     def row(self) -> dict:
         return {"stopped": self.stopped, "final": self.final, "svd": self.svd, "oracle": self.oracle,

@@ -82,6 +82,29 @@ class GLRLPhase:
     grad_norm: float
     wall_time: float
 
+    def _title(self) -> str:
+        return f"GLRLPhase(rank={self.rank}, converged={self.converged})"
+
+    def _rows(self):
+        from ._repr import num
+        return [("lam", num(self.lam, 6)), ("escape time", num(self.escape_time)),
+                ("t_mid", num(self.t_mid)),
+                ("loss", f"{num(self.loss_before)} -> {num(self.loss)}"),
+                ("grad norm", num(self.grad_norm)),
+                ("W", f"{tuple(np.shape(self.W))}, factors "
+                      f"{[tuple(np.shape(f)) for f in self.factors]}"),
+                ("trajectory", f"{len(self.trajectory)} records, t in [0, "
+                               f"{num(self.trajectory.times[-1])}]"),
+                ("wall time", f"{num(self.wall_time, 3)} s")]
+
+    def __repr__(self) -> str:
+        from ._repr import render
+        return render(self._title(), self._rows())
+
+    def _repr_html_(self) -> str:
+        from ._repr import render_html
+        return render_html(self._title(), self._rows())
+
 
 @dataclass
 class GLRLResult:
@@ -119,6 +142,41 @@ class GLRLResult:
         if not self.phases:
             return np.array([self.loss])
         return np.array([self.phases[0].loss_before] + [p.loss for p in self.phases])
+
+    def _title(self) -> str:
+        return (f"GLRLResult({'PSD' if self.symmetric else 'asymmetric'}, status={self.status!r}, "
+                f"rank={self.rank})")
+
+    def _rows(self):
+        from ._repr import num
+        rows = [("W", f"{tuple(np.shape(self.matrix))}"), ("loss", num(self.loss)),
+                ("final lambda", f"{num(self.final_lambda)} (tol {num(self.tol)})"),
+                ("kkt", ", ".join(f"{k} {num(v, 3)}" for k, v in self.kkt.items()
+                                  if not k.endswith("_rel") and k != "grad0_norm")),
+                ("eps", num(self.eps))]
+        shown = self.phases[:8]
+        for p in shown:
+            rows.append((f"phase {p.rank}", f"lam {num(p.lam)}, escape {num(p.escape_time)}, "
+                         f"f {num(p.loss)}" + ("" if p.converged else ", NOT converged")))
+        if len(self.phases) > len(shown):
+            rows.append(("...", f"{len(self.phases) - len(shown)} more phases"))
+        if "wall_time" in self.info:
+            rows.append(("wall time", f"{num(self.info['wall_time'], 3)} s"))
+        return rows
+
+    def __repr__(self) -> str:
+        from ._repr import render
+        return render(self._title(), self._rows())
+
+    def _repr_html_(self) -> str:
+        from ._repr import render_html
+        return render_html(self._title(), self._rows())
+
+    def plot(self, axes=None):
+        """Loss staircase with the phase levels and the singular values per phase (see
+        :func:`rankbias.plots.plot_glrl`); returns the two Axes."""
+        from .plots import plot_glrl
+        return plot_glrl(self, axes)
 
     def summary(self) -> dict:
         """JSON-able numbers: per-phase ``lam``, loss, escape time; KKT residuals."""

@@ -139,6 +139,12 @@ class EscapeSteps:
     flow: np.ndarray
     asymptotic: np.ndarray
 
+    def __repr__(self) -> str:
+        from ._repr import nums, render
+        return render(f"EscapeSteps(fraction={self.fraction:g}, n={np.size(self.eigenvalues)})",
+                      [("eigenvalues", nums(self.eigenvalues)), ("simulated", nums(self.simulated)),
+                       ("flow", nums(self.flow)), ("asymptotic", nums(self.asymptotic))])
+
     def relative_error(self, which: str = "flow") -> np.ndarray:
         """``|prediction - simulated| / simulated`` per component (``nan`` where undefined)."""
         pred = self.flow if which == "flow" else self.asymptotic
@@ -224,6 +230,20 @@ class DecoupledDynamics:
     product_eigenvalues: np.ndarray
     diverged_at: int | None = None
     _ranks: dict = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        from ._repr import num, nums, render
+        p = self.product_eigenvalues
+        return render(
+            f"DecoupledDynamics({self.method}, init={self.init!r}, depth={self.depth})",
+            [("eigenvalues", nums(self.eigenvalues)),
+             ("settings", f"alpha={num(self.alpha)}, beta={num(self.beta)}, lr={num(self.lr)}, "
+                          f"steps={self.steps}"),
+             ("final p_i", nums(p[-1]) if p.size else "-"),
+             ("distance", num(self.distance_to_target()[-1]) if p.size else "-"),
+             ("diverged at", "-" if self.diverged_at is None else str(self.diverged_at)),
+             ("arrays", f"factors {tuple(self.factors.shape)}, product_eigenvalues "
+                        f"{tuple(p.shape)}")])
 
     @property
     def times(self) -> np.ndarray:
@@ -492,6 +512,17 @@ class LayerwiseReport:
     @property
     def drifted(self) -> bool:
         return self.drift_step is not None
+
+    def __repr__(self) -> str:
+        from ._repr import num, nums, render
+        return render(
+            f"LayerwiseReport(drifted={self.drifted})",
+            [("records", f"{self.steps.size}, steps {int(self.steps[0])}..{int(self.steps[-1])}"
+              if self.steps.size else "0"),
+             ("drift step", "-" if self.drift_step is None else
+              f"{self.drift_step} (tol {num(self.drift_tol)})"),
+             ("max deviation", f"{num(self.max_deviation_before_drift)} before drift"),
+             ("final comps", nums(self.final_components))])
 
     @property
     def max_deviation_before_drift(self) -> float:
