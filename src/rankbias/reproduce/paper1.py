@@ -50,7 +50,7 @@ def calibration(out_dir: Path, quick: bool = False, alphas=(1e-8, 1e-16, 1e-32, 
     alphas = tuple(alphas)[:3] if quick else tuple(alphas)
     cmp = compare_with_glrl(prob, rb.SymmetricFactorization(12), alphas, seeds,
                             t_max=3e3 if quick else t_max)
-    table = cmp.table()
+    table = cmp.table
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.loglog([r["alpha"] for r in table], [max(r["end_median"], 1e-16) for r in table], "o-")
     ax.set_xlabel("alpha"), ax.set_ylabel("||W_GF - W_GLRL||_F (end)")
