@@ -6,7 +6,7 @@ interrupted). Set ``RANKBIAS_DEBUG=1`` to see tracebacks.
     rankbias run NAME|CONFIG.toml --out DIR [--set KEY=VALUE ...] [--quick]
                  [--executor inprocess|processes|dask] [--workers N] [--scheduler ADDR]
     rankbias status DIR [--verify]
-    rankbias plot DIR [--figure NAME ...]
+    rankbias plot DIR [--figure NAME ...] [--stat median|mean]
     rankbias report DIR
     rankbias demo [--out DIR]
 """
@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("dir")
     pl.add_argument("--figure", action="append", choices=FIGURES,
                     help="a figure (repeatable; default: all that apply)")
+    pl.add_argument("--stat", default="median", choices=("median", "mean"),
+                    help="summary over seeds: median with 25-75%% quantile band (default) or "
+                    "mean with one std")
     rp = sub.add_parser("report", help="write the HTML report DIR/report.html")
     rp.add_argument("dir")
     ce = sub.add_parser("counterexample", help="nuclear-norm counter-examples (Li et al.)")
@@ -142,10 +145,10 @@ def _cmd_plot(args) -> int:
     out = Path(args.dir) / "figures"
     if args.figure:
         for f in args.figure:
-            for p in plots.plot(ds, f, out):
+            for p in plots.plot(ds, f, out, stat=args.stat):
                 print(p)
     else:
-        for paths in plots.plot_all(ds, out).values():
+        for paths in plots.plot_all(ds, out, stat=args.stat).values():
             for p in paths:
                 print(p)
     return 0
