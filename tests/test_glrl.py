@@ -231,3 +231,69 @@ def test_deeper_factorizations_reach_the_glrl_limit_at_larger_alpha():
             ends[depth] = float(cmp.distances["end"][0, 0])
     assert ends[3] < 1e-3 and ends[4] < 1e-3
     assert ends[2] > 10 * max(ends[3], ends[4])
+
+
+# ---- the reference variant follows the model; the end distance is a certified limit --------
+def _sym_indefinite():
+    # f = 1/2 ||W - Y||^2, Y = diag(2, -3): PSD GLRL stops at diag(2, 0) (its KKT point), the
+    # asymmetric (singular-triple) GLRL fits Y itself. The two limits are 3 apart.
+    return rb.MatrixEstimation(np.diag([2.0, -3.0]))
+
+
+def test_glrl_distance_metric_uses_the_variant_of_the_model():
+    from rankbias.compare import glrl_distance_metric
+
+    prob = _sym_indefinite()
+    Y = np.diag([2.0, -3.0])
+    tr = rb.Trajectory(times=np.array([0.0, 1.0]), loss=np.zeros(2), grad_norm=np.zeros(2),
+                       singular_values=np.array([[3.0, 2.0]] * 2), final_params=(Y, np.eye(2)),
+                       final_matrix=Y)
+    deep = glrl_distance_metric(tr, prob, {"model": {"type": "deep"}})
+    sym = glrl_distance_metric(tr, prob, {"model": {"type": "symmetric"}})
+    assert deep["glrl_symmetric"] == 0.0 and deep["glrl_distance"] < 1e-8
+    assert sym["glrl_symmetric"] == 1.0 and sym["glrl_distance"] == pytest.approx(3.0, abs=1e-8)
+    # No model in the run config: a single factor U with W = U U^T is read as symmetric.
+    U = np.diag([np.sqrt(2.0), 0.0])
+    tu = rb.Trajectory(times=tr.times, loss=tr.loss, grad_norm=tr.grad_norm,
+                       singular_values=tr.singular_values, final_params=(U,), final_matrix=U @ U.T)
+    assert glrl_distance_metric(tu, prob, {})["glrl_symmetric"] == 1.0
+    assert glrl_distance_metric(tr, prob, {})["glrl_symmetric"] == 0.0
+
+
+def test_compare_reference_variant_follows_the_model_and_the_end_is_certified():
+    from rankbias.compare import glrl_variant_for
+
+    prob = _sym_indefinite()
+    assert glrl_variant_for(rb.SymmetricFactorization(2)) is True
+    assert glrl_variant_for(rb.DeepFactorization((2, 2), 3)) is False
+    with pytest.raises(TypeError, match="no GLRL variant"):
+        glrl_variant_for(object())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        deep = rb.compare_with_glrl(prob, rb.DeepFactorization((2, 2), 2), alphas=[1e-4],
+                                    seeds=[0])
+        sym = rb.compare_with_glrl(prob, rb.SymmetricFactorization(2), alphas=[1e-4], seeds=[0])
+    assert deep.info["glrl_variant"] == "asymmetric" and not deep.glrl.symmetric
+    assert sym.info["glrl_variant"] == "PSD" and sym.glrl.symmetric
+    for cmp, limit in ((deep, np.diag([2.0, -3.0])), (sym, np.diag([2.0, 0.0]))):
+        np.testing.assert_allclose(cmp.glrl.matrix, limit, atol=1e-8)
+        assert cmp.certified.all() and cmp.status[0, 0] == "steady_state"
+        tr = cmp.trajectories[(1e-4, 0)]
+        assert cmp.t_final[0, 0] == tr.times[-1] and tr.status == "steady_state"
+        assert cmp.distances["end"][0, 0] < 1e-6   # GF from a small init reaches the limit
+        row = cmp.table[0]                          # a property now, like `runs`
+        assert row["status"] == ["steady_state"] and row["certified"] == 1
+        assert row["t_final"] == [cmp.t_final[0, 0]]
+        assert "1/1 runs at a steady state" in repr(cmp) and len(repr(cmp).splitlines()) <= 15
+
+
+def test_compare_marks_and_warns_about_uncertified_end_points():
+    prob = _sym_indefinite()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        cmp = rb.compare_with_glrl(prob, rb.SymmetricFactorization(2), alphas=[1e-4], seeds=[0],
+                                   t_max=1.0, end_t_max=1.0)
+    assert cmp.status[0, 0] == "t_max" and not cmp.certified.any()
+    assert cmp.t_final[0, 0] == pytest.approx(1.0)
+    assert any("did not reach a certified steady state" in str(x.message) for x in w)
+    assert np.isnan(cmp.fit["c"])  # uncertified end points are left out of the fit
