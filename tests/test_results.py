@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -59,7 +58,7 @@ def test_trajectory_repr_is_short_and_says_status_and_final_loss(gf, gd):
 def test_save_load_round_trip_is_equal(gf, gd, tmp_path):
     for name, tr in (("gf", gf), ("gd", gd)):
         back = rb.Trajectory.load(tr.save(tmp_path / name))
-        assert back == tr and tr == back and not (back != tr)
+        assert back == tr and tr == back
     assert gf != gd
 
 

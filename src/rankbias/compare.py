@@ -349,7 +349,8 @@ def compare_with_glrl(problem: Problem, model: Model, alphas: Sequence[float],
                     continue
                 shift = mids[r - 1] - res.phases[r - 1].t_mid
                 lo = 0.5 * ((mids[r - 2] if r > 1 else 0.0) + mids[r - 1])
-                hi = 0.5 * (mids[r - 1] + mids[r]) if r < R and np.isfinite(mids[r]) else min(tr.times[-1], tm)
+                hi = (0.5 * (mids[r - 1] + mids[r]) if r < R and np.isfinite(mids[r])
+                      else min(tr.times[-1], tm))
                 sel = (tr.times >= lo) & (tr.times <= hi) & (tr.times - shift >= 0)
                 if not sel.any():
                     continue

@@ -111,6 +111,11 @@ def _summary(da, seeds: list[str], stat: str):
     return c, lo, hi, r
 
 
+def _take(v, idx):
+    """``v[..., idx]``, or ``None``."""
+    return None if v is None else v[..., idx]
+
+
 def _stat_text(seeds: list[str], n: int, stat: str, thin: bool) -> str:
     if not seeds or n <= 1:
         return ""
@@ -160,13 +165,13 @@ def _time_panel(ax, da, t, seeds: list[str], stat: str, logy: bool, top_k: int |
         for j in range(n_sv):
             d = sub if top_k is None else sub.isel(sv=j)
             c, lo, hi, runs = _summary(d, seeds, stat)
-            pick = (lambda v: None if v is None else v[..., sel])
             color = colors[j] if by_sv else colors[i]
             if by_sv:
                 label = f"sigma_{j + 1}"
             else:
                 label = None if a is None or j else f"alpha={a:.0e}"
-            _draw(ax, t[sel], c[sel], pick(lo), pick(hi), pick(runs), color, label, logy,
+            _draw(ax, t[sel], c[sel], _take(lo, sel), _take(hi, sel), _take(runs, sel), color,
+                  label, logy,
                   ls="-" if by_sv else _STYLES[j % 4])
             if runs is not None:
                 text = _stat_text(seeds, runs.shape[0], stat, runs.shape[0] <= MAX_THIN)
@@ -235,8 +240,7 @@ def _distance_plot(ds, stat: str = "median"):
     for c, d in zip(colors, depths):
         sub = (da if d is None else da.sel(depth=d)).transpose(..., "alpha")
         m, lo, hi, runs = _summary(sub, seeds, stat)
-        o = (lambda v: None if v is None else v[..., order])
-        _draw(ax, x[order], m[order], o(lo), o(hi), o(runs), c,
+        _draw(ax, x[order], m[order], _take(lo, order), _take(hi, order), _take(runs, order), c,
               None if d is None else f"depth {d}", True, marker="o")
         if runs is not None:
             text = _stat_text(seeds, runs.shape[0], stat, runs.shape[0] <= MAX_THIN)
