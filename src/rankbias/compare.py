@@ -87,7 +87,7 @@ class GLRLComparison:
             ``phase1_at_mid``, the fit of the phase-1 distance at its mid crossing, the
             quantity that prediction is about.
         info: ``depth``, ``init``, ``glrl_variant`` (``"PSD"`` or ``"asymmetric"``), ``model``,
-            ``t_max`` (phase horizons per alpha), ``end_t_max``, ``gtol``.
+            ``t_max`` and ``end_t_max`` (phase and end horizons per alpha), ``gtol``.
         status: ``(A, S)`` each run's gradient-flow status (``"steady_state"``: certified).
         t_final: ``(A, S)`` each run's last time (where ``distances["end"]`` is measured).
 
@@ -304,13 +304,14 @@ def compare_with_glrl(problem: Problem, model: Model, alphas: Sequence[float],
     shifts = np.full((A, S, R), np.nan)
     status = np.full((A, S), "unknown", dtype=object)
     t_final = np.full((A, S), np.nan)
-    horizons = []
+    horizons, end_horizons = [], []
     trajs = {}
     levels = res.levels
     for i, a in enumerate(alphas):
         tm = default_t_max(res, a, depth) if t_max is None else check_positive(t_max, "t_max")
         te = max(1e8, 1e3 * tm) if end_t_max is None else max(end_t_max, tm)
         horizons.append(tm)
+        end_horizons.append(te)
         params = [model.init(init, scale=a, seed=s) for s in seeds]
         # The factors start at alpha^(1/L): the absolute tolerance must sit below that, or
         # the small directions (whose relative sizes decide the limit) are not resolved.
@@ -393,8 +394,7 @@ def compare_with_glrl(problem: Problem, model: Model, alphas: Sequence[float],
                           shifts=shifts, fit=fit,
                           info=dict(depth=depth, init=init, model=type(model).__name__,
                                     glrl_variant="PSD" if res.symmetric else "asymmetric",
-                                    t_max=horizons, end_t_max=None if end_t_max is None else end_t_max,
-                                    gtol=gtol),
+                                    t_max=horizons, end_t_max=end_horizons, gtol=gtol),
                           status=status, t_final=t_final)
 
 
