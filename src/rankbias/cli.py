@@ -248,7 +248,9 @@ def _error(e: BaseException, code: int) -> int:
     if os.environ.get("RANKBIAS_DEBUG"):
         raise e
     if isinstance(e, OSError) and not isinstance(e, (ConnectionError, TimeoutError)):
-        what = f"{e.strerror} ({e.filename})" if e.strerror and e.filename else str(e)
+        name = str(e.filename)
+        name = name if len(name) <= 200 else f"{name[:170]}... ({len(name)} characters)"
+        what = f"{e.strerror} ({name})" if e.strerror and e.filename else str(e)
     else:
         what = str(e)
     print(f"rankbias: error: {_cut(what)}", file=sys.stderr)

@@ -238,6 +238,11 @@ class Store:
         :class:`StoreLockedError`.
         """
         path = self.root / LOCK
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot write to results folder {self.root}: "
+                             f"{e.strerror or e}") from None
         me = {"pid": os.getpid(), "host": socket.gethostname(),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         for _ in range(3):

@@ -212,10 +212,10 @@ def run_sweep(sweep: Sweep, out: str | os.PathLike, *, executor: str = "inproces
 
     log = log or (lambda msg: None)
     store = Store(check_out(out))
-    store.create()
     man = manifest_for(sweep, versions())
     man["quick"] = bool(quick)
     with store.lock(log):
+        store.create()
         man = claim(store, man, add=add)
         store.write_manifest(man)
         atomic_write_text(Path(out) / "config.toml",

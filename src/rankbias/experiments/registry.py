@@ -67,7 +67,11 @@ def resolve(name_or_path: str | os.PathLike, overrides: list[str] | None = None,
     """A config (validated, overrides applied) and its TOML text, from a name or a file."""
     s = str(name_or_path)
     p = Path(s)
-    if s.endswith(".toml") or p.exists():
+    try:
+        exists = p.exists()
+    except OSError:  # e.g. a name too long to be a path: then it is not a file
+        exists = False
+    if s.endswith(".toml") or exists:
         if not p.is_file():
             raise UnknownExperimentError(f"config file not found: {short(s)}")
         text = p.read_text()
@@ -108,11 +112,11 @@ def run_reproduction(raw: dict, out: str | os.PathLike, *, quick: bool = False,
 
     store = Store(check_out(out))
     fn = _runner(raw["runner"])
-    store.create()
     man = {"format": 1, "kind": "reproduction", "name": raw["name"],
            "description": raw.get("description", ""), "config": raw, "quick": quick,
            "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     with store.lock(log):
+        store.create()
         man = claim(store, man)
         store.write_manifest(man)
         atomic_write_text(Path(out) / "config.toml",
@@ -124,7 +128,7 @@ def run_reproduction(raw: dict, out: str | os.PathLike, *, quick: bool = False,
             raise
         except Exception as e:  # noqa: BLE001 - the runner's own failure, reported in one line
             raise ReproductionError(f"reproduction {raw['name']!r} failed in {raw['runner']}: "
-                                    f"{type(e).__name__}: {short(str(e), 300)} (set "
+                                    f"{type(e).__name__}: {_clip(str(e))} (set "
                                     f"RANKBIAS_DEBUG=1 for the traceback)") from e
         wall = time.perf_counter() - t0
         summary = {"name": raw["name"], "quick": quick, "wall_time": wall,
@@ -132,6 +136,11 @@ def run_reproduction(raw: dict, out: str | os.PathLike, *, quick: bool = False,
                    "config": raw, "versions": man["versions"]}
         atomic_write_text(Path(out) / "summary.json", json.dumps(summary, indent=1, default=_jd))
     return summary
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())  # one line
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _jd(o):
