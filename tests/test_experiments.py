@@ -216,6 +216,31 @@ def test_local_processes_match_inprocess(inprocess, tmp_path):
     xr.testing.assert_identical(ex.load(inprocess).load(), ex.load(tmp_path).load())
 
 
+def test_process_workers_are_terminated_on_interrupt():
+    import time
+
+    import psutil
+
+    from rankbias.experiments.executors import ProcessExecutor
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    with pytest.raises(KeyboardInterrupt):
+        with ProcessExecutor(2) as pool:
+            for _ in range(6):  # what map() submits, without blocking on the first result
+                pool._pool.submit(time.sleep, 60)
+            t0 = time.time()
+            while time.time() - t0 < 60:
+                kids = [p for p in me.children() if p.pid not in before
+                        and "resource_tracker" not in " ".join(p.cmdline())]
+                if len(kids) >= 2:
+                    break
+                time.sleep(0.05)
+            assert len(kids) >= 2
+            raise KeyboardInterrupt
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+
+
 def test_unreachable_scheduler():
     with pytest.raises(ExecutorError, match="cannot connect to the Dask scheduler"):
         with DaskExecutor("tcp://127.0.0.1:9", timeout=1):
