@@ -168,9 +168,10 @@ def parse_config(text: str, source: str = "<string>") -> dict:
     return raw
 
 
-def short(v, limit: int = 80) -> str:
-    """``repr``-like text of ``v``, cut to ``limit`` characters (messages never echo 100 KB)."""
-    text = repr(v) if isinstance(v, str) else str(v)
+def short(v, limit: int = 80, *, quote: bool = True) -> str:
+    """``repr``-like text of ``v`` (a string unquoted with ``quote=False``), cut to ``limit``
+    characters: messages never echo a 100 KB value."""
+    text = repr(v) if isinstance(v, str) and quote else str(v)
     return text if len(text) <= limit else f"{text[:limit - 25]}... ({len(text)} characters)"
 
 
@@ -284,7 +285,7 @@ def validate(raw: dict) -> dict:
             raise ConfigError(f"{k} must be a table ([{k}])")
         for kk, vv in v.items():
             if kk not in SCHEMA[k]:
-                raise ConfigError(f"unknown key {k}.{short(kk, 40)} (allowed: {', '.join(SCHEMA[k])})")
+                raise ConfigError(f"unknown key {k}.{short(kk, 40, quote=False)} (allowed: {', '.join(SCHEMA[k])})")
             t, _, check = SCHEMA[k][kk]
             _check_value(f"{k}.{kk}", t, check, vv)
     for m in raw.get("record", {}).get("metrics", []):
@@ -353,15 +354,18 @@ def _no_duplicates(where: str, group: dict) -> None:
     def norm(v):
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
-    points = [tuple(norm(v) for v in p) for p in zip(*group.values())]
-    if len(set(map(repr, points))) == len(points):
+    raw_points = list(zip(*group.values()))
+    points = [repr(tuple(norm(v) for v in p)) for p in raw_points]
+    if len(set(points)) == len(points):
         return
     seen: dict[str, int] = {}
     for p in points:
-        seen[repr(p)] = seen.get(repr(p), 0) + 1
-    rep, n = max(seen.items(), key=lambda kv: kv[1])
-    rep = rep[1:-2] if rep.endswith(",)") else rep  # a single key: show the value itself
-    raise ConfigError(f"{where}.{'/'.join(group)} repeats values ({short(rep, 40)} appears {n} "
+        seen[p] = seen.get(p, 0) + 1
+    worst = max(seen, key=seen.__getitem__)
+    n = seen[worst]
+    first = raw_points[points.index(worst)]
+    rep = str(first[0]) if len(first) == 1 else "(" + ", ".join(map(str, first)) + ")"
+    raise ConfigError(f"{where}.{'/'.join(group)} repeats values ({short(rep, 40, quote=False)} appears {n} "
                       f"times; {len(points)} values, {len(seen)} distinct): a repeated point is "
                       f"the same run; list each value once")
 
@@ -497,7 +501,7 @@ def _set(raw: dict, key: str, value) -> None:
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {short(key, 40)}: {short(p, 40)} is not a table")
+                raise ConfigError(f"--set {short(key, 40, quote=False)}: {short(p, 40, quote=False)} is not a table")
             node = nxt
         node[parts[-1]] = value
         return
@@ -532,6 +536,34 @@ def _zip_list(sweep: dict) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------
 # Expansion
+
+_TYPE_NAMES = {_F: "float", _I: "int", _S: "string", _B: "bool", "shape": "[int, int]",
+               "floats": "list of floats", "strs": "list of strings"}
+
+
+def _check_text(check) -> str:
+    if check is None:
+        return ""
+    op = check[0]
+    if op == "choice":
+        return "one of " + ", ".join(f"`{c}`" for c in check[1])
+    if op in (">", ">="):
+        return f"{op} {check[1]:g}"
+    if op == "range":
+        return f"in ({check[1]:g}, {check[2]:g}]"
+    return f"{check[1]:,} to {check[2]:,}"
+
+
+def schema_table() -> str:
+    """The config schema (:data:`SCHEMA`) as a markdown table: key, type, default, allowed
+    values. The sweeps guide quotes it; a test checks that the two agree."""
+    rows = ["| key | type | default | allowed |", "|---|---|---|---|"]
+    for sec, keys in SCHEMA.items():
+        for k, (t, d, chk) in keys.items():
+            default = "unset" if d is None else f"`{json.dumps(d)}`"
+            rows.append(f"| `{sec}.{k}` | {_TYPE_NAMES[t]} | {default} | {_check_text(chk)} |")
+    return "\n".join(rows)
+
 
 def _defaults(raw: dict) -> dict:
     """The base config with every default filled in (no sweep)."""
