@@ -310,3 +310,32 @@ def test_lock_refuses_a_second_writer_and_takes_over_a_stale_one(cfg, tmp_path, 
     o = capsys.readouterr().out
     assert "taking over the stale lock" in o and f"pid {sleeper.pid}" in o and "4/4 done" in o
     assert not (out / ".lock").exists()
+
+
+def test_interrupt_while_parsing_is_one_line(capsys, monkeypatch):
+    import rankbias.cli as cli
+
+    def interrupted():  # the imports of _parser (plots, matplotlib) take ~1 s: a Ctrl-C lands there
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_parser", interrupted)
+    assert cli.main(["list"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def test_interrupt_during_teardown_exits_130_without_traceback():
+    import subprocess
+    import sys
+
+    child = ("import atexit, os, signal, time\n"
+             "import rankbias.cli as cli\n"
+             "def slow_teardown():\n"
+             "    os.kill(os.getpid(), signal.SIGINT)\n"
+             "    time.sleep(5)\n"
+             "atexit.register(slow_teardown)\n"
+             "cli.main = lambda argv=None: 0\n"
+             "cli.run()\n")
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130, (r.returncode, r.stderr)
+    assert "interrupted while exiting" in r.stderr and "Traceback" not in r.stderr
