@@ -70,7 +70,8 @@ def claim(store, manifest: dict, *, add: bool = False) -> dict:
         raise ResultsFolderError(f"{e}; repair or remove it, or choose another --out") from None
     new = dict(manifest)
     old_kind, new_kind = old.get("kind", "sweep"), new.get("kind", "sweep")
-    if _same(old.get("config", {}), new["config"]) and old.get("quick") == new.get("quick"):
+    same_quick = bool(old.get("quick")) == bool(new.get("quick"))  # older manifests: no key
+    if _same(old.get("config", {}), new["config"]) and same_quick:
         new["created"] = old.get("created", new["created"])
         if old.get("history"):
             new["history"] = old["history"]
@@ -81,7 +82,7 @@ def claim(store, manifest: dict, *, add: bool = False) -> dict:
     if old_kind == "sweep":
         what += f" of {len(set(old.get('runs', [])))} runs"
     diff = config_diff(old.get("config", {}), new["config"])
-    if old.get("quick") != new.get("quick"):
+    if not same_quick:
         diff.append(f"--quick: {bool(old.get('quick'))} -> {bool(new.get('quick'))}")
     lines = "\n".join(f"  {d}" for d in diff)
     if not add or old_kind != "sweep" or new_kind != "sweep":
