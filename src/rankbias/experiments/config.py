@@ -102,6 +102,11 @@ _SHORT.update({"init.scale": "alpha", "init.seed": "seed", "problem.seed": "prob
 _HEADER = {"name", "description", "kind"}
 _QUICK = "quick"  # a sweep's [quick] table: overrides that define `rankbias run --quick`
 _SWEEP_KEYS = {"grid", "zip", "batch_size"}
+# Runs per vmapped chunk when [sweep] does not say. A chunk's runs are saved when the chunk
+# ends, so this is also the checkpoint granularity. Measured (benchmarks/RESULTS.md, section
+# 6, a loaded 2-core CPU): 8 runs of a 10x10 depth-3 flow took 37 s as one chunk (25 s of it
+# compiling) against 45 s one by one; a chunk of 64 would hold ~2 minutes of work unsaved.
+DEFAULT_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,7 @@ class Sweep:
     base: dict
     axes: list[Axis]
     runs: list[RunSpec] = field(default_factory=list)
-    batch_size: int = 64
+    batch_size: int = 8  # see DEFAULT_BATCH
     raw: dict = field(default_factory=dict)
 
     @property
@@ -656,7 +661,7 @@ def expand(raw: dict, code_version: str | None = None) -> Sweep:
     if len(set(names)) != len(names):
         raise ConfigError(f"sweep: two axes share the name {[n for n in names if names.count(n) > 1][0]!r}")
     sweep = Sweep(name=raw["name"], description=raw.get("description", ""), base=base,
-                  axes=axes, batch_size=int(sw.get("batch_size", 64)), raw=raw)
+                  axes=axes, batch_size=int(sw.get("batch_size", DEFAULT_BATCH)), raw=raw)
     for idx in itertools.product(*(range(len(a)) for a in axes)):
         cfg = copy.deepcopy(base)
         for a, i in zip(axes, idx):
