@@ -104,3 +104,238 @@ def test_counterexample_search_command(tmp_path):
     best = res["best"]
     assert best["certified"] and best["excess"] > 1e-3
     assert best["duality_gap"] < 1e-4 and all(g["distance"] <= 1e-4 for g in best["gf"])
+
+
+# ------------------------------------------------------------------ issue 15 point 5, issue 16
+
+def _rc(argv):
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse (--version, usage errors)
+        return e.code
+
+
+def test_version_and_python_m(capsys):
+    import subprocess
+    import sys
+
+    import rankbias
+
+    assert _rc(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"rankbias {rankbias.__version__}"
+    r = subprocess.run([sys.executable, "-m", "rankbias", "--version"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == f"rankbias {rankbias.__version__}", r.stderr
+
+
+def _nfiles(out):
+    return len(list((out / "runs").rglob("*.npz")))
+
+
+def test_another_config_into_a_folder_is_refused_unless_add(cfg, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert "0 already done, 4 to run" in capsys.readouterr().out
+    man0 = (out / "experiment.json").read_text()
+    rc = main(["run", str(cfg), "--out", str(out), "--set", "alphas=1e-4", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert str(out) in err and "holds another experiment" in err
+    assert "sweep.grid.alpha: [0.01, 0.001] -> [0.0001]" in err
+    assert "--add" in err and "new --out folder" in err
+    assert (out / "experiment.json").read_text() == man0 and _nfiles(out) == 4  # untouched
+    # the same config resumes, saying so
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert "4 already done, 0 to run" in capsys.readouterr().out
+    # --add runs it and records both configs
+    assert main(["run", str(cfg), "--out", str(out), "--set", "alphas=1e-4", "--add",
+                 "--no-progress"]) == 0
+    o = capsys.readouterr().out
+    assert "2/2 done" in o and "1 earlier config" in o
+    import json
+    man = json.loads((out / "experiment.json").read_text())
+    assert man["config"]["sweep"]["grid"]["alpha"] == 1e-4 or \
+        man["config"]["sweep"]["grid"]["alpha"] == [1e-4]
+    assert [h["config"]["sweep"]["grid"]["alpha"] for h in man["history"]] == [[1e-2, 1e-3]]
+    assert len(man["history"][0]["runs"]) == 4 and _nfiles(out) == 6
+    # the configuration as run (overrides included) is what the folder and the report show
+    import rankbias.experiments as ex
+    assert ex.parse_config((out / "config.toml").read_text()) == man["config"]
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "alpha = [0.0001]" in page and "Earlier config 1" in page
+
+
+def test_quick_sweep(tmp_path, capsys):
+    p = tmp_path / "q.toml"
+    p.write_text(TINY)
+    rc = main(["run", str(p), "--out", str(tmp_path / "a"), "--quick", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "defines no quick variant" in err and not (tmp_path / "a").exists()
+    p.write_text(TINY + "[quick]\nseeds = [0]\ndynamics = { steps = 20 }\n")
+    assert main(["run", str(p), "--out", str(tmp_path / "b"), "--quick", "--no-progress"]) == 0
+    assert "2/2 done" in capsys.readouterr().out
+    import rankbias.experiments as ex
+    ds = ex.load(tmp_path / "b")
+    assert list(ds["seed"].values) == [0] and float(ds["step"][-1]) == 20
+    # the full sweep is another config: refused in that folder
+    assert main(["run", str(p), "--out", str(tmp_path / "b"), "--no-progress"]) == 2
+    assert "--quick: True -> False" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out", ["", " "])
+def test_empty_out_is_refused(cfg, out, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(cfg), "--out", out, "--no-progress"]) == 2
+    assert "--out is empty" in capsys.readouterr().err
+    assert not (tmp_path / "experiment.json").exists() and not (tmp_path / "runs").exists()
+
+
+def test_foreign_folder_is_refused(cfg, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["run", str(cfg), "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty and is not a rankbias results folder" in err and "notes.txt" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_other_experiment_store_is_not_replaced(cfg, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    other = tmp_path / "other.toml"
+    other.write_text(TINY.replace('name = "tiny-cli"', 'name = "other"'))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main(["run", str(other), "--out", str(out), "--no-progress"]) == 2
+    assert "name: 'tiny-cli' -> 'other'" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_status_verify_exits_1_on_corrupt_runs(cfg, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    f = next((out / "runs").rglob("*.npz"))
+    f.write_bytes(f.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0  # without --verify: files are not read
+    assert main(["status", str(out), "--verify"]) == 1
+    o = capsys.readouterr().out
+    assert "3/4 done" in o and "1 corrupt" in o and str(f) in o
+
+
+def test_manifest_without_runs_is_one_line(cfg, tmp_path, capsys):
+    import json
+    out = tmp_path / "res"
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    man = json.loads((out / "experiment.json").read_text())
+    del man["runs"]
+    (out / "experiment.json").write_text(json.dumps(man))
+    capsys.readouterr()
+    for argv in (["status", str(out)], ["plot", str(out)], ["report", str(out)]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "missing 'runs'" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_failing_reproduction_runner_is_one_line(tmp_path, capsys, monkeypatch):
+    mod = tmp_path / "failing_repro_mod.py"
+    mod.write_text("def reproduce(out, quick=False):\n    raise RuntimeError('boom at step 3')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    p = tmp_path / "r.toml"
+    p.write_text('name = "failing"\nkind = "reproduction"\nrunner = "failing_repro_mod:reproduce"\n')
+    assert main(["run", str(p), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "reproduction 'failing' failed" in err and "RuntimeError: boom at step 3" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_long_values_are_cut(cfg, tmp_path, capsys):
+    big = "[" + ",".join(["-1.0"] * 20000) + "]"
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--set", f"alphas={big}"]) == 2
+    err = capsys.readouterr().err
+    assert "must be > 0" in err and len(err) < 600, len(err)
+    assert main(["run", "x" * 100_000, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown experiment" in err and len(err) < 2000, len(err)
+
+
+def test_duplicate_sweep_values_are_refused(cfg, tmp_path, capsys):
+    dup = "[" + ",".join(["1e-3"] * 20000) + "]"
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--set", f"alphas={dup}"]) == 2
+    err = capsys.readouterr().err
+    assert "repeats values" in err and "appears 20000 times" in err and len(err) < 600
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--set",
+                 "alphas=[1e-3, 0.001]"]) == 2  # the same float twice
+    assert "repeats values" in capsys.readouterr().err
+
+
+def test_plot_with_nothing_to_draw_exits_1(tmp_path, capsys):
+    p = tmp_path / "nm.toml"
+    p.write_text(TINY + '[record]\nmetrics = ["final_matrix"]\n')
+    out = tmp_path / "o"
+    assert main(["run", str(p), "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["plot", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "no figure applies" in err and "final_matrix" in err
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("dynamics.n_save=100000000", "dynamics.n_save must be between 2 and 100,000"),
+])
+def test_config_bounds_on_the_command_line(cfg, tmp_path, capsys, setting, message):
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--set", setting]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_lock_refuses_a_second_writer_and_takes_over_a_stale_one(cfg, tmp_path, capsys):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "res"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".lock").write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(),
+                                               "started": "then"}))
+        assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 1
+        err = capsys.readouterr().err
+        assert f"in use by another `rankbias run` (pid {sleeper.pid} on " in err
+        assert _nfiles(out) == 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0  # dead: taken over
+    o = capsys.readouterr().out
+    assert "taking over the stale lock" in o and f"pid {sleeper.pid}" in o and "4/4 done" in o
+    assert not (out / ".lock").exists()
+
+
+def test_interrupt_while_parsing_is_one_line(capsys, monkeypatch):
+    import rankbias.cli as cli
+
+    def interrupted():  # the imports of _parser (plots, matplotlib) take ~1 s: a Ctrl-C lands there
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_parser", interrupted)
+    assert cli.main(["list"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def test_interrupt_during_teardown_exits_130_without_traceback():
+    import subprocess
+    import sys
+
+    child = ("import atexit, os, signal, time\n"
+             "import rankbias.cli as cli\n"
+             "def slow_teardown():\n"
+             "    os.kill(os.getpid(), signal.SIGINT)\n"
+             "    time.sleep(5)\n"
+             "atexit.register(slow_teardown)\n"
+             "cli.main = lambda argv=None: 0\n"
+             "cli.run()\n")
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130, (r.returncode, r.stderr)
+    assert "interrupted while exiting" in r.stderr and "Traceback" not in r.stderr

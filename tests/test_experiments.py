@@ -216,6 +216,31 @@ def test_local_processes_match_inprocess(inprocess, tmp_path):
     xr.testing.assert_identical(ex.load(inprocess).load(), ex.load(tmp_path).load())
 
 
+def test_process_workers_are_terminated_on_interrupt():
+    import time
+
+    import psutil
+
+    from rankbias.experiments.executors import ProcessExecutor
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    with pytest.raises(KeyboardInterrupt):
+        with ProcessExecutor(2) as pool:
+            for _ in range(6):  # what map() submits, without blocking on the first result
+                pool._pool.submit(time.sleep, 60)
+            t0 = time.time()
+            while time.time() - t0 < 60:
+                kids = [p for p in me.children() if p.pid not in before
+                        and "resource_tracker" not in " ".join(p.cmdline())]
+                if len(kids) >= 2:
+                    break
+                time.sleep(0.05)
+            assert len(kids) >= 2
+            raise KeyboardInterrupt
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+
+
 def test_unreachable_scheduler():
     with pytest.raises(ExecutorError, match="cannot connect to the Dask scheduler"):
         with DaskExecutor("tcp://127.0.0.1:9", timeout=1):
@@ -229,8 +254,9 @@ def test_failed_runs_are_recorded_and_retried(tmp_path):
     note = next(iter(st["failures"].values()))
     assert "DivergenceError" in json.loads(note.read_text())["error"]
     # fixing the step size re-runs them (new keys); the old notes do not count
+    # (another config in the same folder: only with add=True, i.e. `rankbias run --add`)
     st = ex.run_sweep(ex.expand(ex.apply_overrides(raw, ["dynamics.lr=0.2"])), tmp_path,
-                      progress=False)
+                      progress=False, add=True)
     assert st["done"] == 3 and st["failed"] == 0
 
 
@@ -335,3 +361,56 @@ def test_dask_external_scheduler_on_loopback(inprocess, tmp_path):
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+# ------------------------------------------------------------- config: bounds, quick, as-run TOML
+
+@pytest.mark.parametrize("old, new, message", [
+    ("n_save = 12", "n_save = 100000000", "dynamics.n_save must be between 2 and 100,000, got 100000000"),
+    ('method = "gd"', 'method = "flow"\nt_max = 10.0\nt_min = 20.0',
+     "dynamics.t_min must be < dynamics.t_max=10, got 20"),
+    ('method = "gd"', 'method = "flow"\nt_max = 10.0\nt_min = 10.0', "dynamics.t_min must be <"),
+    ("seed = [0, 1, 2]", "seed = [0, 1, 1]", "sweep.grid.seed repeats values (1 appears 2 times"),
+])
+def test_bounds_and_orderings(old, new, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        ex.expand(parse(TINY.replace(old, new)))
+
+
+def test_duplicate_zip_points_are_refused():
+    raw = TINY.replace('grid = { alpha = [1e-2, 1e-3], seed = [0, 1, 2] }',
+                       'zip = { problem = [0, 1, 0], fraction = [0.5, 0.6, 0.5] }')
+    with pytest.raises(ConfigError, match=r"sweep\.zip\[0\]\.problem/fraction repeats values"):
+        parse(raw)
+
+
+def test_quick_table():
+    raw = parse(TINY + "[quick]\nseeds = [0]\n[quick.dynamics]\nsteps = 20\n")
+    q = ex.config.apply_quick(raw)
+    assert "quick" not in q and q["dynamics"]["steps"] == 20
+    sw = ex.expand(q)
+    assert sw.shape == (2, 1) and [a.name for a in sw.axes] == ["alpha", "seed"]
+    assert ex.expand(raw).shape == (2, 3)  # without --quick the table changes nothing
+    with pytest.raises(ConfigError, match="defines no quick variant"):
+        ex.config.apply_quick(parse(TINY))
+    with pytest.raises(ConfigError, match="quick: dynamics.steps must be >= 1"):
+        parse(TINY + "[quick]\ndynamics = { steps = 0 }\n")
+
+
+def test_dump_toml_round_trips_every_shipped_config_and_overrides():
+    for e in ex.list_experiments():
+        raw = ex.load_config(e.path)
+        assert ex.parse_config(ex.config.dump_toml(raw)) == raw, e.name
+    raw = ex.apply_overrides(parse(TINY), ["alphas=[1e-4]", "dynamics.lr=0.1",
+                                           'name="a \\"quoted\\" one"'])
+    assert ex.parse_config(ex.config.dump_toml(raw)) == raw
+
+
+def test_sweeps_guide_lists_the_schema():
+    """docs/guides/sweeps.md quotes config.schema_table(); regenerate it when SCHEMA changes:
+    python -c 'from rankbias.experiments.config import schema_table; print(schema_table())'"""
+    from pathlib import Path
+
+    guide = (Path(__file__).parents[1] / "docs" / "guides" / "sweeps.md").read_text()
+    for row in ex.config.schema_table().splitlines()[2:]:
+        assert row in guide, row

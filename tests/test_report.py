@@ -60,7 +60,8 @@ def test_sweep_report_is_self_contained_and_renders(sweep_dir, tmp_path):
     assert "tiny-report" in html and "Software" in html and "jax" in html
     assert 'src="data:image/png;base64,' in html
     assert not re.search(r'src="(?!data:)', html)  # nothing fetched from outside
-    assert "grid = { depth" in html  # the config
+    assert "Config as run" in html and "[sweep.grid]" in html  # the config as run
+    assert "depth = [2, 3]" in html and "alpha = [0.01, 0.001]" in html
     assert "final loss" in html and "distance to truth" in html  # summary table
     for fig in ("loss", "singular-values", "effective-rank", "distance-vs-alpha"):
         assert (sweep_dir / "figures" / f"{fig}.png").exists()

@@ -1,9 +1,11 @@
 """The ``rankbias`` command line: it parses, calls the library, and turns user mistakes into a
-one-line error and a non-zero exit code (2: bad input; 1: a run or I/O failure; 130:
-interrupted). Set ``RANKBIAS_DEBUG=1`` to see tracebacks.
+one-line error and a non-zero exit code (2: bad input; 1: a run, store or I/O failure, or
+``status --verify`` found damaged runs; 130: interrupted by Ctrl-C; 143: by SIGTERM). Set
+``RANKBIAS_DEBUG=1`` to see tracebacks.
 
+    rankbias --version
     rankbias list
-    rankbias run NAME|CONFIG.toml --out DIR [--set KEY=VALUE ...] [--quick]
+    rankbias run NAME|CONFIG.toml --out DIR [--set KEY=VALUE ...] [--quick] [--add]
                  [--executor inprocess|processes|dask] [--workers N] [--scheduler ADDR]
     rankbias status DIR [--verify]
     rankbias plot DIR [--figure NAME ...] [--stat median|mean]
@@ -15,10 +17,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
+
+_LINE = 400  # longest message line printed: values from the user are never echoed whole
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that executors shut down and reap their workers."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,8 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     from .experiments.executors import EXECUTORS
     from .plots import FIGURES
 
+    from . import __version__
+
     p = _Parser(prog="rankbias", description="Implicit low-rank bias experiments: named "
                 "reproductions and parameter sweeps.")
+    p.add_argument("--version", action="version", version=f"rankbias {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="named experiments, one line each")
     r = sub.add_parser("run", help="run a named experiment or a TOML config")
@@ -41,7 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="results folder (created; re-runs resume)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. dynamics.t_max=100 or alphas=[1e-4,1e-8]")
-    r.add_argument("--quick", action="store_true", help="the reduced version (reproductions)")
+    r.add_argument("--quick", action="store_true", help="the reduced version (a reproduction's "
+                   "quick mode, a sweep's [quick] table; an error if the sweep has none)")
+    r.add_argument("--add", "--force", dest="add", action="store_true",
+                   help="run into a folder that holds another config of a sweep (both configs "
+                   "are recorded in its experiment.json); without it such a folder is refused")
     r.add_argument("--executor", default="inprocess", choices=EXECUTORS)
     r.add_argument("--workers", type=int, default=None, help="worker processes")
     r.add_argument("--scheduler", default=None, help="Dask scheduler address, tcp://host:8786 "
@@ -50,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--report", action="store_true", help="write report.html when done")
     s = sub.add_parser("status", help="done / pending / failed runs of a results folder")
     s.add_argument("dir")
-    s.add_argument("--verify", action="store_true", help="also check every file's checksum")
+    s.add_argument("--verify", action="store_true", help="also read every run file and check its "
+                   "checksum and key (exit 1 if any is corrupt or unreadable)")
     pl = sub.add_parser("plot", help="draw figures (PNG and SVG) into DIR/figures")
     pl.add_argument("dir")
     pl.add_argument("--figure", action="append", choices=FIGURES,
@@ -94,8 +116,17 @@ def _cmd_list(args) -> int:
 def _print_status(st: dict) -> None:
     line = f"{st['done']}/{st['total']} done, {st['pending']} pending, {st['failed']} failed"
     if st.get("corrupt"):
-        line += f", {st['corrupt']} corrupt (re-run to repair)"
+        line += f", {st['corrupt']} corrupt (`rankbias run` again deletes and re-runs them)"
+    if st.get("unreadable"):
+        line += f", {st['unreadable']} unreadable (kept; check their permissions)"
     print(line)
+    if st.get("earlier_configs"):
+        print(f"(this folder also holds the runs of {st['earlier_configs']} earlier config(s), "
+              f"added with --add; see 'history' in experiment.json)")
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
 
 
 def _cmd_run(args) -> int:
@@ -107,7 +138,8 @@ def _cmd_run(args) -> int:
         raise ValueError("--scheduler needs --executor dask")
     st = run_experiment(args.experiment, args.out, overrides=args.set, quick=args.quick,
                         executor=args.executor, workers=args.workers, scheduler=args.scheduler,
-                        progress=not args.no_progress and sys.stderr.isatty())
+                        progress=not args.no_progress and sys.stderr.isatty(), add=args.add,
+                        log=_log)
     if "results" in st:  # a reproduction
         print(f"{st['name']}: done in {st['wall_time']:.1f} s; summary in "
               f"{Path(args.out) / 'summary.json'}")
@@ -126,15 +158,19 @@ def _cmd_status(args) -> int:
 
     from .store import Store
 
-    st = Store(args.dir).status(verify=args.verify)
+    store = Store(args.dir)
+    st = store.status(verify=args.verify)
     _print_status(st)
     for key, p in list(st["failures"].items())[:20]:
         try:
             err = json.loads(Path(p).read_text()).get("error", "")
         except (OSError, ValueError):
             err = "(unreadable failure note)"
-        print(f"  failed {key}: {err}")
-    return 0
+        print(f"  failed {key}: {_cut(str(err))}")
+    for what in ("corrupt", "unreadable"):
+        for key in st.get(f"{what}_keys", [])[:20]:
+            print(f"  {what} {store.path(key)}")
+    return 1 if st.get("corrupt") or st.get("unreadable") else 0
 
 
 def _cmd_plot(args) -> int:
@@ -143,14 +179,24 @@ def _cmd_plot(args) -> int:
 
     ds = load(args.dir)
     out = Path(args.dir) / "figures"
+    drawn = 0
     if args.figure:
         for f in args.figure:
             for p in plots.plot(ds, f, out, stat=args.stat):
                 print(p)
+                drawn += 1
     else:
         for paths in plots.plot_all(ds, out, stat=args.stat).values():
             for p in paths:
                 print(p)
+                drawn += 1
+    if not drawn:
+        from .store import Store
+        metrics = ", ".join(Store(args.dir).manifest().get("metrics", [])) or "none"
+        print(f"rankbias: error: no figure applies to {args.dir} (no figure can be drawn from "
+              f"the metrics it recorded: {metrics}); record loss, singular_values or "
+              f"effective_rank in [record] metrics", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -194,51 +240,94 @@ _COMMANDS = {"list": _cmd_list, "counterexample": _cmd_counterexample, "run": _c
              "report": _cmd_report, "demo": _cmd_demo}
 
 
+def _cut(text: str) -> str:
+    """Each line cut to ``_LINE`` characters."""
+    return "\n".join(line if len(line) <= _LINE else
+                     f"{line[:_LINE - 30]}... ({len(line)} characters)"
+                     for line in text.splitlines() or [""])
+
+
+def _error(e: BaseException, code: int) -> int:
+    if os.environ.get("RANKBIAS_DEBUG"):
+        raise e
+    if isinstance(e, OSError) and not isinstance(e, (ConnectionError, TimeoutError)):
+        name = str(e.filename)
+        name = name if len(name) <= 200 else f"{name[:170]}... ({len(name)} characters)"
+        what = f"{e.strerror} ({name})" if e.strerror and e.filename else str(e)
+    else:
+        what = str(e)
+    print(f"rankbias: error: {_cut(what)}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``rankbias`` script; returns the exit code."""
+    """Entry point of the ``rankbias`` script; returns the exit code.
+
+    Exit codes: 0 success; 2 bad input (argument, config, a folder that holds another
+    experiment); 1 a run, store, executor or I/O failure (and ``status --verify`` with
+    corrupt or unreadable runs); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+    In the main thread SIGTERM is handled like Ctrl-C while the command runs (the previous
+    handler is restored on return), so workers are stopped and reaped either way.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as e:  # also during the imports and argument parsing
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"\n{what}: finished runs are saved; run the same command again to resume",
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     from .experiments import ConfigError, ExecutorError
+    from .experiments.registry import ReproductionError
     from .store import StoreError
 
     try:
         return _COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished runs are saved; run the same command again to resume",
-              file=sys.stderr)
-        return 130
     except (ConfigError, ValueError) as e:
-        if os.environ.get("RANKBIAS_DEBUG"):
-            raise
-        print(f"rankbias: error: {e}", file=sys.stderr)
-        return 2
-    except (StoreError, ExecutorError) as e:
-        if os.environ.get("RANKBIAS_DEBUG"):
-            raise
-        print(f"rankbias: error: {e}", file=sys.stderr)
-        return 1
+        return _error(e, 2)
+    except (StoreError, ExecutorError, ReproductionError) as e:
+        return _error(e, 1)
+    except BrokenPipeError:  # `rankbias list | head`: the reader left, nothing to say
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), sys.stdout.fileno())
+        return 0
     except OSError as e:
-        if os.environ.get("RANKBIAS_DEBUG"):
-            raise
-        what = f"{e.strerror} ({e.filename})" if e.strerror and e.filename else str(e)
-        print(f"rankbias: error: {what}", file=sys.stderr)
-        return 1
+        return _error(e, 1)
+
+
+def _exit_now(signum, frame):  # pragma: no cover - runs in the console entry's teardown
+    sys.stderr.write("\nrankbias: interrupted while exiting (the command had finished)\n")
+    sys.stderr.flush()
+    os._exit(130 if signum == signal.SIGINT else 143)
 
 
 def run() -> None:
-    """Console entry point (``rankbias``, ``python -m rankbias.cli``): ``sys.exit(main())``.
+    """Console entry point (``rankbias``, ``python -m rankbias``): ``sys.exit(main())``.
 
-    After a Ctrl-C (exit code 130) it exits at once with ``os._exit``: the interrupt can land
-    while JAX's threads are inside a computation, and the normal interpreter teardown then
-    crashed (measured: SIGSEGV after the "interrupted" message, 1 try in 8). Finished runs are
-    already on disk and executors were shut down while the interrupt unwound, so there is
-    nothing left to flush but the standard streams. ``main`` itself returns normally, so
-    in-process callers (notebooks, tests) are not killed.
+    After an interrupt (exit code 130 or 143) it exits at once with ``os._exit``: the
+    interrupt can land while JAX's threads are inside a computation, and the normal
+    interpreter teardown then crashed (measured: SIGSEGV after the "interrupted" message, 1
+    try in 8). Finished runs are already on disk and executors were shut down (workers
+    terminated and reaped) while the interrupt unwound, so there is nothing left to flush
+    but the standard streams. A Ctrl-C or SIGTERM that lands in the teardown after a
+    finished command exits at once with 130/143 and one line instead of an ``atexit``
+    traceback. ``main`` itself returns normally, so in-process callers are not killed.
     """
     code = main()
-    if code == 130:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+    signal.signal(signal.SIGINT, _exit_now)
+    signal.signal(signal.SIGTERM, _exit_now)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code in (130, 143):
+        os._exit(code)
     sys.exit(code)
 
 

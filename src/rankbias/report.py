@@ -90,6 +90,32 @@ def _flatten(d, prefix=""):
     return out
 
 
+def _config_text(cfg: dict) -> str:
+    from .experiments.config import ConfigError, dump_toml
+    try:
+        return dump_toml(cfg)
+    except ConfigError:
+        return json.dumps(cfg, indent=2, default=str)
+
+
+def _config_html(man: dict, root: Path) -> str:
+    """The config of the manifest (the one that ran: ``--set`` overrides and ``--quick``
+    applied), then the earlier configs of a folder run into with ``--add``."""
+    out = ""
+    if man.get("quick"):
+        out += '<p class="muted">run with --quick</p>'
+    if "config" in man:
+        out += f"<pre>{html.escape(_config_text(man['config']))}</pre>"
+    else:  # a manifest without its config: show the file
+        cfg = root / "config.toml"
+        out += f"<pre>{html.escape(cfg.read_text() if cfg.exists() else '(not recorded)')}</pre>"
+    for i, h in enumerate(man.get("history", []), 1):
+        out += (f"<h3>Earlier config {i} in this folder ({len(set(h.get('runs', [])))} runs, "
+                f"created {html.escape(str(h.get('created', '?')))})</h3>"
+                f"<pre>{html.escape(_config_text(h.get('config') or {}))}</pre>")
+    return out
+
+
 def summary_table(ds) -> list[dict]:
     """Per point of the non-seed axes: mean (std) over seeds of the final quantities."""
     axes = list(ds["done"].dims)
@@ -163,9 +189,7 @@ def write_report(root: str | os.PathLike, *, title: str | None = None) -> Path:
         parts.append("<h2>Figures</h2>" + ("".join(_img(p) for p in figs) or
                                            '<p class="muted">(no figures)</p>'))
         parts.append("<h2>Summary</h2>" + _table(summary_table(ds)))
-    cfg = root / "config.toml"
-    cfg_text = cfg.read_text() if cfg.exists() else json.dumps(man.get("config", {}), indent=2)
-    parts.append(f"<h2>Config</h2><pre>{html.escape(cfg_text)}</pre>")
+    parts.append("<h2>Config as run</h2>" + _config_html(man, root))
     parts.append("<h2>Software</h2>" + _table([{"package": k, "version": v}
                                                for k, v in man.get("versions", {}).items()]))
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"

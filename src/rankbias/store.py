@@ -2,31 +2,44 @@
 
 Layout of a results folder::
 
-    experiment.json          manifest: config, axes, run keys in grid order, time grid, versions
-    config.toml              the config as given (sweeps run from a TOML file or a named one)
+    experiment.json          manifest: config as run, axes, run keys in grid order, time grid,
+                             versions; ``history``: earlier configs run here with ``--add``
+    config.toml              the config as run (overrides and ``--quick`` applied)
+    .lock                    held by the ``rankbias run`` writing the folder (pid, host)
     runs/ab/abcdef....npz    one finished run (``ab`` = the first two hex digits of its key)
     runs/ab/abcdef....failed.json   why a run failed (removed when it later succeeds)
     figures/, report.html    written by ``rankbias plot`` / ``rankbias report``
 
 A run file holds the :class:`~rankbias.Trajectory` arrays that its ``record.metrics`` ask for,
-``run_config`` (JSON), ``info`` (JSON), scalar metrics ``metric_<name>`` and ``__checksum__``,
-the SHA-256 of every other array (name, dtype, shape and bytes). Files are written through a
-temp file and ``os.replace``: a killed writer leaves no half file, and a file whose checksum
-does not match (bit rot, a truncated copy) is reported as corrupt, never loaded, and re-run.
+``run_config`` (JSON), ``info`` (JSON), scalar metrics ``metric_<name>``, its own key
+``__key__`` and code version ``__code_version__``, and ``__checksum__``, the SHA-256 of every
+other array (name, dtype, shape and bytes). Files are written through a temp file and
+``os.replace``: a killed writer leaves no half file.
 
 The key of a run is the SHA-256 of its resolved config and the code version
 (:func:`run_key`): a re-run of a sweep skips every finished run, and a changed config or
-code version is a new run.
+code version is a new run. Reading a run checks that the file is what its name says: the
+checksum matches, ``__key__`` is the key asked for, and ``run_key(run_config,
+__code_version__)`` is that key too (files written before ``__key__`` existed are checked
+by the config against the current code version, and stay readable when it matches). A file
+that fails any check is *corrupt* (:class:`CorruptRunError`: bit rot, a truncated copy, a
+file copied or renamed under another key); it is never loaded and ``rankbias run`` deletes
+and re-runs it. A file that cannot be *read* (permissions, I/O errors) is not proven corrupt:
+it raises :class:`RunReadError` and is never deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import platform
+import socket
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +49,12 @@ import numpy as np
 from ._io import atomic_write, json_default
 from .trajectory import atomic_write_npz
 
-__all__ = ["Store", "StoreError", "CorruptRunError", "run_key", "code_version", "versions",
-           "load", "checksum", "atomic_write_text"]
+__all__ = ["Store", "StoreError", "CorruptRunError", "RunReadError", "StoreLockedError",
+           "run_key", "code_version", "versions", "load", "checksum", "atomic_write_text"]
 
 MANIFEST = "experiment.json"
+LOCK = ".lock"
+_SWEEP_FIELDS = ("runs", "axes", "time_grid", "time_dim", "metrics", "max_rank", "method")
 _BLOCK = 256  # runs per lazy-load task
 
 
@@ -48,7 +63,15 @@ class StoreError(RuntimeError):
 
 
 class CorruptRunError(StoreError):
-    """A run file exists but fails its checksum or cannot be parsed."""
+    """A run file exists but fails its checksum, cannot be parsed, or belongs to another key."""
+
+
+class RunReadError(StoreError):
+    """A run file exists but cannot be read (permissions, I/O): not proven corrupt, kept."""
+
+
+class StoreLockedError(StoreError):
+    """Another live ``rankbias run`` holds the results folder's lock."""
 
 
 def code_version() -> str:
@@ -98,6 +121,48 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda fh: fh.write(text), binary=False)
 
 
+def _check_binding(path: Path, key: str, arrays: dict) -> None:
+    """Raise :class:`CorruptRunError` unless the file holds the run ``key``: its ``__key__``
+    and the hash of its ``run_config`` with its code version (old files: the current one)."""
+    stored = arrays.get("__key__")
+    if stored is not None and str(stored) != key:
+        raise CorruptRunError(f"run file {path} holds the run {str(stored)} (copied or renamed "
+                              f"under another key)")
+    try:
+        cfg = json.loads(str(arrays["run_config"]))
+    except (KeyError, ValueError):
+        raise CorruptRunError(f"run file {path} has no readable run_config") from None
+    version = str(arrays.get("__code_version__", code_version()))
+    if run_key(cfg, version) != key:
+        raise CorruptRunError(f"run file {path}: its run_config does not hash to its key "
+                              f"(a file of another run{'' if stored is not None else ', or of another code version'})")
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        d = json.loads(path.read_text())
+        return d if isinstance(d, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, another user's
+    return True
+
+
 @dataclass
 class Scan:
     """One pass over ``runs/``: the keys with a finished file and those with a failure note."""
@@ -140,6 +205,8 @@ class Store:
                           json.dumps(manifest, indent=1, default=json_default))
 
     def manifest(self) -> dict:
+        """The parsed ``experiment.json``; :class:`StoreError` if missing, unreadable or lacking
+        a field that ``status``/``load`` need."""
         p = self.root / MANIFEST
         if not self.root.is_dir():
             raise StoreError(f"no results folder at {self.root}")
@@ -147,9 +214,67 @@ class Store:
             raise StoreError(f"{self.root} is not a rankbias results folder (no {MANIFEST}); "
                              f"create one with `rankbias run NAME --out {self.root}`")
         try:
-            return json.loads(p.read_text())
+            man = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise StoreError(f"cannot read {p}: {e}") from None
+        if not isinstance(man, dict):
+            raise StoreError(f"{p} is not a rankbias manifest (not a JSON object)")
+        if man.get("kind", "sweep") == "sweep":
+            missing = [f for f in _SWEEP_FIELDS if f not in man]
+            if missing:
+                raise StoreError(f"{p} is not a valid sweep manifest: missing "
+                                 f"{', '.join(map(repr, missing))}")
+            if not isinstance(man["runs"], list):
+                raise StoreError(f"{p} is not a valid sweep manifest: 'runs' is not a list")
+        return man
+
+    # -- lock ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, log=None):
+        """Hold ``.lock`` (pid, host, start time) while writing; refuse a live holder.
+
+        A lock left by a dead process of this host is taken over (``log`` says so); a lock
+        of another host cannot be checked and is refused, naming it. Raises
+        :class:`StoreLockedError`.
+        """
+        path = self.root / LOCK
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot write to results folder {self.root}: "
+                             f"{e.strerror or e}") from None
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_lock(path)
+                if holder is None:  # removed between our open and read, or half written
+                    time.sleep(0.05)
+                    if _read_lock(path) is None:
+                        _unlink(path)
+                    continue
+                if holder.get("host") == me["host"] and not _pid_alive(holder.get("pid")):
+                    if log:
+                        log(f"taking over the stale lock of {self.root} (pid {holder.get('pid')} "
+                            f"on {holder.get('host')} is no longer running)")
+                    _unlink(path)
+                    continue
+                raise StoreLockedError(
+                    f"{self.root} is in use by another `rankbias run` (pid {holder.get('pid')} "
+                    f"on {holder.get('host')}, since {holder.get('started', '?')}); wait for it "
+                    f"to finish, or, if that process is gone, delete {path}") from None
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(me))
+            break
+        else:
+            raise StoreLockedError(f"cannot take the lock {path}")
+        try:
+            yield
+        finally:
+            if (_read_lock(path) or {}).get("pid") == me["pid"]:
+                _unlink(path)
 
     # -- runs ----------------------------------------------------------------------------------
     def scan(self) -> Scan:
@@ -171,8 +296,11 @@ class Store:
         return Scan(done, failed)
 
     def write_run(self, key: str, arrays: dict[str, np.ndarray]) -> Path:
-        """Store one run's arrays (adds ``__checksum__``) atomically; clears a failure note."""
+        """Store one run's arrays atomically, bound to ``key`` (adds ``__key__``,
+        ``__code_version__`` and ``__checksum__``); clears a failure note."""
         arrays = dict(arrays)
+        arrays["__key__"] = np.array(key)
+        arrays["__code_version__"] = np.array(code_version())
         arrays["__checksum__"] = np.array(checksum(arrays))
         path = atomic_write_npz(self.path(key), arrays)
         try:
@@ -187,26 +315,45 @@ class Store:
                                      default=json_default))
 
     def read_run(self, key: str) -> dict[str, np.ndarray]:
-        """The arrays of a finished run, checksum verified; raises :class:`CorruptRunError`."""
+        """The arrays of the finished run ``key``, verified (see the module docstring).
+
+        Raises :class:`CorruptRunError` (damaged, or not the run of ``key``),
+        :class:`RunReadError` (cannot be read: permissions, I/O) or ``FileNotFoundError``.
+        """
         path = self.path(key)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+            with open(path, "rb") as fh:
+                data = fh.read()
         except FileNotFoundError:
             raise
+        except OSError as e:
+            raise RunReadError(f"cannot read run file {path}: {e.strerror or e}") from None
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
         except Exception as e:  # zip/pickle/format errors of a damaged file
             raise CorruptRunError(f"run file {path} is unreadable: {e}") from None
         stored = arrays.get("__checksum__")
         if stored is None or str(stored) != checksum(arrays):
             raise CorruptRunError(f"run file {path} fails its checksum")
+        _check_binding(path, key, arrays)
         return arrays
 
-    def verify(self, key: str) -> bool:
+    def check(self, key: str) -> str:
+        """``"ok"``, ``"missing"``, ``"corrupt"`` or ``"unreadable"`` for the run ``key``."""
         try:
             self.read_run(key)
-            return True
-        except (CorruptRunError, FileNotFoundError):
-            return False
+            return "ok"
+        except FileNotFoundError:
+            return "missing"
+        except CorruptRunError:
+            return "corrupt"
+        except RunReadError:
+            return "unreadable"
+
+    def verify(self, key: str) -> bool:
+        """Whether the run ``key`` is present and passes every check of :meth:`read_run`."""
+        return self.check(key) == "ok"
 
     def remove(self, key: str) -> None:
         try:
@@ -221,16 +368,24 @@ class Store:
             done = (self.root / "summary.json").exists()
             return {"kind": "reproduction", "total": 1, "done": int(done), "pending": int(not done),
                     "failed": 0, "corrupt": 0, "failures": {}}
-        keys = man["runs"]
+        keys = list(dict.fromkeys(man["runs"]))  # grid points that are the same run count once
         scan = self.scan()
-        corrupt = set()
+        corrupt, unreadable = set(), set()
         if verify:
-            corrupt = {k for k in set(keys) & scan.done if not self.verify(k)}
-        done = sum(1 for k in keys if k in scan.done and k not in corrupt)
+            for k in set(keys) & scan.done:
+                c = self.check(k)
+                if c == "corrupt":
+                    corrupt.add(k)
+                elif c == "unreadable":
+                    unreadable.add(k)
+        done = sum(1 for k in keys if k in scan.done and k not in corrupt | unreadable)
         failed = {k: scan.failed[k] for k in keys if k in scan.failed and k not in scan.done}
+        hist = man.get("history", [])
         return {"kind": "sweep", "total": len(keys), "done": done,
-                "failed": len(failed), "corrupt": len(corrupt),
-                "pending": len(keys) - done - len(failed), "failures": failed}
+                "failed": len(failed), "corrupt": len(corrupt), "unreadable": len(unreadable),
+                "pending": len(keys) - done - len(failed), "failures": failed,
+                "corrupt_keys": sorted(corrupt), "unreadable_keys": sorted(unreadable),
+                "earlier_configs": len(hist)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,15 +441,21 @@ def _load_block(root: str, keys: list[str], manifest: dict) -> dict[str, np.ndar
     grid = np.asarray(manifest["time_grid"], dtype=np.float64)
     spec = run_variables(manifest)
     out = {v: np.full((len(keys),) + shape, np.nan) for v, (_, shape) in spec.items()}
+    out["done"] = np.zeros(len(keys), dtype=bool)
     for i, key in enumerate(keys):
         try:
             a = store.read_run(key)
         except FileNotFoundError:
             continue
         except CorruptRunError as e:
-            warnings.warn(f"{e}; loaded as missing (NaN); `rankbias run` re-runs it",
+            warnings.warn(f"{e}; loaded as missing (NaN, done=False); `rankbias run` re-runs it",
                           RuntimeWarning, stacklevel=2)
             continue
+        except RunReadError as e:
+            warnings.warn(f"{e}; loaded as missing (NaN, done=False)", RuntimeWarning,
+                          stacklevel=2)
+            continue
+        out["done"][i] = True
         info = json.loads(str(a["info"]))
         hold = info.get("status") == "steady_state"
         t = a["steps"].astype(np.float64) if manifest["time_dim"] == "step" else a["times"]
@@ -322,12 +483,15 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     Dimensions: the sweep's axes (e.g. ``alpha``, ``depth``, ``seed``, ``problem``), then
     ``time`` (gradient flow) or ``step`` (gradient descent) and ``sv`` (singular value index).
     The time axis is the sweep's shared save grid; a run that stopped early at a steady state
-    holds its last value after its stopping time ``t_final``; values of unfinished, failed or
-    corrupt runs are NaN and the boolean ``done`` says which runs are present.
+    holds its last value after its stopping time ``t_final``; values of unfinished, failed,
+    corrupt or unreadable runs are NaN and the boolean ``done`` says which runs were read and
+    passed their checks (so ``done`` is computed from the files, like the other variables).
 
     With ``lazy`` (default) the variables are dask arrays read block by block on demand
-    (``_BLOCK`` runs per task, checksums verified as they are read); call ``.compute()`` or
-    ``.load()`` to read everything.
+    (``_BLOCK`` runs per task, checksums and keys verified as they are read); call
+    ``.compute()`` or ``.load()`` to read everything.
+
+    Raises :class:`StoreError` for a folder without a valid sweep manifest.
     """
     import dask
     import dask.array as da
@@ -342,20 +506,19 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     axes = man["axes"]
     shape = tuple(len(a["values"][0]) for a in axes)
     spec = run_variables(man)
-    scan = store.scan()
-    done = np.array([k in scan.done for k in keys], dtype=bool).reshape(shape)
     data_vars = {}
     blocks = [keys[i:i + _BLOCK] for i in range(0, len(keys), _BLOCK)]
     loaded = [dask.delayed(_load_block, pure=True)(str(root), b, man) for b in blocks]
+    spec = dict(spec, done=((), ()))
     for v, (dims, vshape) in spec.items():
+        dtype = bool if v == "done" else np.float64
         parts = [da.from_delayed(dask.delayed(lambda d, v=v: d[v], pure=True)(blk),
-                                 shape=(len(b),) + vshape, dtype=np.float64)
+                                 shape=(len(b),) + vshape, dtype=dtype)
                  for blk, b in zip(loaded, blocks)]
         arr = da.concatenate(parts, axis=0).reshape(shape + vshape)
         if not lazy:
             arr = arr.compute()
         data_vars[v] = ([a["name"] for a in axes] + list(dims), arr)
-    data_vars["done"] = ([a["name"] for a in axes], done)
     coords = {}
     for a in axes:
         coords[a["name"]] = (a["name"], list(a["values"][0]))

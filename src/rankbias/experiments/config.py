@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from pathlib import Path
 from ..dynamics import SOLVERS
 
 __all__ = ["ConfigError", "Axis", "Sweep", "RunSpec", "SCHEMA", "ALIASES", "load_config",
-           "parse_config", "validate", "apply_overrides", "expand"]
+           "parse_config", "validate", "apply_overrides", "apply_quick", "expand", "dump_toml",
+           "config_diff", "short"]
 
 
 class ConfigError(ValueError):
@@ -32,7 +34,7 @@ class ConfigError(ValueError):
 
 
 # Key -> (type, default, check). check: None, ("choice", options), (">", v), (">=", v),
-# ("range", lo, hi) (lo < x <= hi), "shape", "optional" marks default None.
+# ("range", lo, hi) (lo < x <= hi), ("between", lo, hi) (lo <= x <= hi); default None: unset.
 _F = "float"
 _I = "int"
 _S = "str"
@@ -73,7 +75,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "max_steps": (_I, 1_000_000, (">=", 1)),
         "lr": (_F, 0.01, (">", 0.0)),
         "steps": (_I, 1000, (">=", 1)),
-        "n_save": (_I, 100, (">=", 2)),
+        "n_save": (_I, 100, ("between", 2, 100_000)),  # records per run: bounded memory
     },
     "record": {
         "metrics": ("strs", ["loss", "grad_norm", "singular_values", "effective_rank",
@@ -98,7 +100,13 @@ _SHORT = {v: k for k, v in reversed(list(ALIASES.items()))}
 _SHORT.update({"init.scale": "alpha", "init.seed": "seed", "problem.seed": "problem"})
 
 _HEADER = {"name", "description", "kind"}
+_QUICK = "quick"  # a sweep's [quick] table: overrides that define `rankbias run --quick`
 _SWEEP_KEYS = {"grid", "zip", "batch_size"}
+# Runs per vmapped chunk when [sweep] does not say. A chunk's runs are saved when the chunk
+# ends, so this is also the checkpoint granularity. Measured (benchmarks/RESULTS.md, section
+# 6, a loaded 2-core CPU): 8 runs of a 10x10 depth-3 flow took 37 s as one chunk (25 s of it
+# compiling) against 45 s one by one; a chunk of 64 would hold ~2 minutes of work unsaved.
+DEFAULT_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,7 @@ class Sweep:
     base: dict
     axes: list[Axis]
     runs: list[RunSpec] = field(default_factory=list)
-    batch_size: int = 64
+    batch_size: int = 8  # see DEFAULT_BATCH
     raw: dict = field(default_factory=dict)
 
     @property
@@ -165,8 +173,15 @@ def parse_config(text: str, source: str = "<string>") -> dict:
     return raw
 
 
+def short(v, limit: int = 80, *, quote: bool = True) -> str:
+    """``repr``-like text of ``v`` (a string unquoted with ``quote=False``), cut to ``limit``
+    characters: messages never echo a 100 KB value."""
+    text = repr(v) if isinstance(v, str) and quote else str(v)
+    return text if len(text) <= limit else f"{text[:limit - 25]}... ({len(text)} characters)"
+
+
 def _fmt(v) -> str:
-    return repr(v) if isinstance(v, str) else str(v)
+    return short(v)
 
 
 def _check_value(path: str, kind: str, check, v):
@@ -213,6 +228,8 @@ def _check_value(path: str, kind: str, check, v):
         raise ConfigError(f"{path} must be >= {check[1]:g}, got {_fmt(v)}")
     if op == "range" and not (check[1] < v <= check[2]):
         raise ConfigError(f"{path} must be in ({check[1]:g}, {check[2]:g}], got {_fmt(v)}")
+    if op == "between" and not (check[1] <= v <= check[2]):
+        raise ConfigError(f"{path} must be between {check[1]:,} and {check[2]:,}, got {_fmt(v)}")
     return v
 
 
@@ -222,7 +239,7 @@ def _resolve_key(key: str, where: str) -> str:
     parts = full.split(".")
     if len(parts) != 2 or parts[0] not in SCHEMA or parts[0] == "record" \
             or parts[1] not in SCHEMA[parts[0]]:
-        raise ConfigError(f"{where}: unknown sweep key {key!r}; use a dotted path such as "
+        raise ConfigError(f"{where}: unknown sweep key {short(key)}; use a dotted path such as "
                           f"'init.scale' or one of the aliases {', '.join(sorted(ALIASES))}")
     return full
 
@@ -262,23 +279,32 @@ def validate(raw: dict) -> dict:
         if k == "sweep":
             _validate_sweep(v)
             continue
+        if k == _QUICK:
+            if not isinstance(v, dict) or not v:
+                raise ConfigError("quick must be a non-empty table of overrides ([quick])")
+            continue
         if k not in SCHEMA:
-            raise ConfigError(f"unknown section {k!r} (allowed: name, description, kind, "
-                              f"{', '.join(SCHEMA)}, sweep)")
+            raise ConfigError(f"unknown section {short(k)} (allowed: name, description, kind, "
+                              f"{', '.join(SCHEMA)}, sweep, quick)")
         if not isinstance(v, dict):
             raise ConfigError(f"{k} must be a table ([{k}])")
         for kk, vv in v.items():
             if kk not in SCHEMA[k]:
-                raise ConfigError(f"unknown key {k}.{kk} (allowed: {', '.join(SCHEMA[k])})")
+                raise ConfigError(f"unknown key {k}.{short(kk, 40, quote=False)} (allowed: {', '.join(SCHEMA[k])})")
             t, _, check = SCHEMA[k][kk]
             _check_value(f"{k}.{kk}", t, check, vv)
     for m in raw.get("record", {}).get("metrics", []):
         if m not in METRICS:
-            raise ConfigError(f"record.metrics: unknown metric {m!r} "
+            raise ConfigError(f"record.metrics: unknown metric {short(m)} "
                               f"(allowed: {', '.join(METRICS)})")
     for c in raw.get("record", {}).get("custom", []):
         if c.count(":") != 1:
-            raise ConfigError(f"record.custom: {c!r} must be 'module:function'")
+            raise ConfigError(f"record.custom: {short(c)} must be 'module:function'")
+    if _QUICK in raw:
+        try:
+            validate(apply_quick(raw))
+        except ConfigError as e:
+            raise ConfigError(f"quick: {e}") from None
     return raw
 
 
@@ -322,13 +348,35 @@ def _validate_sweep(sw) -> None:
             for i, v in enumerate(vals):
                 _check_value(f"{path}[{i}]", t, check, v)
             lengths.add(len(vals))
+        _no_duplicates(where, group)
         if len(lengths) > 1:
             raise ConfigError(f"{where}: zipped lists must have equal lengths, got "
                               f"{', '.join(f'{k}: {len(v)}' for k, v in group.items())}")
 
 
+def _no_duplicates(where: str, group: dict) -> None:
+    """Refuse repeated sweep points: they are one run, and a coordinate must be unique."""
+    def norm(v):
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+    raw_points = list(zip(*group.values()))
+    points = [repr(tuple(norm(v) for v in p)) for p in raw_points]
+    if len(set(points)) == len(points):
+        return
+    seen: dict[str, int] = {}
+    for p in points:
+        seen[p] = seen.get(p, 0) + 1
+    worst = max(seen, key=seen.__getitem__)
+    n = seen[worst]
+    first = raw_points[points.index(worst)]
+    rep = str(first[0]) if len(first) == 1 else "(" + ", ".join(map(str, first)) + ")"
+    raise ConfigError(f"{where}.{'/'.join(group)} repeats values ({short(rep, 40, quote=False)} appears {n} "
+                      f"times; {len(points)} values, {len(seen)} distinct): a repeated point is "
+                      f"the same run; list each value once")
+
+
 # ---------------------------------------------------------------------------------------------
-# Overrides (--set)
+# Overrides (--set) and the quick variant
 
 def _parse_value(text: str):
     try:
@@ -355,13 +403,99 @@ def apply_overrides(raw: dict, overrides: list[str] | dict) -> dict:
     return raw
 
 
+def _flatten_quick(table: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in table.items():
+        if isinstance(v, dict):
+            out.update(_flatten_quick(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def apply_quick(raw: dict) -> dict:
+    """The quick variant of a sweep: its ``[quick]`` table applied as overrides.
+
+    ``[quick]`` holds keys as ``--set`` takes them, as nested tables or aliases, e.g.::
+
+        [quick]
+        seeds = [0]                      # an axis alias: the values of the axis ``seed``
+        dynamics = { steps = 100 }       # the same as --set dynamics.steps=100
+        sweep.grid.alpha = [1e-2, 1e-3]
+
+    Returns the resolved config without the ``[quick]`` table. Raises :class:`ConfigError`
+    if the config has no ``[quick]`` table (``--quick`` must never be silently ignored).
+    """
+    if _QUICK not in raw:
+        raise ConfigError(f"experiment {short(raw.get('name'))} defines no quick variant (a "
+                          f"[quick] table of overrides); run it without --quick, or add one")
+    base = {k: v for k, v in raw.items() if k != _QUICK}
+    return apply_overrides(base, _flatten_quick(raw[_QUICK]))
+
+
+def dump_toml(raw: dict) -> str:
+    """TOML text of a config (tables, arrays of tables, scalars, lists); ``parse_config`` of
+    the result gives ``raw`` back. Used to store the configuration as run, overrides applied."""
+    def val(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)  # a JSON string is a valid TOML basic string
+        if isinstance(v, float):
+            return "inf" if v == math.inf else "-inf" if v == -math.inf else \
+                "nan" if v != v else repr(v)
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{key(k)} = {val(x)}" for k, x in v.items()) + " }"
+        raise ConfigError(f"cannot write {type(v).__name__} value {short(v)} as TOML")
+
+    def key(k: str) -> str:
+        return k if k and all(c.isalnum() or c in "-_" for c in k) else json.dumps(k)
+
+    lines: list[str] = []
+
+    def table(d: dict, path: list[str]) -> None:
+        scal = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        if path and (scal or not d):
+            lines.append(f"\n[{'.'.join(key(p) for p in path)}]")
+        lines.extend(f"{key(k)} = {val(v)}" for k, v in scal.items())
+        for k, v in d.items():
+            if isinstance(v, dict):
+                table(v, path + [k])
+
+    table(raw, [])
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def config_diff(old: dict, new: dict, limit: int = 12) -> list[str]:
+    """Lines ``key: old -> new`` for every dotted key whose value differs (at most ``limit``)."""
+    a, b = _flatten_quick(_jsonable(old)), _flatten_quick(_jsonable(new))
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k, _MISSING) != b.get(k, _MISSING):
+            out.append(f"{k}: {short(a.get(k, '(unset)'), 50)} -> {short(b.get(k, '(unset)'), 50)}")
+    if len(out) > limit:
+        out = out[:limit] + [f"... and {len(out) - limit} more"]
+    return out
+
+
+_MISSING = object()
+
+
+def _jsonable(d: dict) -> dict:
+    return json.loads(json.dumps(d, sort_keys=True, default=float))
+
+
 def _split(o: str) -> tuple[str, str]:
     if "=" not in o:
-        raise ConfigError(f"--set expects KEY=VALUE, got {o!r}")
+        raise ConfigError(f"--set expects KEY=VALUE, got {short(o)}")
     k, v = o.split("=", 1)
     k = k.strip()
     if not k:
-        raise ConfigError(f"--set expects KEY=VALUE, got {o!r}")
+        raise ConfigError(f"--set expects KEY=VALUE, got {short(o)}")
     return k, v.strip()
 
 
@@ -372,7 +506,7 @@ def _set(raw: dict, key: str, value) -> None:
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {key}: {p} is not a table")
+                raise ConfigError(f"--set {short(key, 40, quote=False)}: {short(p, 40, quote=False)} is not a table")
             node = nxt
         node[parts[-1]] = value
         return
@@ -396,7 +530,7 @@ def _set(raw: dict, key: str, value) -> None:
     if key in raw and key not in SCHEMA:
         raw[key] = value
         return
-    raise ConfigError(f"--set: unknown key {key!r}; use a dotted path (e.g. dynamics.t_max) or "
+    raise ConfigError(f"--set: unknown key {short(key, 40)}; use a dotted path (e.g. dynamics.t_max) or "
                       f"a sweep axis ({', '.join(sorted(ALIASES))})")
 
 
@@ -407,6 +541,34 @@ def _zip_list(sweep: dict) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------
 # Expansion
+
+_TYPE_NAMES = {_F: "float", _I: "int", _S: "string", _B: "bool", "shape": "[int, int]",
+               "floats": "list of floats", "strs": "list of strings"}
+
+
+def _check_text(check) -> str:
+    if check is None:
+        return ""
+    op = check[0]
+    if op == "choice":
+        return "one of " + ", ".join(f"`{c}`" for c in check[1])
+    if op in (">", ">="):
+        return f"{op} {check[1]:g}"
+    if op == "range":
+        return f"in ({check[1]:g}, {check[2]:g}]"
+    return f"{check[1]:,} to {check[2]:,}"
+
+
+def schema_table() -> str:
+    """The config schema (:data:`SCHEMA`) as a markdown table: key, type, default, allowed
+    values. The sweeps guide quotes it; a test checks that the two agree."""
+    rows = ["| key | type | default | allowed |", "|---|---|---|---|"]
+    for sec, keys in SCHEMA.items():
+        for k, (t, d, chk) in keys.items():
+            default = "unset" if d is None else f"`{json.dumps(d)}`"
+            rows.append(f"| `{sec}.{k}` | {_TYPE_NAMES[t]} | {default} | {_check_text(chk)} |")
+    return "\n".join(rows)
+
 
 def _defaults(raw: dict) -> dict:
     """The base config with every default filled in (no sweep)."""
@@ -460,6 +622,10 @@ def _check_run(cfg: dict, where: str) -> None:
     if p.get("spectrum") is not None and len(p["spectrum"]) != p["rank"]:
         raise ConfigError(f"{where}problem.spectrum has {len(p['spectrum'])} values, "
                           f"expected problem.rank={p['rank']}")
+    d = cfg["dynamics"]
+    if d["method"] == "flow" and d.get("t_min") is not None and not d["t_min"] < d["t_max"]:
+        raise ConfigError(f"{where}dynamics.t_min must be < dynamics.t_max={d['t_max']:g}, "
+                          f"got {d['t_min']:g}")
     if cfg["init"]["name"] == "perturbed_identity" and cfg["init"].get("beta") is None:
         raise ConfigError(f"{where}init.beta is required by init.name = 'perturbed_identity'")
 
@@ -495,7 +661,7 @@ def expand(raw: dict, code_version: str | None = None) -> Sweep:
     if len(set(names)) != len(names):
         raise ConfigError(f"sweep: two axes share the name {[n for n in names if names.count(n) > 1][0]!r}")
     sweep = Sweep(name=raw["name"], description=raw.get("description", ""), base=base,
-                  axes=axes, batch_size=int(sw.get("batch_size", 64)), raw=raw)
+                  axes=axes, batch_size=int(sw.get("batch_size", DEFAULT_BATCH)), raw=raw)
     for idx in itertools.product(*(range(len(a)) for a in axes)):
         cfg = copy.deepcopy(base)
         for a, i in zip(axes, idx):

@@ -42,7 +42,13 @@ class InProcessExecutor:
 
 
 class ProcessExecutor:
-    """Run chunks in ``workers`` local processes (``spawn``: JAX does not survive ``fork``)."""
+    """Run chunks in ``workers`` local processes (``spawn``: JAX does not survive ``fork``).
+
+    Leaving the ``with`` block on an exception (Ctrl-C, SIGTERM turned into an interrupt, a
+    lost worker) terminates the workers and reaps them: a pool shut down without waiting
+    would let the workers finish the chunks already queued to them and stay alive after the
+    command exits, racing a resumed run.
+    """
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or max(1, (os.cpu_count() or 2) // 2)
@@ -56,7 +62,12 @@ class ProcessExecutor:
         return self
 
     def __exit__(self, *exc):
-        self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+        if exc[0] is None:
+            self._pool.shutdown(wait=True)
+            return False
+        procs = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        _stop(procs)
         return False
 
     def map(self, fn, items):
@@ -74,6 +85,22 @@ class ProcessExecutor:
         finally:
             for f in futs:
                 f.cancel()
+
+
+def _stop(procs, grace: float = 2.0) -> None:
+    """SIGTERM the processes, wait up to ``grace`` seconds, SIGKILL the rest, reap all."""
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        with contextlib.suppress(Exception):
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
 
 
 class DaskExecutor:
@@ -164,50 +191,70 @@ def _progress(total: int, name: str, enabled: bool):
 def run_sweep(sweep: Sweep, out: str | os.PathLike, *, executor: str = "inprocess",
               workers: int | None = None, scheduler: str | None = None, verify: bool = True,
               progress: bool = True, config_text: str | None = None,
-              max_chunks: int | None = None) -> dict:
+              max_chunks: int | None = None, add: bool = False, quick: bool = False,
+              log: Callable[[str], None] | None = None) -> dict:
     """Run every unfinished run of ``sweep`` into the results folder ``out``.
 
-    Finished runs (a file with a valid checksum) are skipped; corrupt files are removed and
-    re-run; failed runs are retried. ``max_chunks`` stops after that many chunks (tests).
+    The folder must be new, empty, or hold this same sweep (it is then resumed); a folder of
+    another config is refused unless ``add`` (see :mod:`rankbias.experiments.folder`). The
+    folder is locked while the sweep runs (``.lock``; a second writer is refused).
+    Finished runs (a file that passes its checks) are skipped; corrupt files are removed and
+    re-run (``log`` says how many); a file that cannot be read raises :class:`StoreError`
+    and is kept; failed runs are retried. ``config_text`` is written as ``config.toml``
+    (default: the config as run, :func:`~rankbias.experiments.config.dump_toml`);
+    ``max_chunks`` stops after that many chunks (tests). ``log`` receives one-line messages
+    (the CLI prints them), e.g. ``"12 already done, 4 to run"``.
     Returns the store's status counts plus ``wall_time``.
     """
-    from ..store import Store, atomic_write_text, versions
+    from ..store import Store, StoreError, atomic_write_text, versions
+    from .config import dump_toml
+    from .folder import check_out, claim
 
-    store = Store(out)
-    store.create()
+    log = log or (lambda msg: None)
+    store = Store(check_out(out))
     man = manifest_for(sweep, versions())
-    old = None
-    with contextlib.suppress(Exception):
-        old = store.manifest()
-    if old is not None and old.get("scalar_metrics"):
-        man["scalar_metrics"] = sorted(set(man["scalar_metrics"]) | set(old["scalar_metrics"]))
-    store.write_manifest(man)
-    if config_text is not None:
-        atomic_write_text(Path(out) / "config.toml", config_text)
-    scan = store.scan()
-    done = set(scan.done)
-    if verify:
-        for k in list(done):
-            if not store.verify(k):
+    man["quick"] = bool(quick)
+    with store.lock(log):
+        store.create()
+        man = claim(store, man, add=add)
+        store.write_manifest(man)
+        atomic_write_text(Path(out) / "config.toml",
+                          config_text if config_text is not None else dump_toml(sweep.raw))
+        scan = store.scan()
+        keys = set(man["runs"])
+        done = set(scan.done) & keys
+        if verify:
+            bad = {k: store.check(k) for k in done}
+            unreadable = sorted(k for k, c in bad.items() if c == "unreadable")
+            if unreadable:
+                raise StoreError(f"{len(unreadable)} run file(s) cannot be read (e.g. "
+                                 f"{store.path(unreadable[0])}); they are kept: fix their "
+                                 f"permissions and run again")
+            corrupt = [k for k, c in bad.items() if c != "ok"]
+            for k in corrupt:
                 store.remove(k)
                 done.discard(k)
-    chunks = [c for c in plan_chunks(sweep) if not set(c.keys) <= done]
-    if max_chunks is not None:
-        chunks = chunks[:max_chunks]
-    total = len(set(sweep.runs[i].key for i in range(len(sweep.runs))))
-    t0 = time.perf_counter()
-    items = [(str(out), c, frozenset(k for k in c.keys if k in done)) for c in chunks]
-    lost = 0
-    with _progress(total, sweep.name, progress) as bar:
-        task = bar.add_task(sweep.name, total=total, completed=len(done & {r.key for r in sweep.runs}))
-        with make_executor(executor, workers=workers, scheduler=scheduler) as ex:
-            for i, res in ex.map(run_chunk, items):
-                chunk: Chunk = chunks[i]
-                if isinstance(res, Exception):
-                    lost += len(chunk)
-                    continue
-                bar.advance(task, sum(1 for k in chunk.keys if k not in items[i][2]))
-    _discover_metrics(store, man)
+            if corrupt:
+                log(f"removed {len(corrupt)} corrupt run file(s) (failed checksum or key "
+                    f"check); they are re-run")
+        total = len(keys)
+        log(f"{sweep.name}: {len(done)} already done, {total - len(done)} to run")
+        chunks = [c for c in plan_chunks(sweep) if not set(c.keys) <= done]
+        if max_chunks is not None:
+            chunks = chunks[:max_chunks]
+        t0 = time.perf_counter()
+        items = [(str(out), c, frozenset(k for k in c.keys if k in done)) for c in chunks]
+        lost = 0
+        with _progress(total, sweep.name, progress) as bar:
+            task = bar.add_task(sweep.name, total=total, completed=len(done))
+            with make_executor(executor, workers=workers, scheduler=scheduler) as ex:
+                for i, res in ex.map(run_chunk, items):
+                    chunk: Chunk = chunks[i]
+                    if isinstance(res, Exception):
+                        lost += len(chunk)
+                        continue
+                    bar.advance(task, sum(1 for k in chunk.keys if k not in items[i][2]))
+        _discover_metrics(store, man)
     st = store.status()
     st["wall_time"] = time.perf_counter() - t0
     st["lost_chunks_runs"] = lost

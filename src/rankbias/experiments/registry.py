@@ -14,16 +14,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, apply_overrides, expand, load_config, parse_config
+from .config import (ConfigError, apply_overrides, apply_quick, dump_toml, expand, load_config,
+                     parse_config, short)
 
 __all__ = ["Experiment", "CONFIG_DIR", "list_experiments", "resolve", "run_experiment",
-           "run_reproduction", "UnknownExperimentError"]
+           "run_reproduction", "UnknownExperimentError", "ReproductionError"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 class UnknownExperimentError(ConfigError):
     """No named experiment and no config file by that name."""
+
+
+class ReproductionError(RuntimeError):
+    """A reproduction's runner raised; the message names the experiment and the error."""
 
 
 @dataclass(frozen=True)
@@ -62,16 +67,20 @@ def resolve(name_or_path: str | os.PathLike, overrides: list[str] | None = None,
     """A config (validated, overrides applied) and its TOML text, from a name or a file."""
     s = str(name_or_path)
     p = Path(s)
-    if s.endswith(".toml") or p.exists():
+    try:
+        exists = p.exists()
+    except OSError:  # e.g. a name too long to be a path: then it is not a file
+        exists = False
+    if s.endswith(".toml") or exists:
         if not p.is_file():
-            raise UnknownExperimentError(f"config file not found: {s}")
+            raise UnknownExperimentError(f"config file not found: {short(s)}")
         text = p.read_text()
         raw = parse_config(text, source=s)
     else:
         known = {e.name: e for e in list_experiments(config_dir)}
         if s not in known:
             names = ", ".join(sorted(known)) or "(none)"
-            raise UnknownExperimentError(f"unknown experiment {s!r}; `rankbias list` shows the "
+            raise UnknownExperimentError(f"unknown experiment {short(s)}; `rankbias list` shows the "
                                          f"named experiments: {names}")
         text = known[s].path.read_text()
         raw = parse_config(text, source=str(known[s].path))
@@ -91,28 +100,47 @@ def _runner(spec: str):
 
 
 def run_reproduction(raw: dict, out: str | os.PathLike, *, quick: bool = False,
-                     config_text: str | None = None) -> dict:
+                     config_text: str | None = None, log=None) -> dict:
     """Call ``runner(out_dir, quick=quick, **params)`` and store its summary with the config
-    and versions in ``out/summary.json`` (``out/experiment.json`` marks the folder)."""
-    from ..store import Store, atomic_write_text, versions
+    and versions in ``out/summary.json`` (``out/experiment.json`` marks the folder).
 
-    store = Store(out)
-    store.create()
+    The folder is checked and locked as for a sweep (:func:`~rankbias.experiments.run_sweep`).
+    Raises :class:`ReproductionError` if the runner raises (no summary is written).
+    """
+    from ..store import Store, atomic_write_text, versions
+    from .folder import check_out, claim
+
+    store = Store(check_out(out))
     fn = _runner(raw["runner"])
     man = {"format": 1, "kind": "reproduction", "name": raw["name"],
            "description": raw.get("description", ""), "config": raw, "quick": quick,
            "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    store.write_manifest(man)
-    if config_text is not None:
-        atomic_write_text(Path(out) / "config.toml", config_text)
-    t0 = time.perf_counter()
-    result = fn(Path(out), quick=quick, **raw.get("params", {}))
-    wall = time.perf_counter() - t0
-    summary = {"name": raw["name"], "quick": quick, "wall_time": wall,
-               "results": result if isinstance(result, dict) else {"result": result},
-               "config": raw, "versions": man["versions"]}
-    atomic_write_text(Path(out) / "summary.json", json.dumps(summary, indent=1, default=_jd))
+    with store.lock(log):
+        store.create()
+        man = claim(store, man)
+        store.write_manifest(man)
+        atomic_write_text(Path(out) / "config.toml",
+                          config_text if config_text is not None else dump_toml(raw))
+        t0 = time.perf_counter()
+        try:
+            result = fn(Path(out), quick=quick, **raw.get("params", {}))
+        except (KeyboardInterrupt, OSError):
+            raise
+        except Exception as e:  # noqa: BLE001 - the runner's own failure, reported in one line
+            raise ReproductionError(f"reproduction {raw['name']!r} failed in {raw['runner']}: "
+                                    f"{type(e).__name__}: {_clip(str(e))} (set "
+                                    f"RANKBIAS_DEBUG=1 for the traceback)") from e
+        wall = time.perf_counter() - t0
+        summary = {"name": raw["name"], "quick": quick, "wall_time": wall,
+                   "results": result if isinstance(result, dict) else {"result": result},
+                   "config": raw, "versions": man["versions"]}
+        atomic_write_text(Path(out) / "summary.json", json.dumps(summary, indent=1, default=_jd))
     return summary
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())  # one line
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _jd(o):
@@ -125,15 +153,21 @@ def _jd(o):
 def run_experiment(name_or_path, out, *, overrides=None, quick: bool = False,
                    executor: str = "inprocess", workers: int | None = None,
                    scheduler: str | None = None, progress: bool = True,
-                   config_dir: Path | None = None) -> dict:
-    """Run a named experiment or a TOML config file into ``out``; returns a status summary."""
+                   config_dir: Path | None = None, add: bool = False, log=None) -> dict:
+    """Run a named experiment or a TOML config file into ``out``; returns a status summary.
+
+    ``overrides`` (``KEY=VALUE`` strings, as ``--set``) and, for a sweep, ``quick`` (its
+    ``[quick]`` table; a :class:`ConfigError` if it has none) are applied first; the folder
+    then records the config as run. ``add`` lets a sweep join a folder that holds another
+    config (both are recorded); ``log`` receives one-line progress messages.
+    """
     from .executors import run_sweep
 
-    raw, text = resolve(name_or_path, overrides, config_dir)
+    raw, _ = resolve(name_or_path, overrides, config_dir)
     if raw.get("kind") == "reproduction":
-        if overrides:
-            text = None
-        return run_reproduction(raw, out, quick=quick, config_text=text)
+        return run_reproduction(raw, out, quick=quick, log=log)
+    if quick:
+        raw = apply_quick(raw)
     sweep = expand(raw)
     return run_sweep(sweep, out, executor=executor, workers=workers, scheduler=scheduler,
-                     progress=progress, config_text=None if overrides else text)
+                     progress=progress, add=add, quick=quick, log=log)
