@@ -180,7 +180,7 @@ def _times(rec_steps, lr, schedule):
     return cum[rec_steps]
 
 
-def check_divergence(out, problem, model, what: str, lr: float, index=None) -> None:
+def check_divergence(out, problem, model, what: str, lr: float | None, index=None) -> None:
     """Raise :class:`DivergenceError` if the loop ``out`` stopped on divergence.
 
     ``what`` names the method in the message (``"gradient descent"``, ``"adam"``).
@@ -197,7 +197,8 @@ def check_divergence(out, problem, model, what: str, lr: float, index=None) -> N
         hint = None
     which = "" if index is None else f" (run {index} of the batch)"
     raise DivergenceError(
-        f"{what} diverged at step {step}{which}: loss = {loss:.4g} with lr = {lr:g}"
+        f"{what} diverged at step {step}{which}: loss = {loss:.4g}"
+        + ("" if lr is None else f" with lr = {lr:g}")
         + (f"; the local sharpness there allows lr < {hint:.3g} (2 / lambda_max of the "
            f"Hessian, with a margin)" if hint else ""),
         step=step, loss=loss, lr_hint=hint, index=index)
