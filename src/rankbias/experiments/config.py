@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..dynamics import SOLVERS
+from ..optimizers import OPTIMIZERS, check_hyperparams
 
 __all__ = ["ConfigError", "Axis", "Sweep", "RunSpec", "SCHEMA", "ALIASES", "load_config",
            "parse_config", "validate", "apply_overrides", "expand"]
@@ -37,6 +38,13 @@ _F = "float"
 _I = "int"
 _S = "str"
 _B = "bool"
+_OPTAX_KEYS: dict[str, tuple] = {
+    "optimizer": (_S, "group_rmsprop", ("choice", tuple(OPTIMIZERS))),
+    "batch_size": (_I, None, (">=", 1)),
+    "batch_seed": (_I, 0, (">=", 0)),
+    **{k: (_F, None, (">=", 0.0)) for k in sorted({h for o in OPTIMIZERS.values()
+                                                    for h in o.defaults})},
+}
 SCHEMA: dict[str, dict[str, tuple]] = {
     "problem": {
         "type": (_S, "completion", ("choice", ("completion", "sensing", "estimation"))),
@@ -63,7 +71,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "seed": (_I, 0, (">=", 0)),
     },
     "dynamics": {
-        "method": (_S, "flow", ("choice", ("flow", "gd"))),
+        "method": (_S, "flow", ("choice", ("flow", "gd", "optax"))),
         "t_max": (_F, 1e4, (">", 0.0)),
         "t_min": (_F, None, (">", 0.0)),
         "rtol": (_F, 1e-8, (">", 0.0)),
@@ -74,6 +82,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "lr": (_F, 0.01, (">", 0.0)),
         "steps": (_I, 1000, (">=", 1)),
         "n_save": (_I, 100, (">=", 2)),
+        # method = "optax" (rb.train): the optimizer, its hyper-parameters (None: its
+        # default), minibatch size (None: full batch) and minibatch seed.
+        **_OPTAX_KEYS,
     },
     "record": {
         "metrics": ("strs", ["loss", "grad_norm", "singular_values", "effective_rank",
@@ -93,6 +104,8 @@ ALIASES: dict[str, str] = {
     "measurements": "problem.measurements", "noise": "problem.noise", "rank": "problem.rank",
     "lr": "dynamics.lr", "t_max": "dynamics.t_max", "steps": "dynamics.steps",
     "init": "init.name",
+    "optimizer": "dynamics.optimizer", "batch_size": "dynamics.batch_size",
+    "batch_seed": "dynamics.batch_seed",
 }
 _SHORT = {v: k for k, v in reversed(list(ALIASES.items()))}
 _SHORT.update({"init.scale": "alpha", "init.seed": "seed", "problem.seed": "problem"})
@@ -438,6 +451,13 @@ def _normalise_run(cfg: dict) -> dict:
     else:
         for k in ("t_max", "t_min", "rtol", "atol", "solver", "gtol", "max_steps"):
             d.pop(k)
+    # optax keys only where used, so that flow and gd run keys are those of before
+    used = set(OPTIMIZERS[d["optimizer"]].defaults) if d["method"] == "optax" else set()
+    if d["method"] == "optax":
+        used |= {"optimizer", "batch_size"} | ({"batch_seed"} if d["batch_size"] else set())
+    for k in _OPTAX_KEYS:
+        if k not in used:
+            d.pop(k)
     if i["name"] != "perturbed_identity":
         i.pop("beta")
     if m["type"] == "symmetric":
@@ -460,6 +480,19 @@ def _check_run(cfg: dict, where: str) -> None:
     if p.get("spectrum") is not None and len(p["spectrum"]) != p["rank"]:
         raise ConfigError(f"{where}problem.spectrum has {len(p['spectrum'])} values, "
                           f"expected problem.rank={p['rank']}")
+    d = cfg["dynamics"]
+    if d["method"] == "optax":
+        hyper = {k: d[k] for k in OPTIMIZERS[d["optimizer"]].defaults if d.get(k) is not None}
+        try:
+            check_hyperparams(d["optimizer"], d["lr"], hyper)
+        except ValueError as e:
+            raise ConfigError(f"{where}dynamics: {e}") from None
+        for k in set(_OPTAX_KEYS) - set(OPTIMIZERS[d["optimizer"]].defaults) - {
+                "optimizer", "batch_size", "batch_seed"}:
+            if d.get(k) is not None:
+                raise ConfigError(f"{where}dynamics.{k} is not a hyper-parameter of "
+                                  f"dynamics.optimizer = {d['optimizer']!r} (it has: lr, "
+                                  f"{', '.join(OPTIMIZERS[d['optimizer']].defaults) or 'no other'})")
     if cfg["init"]["name"] == "perturbed_identity" and cfg["init"].get("beta") is None:
         raise ConfigError(f"{where}init.beta is required by init.name = 'perturbed_identity'")
 
