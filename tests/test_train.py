@@ -243,3 +243,17 @@ def test_bad_optax_config_names_the_key(line, words):
         ex.expand(ex.parse_config(text))
     for w in words:
         assert w in str(e.value)
+
+
+@pytest.mark.slow
+def test_optimizers_vs_flow_quick(tmp_path):
+    from rankbias.reproduce.optimizers import optimizers_vs_flow
+
+    out = optimizers_vs_flow(tmp_path, quick=True)
+    rows = {(r["scale"], r["optimizer"]): r for r in out["rows"]}
+    for a in (1e-3, 1e-6):
+        # GD lands closer to the flow's end point than momentum and Adam, and all fit the data
+        assert rows[(a, "GD")]["to_flow"] < rows[(a, "momentum 0.9")]["to_flow"]
+        assert rows[(a, "GD")]["to_flow"] < rows[(a, "Adam")]["to_flow"]
+        assert all(r["loss"] < 1e-5 for r in out["rows"] if r["scale"] == a)
+    assert (tmp_path / "optimizers-vs-flow.png").exists()
