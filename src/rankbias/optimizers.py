@@ -32,9 +32,9 @@ __all__ = ["group_rmsprop", "GroupRMSpropState", "OPTIMIZERS", "make_optimizer",
 
 
 class GroupRMSpropState(NamedTuple):
-    """``count``: steps taken ``k``; ``square_avg``: ``v_k``; ``step_size``: the last ``eta_k``."""
+    """``num_steps``: steps taken ``k``; ``square_avg``: ``v_k``; ``step_size``: the last ``eta_k``."""
 
-    count: jax.Array
+    num_steps: jax.Array
     square_avg: jax.Array
     step_size: jax.Array
 
@@ -79,8 +79,8 @@ def group_rmsprop(learning_rate: float | Callable = 1e-3, alpha: float = 0.99,
         del params
         sq = sum(jnp.sum(g * g) for g in jax.tree_util.tree_leaves(updates))
         v = alpha * state.square_avg + (1 - alpha) * sq
-        count = state.count + 1
-        lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+        count = state.num_steps + 1
+        lr = learning_rate(state.num_steps) if callable(learning_rate) else learning_rate
         eta = lr / (jnp.sqrt(v / (1 - alpha ** count)) + eps)
         return (jax.tree_util.tree_map(lambda g: -eta * g, updates),
                 GroupRMSpropState(count, v, jnp.asarray(eta, v.dtype)))

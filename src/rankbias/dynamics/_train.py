@@ -237,7 +237,7 @@ def _common_args(steps, n_save, divergence_factor, seed, save_at):
     return steps, save_steps(steps, n_save, save_at)
 
 
-def train(problem, model, params, optimizer="group_rmsprop", *, lr: float | None = None,
+def train(problem, model, params, optimizer, *, lr: float | None = None,
           steps: int, batch_size: int | None = None, seed: int = 0, n_save: int = 200,
           save_at=None, save_matrices: bool = False, divergence_factor: float = 1e8,
           dtype=None, **hyperparams):
@@ -305,7 +305,7 @@ def train(problem, model, params, optimizer="group_rmsprop", *, lr: float | None
     return _finish(out, rec_steps, problem, model, rule, info)
 
 
-def train_batch(problems, model, params_list: Sequence, optimizer="group_rmsprop", *,
+def train_batch(problems, model, params_list: Sequence, optimizer, *,
                 lr=None, steps: int, batch_size: int | None = None, seed=0, n_save: int = 200,
                 save_at=None, save_matrices: bool = False, divergence_factor: float = 1e8,
                 dtype=None, on_divergence: str = "raise", **hyperparams):
