@@ -10,6 +10,9 @@ _jax.config.update("jax_enable_x64", True)
 
 from . import baselines, dynamics, metrics, models, problems, theory  # noqa: E402
 from . import experiments  # noqa: E402  (xarray/dask load lazily)
+from . import optimizers  # noqa: E402
+from .dynamics import train, train_batch  # noqa: E402
+from .flow_distance import distance_to_flow  # noqa: E402
 from .dynamics import (DivergenceError, PrecisionWarning, ResolutionWarning, RKC,  # noqa: E402
                        gradient_descent, gradient_descent_batch, gradient_flow,
                        gradient_flow_batch, sharpness)
@@ -31,5 +34,6 @@ __all__ = [
     "gradient_flow", "gradient_flow_batch", "gradient_descent", "gradient_descent_batch",
     "DivergenceError", "PrecisionWarning", "ResolutionWarning", "RKC", "sharpness",
     "effective_rank", "singular_values", "Trajectory",
+    "train", "train_batch", "distance_to_flow", "optimizers",
     "theory", "early_stopping", "experiments", "glrl", "compare_with_glrl", "baselines",
 ]

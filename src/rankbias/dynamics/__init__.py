@@ -2,6 +2,7 @@
 
 * :func:`gradient_descent`, :func:`gradient_descent_batch` (``_gd.py``)
 * :func:`gradient_flow`, :func:`gradient_flow_batch` (``_flow.py``)
+* :func:`train`, :func:`train_batch`: optax optimizers on the GD engine (``_train.py``)
 * :class:`RKC`, the stiff-capable stabilised explicit solver (``_rkc.py``)
 """
 
@@ -9,7 +10,8 @@ from ._common import PrecisionWarning, ResolutionWarning
 from ._flow import SOLVERS, gradient_flow, gradient_flow_batch, save_times
 from ._gd import DivergenceError, gradient_descent, gradient_descent_batch, save_steps, sharpness
 from ._rkc import RKC
+from ._train import train, train_batch
 
 __all__ = ["gradient_flow", "gradient_flow_batch", "gradient_descent", "gradient_descent_batch",
            "DivergenceError", "PrecisionWarning", "ResolutionWarning", "RKC", "SOLVERS",
-           "save_times", "save_steps", "sharpness"]
+           "save_times", "save_steps", "sharpness", "train", "train_batch"]

@@ -4,10 +4,14 @@ All factors are updated at once (vanilla GD, as in Chou et al.). The loop is a `
 over the recording points with a ``lax.while_loop`` between them that stops the moment the
 loss is non-finite or has grown by ``divergence_factor``; the Python side then raises a
 :class:`DivergenceError` naming the step, the loss and a stable step size.
+
+The loop (:func:`_run`) is shared with :func:`rankbias.train` (optax optimizers): it is
+parameterized by a static step *rule* (``_GDConfig.rule``); plain GD is ``_GDRule``.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,9 +41,32 @@ _CHUNK = 8
 
 @dataclass(frozen=True)
 class _GDConfig:
+    """Static options of the loop; ``rule`` is the update (hashable: it keys the compile cache).
+
+    A rule has ``init(params, hyper) -> state`` and
+    ``step(problem, model, params, state, k, hyper) -> (f, new_params, new_state, eff)``: the
+    loss at ``params`` (what divergence is judged on), the next iterate, and the effective
+    step size of this step (``nan`` where none is defined), summed into the recorded time.
+    """
+
     divergence_factor: float
     save_matrices: bool
+    rule: object
+
+
+@dataclass(frozen=True)
+class _GDRule:
+    """``params - lr * s(k) * grad L(params)``; ``hyper = {"lr": lr}``."""
+
     schedule: Callable | None
+
+    def init(self, params, hyper):
+        return ()
+
+    def step(self, problem, model, params, state, k, hyper):
+        lr = hyper["lr"] if self.schedule is None else hyper["lr"] * self.schedule(k)
+        f, g, _ = model.loss_and_grad(problem, params)
+        return f, jax.tree_util.tree_map(lambda p, gp: p - lr * gp, params, g), state, lr
 
 
 def save_steps(steps: int, n_save: int, extra=None) -> np.ndarray:
@@ -78,23 +105,30 @@ def sharpness(problem, model, params, iters: int = 100) -> float:
     return float(abs(run(y)))
 
 
-def _run(problem, params, rec_steps, lr, model, cfg: _GDConfig):
-    """Core loop. Returns records at ``rec_steps`` and the divergence status."""
+def _run(problem, params, rec_steps, hyper, model, cfg: _GDConfig):
+    """Core loop of every step rule. Returns records at ``rec_steps`` (with the summed
+    effective step size ``time``) and the divergence status."""
     f0 = problem.loss(model.product(params))
     limit = cfg.divergence_factor * jnp.maximum(f0, 1e-12)
-
-    def lr_at(k):
-        return lr if cfg.schedule is None else lr * cfg.schedule(k)
+    rule = cfg.rule
 
     def one_step(c):
-        params, k, bad, bad_step, bad_loss = c
-        f, g, _ = model.loss_and_grad(problem, params)
+        params, state, k, bad, bad_step, bad_loss, t, tc = c
+        f, new, new_state, eff = rule.step(problem, model, params, state, k, hyper)
         diverged = ~bad & (~jnp.isfinite(f) | (f > limit))
-        new = jax.tree_util.tree_map(lambda p, gp: p - lr_at(k) * gp, params, g)
         stop = bad | diverged
-        params = jax.tree_util.tree_map(lambda n, p: jnp.where(stop, p, n), new, params)
-        return (params, jnp.where(stop, k, k + 1), stop,
-                jnp.where(diverged, k, bad_step), jnp.where(diverged, f, bad_loss))
+        keep = functools.partial(jax.tree_util.tree_map, lambda n, p: jnp.where(stop, p, n))
+        # Kahan-compensated sum: a constant step summed 10^6 times stays within an ulp of k * lr.
+        y = jnp.where(stop, 0.0, eff) - tc
+        s = t + y
+        return (keep(new, params), keep(new_state, state), jnp.where(stop, k, k + 1), stop,
+                jnp.where(diverged, k, bad_step), jnp.where(diverged, f, bad_loss),
+                s, (s - t) - y)
+
+    def rec(carry):
+        out = record(problem, model, carry[0], cfg.save_matrices)
+        out["time"] = carry[6]
+        return out
 
     def segment(carry, end):
         # Long stretches run in unrolled chunks of _CHUNK steps: one loop iteration (and, on a
@@ -102,25 +136,28 @@ def _run(problem, params, rec_steps, lr, model, cfg: _GDConfig):
         def chunk(c):
             return jax.lax.fori_loop(0, _CHUNK, lambda _, c: one_step(c), c, unroll=True)
 
-        carry = jax.lax.while_loop(lambda c: (c[1] + _CHUNK <= end) & ~c[2], chunk, carry)
-        carry = jax.lax.while_loop(lambda c: (c[1] < end) & ~c[2], one_step, carry)
-        return carry, record(problem, model, carry[0], cfg.save_matrices)
+        carry = jax.lax.while_loop(lambda c: (c[2] + _CHUNK <= end) & ~c[3], chunk, carry)
+        carry = jax.lax.while_loop(lambda c: (c[2] < end) & ~c[3], one_step, carry)
+        return carry, rec(carry)
 
-    rec0 = record(problem, model, params, cfg.save_matrices)
-    init = (params, jnp.zeros((), jnp.int64), jnp.array(False), jnp.zeros((), jnp.int64),
-            jnp.zeros((), f0.dtype))
-    (params, k, bad, bad_step, bad_loss), recs = jax.lax.scan(segment, init, rec_steps[1:])
+    zero = jnp.zeros((), f0.dtype)
+    init = (params, rule.init(params, hyper), jnp.zeros((), jnp.int64), jnp.array(False),
+            jnp.zeros((), jnp.int64), zero, zero, zero)
+    rec0 = rec(init)
+    (params, state, k, bad, bad_step, bad_loss, _, _), recs = jax.lax.scan(segment, init,
+                                                                          rec_steps[1:])
     recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
-    return dict(recs=recs, params=params, k=k, bad=bad, bad_step=bad_step, bad_loss=bad_loss)
+    return dict(recs=recs, params=params, state=state, k=k, bad=bad, bad_step=bad_step,
+                bad_loss=bad_loss)
 
 
 _run_jit = eqx.filter_jit(_run)
 
 
 @eqx.filter_jit
-def _run_batched(problem, params, rec_steps, lr, model, cfg, p_axis, lr_axis):
-    return batch_apply(lambda p, x, e: _run(p, x, rec_steps, e, model, cfg),
-                       (p_axis, 0, lr_axis), (problem, params, lr), cpu_vmap=True)
+def _run_batched(problem, params, rec_steps, hyper, model, cfg, p_axis, h_axes):
+    return batch_apply(lambda p, x, h: _run(p, x, rec_steps, h, model, cfg),
+                       (p_axis, 0, h_axes), (problem, params, hyper), cpu_vmap=True)
 
 
 def _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule):
@@ -143,23 +180,33 @@ def _times(rec_steps, lr, schedule):
     return cum[rec_steps]
 
 
-def _finish(out, rec_steps, lr, problem, model, cfg, info, index=None):
-    if bool(out["bad"]):
-        step, loss = int(out["bad_step"]), float(out["bad_loss"])
-        # The parameters were frozen at the last finite iterate before the bad step.
+def check_divergence(out, problem, model, what: str, lr: float | None, index=None) -> None:
+    """Raise :class:`DivergenceError` if the loop ``out`` stopped on divergence.
+
+    ``what`` names the method in the message (``"gradient descent"``, ``"adam"``).
+    """
+    if not bool(out["bad"]):
+        return
+    step, loss = int(out["bad_step"]), float(out["bad_loss"])
+    # The parameters were frozen at the last finite iterate before the bad step.
+    hint = None
+    try:
+        s = sharpness(problem, model, out["params"])
+        hint = 1.9 / s if s > 0 else None
+    except Exception:  # pragma: no cover - the hint is best effort
         hint = None
-        try:
-            s = sharpness(problem, model, out["params"])
-            hint = 1.9 / s if s > 0 else None
-        except Exception:  # pragma: no cover - the hint is best effort
-            hint = None
-        which = "" if index is None else f" (run {index} of the batch)"
-        raise DivergenceError(
-            f"gradient descent diverged at step {step}{which}: loss = {loss:.4g} with lr = {lr:g}"
-            + (f"; the local sharpness there allows lr < {hint:.3g} (2 / lambda_max of the "
-               f"Hessian, with a margin)" if hint else ""),
-            step=step, loss=loss, lr_hint=hint, index=index)
-    times = _times(rec_steps, lr, cfg.schedule)
+    which = "" if index is None else f" (run {index} of the batch)"
+    raise DivergenceError(
+        f"{what} diverged at step {step}{which}: loss = {loss:.4g}"
+        + ("" if lr is None else f" with lr = {lr:g}")
+        + (f"; the local sharpness there allows lr < {hint:.3g} (2 / lambda_max of the "
+           f"Hessian, with a margin)" if hint else ""),
+        step=step, loss=loss, lr_hint=hint, index=index)
+
+
+def _finish(out, rec_steps, lr, problem, model, cfg, info, index=None):
+    check_divergence(out, problem, model, "gradient descent", lr, index)
+    times = _times(rec_steps, lr, cfg.rule.schedule)
     info = dict(method="gradient_descent", lr=float(lr), steps=int(rec_steps[-1]),
                 status="completed", **info)
     return build_trajectory(out["recs"], times, out["params"], model, info, steps=rec_steps)
@@ -188,11 +235,11 @@ def gradient_descent(problem, model, params, lr: float, steps: int, *, n_save: i
     if np.ndim(lr) != 0:
         raise ValueError("`lr` must be a scalar; use gradient_descent_batch for several")
     problem, params, dtype = check_run(problem, model, params, dtype)
-    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), lr_schedule)
+    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), _GDRule(lr_schedule))
     rec_steps = save_steps(steps, n_save, save_at)
     t0 = time.perf_counter()
     out = jax.block_until_ready(_run_jit(problem, params, jnp.asarray(rec_steps),
-                                         jnp.asarray(lr, dtype), model, cfg))
+                                         {"lr": jnp.asarray(lr, dtype)}, model, cfg))
     wall = time.perf_counter() - t0
     return _finish(out, rec_steps, float(lr), problem, model, cfg,
                    dict(wall_time=wall, dtype=str(jnp.dtype(dtype))))
@@ -216,11 +263,12 @@ def gradient_descent_batch(problems, model, params_list, lr, steps: int, *, n_sa
     if lrs.ndim == 1 and lrs.shape[0] != B:
         raise ValueError(f"`lr` must be a scalar or hold {B} values, got {lrs.shape[0]}")
     lr_axis = None if lrs.ndim == 0 else 0
-    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), lr_schedule)
+    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), _GDRule(lr_schedule))
     rec_steps = save_steps(steps, n_save, save_at)
     t0 = time.perf_counter()
     out = jax.block_until_ready(_run_batched(problem, params, jnp.asarray(rec_steps),
-                                             jnp.asarray(lrs, dtype), model, cfg, p_axis, lr_axis))
+                                             {"lr": jnp.asarray(lrs, dtype)}, model, cfg, p_axis,
+                                             {"lr": lr_axis}))
     wall = time.perf_counter() - t0
     result = []
     for i in range(B):

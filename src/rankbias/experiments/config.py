@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..dynamics import SOLVERS
+from ..optimizers import OPTIMIZERS, check_hyperparams
 
 __all__ = ["ConfigError", "Axis", "Sweep", "RunSpec", "SCHEMA", "ALIASES", "load_config",
            "parse_config", "validate", "apply_overrides", "apply_quick", "expand", "dump_toml",
@@ -39,6 +40,13 @@ _F = "float"
 _I = "int"
 _S = "str"
 _B = "bool"
+_OPTAX_KEYS: dict[str, tuple] = {
+    "optimizer": (_S, "group_rmsprop", ("choice", tuple(OPTIMIZERS))),
+    "batch_size": (_I, None, (">=", 1)),
+    "batch_seed": (_I, 0, (">=", 0)),
+    **{k: (_F, None, (">=", 0.0)) for k in sorted({h for o in OPTIMIZERS.values()
+                                                    for h in o.defaults})},
+}
 SCHEMA: dict[str, dict[str, tuple]] = {
     "problem": {
         "type": (_S, "completion", ("choice", ("completion", "sensing", "estimation"))),
@@ -65,7 +73,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "seed": (_I, 0, (">=", 0)),
     },
     "dynamics": {
-        "method": (_S, "flow", ("choice", ("flow", "gd"))),
+        "method": (_S, "flow", ("choice", ("flow", "gd", "optax"))),
         "t_max": (_F, 1e4, (">", 0.0)),
         "t_min": (_F, None, (">", 0.0)),
         "rtol": (_F, 1e-8, (">", 0.0)),
@@ -76,6 +84,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "lr": (_F, 0.01, (">", 0.0)),
         "steps": (_I, 1000, (">=", 1)),
         "n_save": (_I, 100, ("between", 2, 100_000)),  # records per run: bounded memory
+        # method = "optax" (rb.train): the optimizer, its hyper-parameters (None: its
+        # default), minibatch size (None: full batch) and minibatch seed.
+        **_OPTAX_KEYS,
     },
     "record": {
         "metrics": ("strs", ["loss", "grad_norm", "singular_values", "effective_rank",
@@ -95,6 +106,8 @@ ALIASES: dict[str, str] = {
     "measurements": "problem.measurements", "noise": "problem.noise", "rank": "problem.rank",
     "lr": "dynamics.lr", "t_max": "dynamics.t_max", "steps": "dynamics.steps",
     "init": "init.name",
+    "optimizer": "dynamics.optimizer", "batch_size": "dynamics.batch_size",
+    "batch_seed": "dynamics.batch_seed",
 }
 _SHORT = {v: k for k, v in reversed(list(ALIASES.items()))}
 _SHORT.update({"init.scale": "alpha", "init.seed": "seed", "problem.seed": "problem"})
@@ -600,6 +613,13 @@ def _normalise_run(cfg: dict) -> dict:
     else:
         for k in ("t_max", "t_min", "rtol", "atol", "solver", "gtol", "max_steps"):
             d.pop(k)
+    # optax keys only where used, so that flow and gd run keys are those of before
+    used = set(OPTIMIZERS[d["optimizer"]].defaults) if d["method"] == "optax" else set()
+    if d["method"] == "optax":
+        used |= {"optimizer", "batch_size"} | ({"batch_seed"} if d["batch_size"] else set())
+    for k in _OPTAX_KEYS:
+        if k not in used:
+            d.pop(k)
     if i["name"] != "perturbed_identity":
         i.pop("beta")
     if m["type"] == "symmetric":
@@ -626,6 +646,18 @@ def _check_run(cfg: dict, where: str) -> None:
     if d["method"] == "flow" and d.get("t_min") is not None and not d["t_min"] < d["t_max"]:
         raise ConfigError(f"{where}dynamics.t_min must be < dynamics.t_max={d['t_max']:g}, "
                           f"got {d['t_min']:g}")
+    if d["method"] == "optax":
+        hyper = {k: d[k] for k in OPTIMIZERS[d["optimizer"]].defaults if d.get(k) is not None}
+        try:
+            check_hyperparams(d["optimizer"], d["lr"], hyper)
+        except ValueError as e:
+            raise ConfigError(f"{where}dynamics: {e}") from None
+        for k in set(_OPTAX_KEYS) - set(OPTIMIZERS[d["optimizer"]].defaults) - {
+                "optimizer", "batch_size", "batch_seed"}:
+            if d.get(k) is not None:
+                raise ConfigError(f"{where}dynamics.{k} is not a hyper-parameter of "
+                                  f"dynamics.optimizer = {d['optimizer']!r} (it has: lr, "
+                                  f"{', '.join(OPTIMIZERS[d['optimizer']].defaults) or 'no other'})")
     if cfg["init"]["name"] == "perturbed_identity" and cfg["init"].get("beta") is None:
         raise ConfigError(f"{where}init.beta is required by init.name = 'perturbed_identity'")
 

@@ -89,7 +89,7 @@ def _group_key(cfg: dict) -> str:
 
     prob = build_problem(cfg)
     leaves = [(tuple(x.shape), str(x.dtype)) for x in jax.tree_util.tree_leaves(prob)]
-    dyn = {k: v for k, v in cfg["dynamics"].items() if k != "lr"}
+    dyn = {k: v for k, v in cfg["dynamics"].items() if k not in ("lr", "batch_seed")}
     return _canon({"model": cfg["model"], "dyn": dyn, "rec": cfg["record"],
                    "ptype": type(prob).__name__, "shape": cfg["problem"]["shape"],
                    "leaves": str(leaves)})
@@ -169,6 +169,15 @@ def _run_batch(configs, save_matrices: bool):
         return rb.gradient_flow_batch(problems, model, params, save_matrices=save_matrices,
                                       **_dyn_kwargs(d)), probs
     lrs = [c["dynamics"]["lr"] for c in configs]
+    if d["method"] == "optax":
+        from ..optimizers import OPTIMIZERS
+
+        hyper = {k: d[k] for k in OPTIMIZERS[d["optimizer"]].defaults if d.get(k) is not None}
+        return rb.train_batch(problems, model, params, d["optimizer"], lr=lrs,
+                              batch_size=d["batch_size"],
+                              seed=[c["dynamics"].get("batch_seed", 0) for c in configs],
+                              save_matrices=save_matrices, on_divergence="return",
+                              **hyper, **_dyn_kwargs(d)), probs
     return rb.gradient_descent_batch(problems, model, params, lrs, save_matrices=save_matrices,
                                      on_divergence="return", **_dyn_kwargs(d)), probs
 

@@ -1,0 +1,374 @@
+r"""Training with optax optimizers (and GroupRMSprop) on the gradient-descent engine.
+
+``params_{k+1} = params_k + u_k`` with ``(u_k, s_{k+1}) = tx.update(g_k, s_k, params_k)`` for
+an optax ``GradientTransformation`` ``tx``; ``g_k`` is the full gradient or, with
+``batch_size``, an unbiased minibatch estimate of it. The loop, the recording and the
+divergence test are those of :func:`rankbias.gradient_descent` (``_gd._run``); only the step
+rule differs (:class:`_OptaxRule`).
+
+Time axis (``Trajectory.times``): the sum of effective step sizes ``sum_k eta_k`` where the
+optimizer has one (``info["time_axis"] == "effective"``): ``sgd`` (``eta_k = lr``),
+``group_rmsprop`` (its adaptive ``eta_k``), ``momentum``/``nesterov`` (the step a constant
+gradient would receive, ``lr (1 - b^(k+1)) / (1 - b)``, resp.
+``lr (1 + b (1 - b^(k+1)) / (1 - b))``). Otherwise (``adam``, ``rmsprop``, any transform or
+factory passed in) ``times`` is the step index (``info["time_axis"] == "step"``).
+``Trajectory.steps`` is the step index in every case.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .._validation import check_int, check_positive
+from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
+from ..problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
+from ._common import build_trajectory, check_run, index_tree, prepare_batch
+from ._gd import DivergenceError, _GDConfig, _run_batched, _run_jit, check_divergence, save_steps
+
+__all__ = ["train", "train_batch"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Minibatches: the loss restricted to a uniform sample of observed entries / measurements,
+# rescaled so that the loss and its gradient are unbiased estimates of the full ones.
+
+class _EntryBatch(Problem):
+    """``f_B(W) = 1/2 * scale * sum_{b in B} (W[r_b, c_b] - v_b)^2``."""
+
+    rows: jax.Array
+    cols: jax.Array
+    values: jax.Array
+    scale: jax.Array
+
+    def __init__(self, shape, rows, cols, values, scale):
+        self.shape, self.rows, self.cols, self.values, self.scale = shape, rows, cols, values, scale
+
+    def loss_and_grad(self, W):
+        r = W[self.rows, self.cols] - self.values
+        g = jnp.zeros(self.shape, W.dtype).at[self.rows, self.cols].add(self.scale * r)
+        return 0.5 * self.scale * jnp.sum(r * r), g
+
+    def loss(self, W):
+        return self.loss_and_grad(W)[0]
+
+
+class _MeasurementBatch(Problem):
+    """``f_B(W) = 1/(2 |B|) * sum_{b in B} (<A_b, W> - y_b)^2``."""
+
+    A: jax.Array
+    y: jax.Array
+
+    def __init__(self, shape, A, y):
+        self.shape, self.A, self.y = shape, A, y
+
+    def loss_and_grad(self, W):
+        r = jnp.tensordot(self.A, W, axes=([1, 2], [0, 1])) - self.y
+        return 0.5 * jnp.mean(r * r), jnp.tensordot(r, self.A, axes=(0, 0)) / r.shape[0]
+
+    def loss(self, W):
+        return self.loss_and_grad(W)[0]
+
+
+def batch_population(problem) -> int:
+    """How many items a minibatch samples from: observed entries, measurements or entries."""
+    if isinstance(problem, MatrixCompletion):
+        return problem.num_observed
+    if isinstance(problem, MatrixSensing):
+        return problem.num_measurements
+    if isinstance(problem, MatrixEstimation):
+        return int(problem.shape[0] * problem.shape[1])
+    raise ValueError(f"`batch_size` needs a MatrixCompletion, MatrixSensing or MatrixEstimation "
+                     f"problem (entries or measurements to sample), got {type(problem).__name__}")
+
+
+def batch_indices(seed, k, population: int, batch_size: int):
+    """The ``batch_size`` distinct items of step ``k``: uniform without replacement, from
+    ``fold_in(PRNGKey(seed), k)`` (the same in a vmapped batch as alone)."""
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), k)
+    return jax.random.choice(key, population, (batch_size,), replace=False)
+
+
+def minibatch(problem, idx):
+    """The minibatch loss of ``problem`` on the items ``idx`` (see :func:`batch_population`)."""
+    B = idx.shape[0]
+    if isinstance(problem, MatrixCompletion):
+        N = problem.rows.shape[0]
+        return _EntryBatch(problem.shape, problem.rows[idx], problem.cols[idx],
+                           problem.values[idx], problem.weight * (N / B))
+    if isinstance(problem, MatrixSensing):
+        return _MeasurementBatch(problem.shape, problem.A[idx], problem.y[idx])
+    m, n = problem.shape
+    rows, cols = idx // n, idx % n
+    return _EntryBatch(problem.shape, rows, cols, problem.Y[rows, cols],
+                       jnp.asarray(m * n / B, problem.Y.dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# The step rule
+
+@dataclass(frozen=True)
+class _OptaxRule:
+    """One optax step. Exactly one of ``name`` (a named optimizer, built inside the trace from
+    the traced ``hyper``), ``tx`` (a transform, static) or ``factory`` (called with
+    ``learning_rate=hyper["lr"]`` and the other hyper-parameters, inside the trace) is set.
+    Static fields key the compile cache; ``hyper`` (lr, hyper-parameters, seed) is traced."""
+
+    name: str | None
+    tx: optax.GradientTransformation | None
+    factory: Callable | None
+    batch_size: int | None
+    population: int | None
+
+    def transform(self, hyper) -> optax.GradientTransformation:
+        if self.tx is not None:
+            return self.tx
+        h = {k: v for k, v in hyper.items() if k != "seed"}
+        if self.factory is not None:
+            return self.factory(learning_rate=h.pop("lr"), **h)
+        return make_optimizer(self.name, h)
+
+    def init(self, params, hyper):
+        return self.transform(hyper).init(params)
+
+    def step(self, problem, model, params, state, k, hyper):
+        if self.batch_size is not None:
+            problem = minibatch(problem, batch_indices(hyper["seed"], k, self.population,
+                                                       self.batch_size))
+        f, g, _ = model.loss_and_grad(problem, params)
+        updates, state = self.transform(hyper).update(g, state, params)
+        eff = (jnp.nan if self.name is None or OPTIMIZERS[self.name].effective is None
+               else OPTIMIZERS[self.name].effective(state, hyper, k))
+        return f, optax.apply_updates(params, updates), state, jnp.asarray(eff, f.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation at the boundary
+
+def _resolve_optimizer(optimizer, lr, hyperparams: dict):
+    """(kind, static object, numeric hyper-parameters) for ``optimizer``; raises naming it."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        if lr is not None or hyperparams:
+            given = ", ".join(["lr"] * (lr is not None) + sorted(hyperparams))
+            raise ValueError(f"`optimizer` is an optax GradientTransformation, which fixes its "
+                             f"own hyper-parameters; got {given} as well. Pass a name (e.g. "
+                             f"'adam') or a factory (e.g. optax.adam) to set them here")
+        return "tx", optimizer, {}
+    if isinstance(optimizer, str):
+        return "name", optimizer, check_hyperparams(optimizer, _scalar_or_first(lr),
+                                                    {k: _scalar_or_first(v)
+                                                     for k, v in hyperparams.items()})
+    if callable(optimizer):
+        if lr is None:
+            raise ValueError(f"`optimizer` {getattr(optimizer, '__name__', optimizer)!r} is a "
+                             f"factory, called as optimizer(learning_rate=lr, ...); `lr` is "
+                             f"required, got None")
+        for k, v in hyperparams.items():
+            for x in np.atleast_1d(np.asarray(v, dtype=object)):
+                if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                    raise ValueError(f"hyper-parameter `{k}` must be a finite number, got {v!r}")
+        return "factory", optimizer, {}
+    raise TypeError(f"`optimizer` must be an optax GradientTransformation, a factory such as "
+                    f"optax.adam, or one of {', '.join(map(repr, OPTIMIZERS))}; got "
+                    f"{type(optimizer).__name__}")
+
+
+def _scalar_or_first(v):
+    return v if np.ndim(v) == 0 else np.asarray(v).ravel()[0]
+
+
+def _rule(kind, obj, batch_size, problem) -> _OptaxRule:
+    pop = None
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        pop = batch_population(problem)
+        if batch_size > pop:
+            raise ValueError(f"`batch_size` must be <= {pop} (the items a minibatch samples "
+                             f"from), got {batch_size}")
+    return _OptaxRule(obj if kind == "name" else None, obj if kind == "tx" else None,
+                      obj if kind == "factory" else None, batch_size, pop)
+
+
+def _label(optimizer) -> str:
+    if isinstance(optimizer, str):
+        return optimizer
+    if isinstance(optimizer, optax.GradientTransformation):
+        return "optax transform"
+    return getattr(optimizer, "__name__", type(optimizer).__name__)
+
+
+def _finish(out, rec_steps, problem, model, rule, info, index=None) -> object:
+    label = info["optimizer"]
+    check_divergence(out, problem, model, f"training with {label}", info.get("lr"), index)
+    effective = rule.name is not None and OPTIMIZERS[rule.name].effective is not None
+    times = (np.asarray(out["recs"]["time"], dtype=np.float64) if effective
+             else rec_steps.astype(np.float64))
+    info = dict(info, time_axis="effective" if effective else "step", steps=int(rec_steps[-1]),
+                status="completed")
+    return build_trajectory(out["recs"], times, out["params"], model, info, steps=rec_steps)
+
+
+def _hyper_tree(values: dict, B: int | None, dtype):
+    """Traced hyper-parameters, each a scalar or (batch) one per run; returns (tree, axes)."""
+    tree, axes = {}, {}
+    for k, v in values.items():
+        a = np.asarray(v)
+        if a.ndim > 1 or (a.ndim == 1 and (B is None or a.shape[0] != B)):
+            want = "a scalar" if B is None else f"a scalar or {B} values (one per run)"
+            raise ValueError(f"`{k}` must be {want}, got shape {a.shape}")
+        tree[k] = jnp.asarray(a, jnp.int64 if k == "seed" else dtype)
+        axes[k] = None if a.ndim == 0 else 0
+    return tree, axes
+
+
+def _common_args(steps, n_save, divergence_factor, seed, save_at):
+    steps = check_int(steps, "steps", minimum=0)
+    check_int(n_save, "n_save", minimum=2)
+    check_positive(divergence_factor, "divergence_factor")
+    for s in np.atleast_1d(np.asarray(seed)).ravel():
+        check_int(s, "seed", minimum=0)
+    return steps, save_steps(steps, n_save, save_at)
+
+
+def train(problem, model, params, optimizer, *, lr: float | None = None,
+          steps: int, batch_size: int | None = None, seed: int = 0, n_save: int = 200,
+          save_at=None, save_matrices: bool = False, divergence_factor: float = 1e8,
+          dtype=None, **hyperparams):
+    r"""Train ``params`` with an optax optimizer for ``steps`` steps.
+
+    ``params_{k+1} = params_k + u_k``, ``(u_k, s_{k+1}) = tx.update(g_k, s_k, params_k)``,
+    ``g_k = grad L(params_k)`` (``L = f(W_L ... W_1)``, factor shapes as ``model``), or with
+    ``batch_size = B`` the gradient of the minibatch loss: ``B`` of the ``N`` observed entries
+    (completion, loss scaled by ``N / B``), measurements (sensing, mean over the ``B``) or
+    entries (estimation), drawn uniformly without replacement at every step from
+    ``fold_in(PRNGKey(seed), k)``, so a run is reproducible from ``seed`` and identical alone
+    and inside :func:`train_batch`.
+
+    Parameters
+    ----------
+    optimizer: a name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``, ``"rmsprop"``,
+        ``"group_rmsprop"``; :data:`rankbias.optimizers.OPTIMIZERS`) used with ``lr`` and its
+        hyper-parameters as keywords (``momentum=0.9``, ``b1``, ``b2``, ``eps``, ``decay``,
+        ``alpha``); an optax ``GradientTransformation`` (``optax.adam(1e-3)``, used as is:
+        ``lr`` must be None); or a factory called as ``optimizer(learning_rate=lr,
+        **hyperparams)`` (``optax.adam``). Names and factories are built inside the compiled
+        loop from traced values: changing ``lr``, a hyper-parameter, ``steps`` or ``seed``
+        does not recompile. A transform object is static: a new object compiles anew.
+    lr: learning rate (required for names and factories).
+    steps: number of steps.
+    batch_size, seed: minibatch size (None: full batch) and its random seed.
+    n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``.
+    save_matrices: also keep ``W`` at each record.
+    divergence_factor: the run counts as diverged when the (minibatch) loss is non-finite or
+        exceeds ``divergence_factor * max(f(W(0)), 1e-12)``.
+
+    Returns
+    -------
+    :class:`Trajectory`: ``steps`` the step index; ``times`` the effective time
+    ``sum_k eta_k`` where the optimizer defines one (``info["time_axis"] = "effective"``:
+    sgd, group_rmsprop, momentum, nesterov), else the step index (``"step"``). Loss, gradient
+    norm and singular values are recorded on the full problem.
+
+    Raises
+    ------
+    ValueError: an unknown optimizer name or hyper-parameter, a value out of range, ``lr``
+        missing (names, factories) or given with a transform, a bad ``batch_size``.
+    TypeError: ``optimizer`` of another type.
+    DivergenceError: naming the step, the loss and a stable GD step size.
+    """
+    kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
+    steps, rec_steps = _common_args(steps, n_save, divergence_factor, seed, save_at)
+    if kind == "factory":
+        check_positive(lr, "lr")
+        hyper = dict(lr=float(lr), **{k: float(v) for k, v in hyperparams.items()})
+    for k, v in list(hyper.items()) + [("seed", seed)]:
+        if np.ndim(v) != 0:
+            raise ValueError(f"`{k}` must be a scalar; use train_batch for several")
+    problem, params, dtype = check_run(problem, model, params, dtype)
+    rule = _rule(kind, obj, batch_size, problem)
+    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), rule)
+    tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(_run_jit(problem, params, jnp.asarray(rec_steps), tree, model, cfg))
+    wall = time.perf_counter() - t0
+    info = dict(method="train", optimizer=_label(optimizer), lr=hyper.get("lr"),
+                hyperparams={k: v for k, v in hyper.items() if k != "lr"},
+                batch_size=rule.batch_size, seed=int(seed), wall_time=wall,
+                dtype=str(jnp.dtype(dtype)))
+    return _finish(out, rec_steps, problem, model, rule, info)
+
+
+def train_batch(problems, model, params_list: Sequence, optimizer, *,
+                lr=None, steps: int, batch_size: int | None = None, seed=0, n_save: int = 200,
+                save_at=None, save_matrices: bool = False, divergence_factor: float = 1e8,
+                dtype=None, on_divergence: str = "raise", **hyperparams):
+    """Many :func:`train` runs that share shapes and optimizer as one vmapped computation.
+
+    ``problems``: one problem or one per run; ``lr``, ``seed`` and every numeric
+    hyper-parameter: a scalar or one value per run. Each run equals the :func:`train` run with
+    its values (the same minibatches; the last bits of batched products may differ).
+    ``on_divergence="raise"`` raises for the first diverged run; ``"return"`` puts the
+    :class:`DivergenceError` in that run's place in the returned list.
+
+    Raises
+    ------
+    ValueError, TypeError: as :func:`train`, and for per-run lists of the wrong length.
+    """
+    if on_divergence not in ("raise", "return"):
+        raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
+    kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
+    steps, rec_steps = _common_args(steps, n_save, divergence_factor, seed, save_at)
+    problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
+    if kind == "name":
+        # Per-run values: validated one by one (check_hyperparams saw the first only).
+        per_run = dict(hyperparams, lr=lr)
+        for i in range(B):
+            check_hyperparams(obj, *_nth(per_run, i, B))
+        full = check_hyperparams(obj, _scalar_or_first(lr), {})
+        hyper = {k: per_run.get(k, full[k]) for k in full}
+    elif kind == "factory":
+        for v in np.atleast_1d(np.asarray(lr, dtype=np.float64)):
+            check_positive(v, "lr")
+        hyper = dict(hyperparams, lr=lr)
+    rule = _rule(kind, obj, batch_size, problem if p_axis is None else index_tree(problem, 0))
+    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), rule)
+    tree, axes = _hyper_tree(dict(hyper, seed=seed), B, dtype)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(_run_batched(problem, params, jnp.asarray(rec_steps), tree,
+                                             model, cfg, p_axis, axes))
+    wall = time.perf_counter() - t0
+    result = []
+    for i in range(B):
+        prob_i = problem if p_axis is None else index_tree(problem, i)
+        h_i = {k: float(np.asarray(v).ravel()[i] if np.ndim(v) else v) for k, v in hyper.items()}
+        seed_i = int(np.asarray(seed).ravel()[i] if np.ndim(seed) else seed)
+        info = dict(method="train", optimizer=_label(optimizer), lr=h_i.get("lr"),
+                    hyperparams={k: v for k, v in h_i.items() if k != "lr"},
+                    batch_size=rule.batch_size, seed=seed_i, wall_time=wall / B,
+                    dtype=str(jnp.dtype(dtype)), batch_index=i, batch_runs=B)
+        try:
+            result.append(_finish(index_tree(out, i), rec_steps, prob_i, model, rule, info, i))
+        except DivergenceError as e:
+            if on_divergence == "raise":
+                raise
+            result.append(e)
+    return result
+
+
+def _nth(per_run: dict, i: int, B: int):
+    """(lr, hyper) of run ``i`` from scalars or length-``B`` lists."""
+    vals = {}
+    for k, v in per_run.items():
+        a = np.asarray(v, dtype=object)
+        if a.ndim == 1 and a.shape[0] != B:
+            raise ValueError(f"`{k}` must be a scalar or {B} values (one per run), got {a.shape[0]}")
+        vals[k] = a.ravel()[i] if a.ndim == 1 else v
+    lr = vals.pop("lr")
+    return lr, vals
