@@ -26,7 +26,7 @@ import numpy as np
 import scipy.optimize as sopt
 
 from ._validation import check_choice, check_int, check_matrix, check_positive
-from ._nuclear import SVT, alm_min_nuclear, certificate, fista_prox_grad, linear_map
+from ._nuclear import SVT, alm_min_nuclear, blas_threads, certificate, fista_prox_grad, linear_map
 from .problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
 
 __all__ = ["ConvexSolution", "min_nuclear_norm", "soft_impute", "soft_impute_path",
@@ -176,7 +176,8 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
         tried = [name]
     info: dict = {}
     if tried == ["ALM"]:
-        Xv, y, alm = alm_min_nuclear(problem, psd, tol=tol, verbose=verbose)
+        with blas_threads(problem.shape):
+            Xv, y, alm = alm_min_nuclear(problem, psd, tol=tol, verbose=verbose)
         status = "optimal" if alm["converged"] else "optimal_inaccurate"
         info.update(iterations=alm["outer"], gradient_evaluations=alm["evals"],
                     factor_rank=alm["rank"], solve_time=alm["time"])
@@ -190,7 +191,8 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
         if status != "optimal":
             warnings.warn(f"min_nuclear_norm: solver {name} returned status {status}",
                           RuntimeWarning, stacklevel=2)
-    cert = certificate(Xv, y, A_np, A_adj, b, psd)
+    with blas_threads(problem.shape):
+        cert = certificate(Xv, y, A_np, A_adj, b, psd)
     gap_raw = cert["gap_raw"]
     info.update(duality_gap_raw=gap_raw, dual_norm=cert["dual_norm"],
                 relative_gap=max(gap_raw, 0.0) / max(abs(cert["primal"]), 1e-300),
@@ -314,7 +316,8 @@ def soft_impute(problem: Problem, lam: float, *, psd: bool | None = None, X0=Non
     lam = check_positive(lam, "lam", allow_zero=True)
     psd, svt, grad, step = _si_setup(problem, psd, svd, max_iter)
     X0 = np.zeros(problem.shape) if X0 is None else check_matrix(X0, "X0", shape=problem.shape)
-    return _soft_impute(grad, X0, lam, step, svt, tol, max_iter)
+    with blas_threads(problem.shape):
+        return _soft_impute(grad, X0, lam, step, svt, tol, max_iter)
 
 
 def _soft_impute(grad, X0, lam, step, svt, tol, max_iter) -> np.ndarray:
@@ -338,9 +341,10 @@ def soft_impute_path(problem: Problem, lams, *, psd: bool | None = None, max_ite
     order = np.argsort(lams)[::-1]
     out: dict[int, np.ndarray] = {}
     X = np.zeros(problem.shape)
-    for i in order:
-        X = _soft_impute(grad, X, lams[i], step, svt, tol, max_iter)
-        out[int(i)] = X
+    with blas_threads(problem.shape):
+        for i in order:
+            X = _soft_impute(grad, X, lams[i], step, svt, tol, max_iter)
+            out[int(i)] = X
     return [out[i] for i in range(len(lams))]
 
 
