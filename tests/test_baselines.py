@@ -56,3 +56,117 @@ def test_bad_input():
         baselines.min_nuclear_norm(rb.CustomLoss(lambda W: (W ** 2).sum(), (2, 2)))
     with pytest.raises(ValueError, match="rank"):
         baselines.best_rank_fit(_offdiag_problem(), 3)
+
+
+# ----------------------------------------------------------------------------------------
+# The first-order solvers against independent oracles
+
+
+def _completion(shape, rank, k, seed, psd=False):
+    M = rb.random_low_rank(shape, rank, psd=psd, seed=seed)
+    rng = np.random.default_rng(seed)
+    m, n = shape
+    if psd:
+        iu = np.triu_indices(m)
+        pick = rng.choice(iu[0].size, k, replace=False)
+        r, c = iu[0][pick], iu[1][pick]
+        r, c = np.concatenate([r, c]), np.concatenate([c, r])
+    else:
+        pick = rng.choice(m * n, k, replace=False)
+        r, c = pick // n, pick % n
+    return rb.MatrixCompletion(M, (r, c), truth=M), M
+
+
+def _check_certificate(prob, sol):
+    # Recompute the certificate from the answer alone: Y = A^*(y) is not returned, so check
+    # the primal side and the residual here and the dual bound against the Clarabel optimum.
+    W = np.asarray(sol)
+    rows, cols = np.asarray(prob.rows), np.asarray(prob.cols)
+    assert sol.constraint_residual == pytest.approx(
+        np.max(np.abs(W[rows, cols] - np.asarray(prob.values))), abs=1e-15)
+    obj = np.trace(W) if sol.psd else np.linalg.svd(W, compute_uv=False).sum()
+    assert sol.objective == pytest.approx(obj, rel=1e-12)
+    assert sol.duality_gap >= 0.0
+    assert sol.duality_gap == max(0.0, sol.info["duality_gap_raw"])
+    assert sol.objective - sol.dual_objective == pytest.approx(sol.info["duality_gap_raw"], abs=1e-15)
+
+
+@pytest.mark.parametrize("psd", [False, True])
+def test_alm_matches_clarabel(psd):
+    prob, _ = _completion((12, 12), 2, 40 if psd else 70, seed=1, psd=psd)
+    ref = baselines.min_nuclear_norm(prob, psd=psd, solver="CLARABEL")
+    sol = baselines.min_nuclear_norm(prob, psd=psd, solver="ALM", tol=1e-10)
+    assert sol.solver == "ALM" and sol.status == "optimal"
+    assert sol.objective == pytest.approx(ref.objective, rel=1e-6)
+    # The dual bound is a lower bound on the Clarabel optimum (up to Clarabel's accuracy).
+    assert sol.dual_objective <= ref.objective + 1e-7
+    assert sol.duality_gap <= 1e-7 * sol.objective and sol.constraint_residual <= 1e-8
+    np.testing.assert_allclose(np.asarray(sol), np.asarray(ref), atol=1e-4)
+    _check_certificate(prob, sol)
+    _check_certificate(prob, ref)
+
+
+def test_auto_picks_by_size():
+    small, _ = _completion((10, 10), 2, 50, seed=0)
+    assert baselines.min_nuclear_norm(small).solver == "CLARABEL"
+    big, _ = _completion((40, 40), 2, 600, seed=0)
+    assert baselines.min_nuclear_norm(big).solver == "ALM"
+
+
+def test_alm_full_observation_returns_M_and_rank_one():
+    # Every entry observed: the feasible set is {M}. Rank one, ||M||_* = sigma_1.
+    u, v = np.random.default_rng(3).standard_normal((2, 30))
+    M = np.outer(u, v)
+    prob = rb.MatrixCompletion(M, np.ones((30, 30), bool))
+    sol = baselines.min_nuclear_norm(prob, solver="ALM")
+    np.testing.assert_allclose(np.asarray(sol), M, atol=1e-7)
+    assert sol.objective == pytest.approx(np.linalg.norm(u) * np.linalg.norm(v), rel=1e-8)
+
+
+def test_alm_rank_one_recovery_certified():
+    # A rank-1 40x40 matrix from 30% of its entries: nuclear norm recovers it exactly
+    # (well above the ~2n log n sample complexity), so the optimum is the truth itself.
+    prob, M = _completion((40, 40), 1, 480, seed=5)
+    sol = baselines.min_nuclear_norm(prob, solver="ALM")
+    assert np.linalg.norm(np.asarray(sol) - M) <= 1e-6 * np.linalg.norm(M)
+    assert sol.objective == pytest.approx(np.linalg.svd(M, compute_uv=False)[0], rel=1e-7)
+    assert sol.info["relative_gap"] <= 1e-7
+    _check_certificate(prob, sol)
+
+
+def test_alm_sensing_matches_clarabel():
+    M = rb.random_low_rank((6, 6), 1, seed=2)
+    prob = rb.MatrixSensing.gaussian(M, 20, seed=2)
+    ref = baselines.min_nuclear_norm(prob, solver="CLARABEL")
+    sol = baselines.min_nuclear_norm(prob, solver="ALM")
+    assert sol.objective == pytest.approx(ref.objective, rel=1e-6)
+    assert sol.duality_gap <= 1e-7
+
+
+def test_soft_impute_full_observation_is_svt():
+    # f = 1/2 ||X - Y||^2: the minimiser of f + lam ||X||_* is the soft threshold of Y.
+    Y = rb.matrix_from_spectrum([3.0, 2.0, 0.5, 0.1], (8, 6), seed=1)
+    U, s, Vt = np.linalg.svd(Y, full_matrices=False)
+    want = (U * np.maximum(s - 0.3, 0)) @ Vt
+    X = baselines.soft_impute(rb.MatrixEstimation(Y), 0.3)
+    np.testing.assert_allclose(X, want, atol=1e-8)
+
+
+def test_soft_impute_optimality_and_randomized_svd():
+    # Subgradient optimality at lam: P_Omega(M - X) = lam (U V^T + R), ||R||_2 <= 1, so
+    # ||P_Omega(M - X)||_2 <= lam (1 + tol) and <P_Omega(M - X), X> = lam ||X||_*.
+    prob, M = _completion((60, 50), 3, 1200, seed=2)
+    lam = 0.05
+    full = baselines.soft_impute(prob, lam, svd="full", tol=1e-12)
+    rnd = baselines.soft_impute(prob, lam, svd="randomized", tol=1e-12)
+    np.testing.assert_allclose(rnd, full, atol=1e-7)
+    G = np.where(prob.mask, M - full, 0.0)
+    assert np.linalg.norm(G, 2) <= lam * (1 + 1e-6)
+    assert np.vdot(G, full) == pytest.approx(lam * baselines.nuclear_norm(full), rel=1e-6)
+
+
+def test_bad_solver_names_argument():
+    with pytest.raises(ValueError, match="solver"):
+        baselines.min_nuclear_norm(_offdiag_problem(), solver="MOSEK")
+    with pytest.raises(ValueError, match="svd"):
+        baselines.soft_impute(_offdiag_problem(), 0.1, svd="lanczos")

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize as sopt
 
-from ._validation import check_int, check_positive
+from ._validation import check_choice, check_int, check_matrix, check_positive
+from ._nuclear import SVT, alm_min_nuclear, blas_threads, certificate, fista_prox_grad, linear_map
 from .problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
 
 __all__ = ["ConvexSolution", "min_nuclear_norm", "soft_impute", "soft_impute_path",
@@ -43,8 +44,9 @@ class ConvexSolution:
 
     ``np.asarray(sol)`` gives the matrix. ``objective`` is ``||X||_*`` (``tr X`` for PSD),
     ``dual_objective`` a certified lower bound (from a dual-feasible rescaling of the
-    solver's multipliers), ``duality_gap = objective - dual_objective``; ``constraint_residual``
-    is ``max |A(X) - b|``.
+    solver's multipliers), ``duality_gap = max(0, objective - dual_objective)`` (the raw,
+    possibly slightly negative difference is ``info["duality_gap_raw"]``: ``X`` fits the
+    data only up to ``constraint_residual = max |A(X) - b|``).
     """
 
     matrix: np.ndarray
@@ -124,24 +126,50 @@ def _default_psd(problem: Problem) -> bool:
     return bool(getattr(problem, "symmetric", False))
 
 
+# Largest m + n for which "auto" picks Clarabel: its interior-point SDP (an (m+n)-block)
+# is exact and fast here (<~1 s); at 100x100 it did not finish in 15 minutes.
+_CLARABEL_MAX_BLOCK = 60
+
+
 def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str | None = None,
-                     verbose: bool = False) -> ConvexSolution:
+                     tol: float = 1e-9, verbose: bool = False) -> ConvexSolution:
     r"""Minimum nuclear norm (PSD: minimum trace) matrix that fits the data exactly.
 
-    ``min ||X||_*  s.t. A(X) = b``, or with ``psd``: ``min tr X  s.t. A(X) = b, X >= 0``.
-    The dual ``max <y, b>  s.t. ||A^*(y)||_2 <= 1`` (PSD: ``I - sym A^*(y) >= 0``) is
-    evaluated at the solver's multipliers rescaled to feasibility: a lower bound, so
-    ``duality_gap`` certifies optimality independently of the solver's status.
+    ``min ||X||_*  s.t. A(X) = b``, or with ``psd``: ``min tr X  s.t. A(X) = b, X >= 0``
+    (completion: ``A(X) = X_Omega``, sensing: ``A(X)_k = <A_k, X>``).
+
+    Solvers (``solver``):
+
+    * ``"auto"``/``None`` (default): ``"CLARABEL"`` when ``m + n <= 60``, else ``"ALM"``.
+    * ``"ALM"``: augmented Lagrangian on the factors ``X = U V^T`` (PSD ``U U^T``) with rank
+      escapes (see :mod:`rankbias._nuclear`); first-order, O(|Omega| r) per gradient.
+      Stops at residual ``<= tol * max|b|`` and dual norm ``<= 1 + tol``.
+    * ``"CLARABEL"`` (interior point) or ``"SCS"`` (first-order conic, eps 1e-9) on the
+      SDP through cvxpy. With ``"auto"`` on a small problem, SCS is tried when Clarabel fails.
+
+    Whatever the solver, the answer carries a certificate computed here from the matrix
+    ``W`` and the constraint multipliers ``y`` (dual matrix ``Y = A^*(y)``): the dual
+    ``max <y, b> s.t. ||Y||_2 <= 1`` (PSD: ``lambda_max(sym Y) <= 1``) at ``y`` rescaled to
+    feasibility is a lower bound on the optimum (``dual_objective``), ``objective`` is
+    ``||W||_*`` (``tr W``), ``constraint_residual = max |A(W) - b|``. ``duality_gap`` is
+    ``max(0, objective - dual_objective)``: the raw difference (``info["duality_gap_raw"]``)
+    can be slightly negative, by at most about ``||Y||_2`` times the residual, because ``W``
+    fits the data only up to the residual.
 
     Arguments:
         problem: :class:`MatrixCompletion` or :class:`MatrixSensing`
             (:class:`MatrixEstimation`: the answer is ``Y``).
         psd: PSD variant; default: ``problem.symmetric`` (symmetric completion).
-        solver: ``"CLARABEL"`` (default) or ``"SCS"``; with the default, SCS is tried when
-            Clarabel fails.
+        solver: ``"auto"``, ``"ALM"``, ``"CLARABEL"`` or ``"SCS"``.
+        tol: ALM stopping tolerance (relative residual and dual infeasibility).
 
     Returns:
         :class:`ConvexSolution` (``np.asarray`` gives the ``(m, n)`` matrix).
+
+    Raises:
+        ValueError: a problem without exact linear constraints, an unknown ``solver``,
+            ``psd`` on a rectangular problem.
+        RuntimeError: every cvxpy solver failed.
     """
     if not isinstance(problem, Problem):
         raise ValueError(f"`problem` must be a rankbias Problem, got {type(problem).__name__}")
@@ -149,15 +177,54 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
     m, n = problem.shape
     if psd and m != n:
         raise ValueError(f"`psd=True` needs a square problem, got shape {(m, n)}")
+    name = "AUTO" if solver is None else str(solver).upper()
+    if name not in ("AUTO", "ALM", "CLARABEL", "SCS"):
+        raise ValueError(f"`solver` must be 'auto', 'ALM', 'CLARABEL' or 'SCS', got {solver!r}")
+    tol = check_positive(tol, "tol")
     if isinstance(problem, MatrixEstimation):
         Y = np.asarray(problem.Y, dtype=np.float64)
         obj = float(np.trace(Y)) if psd else nuclear_norm(Y)
-        return ConvexSolution(Y, obj, "closed_form", "none", psd, obj, 0.0, 0.0)
+        return ConvexSolution(Y, obj, "closed_form", "none", psd, obj, 0.0, 0.0,
+                              info=dict(duality_gap_raw=0.0))
+    A_np, A_adj, b = linear_map(problem)
+    if name == "AUTO":
+        name = "CLARABEL" if m + n <= _CLARABEL_MAX_BLOCK else "ALM"
+        tried = ["CLARABEL", "SCS"] if name == "CLARABEL" else ["ALM"]
+    else:
+        tried = [name]
+    info: dict = {}
+    if tried == ["ALM"]:
+        with blas_threads(problem.shape):
+            Xv, y, alm = alm_min_nuclear(problem, psd, tol=tol, verbose=verbose)
+        status = "optimal" if alm["converged"] else "optimal_inaccurate"
+        info.update(iterations=alm["outer"], gradient_evaluations=alm["evals"],
+                    factor_rank=alm["rank"], solve_time=alm["time"])
+        if not alm["converged"]:
+            warnings.warn(f"min_nuclear_norm: ALM did not reach tol={tol:g} in "
+                          f"{alm['outer']} multiplier updates; the certificate says how "
+                          f"far it is", RuntimeWarning, stacklevel=2)
+    else:
+        Xv, y, status, name, errors = _cvxpy_solve(problem, psd, tried, verbose)
+        info.update(errors=errors)
+        if status != "optimal":
+            warnings.warn(f"min_nuclear_norm: solver {name} returned status {status}",
+                          RuntimeWarning, stacklevel=2)
+    with blas_threads(problem.shape):
+        cert = certificate(Xv, y, A_np, A_adj, b, psd)
+    gap_raw = cert["gap_raw"]
+    info.update(duality_gap_raw=gap_raw, dual_norm=cert["dual_norm"],
+                relative_gap=max(gap_raw, 0.0) / max(abs(cert["primal"]), 1e-300),
+                min_eigenvalue=float(np.linalg.eigvalsh(0.5 * (Xv + Xv.T))[0]) if psd else None)
+    return ConvexSolution(Xv, cert["primal"], status, name, psd, cert["dual"],
+                          max(gap_raw, 0.0), cert["residual"], info=info)
+
+
+def _cvxpy_solve(problem: Problem, psd: bool, tried: list[str], verbose: bool):
+    """The SDP through cvxpy: ``(X, y, status, solver, errors)``."""
     import cvxpy as cp
 
-    A_cvx, A_np, A_adj, b = _constraints(problem)
-    if solver is not None and solver.upper() not in ("CLARABEL", "SCS"):
-        raise ValueError(f"`solver` must be 'CLARABEL' or 'SCS', got {solver!r}")
+    m, n = problem.shape
+    A_cvx, _, _, b = _constraints(problem)
     X = cp.Variable((m, n), symmetric=psd)
     cons = [A_cvx(X) == b]
     if psd:
@@ -166,7 +233,6 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
     else:
         obj = cp.Minimize(cp.normNuc(X))
     prob = cp.Problem(obj, cons)
-    tried = [solver.upper()] if solver else ["CLARABEL", "SCS"]
     errors = []
     for name in tried:
         try:
@@ -182,31 +248,8 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
         raise RuntimeError("min_nuclear_norm: every solver failed (" + "; ".join(errors) +
                            "). Install clarabel/scs, or check that the constraints are feasible "
                            "(noisy sensing with more measurements than unknowns is not)")
-    Xv = np.asarray(X.value, dtype=np.float64)
-    primal = float(np.trace(Xv)) if psd else nuclear_norm(Xv)
     y = np.asarray(cons[0].dual_value, dtype=np.float64).ravel()
-    dual = _dual_bound(y, A_adj, b, psd)
-    res = float(np.max(np.abs(A_np(Xv) - b))) if b.size else 0.0
-    if prob.status != "optimal":
-        warnings.warn(f"min_nuclear_norm: solver {name} returned status {prob.status}",
-                      RuntimeWarning, stacklevel=2)
-    return ConvexSolution(Xv, primal, prob.status, name, psd, dual, primal - dual, res,
-                          info=dict(solver_objective=float(prob.value), errors=errors,
-                                    min_eigenvalue=float(np.linalg.eigvalsh(Xv)[0]) if psd else None))
-
-
-def _dual_bound(y, A_adj, b, psd: bool) -> float:
-    """Best lower bound ``t <s y, b>`` over the sign ``s`` and scale ``t`` making ``t s y`` feasible."""
-    best = -np.inf
-    for s in (1.0, -1.0):
-        Z = A_adj(s * y)
-        if psd:
-            top = float(np.linalg.eigvalsh(0.5 * (Z + Z.T))[-1])
-        else:
-            top = float(np.linalg.norm(Z, 2))
-        t = 1.0 if top <= 1.0 else 1.0 / top
-        best = max(best, t * float(np.dot(s * y, b)))
-    return best
+    return np.asarray(X.value, dtype=np.float64), y, prob.status, name, errors
 
 
 # ----------------------------------------------------------------------------------------
@@ -232,66 +275,94 @@ def _lipschitz(problem: Problem) -> float:
     return max(lam, 1e-12)
 
 
-def _prox(Z: np.ndarray, thr: float, psd: bool) -> np.ndarray:
-    if psd:
-        w, V = np.linalg.eigh(0.5 * (Z + Z.T))
-        w = np.maximum(w - thr, 0.0)
-        return (V * w) @ V.T
-    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
-    s = np.maximum(s - thr, 0.0)
-    return (U * s) @ Vt
+@eqx.filter_jit
+def _jit_grad(problem: Problem, X: jax.Array) -> jax.Array:
+    return problem.grad(X)
 
 
-def soft_impute(problem: Problem, lam: float, *, psd: bool | None = None, X0=None,
-                max_iter: int = 20_000, tol: float = 1e-10) -> np.ndarray:
-    r"""``argmin_X f(X) + lam ||X||_*`` (PSD: ``f(X) + lam tr X`` over ``X >= 0``).
+def _numpy_grad(problem: Problem):
+    """``grad f`` as a NumPy function: closed form for completion (no JAX dispatch per
+    iteration, which dominated small Soft-Impute runs), the compiled gradient otherwise."""
+    if isinstance(problem, MatrixCompletion):
+        mask = problem.mask
+        Mv = np.zeros(problem.shape)
+        Mv[np.asarray(problem.rows), np.asarray(problem.cols)] = np.asarray(problem.values)
+        w = float(problem.weight)
+        return lambda X: w * np.where(mask, X - Mv, 0.0)
+    return lambda X: np.asarray(_jit_grad(problem, jnp.asarray(X)), dtype=np.float64)
 
-    Proximal gradient ``X <- prox_{lam t ||.||_*}(X - t grad f(X))`` with ``t = 1/Lip``;
-    for completion (``"sum"``) this is Soft-Impute ``X <- S_lam(P_Omega(M) + P_Omega^perp(X))``
-    with ``S_lam`` the singular-value soft threshold. Stops when
-    ``||X_{k+1} - X_k||_F <= tol * max(1, ||X_k||_F)``.
 
-    Returns the ``(m, n)`` minimiser (warns if ``max_iter`` is reached).
-    """
+def _si_setup(problem: Problem, psd: bool | None, svd: str, max_iter: int):
     if not isinstance(problem, Problem):
         raise ValueError(f"`problem` must be a rankbias Problem, got {type(problem).__name__}")
-    lam = check_positive(lam, "lam", allow_zero=True)
     check_int(max_iter, "max_iter", minimum=1)
+    check_choice(svd, "svd", ("auto", "full", "randomized"))
     psd = _default_psd(problem) if psd is None else bool(psd)
     if psd and problem.shape[0] != problem.shape[1]:
         raise ValueError(f"`psd=True` needs a square problem, got shape {problem.shape}")
-    t = 1.0 / _lipschitz(problem)
-    X = np.zeros(problem.shape) if X0 is None else np.array(X0, dtype=np.float64)
-    grad_fn = eqx.filter_jit(lambda p, X: p.grad(X))
-    grad = lambda X: grad_fn(problem, X)
-    # Nesterov-free on purpose: plain Soft-Impute is monotone and its fixed point is exact;
-    # warm starts along a path of lam give the speed.
-    for it in range(max_iter):
-        Xn = _prox(X - t * np.asarray(grad(jnp.asarray(X))), t * lam, psd)
-        delta = float(np.linalg.norm(Xn - X))
-        X = Xn
-        if delta <= tol * max(1.0, float(np.linalg.norm(X))):
-            break
-    else:
-        warnings.warn(f"soft_impute: not converged in {max_iter} iterations (last change "
-                      f"{delta:.3g}); raise `max_iter` or use soft_impute_path for warm starts",
-                      RuntimeWarning, stacklevel=2)
+    randomized = svd == "randomized" or (svd == "auto" and min(problem.shape) > _FULL_SVD_MAX)
+    return psd, SVT(problem.shape, psd, randomized), _numpy_grad(problem), 1.0 / _lipschitz(problem)
+
+
+# Below this size a full LAPACK SVD (about 2 ms at 100x100) beats the range finder's
+# several QR factorisations per call.
+_FULL_SVD_MAX = 200
+
+
+def soft_impute(problem: Problem, lam: float, *, psd: bool | None = None, X0=None,
+                max_iter: int = 20_000, tol: float = 1e-10, svd: str = "auto") -> np.ndarray:
+    r"""``argmin_X f(X) + lam ||X||_*`` (PSD: ``f(X) + lam tr X`` over ``X >= 0``).
+
+    Accelerated proximal gradient (FISTA with gradient restart)
+    ``X <- prox_{lam t ||.||_*}(Y - t grad f(Y))``, ``t = 1/Lip``, ``Y`` the extrapolated
+    point; for completion (``"sum"``) a plain step is Soft-Impute
+    ``X <- S_lam(P_Omega(M) + P_Omega^perp(X))`` with ``S_lam`` the singular-value soft
+    threshold, and the minimiser is the same. Stops when
+    ``||X_{k+1} - Y_k||_F <= tol * max(1, ||X_{k+1}||_F)``.
+
+    Arguments:
+        lam: ``>= 0``; ``X0``: warm start (default 0); ``svd``: ``"full"`` (LAPACK),
+            ``"randomized"`` (range finder warm-started from the previous iterate's singular
+            subspace) or ``"auto"`` (full up to ``min(m, n) = 200``).
+
+    Returns:
+        the ``(m, n)`` minimiser (warns if ``max_iter`` is reached).
+
+    Raises:
+        ValueError: a negative ``lam``, an unknown ``svd``, ``psd`` on a rectangular problem.
+    """
+    lam = check_positive(lam, "lam", allow_zero=True)
+    psd, svt, grad, step = _si_setup(problem, psd, svd, max_iter)
+    X0 = np.zeros(problem.shape) if X0 is None else check_matrix(X0, "X0", shape=problem.shape)
+    with blas_threads(problem.shape):
+        return _soft_impute(grad, X0, lam, step, svt, tol, max_iter)
+
+
+def _soft_impute(grad, X0, lam, step, svt, tol, max_iter) -> np.ndarray:
+    X, it, ok = fista_prox_grad(grad, X0, lam, step, svt, tol, max_iter)
+    if not ok:
+        warnings.warn(f"soft_impute: not converged in {max_iter} iterations at lam={lam:g}; "
+                      f"raise `max_iter` or use soft_impute_path for warm starts",
+                      RuntimeWarning, stacklevel=3)
     return X
 
 
 def soft_impute_path(problem: Problem, lams, *, psd: bool | None = None, max_iter: int = 20_000,
-                     tol: float = 1e-10) -> list[np.ndarray]:
-    """:func:`soft_impute` along ``lams`` (solved from the largest down, warm-started);
+                     tol: float = 1e-10, svd: str = "auto") -> list[np.ndarray]:
+    """:func:`soft_impute` along ``lams`` (solved from the largest down, each warm-started
+    from the previous minimiser and, with the randomized SVD, from its singular subspace);
     returned in the order of ``lams``."""
     lams = [check_positive(v, "lams", allow_zero=True) for v in np.ravel(lams)]
     if not lams:
         raise ValueError("`lams` is empty")
+    psd, svt, grad, step = _si_setup(problem, psd, svd, max_iter)
     order = np.argsort(lams)[::-1]
     out: dict[int, np.ndarray] = {}
-    X = None
-    for i in order:
-        X = soft_impute(problem, lams[i], psd=psd, X0=X, max_iter=max_iter, tol=tol)
-        out[int(i)] = X
+    X = np.zeros(problem.shape)
+    with blas_threads(problem.shape):
+        for i in order:
+            X = _soft_impute(grad, X, lams[i], step, svt, tol, max_iter)
+            out[int(i)] = X
     return [out[i] for i in range(len(lams))]
 
 

@@ -1,0 +1,323 @@
+r"""First-order engines behind :mod:`rankbias.baselines`: exact-constraint nuclear-norm
+minimisation on the factors, the solver-independent certificate, Soft-Impute with
+truncated SVDs.
+
+Minimum nuclear norm ``min ||X||_* s.t. A(X) = b`` is solved as the Burer-Monteiro problem
+``min (||U||_F^2 + ||V||_F^2) / 2  s.t. A(U V^T) = b`` (PSD: ``min ||U||_F^2 s.t.
+A(U U^T) = b``), whose value equals the convex one once the width ``r`` is at least the
+rank of a solution, by an augmented Lagrangian (L-BFGS on the factors, multiplier update
+``y <- y - mu (A(U V^T) - b)``). The multiplier ``y`` is the dual variable: at a KKT point
+``U = Y V``, ``V = Y^T U`` with ``Y = A^*(y)``, and the point is a convex optimum iff
+``||Y||_2 <= 1`` (PSD: ``lambda_max(sym Y) <= 1``). When ``||Y||_2 > 1`` the top singular
+pairs of ``Y`` above 1 are descent directions; they are appended to the factors (rank
+escape) and the solve continues. Every step of the loop is O(|Omega| r) for completion;
+no SDP is formed, so 500x500 completions take seconds.
+
+Why not ADMM/SCS on the SDP: each iteration needs a full eigendecomposition of the
+``(m + n)`` block and thousands of iterations to reach 1e-9; the factor method needs a
+few hundred gradient evaluations of size ``(m + n) r`` and one SVD of ``Y`` per outer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optax.tree_utils as otu
+
+from .problems import MatrixCompletion, MatrixSensing, Problem
+
+# One BLAS thread for small dense factorisations: a 100x100 SVD took 70 ms with OpenBLAS
+# threads on 2 shared cores against 3.7 ms single-threaded (same machine, same minute).
+_SINGLE_THREAD_MAX = 300
+
+
+def blas_threads(shape):
+    """Context that limits BLAS to one thread for matrices up to 300 on a side."""
+    if max(shape) > _SINGLE_THREAD_MAX:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a listed dependency
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+# ----------------------------------------------------------------------------------------
+# The linear map A and its adjoint, for completion and sensing
+
+
+def _forward(problem: Problem, U: jax.Array, V: jax.Array) -> jax.Array:
+    """``A(U V^T)`` without forming ``U V^T`` for completion."""
+    if isinstance(problem, MatrixCompletion):
+        return jnp.sum(U[problem.rows] * V[problem.cols], axis=1)
+    return jnp.tensordot(problem.A, U @ V.T, axes=([1, 2], [0, 1]))
+
+
+def _lagrangian(problem: Problem, z, y, mu, b, m: int, n: int, psd: bool):
+    """Augmented Lagrangian of the factor problem at ``z = vec(U)`` (PSD) or
+    ``[vec(U), vec(V)]``."""
+    r = z.shape[0] // (m if psd else m + n)
+    U = z[:m * r].reshape(m, r)
+    V = U if psd else z[m * r:].reshape(n, r)
+    res = _forward(problem, U, V) - b
+    reg = jnp.sum(U * U) if psd else 0.5 * (jnp.sum(U * U) + jnp.sum(V * V))
+    return reg - jnp.dot(y, res) + 0.5 * mu * jnp.dot(res, res)
+
+
+@eqx.filter_jit
+def _inner_solve(problem: Problem, z0, y, mu, b, gtol, max_iter, m: int, n: int, psd: bool):
+    """L-BFGS (optax, zoom line search) on the augmented Lagrangian, in one compiled loop:
+    shapes and ``psd`` are static, the data, multipliers, ``mu`` and tolerances traced."""
+    fun = lambda z: _lagrangian(problem, z, y, mu, b, m, n, psd)
+    opt = optax.lbfgs(memory_size=20)
+    vg = optax.value_and_grad_from_state(fun)
+
+    def step(carry):
+        z, state = carry
+        f, g = vg(z, state=state)
+        upd, state = opt.update(g, state, z, value=f, grad=g, value_fn=fun)
+        return optax.apply_updates(z, upd), state
+
+    def cont(carry):
+        _, state = carry
+        it = otu.tree_get(state, "count")
+        g = otu.tree_get(state, "grad")
+        return (it == 0) | ((it < max_iter) & (jnp.max(jnp.abs(g)) > gtol))
+
+    z, state = jax.lax.while_loop(cont, step, (z0, opt.init(z0)))
+    return z, otu.tree_get(state, "count")
+
+
+def linear_map(problem: Problem):
+    """``(A, A_adj, b)`` as NumPy functions: ``A(X)`` of shape ``(k,)``, ``A_adj(y)`` of
+    shape ``(m, n)``, the data ``b`` of shape ``(k,)``."""
+    if isinstance(problem, MatrixCompletion):
+        rows, cols = np.asarray(problem.rows), np.asarray(problem.cols)
+        b = np.asarray(problem.values, dtype=np.float64)
+
+        def A_adj(y):
+            out = np.zeros(problem.shape)
+            np.add.at(out, (rows, cols), y)
+            return out
+        return (lambda X: np.asarray(X)[rows, cols]), A_adj, b
+    if isinstance(problem, MatrixSensing):
+        A = np.asarray(problem.A, dtype=np.float64)
+        Amat = A.reshape(A.shape[0], -1)
+        b = np.asarray(problem.y, dtype=np.float64)
+        return (lambda X: Amat @ np.asarray(X).ravel(),
+                lambda y: (Amat.T @ y).reshape(problem.shape), b)
+    raise ValueError(f"`problem` must be a MatrixCompletion or MatrixSensing (exact data "
+                     f"constraints), got {type(problem).__name__}")
+
+
+# ----------------------------------------------------------------------------------------
+# The certificate
+
+
+def certificate(W: np.ndarray, y: np.ndarray, A, A_adj, b: np.ndarray, psd: bool) -> dict:
+    r"""Solver-independent optimality certificate for ``min ||W||_* s.t. A(W) = b``.
+
+    ``primal = ||W||_*`` (PSD: ``tr W``); the dual ``max <y, b> s.t. ||A^*(y)||_2 <= 1``
+    (PSD: ``lambda_max(sym A^*(y)) <= 1``) is evaluated at ``t s y``, the sign ``s`` and
+    the largest scale ``t <= 1`` that make it feasible, so ``dual <= optimum`` holds for any
+    ``y``. ``gap_raw = primal - dual`` may be slightly negative because ``W`` meets the
+    constraints only up to ``residual = max |A(W) - b|``.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    primal = float(np.trace(W)) if psd else float(np.sum(np.linalg.svd(W, compute_uv=False)))
+    best, best_norm = -np.inf, np.nan
+    for s in (1.0, -1.0):
+        Z = A_adj(s * y)
+        top = float(np.linalg.eigvalsh(0.5 * (Z + Z.T))[-1]) if psd else float(np.linalg.norm(Z, 2))
+        t = 1.0 if top <= 1.0 else 1.0 / top
+        val = t * float(np.dot(s * y, b))
+        if val > best:
+            best, best_norm = val, top
+    res = float(np.max(np.abs(A(W) - b))) if b.size else 0.0
+    return dict(primal=primal, dual=best, gap_raw=primal - best, residual=res,
+                dual_norm=best_norm)
+
+
+# ----------------------------------------------------------------------------------------
+# Augmented Lagrangian on the factors
+
+
+def _top_pairs(Y: np.ndarray, psd: bool, k: int):
+    """Top ``k`` singular triplets of ``Y`` (PSD: top eigenpairs of ``sym Y``), descending."""
+    if psd:
+        w, Q = np.linalg.eigh(0.5 * (Y + Y.T))
+        idx = np.argsort(w)[::-1][:k]
+        return w[idx], Q[:, idx], Q[:, idx]
+    Uy, s, Vt = np.linalg.svd(Y, full_matrices=False)
+    return s[:k], Uy[:, :k], Vt[:k].T
+
+
+def alm_min_nuclear(problem: Problem, psd: bool, *, tol: float = 1e-9, rank: int | None = None,
+                    max_outer: int = 60, max_rank: int | None = None, verbose: bool = False):
+    """Solve ``min ||X||_* s.t. A(X) = b`` (PSD: ``min tr X, X >= 0``) on the factors.
+
+    Returns ``(W, y, info)`` with ``W`` of shape ``(m, n)`` and the multiplier ``y``
+    (shape ``(k,)``, ``A^*(y)`` the dual matrix). Stops when the constraint residual is
+    ``<= tol * max|b|`` and ``||A^*(y)||_2 <= 1 + tol`` (PSD: its top eigenvalue), or
+    after ``max_outer`` multiplier updates (``info["converged"] = False``).
+    """
+    t0 = time.perf_counter()
+    m, n = problem.shape
+    A, A_adj, b_np = linear_map(problem)
+    scale = float(np.max(np.abs(b_np))) if b_np.size else 0.0
+    if scale == 0.0:  # b = 0: X = 0 is optimal, y = 0 certifies it
+        return np.zeros((m, n)), np.zeros_like(b_np), dict(outer=0, rank=0, evals=0,
+                                                          converged=True, time=0.0)
+    bn = b_np / scale  # the dual y does not scale with b; X scales by `scale`
+    max_rank = min(m, n) if max_rank is None else int(max_rank)
+    # Start from the top of A^*(b): for completion the standard spectral initialisation.
+    Y0 = A_adj(bn)
+    # Width guess: a few times |Omega| / (m + n), the rank whose factors match the data's
+    # degrees of freedom; the rank escape below corrects a guess that is too small.
+    r0 = rank if rank is not None else min(max_rank, max(8, int(np.ceil(3 * bn.size / (m + n)))))
+    s0, U0, V0 = _top_pairs(Y0, psd, r0)
+    s0 = np.maximum(s0, 0.0)
+    # Least-squares scale of the spectral guess X0 = U0 diag(s0) V0^T against b.
+    f0 = A((U0 * s0) @ V0.T)
+    alpha = max(float(np.dot(f0, bn)) / max(float(np.dot(f0, f0)), 1e-300), 0.0)
+    c = np.sqrt(np.maximum(alpha * s0, 1e-6))
+    U, V = U0 * c, V0 * c
+    y = np.zeros_like(bn)
+    mu = 100.0
+    bj = jnp.asarray(bn)
+    evals = 0
+    res_prev = np.inf
+    converged = False
+    history = []
+    outer = 0
+    for outer in range(1, max_outer + 1):
+        z0 = U.ravel() if psd else np.concatenate([U.ravel(), V.ravel()])
+        # Inexact inner solves early on: tighten with the constraint residual.
+        gtol = max(1e-2 * tol, min(1e-4, 1e-2 * res_prev))
+        z, nit = _inner_solve(problem, jnp.asarray(z0), jnp.asarray(y), jnp.asarray(mu), bj,
+                              jnp.asarray(gtol), jnp.asarray(20_000), m, n, psd)
+        z = np.asarray(z)
+        evals += int(nit)
+        k = U.shape[1]
+        U = z[:m * k].reshape(m, k)
+        V = U if psd else z[m * k:].reshape(n, k)
+        resid = np.asarray(_forward(problem, jnp.asarray(U), jnp.asarray(V))) - bn
+        y = y - mu * resid
+        res = float(np.max(np.abs(resid)))
+        Y = A_adj(y)
+        s, Uy, Vy = _top_pairs(Y, psd, min(m, n))
+        top = float(s[0])
+        history.append(dict(res=res, dual_norm=top, mu=mu, rank=k, nit=int(nit)))
+        if verbose:
+            print(f"alm {outer}: rank {k} res {res:.2e} ||Y|| {top:.9f} mu {mu:.1e} nit {int(nit)}")
+        if res <= tol and top <= 1.0 + tol:
+            converged = True
+            break
+        if top - 1.0 > max(10 * tol, 10 * res) and k < max_rank:
+            # Rank escape, only once the dual estimate is accurate enough to trust
+            # ||Y||_2 > 1 (its error is of the order of the residual): the top pairs of Y
+            # decrease the Lagrangian; new columns start small so the solve moves along them.
+            new = [j for j in range(s.size) if s[j] - 1.0 > 0.5 * (top - 1.0)]
+            new = new[:min(max(1, k // 5), max_rank - k)]
+            U = np.concatenate([U, 1e-3 * Uy[:, new]], axis=1)
+            V = U if psd else np.concatenate([V, 1e-3 * Vy[:, new]], axis=1)
+        # Raise mu only when the multiplier step stalls: a larger mu slows L-BFGS more than
+        # it speeds the multipliers (x10 steps doubled the time on the 100x100 benchmark).
+        if res > 0.25 * res_prev:
+            mu = min(mu * 5.0, 1e8)
+        res_prev = res
+    W = scale * (U @ V.T)
+    info = dict(outer=outer, rank=int(U.shape[1]), evals=evals, converged=converged,
+                time=time.perf_counter() - t0, history=history)
+    return W, y, info
+
+
+# ----------------------------------------------------------------------------------------
+# Singular-value thresholding for Soft-Impute
+
+
+class SVT:
+    """``prox_{thr ||.||_*}(Z)`` (PSD: ``prox_{thr tr}`` over ``Z >= 0``) by a full LAPACK
+    SVD, or by a randomized range finder warm-started from the previous call's singular
+    subspace (``randomized=True``): along a proximal-gradient run the iterates change little,
+    so a subspace of width ``rank + oversample`` and two power steps recover the singular
+    values above ``thr`` at ``O(m n k)`` per call instead of ``O(m n min(m, n))``. The
+    width doubles until the smallest computed singular value is below ``thr`` (then every
+    value above it is captured up to the range finder's accuracy).
+    """
+
+    def __init__(self, shape, psd: bool, randomized: bool, seed: int = 0, oversample: int = 10,
+                 power: int = 2):
+        self.shape, self.psd, self.randomized = shape, psd, randomized
+        self.rng = np.random.default_rng(seed)
+        self.oversample, self.power = oversample, power
+        self.basis: np.ndarray | None = None  # (n, k) right singular subspace
+        self.rank = 0
+
+    def __call__(self, Z: np.ndarray, thr: float) -> np.ndarray:
+        if self.psd:
+            w, Q = np.linalg.eigh(0.5 * (Z + Z.T))
+            w = np.maximum(w - thr, 0.0)
+            keep = w > 0
+            self.rank = int(keep.sum())
+            return (Q[:, keep] * w[keep]) @ Q[:, keep].T
+        if not self.randomized:
+            U, sv, Vt = np.linalg.svd(Z, full_matrices=False)
+            sv = np.maximum(sv - thr, 0.0)
+            k = int(np.count_nonzero(sv))
+            self.rank = k
+            return (U[:, :k] * sv[:k]) @ Vt[:k]
+        m, n = Z.shape
+        k = min(n, max(self.rank + self.oversample, 2 * self.oversample))
+        while True:
+            G = self.rng.standard_normal((n, k))
+            if self.basis is not None:
+                j = min(self.basis.shape[1], k)
+                G[:, :j] = self.basis[:, :j]
+            Q = np.linalg.qr(Z @ G)[0]
+            for _ in range(self.power):
+                Q = np.linalg.qr(Z @ np.linalg.qr(Z.T @ Q)[0])[0]
+            Ub, sv, Vt = np.linalg.svd(Q.T @ Z, full_matrices=False)
+            if sv[-1] < thr or k >= min(m, n):
+                break
+            k = min(min(m, n), 2 * k)
+        keep = sv > thr
+        self.rank = int(keep.sum())
+        self.basis = Vt.T
+        return ((Q @ Ub[:, keep]) * (sv[keep] - thr)) @ Vt[keep]
+
+
+def fista_prox_grad(grad, X0: np.ndarray, lam: float, step: float, svt: SVT, tol: float,
+                    max_iter: int):
+    """``argmin f(X) + lam ||X||_*`` by accelerated proximal gradient with gradient-based
+    restart (O'Donoghue & Candes 2015): the same fixed point as plain Soft-Impute, with
+    far fewer iterations where plain Soft-Impute crawls (small ``lam``).
+
+    Stops when the proximal-gradient step from the extrapolated point is small,
+    ``||X_{k+1} - Y_k||_F <= tol * max(1, ||X_{k+1}||_F)`` (for plain proximal gradient
+    this is the usual ``||X_{k+1} - X_k||``). Returns ``(X, iterations, converged)``.
+    """
+    X = X0
+    Yk = X0
+    t = 1.0
+    for it in range(1, max_iter + 1):
+        Xn = svt(Yk - step * grad(Yk), step * lam)
+        d = Xn - Yk
+        if float(np.linalg.norm(d)) <= tol * max(1.0, float(np.linalg.norm(Xn))):
+            return Xn, it, True
+        if float(np.vdot(d, Xn - X)) < 0.0:  # (Y_k - X_k+1).(X_k+1 - X_k) > 0: restart
+            t = 1.0
+            Yk_next = Xn
+        else:
+            t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+            Yk_next = Xn + ((t - 1.0) / t_next) * (Xn - X)
+            t = t_next
+        X, Yk = Xn, Yk_next
+    return X, max_iter, False
