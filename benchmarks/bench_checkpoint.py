@@ -50,7 +50,7 @@ def one(bs: int, seeds: int, n: int, t_max: float) -> dict:
         st = ex.run_sweep(ex.expand(raw), out, progress=False)
         wall = time.time() - t0
         times = sorted(p.stat().st_mtime for p in (out / "runs").rglob("*.npz"))
-    gaps = [b - a for a, b in zip([t0] + times[:-1], times)]
+    gaps = [b - a for a, b in zip([t0] + times[:-1], times, strict=True)]
     return {"bs": bs, "runs": st["done"], "wall": wall, "first": times[0] - t0,
             "max_gap": max(gaps)}
 

@@ -218,14 +218,17 @@ def slow(traj, problem, cfg):
 
 
 # Why the child needs its SIGINT restored (measured, not guessed): a process started in the
-# background of a non-interactive shell (`.ci/run &`, `nohup bash -c "pytest ..." &`, many CI
+# background of a non-interactive shell (`bash -c 'pytest ... &'`, `.ci/run &`, many CI
 # runners) starts with SIGINT ignored (POSIX: asynchronous commands without job control
-# ignore SIGINT); Python then keeps it ignored (`signal.getsignal` gives SIG_IGN, not
+# ignore SIGINT); Python keeps it ignored (`signal.getsignal` gives SIG_IGN, not
 # default_int_handler) and every subprocess inherits SIG_IGN through exec, so the Ctrl-C the
-# test sends is dropped and the child runs on until the 60-s timeout; the same test run in a
-# foreground shell passes. The pytest process's own state does not change during the suite
-# (a probe of pthread_sigmask and getsignal around every test of test_experiments, test_cli
-# and test_report saw no blocked signal and default_int_handler throughout). So the child
+# test sends is dropped and the child runs on past the 60-s timeout. Reproduced: the test as
+# of cd34502 (a plain `python -m rankbias.cli` child) failed with exactly that timeout when
+# pytest was started by `bash -c 'python -m pytest ... & wait'`, and passed from a foreground
+# shell or behind GNU `timeout` (which installs its own SIGINT handler, so its child starts at
+# the default). The pytest process's own state does not change during the suite (a probe of
+# pthread_sigmask and getsignal around every test of test_experiments, test_cli and
+# test_report saw no blocked signal and default_int_handler throughout). So the child
 # restores what an interactive shell gives it, after exec, and the test starts it from a
 # parent that ignores SIGINT on purpose (`_popen_like_a_background_job`): it no longer
 # depends on how pytest was launched.

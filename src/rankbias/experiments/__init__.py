@@ -8,11 +8,12 @@
 """
 
 from ..store import load
-from .config import (ALIASES, Axis, ConfigError, RunSpec, Sweep, apply_overrides, expand,
-                     load_config, parse_config, validate)
+from .config import (ALIASES, Axis, ConfigError, RunSpec, Sweep, apply_overrides, apply_quick,
+                     dump_toml, expand, load_config, parse_config, validate)
 from .executors import EXECUTORS, ExecutorError, make_executor, run_sweep
-from .registry import (Experiment, UnknownExperimentError, list_experiments, resolve,
-                       run_experiment, run_reproduction)
+from .folder import ResultsFolderError
+from .registry import (Experiment, ReproductionError, UnknownExperimentError, list_experiments,
+                       resolve, run_experiment, run_reproduction)
 from .runner import Chunk, build_model, build_problem, plan_chunks, run_chunk
 
 run = run_experiment
@@ -21,4 +22,5 @@ __all__ = ["load", "run", "run_experiment", "run_sweep", "run_reproduction", "li
            "resolve", "expand", "validate", "apply_overrides", "load_config", "parse_config",
            "ConfigError", "ExecutorError", "UnknownExperimentError", "Experiment", "Sweep",
            "Axis", "RunSpec", "Chunk", "plan_chunks", "run_chunk", "build_problem",
-           "build_model", "make_executor", "EXECUTORS", "ALIASES"]
+           "build_model", "make_executor", "EXECUTORS", "ALIASES", "apply_quick", "dump_toml",
+           "ResultsFolderError", "ReproductionError"]

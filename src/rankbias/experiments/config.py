@@ -361,10 +361,10 @@ def _validate_sweep(sw) -> None:
             for i, v in enumerate(vals):
                 _check_value(f"{path}[{i}]", t, check, v)
             lengths.add(len(vals))
-        _no_duplicates(where, group)
         if len(lengths) > 1:
             raise ConfigError(f"{where}: zipped lists must have equal lengths, got "
                               f"{', '.join(f'{k}: {len(v)}' for k, v in group.items())}")
+        _no_duplicates(where, group)
 
 
 def _no_duplicates(where: str, group: dict) -> None:
@@ -372,7 +372,7 @@ def _no_duplicates(where: str, group: dict) -> None:
     def norm(v):
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
-    raw_points = list(zip(*group.values()))
+    raw_points = list(zip(*group.values(), strict=True))
     points = [repr(tuple(norm(v) for v in p)) for p in raw_points]
     if len(set(points)) == len(points):
         return
