@@ -43,7 +43,7 @@ def _problem(d: int, truth_seed: int = 3):
     if truth_seed == 3:
         return prob
     M = rb.random_low_rank((d, d), 2, psd=True, seed=truth_seed)
-    return rb.MatrixCompletion(M, (np.asarray(prob.rows), np.asarray(prob.cols)), symmetric=True)
+    return rb.MatrixCompletion(M, (np.asarray(prob.rows), np.asarray(prob.cols)), symmetric=True, truth=M)
 
 
 def _call(case: str, s: int):

@@ -259,7 +259,7 @@ def _finish(out, rec_steps, lr, problem, model, cfg, info, params0, schedule_val
                                         int(out["good_step"]), index)
         raise DivergenceError(msg, step=step, loss=loss, lr_hint=hint, index=index)
     n = rec_steps.size
-    recs = jax.tree_util.tree_map(lambda a: a[:n], out["recs"])
+    recs = {k: np.asarray(v)[:n] for k, v in out["recs"].items()}  # NumPy: no per-n slice op
     times = _times(rec_steps, lr, schedule_vals)
     info = dict(method="gradient_descent", lr=float(lr), steps=int(rec_steps[-1]),
                 status="completed", **info)
