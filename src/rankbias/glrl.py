@@ -636,12 +636,15 @@ def _sparse_solve(y0, ts, t_max, ell, w, symmetric, shape, rtol, atol, gtol, t_s
         return ((t >= t_stop_min) & (jnp.linalg.norm(g) <= gtol)
                 & (0.5 * jnp.sum(res * res) / w <= loss0 - drop))
 
+    from .dynamics._common import no_host_callbacks
     loss0 = rec(0.0, y0.ravel(), None)["loss"]
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(term), _make_solver(solver), event=diffrax.Event(stop), t0=0.0, t1=t_max, dt0=None, y0=y0.ravel(),
-        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)]),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=1_000_000,
-        throw=False)
+    with no_host_callbacks():
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(term), _make_solver(solver), event=diffrax.Event(stop), t0=0.0,
+            t1=t_max, dt0=None, y0=y0.ravel(),
+            saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)]),
+            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=1_000_000,
+            throw=False)
     return sol.ys[0], unflat(sol.ys[1][0]), sol.ts[1][0], sol.result._value, sol.stats["num_steps"]
 
 

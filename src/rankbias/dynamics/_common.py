@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 
@@ -21,6 +22,35 @@ class PrecisionWarning(UserWarning):
 class ResolutionWarning(UserWarning):
     """Float resolution cannot resolve the directions that escape after the first one
     (depth >= 3 from tiny factors; see ``rankbias.dynamics._flow.warn_resolution``)."""
+
+
+@contextlib.contextmanager
+def no_host_callbacks():
+    """Trace diffrax/equinox code with ``equinox.error_if`` checks compiled as NaN outputs
+    instead of host callbacks (``EQX_ON_ERROR=nan`` for this trace only).
+
+    JAX does not write executables that contain host callbacks to the persistent
+    compilation cache ("uses host callbacks"), so with equinox's default (``raise``, a
+    ``pure_callback``) every new process compiled the flow again (measured: 49 s first call,
+    49 s in a second process on a loaded machine). Our inputs are validated at the boundary
+    and every solve runs with ``throw=False``; a check that would fire yields NaNs, which the
+    drivers report as a ``FloatingPointError``. A user's ``EQX_ON_ERROR`` other than
+    ``raise`` is kept.
+    """
+    try:
+        from equinox import _errors
+    except ImportError:  # pragma: no cover - a future equinox
+        yield
+        return
+    old = getattr(_errors, "EQX_ON_ERROR", None)
+    if old != "raise":
+        yield
+        return
+    _errors.EQX_ON_ERROR = "nan"
+    try:
+        yield
+    finally:
+        _errors.EQX_ON_ERROR = old
 
 
 def resolve_dtype(dtype):
