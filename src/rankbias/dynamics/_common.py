@@ -74,6 +74,10 @@ def check_problem_model(problem, model) -> None:
 
 def check_params(model, params, dtype, name="params"):
     """Validate one parameter tuple for ``model`` and cast it to ``dtype`` (a resolved dtype)."""
+    for j, p in enumerate((params,) if isinstance(params, (np.ndarray, jax.Array)) else params):
+        if np.iscomplexobj(p):
+            raise ValueError(f"`{name}[{j}]` must be real, got a complex array "
+                             f"(dtype {np.asarray(p).dtype})")
     params = model.check_params(params, name)
     if dtype == jnp.float32:
         warn_float32(params)
@@ -85,6 +89,20 @@ def check_run(problem, model, params, dtype, name="params"):
     check_problem_model(problem, model)
     dtype = resolve_dtype(dtype)
     return problem.astype(dtype), check_params(model, params, dtype, name), dtype
+
+
+def check_initial_loss(problem, model, params, name: str = "params"):
+    """Raise ``ValueError`` at once when ``f(W(0))`` or ``grad f(W(0))`` is not finite (a
+    NaN start would otherwise cost a full run of rejected steps); returns ``(W0, f, G)``."""
+    W0 = model.product(tuple(jnp.asarray(p) for p in params))
+    f, G = problem.loss_and_grad(W0)
+    if not bool(jnp.isfinite(f)):
+        raise ValueError(f"the loss at the initial point, f(W(0)) = {float(f)}, is not finite; "
+                         f"check the problem (a CustomLoss's f) and `{name}`")
+    if not bool(jnp.all(jnp.isfinite(G))):
+        raise ValueError(f"the gradient at the initial point, grad f(W(0)), is not finite; "
+                         f"check the problem (a CustomLoss's f) and `{name}`")
+    return W0, f, G
 
 
 def warn_float32(params) -> None:

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_int, check_positive
-from ._common import (batch_apply, build_trajectory, check_problem_model, check_run, index_tree,
+from ._common import (batch_apply, build_trajectory, check_initial_loss, check_problem_model,
+                      check_run, index_tree,
                       prepare_batch, record)
 
 __all__ = ["gradient_descent", "gradient_descent_batch", "DivergenceError", "save_steps",
@@ -298,6 +299,7 @@ def gradient_descent(problem, model, params, lr: float, steps: int, *, n_save: i
     if np.ndim(lr) != 0:
         raise ValueError("`lr` must be a scalar; use gradient_descent_batch for several")
     problem, params, dtype = check_run(problem, model, params, dtype)
+    check_initial_loss(problem, model, params)
     sched = _schedule_values(lr_schedule, steps)
     cfg = _GDConfig(bool(save_matrices), lr_schedule)
     rec_steps = save_steps(steps, n_save, save_at)
@@ -327,6 +329,9 @@ def gradient_descent_batch(problems, model, params_list, lr, steps: int, *, n_sa
     if on_divergence not in ("raise", "return"):
         raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
+    for i in range(B):
+        check_initial_loss(problem if p_axis is None else index_tree(problem, i), model,
+                           index_tree(params, i), name=f"params_list[{i}]")
     lrs = np.asarray(lr, dtype=np.float64)
     if lrs.ndim > 1 or (lrs.ndim == 1 and lrs.shape[0] != B):
         raise ValueError(f"`lr` must be a scalar or hold {B} values, got shape {lrs.shape}")
