@@ -60,13 +60,27 @@ def _call(case: str, s: int):
     return rb.gradient_descent(prob, model, p0, lr=0.1, steps=3000)
 
 
+_EVENTS = {"/jax/core/compile/jaxpr_trace_duration": "trace",
+           "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+           "/jax/core/compile/backend_compile_duration": "compile"}
+
+
 def child(case: str, loop: int, full: bool) -> dict:
     t0 = time.perf_counter()
+    import jax
+
     import rankbias  # noqa: F401  (the import and its cache setup count in `first`)
     t_import = time.perf_counter() - t0
+    spent = dict.fromkeys(_EVENTS.values(), 0.0)
+
+    def listener(event, duration, **kw):
+        if event in _EVENTS:
+            spent[_EVENTS[event]] += duration
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
     t0 = time.perf_counter()
     _call(case, 0)
-    out = dict(import_s=t_import, first=time.perf_counter() - t0)
+    out = dict(import_s=t_import, first=time.perf_counter() - t0, **spent)
     if full:
         runs = []
         for s in range(1, loop + 1):
@@ -101,7 +115,8 @@ def main(argv=None) -> None:
         print(json.dumps(child(a.child, a.loop, not a.first_only)))
         return
     rows = ["| case | first (cold) | loop runs 2..N mean / max | warm rerun | loop max / warm | "
-            "second process | second / warm |", "|---|---|---|---|---|---|---|"]
+            "second process | second / warm | first: trace / lower / XLA compile | "
+            "second: trace / lower / XLA compile |", "|---|---|---|---|---|---|---|---|---|"]
     for case in a.cases:
         with tempfile.TemporaryDirectory() as cache:
             cold = _spawn(case, cache, a.loop, True)
@@ -109,7 +124,9 @@ def main(argv=None) -> None:
         loop, warm = cold["loop"], cold["warm"]
         rows.append(f"| {case} | {cold['first']:.2f} s | {sum(loop) / len(loop):.2f} / "
                     f"{max(loop):.2f} s | {warm:.2f} s | {max(loop) / warm:.2f} | "
-                    f"{second['first']:.2f} s | {second['first'] / warm:.1f} |")
+                    f"{second['first']:.2f} s | {second['first'] / warm:.1f} | "
+                    f"{cold['trace']:.1f} / {cold['lower']:.1f} / {cold['compile']:.1f} s | "
+                    f"{second['trace']:.1f} / {second['lower']:.1f} / {second['compile']:.1f} s |")
         print(rows[-1], flush=True)
     import jax
     text = "\n".join([f"bench_compile ({platform.node()}, {os.cpu_count()} CPUs, jax "
