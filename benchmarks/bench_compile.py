@@ -96,7 +96,8 @@ def child(case: str, loop: int, full: bool) -> dict:
 def _spawn(case: str, cache: str, loop: int, full: bool) -> dict:
     env = dict(os.environ, RANKBIAS_JAX_CACHE=cache)
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    cmd = [sys.executable, __file__, "--child", case, "--loop", str(loop)] + ([] if full else ["--first-only"])
+    cmd = [sys.executable, __file__, "--child", case, "--loop", str(loop)]
+    cmd += [] if full else ["--first-only"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 

@@ -32,6 +32,25 @@ __all__ = ["ConvexSolution", "min_nuclear_norm", "soft_impute", "soft_impute_pat
            "best_rank_fit", "nuclear_norm"]
 
 
+# Module-level compiled pieces (a jit of a closure made inside a call compiles again on
+# every call); the problem is a traced argument, the sizes are static.
+@eqx.filter_jit
+def _grad(problem, X):
+    return problem.grad(X)
+
+
+def _unpack(z, m: int, n: int, rank: int, psd: bool):
+    if psd:
+        U = z.reshape(m, rank)
+        return U @ U.T
+    return z[:m * rank].reshape(m, rank) @ z[m * rank:].reshape(n, rank).T
+
+
+@eqx.filter_jit
+def _factored_value_and_grad(problem, z, m, n, rank, psd):
+    return jax.value_and_grad(lambda x: problem.loss(_unpack(x, m, n, rank, psd)))(z)
+
+
 def nuclear_norm(W) -> float:
     """``||W||_* = sum_i sigma_i(W)``."""
     return float(np.sum(np.linalg.svd(np.asarray(W, dtype=np.float64), compute_uv=False)))
@@ -244,8 +263,7 @@ def soft_impute(problem: Problem, lam: float, *, psd: bool | None = None, X0=Non
         raise ValueError(f"`psd=True` needs a square problem, got shape {problem.shape}")
     t = 1.0 / _lipschitz(problem)
     X = np.zeros(problem.shape) if X0 is None else np.array(X0, dtype=np.float64)
-    grad_fn = eqx.filter_jit(lambda p, X: p.grad(X))
-    grad = lambda X: grad_fn(problem, X)
+    grad = lambda X: _grad(problem, X)
     # Nesterov-free on purpose: plain Soft-Impute is monotone and its fixed point is exact;
     # warm starts along a path of lam give the speed.
     for it in range(max_iter):
@@ -300,16 +318,10 @@ def best_rank_fit(problem: Problem, rank: int, *, psd: bool | None = None, resta
     if psd and m != n:
         raise ValueError(f"`psd=True` needs a square problem, got shape {(m, n)}")
 
-    def unpack(z):
-        if psd:
-            U = z.reshape(m, rank)
-            return U @ U.T
-        return z[:m * rank].reshape(m, rank) @ z[m * rank:].reshape(n, rank).T
-
-    fg = jax.jit(jax.value_and_grad(lambda z: problem.loss(unpack(z))))
+    unpack = lambda z: _unpack(z, m, n, rank, psd)
 
     def fun(z):
-        f, g = fg(jnp.asarray(z))
+        f, g = _factored_value_and_grad(problem, jnp.asarray(z), m, n, rank, psd)
         return float(f), np.asarray(g, dtype=np.float64)
 
     rng = np.random.default_rng(seed)

@@ -64,7 +64,9 @@ class _Tols(NamedTuple):
 
 
 def _tols(dtype, rtol, atol, gtol, curvature_tol, certificate_tol, max_steps) -> _Tols:
-    f = lambda x: jnp.asarray(0.0 if x is None else x, dtype)
+    def f(x):
+        return jnp.asarray(0.0 if x is None else x, dtype)
+
     return _Tols(f(rtol), f(atol), f(gtol), f(curvature_tol), f(certificate_tol),
                  jnp.asarray(max_steps, jnp.int32))
 
@@ -502,7 +504,12 @@ def _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save, curvatu
     if n_save > MAX_SAVE:
         raise ValueError(f"`n_save` must be <= {MAX_SAVE} (each record holds the loss, the "
                          f"gradient norm and all singular values), got {n_save}")
-    gtol = d["gtol"] if isinstance(gtol, str) and gtol == "auto" else (None if gtol is None else check_positive(gtol, "gtol"))
+    if isinstance(gtol, str):
+        if gtol != "auto":
+            raise ValueError(f"`gtol` must be a positive number, None or 'auto', got {gtol!r}")
+        gtol = d["gtol"]
+    elif gtol is not None:
+        gtol = check_positive(gtol, "gtol")
     curvature_tol = d["curvature_tol"] if curvature_tol is None else \
         check_positive(curvature_tol, "curvature_tol")
     certificate_tol = d["certificate_tol"] if certificate_tol is None else \
