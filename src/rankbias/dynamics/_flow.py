@@ -578,7 +578,8 @@ def _check_initial_state(problem, model, params, dtype, t_max: float, max_steps:
     dname = jnp.dtype(dtype).name
     limit = MAX_INIT_SCALE[dname]
     width = max(max(np.shape(p)) for p in params)
-    w_bound = (np.sqrt(width) * top) ** depth
+    # U U^T is a product of two factors of size max|U|.
+    w_bound = (np.sqrt(width) * top) ** (depth if depth > 1 else 2)
     if w_bound > limit:
         raise ValueError(
             f"`{name}`: the initial factors are too large for {dname} (init scale max|{name}| = "
