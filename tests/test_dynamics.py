@@ -261,3 +261,62 @@ def test_params_validation():
         rb.gradient_descent(prob, rb.DeepFactorization((3, 4), 2), (jnp.eye(3, 4), jnp.eye(3)), lr=0.1, steps=2)
     with pytest.raises(ValueError, match="`lr` must be > 0"):
         rb.gradient_descent(prob, model, model.init("identity", 1e-3), lr=-0.1, steps=2)
+
+
+# ---- float32 gradient flow (issue 15, point 2) and the step hints (point 4) ----
+
+
+@pytest.fixture(scope="module")
+def issue15_problem():
+    M = rb.random_low_rank((15, 15), 2, psd=True, seed=3)
+    prob = rb.MatrixCompletion.uniform(M, 0.5, seed=3, symmetric=True)
+    model = rb.DeepFactorization(shape=(15, 15), depth=3, width=15)
+    return prob, model, model.init("gaussian", scale=1e-3, seed=0)
+
+
+def test_float32_flow_reaches_the_float64_steady_state(issue15_problem):
+    # Before: 1,000,000 steps (203 s), stopped at t = 1.45e5 with status max_steps.
+    prob, model, p0 = issue15_problem
+    tr64 = rb.gradient_flow(prob, model, p0, t_max=1e6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the float32 defaults draw no warning
+        tr32 = rb.gradient_flow(prob, model, p0, t_max=1e6, dtype="float32")
+    assert tr64.info["status"] == tr32.info["status"] == "steady_state"
+    assert tr32.info["rtol"] == rb.dynamics.flow_defaults("float32")["rtol"] == 1e-5
+    assert tr32.info["num_steps"] < 20_000
+    rel = np.linalg.norm(tr32.final_matrix - tr64.final_matrix) / np.linalg.norm(tr64.final_matrix)
+    assert rel < 1e-3
+    # The end point is a minimiser of the completion loss (residual on Omega ~ float32).
+    assert tr32.loss[-1] < 1e-8
+
+
+def test_float32_tolerances_below_resolution_warn(issue15_problem):
+    prob, model, p0 = issue15_problem
+    with pytest.warns(rb.PrecisionWarning, match="`rtol` = 1e-08 is below what float32 resolves"):
+        rb.gradient_flow(prob, model, p0, t_max=1.0, rtol=1e-8, dtype="float32", n_save=5)
+    with pytest.warns(rb.PrecisionWarning, match="`atol`"):
+        rb.gradient_flow(prob, model, p0, t_max=1.0, atol=1e-14, dtype="float32", n_save=5)
+
+
+def test_max_steps_warning_does_not_advise_the_solver_in_use(issue15_problem):
+    prob, model, p0 = issue15_problem
+    with pytest.warns(RuntimeWarning, match="max_steps=5") as rec:
+        tr = rb.gradient_flow(prob, model, p0, t_max=1e4, max_steps=5)
+    msg = str(rec[0].message)
+    assert "use solver='rkc'" not in msg and "hybrid" in msg
+    assert tr.info["status"] == "max_steps"
+
+
+def test_divergence_hint_is_measured_before_the_blow_up():
+    # Issue 15: lr = 5 from gaussian scale 1 named "lr < 3.66e-26" (the blown-up state's).
+    M = rb.random_low_rank((10, 10), 2, psd=True, seed=3)
+    prob = rb.MatrixCompletion.uniform(M, 0.5, seed=3, symmetric=True)
+    model = rb.DeepFactorization((10, 10), depth=3)
+    p0 = model.init("gaussian", 1.0, seed=0)
+    stable = 2.0 / rb.sharpness(prob, model, p0)
+    assert 5.0 > stable
+    with pytest.raises(rb.DivergenceError, match=r"rb\.sharpness") as e:
+        rb.gradient_descent(prob, model, p0, lr=5.0, steps=100)
+    assert e.value.lr_hint == pytest.approx(0.95 * stable, rel=1e-6)
+    tr = rb.gradient_descent(prob, model, p0, lr=0.5 * e.value.lr_hint, steps=100)
+    assert tr.loss[-1] < tr.loss[0]

@@ -1,12 +1,19 @@
 """rankbias: the implicit low-rank bias of gradient descent/flow in matrix factorization.
 
 Importing rankbias turns on JAX's float64 mode (``jax_enable_x64``): every computation is
-float64 unless a function is asked for ``dtype=float32``.
+float64 unless a function is asked for ``dtype=float32``; and JAX's persistent compilation
+cache, in ``~/.cache/rankbias/jax`` unless JAX already has a cache folder
+(``RANKBIAS_JAX_CACHE`` moves it, ``RANKBIAS_JAX_CACHE=0`` turns it off; see
+:mod:`rankbias._cache`).
 """
 
 import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
+
+from ._cache import cache_dir, setup_cache as _setup_cache  # noqa: E402
+
+_setup_cache()
 
 from . import baselines, dynamics, metrics, models, problems, theory  # noqa: E402
 from . import experiments  # noqa: E402  (xarray/dask load lazily)
@@ -36,4 +43,5 @@ __all__ = [
     "effective_rank", "singular_values", "Trajectory",
     "train", "train_batch", "distance_to_flow", "optimizers",
     "theory", "early_stopping", "experiments", "glrl", "compare_with_glrl", "baselines",
+    "cache_dir",
 ]

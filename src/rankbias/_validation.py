@@ -77,3 +77,27 @@ def check_choice(x, name: str, choices: Sequence[str]) -> str:
     if x not in choices:
         raise ValueError(f"unknown `{name}` {x!r}; expected one of {', '.join(map(repr, choices))}")
     return x
+
+
+def check_seed(seed, name: str = "seed"):
+    """A seed for ``numpy.random.default_rng``: a non-negative integer (or a NumPy
+    ``Generator``/``SeedSequence``, passed through); raises ``ValueError`` naming ``name``."""
+    if isinstance(seed, (np.random.Generator, np.random.SeedSequence)):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"`{name}` must be a non-negative integer, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"`{name}` must be a non-negative integer, got {seed}")
+    return int(seed)
+
+
+def check_real_array(x, name: str) -> np.ndarray:
+    """``x`` as a real float64 array (any shape); complex or non-numeric input raises a
+    ``ValueError`` naming ``name`` (NumPy would drop the imaginary part with a warning)."""
+    arr = np.asarray(x)
+    if np.iscomplexobj(arr):
+        raise ValueError(f"`{name}` must be real, got a complex array (dtype {arr.dtype})")
+    try:
+        return np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a real numeric array, got dtype {arr.dtype}") from None

@@ -33,6 +33,20 @@ __all__ = ["ConvexSolution", "min_nuclear_norm", "soft_impute", "soft_impute_pat
            "best_rank_fit", "nuclear_norm"]
 
 
+# Module-level compiled pieces (a jit of a closure made inside a call compiles again on
+# every call); the problem is a traced argument, the sizes are static.
+def _unpack(z, m: int, n: int, rank: int, psd: bool):
+    if psd:
+        U = z.reshape(m, rank)
+        return U @ U.T
+    return z[:m * rank].reshape(m, rank) @ z[m * rank:].reshape(n, rank).T
+
+
+@eqx.filter_jit
+def _factored_value_and_grad(problem, z, m, n, rank, psd):
+    return jax.value_and_grad(lambda x: problem.loss(_unpack(x, m, n, rank, psd)))(z)
+
+
 def nuclear_norm(W) -> float:
     """``||W||_* = sum_i sigma_i(W)``."""
     return float(np.sum(np.linalg.svd(np.asarray(W, dtype=np.float64), compute_uv=False)))
@@ -389,16 +403,10 @@ def best_rank_fit(problem: Problem, rank: int, *, psd: bool | None = None, resta
     if psd and m != n:
         raise ValueError(f"`psd=True` needs a square problem, got shape {(m, n)}")
 
-    def unpack(z):
-        if psd:
-            U = z.reshape(m, rank)
-            return U @ U.T
-        return z[:m * rank].reshape(m, rank) @ z[m * rank:].reshape(n, rank).T
-
-    fg = jax.jit(jax.value_and_grad(lambda z: problem.loss(unpack(z))))
+    unpack = lambda z: _unpack(z, m, n, rank, psd)
 
     def fun(z):
-        f, g = fg(jnp.asarray(z))
+        f, g = _factored_value_and_grad(problem, jnp.asarray(z), m, n, rank, psd)
         return float(f), np.asarray(g, dtype=np.float64)
 
     rng = np.random.default_rng(seed)

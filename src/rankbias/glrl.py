@@ -344,8 +344,8 @@ def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, 
                                 gtol=flow_gtol, t_stop_min=1.2 * t_escape, drop=1e-6 * lam ** 2,
                                 ell=ell, solver=solver)
     else:
-        from .dynamics import gradient_flow
         solver = "rkc" if solver == "auto" else solver
+        model, gradient_flow, factors = _padded_flow(problem, factors, symmetric)
     params = tuple(jnp.asarray(f) for f in factors)
     pieces, t0 = [], 0.0
     converged = False
@@ -366,6 +366,9 @@ def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, 
             break
         t_chunk = min(2.0 * t_chunk, max_time - t0) if t0 < max_time else t_chunk
     traj = _concat(pieces)
+    if not sparse:
+        params = _unpad(params, r, symmetric)
+        traj.final_params = _unpad(traj.final_params, r, symmetric)
     if sparse and polish and not converged and gn <= flow_gtol:
         params, gn, nit = _polish(problem, params, symmetric, phase_gtol, ell=ell)
         converged = gn <= phase_gtol
@@ -376,6 +379,44 @@ def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, 
         traj.final_matrix = _product(traj.final_params, problem.shape, symmetric)
         traj.info["polish_iterations"] = nit
     return traj, tuple(np.asarray(p, dtype=np.float64) for p in params), converged, gn
+
+
+def _padded_width(r: int, shape) -> int:
+    return max(min(-(-max(r, 1) // _WIDTH_BLOCK) * _WIDTH_BLOCK, min(shape)), r)
+
+
+def _padded_flow(problem, factors, symmetric: bool):
+    """The dense phases' model, flow and factors at a width padded to a multiple of 8, so
+    that one compiled flow serves 8 phases (and every later GLRL call of the same shape).
+
+    Zero columns of ``U`` (rows of ``W_1`` / columns of ``W_2``) stay exactly zero under the
+    flow (their gradient is ``sym(G) 0``), so the trajectory is that of width ``r``. The
+    error norm is an RMS over the state: the padding's exact zeros would loosen it by
+    ``sqrt(R / r)``, so ``rtol`` and ``atol`` are scaled by ``sqrt(r / R)``.
+    """
+    from .dynamics import gradient_flow as flow
+    r = factors[0].shape[1] if symmetric else factors[0].shape[0]
+    R = _padded_width(r, problem.shape)
+    d = problem.shape[0]
+    model = SymmetricFactorization(d, width=R) if symmetric else \
+        DeepFactorization(problem.shape, depth=2, width=R)
+    if symmetric:
+        padded = (np.pad(np.asarray(factors[0], dtype=np.float64), ((0, 0), (0, R - r))),)
+    else:
+        padded = (np.pad(np.asarray(factors[0], dtype=np.float64), ((0, R - r), (0, 0))),
+                  np.pad(np.asarray(factors[1], dtype=np.float64), ((0, 0), (0, R - r))))
+    k = float(np.sqrt(max(r, 1) / R))
+
+    def gradient_flow(problem, model, params, *, rtol, atol, **kw):
+        return flow(problem, model, params, rtol=rtol * k, atol=atol * k, **kw)
+
+    return model, gradient_flow, padded
+
+
+def _unpad(params, r: int, symmetric: bool):
+    if symmetric:
+        return (np.asarray(params[0], dtype=np.float64)[:, :r],)
+    return (np.asarray(params[0], dtype=np.float64)[:r], np.asarray(params[1], dtype=np.float64)[:, :r])
 
 
 def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30, *, ell=None):
@@ -527,17 +568,21 @@ def _mid_time(traj: Trajectory, f_before: float, f_after: float, after: float = 
     return float(roots[0])
 
 
-def _refine_mid(problem, start, symmetric, crude, lam, f_before, f_after, rtol, atol):
-    """Re-run the phase flow to just past ``crude`` with a dense save grid around it."""
-    d = problem.shape[0]
-    r = start[0].shape[1] if symmetric else start[0].shape[0]
-    model = SymmetricFactorization(d, width=r) if symmetric else \
-        DeepFactorization(problem.shape, depth=2, width=r)
-    from .dynamics import gradient_flow
-    grid = crude + np.linspace(-4.0, 4.0, 161) / lam
-    grid = grid[grid > 0]
-    tr = gradient_flow(problem, model, tuple(jnp.asarray(f) for f in start), t_max=float(grid[-1]),
-                       gtol=None, rtol=rtol, atol=atol, n_save=2, save_at=grid)
+def _refine_mid(problem, start, symmetric, crude, lam, f_before, f_after, rtol, atol,
+                n_save: int = 400, record_matrices: bool = True):
+    """Re-run the phase flow to just past ``crude`` with a dense save grid around it.
+
+    The grid has a fixed length (161 times in ``crude +- 4 / lam``, after ``n_save - 161``
+    log-spaced ones), and the flow the phases' width padding and settings: it reuses the
+    phases' compiled flow."""
+    model, gradient_flow, padded = _padded_flow(problem, start, symmetric)
+    hi = crude + 4.0 / lam
+    lo = max(crude - 4.0 / lam, 1e-3 * hi)
+    grid = np.linspace(lo, hi, 161)
+    n_log = max(n_save - 161, 2)
+    tr = gradient_flow(problem, model, tuple(jnp.asarray(f) for f in padded), t_max=float(hi),
+                       gtol=None, rtol=rtol, atol=atol, n_save=n_log, t_min=lo * 1e-3,
+                       save_at=grid, save_matrices=record_matrices)
     return _mid_time(tr, f_before, f_after)
 
 
@@ -649,12 +694,15 @@ def _sparse_solve(y0, ts, t_max, ell, w, symmetric, shape, rtol, atol, gtol, t_s
         return ((t >= t_stop_min) & (jnp.linalg.norm(g) <= gtol)
                 & (0.5 * jnp.sum(res * res) / w <= loss0 - drop))
 
+    from .dynamics._common import no_host_callbacks
     loss0 = rec(0.0, y0.ravel(), None)["loss"]
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(term), _make_solver(solver), event=diffrax.Event(stop), t0=0.0, t1=t_max, dt0=None, y0=y0.ravel(),
-        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)]),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=1_000_000,
-        throw=False)
+    with no_host_callbacks():
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(term), _make_solver(solver), event=diffrax.Event(stop), t0=0.0,
+            t1=t_max, dt0=None, y0=y0.ravel(),
+            saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)]),
+            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=1_000_000,
+            throw=False)
     return sol.ys[0], unflat(sol.ys[1][0]), sol.ts[1][0], sol.result._value, sol.stats["num_steps"]
 
 
@@ -836,7 +884,8 @@ def glrl(problem: Problem, eps: float = 1e-30, tol: float = 1e-9, *, symmetric: 
             W=W if W is not None else np.asarray(traj.final_matrix), loss=f_r, loss_before=f_prev,
             factors=factors, trajectory=traj,
             t_mid=(_refine_mid(problem, new, symmetric, _mid_time(traj, f_prev, f_r), lam, f_prev,
-                               f_r, rtol, atol_r) if dense else _mid_time(traj, f_prev, f_r)),
+                               f_r, rtol, atol_r, n_save, record_matrices)
+                   if dense else _mid_time(traj, f_prev, f_r)),
             converged=conv,
             grad_norm=gn, wall_time=time.perf_counter() - w0))
         f_prev = f_r

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_choice
+from ._validation import check_choice, check_finite, check_positive, check_real_array
 
 __all__ = ["effective_rank", "singular_values", "EFFECTIVE_RANKS", "effective_ranks_from_sv"]
 
@@ -26,16 +26,24 @@ EFFECTIVE_RANKS = ("ratio", "entropy", "stable", "numerical")
 
 def singular_values(W) -> np.ndarray:
     """Singular values of ``W`` (``(..., m, n)``) in descending order, ``(..., min(m, n))``."""
-    W = np.asarray(W, dtype=np.float64)
+    W = check_real_array(W, "W")
     if W.ndim < 2:
         raise ValueError(f"`W` must be at least 2-D, got shape {W.shape}")
+    if W.shape[-1] == 0 or W.shape[-2] == 0:
+        raise ValueError(f"`W` must not be empty, got shape {W.shape}")
+    check_finite(W, "W")
     return np.linalg.svd(W, compute_uv=False)
 
 
 def effective_ranks_from_sv(sv, kind: str = "ratio", *, tol: float = 1e-6) -> np.ndarray:
     """Effective rank from singular values ``sv`` of shape ``(..., k)`` (any order)."""
     check_choice(kind, "kind", EFFECTIVE_RANKS)
-    s = np.abs(np.asarray(sv, dtype=np.float64))
+    s = check_real_array(sv, "sv")
+    if s.ndim < 1 or s.shape[-1] == 0:
+        raise ValueError(f"`sv` must hold at least one singular value, got shape {s.shape}")
+    check_finite(s, "sv")
+    check_positive(tol, "tol")
+    s = np.abs(s)
     top = s.max(axis=-1)
     safe = np.where(top > 0, top, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -59,7 +67,11 @@ def effective_rank(W, kind: str = "ratio", *, tol: float = 1e-6,
     """Effective rank of ``W`` (see the module docstring for ``kind``).
 
     Returns a float for one matrix, an array for a stack.
+
+    Raises:
+        ValueError: ``W`` complex, empty or with NaN/inf entries (NumPy's SVD would return
+            garbage and this function 0.0), or an unknown ``kind``.
     """
-    sv = np.asarray(W, dtype=np.float64) if from_singular_values else singular_values(W)
+    sv = W if from_singular_values else singular_values(W)
     r = effective_ranks_from_sv(sv, kind, tol=tol)
     return float(r) if np.ndim(r) == 0 else r

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validation import check_choice, check_int, check_positive, check_shape
+from ._validation import check_choice, check_int, check_positive, check_seed, check_shape
 
 __all__ = ["Model", "DeepFactorization", "SymmetricFactorization", "INITS"]
 
@@ -209,7 +209,7 @@ class DeepFactorization(Model):
         check_choice(name, "init", INITS)
         s = check_positive(scale, "scale")
         a = s if per_factor else _per_factor_pow(s, self.depth)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         shapes = self.param_shapes
         if name == "gaussian":
             ps = [a * rng.standard_normal(sh) / np.sqrt(sh[1]) for sh in shapes]
@@ -291,7 +291,7 @@ class SymmetricFactorization(Model):
         if beta is not None:
             raise ValueError("`beta` is not used by SymmetricFactorization")
         a = s if per_factor else float(np.sqrt(s))
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         d, k = self.shape[0], self.width
         if name == "gaussian":
             U = a * rng.standard_normal((d, k)) / np.sqrt(k)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._validation import (check_choice, check_finite, check_int, check_matrix, check_positive,
-                          check_shape)
+                          check_seed, check_shape)
 
 __all__ = [
     "Problem", "MatrixCompletion", "MatrixSensing", "MatrixEstimation", "CustomLoss",
@@ -153,7 +153,7 @@ class MatrixCompletion(Problem):
         frac = check_positive(fraction, "fraction")
         if frac > 1:
             raise ValueError(f"`fraction` must be in (0, 1], got {frac}")
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         m, n = M.shape
         mask = rng.random((m, n)) < frac
         if symmetric:
@@ -237,7 +237,7 @@ class MatrixSensing(Problem):
         M = check_matrix(M, "M", square=symmetric)
         k = check_int(num_measurements, "num_measurements", minimum=1)
         noise = check_positive(noise, "noise", allow_zero=True)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         A = rng.standard_normal((k, *M.shape))
         if symmetric:
             A = 0.5 * (A + np.swapaxes(A, 1, 2))
@@ -345,7 +345,7 @@ def matrix_from_spectrum(spectrum, shape=None, *, seed: int = 0, psd: bool = Fal
         raise ValueError(f"a symmetric/PSD matrix must be square, got shape {(m, n)}")
     if r > min(m, n):
         raise ValueError(f"`spectrum` has {r} values but shape {(m, n)} allows rank <= {min(m, n)}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     U = np.linalg.qr(rng.standard_normal((m, r)))[0]
     if symmetric:
         return (U * s) @ U.T
@@ -374,7 +374,7 @@ def random_low_rank(shape, rank: int, *, psd: bool = False, seed: int = 0,
         return matrix_from_spectrum(s, (m, n), seed=seed, psd=psd)
     if psd and m != n:
         raise ValueError(f"a PSD matrix must be square, got shape {(m, n)}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     G = rng.standard_normal((m, rank))
     W = G @ G.T if psd else G @ rng.standard_normal((n, rank)).T
     if normalize:

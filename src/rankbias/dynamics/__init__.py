@@ -7,11 +7,11 @@
 """
 
 from ._common import PrecisionWarning, ResolutionWarning
-from ._flow import SOLVERS, gradient_flow, gradient_flow_batch, save_times
+from ._flow import SOLVERS, flow_defaults, gradient_flow, gradient_flow_batch, save_times
 from ._gd import DivergenceError, gradient_descent, gradient_descent_batch, save_steps, sharpness
 from ._rkc import RKC
 from ._train import train, train_batch
 
 __all__ = ["gradient_flow", "gradient_flow_batch", "gradient_descent", "gradient_descent_batch",
            "DivergenceError", "PrecisionWarning", "ResolutionWarning", "RKC", "SOLVERS",
-           "save_times", "save_steps", "sharpness", "train", "train_batch"]
+           "save_times", "save_steps", "sharpness", "flow_defaults", "train", "train_batch"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 
@@ -21,6 +22,35 @@ class PrecisionWarning(UserWarning):
 class ResolutionWarning(UserWarning):
     """Float resolution cannot resolve the directions that escape after the first one
     (depth >= 3 from tiny factors; see ``rankbias.dynamics._flow.warn_resolution``)."""
+
+
+@contextlib.contextmanager
+def no_host_callbacks():
+    """Trace diffrax/equinox code with ``equinox.error_if`` checks compiled as NaN outputs
+    instead of host callbacks (``EQX_ON_ERROR=nan`` for this trace only).
+
+    JAX does not write executables that contain host callbacks to the persistent
+    compilation cache ("uses host callbacks"), so with equinox's default (``raise``, a
+    ``pure_callback``) every new process compiled the flow again (measured: 49 s first call,
+    49 s in a second process on a loaded machine). Our inputs are validated at the boundary
+    and every solve runs with ``throw=False``; a check that would fire yields NaNs, which the
+    drivers report as a ``FloatingPointError``. A user's ``EQX_ON_ERROR`` other than
+    ``raise`` is kept.
+    """
+    try:
+        from equinox import _errors
+    except ImportError:  # pragma: no cover - a future equinox
+        yield
+        return
+    old = getattr(_errors, "EQX_ON_ERROR", None)
+    if old != "raise":
+        yield
+        return
+    _errors.EQX_ON_ERROR = "nan"
+    try:
+        yield
+    finally:
+        _errors.EQX_ON_ERROR = old
 
 
 def resolve_dtype(dtype):
@@ -44,6 +74,10 @@ def check_problem_model(problem, model) -> None:
 
 def check_params(model, params, dtype, name="params"):
     """Validate one parameter tuple for ``model`` and cast it to ``dtype`` (a resolved dtype)."""
+    for j, p in enumerate((params,) if isinstance(params, (np.ndarray, jax.Array)) else params):
+        if np.iscomplexobj(p):
+            raise ValueError(f"`{name}[{j}]` must be real, got a complex array "
+                             f"(dtype {np.asarray(p).dtype})")
     params = model.check_params(params, name)
     if dtype == jnp.float32:
         warn_float32(params)
@@ -55,6 +89,20 @@ def check_run(problem, model, params, dtype, name="params"):
     check_problem_model(problem, model)
     dtype = resolve_dtype(dtype)
     return problem.astype(dtype), check_params(model, params, dtype, name), dtype
+
+
+def check_initial_loss(problem, model, params, name: str = "params"):
+    """Raise ``ValueError`` at once when ``f(W(0))`` or ``grad f(W(0))`` is not finite (a
+    NaN start would otherwise cost a full run of rejected steps); returns ``(W0, f, G)``."""
+    W0 = model.product(tuple(jnp.asarray(p) for p in params))
+    f, G = problem.loss_and_grad(W0)
+    if not bool(jnp.isfinite(f)):
+        raise ValueError(f"the loss at the initial point, f(W(0)) = {float(f)}, is not finite; "
+                         f"check the problem (a CustomLoss's f) and `{name}`")
+    if not bool(jnp.all(jnp.isfinite(G))):
+        raise ValueError(f"the gradient at the initial point, grad f(W(0)), is not finite; "
+                         f"check the problem (a CustomLoss's f) and `{name}`")
+    return W0, f, G
 
 
 def warn_float32(params) -> None:

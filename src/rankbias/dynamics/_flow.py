@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -23,8 +24,9 @@ import numpy as np
 
 from .._lanczos import lanczos_extremes
 from .._validation import check_choice, check_int, check_positive
-from ._common import (ResolutionWarning, batch_apply, build_trajectory, check_run, index_tree,
-                      prepare_batch, record)
+from ._common import (PrecisionWarning, ResolutionWarning, batch_apply, build_trajectory,
+                      check_initial_loss, check_run, index_tree, no_host_callbacks, prepare_batch, record,
+                      resolve_dtype)
 from ._krylov import dominant_eigenpairs
 from ._rkc import RKC
 
@@ -44,14 +46,34 @@ KRYLOV_RANK = 1024
 
 @dataclass(frozen=True)
 class _FlowConfig:
+    """The static part of a flow: with the shapes and dtypes, the compilation key."""
     solver: str
-    rtol: float
-    atol: float
-    max_steps: int
-    gtol: float | None
-    curvature_tol: float
-    certificate_tol: float
+    steady_stop: bool  # gtol is not None: the steady-state event is compiled in
     save_matrices: bool
+
+
+class _Tols(NamedTuple):
+    """The traced settings of a flow (scalar arrays of the state's dtype; ``max_steps`` an
+    int): runs that differ only in these reuse one compiled solve."""
+    rtol: jax.Array
+    atol: jax.Array
+    gtol: jax.Array
+    curvature_tol: jax.Array
+    certificate_tol: jax.Array
+    max_steps: jax.Array
+
+
+def _tols(dtype, rtol, atol, gtol, curvature_tol, certificate_tol, max_steps) -> _Tols:
+    def f(x):
+        return jnp.asarray(0.0 if x is None else x, dtype)
+
+    return _Tols(f(rtol), f(atol), f(gtol), f(curvature_tol), f(certificate_tol),
+                 jnp.asarray(max_steps, jnp.int32))
+
+
+#: The static step bound of every ``diffeqsolve`` (the user's ``max_steps`` is a traced
+#: budget, enforced by :class:`_Segmented`); no buffer is sized by it.
+MAX_STEPS_CAP = 2 ** 31 - 2
 
 
 def _make_solver(name: str, size: int | None = None):
@@ -94,7 +116,7 @@ def _vector_field(model):
     return vf
 
 
-def _steady_event(model, cfg: _FlowConfig):
+def _steady_event(model):
     """Converged: a small parameter gradient at a point certified not to be a saddle.
 
     The gradient is also tiny at the saddles the flow visits (the origin, and between the
@@ -107,19 +129,19 @@ def _steady_event(model, cfg: _FlowConfig):
     vf = _vector_field(model)
 
     def cond_fn(t, y, args, **kwargs):
-        problem, loss0, gnorm0 = args[:3]
+        problem, loss0, gnorm0, tols = args[:4]
         params = model.unflatten(y)
         f, g, W = model.loss_and_grad(problem, params)
-        small = jnp.sqrt(sum(jnp.sum(x * x) for x in g)) <= cfg.gtol
+        small = jnp.sqrt(sum(jnp.sum(x * x) for x in g)) <= tols.gtol
 
         def certified():
             gap = model.optimality_gap(problem.grad(W))
             if gap is not None:
-                return gap <= cfg.certificate_tol * jnp.maximum(gnorm0, 1e-300)
+                return gap <= tols.certificate_tol * jnp.maximum(gnorm0, 1e-300)
             hvp = lambda v: -jax.jvp(lambda z: vf(t, z, problem), (y,), (v,))[1]
             v0 = jnp.cos(jnp.arange(y.size, dtype=y.dtype) * 0.7548776662 + 0.1)
             lo, _ = lanczos_extremes(hvp, v0, 24)
-            return (lo >= -cfg.curvature_tol) & (f < loss0 * (1 - 1e-6))
+            return (lo >= -tols.curvature_tol) & (f < loss0 * (1 - 1e-6))
 
         return jax.lax.cond(small, certified, lambda: jnp.array(False))
 
@@ -156,6 +178,8 @@ class _Segmented(diffrax.AbstractAdaptiveStepSizeController):
     controller: diffrax.AbstractAdaptiveStepSizeController
     budget: object  # steps left (int or scalar array)
     resolution: float = eqx.field(static=True, default=TIME_RESOLUTION)
+    # Only a Krylov solver asks for a basis; for any other an all -inf error is an overflow.
+    krylov: bool = eqx.field(static=True, default=False)
 
     @property
     def rtol(self):
@@ -179,9 +203,13 @@ class _Segmented(diffrax.AbstractAdaptiveStepSizeController):
 
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
         inner0, n, _, streak = state
-        # -inf errors: the solver asks for a new Krylov basis. Reject the step, keep it for
-        # the next segment, and end this one.
-        rebuild = jnp.any(y_error == -jnp.inf)
+        # An all -inf error: the Krylov solver asks for a new basis. Reject the step, keep it
+        # for the next segment, and end this one. Any other non-finite error rejects the step.
+        if self.krylov:
+            rebuild = jnp.all(y_error == -jnp.inf)
+        else:
+            rebuild = jnp.zeros((), bool)
+        y_error = jnp.where(rebuild | jnp.isfinite(y_error), y_error, jnp.inf)
         keep, next_t0, next_t1, jump, inner, result = self.controller.adapt_step_size(
             t0, t1, y0, y1_candidate, args, jnp.where(rebuild, 0.0, y_error), error_order,
             inner0)
@@ -222,8 +250,13 @@ def _build_basis(problem, y, model, k: int):
     return dominant_eigenpairs(jvp, y.size, k, y.dtype)
 
 
-def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None, basis=None):
+def _solve(problem, y0, ts, t_max, tols: _Tols, model, cfg: _FlowConfig, resume=None,
+           basis=None):
     """One segment of the flow, on a clock that starts at 0.
+
+    Everything that may differ between runs of the same shapes (data, ``y0``, save times,
+    ``t_max``, the tolerances and the step budget in ``tols``) is traced; ``model`` and
+    ``cfg`` are static.
 
     ``resume = (offset, dt0, solver_state, budget, loss0, gnorm0)`` continues a flow stopped
     by :class:`_Segmented` at global time ``offset``: save times are shifted by it, the
@@ -240,7 +273,7 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None, basis=N
     if k and basis is None:
         basis = _no_basis(k, y0)
     if resume is None:
-        offset, dt0, solver_state, budget = 0.0, None, None, cfg.max_steps
+        offset, dt0, solver_state, budget = 0.0, None, None, tols.max_steps
         loss0, G0 = problem.loss_and_grad(model.product(model.unflatten(y0)))
         gnorm0 = jnp.linalg.norm(G0)
     else:
@@ -257,16 +290,18 @@ def _solve(problem, y0, ts, t_max, model, cfg: _FlowConfig, resume=None, basis=N
     own = cfg.solver in _OWN
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)],
                             solver_state=own, controller_state=True)
-    event = _steady_event(model, cfg) if cfg.gtol is not None else None
+    event = _steady_event(model) if cfg.steady_stop else None
     # Steps land on the save times: records carry no interpolation error.
     resolution = TIME_RESOLUTION if y0.dtype == jnp.float64 else 2.0 ** -13
     controller = _Segmented(diffrax.ClipStepSizeController(
-        diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol), step_ts=ts), budget, resolution)
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(term_fn), solver, t0=0.0, t1=t1, dt0=dt0, y0=y0,
-        args=(problem, loss0, gnorm0) + ((basis,) if k else ()), saveat=saveat,
-        stepsize_controller=controller, max_steps=cfg.max_steps, event=event, throw=False,
-        solver_state=solver_state if own else None)
+        diffrax.PIDController(rtol=tols.rtol, atol=tols.atol), step_ts=ts), budget, resolution,
+        krylov=bool(k))
+    with no_host_callbacks():
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(term_fn), solver, t0=0.0, t1=t1, dt0=dt0, y0=y0,
+            args=(problem, loss0, gnorm0, tols) + ((basis,) if k else ()), saveat=saveat,
+            stepsize_controller=controller, max_steps=MAX_STEPS_CAP, event=event, throw=False,
+            solver_state=solver_state if own else None)
     recs, yfinal = sol.ys
     final_rec = record(problem, model, model.unflatten(yfinal[0]), cfg.save_matrices)
     return dict(recs=recs, ts=sol.ts[0], t_final=sol.ts[1][0], y_final=yfinal[0],
@@ -283,7 +318,7 @@ _RESTART = int(_DT_MIN._value)
 _NEW_BASIS = int(_REBUILD._value)
 
 
-def _resume(problem, first, ts, t_max, model, cfg):
+def _resume(problem, first, ts, t_max, tols, model, cfg, max_steps: int):
     """Continue a solve that stopped on the time-resolution signal or asked for a new Krylov
     basis, segment after segment.
 
@@ -303,7 +338,7 @@ def _resume(problem, first, ts, t_max, model, cfg):
     y = out["y_final"]
     rank = _krylov_rank(_make_solver(cfg.solver, y.size), y.size)
     basis = _no_basis(rank, y) if rank else None
-    while int(out["result"]) in (_RESTART, _NEW_BASIS) and counts["num_steps"] < cfg.max_steps:
+    while int(out["result"]) in (_RESTART, _NEW_BASIS) and counts["num_steps"] < max_steps:
         offset += float(out["t_final"])
         state = out["solver_state"]
         if int(out["result"]) == _NEW_BASIS:
@@ -313,9 +348,9 @@ def _resume(problem, first, ts, t_max, model, cfg):
         else:
             restarts += 1
         resume = (jnp.asarray(offset, ts.dtype), jnp.asarray(out["dt_next"], ts.dtype),
-                  state, jnp.asarray(cfg.max_steps - counts["num_steps"]),
+                  state, jnp.asarray(max_steps - counts["num_steps"], jnp.int32),
                   out["loss0"], out["gnorm0"])
-        out = _solve_jit(problem, out["y_final"], ts, t_max, model, cfg, resume, basis)
+        out = _solve_jit(problem, out["y_final"], ts, t_max, tols, model, cfg, resume, basis)
         saved = np.isfinite(np.asarray(out["ts"])) & (ts_np >= offset)
         for k in recs:
             recs[k][saved] = np.asarray(out["recs"][k])[saved]
@@ -335,9 +370,30 @@ def default_atol(rtol: float, y0: np.ndarray) -> float:
     A fixed ``atol`` (say 1e-12) exceeds every factor entry once ``alpha^(1/L) < 1e-12``
     (``alpha <= 1e-24`` at depth 2), and the error control would then ignore the small
     directions whose competition decides which one escapes first.
+
+    Float32 (``y0``'s dtype): ``min(1e-6, max(1e-4 rtol max|y0|, 10 eps max|y0|))``. Below
+    ``~10 eps max|y0|`` the error estimate of a component near zero is rounding noise:
+    measured on the 15 x 15, depth-3 completion from scale 1e-3 (``max|y0| = 0.1``), atol
+    1e-12 took 15,469 steps (5,281 rejected) to the steady state, 1e-8 took 3,345 and 1e-6
+    625, all ending within 4.4e-4 of the float64 end point.
     """
     top = float(np.max(np.abs(y0))) if y0.size else 1.0
+    if np.asarray(y0).dtype == np.float32:
+        eps = float(np.finfo(np.float32).eps)
+        return float(min(1e-6, max(1e-4 * rtol * top, 10 * eps * top, 1e-30)))
     return float(min(1e-12, max(1e-4 * rtol * top, 1e-300)))
+
+
+def _warn_atol(atol: float, y0: np.ndarray) -> None:
+    """A :class:`PrecisionWarning` when ``atol < eps max|y0|``: the rounding of the factors'
+    entries alone exceeds it (many rejected steps, or no progress)."""
+    eps = float(np.finfo(np.asarray(y0).dtype).eps)
+    top = float(np.max(np.abs(y0))) if np.size(y0) else 0.0
+    if atol < eps * top:
+        warnings.warn(f"`atol` = {atol:g} is below the rounding of the initial factors in "
+                      f"{np.asarray(y0).dtype} (eps max|params| = {eps * top:.2g}): expect many "
+                      f"rejected steps; atol=None derives one from the dtype",
+                      PrecisionWarning, stacklevel=4)
 
 
 def _deep_scale(model, y0: np.ndarray) -> tuple[int, float, float]:
@@ -410,17 +466,162 @@ def warn_resolution(model, y0: np.ndarray, stacklevel: int = 3) -> None:
             ResolutionWarning, stacklevel=stacklevel)
 
 
-def _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save):
+#: Float64 defaults of the flow's tolerances; other dtypes scale them (:func:`flow_defaults`).
+_DEFAULTS64 = dict(rtol=1e-8, gtol=1e-10, curvature_tol=1e-6, certificate_tol=1e-6)
+
+
+def flow_defaults(dtype) -> dict:
+    """Default ``rtol``, ``gtol``, ``curvature_tol`` and ``certificate_tol`` for ``dtype``.
+
+    Float64: ``rtol = 1e-8``, ``gtol = 1e-10``, ``curvature_tol = certificate_tol = 1e-6``.
+    Float32 (``eps = 1.2e-7``): ``rtol = 1e-5`` (local errors are estimated from differences
+    of states whose rounding is ``eps |y|``; below ``~100 eps`` the estimate is noise and the
+    controller shrinks the step without end), ``gtol = 1e-5`` and ``certificate_tol =
+    curvature_tol = 1e-4`` (the gradient at a minimiser is computed to ``~eps ||M||``
+    per entry: the float64 thresholds are below it and the steady state is never certified).
+    """
+    if jnp.dtype(dtype) == jnp.float64:
+        return dict(_DEFAULTS64)
+    return dict(rtol=1e-5, gtol=1e-5, curvature_tol=1e-4, certificate_tol=1e-4)
+
+
+def _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save, curvature_tol,
+                     certificate_tol, t_min, save_at, dtype):
+    """Validate the flow's settings; returns them with the dtype's defaults filled in (``gtol``
+    stays ``None`` when given as ``None``; ``"auto"`` is the dtype's default)."""
     t_max = check_positive(t_max, "t_max")
-    rtol = check_positive(rtol, "rtol")
+    d = flow_defaults(dtype)
+    rtol = d["rtol"] if rtol is None else check_positive(rtol, "rtol")
+    if rtol >= 1:
+        raise ValueError(f"`rtol` must be < 1 (a relative tolerance), got {rtol}")
     if atol is not None:
         atol = check_positive(atol, "atol")
     check_choice(solver, "solver", SOLVERS)
-    check_int(max_steps, "max_steps", minimum=1)
-    check_int(n_save, "n_save", minimum=2)
-    if gtol is not None:
+    max_steps = check_int(max_steps, "max_steps", minimum=1)
+    if max_steps > MAX_STEPS_CAP:
+        raise ValueError(f"`max_steps` must be <= {MAX_STEPS_CAP}, got {max_steps}")
+    n_save = check_int(n_save, "n_save", minimum=2)
+    if n_save > MAX_SAVE:
+        raise ValueError(f"`n_save` must be <= {MAX_SAVE} (each record holds the loss, the "
+                         f"gradient norm and all singular values), got {n_save}")
+    if isinstance(gtol, str):
+        if gtol != "auto":
+            raise ValueError(f"`gtol` must be a positive number, None or 'auto', got {gtol!r}")
+        gtol = d["gtol"]
+    elif gtol is not None:
         gtol = check_positive(gtol, "gtol")
-    return t_max, rtol, atol, gtol
+    curvature_tol = d["curvature_tol"] if curvature_tol is None else \
+        check_positive(curvature_tol, "curvature_tol")
+    certificate_tol = d["certificate_tol"] if certificate_tol is None else \
+        check_positive(certificate_tol, "certificate_tol")
+    if t_min is not None:
+        t_min = check_positive(t_min, "t_min")
+        if t_min >= t_max:
+            raise ValueError(f"`t_min` must be < t_max = {t_max:g}, got {t_min:g}")
+    if save_at is not None:
+        save_at = check_save_at(save_at, t_max)
+    eps = float(jnp.finfo(dtype).eps)
+    name = jnp.dtype(dtype).name
+    for key, v, floor in (("rtol", rtol, 10 * eps), ("certificate_tol", certificate_tol, 100 * eps),
+                          ("curvature_tol", curvature_tol, 100 * eps)):
+        if v < floor:
+            warnings.warn(f"`{key}` = {v:g} is below what {name} resolves (~{floor:.1g}, "
+                          f"eps = {eps:.2g}): the solver may take tiny steps without end or never "
+                          f"certify the steady state; the {name} default is "
+                          f"{d[key]:g}", PrecisionWarning, stacklevel=3)
+    return t_max, rtol, atol, gtol, max_steps, n_save, curvature_tol, certificate_tol, t_min, save_at
+
+
+#: The largest ``n_save``: a record holds ``min(m, n) + 2`` floats (and ``W`` with
+#: ``save_matrices``); 10^5 records of a 1000 x 1000 run are 800 MB.
+MAX_SAVE = 100_000
+
+
+def check_save_at(save_at, t_max: float) -> np.ndarray:
+    """``save_at`` as a sorted float64 vector in ``[0, t_max]``; raises ``ValueError``."""
+    try:
+        a = np.asarray(save_at, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"`save_at` must be an array of times, got {save_at!r}") from None
+    if a.size > MAX_SAVE:
+        raise ValueError(f"`save_at` holds {a.size} times; at most {MAX_SAVE}")
+    if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a > t_max):
+        bad = a[~(np.isfinite(a) & (a >= 0) & (a <= t_max))][0]
+        raise ValueError(f"`save_at` times must lie in [0, t_max={t_max:g}], got {bad:g}")
+    if np.any(np.diff(a) < 0):
+        raise ValueError("`save_at` must be sorted in increasing order")
+    return a
+
+
+def _check_initial_state(problem, model, params, dtype, t_max: float, max_steps: int,
+                         solver: str = "rkc", name: str = "params") -> None:
+    """Fail before compiling when the flow from ``params`` cannot be computed.
+
+    * ``||W(0)||`` too large for the dtype: ``(sqrt(width) max|params|)^L`` (a bound on
+      ``||W(0)||_2``) above :data:`MAX_INIT_SCALE`;
+    * ``f(W(0))`` or ``grad f(W(0))`` not finite;
+    * (``DeepFactorization``, stability-limited solvers) more than ``EVALS_PER_STEP *
+      max_steps`` gradient evaluations needed:
+      gradient flow conserves the imbalances ``D_j = W_{j+1}^T W_{j+1} - W_j W_j^T``, so the
+      factors never shrink below ``||D_j||`` and the Hessian radius stays ``>~ c delta^(L-1)``
+      (``delta = max_j ||D_j||_2``, ``c`` the curvature of ``f`` along ``W(0)``). RKC's
+      ``s``-stage step is stable for ``h rho <= 0.65 s^2`` (``s <= 2000``), an explicit
+      Runge--Kutta step for ``h rho <~ 3.3`` with 6: at least ``t_max rho / 1300``
+      (resp. ``t_max rho / 0.55``) evaluations. On the 8 x 8, depth-2, ``t_max = 100``
+      completion from a gaussian init of scale ``alpha`` (end-to-end), ``delta ~ 2 alpha``
+      and ``c ~ 0.67``: ``alpha = 1e6`` needs >= 1e5 (it runs: 1,087 steps, loss 5e-17),
+      ``alpha = 1e10`` >= 1e9 (refused; it ran for hours).
+    """
+    top = max((float(np.max(np.abs(np.asarray(p, dtype=np.float64)))) if np.size(p) else 0.0)
+              for p in params)
+    depth = len(params)
+    dname = jnp.dtype(dtype).name
+    limit = MAX_INIT_SCALE[dname]
+    width = max(max(np.shape(p)) for p in params)
+    # U U^T is a product of two factors of size max|U|.
+    w_bound = (np.sqrt(width) * top) ** (depth if depth > 1 else 2)
+    if w_bound > limit:
+        raise ValueError(
+            f"`{name}`: the initial factors are too large for {dname} (init scale max|{name}| = "
+            f"{top:.3g}, so ||W(0)|| is up to ~{w_bound:.3g} > {limit:.3g}: the loss ~ ||W||^2 "
+            f"and the flow's stiffness overflow); use a smaller init `scale`")
+    W0, f, G = check_initial_loss(problem, model, params, name)
+    if depth < 2 or not hasattr(model, "widths") or solver in ("rodas4", "kvaerno5", "hybrid",
+                                                                 "krylov"):
+        return
+    Ws = [np.asarray(p, dtype=np.float64) for p in params]
+    delta = max(float(np.linalg.norm(Ws[j + 1].T @ Ws[j + 1] - Ws[j] @ Ws[j].T, 2))
+                for j in range(depth - 1))
+    nW = float(jnp.linalg.norm(W0))
+    if not delta > 0 or not nW > 0:
+        return
+    G2 = problem.grad(2.0 * W0)
+    c = float(jnp.linalg.norm(G2 - G)) / nW
+    rho = c * delta ** (depth - 1)
+    # Evaluations per unit of t * rho at the cheapest stable schedule: RKC with s = 2000
+    # stages covers h rho = 0.65 s^2 with s + 3 evaluations; Tsit5-like methods 3.3 with 6.
+    per_eval = 0.65 * 2000.0 if solver == "rkc" else 3.3 / 6
+    need = t_max * rho / per_eval
+    if need > EVALS_PER_STEP * max_steps:
+        raise ValueError(
+            f"`{name}`: init scale max|{name}| = {top:.3g} is too large to integrate: the flow "
+            f"conserves the factor imbalance (||W_(j+1)^T W_(j+1) - W_j W_j^T|| = {delta:.3g}), "
+            f"so the Hessian radius stays >~ {rho:.3g}, and solver {solver!r} needs at least "
+            f"~{need:.3g} gradient evaluations to reach t_max = {t_max:g}, more than "
+            f"{EVALS_PER_STEP} x max_steps = {EVALS_PER_STEP * max_steps:.3g}; use a smaller "
+            f"init `scale` (or a shorter `t_max`, or a larger `max_steps`)")
+
+
+#: A stability-limited flow is refused when it needs more than this many gradient
+#: evaluations per allowed step (``max_steps``): 1e8 evaluations at the default ``max_steps``
+#: (an 8 x 8 evaluation costs ~10 us, a 100 x 100 one ~1 ms).
+EVALS_PER_STEP = 100
+
+#: Largest ``(sqrt(width) max|params(0)|)^L`` (a bound on ``||W(0)||_2``) accepted per dtype:
+#: ``1e30`` in float64 (the loss ``~||W||^2 = 1e60`` stays far from overflow at 1e308, and the
+#: flow from ``||W|| = 1e30`` shrinks in ~one time unit but needs steps ``~1/||W||^(2-2/L)``:
+#: there is no useful run beyond), ``1e12`` in float32 (overflow at 3.4e38).
+MAX_INIT_SCALE = {"float64": 1e30, "float32": 1e12}
 
 
 def _status(out_result: int) -> str:
@@ -433,7 +634,28 @@ def _status(out_result: int) -> str:
     return "solver_failure"
 
 
-def _postprocess(out, ts_np, model, cfg, t_max, wall, extra_info):
+def _max_steps_advice(cfg, settings, num_rejected: int, num_steps: int, dtype) -> str:
+    """What would help a flow that ran out of steps (it depends on what was used)."""
+    if cfg.solver in ("tsit5", "dopri5", "dopri8"):
+        return "use solver='rkc' (stabilised explicit: the flow is likely stiff), or raise `max_steps`"
+    tips = []
+    d = flow_defaults(dtype)
+    if num_rejected > 0.3 * max(num_steps, 1):
+        tips.append(f"{num_rejected} of {num_steps} steps were rejected: the tolerances are near "
+                    f"the rounding level of {jnp.dtype(dtype).name} (rtol={settings['rtol']:g}, "
+                    f"atol={settings['atol']:.3g}); loosen them"
+                    + ("" if jnp.dtype(dtype) == jnp.float64 else " or use float64"))
+    if settings["rtol"] < d["rtol"]:
+        tips.append(f"rtol={settings['rtol']:g} is below the {jnp.dtype(dtype).name} default "
+                    f"{d['rtol']:g}")
+    if cfg.solver == "rkc":
+        tips.append(f"for the stiff stretch between escapes (depth >= 3 from small inits) "
+                    f"solver='hybrid' takes dense Rodas4 steps (<= {DENSE_LIMIT} parameters)")
+    tips.append("raise `max_steps` or shorten `t_max`")
+    return "; ".join(tips)
+
+
+def _postprocess(out, ts_np, model, cfg, settings, wall, extra_info):
     t_final = float(out["t_final"])
     keep = ts_np <= t_final * (1 + 1e-12)
     recs = {k: np.asarray(v)[keep] for k, v in out["recs"].items()}
@@ -442,8 +664,10 @@ def _postprocess(out, ts_np, model, cfg, t_max, wall, extra_info):
         recs = {k: np.concatenate([v, np.asarray(out["final_rec"][k])[None]]) for k, v in recs.items()}
         times = np.concatenate([times, [t_final]])
     status = _status(int(out["result"]))
-    info = dict(method="gradient_flow", solver=cfg.solver, rtol=cfg.rtol, atol=cfg.atol,
-                gtol=cfg.gtol, t_max=t_max, t_final=t_final, status=status,
+    t_max = settings["t_max"]
+    info = dict(method="gradient_flow", solver=cfg.solver, rtol=settings["rtol"],
+                atol=settings["atol"], gtol=settings["gtol"], t_max=t_max, t_final=t_final,
+                status=status,
                 num_steps=int(out["num_steps"]), num_accepted=int(out["num_accepted"]),
                 num_rejected=int(out["num_rejected"]),
                 num_vf_evals=None if out["nfe"] is None else int(out["nfe"]),
@@ -451,9 +675,11 @@ def _postprocess(out, ts_np, model, cfg, t_max, wall, extra_info):
     if out.get("krylov_builds"):
         info["krylov_builds"] = int(out["krylov_builds"])
     if status == "max_steps":
-        warnings.warn(f"gradient_flow stopped at max_steps={cfg.max_steps} at t={t_final:.4g} "
-                      f"< t_max={t_max:g}; raise `max_steps` or use solver='rkc'", RuntimeWarning,
-                      stacklevel=3)
+        advice = _max_steps_advice(cfg, settings, info["num_rejected"], info["num_steps"],
+                                   extra_info["dtype"])
+        warnings.warn(f"gradient_flow stopped at max_steps={settings['max_steps']} at "
+                      f"t={t_final:.4g} < t_max={t_max:g} (solver {cfg.solver!r}); {advice}",
+                      RuntimeWarning, stacklevel=3)
     if status == "solver_failure" or not np.all(np.isfinite(recs["loss"])):
         raise FloatingPointError(
             f"gradient_flow failed at t={t_final:.4g} (solver {cfg.solver!r}, status "
@@ -463,9 +689,10 @@ def _postprocess(out, ts_np, model, cfg, t_max, wall, extra_info):
     return build_trajectory(recs, times, final_params, model, info)
 
 
-def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1e-8,
-                  atol: float | None = None, solver: str = "rkc", gtol: float | None = 1e-10,
-                  curvature_tol: float = 1e-6, certificate_tol: float = 1e-6, n_save: int = 200,
+def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float | None = None,
+                  atol: float | None = None, solver: str = "rkc", gtol: float | str | None = "auto",
+                  curvature_tol: float | None = None, certificate_tol: float | None = None,
+                  n_save: int = 200,
                   t_min: float | None = None,
                   save_at=None, save_matrices: bool = False, max_steps: int = 1_000_000,
                   dtype=None, error_estimate: bool = False):
@@ -475,8 +702,14 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
     :class:`SymmetricFactorization`. Adaptive steps (PID control of the local error against
     ``atol + rtol |y|``) in float64 unless ``dtype=float32``.
 
+    Compiled once per shapes, dtype, solver, ``gtol is None`` and ``save_matrices``: runs
+    that differ in the init, the data, ``t_max``, the tolerances, ``max_steps`` or the save
+    times (of equal number) reuse the compiled solve.
+
     Arguments:
         t_max: final time (the flow stops earlier at a steady state, see ``gtol``).
+        rtol: relative tolerance; default from the dtype (:func:`flow_defaults`: ``1e-8`` in
+            float64, ``1e-5`` in float32). One below ``10 eps`` warns (:class:`PrecisionWarning`).
         atol: absolute tolerance; default ``min(1e-12, 1e-4 rtol max|params(0)|)`` so that it
             stays below the initial factors at any scale.
         solver: ``"rkc"`` (default, stiff-capable, see :class:`rankbias.dynamics.RKC`),
@@ -493,9 +726,13 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
             for ``U U^T``) when no width constrains the rank; otherwise ``f(W) < f(W(0))`` and
             Hessian ``lambda_min >= -curvature_tol`` (Lanczos; blind to the high-order
             saddles of depth >= 3). Uncertified points run on to ``t_max``; ``None``
-            always runs to ``t_max``.
+            always runs to ``t_max``. ``"auto"``: ``1e-10`` (float64), ``1e-5`` (float32);
+            ``curvature_tol`` and ``certificate_tol`` default to ``1e-6`` (float64) and
+            ``1e-4`` (float32).
         n_save, t_min, save_at: record at ``t = 0``, ``n_save - 1`` log-spaced times in
-            ``[t_min, t_max]`` and the extra times ``save_at``; the stopping time is appended.
+            ``[t_min, t_max]`` (``0 < t_min < t_max``, default ``min(1e-2, t_max / 1e4)``)
+            and the extra times ``save_at`` (sorted, in ``[0, t_max]``); the stopping time is
+            appended. ``2 <= n_save <= MAX_SAVE``.
         save_matrices: also keep ``W(t)`` at each recorded time.
         error_estimate: solve a second time with tolerances / 10 and report the largest
             difference of ``W`` at the recorded times and at the end (``info["error_estimate"]``).
@@ -507,23 +744,37 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
         ``TIME_RESOLUTION`` times the time integrated (escapes at ``t >~ 1e12``; the flow is
         autonomous, so the solve goes on exactly; step counts and ``max_steps`` cover all
         segments).
+
+    Raises:
+        ValueError: a bad argument (named); an initial point where ``f(W(0))`` or its gradient
+            is not finite; factors too large for the dtype or for any run to finish within
+            ``max_steps`` (:func:`_check_initial_state`). ``FloatingPointError``: the
+            trajectory became non-finite.
     """
-    t_max, rtol, atol, gtol = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save)
+    dtype = resolve_dtype(dtype)
+    (t_max, rtol, atol, gtol, max_steps, n_save, curvature_tol, certificate_tol, t_min,
+     save_at) = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save,
+                                 curvature_tol, certificate_tol, t_min, save_at, dtype)
     problem, params, dtype = check_run(problem, model, params, dtype)
+    _check_initial_state(problem, model, params, dtype, t_max, max_steps, solver)
     flat0 = np.concatenate([np.ravel(np.asarray(p)) for p in params])
     if atol is None:
         atol = default_atol(rtol, flat0)
+    else:
+        _warn_atol(atol, flat0)
     warn_resolution(model, flat0)
-    cfg = _FlowConfig(solver, rtol, atol, int(max_steps), gtol, float(curvature_tol),
-                      float(certificate_tol), bool(save_matrices))
+    cfg = _FlowConfig(solver, gtol is not None, bool(save_matrices))
+    tols = _tols(dtype, rtol, atol, gtol, curvature_tol, certificate_tol, max_steps)
+    settings = dict(t_max=t_max, rtol=rtol, atol=atol, gtol=gtol, max_steps=max_steps)
     ts_np = save_times(t_max, n_save, t_min, save_at)
     y0 = model.flatten(params)
     t0 = time.perf_counter()
     ts, tm = jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype)
-    out = _resume(problem, _solve_jit(problem, y0, ts, tm, model, cfg), ts, tm, model, cfg)
+    out = _resume(problem, _solve_jit(problem, y0, ts, tm, tols, model, cfg), ts, tm, tols,
+                  model, cfg, max_steps)
     out = jax.block_until_ready(out)
     wall = time.perf_counter() - t0
-    traj = _postprocess(out, ts_np, model, cfg, t_max, wall, dict(dtype=str(jnp.dtype(dtype))))
+    traj = _postprocess(out, ts_np, model, cfg, settings, wall, dict(dtype=str(jnp.dtype(dtype))))
     if error_estimate:
         fine = gradient_flow(problem, model, params, t_max, rtol=rtol / 10, atol=atol / 10,
                              solver=solver, gtol=gtol, curvature_tol=curvature_tol,
@@ -538,9 +789,10 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float = 1
     return traj
 
 
-def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rtol: float = 1e-8,
-                        atol: float | None = None, solver: str = "rkc", gtol: float | None = 1e-10,
-                        curvature_tol: float = 1e-6, certificate_tol: float = 1e-6, n_save: int = 200,
+def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *,
+                        rtol: float | None = None, atol: float | None = None, solver: str = "rkc",
+                        gtol: float | str | None = "auto", curvature_tol: float | None = None,
+                        certificate_tol: float | None = None, n_save: int = 200,
                         t_min: float | None = None, save_at=None, save_matrices: bool = False,
                         max_steps: int = 1_000_000, dtype=None, on_failure: str = "raise"):
     """Many gradient flows that share shapes, as one vmapped computation.
@@ -548,40 +800,54 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rto
     ``problems`` is one problem (shared) or a list with one problem per run (same type and
     array shapes); ``params_list`` holds one initial parameter tuple per run. Each run keeps
     its own adaptive step sizes and stopping time; results equal :func:`gradient_flow`
-    run by run (same arithmetic, up to the last bits of batched matrix products).
+    run by run (same arithmetic, up to the last bits of batched matrix products). The
+    settings are those of :func:`gradient_flow` (traced: no recompilation when they change).
 
     ``on_failure="raise"`` raises for the first run whose solve failed (non-finite
     trajectory); ``"return"`` puts the ``FloatingPointError`` in that run's place.
 
     Returns a list of :class:`Trajectory`, in the order of ``params_list``.
+
+    Raises:
+        ValueError: as :func:`gradient_flow`, for any run of the batch (before compiling).
     """
     if on_failure not in ("raise", "return"):
         raise ValueError(f"`on_failure` must be 'raise' or 'return', got {on_failure!r}")
-    t_max, rtol, atol, gtol = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save)
+    dtype = resolve_dtype(dtype)
+    (t_max, rtol, atol, gtol, max_steps, n_save, curvature_tol, certificate_tol, t_min,
+     save_at) = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save,
+                                 curvature_tol, certificate_tol, t_min, save_at, dtype)
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
+    for i in range(B):
+        _check_initial_state(problem if p_axis is None else index_tree(problem, i), model,
+                             index_tree(params, i), dtype, t_max, max_steps, solver,
+                             name=f"params_list[{i}]")
     y0 = jax.vmap(model.flatten)(params)
     flat0 = np.asarray(y0)
     if atol is None:
-        # One tolerance for the batch (it is a static setting): that of the smallest init.
+        # One tolerance for the batch: that of the smallest init.
         atol = min(default_atol(rtol, y) for y in flat0)
+    else:
+        _warn_atol(atol, flat0)
     # The smallest init decides, as for atol.
     warn_resolution(model, np.array([np.abs(flat0).max(axis=1).min()]))
-    cfg = _FlowConfig(solver, rtol, atol, int(max_steps), gtol, float(curvature_tol),
-                      float(certificate_tol), bool(save_matrices))
+    cfg = _FlowConfig(solver, gtol is not None, bool(save_matrices))
+    tols = _tols(dtype, rtol, atol, gtol, curvature_tol, certificate_tol, max_steps)
+    settings = dict(t_max=t_max, rtol=rtol, atol=atol, gtol=gtol, max_steps=max_steps)
     ts_np = save_times(t_max, n_save, t_min, save_at)
     t0 = time.perf_counter()
     ts, tm = jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype)
-    out = jax.block_until_ready(_batched_solve(problem, y0, ts, tm, model, cfg, p_axis))
+    out = jax.block_until_ready(_batched_solve(problem, y0, ts, tm, tols, model, cfg, p_axis))
     wall = time.perf_counter() - t0
     result = []
     for i in range(B):
         t1 = time.perf_counter()
         # Runs that outgrew float64 time resolution go on one by one (rare: escapes at t >~ 1e12).
         out_i = _resume(problem if p_axis is None else index_tree(problem, i), index_tree(out, i),
-                        ts, tm, model, cfg)
+                        ts, tm, tols, model, cfg, max_steps)
         wall_i = wall / B + time.perf_counter() - t1
         try:
-            result.append(_postprocess(out_i, ts_np, model, cfg, t_max, wall_i,
+            result.append(_postprocess(out_i, ts_np, model, cfg, settings, wall_i,
                                        dict(dtype=str(jnp.dtype(dtype)), batch_size=B, batch_index=i)))
         except FloatingPointError as e:
             if on_failure == "raise":
@@ -591,5 +857,6 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *, rto
 
 
 @eqx.filter_jit
-def _batched_solve(problem, y0, ts, t_max, model, cfg, p_axis):
-    return batch_apply(lambda p, y: _solve(p, y, ts, t_max, model, cfg), (p_axis, 0), (problem, y0))
+def _batched_solve(problem, y0, ts, t_max, tols, model, cfg, p_axis):
+    return batch_apply(lambda p, y: _solve(p, y, ts, t_max, tols, model, cfg), (p_axis, 0),
+                       (problem, y0))

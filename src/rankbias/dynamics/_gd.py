@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_int, check_positive
-from ._common import batch_apply, build_trajectory, check_run, index_tree, prepare_batch, record
+from ._common import (batch_apply, build_trajectory, check_initial_loss, check_problem_model,
+                      check_run, index_tree, prepare_batch, record)
 
 __all__ = ["gradient_descent", "gradient_descent_batch", "DivergenceError", "save_steps",
            "sharpness"]
@@ -41,15 +42,16 @@ _CHUNK = 8
 
 @dataclass(frozen=True)
 class _GDConfig:
-    """Static options of the loop; ``rule`` is the update (hashable: it keys the compile cache).
+    """Static options of the loop (with the shapes and dtypes, the compilation key); the step
+    size and other hyper-parameters, the record steps and ``divergence_factor`` are traced.
 
-    A rule has ``init(params, hyper) -> state`` and
+    ``rule`` is the update (hashable: it keys the compile cache). A rule has
+    ``init(params, hyper) -> state`` and
     ``step(problem, model, params, state, k, hyper) -> (f, new_params, new_state, eff)``: the
     loss at ``params`` (what divergence is judged on), the next iterate, and the effective
     step size of this step (``nan`` where none is defined), summed into the recorded time.
     """
 
-    divergence_factor: float
     save_matrices: bool
     rule: object
 
@@ -69,61 +71,108 @@ class _GDRule:
         return f, jax.tree_util.tree_map(lambda p, gp: p - lr * gp, params, g), state, lr
 
 
+#: The largest ``n_save`` (records of ``min(m, n) + 2`` floats each, ``W`` too with
+#: ``save_matrices``).
+MAX_SAVE = 100_000
+
+
 def save_steps(steps: int, n_save: int, extra=None) -> np.ndarray:
     """``0``, ``n_save - 1`` log-spaced step indices up to ``steps`` (rounded), plus ``extra``."""
     grid = np.concatenate([[0], np.unique(np.round(np.geomspace(1, max(steps, 1), max(n_save - 1, 1)))),
                            [steps]]).astype(np.int64)
     if extra is not None:
-        extra = np.asarray(extra, dtype=np.int64).ravel()
-        if np.any(extra < 0) or np.any(extra > steps):
-            raise ValueError(f"`save_at` steps must lie in [0, steps={steps}]")
+        extra = check_save_steps(extra, steps)
         grid = np.concatenate([grid, extra])
     return np.unique(grid[grid <= steps])
 
 
-def sharpness(problem, model, params, iters: int = 100) -> float:
-    """Largest Hessian eigenvalue of ``L`` at ``params`` (power iteration on exact HVPs).
+def check_save_steps(save_at, steps: int) -> np.ndarray:
+    """``save_at`` as sorted integer steps in ``[0, steps]``; raises ``ValueError``."""
+    try:
+        a = np.asarray(save_at, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"`save_at` must be an array of step indices, got {save_at!r}") from None
+    if a.size > MAX_SAVE:
+        raise ValueError(f"`save_at` holds {a.size} steps; at most {MAX_SAVE}")
+    if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+        raise ValueError("`save_at` must hold integer step indices (gradient descent records "
+                         "after whole steps)")
+    if np.any(a < 0) or np.any(a > steps):
+        bad = a[(a < 0) | (a > steps)][0]
+        raise ValueError(f"`save_at` steps must lie in [0, steps={steps}], got {bad:g}")
+    if np.any(np.diff(a) < 0):
+        raise ValueError("`save_at` must be sorted in increasing order")
+    return a.astype(np.int64)
 
-    GD with a constant step ``eta`` is locally stable only if ``eta < 2 / sharpness``.
-    """
-    y = model.flatten(params)
 
+def _padded(rec_steps: np.ndarray, n_save: int, n_extra: int) -> np.ndarray:
+    """``rec_steps`` padded with copies of its last step to the most that ``n_save`` and
+    ``len(save_at)`` allow: the number of distinct rounded log-spaced steps depends on
+    ``steps``, the scan's length must not (a repeated end is an empty segment)."""
+    n = n_save + 1 + n_extra
+    return np.concatenate([rec_steps, np.full(n - rec_steps.size, rec_steps[-1])])
+
+
+@eqx.filter_jit
+def _sharpness(problem, y, iters, model):
     def grad_flat(z):
         return model.flatten(model.loss_and_grad(problem, model.unflatten(z))[1])
 
-    @jax.jit
-    def run(y):
-        def body(_, c):
-            v, _ = c
-            w = jax.jvp(grad_flat, (y,), (v,))[1]
-            n = jnp.linalg.norm(w)
-            return jnp.where(n > 0, w / jnp.where(n > 0, n, 1), v), jnp.dot(v, w)
+    def body(_, c):
+        v, _ = c
+        w = jax.jvp(grad_flat, (y,), (v,))[1]
+        n = jnp.linalg.norm(w)
+        return jnp.where(n > 0, w / jnp.where(n > 0, n, 1), v), jnp.dot(v, w)
 
-        v0 = jnp.cos(jnp.arange(y.size, dtype=y.dtype) * 1.618033988749895 + 0.3)
-        return jax.lax.fori_loop(0, iters, body, (v0 / jnp.linalg.norm(v0), jnp.zeros((), y.dtype)))[1]
-
-    return float(abs(run(y)))
+    v0 = jnp.cos(jnp.arange(y.size, dtype=y.dtype) * 1.618033988749895 + 0.3)
+    return jax.lax.fori_loop(0, iters, body, (v0 / jnp.linalg.norm(v0), jnp.zeros((), y.dtype)))[1]
 
 
-def _run(problem, params, rec_steps, hyper, model, cfg: _GDConfig):
+def sharpness(problem, model, params, iters: int = 100) -> float:
+    r"""Largest Hessian eigenvalue ``lambda_max(nabla^2 L(params))`` (power iteration on exact
+    Hessian-vector products, ``iters`` of them; compiled once per shapes and dtype).
+
+    GD with a constant step ``eta`` is locally stable only if ``eta < 2 / sharpness``: this
+    is the way to pick ``lr`` for :func:`gradient_descent` (e.g. ``lr = 1 / sharpness`` at
+    the init; the sharpness may grow along the run).
+
+    Raises:
+        ValueError: ``params`` with non-finite entries (named), or a non-finite result.
+    """
+    check_problem_model(problem, model)
+    iters = check_int(iters, "iters", minimum=1)
+    params = model.check_params(params)
+    out = float(abs(_sharpness(problem, model.flatten(params), jnp.asarray(iters), model)))
+    if not np.isfinite(out):
+        raise ValueError(f"the sharpness at `params` is not finite ({out}): the Hessian-vector "
+                         f"products overflowed; check the problem and the scale of `params`")
+    return out
+
+
+def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: _GDConfig):
     """Core loop of every step rule. Returns records at ``rec_steps`` (with the summed
-    effective step size ``time``) and the divergence status."""
+    effective step size ``time``), the divergence status and the last iterate whose loss had
+    not risen (``good``, at step ``good_step``: where the divergence hint is measured)."""
     f0 = problem.loss(model.product(params))
-    limit = cfg.divergence_factor * jnp.maximum(f0, 1e-12)
+    limit = divergence_factor * jnp.maximum(f0, 1e-12)
     rule = cfg.rule
 
     def one_step(c):
-        params, state, k, bad, bad_step, bad_loss, t, tc = c
+        params, state, k, bad, bad_step, bad_loss, t, tc, good, good_step, f_prev = c
         f, new, new_state, eff = rule.step(problem, model, params, state, k, hyper)
         diverged = ~bad & (~jnp.isfinite(f) | (f > limit))
         stop = bad | diverged
         keep = functools.partial(jax.tree_util.tree_map, lambda n, p: jnp.where(stop, p, n))
+        # The last iterate whose loss did not rise: the state before the blow-up, where the
+        # divergence hint measures the sharpness (the blown-up state's is meaningless).
+        fell = ~stop & (f <= f_prev)
+        good = jax.tree_util.tree_map(lambda p, q: jnp.where(fell, p, q), params, good)
         # Kahan-compensated sum: a constant step summed 10^6 times stays within an ulp of k * lr.
         y = jnp.where(stop, 0.0, eff) - tc
         s = t + y
         return (keep(new, params), keep(new_state, state), jnp.where(stop, k, k + 1), stop,
                 jnp.where(diverged, k, bad_step), jnp.where(diverged, f, bad_loss),
-                s, (s - t) - y)
+                s, (s - t) - y, good, jnp.where(fell, k, good_step), jnp.where(stop, f_prev, f))
 
     def rec(carry):
         out = record(problem, model, carry[0], cfg.save_matrices)
@@ -141,75 +190,142 @@ def _run(problem, params, rec_steps, hyper, model, cfg: _GDConfig):
         return carry, rec(carry)
 
     zero = jnp.zeros((), f0.dtype)
-    init = (params, rule.init(params, hyper), jnp.zeros((), jnp.int64), jnp.array(False),
-            jnp.zeros((), jnp.int64), zero, zero, zero)
+    izero = jnp.zeros((), jnp.int64)
+    init = (params, rule.init(params, hyper), izero, jnp.array(False), izero, zero, zero, zero,
+            params, izero, f0)
     rec0 = rec(init)
-    (params, state, k, bad, bad_step, bad_loss, _, _), recs = jax.lax.scan(segment, init,
-                                                                          rec_steps[1:])
+    (params, state, k, bad, bad_step, bad_loss, _, _, good, good_step, _), recs = jax.lax.scan(
+        segment, init, rec_steps[1:])
     recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
     return dict(recs=recs, params=params, state=state, k=k, bad=bad, bad_step=bad_step,
-                bad_loss=bad_loss)
+                bad_loss=bad_loss, good=good, good_step=good_step)
 
 
 _run_jit = eqx.filter_jit(_run)
 
 
 @eqx.filter_jit
-def _run_batched(problem, params, rec_steps, hyper, model, cfg, p_axis, h_axes):
-    return batch_apply(lambda p, x, h: _run(p, x, rec_steps, h, model, cfg),
+def _run_batched(problem, params, rec_steps, hyper, divergence_factor, model, cfg, p_axis,
+                 h_axes):
+    return batch_apply(lambda p, x, h: _run(p, x, rec_steps, h, divergence_factor, model, cfg),
                        (p_axis, 0, h_axes), (problem, params, hyper), cpu_vmap=True)
 
 
-def _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule):
+def check_loop_args(steps, n_save, divergence_factor, save_at):
+    """Validate the settings shared by :func:`gradient_descent` and :func:`rankbias.train`;
+    returns ``(steps, n_save, divergence_factor, save_at)`` (``save_at`` as sorted ints)."""
     steps = check_int(steps, "steps", minimum=0)
-    check_int(n_save, "n_save", minimum=2)
-    check_positive(divergence_factor, "divergence_factor")
+    n_save = check_int(n_save, "n_save", minimum=2)
+    if n_save > MAX_SAVE:
+        raise ValueError(f"`n_save` must be <= {MAX_SAVE} (each record holds the loss, the "
+                         f"gradient norm and all singular values), got {n_save}")
+    divergence_factor = check_positive(divergence_factor, "divergence_factor")
+    if divergence_factor <= 1:
+        raise ValueError(f"`divergence_factor` must be > 1 (a growth factor of the loss), got "
+                         f"{divergence_factor}")
+    if save_at is not None:
+        save_at = check_save_steps(save_at, steps)
+    return steps, n_save, divergence_factor, save_at
+
+
+def record_steps(steps: int, n_save: int, save_at) -> tuple[np.ndarray, np.ndarray]:
+    """The record steps and the same padded to a length that depends on ``n_save`` and
+    ``len(save_at)`` only (what the compiled loop sees)."""
+    rec_steps = save_steps(steps, n_save, save_at)
+    return rec_steps, _padded(rec_steps, n_save, 0 if save_at is None else len(save_at))
+
+
+def _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at):
+    steps, n_save, divergence_factor, save_at = check_loop_args(steps, n_save,
+                                                                divergence_factor, save_at)
     if lr_schedule is not None and not callable(lr_schedule):
         raise ValueError("`lr_schedule` must be a callable k -> multiplier of `lr` (JAX-traceable)")
-    lrs = np.atleast_1d(np.asarray(lr, dtype=np.float64))
+    try:
+        lrs = np.atleast_1d(np.asarray(lr, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ValueError(f"`lr` must be a positive number (or one per run), got {lr!r}") from None
     for v in lrs:
         check_positive(v, "lr")
-    return steps
+    return steps, n_save, divergence_factor, save_at
 
-
-def _times(rec_steps, lr, schedule):
+def _schedule_values(schedule, steps: int) -> np.ndarray | None:
+    """``s(0), ..., s(steps - 1)``, checked finite and ``>= 0`` (a negative multiplier would
+    run gradient ascent, with decreasing times)."""
     if schedule is None:
+        return None
+    try:
+        vals = np.asarray(jax.vmap(schedule)(jnp.arange(max(steps, 1))), dtype=np.float64)
+    except Exception as e:
+        raise ValueError(f"`lr_schedule` must map a step index (traced int array) to a "
+                         f"multiplier of `lr`; calling it failed: {e}") from None
+    vals = np.broadcast_to(vals, (max(steps, 1),))[:steps]
+    bad = np.nonzero(~np.isfinite(vals) | (vals < 0))[0]
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(f"`lr_schedule` must return finite multipliers >= 0, got "
+                         f"lr_schedule({k}) = {vals[k]:g}")
+    return vals
+
+
+def _times(rec_steps, lr, schedule_vals):
+    if schedule_vals is None:
         return rec_steps * lr
-    k = jnp.arange(int(rec_steps[-1]))
-    cum = np.concatenate([[0.0], np.cumsum(np.asarray(lr * jax.vmap(schedule)(k), dtype=np.float64))])
+    cum = np.concatenate([[0.0], np.cumsum(lr * schedule_vals)])
     return cum[rec_steps]
 
 
-def check_divergence(out, problem, model, what: str, lr: float | None, index=None) -> None:
+def _divergence_message(what, step, loss, lr, problem, model, params0, good, good_step, index):
+    """The error for a diverged run and its ``lr_hint``: ``2 / sharpness`` at the last iterate
+    whose loss had not risen (``good``, step ``good_step``; the start if it rose at once), not
+    at the blown-up state, whose curvature is meaningless."""
+    which = "" if index is None else f" (run {index} of the batch)"
+    msg = (f"{what} diverged at step {step}{which}: loss = {loss:.4g}"
+           + ("" if lr is None else f" with lr = {lr:g}"))
+
+    def sharp(p):
+        try:
+            return float(abs(_sharpness(problem, model.flatten(p), jnp.asarray(100), model)))
+        except Exception:  # pragma: no cover - the hint is best effort
+            return float("nan")
+
+    s_good = sharp(good)
+    where = "at the start" if good_step == 0 else f"at step {good_step} (the last before the loss rose)"
+    if not (np.isfinite(s_good) and s_good > 0):
+        return msg + "; pick lr below 2 / rb.sharpness(problem, model, params)", None
+    stable = 2.0 / s_good
+    if lr is None or lr >= 0.95 * stable:
+        hint = 0.95 * stable
+        start = "" if good_step == 0 or params0 is None else f" (at the start: {sharp(params0):.4g})"
+        return (msg + f"; {where} the sharpness is {s_good:.4g}{start}, so GD is stable there only "
+                f"for lr < 2 / sharpness = {stable:.4g}: take lr < {hint:.3g} (measure it with "
+                f"rb.sharpness(problem, model, params))"), hint
+    return (msg + f"; lr is below 2 / sharpness = {stable:.4g} {where}, so the sharpness grew "
+            f"after it: lower lr, or measure rb.sharpness(problem, model, params) at later "
+            f"iterates (a shorter run's final_params)"), None
+
+
+def check_divergence(out, problem, model, what: str, lr: float | None, index=None,
+                     params0=None) -> None:
     """Raise :class:`DivergenceError` if the loop ``out`` stopped on divergence.
 
-    ``what`` names the method in the message (``"gradient descent"``, ``"adam"``).
+    ``what`` names the method in the message (``"gradient descent"``, ``"training with adam"``).
     """
     if not bool(out["bad"]):
         return
     step, loss = int(out["bad_step"]), float(out["bad_loss"])
-    # The parameters were frozen at the last finite iterate before the bad step.
-    hint = None
-    try:
-        s = sharpness(problem, model, out["params"])
-        hint = 1.9 / s if s > 0 else None
-    except Exception:  # pragma: no cover - the hint is best effort
-        hint = None
-    which = "" if index is None else f" (run {index} of the batch)"
-    raise DivergenceError(
-        f"{what} diverged at step {step}{which}: loss = {loss:.4g}"
-        + ("" if lr is None else f" with lr = {lr:g}")
-        + (f"; the local sharpness there allows lr < {hint:.3g} (2 / lambda_max of the "
-           f"Hessian, with a margin)" if hint else ""),
-        step=step, loss=loss, lr_hint=hint, index=index)
+    msg, hint = _divergence_message(what, step, loss, lr, problem, model, params0, out["good"],
+                                    int(out["good_step"]), index)
+    raise DivergenceError(msg, step=step, loss=loss, lr_hint=hint, index=index)
 
 
-def _finish(out, rec_steps, lr, problem, model, cfg, info, index=None):
-    check_divergence(out, problem, model, "gradient descent", lr, index)
-    times = _times(rec_steps, lr, cfg.rule.schedule)
+def _finish(out, rec_steps, lr, problem, model, info, params0, schedule_vals, index=None):
+    check_divergence(out, problem, model, "gradient descent", lr, index, params0)
+    n = rec_steps.size
+    recs = {k: np.asarray(v)[:n] for k, v in out["recs"].items() if k != "time"}
+    times = _times(rec_steps, lr, schedule_vals)
     info = dict(method="gradient_descent", lr=float(lr), steps=int(rec_steps[-1]),
                 status="completed", **info)
-    return build_trajectory(out["recs"], times, out["params"], model, info, steps=rec_steps)
+    return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
 
 
 def gradient_descent(problem, model, params, lr: float, steps: int, *, n_save: int = 200,
@@ -217,32 +333,44 @@ def gradient_descent(problem, model, params, lr: float, steps: int, *, n_save: i
                      save_matrices: bool = False, divergence_factor: float = 1e8, dtype=None):
     r"""Run ``steps`` steps of ``params <- params - lr * s(k) * grad L(params)``.
 
+    Compiled once per shapes, dtype, ``save_matrices`` and ``lr_schedule`` (a function
+    object: define it once, outside a loop); ``lr``, ``steps``, the record steps (for equal
+    ``n_save`` and ``len(save_at)``), ``divergence_factor``, the data and the init are traced.
+
     Arguments:
-        lr: the step size ``eta`` (``> 0``).
+        lr: the step size ``eta`` (``> 0``); stable near ``params`` for
+            ``eta < 2 / sharpness`` (:func:`sharpness`).
         steps: number of steps.
-        lr_schedule: optional JAX-traceable ``s(k)`` multiplying ``lr`` at step ``k``.
-        n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``.
+        lr_schedule: optional JAX-traceable ``s(k) >= 0`` multiplying ``lr`` at step ``k``.
+        n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``
+            (sorted integers in ``[0, steps]``).
         divergence_factor: the run counts as diverged when the loss is non-finite or exceeds
-            ``divergence_factor * max(f(W(0)), 1e-12)``.
+            ``divergence_factor * max(f(W(0)), 1e-12)`` (``> 1``).
 
     Returns:
         :class:`Trajectory` with ``steps`` and ``times`` (``= cumulative step size``).
 
     Raises:
-        DivergenceError: naming the step, the loss and a stable step size.
+        ValueError: a bad argument (named), before anything is compiled.
+        DivergenceError: naming the step, the loss and ``2 / sharpness`` at the start
+            (``lr_hint``: a stable step when ``lr`` was above it, else ``None``).
     """
-    steps = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule)
+    steps, n_save, divergence_factor, save_at = _check_gd_args(
+        lr, steps, n_save, divergence_factor, lr_schedule, save_at)
     if np.ndim(lr) != 0:
         raise ValueError("`lr` must be a scalar; use gradient_descent_batch for several")
     problem, params, dtype = check_run(problem, model, params, dtype)
-    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), _GDRule(lr_schedule))
-    rec_steps = save_steps(steps, n_save, save_at)
+    check_initial_loss(problem, model, params)
+    sched = _schedule_values(lr_schedule, steps)
+    cfg = _GDConfig(bool(save_matrices), _GDRule(lr_schedule))
+    rec_steps, padded = record_steps(steps, n_save, save_at)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_run_jit(problem, params, jnp.asarray(rec_steps),
-                                         {"lr": jnp.asarray(lr, dtype)}, model, cfg))
+    out = jax.block_until_ready(_run_jit(problem, params, jnp.asarray(padded),
+                                         {"lr": jnp.asarray(lr, dtype)},
+                                         jnp.asarray(divergence_factor, dtype), model, cfg))
     wall = time.perf_counter() - t0
-    return _finish(out, rec_steps, float(lr), problem, model, cfg,
-                   dict(wall_time=wall, dtype=str(jnp.dtype(dtype))))
+    return _finish(out, rec_steps, float(lr), problem, model,
+                   dict(wall_time=wall, dtype=str(jnp.dtype(dtype))), params, sched)
 
 
 def gradient_descent_batch(problems, model, params_list, lr, steps: int, *, n_save: int = 200,
@@ -251,33 +379,41 @@ def gradient_descent_batch(problems, model, params_list, lr, steps: int, *, n_sa
                            dtype=None, on_divergence: str = "raise"):
     """Many GD runs that share shapes as one vmapped computation.
 
-    ``problems``: one problem or one per run; ``lr``: a scalar or one per run.
+    ``problems``: one problem or one per run; ``lr``: a scalar or one per run. The settings
+    are those of :func:`gradient_descent` (traced the same way).
     ``on_divergence="raise"`` raises for the first diverged run; ``"return"`` puts the
     :class:`DivergenceError` in that run's place in the returned list.
     """
-    steps = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule)
+    steps, n_save, divergence_factor, save_at = _check_gd_args(
+        lr, steps, n_save, divergence_factor, lr_schedule, save_at)
     if on_divergence not in ("raise", "return"):
         raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
+    for i in range(B):
+        check_initial_loss(problem if p_axis is None else index_tree(problem, i), model,
+                           index_tree(params, i), name=f"params_list[{i}]")
     lrs = np.asarray(lr, dtype=np.float64)
-    if lrs.ndim == 1 and lrs.shape[0] != B:
-        raise ValueError(f"`lr` must be a scalar or hold {B} values, got {lrs.shape[0]}")
+    if lrs.ndim > 1 or (lrs.ndim == 1 and lrs.shape[0] != B):
+        raise ValueError(f"`lr` must be a scalar or hold {B} values, got shape {lrs.shape}")
     lr_axis = None if lrs.ndim == 0 else 0
-    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), _GDRule(lr_schedule))
-    rec_steps = save_steps(steps, n_save, save_at)
+    sched = _schedule_values(lr_schedule, steps)
+    cfg = _GDConfig(bool(save_matrices), _GDRule(lr_schedule))
+    rec_steps, padded = record_steps(steps, n_save, save_at)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_run_batched(problem, params, jnp.asarray(rec_steps),
-                                             {"lr": jnp.asarray(lrs, dtype)}, model, cfg, p_axis,
-                                             {"lr": lr_axis}))
+    out = jax.block_until_ready(_run_batched(problem, params, jnp.asarray(padded),
+                                             {"lr": jnp.asarray(lrs, dtype)},
+                                             jnp.asarray(divergence_factor, dtype), model, cfg,
+                                             p_axis, {"lr": lr_axis}))
     wall = time.perf_counter() - t0
     result = []
     for i in range(B):
         prob_i = problem if p_axis is None else index_tree(problem, i)
         lr_i = float(lrs) if lr_axis is None else float(lrs[i])
         try:
-            result.append(_finish(index_tree(out, i), rec_steps, lr_i, prob_i, model, cfg,
+            result.append(_finish(index_tree(out, i), rec_steps, lr_i, prob_i, model,
                                   dict(wall_time=wall / B, dtype=str(jnp.dtype(dtype)),
-                                       batch_size=B, batch_index=i), index=i))
+                                       batch_size=B, batch_index=i), index_tree(params, i),
+                                  sched, index=i))
         except DivergenceError as e:
             if on_divergence == "raise":
                 raise

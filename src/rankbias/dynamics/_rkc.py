@@ -240,8 +240,11 @@ class RKC(AbstractAdaptiveSolver):
         # -inf errors (a Krylov step asking for a new basis; diffrax turns NaN into +inf)
         # pass: the controller ends the segment on them (rankbias.dynamics._flow._Segmented).
         finite = jnp.all(jnp.isfinite(ys))
-        # A non-finite stage (overflow from a too-long step) becomes an infinite error:
-        # the controller rejects the step and shrinks it.
+        # A non-finite stage (overflow from a too-long step) or error estimate becomes an
+        # infinite error: the controller rejects the step and shrinks it. Only the all -inf
+        # of a Krylov request passes as it is.
+        ask = jnp.all(y_error == -jnp.inf) if self.krylov_stages is not None else False
+        finite = finite & (ask | jnp.all(jnp.isfinite(y_error)))
         y_error = jnp.where(finite, y_error, jnp.inf)
         ys = jnp.where(finite, ys, y0)
         f1 = jnp.where(finite, f1, f0)

@@ -30,8 +30,9 @@ import optax
 from .._validation import check_int, check_positive
 from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
 from ..problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
-from ._common import build_trajectory, check_run, index_tree, prepare_batch
-from ._gd import DivergenceError, _GDConfig, _run_batched, _run_jit, check_divergence, save_steps
+from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
+from ._gd import (DivergenceError, _GDConfig, _run_batched, _run_jit, check_divergence,
+                  check_loop_args, record_steps)
 
 __all__ = ["train", "train_batch"]
 
@@ -204,15 +205,19 @@ def _label(optimizer) -> str:
     return getattr(optimizer, "__name__", type(optimizer).__name__)
 
 
-def _finish(out, rec_steps, problem, model, rule, info, index=None) -> object:
+def _finish(out, rec_steps, problem, model, rule, info, params0, index=None) -> object:
     label = info["optimizer"]
-    check_divergence(out, problem, model, f"training with {label}", info.get("lr"), index)
+    check_divergence(out, problem, model, f"training with {label}", info.get("lr"), index,
+                     params0)
     effective = rule.name is not None and OPTIMIZERS[rule.name].effective is not None
-    times = (np.asarray(out["recs"]["time"], dtype=np.float64) if effective
+    # The loop ran over record steps padded to a fixed length: keep the real ones.
+    recs = {k: np.asarray(v)[:rec_steps.size] for k, v in out["recs"].items()}
+    times = (np.asarray(recs.pop("time"), dtype=np.float64) if effective
              else rec_steps.astype(np.float64))
+    recs.pop("time", None)
     info = dict(info, time_axis="effective" if effective else "step", steps=int(rec_steps[-1]),
                 status="completed")
-    return build_trajectory(out["recs"], times, out["params"], model, info, steps=rec_steps)
+    return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
 
 
 def _hyper_tree(values: dict, B: int | None, dtype):
@@ -229,12 +234,11 @@ def _hyper_tree(values: dict, B: int | None, dtype):
 
 
 def _common_args(steps, n_save, divergence_factor, seed, save_at):
-    steps = check_int(steps, "steps", minimum=0)
-    check_int(n_save, "n_save", minimum=2)
-    check_positive(divergence_factor, "divergence_factor")
+    steps, n_save, divergence_factor, save_at = check_loop_args(steps, n_save,
+                                                                divergence_factor, save_at)
     for s in np.atleast_1d(np.asarray(seed)).ravel():
         check_int(s, "seed", minimum=0)
-    return steps, save_steps(steps, n_save, save_at)
+    return steps, divergence_factor, *record_steps(steps, n_save, save_at)
 
 
 def train(problem, model, params, optimizer, *, lr: float | None = None,
@@ -284,7 +288,8 @@ def train(problem, model, params, optimizer, *, lr: float | None = None,
     DivergenceError: naming the step, the loss and a stable GD step size.
     """
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
-    steps, rec_steps = _common_args(steps, n_save, divergence_factor, seed, save_at)
+    steps, divergence_factor, rec_steps, padded = _common_args(steps, n_save,
+                                                                divergence_factor, seed, save_at)
     if kind == "factory":
         check_positive(lr, "lr")
         hyper = dict(lr=float(lr), **{k: float(v) for k, v in hyperparams.items()})
@@ -292,17 +297,19 @@ def train(problem, model, params, optimizer, *, lr: float | None = None,
         if np.ndim(v) != 0:
             raise ValueError(f"`{k}` must be a scalar; use train_batch for several")
     problem, params, dtype = check_run(problem, model, params, dtype)
+    check_initial_loss(problem, model, params)
     rule = _rule(kind, obj, batch_size, problem)
-    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), rule)
+    cfg = _GDConfig(bool(save_matrices), rule)
     tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_run_jit(problem, params, jnp.asarray(rec_steps), tree, model, cfg))
+    out = jax.block_until_ready(_run_jit(problem, params, jnp.asarray(padded), tree,
+                                         jnp.asarray(divergence_factor, dtype), model, cfg))
     wall = time.perf_counter() - t0
     info = dict(method="train", optimizer=_label(optimizer), lr=hyper.get("lr"),
                 hyperparams={k: v for k, v in hyper.items() if k != "lr"},
                 batch_size=rule.batch_size, seed=int(seed), wall_time=wall,
                 dtype=str(jnp.dtype(dtype)))
-    return _finish(out, rec_steps, problem, model, rule, info)
+    return _finish(out, rec_steps, problem, model, rule, info, params)
 
 
 def train_batch(problems, model, params_list: Sequence, optimizer, *,
@@ -324,7 +331,8 @@ def train_batch(problems, model, params_list: Sequence, optimizer, *,
     if on_divergence not in ("raise", "return"):
         raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
-    steps, rec_steps = _common_args(steps, n_save, divergence_factor, seed, save_at)
+    steps, divergence_factor, rec_steps, padded = _common_args(steps, n_save,
+                                                                divergence_factor, seed, save_at)
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
     if kind == "name":
         # Per-run values: validated one by one (check_hyperparams saw the first only).
@@ -338,11 +346,15 @@ def train_batch(problems, model, params_list: Sequence, optimizer, *,
             check_positive(v, "lr")
         hyper = dict(hyperparams, lr=lr)
     rule = _rule(kind, obj, batch_size, problem if p_axis is None else index_tree(problem, 0))
-    cfg = _GDConfig(float(divergence_factor), bool(save_matrices), rule)
+    for i in range(B):
+        check_initial_loss(problem if p_axis is None else index_tree(problem, i), model,
+                           index_tree(params, i), name=f"params_list[{i}]")
+    cfg = _GDConfig(bool(save_matrices), rule)
     tree, axes = _hyper_tree(dict(hyper, seed=seed), B, dtype)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_run_batched(problem, params, jnp.asarray(rec_steps), tree,
-                                             model, cfg, p_axis, axes))
+    out = jax.block_until_ready(_run_batched(problem, params, jnp.asarray(padded), tree,
+                                             jnp.asarray(divergence_factor, dtype), model, cfg,
+                                             p_axis, axes))
     wall = time.perf_counter() - t0
     result = []
     for i in range(B):
@@ -354,7 +366,8 @@ def train_batch(problems, model, params_list: Sequence, optimizer, *,
                     batch_size=rule.batch_size, seed=seed_i, wall_time=wall / B,
                     dtype=str(jnp.dtype(dtype)), batch_index=i, batch_runs=B)
         try:
-            result.append(_finish(index_tree(out, i), rec_steps, prob_i, model, rule, info, i))
+            result.append(_finish(index_tree(out, i), rec_steps, prob_i, model, rule, info,
+                                  index_tree(params, i), i))
         except DivergenceError as e:
             if on_divergence == "raise":
                 raise

@@ -1,0 +1,138 @@
+"""No recompilation between runs that differ only in values (issue 15), and the persistent
+compilation cache's environment variable.
+
+Compilations are counted with JAX's monitoring events: every lowering of a jaxpr to MLIR
+(``/jax/core/compile/jaxpr_to_mlir_module_duration``) is an in-memory cache miss, whether or
+not the persistent cache then supplies the executable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import rankbias as rb
+
+_LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+
+
+@contextlib.contextmanager
+def count_compiles():
+    events: list[str] = []
+
+    def listener(event, duration, **kw):
+        if event == _LOWER:
+            events.append(kw.get("fun_name", "?"))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield events
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+D = 6
+
+
+@pytest.fixture(scope="module")
+def setup():
+    M = rb.random_low_rank((D, D), 2, psd=True, seed=3)
+    prob = rb.MatrixCompletion.uniform(M, 0.6, seed=3, symmetric=True)
+    model = rb.DeepFactorization(shape=(D, D), depth=3, width=D)
+    return prob, model
+
+
+def test_counter_sees_a_compile():
+    # The oracle of the tests below: a fresh jitted function is counted.
+    with count_compiles() as ev:
+        jax.jit(lambda x: x * 3.0 + 1.0)(np.ones(7))
+    assert len(ev) >= 1
+
+
+def test_gradient_flow_does_not_recompile(setup):
+    prob, model = setup
+    kw = dict(t_max=50.0, n_save=20)
+    rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-2, seed=0), **kw)
+    # Other init (seed and scale: the default atol follows it), other data of the same
+    # shapes, other tolerances, t_max, max_steps, t_min: nothing is compiled.
+    M2 = rb.random_low_rank((D, D), 2, psd=True, seed=9)
+    prob2 = rb.MatrixCompletion(M2, (np.asarray(prob.rows), np.asarray(prob.cols)), truth=M2,
+                                symmetric=True)
+    with count_compiles() as ev:
+        tr = rb.gradient_flow(prob, model, model.init("gaussian", scale=3e-2, seed=1), **kw)
+        rb.gradient_flow(prob2, model, model.init("gaussian", scale=1e-2, seed=2), t_max=80.0,
+                         n_save=20, rtol=1e-7, atol=1e-11, gtol=1e-9, max_steps=50_000,
+                         t_min=1e-3, certificate_tol=1e-5, curvature_tol=1e-5)
+    assert ev == [], f"recompiled: {ev}"
+    assert tr.info["status"] in ("t_max", "steady_state")
+
+
+def test_gradient_flow_batch_does_not_recompile(setup):
+    prob, model = setup
+    inits = [model.init("gaussian", scale=1e-2, seed=s) for s in range(2)]
+    rb.gradient_flow_batch(prob, model, inits, t_max=30.0, n_save=10)
+    with count_compiles() as ev:
+        rb.gradient_flow_batch(prob, model, [model.init("gaussian", scale=5e-2, seed=s)
+                                             for s in (5, 6)], t_max=40.0, n_save=10, rtol=1e-7)
+    assert ev == [], f"recompiled: {ev}"
+
+
+def test_gradient_descent_does_not_recompile(setup):
+    prob, model = setup
+    rb.gradient_descent(prob, model, model.init("gaussian", scale=1e-2, seed=0), lr=0.1,
+                        steps=300, n_save=30)
+    with count_compiles() as ev:
+        # steps changes the number of distinct log-spaced record steps: padded, not recompiled
+        tr = rb.gradient_descent(prob, model, model.init("gaussian", scale=2e-2, seed=1), lr=0.05,
+                                 steps=1234, n_save=30, divergence_factor=1e6)
+        rb.gradient_descent(prob, model, model.init("gaussian", scale=2e-2, seed=2), lr=0.2,
+                            steps=7, n_save=30)
+    assert ev == [], f"recompiled: {ev}"
+    assert tr.steps[-1] == 1234 and tr.times[-1] == pytest.approx(1234 * 0.05)
+
+
+def test_sharpness_does_not_recompile(setup):
+    prob, model = setup
+    rb.sharpness(prob, model, model.init("gaussian", scale=1.0, seed=0))
+    with count_compiles() as ev:
+        rb.sharpness(prob, model, model.init("gaussian", scale=2.0, seed=1), iters=50)
+    assert ev == [], f"recompiled: {ev}"
+
+
+def _child(env_value: str | None, tmp_path) -> str:
+    env = dict(os.environ)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    env.pop("RANKBIAS_JAX_CACHE", None)
+    if env_value is not None:
+        env["RANKBIAS_JAX_CACHE"] = env_value
+    code = ("import jax, jax.numpy as jnp, rankbias as rb\n"
+            "jax.jit(lambda x: jnp.linalg.qr(x @ x.T + 1)[0].sum())(jnp.ones((300, 300)))\n"
+            "print(rb.cache_dir())\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_cache_env_var_moves_and_disables_the_cache(tmp_path):
+    target = tmp_path / "mycache"
+    assert _child(str(target), tmp_path) == str(target)
+    assert target.is_dir()
+    assert _child("off", tmp_path) == "None"
+    assert _child("0", tmp_path) == "None"
+    # Default: under XDG_CACHE_HOME.
+    assert _child(None, tmp_path) == str(tmp_path / "xdg" / "rankbias" / "jax")
+
+
+def test_cache_leaves_a_configured_jax_cache_alone(tmp_path):
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jaxown"),
+               RANKBIAS_JAX_CACHE=str(tmp_path / "ours"))
+    out = subprocess.run([sys.executable, "-c", "import rankbias as rb; print(rb.cache_dir())"],
+                         env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == str(tmp_path / "jaxown")
