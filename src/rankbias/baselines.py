@@ -2,11 +2,13 @@ r"""Convex and rank-constrained baselines for the implicit bias of gradient flow
 
 * :func:`min_nuclear_norm`: ``min ||X||_*`` (PSD: ``min tr X`` over ``X >= 0``) subject to
   exact data constraints ``A(X) = b`` (completion: ``X_ij = M_ij`` on ``Omega``; sensing:
-  ``<A_k, X> = y_k``), by cvxpy with Clarabel (SCS as fallback). The answer carries the
-  solver status and a duality gap computed here from the constraint duals, so an
-  instance is certified by a number, not by the solver's word.
+  ``<A_k, X> = y_k``): Clarabel (cvxpy) for ``m + n <= 60``, above a first-order
+  augmented Lagrangian on the factors (:mod:`rankbias._nuclear`); SCS on request. The
+  answer carries the solver status and a duality gap computed here from the constraint
+  multipliers, so an instance is certified by a number, not by the solver's word.
 * :func:`soft_impute`, :func:`soft_impute_path`: ``min f(X) + lam ||X||_*`` (PSD:
-  ``+ lam tr X`` over ``X >= 0``) by proximal gradient with step ``1 / Lip(grad f)``. For
+  ``+ lam tr X`` over ``X >= 0``) by accelerated proximal gradient (restarted FISTA) with
+  step ``1 / Lip(grad f)``. For
   completion with ``normalization="sum"`` the step is 1 and the iteration is exactly
   Soft-Impute (Mazumder, Hastie & Tibshirani 2010): ``X <- S_lam(P_Omega(M) + P_Omega^perp(X))``.
 * :func:`best_rank_fit`: ``min f(X)`` over ``rank(X) <= r`` (PSD: ``X = U U^T``, ``U`` of
