@@ -27,8 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize as sopt
 
+from ._nuclear import (SVT, alm_min_nuclear, blas_threads, certificate, fista_prox_grad,
+                       linear_map)
 from ._validation import check_choice, check_int, check_matrix, check_positive
-from ._nuclear import SVT, alm_min_nuclear, blas_threads, certificate, fista_prox_grad, linear_map
 from .problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
 
 __all__ = ["ConvexSolution", "min_nuclear_norm", "soft_impute", "soft_impute_path",
@@ -323,7 +324,7 @@ def soft_impute(problem: Problem, lam: float, *, psd: bool | None = None, X0=Non
 
 
 def _soft_impute(grad, X0, lam, step, svt, tol, max_iter) -> np.ndarray:
-    X, it, ok = fista_prox_grad(grad, X0, lam, step, svt, tol, max_iter)
+    X, _, ok = fista_prox_grad(grad, X0, lam, step, svt, tol, max_iter)
     if not ok:
         warnings.warn(f"soft_impute: not converged in {max_iter} iterations at lam={lam:g}; "
                       f"raise `max_iter` or use soft_impute_path for warm starts",
