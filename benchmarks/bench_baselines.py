@@ -12,7 +12,10 @@ Every competitor runs in a subprocess with a wall-clock limit (``--timeout``), s
 does not finish is reported as such. "obj err" is ``|obj - ref| / ref`` with ``ref`` the
 best certified value of the run (rankbias's objective when its relative gap is <= 1e-8).
 
-    python benchmarks/bench_baselines.py --timeout 300 [--old-src /work/main/src]
+    python benchmarks/bench_baselines.py --timeout 300 [--old-src OLD/src] [--only nuclear|path]
+
+``OLD/src``: e.g. ``git archive 3e69ca3 src | tar -x -C OLD`` (the commit before this
+benchmark's solvers).
 """
 
 from __future__ import annotations
@@ -82,7 +85,8 @@ def run(code: str, timeout: float, src: str | None = None) -> dict:
     except subprocess.TimeoutExpired:
         return dict(timeout=True, wall=time.perf_counter() - t0)
     if out.returncode != 0:
-        return dict(error=out.stderr.strip().splitlines()[-1] if out.stderr else "failed")
+        last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "no message"
+        return dict(error=f"exit code {out.returncode}: {last}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -100,6 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--old-src", default=None, help="src folder of the previous implementation")
+    ap.add_argument("--only", choices=("nuclear", "path"), default=None)
     args = ap.parse_args()
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.1f} (2 cores)\n")
@@ -107,7 +112,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     cases = [("100x100 rank 5, 2,000 entries", dict(d=100, frac=None, k=2000)),
              ("500x500 rank 5, 10% observed", dict(d=500, frac=0.1, k=None))]
-    for label, kw in cases:
+    for label, kw in cases if args.only != "path" else []:
         ours = run(OURS.format(**kw), args.timeout)
         rows = [("rankbias (auto: " + ours.get("solver", "?") + ")", ours)]
         rows.append(("cvxpy + SCS (eps 1e-9)", run(CVX.format(solver="SCS", **kw), args.timeout)))
@@ -123,6 +128,8 @@ def main() -> None:
             print(f"| {label} | rankbias certificate: relative gap {ours['gap']:.1e}, "
                   f"error vs truth {ours['err']:.3g} | | | | | |")
     print()
+    if args.only == "nuclear":
+        return
     print("| soft-impute path, 100x100, 2,000 entries, 20 lambdas | time (s) | max rel. obj diff "
           "vs new | final error vs truth |")
     print("|---|---|---|---|")

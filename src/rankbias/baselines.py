@@ -111,9 +111,21 @@ def _default_psd(problem: Problem) -> bool:
     return bool(getattr(problem, "symmetric", False))
 
 
-# Largest m + n for which "auto" picks Clarabel: its interior-point SDP (an (m+n)-block)
-# is exact and fast here (<~1 s); at 100x100 it did not finish in 15 minutes.
+# Solver choice by the SDP block size m + n (bench_baselines.py, 2 shared cores): Clarabel
+# is exact and sub-second up to 60, but did not finish 100x100 in 15 minutes; SCS (eps 1e-9)
+# solved 100x100 (2,000 entries) in 18.8 s against 34 s for ALM, and did not finish 500x500
+# in 200 s, which ALM solved in 130 s (relative gap 6e-13).
 _CLARABEL_MAX_BLOCK = 60
+_SCS_MAX_BLOCK = 200
+
+
+def _auto_solvers(m: int, n: int) -> list[str]:
+    """Solvers ``"auto"`` tries, in order, for an ``(m, n)`` problem."""
+    if m + n <= _CLARABEL_MAX_BLOCK:
+        return ["CLARABEL", "SCS"]
+    if m + n <= _SCS_MAX_BLOCK:
+        return ["SCS", "ALM"]
+    return ["ALM"]
 
 
 def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str | None = None,
@@ -125,7 +137,8 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
 
     Solvers (``solver``):
 
-    * ``"auto"``/``None`` (default): ``"CLARABEL"`` when ``m + n <= 60``, else ``"ALM"``.
+    * ``"auto"``/``None`` (default): ``"CLARABEL"`` when ``m + n <= 60`` (then SCS if it
+      fails), ``"SCS"`` when ``m + n <= 200`` (then ALM if it fails), else ``"ALM"``.
     * ``"ALM"``: augmented Lagrangian on the factors ``X = U V^T`` (PSD ``U U^T``) with rank
       escapes (see :mod:`rankbias._nuclear`); first-order, O(|Omega| r) per gradient.
       Stops at residual ``<= tol * max|b|`` and dual norm ``<= 1 + tol``.
@@ -172,13 +185,23 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
         return ConvexSolution(Y, obj, "closed_form", "none", psd, obj, 0.0, 0.0,
                               info=dict(duality_gap_raw=0.0))
     A_np, A_adj, b = linear_map(problem)
-    if name == "AUTO":
-        name = "CLARABEL" if m + n <= _CLARABEL_MAX_BLOCK else "ALM"
-        tried = ["CLARABEL", "SCS"] if name == "CLARABEL" else ["ALM"]
-    else:
-        tried = [name]
+    tried = _auto_solvers(m, n) if name == "AUTO" else [name]
     info: dict = {}
-    if tried == ["ALM"]:
+    if tried[0] != "ALM":
+        try:
+            Xv, y, status, name, errors = _cvxpy_solve(problem, psd, [s for s in tried if s != "ALM"],
+                                                       verbose)
+            info.update(errors=errors)
+            if status != "optimal":
+                warnings.warn(f"min_nuclear_norm: solver {name} returned status {status}",
+                              RuntimeWarning, stacklevel=2)
+        except RuntimeError as e:
+            if "ALM" not in tried:
+                raise
+            info.update(errors=[str(e)])
+            tried = ["ALM"]
+    if tried[0] == "ALM":
+        name = "ALM"
         with blas_threads(problem.shape):
             Xv, y, alm = alm_min_nuclear(problem, psd, tol=tol, verbose=verbose)
         status = "optimal" if alm["converged"] else "optimal_inaccurate"
@@ -188,12 +211,6 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
             warnings.warn(f"min_nuclear_norm: ALM did not reach tol={tol:g} in "
                           f"{alm['outer']} multiplier updates; the certificate says how "
                           f"far it is", RuntimeWarning, stacklevel=2)
-    else:
-        Xv, y, status, name, errors = _cvxpy_solve(problem, psd, tried, verbose)
-        info.update(errors=errors)
-        if status != "optimal":
-            warnings.warn(f"min_nuclear_norm: solver {name} returned status {status}",
-                          RuntimeWarning, stacklevel=2)
     with blas_threads(problem.shape):
         cert = certificate(Xv, y, A_np, A_adj, b, psd)
     gap_raw = cert["gap_raw"]
