@@ -125,3 +125,95 @@ def test_generators():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------------------
+# Triplets, rating files, held-out RMSE, the psd/symmetric alias
+
+
+def test_from_triplets_matches_mask_constructor():
+    M = rb.random_low_rank((6, 5), 2, seed=1)
+    rows, cols = np.array([0, 3, 5, 2]), np.array([4, 0, 1, 2])
+    prob = rb.MatrixCompletion.from_triplets(rows, cols, M[rows, cols], (6, 5))
+    ref = rb.MatrixCompletion(M, (rows, cols))
+    np.testing.assert_array_equal(prob.mask, ref.mask)
+    W = np.random.default_rng(0).standard_normal((6, 5))
+    assert float(prob.loss(W)) == pytest.approx(0.5 * np.sum((W - M)[rows, cols] ** 2))
+
+
+def test_from_triplets_duplicates_and_validation():
+    P = rb.MatrixCompletion.from_triplets
+    with pytest.raises(ValueError, match=r"entry \(1, 2\) is given 2 times"):
+        P([1, 1], [2, 2], [1.0, 3.0], (3, 3))
+    mean = P([1, 1, 0], [2, 2, 0], [1.0, 3.0, 5.0], (3, 3), duplicates="mean")
+    last = P([1, 1, 0], [2, 2, 0], [1.0, 3.0, 5.0], (3, 3), duplicates="last")
+    assert dict(zip(zip(np.asarray(mean.rows), np.asarray(mean.cols)), np.asarray(mean.values))) \
+        == {(0, 0): 5.0, (1, 2): 2.0}
+    assert float(np.asarray(last.values)[1]) == 3.0
+    for call, match in [
+        (lambda: P([0, 3], [0, 0], [1.0, 1.0], (3, 3)), r"`rows` must lie in \[0, 2\]"),
+        (lambda: P([0.5], [0], [1.0], (3, 3)), "`rows` must hold integer"),
+        (lambda: P([0], [0, 1], [1.0], (3, 3)), "same length"),
+        (lambda: P([0], [0], [np.nan], (3, 3)), "`values` contains non-finite"),
+        (lambda: P([0], [0], [1.0], (3, 3), duplicates="sum"), "duplicates"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def _write_ratings(path, rng, users=12, items=9, k=60, timestamp=True):
+    pick = rng.choice(users * items, k, replace=False)
+    u, i = pick // items + 1, pick % items + 1
+    r = rng.integers(1, 6, k)
+    with open(path, "w") as fh:
+        fh.write("# user item rating timestamp\n")
+        for a, b, c in zip(u, i, r):
+            fh.write(f"{a}\t{b}\t{c}\t{881250949 + a}\n" if timestamp else f"{a} {b} {c}\n")
+    return u - 1, i - 1, r.astype(float)
+
+
+def test_load_ratings_split_and_rmse(tmp_path):
+    rng = np.random.default_rng(0)
+    u, i, r = _write_ratings(tmp_path / "u.data", rng)
+    train, held = rb.problems.load_ratings(tmp_path / "u.data", test_fraction=0.25, seed=3)
+    assert train.shape == (u.max() + 1, i.max() + 1)
+    assert len(held) == 15 and train.num_observed == 45
+    truth = {(a, b): c for a, b, c in zip(u, i, r)}
+    got = {(a, b): c for a, b, c in zip(np.asarray(train.rows), np.asarray(train.cols),
+                                        np.asarray(train.values))}
+    got.update({(a, b): c for a, b, c in zip(held.rows, held.cols, held.values)})
+    assert got == truth  # a partition of the file, values kept
+    assert not set(zip(held.rows, held.cols)) & set(zip(np.asarray(train.rows), np.asarray(train.cols)))
+    again = rb.problems.load_ratings(tmp_path / "u.data", test_fraction=0.25, seed=3)[1]
+    np.testing.assert_array_equal(again.rows, held.rows)  # seeded
+    W = np.full(train.shape, 3.0)
+    assert held.rmse(W) == pytest.approx(np.sqrt(np.mean((held.values - 3.0) ** 2)))
+    traj = type("T", (), {"final_matrix": W})()
+    assert rb.problems.heldout_rmse(traj, held) == held.rmse(W)
+    with pytest.raises(ValueError, match="`W` must have shape"):
+        held.rmse(np.zeros((2, 2)))
+
+
+def test_load_ratings_three_columns_and_errors(tmp_path):
+    rng = np.random.default_rng(1)
+    _write_ratings(tmp_path / "r.txt", rng, timestamp=False)
+    train, held = rb.problems.load_ratings(tmp_path / "r.txt", test_fraction=0.0, shape=(20, 20))
+    assert train.shape == (20, 20) and len(held) == 0 and train.num_observed == 60
+    (tmp_path / "bad.txt").write_text("1 2 3\n1 x 4\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: user and item must be integers"):
+        rb.problems.load_ratings(tmp_path / "bad.txt")
+    (tmp_path / "zero.txt").write_text("0 1 3\n")
+    with pytest.raises(ValueError, match="ids must be >= 1"):
+        rb.problems.load_ratings(tmp_path / "zero.txt")
+    with pytest.raises(ValueError, match="test_fraction"):
+        rb.problems.load_ratings(tmp_path / "r.txt", test_fraction=1.0)
+
+
+def test_uniform_accepts_psd_alias():
+    M = rb.random_low_rank((8, 8), 2, psd=True, seed=0)
+    a = rb.MatrixCompletion.uniform(M, 0.5, seed=1, psd=True)
+    b = rb.MatrixCompletion.uniform(M, 0.5, seed=1, symmetric=True)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert a.symmetric and np.array_equal(a.mask, a.mask.T)
+    with pytest.raises(ValueError, match="disagree"):
+        rb.MatrixCompletion.uniform(M, 0.5, symmetric=True, psd=False)

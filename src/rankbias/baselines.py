@@ -2,11 +2,13 @@ r"""Convex and rank-constrained baselines for the implicit bias of gradient flow
 
 * :func:`min_nuclear_norm`: ``min ||X||_*`` (PSD: ``min tr X`` over ``X >= 0``) subject to
   exact data constraints ``A(X) = b`` (completion: ``X_ij = M_ij`` on ``Omega``; sensing:
-  ``<A_k, X> = y_k``), by cvxpy with Clarabel (SCS as fallback). The answer carries the
-  solver status and a duality gap computed here from the constraint duals, so an
-  instance is certified by a number, not by the solver's word.
+  ``<A_k, X> = y_k``): Clarabel (cvxpy) for ``m + n <= 60``, above a first-order
+  augmented Lagrangian on the factors (:mod:`rankbias._nuclear`); SCS on request. The
+  answer carries the solver status and a duality gap computed here from the constraint
+  multipliers, so an instance is certified by a number, not by the solver's word.
 * :func:`soft_impute`, :func:`soft_impute_path`: ``min f(X) + lam ||X||_*`` (PSD:
-  ``+ lam tr X`` over ``X >= 0``) by proximal gradient with step ``1 / Lip(grad f)``. For
+  ``+ lam tr X`` over ``X >= 0``) by accelerated proximal gradient (restarted FISTA) with
+  step ``1 / Lip(grad f)``. For
   completion with ``normalization="sum"`` the step is 1 and the iteration is exactly
   Soft-Impute (Mazumder, Hastie & Tibshirani 2010): ``X <- S_lam(P_Omega(M) + P_Omega^perp(X))``.
 * :func:`best_rank_fit`: ``min f(X)`` over ``rank(X) <= r`` (PSD: ``X = U U^T``, ``U`` of
@@ -25,8 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize as sopt
 
+from ._nuclear import (SVT, alm_min_nuclear, blas_threads, certificate, fista_prox_grad,
+                       linear_map)
 from ._validation import check_choice, check_int, check_matrix, check_positive
-from ._nuclear import SVT, alm_min_nuclear, blas_threads, certificate, fista_prox_grad, linear_map
 from .problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
 
 __all__ = ["ConvexSolution", "min_nuclear_norm", "soft_impute", "soft_impute_path",
@@ -140,9 +143,21 @@ def _default_psd(problem: Problem) -> bool:
     return bool(getattr(problem, "symmetric", False))
 
 
-# Largest m + n for which "auto" picks Clarabel: its interior-point SDP (an (m+n)-block)
-# is exact and fast here (<~1 s); at 100x100 it did not finish in 15 minutes.
+# Solver choice by the SDP block size m + n (bench_baselines.py, 2 shared cores): Clarabel
+# is exact and sub-second up to 60, but did not finish 100x100 in 15 minutes; SCS (eps 1e-9)
+# solved 100x100 (2,000 entries) in 18.8 s against 34 s for ALM, and did not finish 500x500
+# in 200 s, which ALM solved in 130 s (relative gap 6e-13).
 _CLARABEL_MAX_BLOCK = 60
+_SCS_MAX_BLOCK = 200
+
+
+def _auto_solvers(m: int, n: int) -> list[str]:
+    """Solvers ``"auto"`` tries, in order, for an ``(m, n)`` problem."""
+    if m + n <= _CLARABEL_MAX_BLOCK:
+        return ["CLARABEL", "SCS"]
+    if m + n <= _SCS_MAX_BLOCK:
+        return ["SCS", "ALM"]
+    return ["ALM"]
 
 
 def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str | None = None,
@@ -154,7 +169,8 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
 
     Solvers (``solver``):
 
-    * ``"auto"``/``None`` (default): ``"CLARABEL"`` when ``m + n <= 60``, else ``"ALM"``.
+    * ``"auto"``/``None`` (default): ``"CLARABEL"`` when ``m + n <= 60`` (then SCS if it
+      fails), ``"SCS"`` when ``m + n <= 200`` (then ALM if it fails), else ``"ALM"``.
     * ``"ALM"``: augmented Lagrangian on the factors ``X = U V^T`` (PSD ``U U^T``) with rank
       escapes (see :mod:`rankbias._nuclear`); first-order, O(|Omega| r) per gradient.
       Stops at residual ``<= tol * max|b|`` and dual norm ``<= 1 + tol``.
@@ -201,13 +217,23 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
         return ConvexSolution(Y, obj, "closed_form", "none", psd, obj, 0.0, 0.0,
                               info=dict(duality_gap_raw=0.0))
     A_np, A_adj, b = linear_map(problem)
-    if name == "AUTO":
-        name = "CLARABEL" if m + n <= _CLARABEL_MAX_BLOCK else "ALM"
-        tried = ["CLARABEL", "SCS"] if name == "CLARABEL" else ["ALM"]
-    else:
-        tried = [name]
+    tried = _auto_solvers(m, n) if name == "AUTO" else [name]
     info: dict = {}
-    if tried == ["ALM"]:
+    if tried[0] != "ALM":
+        try:
+            Xv, y, status, name, errors = _cvxpy_solve(problem, psd, [s for s in tried if s != "ALM"],
+                                                       verbose)
+            info.update(errors=errors)
+            if status != "optimal":
+                warnings.warn(f"min_nuclear_norm: solver {name} returned status {status}",
+                              RuntimeWarning, stacklevel=2)
+        except RuntimeError as e:
+            if "ALM" not in tried:
+                raise
+            info.update(errors=[str(e)])
+            tried = ["ALM"]
+    if tried[0] == "ALM":
+        name = "ALM"
         with blas_threads(problem.shape):
             Xv, y, alm = alm_min_nuclear(problem, psd, tol=tol, verbose=verbose)
         status = "optimal" if alm["converged"] else "optimal_inaccurate"
@@ -217,12 +243,6 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
             warnings.warn(f"min_nuclear_norm: ALM did not reach tol={tol:g} in "
                           f"{alm['outer']} multiplier updates; the certificate says how "
                           f"far it is", RuntimeWarning, stacklevel=2)
-    else:
-        Xv, y, status, name, errors = _cvxpy_solve(problem, psd, tried, verbose)
-        info.update(errors=errors)
-        if status != "optimal":
-            warnings.warn(f"min_nuclear_norm: solver {name} returned status {status}",
-                          RuntimeWarning, stacklevel=2)
     with blas_threads(problem.shape):
         cert = certificate(Xv, y, A_np, A_adj, b, psd)
     gap_raw = cert["gap_raw"]
@@ -353,7 +373,7 @@ def soft_impute(problem: Problem, lam: float, *, psd: bool | None = None, X0=Non
 
 
 def _soft_impute(grad, X0, lam, step, svt, tol, max_iter) -> np.ndarray:
-    X, it, ok = fista_prox_grad(grad, X0, lam, step, svt, tol, max_iter)
+    X, _, ok = fista_prox_grad(grad, X0, lam, step, svt, tol, max_iter)
     if not ok:
         warnings.warn(f"soft_impute: not converged in {max_iter} iterations at lam={lam:g}; "
                       f"raise `max_iter` or use soft_impute_path for warm starts",

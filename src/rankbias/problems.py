@@ -18,6 +18,7 @@ compiled for one problem is reused for any other problem of the same shapes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import equinox as eqx
 import jax
@@ -29,7 +30,7 @@ from ._validation import (check_choice, check_finite, check_int, check_matrix, c
 
 __all__ = [
     "Problem", "MatrixCompletion", "MatrixSensing", "MatrixEstimation", "CustomLoss",
-    "random_low_rank", "matrix_from_spectrum",
+    "random_low_rank", "matrix_from_spectrum", "load_ratings", "HeldOut", "heldout_rmse",
 ]
 
 
@@ -141,14 +142,24 @@ class MatrixCompletion(Problem):
         self.symmetric = bool(symmetric)
 
     @classmethod
-    def uniform(cls, M, fraction: float, seed: int = 0, *, symmetric: bool = False,
-                normalization: str = "sum", dense: bool | None = None) -> "MatrixCompletion":
+    def uniform(cls, M, fraction: float, seed: int = 0, *, symmetric: bool | None = None,
+                psd: bool | None = None, normalization: str = "sum",
+                dense: bool | None = None) -> "MatrixCompletion":
         """Observe each entry independently with probability ``fraction``.
 
-        With ``symmetric=True`` the mask is symmetric (entry ``(i, j)`` and ``(j, i)`` are
-        observed together; the diagonal with probability ``fraction``); ``M`` must be square.
-        The full ``M`` is kept as :attr:`target`.
+        With ``symmetric=True`` (alias ``psd=True``, the name :func:`random_low_rank` uses;
+        give either, or both with the same value) the mask is symmetric (entry ``(i, j)``
+        and ``(j, i)`` are observed together; the diagonal with probability ``fraction``);
+        ``M`` must be square. The full ``M`` is kept as :attr:`target`.
+
+        Raises:
+            ValueError: ``symmetric`` and ``psd`` both given and different, ``fraction``
+                outside ``(0, 1]``, a mask that observes nothing.
         """
+        if symmetric is not None and psd is not None and bool(symmetric) != bool(psd):
+            raise ValueError(f"`symmetric`={symmetric} and its alias `psd`={psd} disagree; "
+                             f"give one of them")
+        symmetric = bool(symmetric if symmetric is not None else (psd or False))
         M = check_matrix(M, "M", square=symmetric)
         frac = check_positive(fraction, "fraction")
         if frac > 1:
@@ -163,6 +174,24 @@ class MatrixCompletion(Problem):
             raise ValueError(f"`fraction`={frac} observed no entry of a {m}x{n} matrix with seed {seed}")
         return cls(M, mask, normalization=normalization, dense=dense, truth=M,
                    symmetric=symmetric or None)
+
+    @classmethod
+    def from_triplets(cls, rows, cols, values, shape, *, duplicates: str = "error",
+                      normalization: str = "sum", dense: bool | None = None, truth=None,
+                      symmetric: bool | None = None) -> "MatrixCompletion":
+        """Observe ``values[k]`` at entry ``(rows[k], cols[k])`` (0-based) of a matrix of
+        shape ``shape`` (``(k,)`` arrays, integer indices, finite values).
+
+        ``duplicates``: an entry given twice is an error (``"error"``, default), or takes
+        the mean (``"mean"``) or the last value (``"last"``) of its repeats.
+
+        Raises:
+            ValueError: indices that are not integers or out of range, lengths that differ,
+                non-finite values, a repeated entry with ``duplicates="error"``.
+        """
+        return _from_triplets(cls, rows, cols, values, shape, duplicates=duplicates,
+                              normalization=normalization, dense=dense, truth=truth,
+                              symmetric=symmetric)
 
     @property
     def num_observed(self) -> int:
@@ -380,3 +409,158 @@ def random_low_rank(shape, rank: int, *, psd: bool = False, seed: int = 0,
     if normalize:
         W *= np.sqrt(rank) / np.linalg.norm(W)
     return W
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Held-out ratings: ``rows``, ``cols`` (0-based, ``(k,)`` int arrays) and ``values``
+    (``(k,)`` floats) of a matrix of shape ``shape``.
+
+    :meth:`rmse` scores a prediction ``W`` (``(m, n)`` array, a :class:`~rankbias.Trajectory`
+    (its final matrix) or anything ``np.asarray`` turns into one):
+    ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)``.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+    shape: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.values.size)
+
+    def rmse(self, W) -> float:
+        return heldout_rmse(W, self)
+
+
+def heldout_rmse(W, heldout: HeldOut) -> float:
+    r"""``sqrt(1/k sum_{(i,j) in heldout} (W_ij - R_ij)^2)``; ``W`` an ``(m, n)`` array, a
+    trajectory (its ``final_matrix``) or a ``ConvexSolution``.
+
+    Raises:
+        ValueError: ``W`` of another shape than ``heldout.shape``, or an empty ``heldout``.
+    """
+    if hasattr(W, "final_matrix"):
+        W = W.final_matrix
+    W = check_matrix(np.asarray(W), "W", shape=heldout.shape)
+    if len(heldout) == 0:
+        raise ValueError("`heldout` holds no entry: nothing to score")
+    r = W[heldout.rows, heldout.cols] - heldout.values
+    return float(np.sqrt(np.mean(r * r)))
+
+
+def _check_triplets(rows, cols, values, shape):
+    m, n = check_shape(shape)
+    out = []
+    for name, x in (("rows", rows), ("cols", cols)):
+        a = np.asarray(x).ravel()
+        if a.size and not (np.issubdtype(a.dtype, np.integer)
+                           or (np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a)))):
+            raise ValueError(f"`{name}` must hold integer indices, got dtype {a.dtype}")
+        out.append(a.astype(np.int64))
+    r, c = out
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if not (r.size == c.size == v.size):
+        raise ValueError(f"`rows`, `cols` and `values` must have the same length, got "
+                         f"{r.size}, {c.size}, {v.size}")
+    check_finite(v, "values")
+    for name, a, hi in (("rows", r, m), ("cols", c, n)):
+        if a.size and (a.min() < 0 or a.max() >= hi):
+            raise ValueError(f"`{name}` must lie in [0, {hi - 1}] for shape {(m, n)}, got "
+                             f"range [{a.min()}, {a.max()}]")
+    return r, c, v, (m, n)
+
+
+def _from_triplets(cls, rows, cols, values, shape, *, duplicates="error", normalization="sum",
+                   dense=None, truth=None, symmetric=None):
+    r, c, v, (m, n) = _check_triplets(rows, cols, values, shape)
+    check_choice(duplicates, "duplicates", ("error", "mean", "last"))
+    key = r * n + c
+    uniq, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+    if uniq.size < key.size:
+        if duplicates == "error":
+            k = int(uniq[np.argmax(counts > 1)])
+            raise ValueError(f"entry ({k // n}, {k % n}) is given {int(counts.max())} times; pass "
+                             f"duplicates='mean' or 'last' to merge repeated entries")
+        if duplicates == "mean":
+            v = np.bincount(inv, weights=v) / counts
+        else:
+            last = np.zeros(uniq.size, np.int64)
+            last[inv] = np.arange(key.size)  # later indices overwrite earlier ones
+            v = v[last]
+        r, c = uniq // n, uniq % n
+    M = np.zeros((m, n))
+    M[r, c] = v
+    return cls(M, (r, c), normalization=normalization, dense=dense, truth=truth,
+               symmetric=symmetric)
+
+
+def load_ratings(path, *, test_fraction: float = 0.1, seed: int = 0, shape=None,
+                 one_based: bool = True, duplicates: str = "error",
+                 normalization: str = "sum") -> tuple["MatrixCompletion", HeldOut]:
+    r"""Read a ``user item rating [timestamp]`` file (MovieLens ``u.data`` layout: one rating
+    a line, whitespace- or tab-separated, ids from 1) and split it at random.
+
+    Entry ``(user - 1, item - 1)`` of an ``(num_users, num_items)`` matrix holds the rating
+    (``one_based=False``: ids are 0-based). A seeded permutation puts
+    ``round(test_fraction * k)`` of the ``k`` ratings in the held-out set; the rest make the
+    training :class:`MatrixCompletion`. Blank lines and lines starting with ``#`` are skipped.
+
+    Arguments:
+        path: the text file.
+        test_fraction: in ``[0, 1)``; ``seed``: of the split.
+        shape: ``(num_users, num_items)``; default: the largest ids seen.
+        duplicates: ``"error"``, ``"mean"`` or ``"last"`` (see
+            :meth:`MatrixCompletion.from_triplets`).
+
+    Returns:
+        ``(train, heldout)``: the training problem and a :class:`HeldOut` (score a
+        prediction with ``heldout.rmse(W)``).
+
+    Raises:
+        ValueError: a malformed line (its number is given), a non-integer id, an id below
+            the base, a non-finite rating, ``test_fraction`` outside ``[0, 1)``, or a split
+            that leaves no training entry.
+    """
+    tf = check_positive(test_fraction, "test_fraction", allow_zero=True)
+    if tf >= 1:
+        raise ValueError(f"`test_fraction` must be in [0, 1), got {tf}")
+    users, items, ratings = [], [], []
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            parts = s.split()
+            if len(parts) not in (3, 4):
+                raise ValueError(f"{path}:{lineno}: expected 'user item rating [timestamp]', "
+                                 f"got {len(parts)} fields: {s!r}")
+            try:
+                u, i, rt = int(parts[0]), int(parts[1]), float(parts[2])
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: user and item must be integers and the "
+                                 f"rating a number, got {s!r}") from None
+            users.append(u)
+            items.append(i)
+            ratings.append(rt)
+    if not ratings:
+        raise ValueError(f"{path}: no rating found")
+    base = 1 if one_based else 0
+    u = np.asarray(users, np.int64) - base
+    i = np.asarray(items, np.int64) - base
+    if u.min() < 0 or i.min() < 0:
+        raise ValueError(f"{path}: ids must be >= {base} (one_based={one_based}), got min user "
+                         f"{u.min() + base}, min item {i.min() + base}")
+    v = np.asarray(ratings)
+    check_finite(v, "ratings")
+    if shape is None:
+        shape = (int(u.max()) + 1, int(i.max()) + 1)
+    perm = np.random.default_rng(seed).permutation(v.size)
+    k_test = int(round(tf * v.size))
+    test, train = perm[:k_test], perm[k_test:]
+    if train.size == 0:
+        raise ValueError(f"`test_fraction`={tf} leaves no training rating of {v.size}")
+    prob = MatrixCompletion.from_triplets(u[train], i[train], v[train], shape,
+                                          duplicates=duplicates, normalization=normalization)
+    r, c, vt, shp = _check_triplets(u[test], i[test], v[test], shape)
+    return prob, HeldOut(r, c, vt, shp)
