@@ -39,7 +39,8 @@ def main(name: str, results: str, mode: str, wall: str) -> None:
         _shrink(target)
         figures.append(target.name)
     summary = json.loads((src / "summary.json").read_text()) if (src / "summary.json").exists() else {}
-    record = {"experiment": name, "mode": mode, "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    date = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    record = {"experiment": name, "mode": mode, "date": date,
               "rankbias": rankbias.__version__, "wall_s": int(wall), "figures": figures,
               "summary": summary}
     tmp = dst / f".{name}.json.tmp"

@@ -56,8 +56,9 @@ def calibration(out_dir: Path, quick: bool = False, alphas=(1e-8, 1e-16, 1e-32, 
     ax.set_xlabel("alpha"), ax.set_ylabel("||W_GF - W_GLRL||_F (end)")
     _save(fig, out_dir, "calibration")
     out = dict(table=table, fit=cmp.fit, glrl=cmp.glrl.summary(),
-               shows="depth-2 GF end distance to the GLRL limit collapses as alpha -> 0 (12x12 rank-2 PSD "
-                     "completion)" + (" [quick mode: alphas 1e-8..1e-32, one seed, t_max 3e3]" if quick else ""))
+               shows="depth-2 GF end distance to the GLRL limit collapses as alpha -> 0 (12x12 rank-2 "
+                     "PSD completion)" + (" [quick mode: alphas 1e-8..1e-32, one seed, t_max 3e3]"
+                                          if quick else ""))
     _dump(out_dir, "calibration", out)
     return out
 
@@ -134,8 +135,9 @@ def staircase(out_dir: Path, quick: bool = False, d: int = 12, alpha: float = 1e
     a1.set_xlabel("t"), a1.set_ylabel("loss"), a2.set_xlabel("t"), a2.set_ylabel("singular values")
     _save(fig, out_dir, "staircase")
     out = dict(levels=res.levels.tolist(), final_distance=float(np.linalg.norm(tr.final_matrix - res.matrix)),
-               shows="depth-2 GF from alpha = 1e-16 descends the GLRL loss levels one rank at a time, its "
-                     "singular values matching the GLRL phases" + (" [quick mode: t_max 3e3]" if quick else ""))
+               shows="depth-2 GF from alpha = 1e-16 descends the GLRL loss levels one rank at a time, "
+                     "its singular values matching the GLRL phases"
+                     + (" [quick mode: t_max 3e3]" if quick else ""))
     _dump(out_dir, "staircase", out)
     return out
 
@@ -169,8 +171,8 @@ def sensing_recovery(out_dir: Path, quick: bool = False, d: int = 10, rank: int 
     ax.set_xlabel("measurements m"), ax.set_ylabel("relative error"), ax.legend()
     _save(fig, out_dir, "sensing_recovery")
     _dump(out_dir, "sensing_recovery", rows)
-    return dict(rows=rows, shows=f"Gaussian sensing of a {d}x{d} rank-{rank} PSD matrix: GLRL, GF (depth 2, 3) "
-                "and min nuclear norm all recover it once m is large enough, and all fail below"
+    return dict(rows=rows, shows=f"Gaussian sensing of a {d}x{d} rank-{rank} PSD matrix: GLRL, GF "
+                "(depth 2, 3) and min nuclear norm all recover it once m is large enough, and all fail below"
                 + (" [quick mode: d = 6, m = 10, 30]" if quick else ""))
 
 
@@ -208,8 +210,10 @@ def counterexamples(out_dir: Path, quick: bool = False, alpha: float = 1e-3,
     a2.set_xlabel("t"), a2.set_ylabel("log10 sigma_min(W)")
     a2.set_title(f"sigma_min -> 0 (det W > 0 kept; alpha = {alpha:g})")
     _save(fig, out_dir, "counterexamples")
-    pick = lambda a: [float(np.interp(np.log(x), np.log(rc["times"][1:]), a[1:]))
-                      for x in (55.0, 1.8e4, 5.9e6, 1e8) if x <= t_max]
+    def pick(a):  # values at the times the README/gallery quote, interpolated in log t
+        return [float(np.interp(np.log(x), np.log(rc["times"][1:]), a[1:]))
+                for x in (55.0, 1.8e4, 5.9e6, 1e8) if x <= t_max]
+
     out = dict(shows="Razin-Cohen 2x2: ||W||_* grows without bound while sigma_min -> 0; shipped PSD "
                      "instance: the GLRL limit's trace exceeds the certified minimum trace"
                      + (" [quick mode: t_max 1e6, one GF seed]" if quick else ""),
