@@ -176,6 +176,9 @@ def examples(out_dir: Path, quick: bool = False, alpha: float = 0.1, beta: float
         "matches": matches,
         "all_match": all(all(v.values()) if isinstance(v, dict) else v for v in matches.values()),
         "figures": figs,
+        "shows": "Ex.1/Ex.2 (N = 3): eigen-components learned largest first at the paper's 50%-steps, "
+                 "effective-rank plateaus, perturbed init learning lam < 0, layer-wise drift on Ex.2"
+                 + (" [quick mode: layer-wise check on every 20th step]" if quick else ""),
     }
 
 
@@ -210,7 +213,9 @@ def depth_sweep(out_dir: Path, quick: bool = False, alpha: float = 0.1, lr: floa
     figs = _save(fig, out_dir, "paper2_depth_sweep")
     rows = [{"depth": k, **{kk: vv for kk, vv in v.items() if kk != "plateaus"}} for k, v in summary.items()]
     (out_dir / "paper2_depth_sweep.md").write_text(_md_table(rows))
-    return {"depths": summary, "figures": figs}
+    return {"depths": summary, "figures": figs,
+            "shows": "Ex.1 for N = 1..5: depth sharpens the stages (min r -> 1, longer plateaus); "
+                     "identity init learns only the PSD part (quick mode = full: it takes seconds)"}
 
 
 # --------------------------------------------------------------------------- early stopping
@@ -285,7 +290,10 @@ def early_stopping_study(out_dir: Path, quick: bool = False, n: int = 20, rank: 
         ax.legend(loc="upper left", fontsize=8)
         ax.set_title(f"denoising, sigma={sigma}, N={N}")
         figs += _save(fig, out_dir, "paper2_early_stopping_example")
-    return {"rows": rows, "figures": figs}
+    return {"rows": rows, "figures": figs,
+            "shows": "denoising: stopping in the effective-rank plateau beats the final iterate and, at "
+                     "depth >= 3, matches the truncated SVD at the true rank"
+                     + (" [quick mode: noise 0.05-0.2, one seed]" if quick else "")}
 
 
 # --------------------------------------------------------------------------- beyond decoupling
@@ -383,4 +391,7 @@ def beyond_decoupling(out_dir: Path, quick: bool = False, depths=(2, 3, 4), scal
         ax.set_ylabel("r(W(k))")
         ax.legend(fontsize=7)
     figs = _save(fig, out_dir, "paper2_beyond")
-    return {"rows": rows, "figures": figs}
+    return {"rows": rows, "figures": figs,
+            "shows": "random (gaussian, orthogonal) init and sensing: r(W(k)) still rises monotonically "
+                     "after its drop, but the decoupled prediction of the learning times fails"
+                     + (" [quick mode: depths 3-4, scales 0.1-0.3]" if quick else "")}

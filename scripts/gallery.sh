@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Regenerates the reproductions gallery: runs every named reproduction (full by default,
+# `--quick` for the reduced versions), then copies its PNG figures (shrunk below 200 KB) and a
+# record (summary, date, rankbias version, mode, wall time) into docs/gallery/figures/.
+#   bash scripts/gallery.sh [--quick] [EXPERIMENT ...]      (default: every reproduction)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=full; flag=()
+if [ "${1:-}" = "--quick" ]; then mode=quick; flag=(--quick); shift; fi
+names=("$@")
+if [ ${#names[@]} -eq 0 ]; then
+  names=(paper2-examples paper2-depth-sweep paper2-early-stopping paper2-beyond
+         paper1-staircase paper1-calibration paper1-counterexamples paper1-sensing-recovery
+         paper1-figure5)
+fi
+for name in "${names[@]}"; do
+  out="results/gallery-$mode/$name"
+  echo "== $name ($mode) -> $out"
+  start=$(date +%s)
+  rankbias run "$name" --out "$out" --no-progress "${flag[@]}"
+  python3 scripts/gallery_collect.py "$name" "$out" "$mode" "$(( $(date +%s) - start ))"
+done
