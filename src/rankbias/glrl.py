@@ -517,17 +517,17 @@ def _refine_mid(problem, start, symmetric, crude, lam, f_before, f_after, rtol, 
     start, and the escape of the ``sqrt(eps)``-sized column is sensitive enough to the step
     sequence that a padded flow's ``t_mid`` misaligned the two (phase distances at alpha
     1e-24 rose from ~1e-4 to 7e-4). The grid has a fixed length (161 times in
-    ``crude +- 4 / lam`` and ``t_min``), so the flow compiles once per width."""
+    ``crude +- 4 / lam``), so the flow compiles once per width."""
     d = problem.shape[0]
     r = start[0].shape[1] if symmetric else start[0].shape[0]
     model = SymmetricFactorization(d, width=r) if symmetric else \
         DeepFactorization(problem.shape, depth=2, width=r)
     from .dynamics import gradient_flow
-    hi = crude + 4.0 / lam
-    lo = max(crude - 4.0 / lam, 1e-3 * hi)
-    grid = np.linspace(lo, hi, 161)
-    tr = gradient_flow(problem, model, tuple(jnp.asarray(f) for f in start), t_max=float(hi),
-                       gtol=None, rtol=rtol, atol=atol, n_save=2, t_min=lo * 1e-3, save_at=grid)
+    grid = crude + np.linspace(-4.0, 4.0, 161) / lam
+    if grid[0] <= 1e-3 * grid[-1]:  # an early crossing: same length, positive times
+        grid = np.linspace(1e-3 * grid[-1], grid[-1], 161)
+    tr = gradient_flow(problem, model, tuple(jnp.asarray(f) for f in start), t_max=float(grid[-1]),
+                       gtol=None, rtol=rtol, atol=atol, n_save=2, save_at=grid)
     return _mid_time(tr, f_before, f_after)
 
 
