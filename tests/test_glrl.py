@@ -248,6 +248,7 @@ def _sym_indefinite():
     return rb.MatrixEstimation(np.diag([2.0, -3.0]))
 
 
+@pytest.mark.slow
 def test_glrl_distance_metric_uses_the_variant_of_the_model():
     from rankbias.compare import glrl_distance_metric
 
@@ -268,6 +269,7 @@ def test_glrl_distance_metric_uses_the_variant_of_the_model():
     assert glrl_distance_metric(tr, prob, {})["glrl_symmetric"] == 0.0
 
 
+@pytest.mark.slow
 def test_compare_reference_variant_follows_the_model_and_the_end_is_certified():
     from rankbias.compare import glrl_variant_for
 
