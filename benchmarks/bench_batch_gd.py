@@ -15,7 +15,7 @@ turned off so that it really compiles) and warm (best of ``--repeat`` calls). Ra
 against ``one by one`` in the same run.
 
 Usage: python benchmarks/bench_batch_gd.py [--d 100] [--depth 3] [--runs 16] [--steps 2000]
-       [--repeat 3] [--out FILE]
+       [--repeat 3] [--lr 0.02] [--out FILE]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--n-save", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
 
@@ -78,7 +79,7 @@ def main(argv=None) -> None:
     prob = rb.MatrixCompletion.uniform(M, 0.3, seed=0, symmetric=True)
     model = rb.DeepFactorization(shape=(d, d), depth=a.depth, width=d)
     inits = [model.init("gaussian", scale=1e-2, seed=s) for s in range(a.runs)]
-    lr = 0.5 / rb.sharpness(prob, model, inits[0])
+    lr = a.lr
     lax_map = _lax_map_runner()
 
     cases = {
