@@ -114,7 +114,7 @@ def test_balancedness_is_conserved():
              for j in range(2)]
     moved = np.linalg.norm(tr.final_params[0] - np.asarray(ps[0]))
     assert moved > 0.5  # the factors did change a lot
-    for b, a in zip(before, after):
+    for b, a in zip(before, after, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-7)
 
 
@@ -177,12 +177,12 @@ def test_batched_equals_single():
     inits = [model.init("gaussian", scale=a, seed=s) for a in (1e-2, 1e-4) for s in (0, 1)]
     singles = [rb.gradient_descent(prob, model, p, lr=0.05, steps=400) for p in inits]
     batch = rb.gradient_descent_batch(prob, model, inits, lr=0.05, steps=400)
-    for a, b in zip(singles, batch):
+    for a, b in zip(singles, batch, strict=True):
         np.testing.assert_allclose(b.final_matrix, a.final_matrix, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(b.loss, a.loss, rtol=1e-12, atol=1e-300)
     fs = [rb.gradient_flow(prob, model, p, t_max=1e4) for p in inits[:2]]
     fb = rb.gradient_flow_batch(prob, model, inits[:2], t_max=1e4)
-    for a, b in zip(fs, fb):
+    for a, b in zip(fs, fb, strict=True):
         # Batched matmuls round differently in the last bit, which can flip an accept/reject
         # decision: adaptive runs agree to the solver tolerance, not bitwise.
         np.testing.assert_allclose(b.final_matrix, a.final_matrix, atol=1e-8)

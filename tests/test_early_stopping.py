@@ -14,7 +14,7 @@ from rankbias.trajectory import Trajectory
 def _staircase(steps_at=(10.0, 20.0, 400.0), heights=(0.7, 0.5, 0.3), T_end=2000.0):
     """r(t) = 1 + sum_j h_j sigmoid(30 ln(t / t_j)) after an initial drop from 4."""
     t = np.geomspace(0.1, T_end, 600)
-    r = 1.0 + sum(h / (1 + (t / s) ** -30.0) for s, h in zip(steps_at, heights))
+    r = 1.0 + sum(h / (1 + (t / s) ** -30.0) for s, h in zip(steps_at, heights, strict=True))
     r = r + 3.0 * np.exp(-t / 0.5)
     return t, r
 

@@ -6,13 +6,12 @@ import textwrap
 import numpy as np
 import pytest
 import xarray as xr
+from _configs import tiny_sweep
 
 import rankbias.experiments as ex
 from rankbias.experiments.config import ConfigError
 from rankbias.experiments.executors import DaskExecutor, ExecutorError
 from rankbias.store import Store, run_key
-
-from _configs import tiny_sweep
 
 TINY = tiny_sweep("tiny", "{ alpha = [1e-2, 1e-3], seed = [0, 1, 2] }", steps=200, n_save=12,
                   depth=2, batch_size=2)

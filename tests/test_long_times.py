@@ -136,5 +136,5 @@ def test_after_first_escape_the_float64_gradient_is_noise_iff_warned(depth, nois
     _, g, _ = model.loss_and_grad(prob, tr.final_params)
     exact = _extended_precision_grad(prob, M, tr.final_params)
     rel = max(float(np.linalg.norm(np.asarray(a) - b.astype(float)) / np.linalg.norm(b.astype(float)))
-              for a, b in zip(g, exact))
+              for a, b in zip(g, exact, strict=True))
     assert (rel > 0.1) if noisy else (rel < 1e-3)

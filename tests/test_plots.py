@@ -183,7 +183,7 @@ def test_glrl_plot_staircase_and_levels(glrl_res):
     loss = [ln for ln in ax_l.get_lines() if ln.get_linestyle() == "-"]
     assert len(loss) == glrl_res.rank
     t0 = 0.0
-    for line, p in zip(loss, glrl_res.phases):
+    for line, p in zip(loss, glrl_res.phases, strict=True):
         np.testing.assert_array_equal(line.get_xdata(), p.trajectory.times + t0)
         np.testing.assert_array_equal(line.get_ydata(), p.trajectory.loss)
         t0 = float(p.trajectory.times[-1] + t0)

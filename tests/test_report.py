@@ -7,11 +7,10 @@ import subprocess
 import textwrap
 
 import pytest
+from _configs import tiny_sweep
 
 import rankbias.experiments as ex
 from rankbias.report import write_report
-
-from _configs import tiny_sweep
 
 TINY = tiny_sweep("tiny-report", "{ depth = [2, 3], alpha = [1e-2, 1e-3], seed = [0, 1] }",
                   steps=100, n_save=10, description="report test")

@@ -5,8 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import rankbias as rb
 from rankbias import theory as T
@@ -135,7 +134,7 @@ def test_identical_flow_zero_eigenvalue_closed_form(depth):
 
 def test_flow_escape_time_equals_flow_solution():
     es = quiet(T.identical_init, EX1, 3, 0.1, 0.01, 0).escape_steps(0.5)
-    for lam, t in zip(EX1[:3], es.flow[:3] * 0.01):
+    for lam, t in zip(EX1[:3], es.flow[:3] * 0.01, strict=True):
         p = T.identical_flow([lam], 3, 0.1, np.array([0.0, t])).product_eigenvalues[-1, 0]
         assert p == pytest.approx(0.5 * lam, rel=1e-7)
 

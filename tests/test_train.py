@@ -70,10 +70,10 @@ def test_group_rmsprop_matches_the_arora_update():
         g = _np_grads(Ws, mask, M)
         v = alpha * v + (1 - alpha) * sum(float(np.sum(x * x)) for x in g)
         eta = lr / (np.sqrt(v / (1 - alpha ** k)) + eps)
-        Ws = [W - eta * x for W, x in zip(Ws, g)]
+        Ws = [W - eta * x for W, x in zip(Ws, g, strict=True)]
         etas.append(eta)
     tr = rb.train(PROB, MODEL, P0, "group_rmsprop", lr=lr, steps=steps, n_save=5)
-    for a, b in zip(tr.final_params, Ws):
+    for a, b in zip(tr.final_params, Ws, strict=True):
         assert np.abs(a - b).max() <= 1e-12
     assert tr.info["time_axis"] == "effective"
     assert abs(tr.times[-1] - sum(etas)) <= 1e-12 * sum(etas)

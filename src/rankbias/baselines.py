@@ -27,8 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize as sopt
 
-from ._nuclear import (SVT, alm_min_nuclear, blas_threads, certificate, fista_prox_grad,
-                       linear_map)
+from ._nuclear import SVT, alm_min_nuclear, blas_threads, certificate, fista_prox_grad, linear_map
 from ._validation import check_choice, check_int, check_matrix, check_positive
 from .problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
 

@@ -338,7 +338,7 @@ def compare_with_glrl(problem: Problem, model: Model, alphas: Sequence[float],
             warnings.simplefilter("ignore", RuntimeWarning)
             runs = gradient_flow_batch(problem, model, params, t_max=te, rtol=rtol, atol=atol_a,
                                        n_save=n_end, save_at=grid, gtol=gtol, save_matrices=True)
-        for j, (s, tr) in enumerate(zip(seeds, runs)):
+        for j, (s, tr) in enumerate(zip(seeds, runs, strict=True)):
             trajs[(a, s)] = tr
             end[i, j] = float(np.linalg.norm(tr.final_matrix - res.matrix))
             status[i, j] = tr.status
@@ -362,7 +362,7 @@ def compare_with_glrl(problem: Problem, model: Model, alphas: Sequence[float],
                 shifts[i, j, r - 1] = shift
     cert = status == "steady_state"
     if not cert.all():
-        bad = [(alphas[i], seeds[j]) for i, j in zip(*np.nonzero(~cert))]
+        bad = [(alphas[i], seeds[j]) for i, j in zip(*np.nonzero(~cert), strict=True)]
         warnings.warn(f"{len(bad)} of {cert.size} runs did not reach a certified steady state "
                       f"by end_t_max (alpha, seed: {bad[:6]}{' ...' if len(bad) > 6 else ''}; "
                       f"statuses {sorted(set(status[~cert].tolist()))}): their end distances "

@@ -93,7 +93,7 @@ def razin_cohen(t_max: float = 1e8, alpha: float = 1e-3, *, seed: int = 0, n_sav
         raise RuntimeError(f"razin_cohen: integration failed at t = {sol.t[-1]:.4g}: {sol.message}")
     th, ph, r1, r2 = sol.y
     s1, s2 = np.exp(r1), np.exp(r2)
-    W = np.stack([(_rot(a) * [x, y]) @ _rot(b).T for a, b, x, y in zip(th, ph, s1, s2)])
+    W = np.stack([(_rot(a) * [x, y]) @ _rot(b).T for a, b, x, y in zip(th, ph, s1, s2, strict=True)])
     loss = 0.5 * ((W[:, 0, 1] - 1) ** 2 + (W[:, 1, 0] - 1) ** 2 + W[:, 1, 1] ** 2)
     late = sol.t > sol.t[-1] / 1e3
     p = float(np.polyfit(np.log(sol.t[late]), np.log(np.abs(W[late, 0, 0])), 1)[0])

@@ -114,7 +114,7 @@ class Model(eqx.Module):
         if len(params) != len(self.param_shapes):
             raise ValueError(f"`{name}` must hold {len(self.param_shapes)} factor(s), got {len(params)}")
         out = []
-        for j, (p, s) in enumerate(zip(params, self.param_shapes)):
+        for j, (p, s) in enumerate(zip(params, self.param_shapes, strict=True)):
             p = jnp.asarray(p)
             if p.shape != s:
                 raise ValueError(f"`{name}[{j}]` must have shape {s}, got {p.shape}")

@@ -25,8 +25,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validation import (check_choice, check_finite, check_int, check_matrix, check_positive,
-                          check_seed, check_shape)
+from ._validation import (
+    check_choice,
+    check_finite,
+    check_int,
+    check_matrix,
+    check_positive,
+    check_seed,
+    check_shape,
+)
 
 __all__ = [
     "Problem", "MatrixCompletion", "MatrixSensing", "MatrixEstimation", "CustomLoss",
@@ -63,7 +70,7 @@ class Problem(eqx.Module):
         """The ground truth, when the problem was built from one."""
         return None
 
-    def astype(self, dtype) -> "Problem":
+    def astype(self, dtype) -> Problem:
         """A copy with every floating array cast to ``dtype``."""
         return jax.tree_util.tree_map(
             lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, self)
@@ -144,7 +151,7 @@ class MatrixCompletion(Problem):
     @classmethod
     def uniform(cls, M, fraction: float, seed: int = 0, *, symmetric: bool | None = None,
                 psd: bool | None = None, normalization: str = "sum",
-                dense: bool | None = None) -> "MatrixCompletion":
+                dense: bool | None = None) -> MatrixCompletion:
         """Observe each entry independently with probability ``fraction``.
 
         With ``symmetric=True`` (alias ``psd=True``, the name :func:`random_low_rank` uses;
@@ -178,7 +185,7 @@ class MatrixCompletion(Problem):
     @classmethod
     def from_triplets(cls, rows, cols, values, shape, *, duplicates: str = "error",
                       normalization: str = "sum", dense: bool | None = None, truth=None,
-                      symmetric: bool | None = None) -> "MatrixCompletion":
+                      symmetric: bool | None = None) -> MatrixCompletion:
         """Observe ``values[k]`` at entry ``(rows[k], cols[k])`` (0-based) of a matrix of
         shape ``shape`` (``(k,)`` arrays, integer indices, finite values).
 
@@ -260,7 +267,7 @@ class MatrixSensing(Problem):
 
     @classmethod
     def gaussian(cls, M, num_measurements: int, seed: int = 0, *, symmetric: bool = False,
-                 noise: float = 0.0) -> "MatrixSensing":
+                 noise: float = 0.0) -> MatrixSensing:
         """I.i.d. N(0,1) sensing matrices (symmetrised ``(G + G^T)/2`` if ``symmetric``)
         and additive N(0, noise^2) measurement noise."""
         M = check_matrix(M, "M", square=symmetric)
@@ -497,7 +504,7 @@ def _from_triplets(cls, rows, cols, values, shape, *, duplicates="error", normal
 
 def load_ratings(path, *, test_fraction: float = 0.1, seed: int = 0, shape=None,
                  one_based: bool = True, duplicates: str = "error",
-                 normalization: str = "sum") -> tuple["MatrixCompletion", HeldOut]:
+                 normalization: str = "sum") -> tuple[MatrixCompletion, HeldOut]:
     r"""Read a ``user item rating [timestamp]`` file (MovieLens ``u.data`` layout: one rating
     a line, whitespace- or tab-separated, ids from 1) and split it at random.
 

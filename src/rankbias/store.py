@@ -514,7 +514,7 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
         dtype = bool if v == "done" else np.float64
         parts = [da.from_delayed(dask.delayed(lambda d, v=v: d[v], pure=True)(blk),
                                  shape=(len(b),) + vshape, dtype=dtype)
-                 for blk, b in zip(loaded, blocks)]
+                 for blk, b in zip(loaded, blocks, strict=True)]
         arr = da.concatenate(parts, axis=0).reshape(shape + vshape)
         if not lazy:
             arr = arr.compute()
@@ -522,7 +522,7 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     coords = {}
     for a in axes:
         coords[a["name"]] = (a["name"], list(a["values"][0]))
-        for key, vals in zip(a["keys"][1:], a["values"][1:]):
+        for key, vals in zip(a["keys"][1:], a["values"][1:], strict=True):
             coords[key.replace(".", "_")] = (a["name"], list(vals))
     coords[man["time_dim"]] = (man["time_dim"], np.asarray(man["time_grid"], dtype=np.float64))
     if "singular_values" in spec:

@@ -292,7 +292,7 @@ class DecoupledDynamics:
             asym = np.full(lam.shape, np.nan)
         return EscapeSteps(q, lam.copy(), sim, flow / self.lr, asym / self.lr)
 
-    def flow(self) -> "DecoupledDynamics":
+    def flow(self) -> DecoupledDynamics:
         """The gradient-flow limit of this run, sampled at ``t = k lr``, ``k = 0..steps``."""
         if self.method == "flow":
             return self

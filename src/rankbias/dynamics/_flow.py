@@ -24,9 +24,19 @@ import numpy as np
 
 from .._lanczos import lanczos_extremes
 from .._validation import check_choice, check_int, check_positive
-from ._common import (PrecisionWarning, ResolutionWarning, batch_apply, build_trajectory,
-                      check_initial_loss, check_run, index_tree, no_host_callbacks, prepare_batch, record,
-                      resolve_dtype)
+from ._common import (
+    PrecisionWarning,
+    ResolutionWarning,
+    batch_apply,
+    build_trajectory,
+    check_initial_loss,
+    check_run,
+    index_tree,
+    no_host_callbacks,
+    prepare_batch,
+    record,
+    resolve_dtype,
+)
 from ._krylov import dominant_eigenpairs
 from ._rkc import RKC
 

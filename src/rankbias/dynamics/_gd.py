@@ -22,8 +22,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_int, check_positive
-from ._common import (batch_apply, build_trajectory, check_initial_loss, check_problem_model,
-                      check_run, index_tree, prepare_batch, record)
+from ._common import (
+    batch_apply,
+    build_trajectory,
+    check_initial_loss,
+    check_problem_model,
+    check_run,
+    index_tree,
+    prepare_batch,
+    record,
+)
 
 __all__ = ["gradient_descent", "gradient_descent_batch", "DivergenceError", "save_steps",
            "sharpness"]

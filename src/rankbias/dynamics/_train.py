@@ -31,8 +31,15 @@ from .._validation import check_int, check_positive
 from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
 from ..problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
-from ._gd import (DivergenceError, _GDConfig, _run_batched, _run_jit, check_divergence,
-                  check_loop_args, record_steps)
+from ._gd import (
+    DivergenceError,
+    _GDConfig,
+    _run_batched,
+    _run_jit,
+    check_divergence,
+    check_loop_args,
+    record_steps,
+)
 
 __all__ = ["train", "train_batch"]
 
