@@ -160,7 +160,9 @@ class DeepFactorization(Model):
         depth = check_int(depth, "depth", minimum=1)
         if width is None:
             widths = (max(m, n),) * (depth - 1)
-        elif isinstance(width, (int, np.integer)) and not isinstance(width, bool):
+        elif isinstance(width, bool):
+            raise TypeError(f"`width` must be an int or a sequence of ints, got {width!r}")
+        elif isinstance(width, (int, np.integer)):
             widths = (check_int(width, "width", minimum=1),) * (depth - 1)
         else:
             widths = tuple(check_int(w, "width", minimum=1) for w in width)

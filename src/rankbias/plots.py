@@ -424,7 +424,7 @@ def plot_comparison(cmp, ax=None):
 
 
 # ---------------------------------------------------------------------------- files
-def _save(fig, out_dir: Path, name: str) -> list[Path]:
+def _save(fig, out_dir: str | Path, name: str) -> list[Path]:
     plt = _plt()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -216,20 +216,20 @@ class MatrixCompletion(Problem):
         return self.truth
 
     def loss(self, W):
-        if self.dense_mask is not None:
+        if self.dense_mask is not None and self.dense_values is not None:  # set together
             r = self.dense_mask * W - self.dense_values
             return 0.5 * self.weight * jnp.sum(r * r)
         r = W[self.rows, self.cols] - self.values
         return 0.5 * self.weight * jnp.sum(r * r)
 
     def grad(self, W):
-        if self.dense_mask is not None:
+        if self.dense_mask is not None and self.dense_values is not None:  # set together
             return self.weight * (self.dense_mask * W - self.dense_values)
         r = self.weight * (W[self.rows, self.cols] - self.values)
         return jnp.zeros(self.shape, W.dtype).at[self.rows, self.cols].add(r)
 
     def loss_and_grad(self, W):
-        if self.dense_mask is not None:
+        if self.dense_mask is not None and self.dense_values is not None:  # set together
             r = self.dense_mask * W - self.dense_values
             return 0.5 * self.weight * jnp.sum(r * r), self.weight * r
         r = W[self.rows, self.cols] - self.values

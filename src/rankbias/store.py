@@ -493,9 +493,9 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
 
     Raises :class:`StoreError` for a folder without a valid sweep manifest.
     """
-    import dask
     import dask.array as da
     import xarray as xr
+    from dask.delayed import delayed  # `dask.delayed` is not re-exported for type checkers
 
     store = Store(root)
     man = store.manifest()
@@ -508,11 +508,11 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     spec = run_variables(man)
     data_vars = {}
     blocks = [keys[i:i + _BLOCK] for i in range(0, len(keys), _BLOCK)]
-    loaded = [dask.delayed(_load_block, pure=True)(str(root), b, man) for b in blocks]
+    loaded = [delayed(_load_block, pure=True)(str(root), b, man) for b in blocks]
     spec = dict(spec, done=((), ()))
     for v, (dims, vshape) in spec.items():
         dtype = bool if v == "done" else np.float64
-        parts = [da.from_delayed(dask.delayed(lambda d, v=v: d[v], pure=True)(blk),
+        parts = [da.from_delayed(delayed(lambda d, v=v: d[v], pure=True)(blk),
                                  shape=(len(b),) + vshape, dtype=dtype)
                  for blk, b in zip(loaded, blocks, strict=True)]
         arr = da.concatenate(parts, axis=0).reshape(shape + vshape)

@@ -298,6 +298,7 @@ class DecoupledDynamics:
             return self
         if self.init == "identical":
             return identical_flow(self.eigenvalues, self.depth, self.alpha, self.times)
+        assert self.beta is not None  # a perturbed run carries its beta
         return perturbed_flow(self.eigenvalues, self.depth, self.alpha, self.beta, self.times)
 
     def limit(self) -> np.ndarray:

@@ -144,7 +144,7 @@ class Trajectory:
                 return False
         return _json_equal(_as_saved(self.info), _as_saved(other.info))
 
-    __hash__ = None  # mutable arrays: unhashable, like a dataclass with eq
+    __hash__ = None  # pyright: ignore[reportAssignmentType]  # mutable arrays: unhashable, like a dataclass with eq
 
     def at(self, t: float) -> int:
         """Index of the last recorded time ``<= t``."""

@@ -46,11 +46,12 @@ def no_host_callbacks():
     if old != "raise":
         yield
         return
-    _errors.EQX_ON_ERROR = "nan"
+    # equinox's switch is module state that _errors does not re-export
+    _errors.EQX_ON_ERROR = "nan"  # pyright: ignore[reportPrivateImportUsage]
     try:
         yield
     finally:
-        _errors.EQX_ON_ERROR = old
+        _errors.EQX_ON_ERROR = old  # pyright: ignore[reportPrivateImportUsage]
 
 
 def resolve_dtype(dtype):

@@ -15,6 +15,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -61,7 +62,7 @@ class _GDConfig:
     """
 
     save_matrices: bool
-    rule: object
+    rule: Any  # a step rule: .init(params, hyper), .step(problem, model, params, state, k, hyper)
 
 
 @dataclass(frozen=True)
