@@ -50,14 +50,14 @@ class Problem(eqx.Module):
 
     shape: tuple[int, int] = eqx.field(static=True)
 
-    def loss(self, W: jax.Array) -> jax.Array:  # pragma: no cover - abstract
+    def loss(self, W: jax.Array | np.ndarray) -> jax.Array:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def grad(self, W: jax.Array) -> jax.Array:
+    def grad(self, W: jax.Array | np.ndarray) -> jax.Array:
         """``grad f(W)``, shape ``(m, n)``."""
         return jax.grad(self.loss)(W)
 
-    def loss_and_grad(self, W: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def loss_and_grad(self, W: jax.Array | np.ndarray) -> tuple[jax.Array, jax.Array]:
         return self.loss(W), self.grad(W)
 
     @property
