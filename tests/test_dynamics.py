@@ -34,6 +34,7 @@ def test_layerwise_gd_equals_scalar_recursion(depth):
     tr = rb.gradient_descent(prob, model, model.init("identity", scale=0.1, per_factor=True),
                              lr=0.01, steps=steps, save_matrices=True, n_save=60)
     ref = scalar_recursion(lam, depth, 0.1, 0.01, steps)
+    assert tr.matrices is not None  # save_matrices=True
     comps = np.array([np.diag(V.T @ W @ V) for W in tr.matrices])
     np.testing.assert_allclose(comps, ref[tr.steps], atol=1e-10, rtol=0)
 
@@ -48,6 +49,7 @@ def test_half_times_table(depth, expected):
     tr = rb.gradient_descent(rb.MatrixEstimation(Y), model,
                              model.init("identity", scale=0.1, per_factor=True), lr=0.01,
                              steps=steps, save_at=np.arange(steps + 1), save_matrices=True)
+    assert tr.matrices is not None  # save_matrices=True
     comps = np.array([np.diag(V.T @ W @ V) for W in tr.matrices])
     got = [int(np.argmax(comps[:, i] >= 0.5 * LAM1[i])) for i in range(3)]
     assert got == expected
@@ -90,6 +92,7 @@ def test_depth2_symmetric_flow_matches_closed_form(solver):
     ts = np.array([1.0, 3.0, 6.0, 10.0, 20.0])
     tr = rb.gradient_flow(prob, model, (U0,), t_max=20.0, rtol=1e-10, atol=1e-14, gtol=None,
                           save_at=ts, save_matrices=True, solver=solver)
+    assert tr.matrices is not None  # save_matrices=True
     for t in ts:
         W = tr.matrices[np.flatnonzero(tr.times == t)[0]]
         np.testing.assert_allclose(W, riccati_closed_form(Y, U0, t), atol=1e-7)
@@ -153,6 +156,7 @@ def test_rkc_matches_tight_reference_on_long_plateau():
                            gtol=None, save_at=ts, save_matrices=True)
     ours = rb.gradient_flow(prob, model, ps, t_max=400.0, rtol=1e-10, atol=1e-14, gtol=None,
                             save_at=ts, save_matrices=True)
+    assert ours.matrices is not None and ref.matrices is not None  # save_matrices=True
     for t in ts:
         i, j = np.flatnonzero(ref.times == t)[0], np.flatnonzero(ours.times == t)[0]
         np.testing.assert_allclose(ours.matrices[j], ref.matrices[i], atol=1e-6)
@@ -317,6 +321,7 @@ def test_divergence_hint_is_measured_before_the_blow_up():
     assert 5.0 > stable
     with pytest.raises(rb.DivergenceError, match=r"rb\.sharpness") as e:
         rb.gradient_descent(prob, model, p0, lr=5.0, steps=100)
+    assert e.value.lr_hint is not None
     assert e.value.lr_hint == pytest.approx(0.95 * stable, rel=1e-6)
     tr = rb.gradient_descent(prob, model, p0, lr=0.5 * e.value.lr_hint, steps=100)
     assert tr.loss[-1] < tr.loss[0]

@@ -40,7 +40,7 @@ def test_auto_picks_longest_closed_plateau_and_level_rule():
     mats[:, 0, 0] = np.arange(t.size)
     stop = early_stopping(_traj(t, r, mats), rule="auto")
     assert stop.level == 3 and 20 < stop.time < 400 and stop.step is None
-    assert stop.matrix[0, 0] == stop.index  # the saved matrix at the chosen record
+    assert stop.matrix is not None and stop.matrix[0, 0] == stop.index  # the saved matrix at the chosen record
     stop2 = early_stopping(_traj(t, r), rule="plateau", level=2)
     assert stop2.level == 2 and 10 < stop2.time < 20 and stop2.matrix is None
     # geometric middle of the plateau's time interval
@@ -84,6 +84,7 @@ def test_denoising_early_stopping_beats_final_iterate_inside_predicted_plateau()
     assert res.stopped <= res.svd * 1.02 and res.oracle <= res.stopped
     np.testing.assert_allclose(np.linalg.norm(res.stop.matrix - W) / np.linalg.norm(W), res.stopped)
     # the stop is the rank-3 estimate: three learned eigen-components
+    assert res.stop.matrix is not None
     ev = np.linalg.eigvalsh(res.stop.matrix)[::-1]
     assert ev[2] > 4.0 and ev[3] < 0.2
 
@@ -97,4 +98,5 @@ def test_gradient_flow_trajectory_is_accepted():
     stop = early_stopping(tr, rule="auto")
     assert stop.step is None and isinstance(stop.interval[0], float)
     assert stop.level == 2 and stop.rank == pytest.approx(1.6, abs=0.05)
+    assert stop.matrix is not None
     assert 1.5 < stop.interval[0] < stop.time < stop.interval[1] < 7.0 and stop.matrix.shape == (4, 4)

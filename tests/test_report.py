@@ -38,10 +38,16 @@ def render(html_path, tmp_path) -> str:
     return r.stdout
 
 
+def _search(pattern: str, text: str) -> re.Match:
+    m = re.search(pattern, text)
+    assert m is not None, f"{pattern!r} not found in the rendered DOM"
+    return m
+
+
 def _rendered(dom: str) -> tuple[int, int]:
-    body = re.search(r"<body[^>]*>", dom).group(0)
-    n = int(re.search(r'data-figures="(\d+)"', body).group(1))
-    ok = int(re.search(r'data-figures-rendered="(\d+)"', body).group(1))
+    body = _search(r"<body[^>]*>", dom).group(0)
+    n = int(_search(r'data-figures="(\d+)"', body).group(1))
+    ok = int(_search(r'data-figures-rendered="(\d+)"', body).group(1))
     return n, ok
 
 

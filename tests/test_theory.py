@@ -31,6 +31,7 @@ def _layerwise_components(lam, depth, alpha, lr, steps, beta=None, every=10):
     rec = np.arange(0, steps + 1, every)
     tr = rb.gradient_descent(rb.MatrixEstimation((V * np.array(lam)) @ V.T), model, params, lr, steps,
                              n_save=2, save_at=rec, save_matrices=True)
+    assert tr.matrices is not None  # save_matrices=True
     M = np.einsum("ij,tjk,kl->til", V.T, tr.matrices, V)
     return np.asarray(tr.steps), M
 
@@ -74,7 +75,7 @@ def test_ex2_round_off_drift_is_reported():
     th = quiet(T.identical_init, EX2, 3, 0.1, 0.01, 2500)
     with pytest.warns(T.DriftWarning):
         rep = T.layerwise_check(th, every=20)
-    assert 500 <= rep.drift_step <= 2500
+    assert rep.drift_step is not None and 500 <= rep.drift_step <= 2500
     assert rep.max_deviation_before_drift <= 1e-6
 
 
