@@ -83,7 +83,14 @@ for line, code in BLOCKS:
 """
 
 
-@pytest.mark.parametrize("page", PY_PAGES, ids=[_rel(p) for p in PY_PAGES])
+def _params(found: list[Path]) -> list:
+    """The README's snippets run in the default suite; the docs pages' in CI's docs step
+    (``pytest -m docs``), beside the site build, to keep the default suite short."""
+    return [pytest.param(p, id=_rel(p), marks=() if p.name == "README.md" else pytest.mark.docs)
+            for p in found]
+
+
+@pytest.mark.parametrize("page", _params(PY_PAGES))
 def test_python_snippets_run(page, tmp_path):
     code = [(b["line"], b["code"]) for b in blocks(page) if b["lang"] == "python" and not b["skip"]]
     script = f"PAGE = {_rel(page)!r}\nBLOCKS = {code!r}\n" + _RUNNER
@@ -115,7 +122,7 @@ def _bash_blocks(page: Path) -> list[dict]:
 BASH_PAGES = [p for p in pages() if _bash_blocks(p)]
 
 
-@pytest.mark.parametrize("page", BASH_PAGES, ids=[_rel(p) for p in BASH_PAGES])
+@pytest.mark.parametrize("page", _params(BASH_PAGES))
 def test_rankbias_commands_run(page, tmp_path):
     for b in _bash_blocks(page):
         if b["skip"]:

@@ -139,6 +139,7 @@ def test_gd_converges_to_flow_first_order():
     assert errs[1] / errs[2] == pytest.approx(2.0, rel=0.15)
 
 
+@pytest.mark.slow
 def test_rkc_matches_tight_reference_on_long_plateau():
     # Depth 3 from a tiny scale: the plateau is ~alpha^-(1/3) long and stiff after learning.
     M = rb.random_low_rank((8, 8), 2, psd=True, seed=1)

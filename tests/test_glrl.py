@@ -12,6 +12,7 @@ from rankbias.counterexamples import shipped_instance
 from rankbias.glrl import glrl, kkt_residuals, top_direction
 
 
+@pytest.mark.slow
 def test_full_observation_phases_are_eigencomponents_in_order():
     # f = 1/2 ||W - Y||^2: phase r adds lam_r v_r v_r^T; f(W_r) = 1/2 sum_{i>r} lam_i^2.
     spec = np.array([3.0, 2.0, 1.0, -0.5, -1.0])
@@ -29,6 +30,7 @@ def test_full_observation_phases_are_eigencomponents_in_order():
     assert res.kkt["psd"] <= 1e-9 and res.kkt["complementarity"] <= 1e-8
 
 
+@pytest.mark.slow
 def test_asymmetric_variant_adds_singular_components():
     Y = rb.matrix_from_spectrum([2.0, 1.0], (4, 3), seed=2)
     res = glrl(rb.MatrixEstimation(Y), eps=1e-30, symmetric=False)
@@ -47,6 +49,7 @@ def test_gradient_flow_at_tiny_alpha_matches_glrl():
     assert np.linalg.norm(tr.final_matrix - res.matrix) < 1e-6
 
 
+@pytest.mark.slow
 def test_kkt_residuals_of_the_glrl_limit_on_completion():
     M = rb.random_low_rank((8, 8), 2, psd=True, seed=0)
     prob = rb.MatrixCompletion.uniform(M, 0.6, seed=1, symmetric=True)
@@ -89,6 +92,7 @@ def test_bad_input():
     np.testing.assert_allclose(res.matrix, np.diag([2.0, 1.0]), atol=1e-7)
 
 
+@pytest.mark.slow
 def test_phase_distances_shrink_as_alpha_goes_to_zero():
     # Li et al.: GF from alpha -> 0 follows the GLRL trajectory phase by phase. The time-aligned
     # distance in each phase must fall with alpha (it once stayed ~0.3 at every alpha because
@@ -132,6 +136,7 @@ def test_power_law_exponents_match_the_eigengap():
     assert fit_power_law(cmp.alphas, s2)["c"] == pytest.approx(c, abs=0.03)
 
 
+@pytest.mark.slow
 def test_glrl_distance_sweep_metric():
     from rankbias.compare import glrl_distance_metric
 
@@ -149,6 +154,7 @@ def test_glrl_distance_sweep_metric():
 
 # ---- the factor-only path of large completions, checked against the dense path ----------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("symmetric_mask,symmetric", [(True, True), (False, True), (False, False)])
 def test_factor_only_path_matches_dense_path(monkeypatch, symmetric_mask, symmetric):
     # Same GLRL, two implementations: dense W with the engine's flow (d <= DENSE_LIMIT), and
@@ -173,6 +179,7 @@ def test_factor_only_path_matches_dense_path(monkeypatch, symmetric_mask, symmet
     assert sparse.kkt["psd" if symmetric else "stationarity"] <= 1e-8
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 10_000), st.booleans(), st.booleans())
 def test_sparse_gradient_matches_autodiff_of_the_dense_loss(seed, sym_mask, symmetric):
@@ -216,6 +223,7 @@ def test_newton_polish_reaches_the_precision_floor():
     np.testing.assert_allclose(U1 @ U1.T, M, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_deeper_factorizations_reach_the_glrl_limit_at_larger_alpha():
     # Paper 1 (claim 2): at depth >= 3 gradient flow lands on the GLRL limit from far larger
     # init scales than at depth 2. Shipped 4x4 counter-example (GLRL limit != min trace),
@@ -240,6 +248,7 @@ def _sym_indefinite():
     return rb.MatrixEstimation(np.diag([2.0, -3.0]))
 
 
+@pytest.mark.slow
 def test_glrl_distance_metric_uses_the_variant_of_the_model():
     from rankbias.compare import glrl_distance_metric
 
@@ -260,6 +269,7 @@ def test_glrl_distance_metric_uses_the_variant_of_the_model():
     assert glrl_distance_metric(tr, prob, {})["glrl_symmetric"] == 0.0
 
 
+@pytest.mark.slow
 def test_compare_reference_variant_follows_the_model_and_the_end_is_certified():
     from rankbias.compare import glrl_variant_for
 

@@ -78,6 +78,7 @@ def _deep_state():
     return (lambda z: vf(0.0, z, prob)), model.flatten(tr.final_params)  # pyright: ignore[reportArgumentType]  # NumPy factors are accepted
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [192, 60])
 def test_krylov_rodas4_step_matches_the_dense_step(k):
     fun, y = _deep_state()
@@ -95,6 +96,7 @@ def test_krylov_rodas4_step_matches_the_dense_step(k):
             assert int(jnp.max(its)) <= 1
 
 
+@pytest.mark.slow
 def test_krylov_solver_crosses_the_stiff_stretch(monkeypatch):
     # The 8x8 depth-3 alpha-1e-30 case of test_rosenbrock with solver="krylov" (k = 40 of
     # P = 192): the same escape time and loss curve as "hybrid"'s dense LU steps, and the
@@ -120,6 +122,7 @@ def test_krylov_solver_crosses_the_stiff_stretch(monkeypatch):
     np.testing.assert_allclose(kry.loss[:40], dense.loss[:40], rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_krylov_step_signals_a_missing_basis():
     # No basis yet (theta = 0): the step returns y0 and an all -inf error, which the
     # controller turns into the segment-end signal; it never reaches the PID controller.

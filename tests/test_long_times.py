@@ -57,6 +57,7 @@ def _check(tr):
         assert before < 1e-15 and after == pytest.approx(S[k], rel=1e-10)
 
 
+@pytest.mark.slow
 def test_flow_restarts_its_clock_through_escapes_at_1e15():
     prob, model, ps = _setup()
     with pytest.warns(rb.ResolutionWarning):
@@ -66,6 +67,7 @@ def test_flow_restarts_its_clock_through_escapes_at_1e15():
     assert np.all(np.diff(tr.loss) <= 1e-12 * tr.loss[0])
 
 
+@pytest.mark.slow
 def test_batched_flows_restart_run_by_run():
     prob, model, ps = _setup()
     ps2 = tuple(jnp.eye(2) * 0.5 for _ in range(4))  # escapes at t ~ 10: no restart
@@ -81,6 +83,7 @@ def test_batched_flows_restart_run_by_run():
     assert trs[0].info["restarts"] == one.info["restarts"]
 
 
+@pytest.mark.slow
 def test_step_budget_counts_every_segment():
     prob, model, ps = _setup()
     with warnings.catch_warnings():

@@ -83,6 +83,7 @@ def _deep_instance():
     return M, prob, rb.DeepFactorization((8, 8), depth=3)
 
 
+@pytest.mark.slow
 def test_hybrid_crosses_depth3_stiff_stretch_at_alpha_1e_minus_30():
     # Depth 3 at alpha = 1e-30: escapes at t ~ alpha^-(1/3) ~ 1e10, and between the two
     # escapes the learned direction (curvature ~1) is stiff for ~1e10 time units.
@@ -100,6 +101,7 @@ def test_hybrid_crosses_depth3_stiff_stretch_at_alpha_1e_minus_30():
 
 
 
+@pytest.mark.slow
 def test_resolution_warning_only_for_deep_tiny_inits():
     import warnings
     M, prob, model = _deep_instance()
@@ -114,6 +116,7 @@ def test_resolution_warning_only_for_deep_tiny_inits():
                                              for a in (1e-3, 1e-30)], t_max=10.0)
 
 
+@pytest.mark.slow
 def test_resolution_warning_names_the_rounding_floor():
     # Depth 4: max|y0|^2 < 100 eps at alpha 1e-32 (factors ~1e-8), not at 1e-16 (~1e-4).
     M, prob, _ = _deep_instance()

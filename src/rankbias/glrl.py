@@ -572,21 +572,24 @@ def _mid_time(traj: Trajectory, f_before: float, f_after: float, after: float = 
     return float(roots[0])
 
 
-def _refine_mid(problem, start, symmetric, crude, lam, f_before, f_after, rtol, atol,
-                n_save: int = 400, record_matrices: bool = True):
+def _refine_mid(problem, start, symmetric, crude, lam, f_before, f_after, rtol, atol):
     """Re-run the phase flow to just past ``crude`` with a dense save grid around it.
 
-    The grid has a fixed length (161 times in ``crude +- 4 / lam``, after ``n_save - 161``
-    log-spaced ones), and the flow the phases' width padding and settings: it reuses the
-    phases' compiled flow."""
-    model, gradient_flow, padded = _padded_flow(problem, start, symmetric)
-    hi = crude + 4.0 / lam
-    lo = max(crude - 4.0 / lam, 1e-3 * hi)
-    grid = np.linspace(lo, hi, 161)
-    n_log = max(n_save - 161, 2)
-    tr = gradient_flow(problem, model, tuple(jnp.asarray(f) for f in padded), t_max=float(hi),
-                       gtol=None, rtol=rtol, atol=atol, n_save=n_log, t_min=lo * 1e-3,
-                       save_at=grid, save_matrices=record_matrices)
+    At the phase's own width: ``compare_with_glrl`` re-runs the phase unpadded from the same
+    start, and the escape of the ``sqrt(eps)``-sized column is sensitive enough to the step
+    sequence that a padded flow's ``t_mid`` misaligned the two (phase distances at alpha
+    1e-24 rose from ~1e-4 to 7e-4). The grid has a fixed length (161 times in
+    ``crude +- 4 / lam``), so the flow compiles once per width."""
+    d = problem.shape[0]
+    r = start[0].shape[1] if symmetric else start[0].shape[0]
+    model = SymmetricFactorization(d, width=r) if symmetric else \
+        DeepFactorization(problem.shape, depth=2, width=r)
+    from .dynamics import gradient_flow
+    grid = crude + np.linspace(-4.0, 4.0, 161) / lam
+    if grid[0] <= 1e-3 * grid[-1]:  # an early crossing: same length, positive times
+        grid = np.linspace(1e-3 * grid[-1], grid[-1], 161)
+    tr = gradient_flow(problem, model, tuple(jnp.asarray(f) for f in start), t_max=float(grid[-1]),
+                       gtol=None, rtol=rtol, atol=atol, n_save=2, save_at=grid)
     return _mid_time(tr, f_before, f_after)
 
 
@@ -890,8 +893,7 @@ def glrl(problem: Problem, eps: float = 1e-30, tol: float = 1e-9, *, symmetric: 
             W=W if W is not None else np.asarray(traj.final_matrix), loss=f_r, loss_before=f_prev,
             factors=factors, trajectory=traj,
             t_mid=(_refine_mid(problem, new, symmetric, _mid_time(traj, f_prev, f_r), lam, f_prev,
-                               f_r, rtol, atol_r, n_save, record_matrices)
-                   if dense else _mid_time(traj, f_prev, f_r)),
+                               f_r, rtol, atol_r) if dense else _mid_time(traj, f_prev, f_r)),
             converged=conv,
             grad_norm=gn, wall_time=time.perf_counter() - w0))
         f_prev = f_r

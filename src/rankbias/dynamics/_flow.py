@@ -552,7 +552,8 @@ MAX_SAVE = 100_000
 
 
 def check_save_at(save_at, t_max: float) -> np.ndarray:
-    """``save_at`` as a sorted float64 vector in ``[0, t_max]``; raises ``ValueError``."""
+    """``save_at`` (times in any order) as a sorted float64 vector in ``[0, t_max]``; raises
+    ``ValueError`` for non-finite or out-of-range times, or more than ``MAX_SAVE``."""
     try:
         a = np.asarray(save_at, dtype=np.float64).ravel()
     except (TypeError, ValueError):
@@ -562,9 +563,7 @@ def check_save_at(save_at, t_max: float) -> np.ndarray:
     if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a > t_max):
         bad = a[~(np.isfinite(a) & (a >= 0) & (a <= t_max))][0]
         raise ValueError(f"`save_at` times must lie in [0, t_max={t_max:g}], got {bad:g}")
-    if np.any(np.diff(a) < 0):
-        raise ValueError("`save_at` must be sorted in increasing order")
-    return a
+    return np.sort(a)  # a set of record times: any order, duplicates merged
 
 
 def _check_initial_state(problem, model, params, dtype, t_max: float, max_steps: int,
