@@ -143,7 +143,7 @@ def main() -> None:
         elif "error" in old:
             print(f"| previous (plain prox-grad) | failed: {old['error'][:60]} | - | - |")
         else:
-            diff = max(abs(a - b) / max(abs(b), 1e-300) for a, b in zip(old["objs"], new["objs"]))
+            diff = max(abs(a - b) / max(abs(b), 1e-300) for a, b in zip(old["objs"], new["objs"], strict=True))
             print(f"| previous (plain prox-grad) | {old['time']:.2f} | {diff:.1e} | {old['err']:.3g} |")
     print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
 

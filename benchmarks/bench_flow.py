@@ -124,7 +124,7 @@ def _loop_case(mask, M, ps, lr, t_end, ref, budget, backend):
     t0 = time.perf_counter()
     W, Ws = gd_loop(mask, M, ps, lr, steps, rec, backend)
     wall = time.perf_counter() - t0
-    traj = max(np.linalg.norm(a - b) for a, b in zip(Ws, ref.matrices))
+    traj = max(np.linalg.norm(a - b) for a, b in zip(Ws, ref.matrices, strict=True))
     return dict(s=wall, kind="measured", end=f"{np.linalg.norm(W - ref.final_matrix):.1e}",
                 traj=f"{traj:.1e}", steps=steps)
 

@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_flow import gd_loop  # noqa: E402
 
 import rankbias as rb  # noqa: E402
-from bench_flow import gd_loop  # noqa: E402
 
 
 def timeit(fn, repeat=3):
@@ -182,7 +182,7 @@ def efficiency_table(args, dtype, depth, dev) -> list[str]:
                 continue  # 64 x 3 x 8 MB factors x several buffers: too slow on 2 cores
             inits = [model.init("gaussian", scale=1e-3, seed=s) for s in range(B)]
 
-            def run(n):
+            def run(n, prob=prob, model=model, inits=inits):  # bound: B023
                 return timeit(lambda: rb.gradient_descent_batch(prob, model, inits, lr=1e-3, steps=n,
                                                                 n_save=2, dtype=dtype), repeat=2)
 

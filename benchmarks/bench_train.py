@@ -47,11 +47,15 @@ def main() -> None:
              ("group_rmsprop", {}, lambda lr: rb.optimizers.group_rmsprop(lr))]
     for name, kw, obj in cases:
         lr0 = 1e-3 if name in ("adam", "group_rmsprop") else 0.01
-        first = _t(lambda: rb.train(prob, model, p, name, lr=lr0, steps=S, n_save=50, **kw))
-        again = _t(lambda: rb.train(prob, model, p, name, lr=lr0 * 1.5, steps=S - 1, seed=3,
-                                    n_save=50, **kw))
+        # the loop variables are bound as defaults (B023), though each lambda runs at once
+        first = _t(lambda name=name, lr0=lr0, kw=kw:
+                   rb.train(prob, model, p, name, lr=lr0, steps=S, n_save=50, **kw))
+        again = _t(lambda name=name, lr0=lr0, kw=kw:
+                   rb.train(prob, model, p, name, lr=lr0 * 1.5, steps=S - 1, seed=3,
+                            n_save=50, **kw))
         rb.train(prob, model, p, obj(lr0), steps=S, n_save=50)
-        fresh = _t(lambda: rb.train(prob, model, p, obj(lr0 * 1.5), steps=S, n_save=50))
+        fresh = _t(lambda obj=obj, lr0=lr0:
+                   rb.train(prob, model, p, obj(lr0 * 1.5), steps=S, n_save=50))
         print(f"| {name} | {first:.2f} | {again:.3f} | {fresh:.2f} | {again / gd:.2f} |")
 
 

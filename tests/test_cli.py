@@ -1,11 +1,11 @@
 """The command line: every command, and clean errors (no tracebacks) for user mistakes."""
 
 import errno
+
 import pytest
+from _configs import tiny_sweep
 
 from rankbias.cli import main
-
-from _configs import tiny_sweep
 
 TINY = tiny_sweep("tiny-cli", "{ alpha = [1e-2, 1e-3], depth = [2], seed = [0, 1] }", steps=100,
                   n_save=10)

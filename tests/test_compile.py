@@ -12,6 +12,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from typing import Any
 
 import jax
 import numpy as np
@@ -26,9 +27,9 @@ _LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 def count_compiles():
     events: list[str] = []
 
-    def listener(event, duration, **kw):
+    def listener(event: str, duration_secs: float, **kw: str | int) -> None:
         if event == _LOWER:
-            events.append(kw.get("fun_name", "?"))
+            events.append(str(kw.get("fun_name", "?")))
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
@@ -57,7 +58,7 @@ def test_counter_sees_a_compile():
 
 def test_gradient_flow_does_not_recompile(setup):
     prob, model = setup
-    kw = dict(t_max=50.0, n_save=20)
+    kw: dict[str, Any] = dict(t_max=50.0, n_save=20)
     rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-2, seed=0), **kw)
     # Other init (seed and scale: the default atol follows it), other data of the same
     # shapes, other tolerances, t_max, max_steps, t_min: nothing is compiled.
@@ -94,6 +95,7 @@ def test_gradient_descent_does_not_recompile(setup):
         rb.gradient_descent(prob, model, model.init("gaussian", scale=2e-2, seed=2), lr=0.2,
                             steps=7, n_save=30)
     assert ev == [], f"recompiled: {ev}"
+    assert tr.steps is not None  # GD records its steps
     assert tr.steps[-1] == 1234 and tr.times[-1] == pytest.approx(1234 * 0.05)
 
 

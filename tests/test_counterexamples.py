@@ -10,6 +10,7 @@ def test_shipped_instance_recertifies():
     c = ce.certify(ce.shipped_instance())
     assert c["certified"]
     assert c["excess"] > 0.1 and c["duality_gap"] < 1e-6
+    assert ce.SHIPPED is not None
     assert c["glrl_trace"] == pytest.approx(ce.SHIPPED["glrl_trace"], rel=1e-6)
     assert c["min_trace"] == pytest.approx(ce.SHIPPED["min_trace"], rel=1e-6)
     assert all(g["distance"] < 1e-6 for g in c["gf"])

@@ -338,11 +338,15 @@ def _render(site: Path, page: str, tmp_path: Path) -> dict:
     src = site / page
     probe = src.with_name(f".probe-{src.name}")
     probe.write_text(src.read_text().replace("</body>", _PROBE + "</body>"))
+    exe = _chromium()
+    assert exe is not None  # the caller skips without a Chromium
     try:
-        dom = _dump_dom(_chromium(), probe.as_uri(), tmp_path / "chr")
+        dom = _dump_dom(exe, probe.as_uri(), tmp_path / "chr")
     finally:
         probe.unlink()
-    body = re.search(r"<body[^>]*>", dom).group(0)
+    m = re.search(r"<body[^>]*>", dom)
+    assert m is not None, "no <body> in the rendered DOM"
+    body = m.group(0)
     return {k: int(v) for k, v in re.findall(r'data-([\w-]+)="(\d+)"', body)}
 
 

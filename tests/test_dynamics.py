@@ -34,6 +34,7 @@ def test_layerwise_gd_equals_scalar_recursion(depth):
     tr = rb.gradient_descent(prob, model, model.init("identity", scale=0.1, per_factor=True),
                              lr=0.01, steps=steps, save_matrices=True, n_save=60)
     ref = scalar_recursion(lam, depth, 0.1, 0.01, steps)
+    assert tr.matrices is not None  # save_matrices=True
     comps = np.array([np.diag(V.T @ W @ V) for W in tr.matrices])
     np.testing.assert_allclose(comps, ref[tr.steps], atol=1e-10, rtol=0)
 
@@ -48,6 +49,7 @@ def test_half_times_table(depth, expected):
     tr = rb.gradient_descent(rb.MatrixEstimation(Y), model,
                              model.init("identity", scale=0.1, per_factor=True), lr=0.01,
                              steps=steps, save_at=np.arange(steps + 1), save_matrices=True)
+    assert tr.matrices is not None  # save_matrices=True
     comps = np.array([np.diag(V.T @ W @ V) for W in tr.matrices])
     got = [int(np.argmax(comps[:, i] >= 0.5 * LAM1[i])) for i in range(3)]
     assert got == expected
@@ -90,6 +92,7 @@ def test_depth2_symmetric_flow_matches_closed_form(solver):
     ts = np.array([1.0, 3.0, 6.0, 10.0, 20.0])
     tr = rb.gradient_flow(prob, model, (U0,), t_max=20.0, rtol=1e-10, atol=1e-14, gtol=None,
                           save_at=ts, save_matrices=True, solver=solver)
+    assert tr.matrices is not None  # save_matrices=True
     for t in ts:
         W = tr.matrices[np.flatnonzero(tr.times == t)[0]]
         np.testing.assert_allclose(W, riccati_closed_form(Y, U0, t), atol=1e-7)
@@ -114,7 +117,7 @@ def test_balancedness_is_conserved():
              for j in range(2)]
     moved = np.linalg.norm(tr.final_params[0] - np.asarray(ps[0]))
     assert moved > 0.5  # the factors did change a lot
-    for b, a in zip(before, after):
+    for b, a in zip(before, after, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-7)
 
 
@@ -154,6 +157,7 @@ def test_rkc_matches_tight_reference_on_long_plateau():
                            gtol=None, save_at=ts, save_matrices=True)
     ours = rb.gradient_flow(prob, model, ps, t_max=400.0, rtol=1e-10, atol=1e-14, gtol=None,
                             save_at=ts, save_matrices=True)
+    assert ours.matrices is not None and ref.matrices is not None  # save_matrices=True
     for t in ts:
         i, j = np.flatnonzero(ref.times == t)[0], np.flatnonzero(ours.times == t)[0]
         np.testing.assert_allclose(ours.matrices[j], ref.matrices[i], atol=1e-6)
@@ -178,12 +182,12 @@ def test_batched_equals_single():
     inits = [model.init("gaussian", scale=a, seed=s) for a in (1e-2, 1e-4) for s in (0, 1)]
     singles = [rb.gradient_descent(prob, model, p, lr=0.05, steps=400) for p in inits]
     batch = rb.gradient_descent_batch(prob, model, inits, lr=0.05, steps=400)
-    for a, b in zip(singles, batch):
+    for a, b in zip(singles, batch, strict=True):
         np.testing.assert_allclose(b.final_matrix, a.final_matrix, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(b.loss, a.loss, rtol=1e-12, atol=1e-300)
     fs = [rb.gradient_flow(prob, model, p, t_max=1e4) for p in inits[:2]]
     fb = rb.gradient_flow_batch(prob, model, inits[:2], t_max=1e4)
-    for a, b in zip(fs, fb):
+    for a, b in zip(fs, fb, strict=True):
         # Batched matmuls round differently in the last bit, which can flip an accept/reject
         # decision: adaptive runs agree to the solver tolerance, not bitwise.
         np.testing.assert_allclose(b.final_matrix, a.final_matrix, atol=1e-8)
@@ -318,6 +322,7 @@ def test_divergence_hint_is_measured_before_the_blow_up():
     assert 5.0 > stable
     with pytest.raises(rb.DivergenceError, match=r"rb\.sharpness") as e:
         rb.gradient_descent(prob, model, p0, lr=5.0, steps=100)
+    assert e.value.lr_hint is not None
     assert e.value.lr_hint == pytest.approx(0.95 * stable, rel=1e-6)
     tr = rb.gradient_descent(prob, model, p0, lr=0.5 * e.value.lr_hint, steps=100)
     assert tr.loss[-1] < tr.loss[0]

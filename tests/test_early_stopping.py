@@ -14,7 +14,7 @@ from rankbias.trajectory import Trajectory
 def _staircase(steps_at=(10.0, 20.0, 400.0), heights=(0.7, 0.5, 0.3), T_end=2000.0):
     """r(t) = 1 + sum_j h_j sigmoid(30 ln(t / t_j)) after an initial drop from 4."""
     t = np.geomspace(0.1, T_end, 600)
-    r = 1.0 + sum(h / (1 + (t / s) ** -30.0) for s, h in zip(steps_at, heights))
+    r = 1.0 + sum(h / (1 + (t / s) ** -30.0) for s, h in zip(steps_at, heights, strict=True))
     r = r + 3.0 * np.exp(-t / 0.5)
     return t, r
 
@@ -40,7 +40,7 @@ def test_auto_picks_longest_closed_plateau_and_level_rule():
     mats[:, 0, 0] = np.arange(t.size)
     stop = early_stopping(_traj(t, r, mats), rule="auto")
     assert stop.level == 3 and 20 < stop.time < 400 and stop.step is None
-    assert stop.matrix[0, 0] == stop.index  # the saved matrix at the chosen record
+    assert stop.matrix is not None and stop.matrix[0, 0] == stop.index  # the saved matrix at the chosen record
     stop2 = early_stopping(_traj(t, r), rule="plateau", level=2)
     assert stop2.level == 2 and 10 < stop2.time < 20 and stop2.matrix is None
     # geometric middle of the plateau's time interval
@@ -84,6 +84,7 @@ def test_denoising_early_stopping_beats_final_iterate_inside_predicted_plateau()
     assert res.stopped <= res.svd * 1.02 and res.oracle <= res.stopped
     np.testing.assert_allclose(np.linalg.norm(res.stop.matrix - W) / np.linalg.norm(W), res.stopped)
     # the stop is the rank-3 estimate: three learned eigen-components
+    assert res.stop.matrix is not None
     ev = np.linalg.eigvalsh(res.stop.matrix)[::-1]
     assert ev[2] > 4.0 and ev[3] < 0.2
 
@@ -97,4 +98,5 @@ def test_gradient_flow_trajectory_is_accepted():
     stop = early_stopping(tr, rule="auto")
     assert stop.step is None and isinstance(stop.interval[0], float)
     assert stop.level == 2 and stop.rank == pytest.approx(1.6, abs=0.05)
+    assert stop.matrix is not None
     assert 1.5 < stop.interval[0] < stop.time < stop.interval[1] < 7.0 and stop.matrix.shape == (4, 4)

@@ -6,13 +6,13 @@ import textwrap
 import numpy as np
 import pytest
 import xarray as xr
+from _configs import tiny_sweep
 
 import rankbias.experiments as ex
 from rankbias.experiments.config import ConfigError
 from rankbias.experiments.executors import DaskExecutor, ExecutorError
+from rankbias.problems import MatrixCompletion
 from rankbias.store import Store, run_key
-
-from _configs import tiny_sweep
 
 TINY = tiny_sweep("tiny", "{ alpha = [1e-2, 1e-3], seed = [0, 1, 2] }", steps=200, n_save=12,
                   depth=2, batch_size=2)
@@ -155,7 +155,9 @@ def test_chunks_group_by_shape_and_are_deterministic():
     assert sum(len(c) for c in chunks) == 12
     for c in chunks:
         assert len(c) <= 4
-        nobs = {ex.build_problem(cfg).num_observed for cfg in c.configs}
+        probs = [ex.build_problem(cfg) for cfg in c.configs]
+        assert all(isinstance(p, MatrixCompletion) for p in probs)
+        nobs = {p.num_observed for p in probs if isinstance(p, MatrixCompletion)}
         assert len(nobs) == 1  # one batch shares array shapes
     assert [c.keys for c in ex.plan_chunks(ex.expand(raw))] == [c.keys for c in chunks]
 
@@ -227,6 +229,7 @@ def test_process_workers_are_terminated_on_interrupt():
     before = {p.pid for p in me.children(recursive=True)}
     with pytest.raises(KeyboardInterrupt):
         with ProcessExecutor(2) as pool:
+            assert pool._pool is not None
             for _ in range(6):  # what map() submits, without blocking on the first result
                 pool._pool.submit(time.sleep, 60)
             t0 = time.time()

@@ -85,7 +85,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="mask"):
         rb.MatrixCompletion(np.eye(3), np.zeros((3, 3), bool))
     with pytest.raises(ValueError, match="problem"):
-        glrl(np.eye(3))
+        glrl(np.eye(3))  # pyright: ignore[reportArgumentType]  # the wrong type on purpose
     nonconvex = rb.CustomLoss(lambda W: 0.5 * jnp.sum((W - jnp.diag(jnp.array([2.0, 1.0]))) ** 2), (2, 2))
     with pytest.warns(RuntimeWarning, match="not known to be convex"):
         res = glrl(nonconvex, eps=1e-20)
@@ -218,7 +218,7 @@ def test_newton_polish_reaches_the_precision_floor():
     w, V = np.linalg.eigh(M)
     U = V[:, -2:] * np.sqrt(w[-2:])
     U0 = U + 1e-4 * np.random.default_rng(0).standard_normal(U.shape)
-    (U1,), gn, it = _polish(prob, (U0,), True, 1e-13)
+    (U1,), gn, it = _polish(prob, (U0,), True, 1e-13)  # pyright: ignore[reportAssignmentType]  # symmetric: one factor
     assert gn <= 1e-13 and it <= 8
     np.testing.assert_allclose(U1 @ U1.T, M, atol=1e-10)
 
@@ -287,6 +287,7 @@ def test_compare_reference_variant_follows_the_model_and_the_end_is_certified():
     assert sym.info["glrl_variant"] == "PSD" and sym.glrl.symmetric
     for cmp, limit in ((deep, np.diag([2.0, -3.0])), (sym, np.diag([2.0, 0.0]))):
         np.testing.assert_allclose(cmp.glrl.matrix, limit, atol=1e-8)
+        assert cmp.status is not None and cmp.t_final is not None  # set in __post_init__
         assert cmp.certified.all() and cmp.status[0, 0] == "steady_state"
         tr = cmp.trajectories[(1e-4, 0)]
         assert cmp.t_final[0, 0] == tr.times[-1] and tr.status == "steady_state"
@@ -303,6 +304,7 @@ def test_compare_marks_and_warns_about_uncertified_end_points():
         warnings.simplefilter("always")
         cmp = rb.compare_with_glrl(prob, rb.SymmetricFactorization(2), alphas=[1e-4], seeds=[0],
                                    t_max=1.0, end_t_max=1.0)
+    assert cmp.status is not None and cmp.t_final is not None  # set in __post_init__
     assert cmp.status[0, 0] == "t_max" and not cmp.certified.any()
     assert cmp.t_final[0, 0] == pytest.approx(1.0)
     assert any("did not reach a certified steady state" in str(x.message) for x in w)

@@ -7,6 +7,7 @@ units, where consecutive float64 times are ~0.1-0.25 apart.
 """
 
 import warnings
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -30,8 +31,8 @@ def _setup():
     return prob, model, tuple(jnp.eye(2) * A for _ in range(4))
 
 
-KW = dict(t_max=1e16, solver="hybrid", gtol=None, n_save=40, save_at=T_CHECK + T_AROUND,
-          save_matrices=True, max_steps=50_000)
+KW: dict[str, Any] = dict(t_max=1e16, solver="hybrid", gtol=None, n_save=40,
+                          save_at=T_CHECK + T_AROUND, save_matrices=True, max_steps=50_000)
 
 
 def _diag_at(tr, t):
@@ -77,6 +78,7 @@ def test_batched_flows_restart_run_by_run():
     _check(trs[0])
     assert trs[1].info["restarts"] == 0 and trs[1].info["status"] == "t_max"
     np.testing.assert_allclose(trs[0].times, one.times)
+    assert one.matrices is not None  # save_matrices=True
     np.testing.assert_allclose(trs[0].matrices, one.matrices, rtol=1e-6, atol=1e-30)
     assert trs[0].info["restarts"] == one.info["restarts"]
 
@@ -136,8 +138,8 @@ def test_after_first_escape_the_float64_gradient_is_noise_iff_warned(depth, nois
     assert tr.loss[-1] < 0.5 * tr.loss[0]  # past the first escape
     if depth == 4:
         assert tr.info["restarts"] >= 1  # it comes at t ~ 8e15
-    _, g, _ = model.loss_and_grad(prob, tr.final_params)
+    _, g, _ = model.loss_and_grad(prob, tr.final_params)  # pyright: ignore[reportArgumentType]  # NumPy factors are accepted
     exact = _extended_precision_grad(prob, M, tr.final_params)
     rel = max(float(np.linalg.norm(np.asarray(a) - b.astype(float)) / np.linalg.norm(b.astype(float)))
-              for a, b in zip(g, exact))
+              for a, b in zip(g, exact, strict=True))
     assert (rel > 0.1) if noisy else (rel < 1e-3)

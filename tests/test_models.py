@@ -13,10 +13,10 @@ def test_product_order_is_last_factor_leftmost():
     assert model.param_shapes == ((4, 3), (5, 4), (2, 5))
     rng = np.random.default_rng(0)
     W1, W2, W3 = (rng.standard_normal(s) for s in model.param_shapes)
-    np.testing.assert_allclose(np.asarray(model.product((W1, W2, W3))), W3 @ W2 @ W1, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(model.product((W1, W2, W3))), W3 @ W2 @ W1, atol=1e-14)  # pyright: ignore[reportArgumentType]  # NumPy factors are accepted
     sym = rb.SymmetricFactorization(4, width=2)
     U = rng.standard_normal((4, 2))
-    np.testing.assert_allclose(np.asarray(sym.product((U,))), U @ U.T, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(sym.product((U,))), U @ U.T, atol=1e-14)  # pyright: ignore[reportArgumentType]  # NumPy factors are accepted
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 5])

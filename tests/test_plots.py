@@ -118,14 +118,14 @@ def test_sweep_figures_default_to_the_median_with_a_quantile_band():
     thin = [ln for ln in ax.get_lines() if ln.get_linewidth() < 1]
     assert len(centers) == 2 and len(thin) == 2 * 5  # every seed drawn (5 <= MAX_THIN)
     for i, line in enumerate(centers):
-        np.testing.assert_allclose(line.get_ydata(), np.median(ds["loss"].values[i], 0)[keep])
-    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+        np.testing.assert_allclose(np.asarray(line.get_ydata()), np.median(ds["loss"].values[i], 0)[keep])
+    band = np.asarray(ax.collections[0].get_paths()[0].vertices)[:, 1]
     q25, q75 = np.quantile(ds["loss"].values[0], [0.25, 0.75], axis=0)
     assert np.allclose(band.min(), q25[keep].min()) and np.allclose(band.max(), q75[keep].max())
     assert "median" in ax.get_title() and "25-75%" in ax.get_title() and "5 runs" in ax.get_title()
     mean = plots._figure(ds, "loss", "mean").axes[0]
     line = [ln for ln in mean.get_lines() if ln.get_linewidth() > 1][0]
-    np.testing.assert_allclose(line.get_ydata(), ds["loss"].values[0].mean(0)[keep])
+    np.testing.assert_allclose(np.asarray(line.get_ydata()), ds["loss"].values[0].mean(0)[keep])
     assert "mean" in mean.get_title()
     with pytest.raises(ValueError, match="`stat` must be one of median, mean"):
         plots.plot(ds, "loss", "/tmp", stat="mode")
@@ -183,7 +183,7 @@ def test_glrl_plot_staircase_and_levels(glrl_res):
     loss = [ln for ln in ax_l.get_lines() if ln.get_linestyle() == "-"]
     assert len(loss) == glrl_res.rank
     t0 = 0.0
-    for line, p in zip(loss, glrl_res.phases):
+    for line, p in zip(loss, glrl_res.phases, strict=True):
         np.testing.assert_array_equal(line.get_xdata(), p.trajectory.times + t0)
         np.testing.assert_array_equal(line.get_ydata(), p.trajectory.loss)
         t0 = float(p.trajectory.times[-1] + t0)
@@ -212,15 +212,15 @@ def test_comparison_plot_fit_and_prediction(glrl_res):
     ax = cmp.plot()
     labels = {ln.get_label(): ln for ln in ax.get_lines()}
     fitline = labels[f"fit end: alpha^{fit['c']:.3f}"]
-    x, y = fitline.get_xdata(), fitline.get_ydata()
+    x, y = np.asarray(fitline.get_xdata()), np.asarray(fitline.get_ydata())
     assert np.log(y[-1] / y[0]) / np.log(x[-1] / x[0]) == pytest.approx(c_true)
     pred = labels["predicted slope (1-lam2/lam1)/2 = 0.250"]
-    x, y = pred.get_xdata(), pred.get_ydata()
+    x, y = np.asarray(pred.get_xdata()), np.asarray(pred.get_ydata())
     assert np.log(y[-1] / y[0]) / np.log(x[-1] / x[0]) == pytest.approx(0.25)
-    np.testing.assert_allclose(labels["end, median over seeds"].get_ydata(),
+    np.testing.assert_allclose(np.asarray(labels["end, median over seeds"].get_ydata()),
                                np.median(end, 1)[np.argsort(alphas)])
     nc = labels["end (NOT certified)"]
-    assert list(nc.get_xdata()) == [1e-2] and list(nc.get_ydata()) == [end[0, 1]]
+    assert list(np.asarray(nc.get_xdata())) == [1e-2] and list(np.asarray(nc.get_ydata())) == [end[0, 1]]
     assert "asymmetric GLRL" in ax.get_title()
     text = repr(cmp)
     assert len(text.splitlines()) <= 15 and "7/8 runs" in text and "asymmetric" in text

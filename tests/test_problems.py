@@ -147,7 +147,7 @@ def test_from_triplets_duplicates_and_validation():
         P([1, 1], [2, 2], [1.0, 3.0], (3, 3))
     mean = P([1, 1, 0], [2, 2, 0], [1.0, 3.0, 5.0], (3, 3), duplicates="mean")
     last = P([1, 1, 0], [2, 2, 0], [1.0, 3.0, 5.0], (3, 3), duplicates="last")
-    assert dict(zip(zip(np.asarray(mean.rows), np.asarray(mean.cols)), np.asarray(mean.values))) \
+    assert dict(zip(zip(np.asarray(mean.rows), np.asarray(mean.cols), strict=True), np.asarray(mean.values), strict=True)) \
         == {(0, 0): 5.0, (1, 2): 2.0}
     assert float(np.asarray(last.values)[1]) == 3.0
     for call, match in [
@@ -167,7 +167,7 @@ def _write_ratings(path, rng, users=12, items=9, k=60, timestamp=True):
     r = rng.integers(1, 6, k)
     with open(path, "w") as fh:
         fh.write("# user item rating timestamp\n")
-        for a, b, c in zip(u, i, r):
+        for a, b, c in zip(u, i, r, strict=True):
             fh.write(f"{a}\t{b}\t{c}\t{881250949 + a}\n" if timestamp else f"{a} {b} {c}\n")
     return u - 1, i - 1, r.astype(float)
 
@@ -178,12 +178,12 @@ def test_load_ratings_split_and_rmse(tmp_path):
     train, held = rb.problems.load_ratings(tmp_path / "u.data", test_fraction=0.25, seed=3)
     assert train.shape == (u.max() + 1, i.max() + 1)
     assert len(held) == 15 and train.num_observed == 45
-    truth = {(a, b): c for a, b, c in zip(u, i, r)}
+    truth = {(a, b): c for a, b, c in zip(u, i, r, strict=True)}
     got = {(a, b): c for a, b, c in zip(np.asarray(train.rows), np.asarray(train.cols),
-                                        np.asarray(train.values))}
-    got.update({(a, b): c for a, b, c in zip(held.rows, held.cols, held.values)})
+                                        np.asarray(train.values), strict=True)}
+    got.update({(a, b): c for a, b, c in zip(held.rows, held.cols, held.values, strict=True)})
     assert got == truth  # a partition of the file, values kept
-    assert not set(zip(held.rows, held.cols)) & set(zip(np.asarray(train.rows), np.asarray(train.cols)))
+    assert not set(zip(held.rows, held.cols, strict=True)) & set(zip(np.asarray(train.rows), np.asarray(train.cols), strict=True))
     again = rb.problems.load_ratings(tmp_path / "u.data", test_fraction=0.25, seed=3)[1]
     np.testing.assert_array_equal(again.rows, held.rows)  # seeded
     W = np.full(train.shape, 3.0)

@@ -7,11 +7,10 @@ import subprocess
 import textwrap
 
 import pytest
+from _configs import tiny_sweep
 
 import rankbias.experiments as ex
 from rankbias.report import write_report
-
-from _configs import tiny_sweep
 
 TINY = tiny_sweep("tiny-report", "{ depth = [2, 3], alpha = [1e-2, 1e-3], seed = [0, 1] }",
                   steps=100, n_save=10, description="report test")
@@ -39,10 +38,16 @@ def render(html_path, tmp_path) -> str:
     return r.stdout
 
 
+def _search(pattern: str, text: str) -> re.Match:
+    m = re.search(pattern, text)
+    assert m is not None, f"{pattern!r} not found in the rendered DOM"
+    return m
+
+
 def _rendered(dom: str) -> tuple[int, int]:
-    body = re.search(r"<body[^>]*>", dom).group(0)
-    n = int(re.search(r'data-figures="(\d+)"', body).group(1))
-    ok = int(re.search(r'data-figures-rendered="(\d+)"', body).group(1))
+    body = _search(r"<body[^>]*>", dom).group(0)
+    n = int(_search(r'data-figures="(\d+)"', body).group(1))
+    ok = int(_search(r'data-figures-rendered="(\d+)"', body).group(1))
     return n, ok
 
 

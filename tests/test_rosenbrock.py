@@ -1,5 +1,7 @@
 """Rodas4 (dense Rosenbrock) and the Tsit5/RKC/Rodas4 hybrid: closed forms and invariants."""
 
+from typing import Any
+
 import diffrax
 import jax.numpy as jnp
 import numpy as np
@@ -57,6 +59,7 @@ def test_stiff_linear_flow_in_few_steps(name):
                               stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-12),
                               max_steps=100_000)
     exact = (Q * np.exp(-lam * T)) @ (Q.T @ y0)
+    assert sol.ys is not None
     np.testing.assert_allclose(np.asarray(sol.ys[0]), exact, atol=1e-7)
     # An explicit method needs T * 1e4 / 3 ~ 3e8 steps. Rodas4 takes ~100 steps per decade
     # of the 9 decades of time scales (1e-4 .. 1e5) that the decaying modes span; the hybrid
@@ -66,9 +69,12 @@ def test_stiff_linear_flow_in_few_steps(name):
 
 def test_hybrid_uses_rodas_only_below_dense_limit():
     from rankbias.dynamics import _flow
-    assert _make_solver("hybrid", _flow.DENSE_LIMIT).dense_stages == _flow.DENSE_STAGES
-    assert _make_solver("hybrid", _flow.DENSE_LIMIT + 1).dense_stages is None
-    assert _make_solver("rkc", 10).dense_stages is None
+    below, above = _make_solver("hybrid", _flow.DENSE_LIMIT), _make_solver("hybrid", _flow.DENSE_LIMIT + 1)
+    plain = _make_solver("rkc", 10)
+    assert isinstance(below, rb.RKC) and isinstance(above, rb.RKC) and isinstance(plain, rb.RKC)
+    assert below.dense_stages == _flow.DENSE_STAGES
+    assert above.dense_stages is None
+    assert plain.dense_stages is None
 
 
 def _deep_instance():
@@ -83,7 +89,7 @@ def test_hybrid_crosses_depth3_stiff_stretch_at_alpha_1e_minus_30():
     # escapes the learned direction (curvature ~1) is stiff for ~1e10 time units.
     M, prob, model = _deep_instance()
     ps = model.init("gaussian", scale=1e-30, seed=0)
-    kw = dict(t_max=1e12, gtol=None, n_save=60, max_steps=20_000)
+    kw: dict[str, Any] = dict(t_max=1e12, gtol=None, n_save=60, max_steps=20_000)
     with pytest.warns(rb.ResolutionWarning, match="escape times are unresolved"):
         hyb = rb.gradient_flow(prob, model, ps, solver="hybrid", **kw)
     assert hyb.info["status"] == "t_max"

@@ -10,11 +10,10 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
+from _configs import tiny_sweep
 
 import rankbias.experiments as ex
 from rankbias.store import CorruptRunError, Store, _on_grid, checksum
-
-from _configs import tiny_sweep
 
 TINY = tiny_sweep("tiny-store", "{ alpha = [1e-2, 1e-3], seed = [0, 1] }", steps=200, n_save=12,
                   depth=2, batch_size=2)

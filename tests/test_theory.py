@@ -5,8 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import rankbias as rb
 from rankbias import theory as T
@@ -32,6 +31,7 @@ def _layerwise_components(lam, depth, alpha, lr, steps, beta=None, every=10):
     rec = np.arange(0, steps + 1, every)
     tr = rb.gradient_descent(rb.MatrixEstimation((V * np.array(lam)) @ V.T), model, params, lr, steps,
                              n_save=2, save_at=rec, save_matrices=True)
+    assert tr.matrices is not None  # save_matrices=True
     M = np.einsum("ij,tjk,kl->til", V.T, tr.matrices, V)
     return np.asarray(tr.steps), M
 
@@ -75,7 +75,7 @@ def test_ex2_round_off_drift_is_reported():
     th = quiet(T.identical_init, EX2, 3, 0.1, 0.01, 2500)
     with pytest.warns(T.DriftWarning):
         rep = T.layerwise_check(th, every=20)
-    assert 500 <= rep.drift_step <= 2500
+    assert rep.drift_step is not None and 500 <= rep.drift_step <= 2500
     assert rep.max_deviation_before_drift <= 1e-6
 
 
@@ -135,7 +135,7 @@ def test_identical_flow_zero_eigenvalue_closed_form(depth):
 
 def test_flow_escape_time_equals_flow_solution():
     es = quiet(T.identical_init, EX1, 3, 0.1, 0.01, 0).escape_steps(0.5)
-    for lam, t in zip(EX1[:3], es.flow[:3] * 0.01):
+    for lam, t in zip(EX1[:3], es.flow[:3] * 0.01, strict=True):
         p = T.identical_flow([lam], 3, 0.1, np.array([0.0, t])).product_eigenvalues[-1, 0]
         assert p == pytest.approx(0.5 * lam, rel=1e-7)
 

@@ -6,6 +6,7 @@ minibatch gradients, the first-order distance of GD to the flow.
 """
 
 import textwrap
+from typing import Any
 
 import numpy as np
 import optax
@@ -70,10 +71,10 @@ def test_group_rmsprop_matches_the_arora_update():
         g = _np_grads(Ws, mask, M)
         v = alpha * v + (1 - alpha) * sum(float(np.sum(x * x)) for x in g)
         eta = lr / (np.sqrt(v / (1 - alpha ** k)) + eps)
-        Ws = [W - eta * x for W, x in zip(Ws, g)]
+        Ws = [W - eta * x for W, x in zip(Ws, g, strict=True)]
         etas.append(eta)
     tr = rb.train(PROB, MODEL, P0, "group_rmsprop", lr=lr, steps=steps, n_save=5)
-    for a, b in zip(tr.final_params, Ws):
+    for a, b in zip(tr.final_params, Ws, strict=True):
         assert np.abs(a - b).max() <= 1e-12
     assert tr.info["time_axis"] == "effective"
     assert abs(tr.times[-1] - sum(etas)) <= 1e-12 * sum(etas)
@@ -98,7 +99,7 @@ def test_minibatch_gradients_are_unbiased_exactly():
 
 
 def test_minibatches_reproducible_and_batch_equals_one_by_one():
-    kw = dict(lr=0.05, steps=80, n_save=6, batch_size=6)
+    kw: dict[str, Any] = dict(lr=0.05, steps=80, n_save=6, batch_size=6)
     a = rb.train(PROB, MODEL, P0, "momentum", seed=3, **kw)
     b = rb.train(PROB, MODEL, P0, "momentum", seed=3, **kw)
     c = rb.train(PROB, MODEL, P0, "momentum", seed=4, **kw)
@@ -118,7 +119,7 @@ def test_minibatches_reproducible_and_batch_equals_one_by_one():
 
 
 def test_lr_steps_seed_do_not_recompile(monkeypatch):
-    kw = dict(n_save=6, batch_size=5)
+    kw: dict[str, Any] = dict(n_save=6, batch_size=5)
     rb.train(PROB, MODEL, P0, "adam", lr=1e-2, steps=20, seed=0, **kw)
     calls = []
     real = _train.make_optimizer

@@ -11,26 +11,41 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from ._cache import cache_dir, setup_cache as _setup_cache  # noqa: E402
+from ._cache import cache_dir, setup_cache as _setup_cache
 
 _setup_cache()
 
-from . import baselines, dynamics, metrics, models, problems, theory  # noqa: E402
-from . import experiments  # noqa: E402  (xarray/dask load lazily)
-from . import optimizers  # noqa: E402
-from .dynamics import train, train_batch  # noqa: E402
-from .flow_distance import distance_to_flow  # noqa: E402
-from .dynamics import (DivergenceError, PrecisionWarning, ResolutionWarning, RKC,  # noqa: E402
-                       gradient_descent, gradient_descent_batch, gradient_flow,
-                       gradient_flow_batch, sharpness)
-from .metrics import effective_rank, singular_values  # noqa: E402
-from .models import DeepFactorization, SymmetricFactorization  # noqa: E402
-from .problems import (CustomLoss, MatrixCompletion, MatrixEstimation, MatrixSensing,  # noqa: E402
-                       Problem, matrix_from_spectrum, random_low_rank)
-from .compare import compare_with_glrl  # noqa: E402
-from .early_stopping import early_stopping  # noqa: E402
-from .glrl import glrl  # noqa: E402
-from .trajectory import Trajectory  # noqa: E402
+# experiments: xarray/dask load lazily
+from . import baselines, dynamics, experiments, metrics, models, optimizers, problems, theory
+from .compare import compare_with_glrl
+from .dynamics import (
+    RKC,
+    DivergenceError,
+    PrecisionWarning,
+    ResolutionWarning,
+    gradient_descent,
+    gradient_descent_batch,
+    gradient_flow,
+    gradient_flow_batch,
+    sharpness,
+    train,
+    train_batch,
+)
+from .early_stopping import early_stopping
+from .flow_distance import distance_to_flow
+from .glrl import glrl
+from .metrics import effective_rank, singular_values
+from .models import DeepFactorization, SymmetricFactorization
+from .problems import (
+    CustomLoss,
+    MatrixCompletion,
+    MatrixEstimation,
+    MatrixSensing,
+    Problem,
+    matrix_from_spectrum,
+    random_low_rank,
+)
+from .trajectory import Trajectory
 
 __version__ = "0.1.0"
 

@@ -33,7 +33,7 @@ def _default_dir() -> str:
 def setup_cache() -> str | None:
     """Turn the persistent cache on (see the module docstring); returns its folder or
     ``None`` (disabled, or the folder cannot be created: then nothing is cached)."""
-    configured = jax.config.jax_compilation_cache_dir
+    configured = jax.config.jax_compilation_cache_dir  # pyright: ignore[reportAttributeAccessIssue]  # option attributes are not in the stub
     if configured:
         return configured
     env = os.environ.get(ENV)
@@ -45,11 +45,11 @@ def setup_cache() -> str | None:
     except OSError:
         return None
     jax.config.update("jax_compilation_cache_dir", path)
-    if jax.config.jax_persistent_cache_min_compile_time_secs > MIN_COMPILE_SECS:
+    if jax.config.jax_persistent_cache_min_compile_time_secs > MIN_COMPILE_SECS:  # pyright: ignore[reportAttributeAccessIssue]  # option attributes are not in the stub
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECS)
     return path
 
 
 def cache_dir() -> str | None:
     """The folder of JAX's persistent compilation cache in this process (``None``: off)."""
-    return jax.config.jax_compilation_cache_dir or None
+    return jax.config.jax_compilation_cache_dir or None  # pyright: ignore[reportAttributeAccessIssue]  # option attributes are not in the stub

@@ -56,6 +56,7 @@ def _forward(problem: Problem, U: jax.Array, V: jax.Array) -> jax.Array:
     """``A(U V^T)`` without forming ``U V^T`` for completion."""
     if isinstance(problem, MatrixCompletion):
         return jnp.sum(U[problem.rows] * V[problem.cols], axis=1)
+    assert isinstance(problem, MatrixSensing)  # the two kinds the public entry points accept
     return jnp.tensordot(problem.A, U @ V.T, axes=([1, 2], [0, 1]))
 
 

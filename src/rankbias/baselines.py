@@ -27,8 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize as sopt
 
-from ._nuclear import (SVT, alm_min_nuclear, blas_threads, certificate, fista_prox_grad,
-                       linear_map)
+from ._nuclear import SVT, alm_min_nuclear, blas_threads, certificate, fista_prox_grad, linear_map
 from ._validation import check_choice, check_int, check_matrix, check_positive
 from .problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
 
@@ -130,11 +129,11 @@ def _constraints(problem: Problem):
         Amat = A.reshape(k, -1)
         b = np.asarray(problem.y, dtype=np.float64)
 
-        def A_cvx(X):
+        def A_vec_cvx(X):
             import cvxpy as cp
             return Amat @ cp.vec(X, order="C")
 
-        return A_cvx, lambda X: Amat @ X.ravel(), lambda y: (Amat.T @ y).reshape(problem.shape), b
+        return A_vec_cvx, lambda X: Amat @ X.ravel(), lambda y: (Amat.T @ y).reshape(problem.shape), b
     raise ValueError(f"`problem` must be a MatrixCompletion or MatrixSensing (exact data "
                      f"constraints), got {type(problem).__name__}")
 
@@ -260,7 +259,7 @@ def _cvxpy_solve(problem: Problem, psd: bool, tried: list[str], verbose: bool):
     m, n = problem.shape
     A_cvx, _, _, b = _constraints(problem)
     X = cp.Variable((m, n), symmetric=psd)
-    cons = [A_cvx(X) == b]
+    cons: list[cp.Constraint] = [A_cvx(X) == b]
     if psd:
         cons.append(X >> 0)
         obj = cp.Minimize(cp.trace(X))
@@ -272,7 +271,7 @@ def _cvxpy_solve(problem: Problem, psd: bool, tried: list[str], verbose: bool):
         try:
             kw = dict(eps=1e-9, max_iters=100_000) if name == "SCS" else {}
             prob.solve(solver=name, verbose=verbose, **kw)
-        except (cp.error.SolverError, ValueError) as e:
+        except (cp.SolverError, ValueError) as e:
             errors.append(f"{name}: {e}")
             continue
         if prob.status in ("optimal", "optimal_inaccurate") and X.value is not None:
@@ -430,7 +429,7 @@ def best_rank_fit(problem: Problem, rank: int, *, psd: bool | None = None, resta
         return float(f), np.asarray(g, dtype=np.float64)
 
     rng = np.random.default_rng(seed)
-    best = (None, np.inf)
+    best: tuple[np.ndarray | None, float] = (None, np.inf)
     size = m * rank if psd else (m + n) * rank
     for _ in range(restarts):
         z0 = rng.standard_normal(size) / np.sqrt(max(m, n))
@@ -438,4 +437,7 @@ def best_rank_fit(problem: Problem, rank: int, *, psd: bool | None = None, resta
                           options=dict(maxiter=max_iter, gtol=gtol, ftol=0.0, maxcor=30))
         if r.fun < best[1]:
             best = (np.asarray(unpack(jnp.asarray(r.x))), float(r.fun))
-    return best
+    if best[0] is None:
+        raise RuntimeError(f"best_rank_fit: L-BFGS ended at a non-finite objective from all "
+                           f"{restarts} start(s); check the problem's scale")
+    return best[0], best[1]

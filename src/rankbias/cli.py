@@ -43,10 +43,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
     from .experiments.executors import EXECUTORS
     from .plots import FIGURES
-
-    from . import __version__
 
     p = _Parser(prog="rankbias", description="Implicit low-rank bias experiments: named "
                 "reproductions and parameter sweeps.")

@@ -126,6 +126,7 @@ class GLRLComparison:
         """One row per alpha: median/max end distance, median phase distances, how many runs
         are certified, their statuses and final times (a property, like ``runs``)."""
         rows = []
+        assert self.status is not None and self.t_final is not None  # set in __post_init__
         for i, a in enumerate(self.alphas):
             e = self.distances["end"][i]
             ph = self.distances["phase"][i]
@@ -142,6 +143,7 @@ class GLRLComparison:
         """One row per run ``(alpha, seed)``: status, certified, final time, end distance and
         the phase distances."""
         out = []
+        assert self.status is not None and self.t_final is not None  # set in __post_init__
         for i, a in enumerate(self.alphas):
             for j, s in enumerate(self.seeds):
                 out.append(dict(alpha=a, seed=s, status=str(self.status[i, j]),
@@ -223,6 +225,7 @@ def _glrl_at(problem, res: GLRLResult, r: int, times: np.ndarray) -> np.ndarray:
     m, n = problem.shape
     s = np.sqrt(res.eps)
     if res.symmetric:
+        assert isinstance(ph.direction, np.ndarray)  # symmetric GLRL: one vector u
         start = (np.concatenate([res.phases[r - 2].factors[0] if r > 1 else np.zeros((m, 0)),
                                  s * ph.direction[:, None]], axis=1),)
         model = SymmetricFactorization(m, width=r)
@@ -242,10 +245,11 @@ def _glrl_at(problem, res: GLRLResult, r: int, times: np.ndarray) -> np.ndarray:
                        save_matrices=True)
     idx = np.searchsorted(tr.times, times)
     idx = np.clip(idx, 0, len(tr.times) - 1)
+    assert tr.matrices is not None  # save_matrices=True
     return tr.matrices[idx]
 
 
-def compare_with_glrl(problem: Problem, model: Model, alphas: Sequence[float],
+def compare_with_glrl(problem: Problem, model: DeepFactorization | SymmetricFactorization, alphas: Sequence[float],
                       seeds: Sequence[int] = range(5), *, glrl_result: GLRLResult | None = None,
                       eps: float = 1e-30, init: str = "gaussian", t_max: float | None = None,
                       n_save: int = 400, rtol: float = 1e-10, atol: float = 1e-14,
@@ -338,7 +342,7 @@ def compare_with_glrl(problem: Problem, model: Model, alphas: Sequence[float],
             warnings.simplefilter("ignore", RuntimeWarning)
             runs = gradient_flow_batch(problem, model, params, t_max=te, rtol=rtol, atol=atol_a,
                                        n_save=n_end, save_at=grid, gtol=gtol, save_matrices=True)
-        for j, (s, tr) in enumerate(zip(seeds, runs)):
+        for j, (s, tr) in enumerate(zip(seeds, runs, strict=True)):
             trajs[(a, s)] = tr
             end[i, j] = float(np.linalg.norm(tr.final_matrix - res.matrix))
             status[i, j] = tr.status
@@ -362,7 +366,7 @@ def compare_with_glrl(problem: Problem, model: Model, alphas: Sequence[float],
                 shifts[i, j, r - 1] = shift
     cert = status == "steady_state"
     if not cert.all():
-        bad = [(alphas[i], seeds[j]) for i, j in zip(*np.nonzero(~cert))]
+        bad = [(alphas[i], seeds[j]) for i, j in zip(*np.nonzero(~cert), strict=True)]
         warnings.warn(f"{len(bad)} of {cert.size} runs did not reach a certified steady state "
                       f"by end_t_max (alpha, seed: {bad[:6]}{' ...' if len(bad) > 6 else ''}; "
                       f"statuses {sorted(set(status[~cert].tolist()))}): their end distances "

@@ -93,7 +93,7 @@ def razin_cohen(t_max: float = 1e8, alpha: float = 1e-3, *, seed: int = 0, n_sav
         raise RuntimeError(f"razin_cohen: integration failed at t = {sol.t[-1]:.4g}: {sol.message}")
     th, ph, r1, r2 = sol.y
     s1, s2 = np.exp(r1), np.exp(r2)
-    W = np.stack([(_rot(a) * [x, y]) @ _rot(b).T for a, b, x, y in zip(th, ph, s1, s2)])
+    W = np.stack([(_rot(a) * [x, y]) @ _rot(b).T for a, b, x, y in zip(th, ph, s1, s2, strict=True)])
     loss = 0.5 * ((W[:, 0, 1] - 1) ** 2 + (W[:, 1, 0] - 1) ** 2 + W[:, 1, 1] ** 2)
     late = sol.t > sol.t[-1] / 1e3
     p = float(np.polyfit(np.log(sol.t[late]), np.log(np.abs(W[late, 0, 0])), 1)[0])
@@ -118,6 +118,7 @@ def razin_cohen_naive(t_max: float = 1e4, alpha: float = 1e-3, *, seed: int = 0,
     model = DeepFactorization((2, 2), depth=2, width=2)
     tr = gradient_flow(prob, model, (W1, W2), t_max=t_max, gtol=None, n_save=n_save,
                        save_matrices=True, rtol=1e-10, atol=1e-14)
+    assert tr.matrices is not None  # save_matrices=True
     det = np.linalg.det(tr.matrices)
     flips = np.nonzero(np.sign(det[1:]) != np.sign(det[:-1]))[0]
     t_flip = float(tr.times[flips[0] + 1]) if flips.size else None
@@ -224,6 +225,7 @@ def search(out_dir: Path, n_trials: int = 40, seed: int = 0, *, d: int = 4, rank
                 continue
         if res.loss > 1e-12:
             continue
+        assert prob.dense_values is not None  # _random_instance builds a dense problem
         screened.append(dict(trial=k, M=np.asarray(prob.dense_values + 0).tolist(),
                              Mfull=None, mask=prob.mask.astype(int).tolist(),
                              glrl_trace=float(np.trace(res.matrix)), min_trace=sol.objective,

@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._validation import check_choice, check_int, check_matrix, check_positive
+
+if TYPE_CHECKING:
+    from .trajectory import Trajectory
 
 __all__ = ["DetectedPlateau", "StoppingResult", "detect_plateaus", "early_stopping",
            "DenoisingResult", "denoise"]
@@ -156,6 +160,7 @@ def early_stopping(trajectory, rule: str = "auto", level: int | None = None, *, 
         raise ValueError("no effective-rank plateau found: record more densely (n_save), run longer, "
                          "or lower `min_log_duration`/raise `tol`")
     if rule == "plateau":
+        assert level is not None  # checked above for rule='plateau'
         if level > len(found):
             raise ValueError(f"`level` {level} requested but only {len(found)} plateau(s) found "
                              f"(levels r = {[round(p.level, 3) for p in found]})")
@@ -195,7 +200,7 @@ class DenoisingResult:
     oracle_index: int
     oracle_step: int | None
     stop: StoppingResult
-    trajectory: object
+    trajectory: Trajectory
     Y: np.ndarray
     truth: np.ndarray
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import diffrax
 import equinox as eqx
@@ -222,7 +223,7 @@ def _product(factors, shape, symmetric: bool) -> np.ndarray:
     return U2 @ V1
 
 
-def top_direction(negG, symmetric: bool = True, *, seed: int = 0):
+def top_direction(negG, symmetric: bool = True, *, seed: int = 0) -> tuple[float, Any, float]:
     r"""Top eigenpair of ``sym(negG)`` (symmetric) or top singular triple of ``negG``.
 
     ``negG`` is a dense ``(m, n)`` array or a scipy sparse matrix (``-grad f``). Dense
@@ -237,7 +238,7 @@ def top_direction(negG, symmetric: bool = True, *, seed: int = 0):
         if sp.issparse(negG) or m > DENSE_LIMIT:
             S = (negG + negG.T) * 0.5
             v0 = np.random.default_rng(seed).standard_normal(m)
-            w, V = spla.eigsh(S, k=2, which="LA", v0=v0, tol=1e-12, maxiter=20 * m)
+            w, V = spla.eigsh(S, k=2, which="LA", v0=v0, tol=1e-12, maxiter=20 * m)  # pyright: ignore[reportArgumentType]  # scipy stub: tol is a float
             order = np.argsort(w)[::-1]
             return float(w[order[0]]), V[:, order[0]], float(w[order[0]] - w[order[1]])
         S = 0.5 * (negG + negG.T)
@@ -247,7 +248,8 @@ def top_direction(negG, symmetric: bool = True, *, seed: int = 0):
     if sp.issparse(negG) or max(m, n) > DENSE_LIMIT:
         v0 = np.random.default_rng(seed).standard_normal(min(m, n))
         k = 2 if min(m, n) > 2 else 1
-        Uu, s, Vt = spla.svds(negG, k=k, v0=v0, tol=1e-12, maxiter=20 * max(m, n))
+        Uu, s, Vt = spla.svds(negG, k=k, v0=v0, tol=1e-12, maxiter=20 * max(m, n))  # pyright: ignore[reportArgumentType]  # scipy stub: tol is a float
+        assert Uu is not None and Vt is not None  # return_singular_vectors=True
         order = np.argsort(s)[::-1]
         gap = float(s[order[0]] - s[order[1]]) if k > 1 else np.inf
         return float(s[order[0]]), (Uu[:, order[0]], Vt[order[0]]), gap
@@ -288,6 +290,7 @@ def kkt_residuals(problem: Problem, W=None, *, factors=None, symmetric: bool = T
         feas = 0.0
         wn = float(np.linalg.norm(U.T @ U))
     else:
+        assert W is not None  # given when factors is None (checked on entry)
         comp = float(np.linalg.norm(np.asarray(S @ W)))
         Ws = 0.5 * (W + W.T)
         feas = max(0.0, -float(np.linalg.eigvalsh(Ws)[0]))
@@ -301,7 +304,7 @@ def _norm2(A) -> float:
     if sp.issparse(A):
         if min(A.shape) <= 2:
             return float(np.linalg.norm(A.toarray(), 2))
-        return float(spla.svds(A, k=1, return_singular_vectors=False, tol=1e-10)[0])
+        return float(spla.svds(A, k=1, return_singular_vectors=False, tol=1e-10)[0])  # pyright: ignore[reportArgumentType]  # scipy stub: tol is a float
     return float(np.linalg.norm(A, 2)) if A.size else 0.0
 
 
@@ -345,7 +348,8 @@ def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, 
                                 ell=ell, solver=solver)
     else:
         solver = "rkc" if solver == "auto" else solver
-        model, gradient_flow, factors = _padded_flow(problem, factors, symmetric)
+        # either branch binds a flow function with the call signature used below
+        model, gradient_flow, factors = _padded_flow(problem, factors, symmetric)  # pyright: ignore[reportAssignmentType]
     params = tuple(jnp.asarray(f) for f in factors)
     pieces, t0 = [], 0.0
     converged = False
@@ -706,6 +710,7 @@ def _sparse_solve(y0, ts, t_max, ell, w, symmetric, shape, rtol, atol, gtol, t_s
             saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)]),
             stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=1_000_000,
             throw=False)
+    assert sol.ys is not None and sol.ts is not None  # SaveAt(subs=...) saves both
     return sol.ys[0], unflat(sol.ys[1][0]), sol.ts[1][0], sol.result._value, sol.stats["num_steps"]
 
 
@@ -831,7 +836,8 @@ def glrl(problem: Problem, eps: float = 1e-30, tol: float = 1e-9, *, symmetric: 
     record_matrices = dense if record_matrices is None else bool(record_matrices)
     n_save = (400 if dense else 3) if n_save is None else check_int(n_save, "n_save", minimum=2)
 
-    factors = (np.zeros((m, 0)),) if symmetric else (np.zeros((0, n)), np.zeros((m, 0)))
+    # tuple(): typed tuple[ndarray, ...], not narrowed to a 1-tuple (pyright)
+    factors = tuple((np.zeros((m, 0)),) if symmetric else (np.zeros((0, n)), np.zeros((m, 0))))
     negG = _grad_operator(problem, factors, symmetric)
     g0 = _norm2(negG)
     # Tight enough that the next phase's top eigenvalue is not a remnant of this phase's

@@ -114,7 +114,7 @@ class Model(eqx.Module):
         if len(params) != len(self.param_shapes):
             raise ValueError(f"`{name}` must hold {len(self.param_shapes)} factor(s), got {len(params)}")
         out = []
-        for j, (p, s) in enumerate(zip(params, self.param_shapes)):
+        for j, (p, s) in enumerate(zip(params, self.param_shapes, strict=True)):
             p = jnp.asarray(p)
             if p.shape != s:
                 raise ValueError(f"`{name}[{j}]` must have shape {s}, got {p.shape}")
@@ -160,7 +160,9 @@ class DeepFactorization(Model):
         depth = check_int(depth, "depth", minimum=1)
         if width is None:
             widths = (max(m, n),) * (depth - 1)
-        elif isinstance(width, (int, np.integer)) and not isinstance(width, bool):
+        elif isinstance(width, bool):
+            raise TypeError(f"`width` must be an int or a sequence of ints, got {width!r}")
+        elif isinstance(width, (int, np.integer)):
             widths = (check_int(width, "width", minimum=1),) * (depth - 1)
         else:
             widths = tuple(check_int(w, "width", minimum=1) for w in width)

@@ -188,7 +188,7 @@ def _time_plot(ds, var: str, ylabel: str, title: str, logy: bool, top_k: int | N
     seeds = _seed_dims(ds)
     note = ""
     t = np.asarray(ds[tdim].values, dtype=float)
-    for ax, depth in zip(axs[0], panels):
+    for ax, depth in zip(axs[0], panels, strict=True):
         da = ds[var] if depth is None else ds[var].sel(depth=depth)
         da, note = _fix_others(da, set(seeds) | {"alpha"})
         text = _time_panel(ax, da, t, seeds, stat, logy, top_k)
@@ -237,7 +237,7 @@ def _distance_plot(ds, stat: str = "median"):
     x = np.asarray(da["alpha"].values, dtype=float)
     order = np.argsort(x)
     text = ""
-    for c, d in zip(colors, depths):
+    for c, d in zip(colors, depths, strict=True):
         sub = (da if d is None else da.sel(depth=d)).transpose(..., "alpha")
         m, lo, hi, runs = _summary(sub, seeds, stat)
         _draw(ax, x[order], m[order], _take(lo, order), _take(hi, order), _take(runs, order), c,
@@ -424,7 +424,7 @@ def plot_comparison(cmp, ax=None):
 
 
 # ---------------------------------------------------------------------------- files
-def _save(fig, out_dir: Path, name: str) -> list[Path]:
+def _save(fig, out_dir: str | Path, name: str) -> list[Path]:
     plt = _plt()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validation import (check_choice, check_finite, check_int, check_matrix, check_positive,
-                          check_seed, check_shape)
+from ._validation import (
+    check_choice,
+    check_finite,
+    check_int,
+    check_matrix,
+    check_positive,
+    check_seed,
+    check_shape,
+)
 
 __all__ = [
     "Problem", "MatrixCompletion", "MatrixSensing", "MatrixEstimation", "CustomLoss",
@@ -43,14 +50,14 @@ class Problem(eqx.Module):
 
     shape: tuple[int, int] = eqx.field(static=True)
 
-    def loss(self, W: jax.Array) -> jax.Array:  # pragma: no cover - abstract
+    def loss(self, W: jax.Array | np.ndarray) -> jax.Array:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def grad(self, W: jax.Array) -> jax.Array:
+    def grad(self, W: jax.Array | np.ndarray) -> jax.Array:
         """``grad f(W)``, shape ``(m, n)``."""
         return jax.grad(self.loss)(W)
 
-    def loss_and_grad(self, W: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def loss_and_grad(self, W: jax.Array | np.ndarray) -> tuple[jax.Array, jax.Array]:
         return self.loss(W), self.grad(W)
 
     @property
@@ -63,7 +70,7 @@ class Problem(eqx.Module):
         """The ground truth, when the problem was built from one."""
         return None
 
-    def astype(self, dtype) -> "Problem":
+    def astype(self, dtype) -> Problem:
         """A copy with every floating array cast to ``dtype``."""
         return jax.tree_util.tree_map(
             lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, self)
@@ -144,7 +151,7 @@ class MatrixCompletion(Problem):
     @classmethod
     def uniform(cls, M, fraction: float, seed: int = 0, *, symmetric: bool | None = None,
                 psd: bool | None = None, normalization: str = "sum",
-                dense: bool | None = None) -> "MatrixCompletion":
+                dense: bool | None = None) -> MatrixCompletion:
         """Observe each entry independently with probability ``fraction``.
 
         With ``symmetric=True`` (alias ``psd=True``, the name :func:`random_low_rank` uses;
@@ -178,7 +185,7 @@ class MatrixCompletion(Problem):
     @classmethod
     def from_triplets(cls, rows, cols, values, shape, *, duplicates: str = "error",
                       normalization: str = "sum", dense: bool | None = None, truth=None,
-                      symmetric: bool | None = None) -> "MatrixCompletion":
+                      symmetric: bool | None = None) -> MatrixCompletion:
         """Observe ``values[k]`` at entry ``(rows[k], cols[k])`` (0-based) of a matrix of
         shape ``shape`` (``(k,)`` arrays, integer indices, finite values).
 
@@ -209,20 +216,20 @@ class MatrixCompletion(Problem):
         return self.truth
 
     def loss(self, W):
-        if self.dense_mask is not None:
+        if self.dense_mask is not None and self.dense_values is not None:  # set together
             r = self.dense_mask * W - self.dense_values
             return 0.5 * self.weight * jnp.sum(r * r)
         r = W[self.rows, self.cols] - self.values
         return 0.5 * self.weight * jnp.sum(r * r)
 
     def grad(self, W):
-        if self.dense_mask is not None:
+        if self.dense_mask is not None and self.dense_values is not None:  # set together
             return self.weight * (self.dense_mask * W - self.dense_values)
         r = self.weight * (W[self.rows, self.cols] - self.values)
         return jnp.zeros(self.shape, W.dtype).at[self.rows, self.cols].add(r)
 
     def loss_and_grad(self, W):
-        if self.dense_mask is not None:
+        if self.dense_mask is not None and self.dense_values is not None:  # set together
             r = self.dense_mask * W - self.dense_values
             return 0.5 * self.weight * jnp.sum(r * r), self.weight * r
         r = W[self.rows, self.cols] - self.values
@@ -260,7 +267,7 @@ class MatrixSensing(Problem):
 
     @classmethod
     def gaussian(cls, M, num_measurements: int, seed: int = 0, *, symmetric: bool = False,
-                 noise: float = 0.0) -> "MatrixSensing":
+                 noise: float = 0.0) -> MatrixSensing:
         """I.i.d. N(0,1) sensing matrices (symmetrised ``(G + G^T)/2`` if ``symmetric``)
         and additive N(0, noise^2) measurement noise."""
         M = check_matrix(M, "M", square=symmetric)
@@ -497,7 +504,7 @@ def _from_triplets(cls, rows, cols, values, shape, *, duplicates="error", normal
 
 def load_ratings(path, *, test_fraction: float = 0.1, seed: int = 0, shape=None,
                  one_based: bool = True, duplicates: str = "error",
-                 normalization: str = "sum") -> tuple["MatrixCompletion", HeldOut]:
+                 normalization: str = "sum") -> tuple[MatrixCompletion, HeldOut]:
     r"""Read a ``user item rating [timestamp]`` file (MovieLens ``u.data`` layout: one rating
     a line, whitespace- or tab-separated, ids from 1) and split it at random.
 

@@ -134,7 +134,7 @@ def summary_table(ds) -> list[dict]:
     n = ds["done"].size // max(done.size, 1)
     rows = []
     for idx in np.ndindex(*(ds.sizes[d] for d in keep)):
-        sel = {d: i for d, i in zip(keep, idx)}
+        sel = {d: i for d, i in zip(keep, idx, strict=True)}
         row = {d: ds[d].values[i].item() for d, i in sel.items()}
         row["runs done"] = f"{int(done.isel(sel).values)}/{n}"
         for k, (m, s) in stacked.items():

@@ -493,9 +493,9 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
 
     Raises :class:`StoreError` for a folder without a valid sweep manifest.
     """
-    import dask
     import dask.array as da
     import xarray as xr
+    from dask.delayed import delayed  # `dask.delayed` is not re-exported for type checkers
 
     store = Store(root)
     man = store.manifest()
@@ -508,13 +508,13 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     spec = run_variables(man)
     data_vars = {}
     blocks = [keys[i:i + _BLOCK] for i in range(0, len(keys), _BLOCK)]
-    loaded = [dask.delayed(_load_block, pure=True)(str(root), b, man) for b in blocks]
+    loaded = [delayed(_load_block, pure=True)(str(root), b, man) for b in blocks]
     spec = dict(spec, done=((), ()))
     for v, (dims, vshape) in spec.items():
         dtype = bool if v == "done" else np.float64
-        parts = [da.from_delayed(dask.delayed(lambda d, v=v: d[v], pure=True)(blk),
+        parts = [da.from_delayed(delayed(lambda d, v=v: d[v], pure=True)(blk),
                                  shape=(len(b),) + vshape, dtype=dtype)
-                 for blk, b in zip(loaded, blocks)]
+                 for blk, b in zip(loaded, blocks, strict=True)]
         arr = da.concatenate(parts, axis=0).reshape(shape + vshape)
         if not lazy:
             arr = arr.compute()
@@ -522,7 +522,7 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     coords = {}
     for a in axes:
         coords[a["name"]] = (a["name"], list(a["values"][0]))
-        for key, vals in zip(a["keys"][1:], a["values"][1:]):
+        for key, vals in zip(a["keys"][1:], a["values"][1:], strict=True):
             coords[key.replace(".", "_")] = (a["name"], list(vals))
     coords[man["time_dim"]] = (man["time_dim"], np.asarray(man["time_grid"], dtype=np.float64))
     if "singular_values" in spec:

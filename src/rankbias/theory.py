@@ -292,12 +292,13 @@ class DecoupledDynamics:
             asym = np.full(lam.shape, np.nan)
         return EscapeSteps(q, lam.copy(), sim, flow / self.lr, asym / self.lr)
 
-    def flow(self) -> "DecoupledDynamics":
+    def flow(self) -> DecoupledDynamics:
         """The gradient-flow limit of this run, sampled at ``t = k lr``, ``k = 0..steps``."""
         if self.method == "flow":
             return self
         if self.init == "identical":
             return identical_flow(self.eigenvalues, self.depth, self.alpha, self.times)
+        assert self.beta is not None  # a perturbed run carries its beta
         return perturbed_flow(self.eigenvalues, self.depth, self.alpha, self.beta, self.times)
 
     def limit(self) -> np.ndarray:

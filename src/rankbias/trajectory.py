@@ -134,7 +134,7 @@ class Trajectory:
             if not _array_equal(getattr(self, name), getattr(other, name)):
                 return False
         if len(self.final_params) != len(other.final_params) or not all(
-                _array_equal(a, b) for a, b in zip(self.final_params, other.final_params)):
+                _array_equal(a, b) for a, b in zip(self.final_params, other.final_params, strict=True)):
             return False
         for k in set(self.effective_ranks) | set(other.effective_ranks):
             try:
@@ -144,7 +144,7 @@ class Trajectory:
                 return False
         return _json_equal(_as_saved(self.info), _as_saved(other.info))
 
-    __hash__ = None  # mutable arrays: unhashable, like a dataclass with eq
+    __hash__ = None  # pyright: ignore[reportAssignmentType]  # mutable arrays: unhashable, like a dataclass with eq
 
     def at(self, t: float) -> int:
         """Index of the last recorded time ``<= t``."""
@@ -170,7 +170,7 @@ class Trajectory:
         return atomic_write_npz(path, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Trajectory":
+    def load(cls, path: str | os.PathLike) -> Trajectory:
         """Read a file written by :meth:`save` (an exact round trip: ``load(p) == traj``).
 
         Raises:
@@ -298,7 +298,7 @@ def _json_equal(a, b) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
 
 

@@ -46,11 +46,12 @@ def no_host_callbacks():
     if old != "raise":
         yield
         return
-    _errors.EQX_ON_ERROR = "nan"
+    # equinox's switch is module state that _errors does not re-export
+    _errors.EQX_ON_ERROR = "nan"  # pyright: ignore[reportPrivateImportUsage]
     try:
         yield
     finally:
-        _errors.EQX_ON_ERROR = old
+        _errors.EQX_ON_ERROR = old  # pyright: ignore[reportPrivateImportUsage]
 
 
 def resolve_dtype(dtype):
@@ -200,11 +201,11 @@ def batch_apply(fn, in_axes, args, cpu_vmap: bool = False):
     """
     if cpu_vmap or jax.default_backend() != "cpu":
         return jax.vmap(fn, in_axes=in_axes)(*args)
-    mapped = tuple(a for a, ax in zip(args, in_axes) if ax is not None)
-    fixed = [a if ax is None else None for a, ax in zip(args, in_axes)]
+    mapped = tuple(a for a, ax in zip(args, in_axes, strict=True) if ax is not None)
+    fixed = [a if ax is None else None for a, ax in zip(args, in_axes, strict=True)]
 
     def one(xs):
         it = iter(xs)
-        return fn(*[next(it) if ax is not None else f for f, ax in zip(fixed, in_axes)])
+        return fn(*[next(it) if ax is not None else f for f, ax in zip(fixed, in_axes, strict=True)])
 
     return jax.lax.map(one, mapped)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -24,9 +24,19 @@ import numpy as np
 
 from .._lanczos import lanczos_extremes
 from .._validation import check_choice, check_int, check_positive
-from ._common import (PrecisionWarning, ResolutionWarning, batch_apply, build_trajectory,
-                      check_initial_loss, check_run, index_tree, no_host_callbacks, prepare_batch, record,
-                      resolve_dtype)
+from ._common import (
+    PrecisionWarning,
+    ResolutionWarning,
+    batch_apply,
+    build_trajectory,
+    check_initial_loss,
+    check_run,
+    index_tree,
+    no_host_callbacks,
+    prepare_batch,
+    record,
+    resolve_dtype,
+)
 from ._krylov import dominant_eigenpairs
 from ._rkc import RKC
 
@@ -220,7 +230,8 @@ class _Segmented(diffrax.AbstractAdaptiveStepSizeController):
         n = n + 1
         streak = jnp.where(dt < self.resolution * next_t0, streak + 1, 0)
         ok = result == diffrax.RESULTS.successful
-        result = diffrax.RESULTS.where(ok & rebuild, _REBUILD, result)
+        # equinox's Enumeration types a member as its Literal, not as RESULTS
+        result = diffrax.RESULTS.where(ok & rebuild, _REBUILD, result)  # pyright: ignore[reportArgumentType]
         ok = result == diffrax.RESULTS.successful
         result = diffrax.RESULTS.where(ok & (streak >= _UNRESOLVED_STEPS), _DT_MIN, result)
         ok = result == diffrax.RESULTS.successful
@@ -251,7 +262,7 @@ def _build_basis(problem, y, model, k: int):
 
 
 def _solve(problem, y0, ts, t_max, tols: _Tols, model, cfg: _FlowConfig, resume=None,
-           basis=None):
+           basis=None) -> dict[str, Any]:
     """One segment of the flow, on a clock that starts at 0.
 
     Everything that may differ between runs of the same shapes (data, ``y0``, save times,
@@ -293,7 +304,8 @@ def _solve(problem, y0, ts, t_max, tols: _Tols, model, cfg: _FlowConfig, resume=
     event = _steady_event(model) if cfg.steady_stop else None
     # Steps land on the save times: records carry no interpolation error.
     resolution = TIME_RESOLUTION if y0.dtype == jnp.float64 else 2.0 ** -13
-    controller = _Segmented(diffrax.ClipStepSizeController(
+    # The eqx.Module dataclass __init__ is not inferred through the diffrax base (pyright)
+    controller = _Segmented(diffrax.ClipStepSizeController(  # pyright: ignore[reportCallIssue]
         diffrax.PIDController(rtol=tols.rtol, atol=tols.atol), step_ts=ts), budget, resolution,
         krylov=bool(k))
     with no_host_callbacks():
@@ -302,13 +314,15 @@ def _solve(problem, y0, ts, t_max, tols: _Tols, model, cfg: _FlowConfig, resume=
             args=(problem, loss0, gnorm0, tols) + ((basis,) if k else ()), saveat=saveat,
             stepsize_controller=controller, max_steps=MAX_STEPS_CAP, event=event, throw=False,
             solver_state=solver_state if own else None)
+    # SaveAt(subs=..., controller_state=True, solver_state=own) saves these
+    assert sol.ys is not None and sol.ts is not None and sol.controller_state is not None
     recs, yfinal = sol.ys
     final_rec = record(problem, model, model.unflatten(yfinal[0]), cfg.save_matrices)
     return dict(recs=recs, ts=sol.ts[0], t_final=sol.ts[1][0], y_final=yfinal[0],
                 final_rec=final_rec, result=sol.result._value, num_steps=sol.stats["num_steps"],
                 num_accepted=sol.stats["num_accepted_steps"],
                 num_rejected=sol.stats["num_rejected_steps"],
-                nfe=sol.solver_state[3] if own else None,  # only RKC counts them
+                nfe=sol.solver_state[3] if own and sol.solver_state is not None else None,  # only RKC counts them
                 solver_state=sol.solver_state if own else None, dt_next=sol.controller_state[2],
                 loss0=loss0, gnorm0=gnorm0)
 
@@ -328,7 +342,7 @@ def _resume(problem, first, ts, t_max, tols, model, cfg, max_steps: int):
     ``krylov_builds`` (bases built at the state where the segment stopped; the step that
     asked is retried with it).
     """
-    out = dict(first, restarts=0, krylov_builds=0)
+    out: dict[str, Any] = dict(first, restarts=0, krylov_builds=0)
     if int(out["result"]) not in (_RESTART, _NEW_BASIS):
         return out
     ts_np = np.asarray(ts)
@@ -664,7 +678,7 @@ def _postprocess(out, ts_np, model, cfg, settings, wall, extra_info):
         times = np.concatenate([times, [t_final]])
     status = _status(int(out["result"]))
     t_max = settings["t_max"]
-    info = dict(method="gradient_flow", solver=cfg.solver, rtol=settings["rtol"],
+    info: dict[str, Any] = dict(method="gradient_flow", solver=cfg.solver, rtol=settings["rtol"],
                 atol=settings["atol"], gtol=settings["gtol"], t_max=t_max, t_final=t_final,
                 status=status,
                 num_steps=int(out["num_steps"]), num_accepted=int(out["num_accepted"]),

@@ -15,6 +15,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -22,8 +23,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_int, check_positive
-from ._common import (batch_apply, build_trajectory, check_initial_loss, check_problem_model,
-                      check_run, index_tree, prepare_batch, record)
+from ._common import (
+    batch_apply,
+    build_trajectory,
+    check_initial_loss,
+    check_problem_model,
+    check_run,
+    index_tree,
+    prepare_batch,
+    record,
+)
 
 __all__ = ["gradient_descent", "gradient_descent_batch", "DivergenceError", "save_steps",
            "sharpness"]
@@ -53,7 +62,7 @@ class _GDConfig:
     """
 
     save_matrices: bool
-    rule: object
+    rule: Any  # a step rule: .init(params, hyper), .step(problem, model, params, state, k, hyper)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from typing import ClassVar
 import diffrax
 import jax
 import jax.numpy as jnp
-from diffrax import AbstractAdaptiveSolver, AbstractTerm, RESULTS
+from diffrax import RESULTS, AbstractAdaptiveSolver, AbstractTerm
 
 from ._rosenbrock import rodas4_krylov_step, rodas4_step
 
@@ -205,11 +205,11 @@ class RKC(AbstractAdaptiveSolver):
         tab = diffrax.Tsit5.tableau
         ks = [f0]
         for i, row in enumerate(tab.a_lower):
-            yi = y0 + h * sum(float(a) * k for a, k in zip(row, ks))
+            yi = y0 + h * sum(float(a) * k for a, k in zip(row, ks, strict=True))
             ks.append(terms.vf(t0 + float(tab.c[i]) * h, yi, args))
         # FSAL: the last stage is evaluated at the solution itself.
-        y1 = y0 + h * sum(float(b) * k for b, k in zip(tab.b_sol, ks) if b != 0)
-        err = h * sum(float(b) * k for b, k in zip(tab.b_error, ks) if b != 0)
+        y1 = y0 + h * sum(float(b) * k for b, k in zip(tab.b_sol, ks, strict=True) if b != 0)
+        err = h * sum(float(b) * k for b, k in zip(tab.b_error, ks, strict=True) if b != 0)
         return y1, ks[-1], err
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):

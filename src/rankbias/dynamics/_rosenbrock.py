@@ -54,10 +54,10 @@ _M = (1.221224509226641, 6.019134481288629, 12.53708332932087, -0.68788603610589
 def _rodas4_stages(fun, y0, f0, h, solve):
     ks = []
     for i in range(6):
-        fi = f0 if i == 0 else fun(y0 + sum(a * k for a, k in zip(_A[i], ks)))
-        rhs = fi + sum((c / h) * k for c, k in zip(_C[i], ks)) if i else fi
+        fi = f0 if i == 0 else fun(y0 + sum(a * k for a, k in zip(_A[i], ks, strict=True)))
+        rhs = fi + sum((c / h) * k for c, k in zip(_C[i], ks, strict=True)) if i else fi
         ks.append(solve(rhs))
-    y1 = y0 + sum(m * k for m, k in zip(_M, ks))
+    y1 = y0 + sum(m * k for m, k in zip(_M, ks, strict=True))
     return y1, fun(y1), ks[-1]
 
 

@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,9 +31,17 @@ import optax
 from .._validation import check_int, check_positive
 from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
 from ..problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
+from ..trajectory import Trajectory
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
-from ._gd import (DivergenceError, _GDConfig, _run_batched, _run_jit, check_divergence,
-                  check_loop_args, record_steps)
+from ._gd import (
+    DivergenceError,
+    _GDConfig,
+    _run_batched,
+    _run_jit,
+    check_divergence,
+    check_loop_args,
+    record_steps,
+)
 
 __all__ = ["train", "train_batch"]
 
@@ -134,6 +143,7 @@ class _OptaxRule:
         h = {k: v for k, v in hyper.items() if k != "seed"}
         if self.factory is not None:
             return self.factory(learning_rate=h.pop("lr"), **h)
+        assert self.name is not None  # exactly one of name, tx, factory is set
         return make_optimizer(self.name, h)
 
     def init(self, params, hyper):
@@ -141,19 +151,20 @@ class _OptaxRule:
 
     def step(self, problem, model, params, state, k, hyper):
         if self.batch_size is not None:
+            assert self.population is not None  # set together with batch_size
             problem = minibatch(problem, batch_indices(hyper["seed"], k, self.population,
                                                        self.batch_size))
         f, g, _ = model.loss_and_grad(problem, params)
         updates, state = self.transform(hyper).update(g, state, params)
-        eff = (jnp.nan if self.name is None or OPTIMIZERS[self.name].effective is None
-               else OPTIMIZERS[self.name].effective(state, hyper, k))
+        effective = None if self.name is None else OPTIMIZERS[self.name].effective
+        eff = jnp.nan if effective is None else effective(state, hyper, k)
         return f, optax.apply_updates(params, updates), state, jnp.asarray(eff, f.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
 # Validation at the boundary
 
-def _resolve_optimizer(optimizer, lr, hyperparams: dict):
+def _resolve_optimizer(optimizer, lr, hyperparams: dict) -> tuple[str, Any, dict[str, Any]]:
     """(kind, static object, numeric hyper-parameters) for ``optimizer``; raises naming it."""
     if isinstance(optimizer, optax.GradientTransformation):
         if lr is not None or hyperparams:
@@ -205,7 +216,7 @@ def _label(optimizer) -> str:
     return getattr(optimizer, "__name__", type(optimizer).__name__)
 
 
-def _finish(out, rec_steps, problem, model, rule, info, params0, index=None) -> object:
+def _finish(out, rec_steps, problem, model, rule, info, params0, index=None) -> Trajectory:
     label = info["optimizer"]
     check_divergence(out, problem, model, f"training with {label}", info.get("lr"), index,
                      params0)
@@ -291,7 +302,7 @@ def train(problem, model, params, optimizer, *, lr: float | None = None,
     steps, divergence_factor, rec_steps, padded = _common_args(steps, n_save,
                                                                 divergence_factor, seed, save_at)
     if kind == "factory":
-        check_positive(lr, "lr")
+        lr = check_positive(lr, "lr")
         hyper = dict(lr=float(lr), **{k: float(v) for k, v in hyperparams.items()})
     for k, v in list(hyper.items()) + [("seed", seed)]:
         if np.ndim(v) != 0:
@@ -313,7 +324,8 @@ def train(problem, model, params, optimizer, *, lr: float | None = None,
 
 
 def train_batch(problems, model, params_list: Sequence, optimizer, *,
-                lr=None, steps: int, batch_size: int | None = None, seed=0, n_save: int = 200,
+                lr=None, steps: int, batch_size: int | None = None,
+                seed: int | Sequence[int] = 0, n_save: int = 200,
                 save_at=None, save_matrices: bool = False, divergence_factor: float = 1e8,
                 dtype=None, on_divergence: str = "raise", **hyperparams):
     """Many :func:`train` runs that share shapes and optimizer as one vmapped computation.
@@ -357,10 +369,12 @@ def train_batch(problems, model, params_list: Sequence, optimizer, *,
                                              p_axis, axes))
     wall = time.perf_counter() - t0
     result = []
+    seeds = np.asarray(seed)
     for i in range(B):
         prob_i = problem if p_axis is None else index_tree(problem, i)
-        h_i = {k: float(np.asarray(v).ravel()[i] if np.ndim(v) else v) for k, v in hyper.items()}
-        seed_i = int(np.asarray(seed).ravel()[i] if np.ndim(seed) else seed)
+        h_i = {k: float(a.ravel()[i] if a.ndim else a)
+               for k, a in ((k, np.asarray(v)) for k, v in hyper.items())}
+        seed_i = int(seeds.ravel()[i] if seeds.ndim else seeds)
         info = dict(method="train", optimizer=_label(optimizer), lr=h_i.get("lr"),
                     hyperparams={k: v for k, v in h_i.items() if k != "lr"},
                     batch_size=rule.batch_size, seed=seed_i, wall_time=wall / B,

@@ -8,12 +8,31 @@
 """
 
 from ..store import load
-from .config import (ALIASES, Axis, ConfigError, RunSpec, Sweep, apply_overrides, apply_quick,
-                     dump_toml, expand, load_config, parse_config, validate)
+from .config import (
+    ALIASES,
+    Axis,
+    ConfigError,
+    RunSpec,
+    Sweep,
+    apply_overrides,
+    apply_quick,
+    dump_toml,
+    expand,
+    load_config,
+    parse_config,
+    validate,
+)
 from .executors import EXECUTORS, ExecutorError, make_executor, run_sweep
 from .folder import ResultsFolderError
-from .registry import (Experiment, ReproductionError, UnknownExperimentError, list_experiments,
-                       resolve, run_experiment, run_reproduction)
+from .registry import (
+    Experiment,
+    ReproductionError,
+    UnknownExperimentError,
+    list_experiments,
+    resolve,
+    run_experiment,
+    run_reproduction,
+)
 from .runner import Chunk, build_model, build_problem, plan_chunks, run_chunk
 
 run = run_experiment

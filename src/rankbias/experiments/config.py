@@ -696,12 +696,12 @@ def expand(raw: dict, code_version: str | None = None) -> Sweep:
                   axes=axes, batch_size=int(sw.get("batch_size", DEFAULT_BATCH)), raw=raw)
     for idx in itertools.product(*(range(len(a)) for a in axes)):
         cfg = copy.deepcopy(base)
-        for a, i in zip(axes, idx):
-            for key, vals in zip(a.keys, a.values):
+        for a, i in zip(axes, idx, strict=True):
+            for key, vals in zip(a.keys, a.values, strict=True):
                 sec, kk = key.split(".")
                 cfg[sec][kk] = vals[i]
         where = "" if not axes else "run " + ", ".join(
-            f"{a.name}={a.values[0][i]}" for a, i in zip(axes, idx)) + ": "
+            f"{a.name}={a.values[0][i]}" for a, i in zip(axes, idx, strict=True)) + ": "
         _check_run(cfg, where)
         cfg = _normalise_run(cfg)
         sweep.runs.append(RunSpec(cfg, tuple(idx), run_key(cfg, code_version)))

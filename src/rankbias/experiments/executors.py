@@ -62,6 +62,7 @@ class ProcessExecutor:
         return self
 
     def __exit__(self, *exc):
+        assert self._pool is not None  # set by __enter__
         if exc[0] is None:
             self._pool.shutdown(wait=True)
             return False
@@ -74,6 +75,7 @@ class ProcessExecutor:
         from concurrent.futures import as_completed
         from concurrent.futures.process import BrokenProcessPool
 
+        assert self._pool is not None, "use the executor in a `with` block"
         futs = {self._pool.submit(fn, *args): i for i, args in enumerate(items)}
         try:
             for f in as_completed(futs):
@@ -128,7 +130,8 @@ class DaskExecutor:
             else:
                 self._cluster = LocalCluster(n_workers=self.workers or max(1, (os.cpu_count() or 2) // 2),
                                              threads_per_worker=1, processes=True,
-                                             dashboard_address=None)
+                                             # None turns the dashboard off (the stub says str)
+                                             dashboard_address=None)  # pyright: ignore[reportArgumentType]
                 self._client = Client(self._cluster)
         except (OSError, TimeoutError) as e:
             self.__exit__(None, None, None)
@@ -148,6 +151,7 @@ class DaskExecutor:
     def map(self, fn, items):
         from distributed import as_completed
 
+        assert self._client is not None, "use the executor in a `with` block"
         futs = [self._client.submit(fn, *args, pure=False, retries=self.retries) for args in items]
         index = {f.key: i for i, f in enumerate(futs)}
         try:
@@ -180,8 +184,14 @@ def make_executor(name: str = "inprocess", *, workers: int | None = None,
 
 
 def _progress(total: int, name: str, enabled: bool):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("runs"), TimeElapsedColumn(), TextColumn("eta"),

@@ -14,8 +14,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import (ConfigError, apply_overrides, apply_quick, dump_toml, expand, load_config,
-                     parse_config, short)
+from .config import (
+    ConfigError,
+    apply_overrides,
+    apply_quick,
+    dump_toml,
+    expand,
+    load_config,
+    parse_config,
+    short,
+)
 
 __all__ = ["Experiment", "CONFIG_DIR", "list_experiments", "resolve", "run_experiment",
            "run_reproduction", "UnknownExperimentError", "ReproductionError"]

@@ -202,7 +202,7 @@ def run_chunk(root: str, chunk: Chunk, skip: frozenset | set = frozenset()) -> d
     except Exception:  # noqa: BLE001 - fall back to one run at a time, below
         results = None
     status: dict[str, str] = {}
-    for i, (key, cfg) in enumerate(zip(chunk.keys, chunk.configs)):
+    for i, (key, cfg) in enumerate(zip(chunk.keys, chunk.configs, strict=True)):
         if key in skip:
             status[key] = "done"
             continue

@@ -80,7 +80,7 @@ def figure5(out_dir: Path, quick: bool = False, d: int = 20, rank: int = 3,
     prob = rb.MatrixCompletion.uniform(M, fraction, seed=0)
     fig, axes = plt.subplots(1, len(depths) + 1, figsize=(4 * (len(depths) + 1), 3.2))
     out = {}
-    for ax, L in zip(np.atleast_1d(axes)[:-1], depths):
+    for ax, L in zip(np.atleast_1d(axes)[:-1], depths, strict=True):
         model = rb.DeepFactorization((d, d), depth=L)
         for a in scales:
             params = [model.init("gaussian", scale=a, seed=s) for s in range(seeds)]

@@ -106,7 +106,7 @@ def examples(out_dir: Path, quick: bool = False, alpha: float = 0.1, beta: float
         t50[(N, eta)] = es
         t50_rows.append({"N": N, "eta": eta, **{f"lam={l:g}": f"{int(s)} (flow {f:.1f}, asym {a:.1f})"
                                                  for l, s, f, a in zip(T.EXAMPLE_1[:3], es.simulated[:3],
-                                                                       es.flow[:3], es.asymptotic[:3])}})
+                                                                       es.flow[:3], es.asymptotic[:3], strict=True)}})
     plat = {N: runs[("Ex.1", "identical")].plateaus(0.05) if N == 3 else
             _quiet(T.identical_init, T.EXAMPLE_1, N, alpha, lr, 1500 if N == 4 else 2000).plateaus(0.05)
             for N in (2, 3, 4)}
@@ -202,7 +202,7 @@ def depth_sweep(out_dir: Path, quick: bool = False, alpha: float = 0.1, lr: floa
                              "final_distance": round(float(th.distance_to_target()[-1]), 6),
                              "plateaus": [p.as_tuple() for p in th.plateaus(0.05)],
                              "diverged_at": th.diverged_at}
-    for ax, yl in zip(axes, ("eigen-component (lam = 7)", "r(W(k))", "||W(k) - W^||_F")):
+    for ax, yl in zip(axes, ("eigen-component (lam = 7)", "r(W(k))", "||W(k) - W^||_F"), strict=True):
         ax.set_xscale("log")
         ax.set_xlabel("k")
         ax.set_ylabel(yl)
@@ -261,7 +261,7 @@ def early_stopping_study(out_dir: Path, quick: bool = False, n: int = 20, rank: 
     (out_dir / "paper2_early_stopping.md").write_text(_md_table(rows))
 
     fig, axes = plt.subplots(1, len(depths), figsize=(4.5 * len(depths), 3.8), sharey=True)
-    for ax, N in zip(np.atleast_1d(axes), depths):
+    for ax, N in zip(np.atleast_1d(axes), depths, strict=True):
         sub = [r for r in rows if r["depth"] == N]
         for key, mk in (("stopped", "o-"), ("final", "s--"), ("svd", "^:"), ("oracle", "x-.")):
             ax.plot([r["sigma"] for r in sub], [r[key] for r in sub], mk, label=key)
@@ -363,7 +363,7 @@ def beyond_decoupling(out_dir: Path, quick: bool = False, depths=(2, 3, 4), scal
                     hit = comp[:, i] / lam[i] >= 0.5
                     sim50.append(int(k[np.argmax(hit)]) if hit.any() else -1)
                 es = th.escape_steps(0.5).simulated[:3]
-                rel = [abs(s - e) / e if s > 0 else float("nan") for s, e in zip(sim50, es)]
+                rel = [abs(s - e) / e if s > 0 else float("nan") for s, e in zip(sim50, es, strict=True)]
                 Wth = np.einsum("ij,tj,kj->tik", V, p, V)
                 dist = float(np.max(np.linalg.norm(np.asarray(tr.matrices) - Wth, axis=(1, 2)))
                              / np.linalg.norm(target))
@@ -378,7 +378,7 @@ def beyond_decoupling(out_dir: Path, quick: bool = False, depths=(2, 3, 4), scal
     _write_csv(out_dir / "paper2_beyond.csv", [r for r in rows if "error" not in r] or rows)
     (out_dir / "paper2_beyond.md").write_text(_md_table([r for r in rows if "error" not in r] or rows))
     fig, axes = plt.subplots(1, len(depths), figsize=(4.8 * len(depths), 3.8))
-    for ax, N in zip(np.atleast_1d(axes), depths):
+    for ax, N in zip(np.atleast_1d(axes), depths, strict=True):
         for j, setting in enumerate(("gaussian", "orthogonal", "sensing")):
             if (N, setting) in curves:
                 k, r, rth = curves[(N, setting)]
