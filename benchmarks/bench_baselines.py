@@ -38,7 +38,9 @@ def problem(d, frac=None, k=None, seed=0):
     return rb.MatrixCompletion.uniform(M, frac, seed=seed), M
 """
 
-OURS = SETUP + """
+OURS = (
+    SETUP
+    + """
 prob, M = problem({d}, frac={frac}, k={k})
 from rankbias import baselines
 t = time.perf_counter(); sol = baselines.min_nuclear_norm(prob); t = time.perf_counter() - t
@@ -47,8 +49,11 @@ print(json.dumps(dict(time=t, obj=sol.objective, res=sol.constraint_residual,
      gap=sol.info["relative_gap"], solver=sol.solver, status=sol.status,
      err=float(np.linalg.norm(W - M) / np.linalg.norm(M)))))
 """
+)
 
-CVX = SETUP + """
+CVX = (
+    SETUP
+    + """
 import cvxpy as cp
 prob, M = problem({d}, frac={frac}, k={k})
 r, c = np.asarray(prob.rows), np.asarray(prob.cols); b = np.asarray(prob.values)
@@ -61,8 +66,11 @@ print(json.dumps(dict(time=t, obj=float(np.linalg.svd(W, compute_uv=False).sum()
      res=float(np.max(np.abs(W[r, c] - b))), status=p.status, solver="{solver}",
      err=float(np.linalg.norm(W - M) / np.linalg.norm(M)))))
 """
+)
 
-PATH = SETUP + """
+PATH = (
+    SETUP
+    + """
 prob, M = problem(100, k=2000)
 from rankbias import baselines
 lmax = float(np.linalg.norm(np.where(prob.mask, M, 0.0), 2))
@@ -72,6 +80,7 @@ f = [float(prob.loss(X)) + lam * float(np.linalg.svd(X, compute_uv=False).sum())
      for X, lam in zip(path, lams)]
 print(json.dumps(dict(time=t, objs=f, err=float(np.linalg.norm(path[-1] - M) / np.linalg.norm(M)))))
 """
+)
 
 
 def run(code: str, timeout: float, src: str | None = None) -> dict:
@@ -80,8 +89,13 @@ def run(code: str, timeout: float, src: str | None = None) -> dict:
         env["PYTHONPATH"] = src
     t0 = time.perf_counter()
     try:
-        out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                             text=True, timeout=timeout, env=env)
+        out = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return dict(timeout=True, wall=time.perf_counter() - t0)
     if out.returncode != 0:
@@ -96,8 +110,7 @@ def _fmt(r: dict, ref: float | None, timeout: float) -> str:
     if "error" in r:
         return f"| failed: {r['error'][:60]} | - | - | - | - |"
     err = abs(r["obj"] - ref) / ref if ref else float("nan")
-    return (f"| {r['time']:.2f} | {r['obj']:.10g} | {err:.1e} | {r['res']:.1e} | "
-            f"{r['status']} |")
+    return f"| {r['time']:.2f} | {r['obj']:.10g} | {err:.1e} | {r['res']:.1e} | {r['status']} |"
 
 
 def main() -> None:
@@ -110,14 +123,18 @@ def main() -> None:
     print(f"load average at start: {load[0]:.1f} (2 cores)\n")
     print("| problem | solver | time (s) | objective | obj err | residual | status |")
     print("|---|---|---|---|---|---|---|")
-    cases = [("100x100 rank 5, 2,000 entries", dict(d=100, frac=None, k=2000)),
-             ("500x500 rank 5, 10% observed", dict(d=500, frac=0.1, k=None))]
+    cases = [
+        ("100x100 rank 5, 2,000 entries", dict(d=100, frac=None, k=2000)),
+        ("500x500 rank 5, 10% observed", dict(d=500, frac=0.1, k=None)),
+    ]
     for label, kw in cases if args.only != "path" else []:
         ours = run(OURS.format(**kw), args.timeout)
         rows = [("rankbias (auto: " + ours.get("solver", "?") + ")", ours)]
         rows.append(("cvxpy + SCS (eps 1e-9)", run(CVX.format(solver="SCS", **kw), args.timeout)))
         if kw["d"] <= 100:
-            rows.append(("cvxpy + Clarabel", run(CVX.format(solver="CLARABEL", **kw), args.timeout)))
+            rows.append(
+                ("cvxpy + Clarabel", run(CVX.format(solver="CLARABEL", **kw), args.timeout))
+            )
         ref = ours["obj"] if ours.get("gap", 1.0) <= 1e-8 else None
         if ref is None:
             done = [r["obj"] for _, r in rows if "obj" in r]
@@ -125,17 +142,23 @@ def main() -> None:
         for name, r in rows:
             print(f"| {label} | {name} " + _fmt(r, ref, args.timeout))
         if "gap" in ours:
-            print(f"| {label} | rankbias certificate: relative gap {ours['gap']:.1e}, "
-                  f"error vs truth {ours['err']:.3g} | | | | | |")
+            print(
+                f"| {label} | rankbias certificate: relative gap {ours['gap']:.1e}, "
+                f"error vs truth {ours['err']:.3g} | | | | | |"
+            )
     print()
     if args.only == "nuclear":
         return
-    print("| soft-impute path, 100x100, 2,000 entries, 20 lambdas | time (s) | max rel. obj diff "
-          "vs new | final error vs truth |")
+    print(
+        "| soft-impute path, 100x100, 2,000 entries, 20 lambdas | time (s) | max rel. obj diff "
+        "vs new | final error vs truth |"
+    )
     print("|---|---|---|---|")
     new = run(PATH, args.timeout)
-    print(f"| rankbias (FISTA, restart, NumPy gradient) | {new.get('time', float('nan')):.2f} | - | "
-          f"{new.get('err', float('nan')):.3g} |")
+    print(
+        f"| rankbias (FISTA, restart, NumPy gradient) | {new.get('time', float('nan')):.2f} | - | "
+        f"{new.get('err', float('nan')):.3g} |"
+    )
     if args.old_src:
         old = run(PATH, args.timeout, src=args.old_src)
         if old.get("timeout"):
@@ -143,8 +166,13 @@ def main() -> None:
         elif "error" in old:
             print(f"| previous (plain prox-grad) | failed: {old['error'][:60]} | - | - |")
         else:
-            diff = max(abs(a - b) / max(abs(b), 1e-300) for a, b in zip(old["objs"], new["objs"], strict=True))
-            print(f"| previous (plain prox-grad) | {old['time']:.2f} | {diff:.1e} | {old['err']:.3g} |")
+            diff = max(
+                abs(a - b) / max(abs(b), 1e-300)
+                for a, b in zip(old["objs"], new["objs"], strict=True)
+            )
+            print(
+                f"| previous (plain prox-grad) | {old['time']:.2f} | {diff:.1e} | {old['err']:.3g} |"
+            )
     print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
 
 

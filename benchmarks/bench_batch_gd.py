@@ -49,14 +49,24 @@ def _lax_map_runner():
     def run(problem, params, rec_steps, hyper, divergence_factor, model, cfg):
         return batch_apply(
             lambda x: _gd._run(problem, x, rec_steps, hyper, divergence_factor, model, cfg),
-            (0,), (params,), cpu_vmap=False)
+            (0,),
+            (params,),
+            cpu_vmap=False,
+        )
 
     def call(prob, model, inits, lr, steps, n_save):
         problem, _, params, dtype, _ = prepare_batch(prob, model, inits, None)
         cfg = _gd._GDConfig(False, _gd._GDRule(None))
         _, padded = _gd.record_steps(steps, n_save, None)
-        out = run(problem, params, jnp.asarray(padded), {"lr": jnp.asarray(lr, dtype)},
-                  jnp.asarray(1e8, dtype), model, cfg)
+        out = run(
+            problem,
+            params,
+            jnp.asarray(padded),
+            {"lr": jnp.asarray(lr, dtype)},
+            jnp.asarray(1e8, dtype),
+            model,
+            cfg,
+        )
         return jax.block_until_ready(out)
 
     return call
@@ -83,11 +93,13 @@ def main(argv=None) -> None:
     lax_map = _lax_map_runner()
 
     cases = {
-        "batch (vmap)": lambda: rb.gradient_descent_batch(prob, model, inits, lr, a.steps,
-                                                          n_save=a.n_save),
+        "batch (vmap)": lambda: rb.gradient_descent_batch(
+            prob, model, inits, lr, a.steps, n_save=a.n_save
+        ),
         "batch (lax.map)": lambda: lax_map(prob, model, inits, lr, a.steps, a.n_save),
-        "one by one": lambda: [rb.gradient_descent(prob, model, p, lr, a.steps, n_save=a.n_save)
-                               for p in inits],
+        "one by one": lambda: [
+            rb.gradient_descent(prob, model, p, lr, a.steps, n_save=a.n_save) for p in inits
+        ],
     }
     rows = {}
     for name, fn in cases.items():
@@ -112,8 +124,9 @@ def main(argv=None) -> None:
         "|---|---:|---:|---:|---:|",
     ]
     for name, (cold, warm) in rows.items():
-        lines.append(f"| {name} | {cold:.2f} | {warm:.2f} | {cold / ref_cold:.2f} | "
-                     f"{warm / ref_warm:.2f} |")
+        lines.append(
+            f"| {name} | {cold:.2f} | {warm:.2f} | {cold / ref_cold:.2f} | {warm / ref_warm:.2f} |"
+        )
     text = "\n".join(lines)
     print(text)
     if a.out:

@@ -51,8 +51,13 @@ def one(bs: int, seeds: int, n: int, t_max: float) -> dict:
         wall = time.time() - t0
         times = sorted(p.stat().st_mtime for p in (out / "runs").rglob("*.npz"))
     gaps = [b - a for a, b in zip([t0] + times[:-1], times, strict=True)]
-    return {"bs": bs, "runs": st["done"], "wall": wall, "first": times[0] - t0,
-            "max_gap": max(gaps)}
+    return {
+        "bs": bs,
+        "runs": st["done"],
+        "wall": wall,
+        "first": times[0] - t0,
+        "max_gap": max(gaps),
+    }
 
 
 def main() -> None:
@@ -69,8 +74,11 @@ def main() -> None:
     for s in a.sizes.split(","):
         r = one(int(s), a.seeds, a.n, a.t_max)
         base = base or r["wall"]
-        print(f"| {r['bs']} | {r['runs']} | {r['wall']:.1f} | {r['wall'] / base:.2f} | "
-              f"{r['first']:.1f} | {r['max_gap']:.1f} |", flush=True)
+        print(
+            f"| {r['bs']} | {r['runs']} | {r['wall']:.1f} | {r['wall'] / base:.2f} | "
+            f"{r['first']:.1f} | {r['max_gap']:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

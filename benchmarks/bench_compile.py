@@ -38,17 +38,21 @@ def _problem(d: int, truth_seed: int = 3):
     import numpy as np
 
     import rankbias as rb
+
     M0 = rb.random_low_rank((d, d), 2, psd=True, seed=3)
     prob = rb.MatrixCompletion.uniform(M0, 0.5, seed=3, symmetric=True)
     if truth_seed == 3:
         return prob
     M = rb.random_low_rank((d, d), 2, psd=True, seed=truth_seed)
-    return rb.MatrixCompletion(M, (np.asarray(prob.rows), np.asarray(prob.cols)), symmetric=True, truth=M)
+    return rb.MatrixCompletion(
+        M, (np.asarray(prob.rows), np.asarray(prob.cols)), symmetric=True, truth=M
+    )
 
 
 def _call(case: str, s: int):
     """One run of ``case`` for loop index ``s`` (0: the reference arguments)."""
     import rankbias as rb
+
     kind, d = case.rstrip("0123456789"), int(case.lstrip("gflrd"))
     if kind == "glrl":
         return rb.glrl(_problem(d, 3 + s))
@@ -60,9 +64,11 @@ def _call(case: str, s: int):
     return rb.gradient_descent(prob, model, p0, lr=0.1, steps=3000)
 
 
-_EVENTS = {"/jax/core/compile/jaxpr_trace_duration": "trace",
-           "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
-           "/jax/core/compile/backend_compile_duration": "compile"}
+_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "trace",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+    "/jax/core/compile/backend_compile_duration": "compile",
+}
 
 
 def child(case: str, loop: int, full: bool) -> dict:
@@ -70,6 +76,7 @@ def child(case: str, loop: int, full: bool) -> dict:
     import jax
 
     import rankbias  # noqa: F401  (the import and its cache setup count in `first`)
+
     t_import = time.perf_counter() - t0
     spent = dict.fromkeys(_EVENTS.values(), 0.0)
 
@@ -112,27 +119,40 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.child:
         import warnings
+
         warnings.simplefilter("ignore")
         print(json.dumps(child(a.child, a.loop, not a.first_only)))
         return
-    rows = ["| case | first (cold) | loop runs 2..N mean / max | warm rerun | loop max / warm | "
-            "second process | second / warm | first: trace / lower / XLA compile | "
-            "second: trace / lower / XLA compile |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| case | first (cold) | loop runs 2..N mean / max | warm rerun | loop max / warm | "
+        "second process | second / warm | first: trace / lower / XLA compile | "
+        "second: trace / lower / XLA compile |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for case in a.cases:
         with tempfile.TemporaryDirectory() as cache:
             cold = _spawn(case, cache, a.loop, True)
             second = _spawn(case, cache, a.loop, False)
         loop, warm = cold["loop"], cold["warm"]
-        rows.append(f"| {case} | {cold['first']:.2f} s | {sum(loop) / len(loop):.2f} / "
-                    f"{max(loop):.2f} s | {warm:.2f} s | {max(loop) / warm:.2f} | "
-                    f"{second['first']:.2f} s | {second['first'] / warm:.1f} | "
-                    f"{cold['trace']:.1f} / {cold['lower']:.1f} / {cold['compile']:.1f} s | "
-                    f"{second['trace']:.1f} / {second['lower']:.1f} / {second['compile']:.1f} s |")
+        rows.append(
+            f"| {case} | {cold['first']:.2f} s | {sum(loop) / len(loop):.2f} / "
+            f"{max(loop):.2f} s | {warm:.2f} s | {max(loop) / warm:.2f} | "
+            f"{second['first']:.2f} s | {second['first'] / warm:.1f} | "
+            f"{cold['trace']:.1f} / {cold['lower']:.1f} / {cold['compile']:.1f} s | "
+            f"{second['trace']:.1f} / {second['lower']:.1f} / {second['compile']:.1f} s |"
+        )
         print(rows[-1], flush=True)
     import jax
-    text = "\n".join([f"bench_compile ({platform.node()}, {os.cpu_count()} CPUs, jax "
-                      f"{jax.__version__}, {time.strftime('%Y-%m-%d %H:%M')}); import time "
-                      "excluded; times in seconds of wall clock", "", *rows])
+
+    text = "\n".join(
+        [
+            f"bench_compile ({platform.node()}, {os.cpu_count()} CPUs, jax "
+            f"{jax.__version__}, {time.strftime('%Y-%m-%d %H:%M')}); import time "
+            "excluded; times in seconds of wall clock",
+            "",
+            *rows,
+        ]
+    )
     print(text)
     if a.out:
         with open(a.out, "w") as fh:

@@ -60,7 +60,7 @@ def matmul_peak(dtype, n):
             out = f(a, b)
         out.block_until_ready()
 
-    return reps * 2 * n ** 3 / timeit(run)
+    return reps * 2 * n**3 / timeit(run)
 
 
 def sweep_inputs(d: int, depth: int = 3):
@@ -68,8 +68,11 @@ def sweep_inputs(d: int, depth: int = 3):
     M = rb.random_low_rank((d, d), 5, psd=True, seed=0)
     prob = rb.MatrixCompletion.uniform(M, 0.3, seed=0, symmetric=True)
     model = rb.DeepFactorization((d, d), depth=depth)
-    inits = [model.init("gaussian", scale=float(a), seed=s)
-             for a in np.geomspace(1e-1, 1e-8, 8) for s in range(8)]
+    inits = [
+        model.init("gaussian", scale=float(a), seed=s)
+        for a in np.geomspace(1e-1, 1e-8, 8)
+        for s in range(8)
+    ]
     return M, prob, model, inits
 
 
@@ -77,19 +80,31 @@ def memory_child(dtype: str) -> None:
     """Run the d = 300, 64-run batched sweep and print its peak memory as JSON."""
     _, prob, model, inits = sweep_inputs(300)
     t0 = time.perf_counter()
-    rb.gradient_descent_batch(prob, model, inits, lr=0.02, steps=200, n_save=20,
-                              dtype=jnp.dtype(dtype))
+    rb.gradient_descent_batch(
+        prob, model, inits, lr=0.02, steps=200, n_save=20, dtype=jnp.dtype(dtype)
+    )
     wall = time.perf_counter() - t0
     dev = jax.devices()[0]
     stats = dev.memory_stats() or {}
-    print(json.dumps(dict(rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
-                          device_peak_gb=stats.get("peak_bytes_in_use", 0) / 2 ** 30,
-                          wall_s=wall, platform=dev.platform)))
+    print(
+        json.dumps(
+            dict(
+                rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                device_peak_gb=stats.get("peak_bytes_in_use", 0) / 2**30,
+                wall_s=wall,
+                platform=dev.platform,
+            )
+        )
+    )
 
 
 def measure_memory(dtype: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--memory-child", "--dtype", dtype],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", "--dtype", dtype],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -100,19 +115,37 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer steps and sizes")
     ap.add_argument("--numpy", action="store_true", help="also time the NumPy loop (CPU)")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--tables", nargs="+", default=["sweep", "efficiency", "memory"],
-                    choices=["sweep", "efficiency", "memory"], help="which tables to take")
-    ap.add_argument("--sizes", nargs="+", type=int, default=None,
-                    help="d of the efficiency table (default 100 300 1000; --quick: 100 300)")
-    ap.add_argument("--batches", nargs="+", type=int, default=[1, 16, 64],
-                    help="batch sizes of the efficiency table")
+    ap.add_argument(
+        "--tables",
+        nargs="+",
+        default=["sweep", "efficiency", "memory"],
+        choices=["sweep", "efficiency", "memory"],
+        help="which tables to take",
+    )
+    ap.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        help="d of the efficiency table (default 100 300 1000; --quick: 100 300)",
+    )
+    ap.add_argument(
+        "--batches",
+        nargs="+",
+        type=int,
+        default=[1, 16, 64],
+        help="batch sizes of the efficiency table",
+    )
     args = ap.parse_args(argv)
     if args.memory_child:
         return memory_child(args.dtype)
     dtype = jnp.dtype(args.dtype)
     dev = jax.devices()[0]
-    lines = [f"# bench_gd ({time.strftime('%Y-%m-%d')}, device {dev.device_kind} [{dev.platform}], "
-             f"{platform.machine()}, dtype {dtype}, jax {jax.__version__})", ""]
+    lines = [
+        f"# bench_gd ({time.strftime('%Y-%m-%d')}, device {dev.device_kind} [{dev.platform}], "
+        f"{platform.machine()}, dtype {dtype}, jax {jax.__version__})",
+        "",
+    ]
 
     depth, steps = 3, (200 if args.quick else 1000)
     if "sweep" in args.tables:
@@ -122,11 +155,15 @@ def main(argv=None):
         lines += efficiency_table(args, dtype, depth, dev)
     if "memory" in args.tables:
         mem = measure_memory(args.dtype)
-        lines += ["", "## Peak memory: 64 batched GD runs, depth 3, 300x300 completion, 200 steps",
-                  "", "| platform | peak RSS (GB) | device peak (GB) | wall (s) | target |",
-                  "|---|---|---|---|---|",
-                  f"| {mem['platform']} | {mem['rss_gb']:.2f} | {mem['device_peak_gb']:.2f} | "
-                  f"{mem['wall_s']:.1f} | < 8 GB |"]
+        lines += [
+            "",
+            "## Peak memory: 64 batched GD runs, depth 3, 300x300 completion, 200 steps",
+            "",
+            "| platform | peak RSS (GB) | device peak (GB) | wall (s) | target |",
+            "|---|---|---|---|---|",
+            f"| {mem['platform']} | {mem['rss_gb']:.2f} | {mem['device_peak_gb']:.2f} | "
+            f"{mem['wall_s']:.1f} | < 8 GB |",
+        ]
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print("\n" + text)
@@ -139,15 +176,28 @@ def sweep_table(args, dtype, depth, steps) -> list[str]:
     lines = []
     M, prob, model, inits = sweep_inputs(100, depth)
     lr = 0.02
-    batched = timeit(lambda: rb.gradient_descent_batch(prob, model, inits, lr=lr, steps=steps,
-                                                       n_save=20, dtype=dtype), repeat=2)
+    batched = timeit(
+        lambda: rb.gradient_descent_batch(
+            prob, model, inits, lr=lr, steps=steps, n_save=20, dtype=dtype
+        ),
+        repeat=2,
+    )
     sub = inits[:8]
-    single8 = timeit(lambda: [rb.gradient_descent(prob, model, p, lr=lr, steps=steps, n_save=20,
-                                                  dtype=dtype) for p in sub], repeat=2)
+    single8 = timeit(
+        lambda: [
+            rb.gradient_descent(prob, model, p, lr=lr, steps=steps, n_save=20, dtype=dtype)
+            for p in sub
+        ],
+        repeat=2,
+    )
     single = single8 * len(inits) / len(sub)
-    lines += ["", "## Sweep throughput: 64 GD runs, depth 3, 100x100 completion, "
-              f"{steps} steps each", "",
-              "| executor | wall (s) | runs/s | speed-up vs NumPy |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"## Sweep throughput: 64 GD runs, depth 3, 100x100 completion, {steps} steps each",
+        "",
+        "| executor | wall (s) | runs/s | speed-up vs NumPy |",
+        "|---|---|---|---|",
+    ]
     rows = [("rankbias batched (vmap)", batched), ("rankbias one by one", single)]
     if args.numpy:
         mask = prob.mask.astype(float)
@@ -169,9 +219,14 @@ def efficiency_table(args, dtype, depth, dev) -> list[str]:
     """Item 3: GD step rate as a fraction of the matmul rate measured here."""
     lines = []
     peak = matmul_peak(dtype, 2048 if args.quick else 4096)
-    lines += ["", f"## Hardware efficiency (depth {depth}; matmul peak measured here: "
-              f"{peak / 1e9:.1f} GFLOP/s in {dtype})", "",
-              "| d | batch | GD step (ms) | GFLOP/s | fraction of matmul peak |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"## Hardware efficiency (depth {depth}; matmul peak measured here: "
+        f"{peak / 1e9:.1f} GFLOP/s in {dtype})",
+        "",
+        "| d | batch | GD step (ms) | GFLOP/s | fraction of matmul peak |",
+        "|---|---|---|---|---|",
+    ]
     sizes = args.sizes or ((100, 300) if args.quick else (100, 300, 1000))
     for d in sizes:
         M = rb.random_low_rank((d, d), 5, psd=True, seed=0)
@@ -183,8 +238,12 @@ def efficiency_table(args, dtype, depth, dev) -> list[str]:
             inits = [model.init("gaussian", scale=1e-3, seed=s) for s in range(B)]
 
             def run(n, prob=prob, model=model, inits=inits):  # bound: B023
-                return timeit(lambda: rb.gradient_descent_batch(prob, model, inits, lr=1e-3, steps=n,
-                                                                n_save=2, dtype=dtype), repeat=2)
+                return timeit(
+                    lambda: rb.gradient_descent_batch(
+                        prob, model, inits, lr=1e-3, steps=n, n_save=2, dtype=dtype
+                    ),
+                    repeat=2,
+                )
 
             # Per-step time from the difference of two step counts: the fixed cost of a call
             # (validation, the SVDs of the two records, host transfers) cancels.
@@ -193,9 +252,11 @@ def efficiency_table(args, dtype, depth, dev) -> list[str]:
             est = max((t5 - t1) / 4, 1e-6)
             n = int(min(2000, max(10, 1.0 / est)))  # about a second of steps
             per_step = (run(1 + n) - t1) / n
-            flops = 6 * (depth - 1) * d ** 3 * B
+            flops = 6 * (depth - 1) * d**3 * B
             rate = flops / per_step
-            lines.append(f"| {d} | {B} | {1e3 * per_step:.3f} | {rate / 1e9:.1f} | {rate / peak:.0%} |")
+            lines.append(
+                f"| {d} | {B} | {1e3 * per_step:.3f} | {rate / 1e9:.1f} | {rate / peak:.0%} |"
+            )
             print(lines[-1], flush=True)
     return lines
 

@@ -47,9 +47,18 @@ def run_glrl(d, rank):
         res = rb.glrl(prob, eps=1e-30, tol=1e-9)
     wall = time.perf_counter() - t0
     err = np.linalg.norm(res.matrix - M) / np.linalg.norm(M)
-    return dict(method="GLRL", d=d, rank=rank, p=p, nnz=prob.num_observed, wall=wall, err=err,
-                found=res.rank, ok=res.rank == rank and err <= 1e-6,
-                extra=f"{res.rank} phases, KKT psd {res.kkt['psd_rel']:.1e}")
+    return dict(
+        method="GLRL",
+        d=d,
+        rank=rank,
+        p=p,
+        nnz=prob.num_observed,
+        wall=wall,
+        err=err,
+        found=res.rank,
+        ok=res.rank == rank and err <= 1e-6,
+        extra=f"{res.rank} phases, KKT psd {res.kkt['psd_rel']:.1e}",
+    )
 
 
 def run_flow(d, rank):
@@ -60,9 +69,18 @@ def run_flow(d, rank):
     tr = rb.gradient_flow(prob, model, params, t_max=5e3, n_save=20)
     wall = time.perf_counter() - t0
     err = np.linalg.norm(tr.final_matrix - M) / np.linalg.norm(M)
-    return dict(method="GF depth 2", d=d, rank=rank, p=p, nnz=prob.num_observed, wall=wall,
-                err=err, found=int(np.sum(tr.singular_values[-1] > 1e-3)),
-                ok=err <= 1e-4, extra=f"{tr.info['num_steps']} steps, status {tr.info['status']}")
+    return dict(
+        method="GF depth 2",
+        d=d,
+        rank=rank,
+        p=p,
+        nnz=prob.num_observed,
+        wall=wall,
+        err=err,
+        found=int(np.sum(tr.singular_values[-1] > 1e-3)),
+        ok=err <= 1e-4,
+        extra=f"{tr.info['num_steps']} steps, status {tr.info['status']}",
+    )
 
 
 def main(argv=None):
@@ -78,24 +96,36 @@ def main(argv=None):
         for d in sizes:
             r = fn(d, args.rank)
             rows.append(r)
-            print(f"{r['method']} d={d} p={r['p']:.3f} |Omega|={r['nnz']}: {r['wall']:.1f} s, "
-                  f"rel err {r['err']:.1e}, {r['extra']}", flush=True)
+            print(
+                f"{r['method']} d={d} p={r['p']:.3f} |Omega|={r['nnz']}: {r['wall']:.1f} s, "
+                f"rel err {r['err']:.1e}, {r['extra']}",
+                flush=True,
+            )
             if r["wall"] > args.budget:
                 break
     best = {}
     for r in rows:
         if r["ok"] and r["wall"] <= args.budget:
             best[r["method"]] = max(best.get(r["method"], 0), r["d"])
-    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}"
-    lines = [f"# bench_scale ({time.strftime('%Y-%m-%d')}, {machine})", "",
-             f"Rank-{args.rank} PSD completion; wall times include compilation; budget "
-             f"{args.budget:g} s.", "",
-             "| method | d | observed fraction | observed entries | wall (s) | rel. error | "
-             "reached truth within budget | notes |", "|---|---|---|---|---|---|---|---|"]
+    machine = (
+        f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}"
+    )
+    lines = [
+        f"# bench_scale ({time.strftime('%Y-%m-%d')}, {machine})",
+        "",
+        f"Rank-{args.rank} PSD completion; wall times include compilation; budget "
+        f"{args.budget:g} s.",
+        "",
+        "| method | d | observed fraction | observed entries | wall (s) | rel. error | "
+        "reached truth within budget | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['d']} | {r['p']:.3f} | {r['nnz']} | {r['wall']:.1f} | "
-                     f"{r['err']:.1e} | {'yes' if r['ok'] and r['wall'] <= args.budget else 'no'} | "
-                     f"{r['extra']} |")
+        lines.append(
+            f"| {r['method']} | {r['d']} | {r['p']:.3f} | {r['nnz']} | {r['wall']:.1f} | "
+            f"{r['err']:.1e} | {'yes' if r['ok'] and r['wall'] <= args.budget else 'no'} | "
+            f"{r['extra']} |"
+        )
     lines += ["", "Largest d within budget: " + ", ".join(f"{k}: {v}" for k, v in best.items())]
     text = "\n".join(lines) + "\n"
     print("\n" + text)

@@ -38,24 +38,34 @@ def main() -> None:
     rb.gradient_descent(prob, model, p, 0.1, S, n_save=50)
     gd = _t(lambda: rb.gradient_descent(prob, model, p, 0.11, S, n_save=50))
     print(f"20x20 depth 3, {S} steps; plain GD (compiled): {gd:.3f} s\n")
-    print("| optimizer | first call (compile + run) s | new lr/steps/seed s | new optax object s "
-          "| run / GD run |")
+    print(
+        "| optimizer | first call (compile + run) s | new lr/steps/seed s | new optax object s "
+        "| run / GD run |"
+    )
     print("|---|---|---|---|---|")
-    cases = [("sgd", {}, lambda lr: optax.sgd(lr)),
-             ("momentum", {}, lambda lr: optax.sgd(lr, momentum=0.9)),
-             ("adam", {}, lambda lr: optax.adam(lr)),
-             ("group_rmsprop", {}, lambda lr: rb.optimizers.group_rmsprop(lr))]
+    cases = [
+        ("sgd", {}, lambda lr: optax.sgd(lr)),
+        ("momentum", {}, lambda lr: optax.sgd(lr, momentum=0.9)),
+        ("adam", {}, lambda lr: optax.adam(lr)),
+        ("group_rmsprop", {}, lambda lr: rb.optimizers.group_rmsprop(lr)),
+    ]
     for name, kw, obj in cases:
         lr0 = 1e-3 if name in ("adam", "group_rmsprop") else 0.01
         # the loop variables are bound as defaults (B023), though each lambda runs at once
-        first = _t(lambda name=name, lr0=lr0, kw=kw:
-                   rb.train(prob, model, p, name, lr=lr0, steps=S, n_save=50, **kw))
-        again = _t(lambda name=name, lr0=lr0, kw=kw:
-                   rb.train(prob, model, p, name, lr=lr0 * 1.5, steps=S - 1, seed=3,
-                            n_save=50, **kw))
+        first = _t(
+            lambda name=name, lr0=lr0, kw=kw: rb.train(
+                prob, model, p, name, lr=lr0, steps=S, n_save=50, **kw
+            )
+        )
+        again = _t(
+            lambda name=name, lr0=lr0, kw=kw: rb.train(
+                prob, model, p, name, lr=lr0 * 1.5, steps=S - 1, seed=3, n_save=50, **kw
+            )
+        )
         rb.train(prob, model, p, obj(lr0), steps=S, n_save=50)
-        fresh = _t(lambda obj=obj, lr0=lr0:
-                   rb.train(prob, model, p, obj(lr0 * 1.5), steps=S, n_save=50))
+        fresh = _t(
+            lambda obj=obj, lr0=lr0: rb.train(prob, model, p, obj(lr0 * 1.5), steps=S, n_save=50)
+        )
         print(f"| {name} | {first:.2f} | {again:.3f} | {fresh:.2f} | {again / gd:.2f} |")
 
 

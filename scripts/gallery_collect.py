@@ -24,8 +24,11 @@ LIMIT = 200_000
 def _shrink(path: Path) -> None:
     while path.stat().st_size > LIMIT:
         im = Image.open(path)
-        im = im.convert("P", palette=Image.ADAPTIVE, colors=128) if im.mode != "P" else \
-            im.resize((int(im.width * 0.8), int(im.height * 0.8)))
+        im = (
+            im.convert("P", palette=Image.ADAPTIVE, colors=128)
+            if im.mode != "P"
+            else im.resize((int(im.width * 0.8), int(im.height * 0.8)))
+        )
         im.save(path, optimize=True)
 
 
@@ -38,11 +41,19 @@ def main(name: str, results: str, mode: str, wall: str) -> None:
         shutil.copyfile(png, target)
         _shrink(target)
         figures.append(target.name)
-    summary = json.loads((src / "summary.json").read_text()) if (src / "summary.json").exists() else {}
+    summary = (
+        json.loads((src / "summary.json").read_text()) if (src / "summary.json").exists() else {}
+    )
     date = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    record = {"experiment": name, "mode": mode, "date": date,
-              "rankbias": rankbias.__version__, "wall_s": int(wall), "figures": figures,
-              "summary": summary}
+    record = {
+        "experiment": name,
+        "mode": mode,
+        "date": date,
+        "rankbias": rankbias.__version__,
+        "wall_s": int(wall),
+        "figures": figures,
+        "summary": summary,
+    }
     tmp = dst / f".{name}.json.tmp"
     tmp.write_text(json.dumps(record, indent=1, default=str))
     tmp.replace(dst / f"{name}.json")

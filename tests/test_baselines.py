@@ -53,7 +53,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="lam"):
         baselines.soft_impute(_offdiag_problem(), -1.0)
     with pytest.raises(ValueError, match="problem"):
-        baselines.min_nuclear_norm(rb.CustomLoss(lambda W: (W ** 2).sum(), (2, 2)))
+        baselines.min_nuclear_norm(rb.CustomLoss(lambda W: (W**2).sum(), (2, 2)))
     with pytest.raises(ValueError, match="rank"):
         baselines.best_rank_fit(_offdiag_problem(), 3)
 
@@ -83,12 +83,15 @@ def _check_certificate(prob, sol):
     W = np.asarray(sol)
     rows, cols = np.asarray(prob.rows), np.asarray(prob.cols)
     assert sol.constraint_residual == pytest.approx(
-        np.max(np.abs(W[rows, cols] - np.asarray(prob.values))), abs=1e-15)
+        np.max(np.abs(W[rows, cols] - np.asarray(prob.values))), abs=1e-15
+    )
     obj = np.trace(W) if sol.psd else np.linalg.svd(W, compute_uv=False).sum()
     assert sol.objective == pytest.approx(obj, rel=1e-12)
     assert sol.duality_gap >= 0.0
     assert sol.duality_gap == max(0.0, sol.info["duality_gap_raw"])
-    assert sol.objective - sol.dual_objective == pytest.approx(sol.info["duality_gap_raw"], abs=1e-15)
+    assert sol.objective - sol.dual_objective == pytest.approx(
+        sol.info["duality_gap_raw"], abs=1e-15
+    )
 
 
 @pytest.mark.parametrize("psd", [False, True])

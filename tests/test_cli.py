@@ -7,8 +7,9 @@ from _configs import tiny_sweep
 
 from rankbias.cli import main
 
-TINY = tiny_sweep("tiny-cli", "{ alpha = [1e-2, 1e-3], depth = [2], seed = [0, 1] }", steps=100,
-                  n_save=10)
+TINY = tiny_sweep(
+    "tiny-cli", "{ alpha = [1e-2, 1e-3], depth = [2], seed = [0, 1] }", steps=100, n_save=10
+)
 
 
 @pytest.fixture()
@@ -27,8 +28,10 @@ def test_list(capsys):
 
 def test_run_status_plot_report(cfg, tmp_path, capsys):
     out = tmp_path / "res"
-    assert main(["run", str(cfg), "--out", str(out), "--set", "alphas=[1e-2,1e-4]",
-                 "--no-progress"]) == 0
+    assert (
+        main(["run", str(cfg), "--out", str(out), "--set", "alphas=[1e-2,1e-4]", "--no-progress"])
+        == 0
+    )
     assert "4/4 done" in capsys.readouterr().out
     assert main(["status", str(out), "--verify"]) == 0
     assert "4/4 done, 0 pending, 0 failed" in capsys.readouterr().out
@@ -38,22 +41,33 @@ def test_run_status_plot_report(cfg, tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     assert str(out / "report.html") in capsys.readouterr().out
     import rankbias.experiments as ex
+
     assert list(ex.load(out)["alpha"].values) == [1e-2, 1e-4]
 
 
-@pytest.mark.parametrize("argv, code, message", [
-    (["run", "no-such-experiment", "--out", "{tmp}/o"], 2, "unknown experiment 'no-such-experiment'"),
-    (["run", "{tmp}/missing.toml", "--out", "{tmp}/o"], 2, "config file not found"),
-    (["run", "{bad}", "--out", "{tmp}/o"], 2, "invalid TOML"),
-    (["run", "{cfg}", "--out", "{tmp}/o", "--set", "dynamics.lr=-1"], 2,
-     "dynamics.lr must be > 0, got -1"),
-    (["run", "{cfg}", "--out", "{tmp}/o", "--set", "nonsense=1"], 2, "unknown key 'nonsense'"),
-    (["run", "{cfg}", "--out", "{tmp}/o", "--scheduler", "tcp://x:1"], 2, "--scheduler needs"),
-    (["run", "{cfg}", "--out", "{tmp}/file/sub"], 1, "cannot write to results folder"),
-    (["status", "{tmp}/nowhere"], 1, "no results folder"),
-    (["plot", "{tmp}"], 1, "not a rankbias results folder"),
-    (["run"], 2, "the following arguments are required"),
-])
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        (
+            ["run", "no-such-experiment", "--out", "{tmp}/o"],
+            2,
+            "unknown experiment 'no-such-experiment'",
+        ),
+        (["run", "{tmp}/missing.toml", "--out", "{tmp}/o"], 2, "config file not found"),
+        (["run", "{bad}", "--out", "{tmp}/o"], 2, "invalid TOML"),
+        (
+            ["run", "{cfg}", "--out", "{tmp}/o", "--set", "dynamics.lr=-1"],
+            2,
+            "dynamics.lr must be > 0, got -1",
+        ),
+        (["run", "{cfg}", "--out", "{tmp}/o", "--set", "nonsense=1"], 2, "unknown key 'nonsense'"),
+        (["run", "{cfg}", "--out", "{tmp}/o", "--scheduler", "tcp://x:1"], 2, "--scheduler needs"),
+        (["run", "{cfg}", "--out", "{tmp}/file/sub"], 1, "cannot write to results folder"),
+        (["status", "{tmp}/nowhere"], 1, "no results folder"),
+        (["plot", "{tmp}"], 1, "not a rankbias results folder"),
+        (["run"], 2, "the following arguments are required"),
+    ],
+)
 def test_user_errors(argv, code, message, cfg, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     bad = tmp_path / "bad.toml"
@@ -84,8 +98,18 @@ def test_unreachable_scheduler(cfg, tmp_path, capsys, monkeypatch):
     from rankbias.experiments.executors import DaskExecutor
 
     monkeypatch.setattr(DaskExecutor.__init__, "__defaults__", (None, None, 1.0, 1))
-    rc = main(["run", str(cfg), "--out", str(tmp_path / "o"), "--executor", "dask",
-               "--scheduler", "tcp://127.0.0.1:9"])
+    rc = main(
+        [
+            "run",
+            str(cfg),
+            "--out",
+            str(tmp_path / "o"),
+            "--executor",
+            "dask",
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+        ]
+    )
     assert rc == 1
     err = capsys.readouterr().err
     assert "cannot connect to the Dask scheduler at tcp://127.0.0.1:9" in err
@@ -98,8 +122,12 @@ def test_counterexample_search_command(tmp_path):
 
     from rankbias.cli import main
 
-    assert main(["counterexample", "search", "--out", str(tmp_path), "--trials", "6",
-                 "--certify", "1"]) == 0
+    assert (
+        main(
+            ["counterexample", "search", "--out", str(tmp_path), "--trials", "6", "--certify", "1"]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "counterexamples.json").read_text())
     best = res["best"]
     assert best["certified"] and best["excess"] > 1e-3
@@ -107,6 +135,7 @@ def test_counterexample_search_command(tmp_path):
 
 
 # ------------------------------------------------------------------ issue 15 point 5, issue 16
+
 
 def _rc(argv):
     try:
@@ -123,8 +152,9 @@ def test_version_and_python_m(capsys):
 
     assert _rc(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"rankbias {rankbias.__version__}"
-    r = subprocess.run([sys.executable, "-m", "rankbias", "--version"], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "rankbias", "--version"], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0 and r.stdout.strip() == f"rankbias {rankbias.__version__}", r.stderr
 
 
@@ -148,18 +178,23 @@ def test_another_config_into_a_folder_is_refused_unless_add(cfg, tmp_path, capsy
     assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert "4 already done, 0 to run" in capsys.readouterr().out
     # --add runs it and records both configs
-    assert main(["run", str(cfg), "--out", str(out), "--set", "alphas=1e-4", "--add",
-                 "--no-progress"]) == 0
+    assert (
+        main(["run", str(cfg), "--out", str(out), "--set", "alphas=1e-4", "--add", "--no-progress"])
+        == 0
+    )
     o = capsys.readouterr().out
     assert "2/2 done" in o and "1 earlier config" in o
     import json
+
     man = json.loads((out / "experiment.json").read_text())
-    assert man["config"]["sweep"]["grid"]["alpha"] == 1e-4 or \
-        man["config"]["sweep"]["grid"]["alpha"] == [1e-4]
+    assert man["config"]["sweep"]["grid"]["alpha"] == 1e-4 or man["config"]["sweep"]["grid"][
+        "alpha"
+    ] == [1e-4]
     assert [h["config"]["sweep"]["grid"]["alpha"] for h in man["history"]] == [[1e-2, 1e-3]]
     assert len(man["history"][0]["runs"]) == 4 and _nfiles(out) == 6
     # the configuration as run (overrides included) is what the folder and the report show
     import rankbias.experiments as ex
+
     assert ex.parse_config((out / "config.toml").read_text()) == man["config"]
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
@@ -176,6 +211,7 @@ def test_quick_sweep(tmp_path, capsys):
     assert main(["run", str(p), "--out", str(tmp_path / "b"), "--quick", "--no-progress"]) == 0
     assert "2/2 done" in capsys.readouterr().out
     import rankbias.experiments as ex
+
     ds = ex.load(tmp_path / "b")
     assert list(ds["seed"].values) == [0] and float(ds["step"][-1]) == 20
     # the full sweep is another config: refused in that folder
@@ -224,6 +260,7 @@ def test_status_verify_exits_1_on_corrupt_runs(cfg, tmp_path, capsys):
 
 def test_manifest_without_runs_is_one_line(cfg, tmp_path, capsys):
     import json
+
     out = tmp_path / "res"
     assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
     man = json.loads((out / "experiment.json").read_text())
@@ -241,7 +278,9 @@ def test_failing_reproduction_runner_is_one_line(tmp_path, capsys, monkeypatch):
     mod.write_text("def reproduce(out, quick=False):\n    raise RuntimeError('boom at step 3')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     p = tmp_path / "r.toml"
-    p.write_text('name = "failing"\nkind = "reproduction"\nrunner = "failing_repro_mod:reproduce"\n')
+    p.write_text(
+        'name = "failing"\nkind = "reproduction"\nrunner = "failing_repro_mod:reproduce"\n'
+    )
     assert main(["run", str(p), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "reproduction 'failing' failed" in err and "RuntimeError: boom at step 3" in err
@@ -263,8 +302,9 @@ def test_duplicate_sweep_values_are_refused(cfg, tmp_path, capsys):
     assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--set", f"alphas={dup}"]) == 2
     err = capsys.readouterr().err
     assert "repeats values" in err and "appears 20000 times" in err and len(err) < 600
-    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--set",
-                 "alphas=[1e-3, 0.001]"]) == 2  # the same float twice
+    assert (
+        main(["run", str(cfg), "--out", str(tmp_path / "o"), "--set", "alphas=[1e-3, 0.001]"]) == 2
+    )  # the same float twice
     assert "repeats values" in capsys.readouterr().err
 
 
@@ -279,9 +319,12 @@ def test_plot_with_nothing_to_draw_exits_1(tmp_path, capsys):
     assert "no figure applies" in err and "final_matrix" in err
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("dynamics.n_save=100000000", "dynamics.n_save must be between 2 and 100,000"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("dynamics.n_save=100000000", "dynamics.n_save must be between 2 and 100,000"),
+    ],
+)
 def test_config_bounds_on_the_command_line(cfg, tmp_path, capsys, setting, message):
     assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--set", setting]) == 2
     assert message in capsys.readouterr().err
@@ -297,8 +340,9 @@ def test_lock_refuses_a_second_writer_and_takes_over_a_stale_one(cfg, tmp_path, 
     out.mkdir()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (out / ".lock").write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(),
-                                               "started": "then"}))
+        (out / ".lock").write_text(
+            json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "started": "then"})
+        )
         assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 1
         err = capsys.readouterr().err
         assert f"in use by another `rankbias run` (pid {sleeper.pid} on " in err
@@ -328,14 +372,16 @@ def test_interrupt_during_teardown_exits_130_without_traceback():
     import subprocess
     import sys
 
-    child = ("import atexit, os, signal, time\n"
-             "import rankbias.cli as cli\n"
-             "def slow_teardown():\n"
-             "    os.kill(os.getpid(), signal.SIGINT)\n"
-             "    time.sleep(5)\n"
-             "atexit.register(slow_teardown)\n"
-             "cli.main = lambda argv=None: 0\n"
-             "cli.run()\n")
+    child = (
+        "import atexit, os, signal, time\n"
+        "import rankbias.cli as cli\n"
+        "def slow_teardown():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(5)\n"
+        "atexit.register(slow_teardown)\n"
+        "cli.main = lambda argv=None: 0\n"
+        "cli.run()\n"
+    )
     r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
     assert r.returncode == 130, (r.returncode, r.stderr)
     assert "interrupted while exiting" in r.stderr and "Traceback" not in r.stderr

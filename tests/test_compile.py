@@ -63,13 +63,25 @@ def test_gradient_flow_does_not_recompile(setup):
     # Other init (seed and scale: the default atol follows it), other data of the same
     # shapes, other tolerances, t_max, max_steps, t_min: nothing is compiled.
     M2 = rb.random_low_rank((D, D), 2, psd=True, seed=9)
-    prob2 = rb.MatrixCompletion(M2, (np.asarray(prob.rows), np.asarray(prob.cols)), truth=M2,
-                                symmetric=True)
+    prob2 = rb.MatrixCompletion(
+        M2, (np.asarray(prob.rows), np.asarray(prob.cols)), truth=M2, symmetric=True
+    )
     with count_compiles() as ev:
         tr = rb.gradient_flow(prob, model, model.init("gaussian", scale=3e-2, seed=1), **kw)
-        rb.gradient_flow(prob2, model, model.init("gaussian", scale=1e-2, seed=2), t_max=80.0,
-                         n_save=20, rtol=1e-7, atol=1e-11, gtol=1e-9, max_steps=50_000,
-                         t_min=1e-3, certificate_tol=1e-5, curvature_tol=1e-5)
+        rb.gradient_flow(
+            prob2,
+            model,
+            model.init("gaussian", scale=1e-2, seed=2),
+            t_max=80.0,
+            n_save=20,
+            rtol=1e-7,
+            atol=1e-11,
+            gtol=1e-9,
+            max_steps=50_000,
+            t_min=1e-3,
+            certificate_tol=1e-5,
+            curvature_tol=1e-5,
+        )
     assert ev == [], f"recompiled: {ev}"
     assert tr.info["status"] in ("t_max", "steady_state")
 
@@ -79,21 +91,36 @@ def test_gradient_flow_batch_does_not_recompile(setup):
     inits = [model.init("gaussian", scale=1e-2, seed=s) for s in range(2)]
     rb.gradient_flow_batch(prob, model, inits, t_max=30.0, n_save=10)
     with count_compiles() as ev:
-        rb.gradient_flow_batch(prob, model, [model.init("gaussian", scale=5e-2, seed=s)
-                                             for s in (5, 6)], t_max=40.0, n_save=10, rtol=1e-7)
+        rb.gradient_flow_batch(
+            prob,
+            model,
+            [model.init("gaussian", scale=5e-2, seed=s) for s in (5, 6)],
+            t_max=40.0,
+            n_save=10,
+            rtol=1e-7,
+        )
     assert ev == [], f"recompiled: {ev}"
 
 
 def test_gradient_descent_does_not_recompile(setup):
     prob, model = setup
-    rb.gradient_descent(prob, model, model.init("gaussian", scale=1e-2, seed=0), lr=0.1,
-                        steps=300, n_save=30)
+    rb.gradient_descent(
+        prob, model, model.init("gaussian", scale=1e-2, seed=0), lr=0.1, steps=300, n_save=30
+    )
     with count_compiles() as ev:
         # steps changes the number of distinct log-spaced record steps: padded, not recompiled
-        tr = rb.gradient_descent(prob, model, model.init("gaussian", scale=2e-2, seed=1), lr=0.05,
-                                 steps=1234, n_save=30, divergence_factor=1e6)
-        rb.gradient_descent(prob, model, model.init("gaussian", scale=2e-2, seed=2), lr=0.2,
-                            steps=7, n_save=30)
+        tr = rb.gradient_descent(
+            prob,
+            model,
+            model.init("gaussian", scale=2e-2, seed=1),
+            lr=0.05,
+            steps=1234,
+            n_save=30,
+            divergence_factor=1e6,
+        )
+        rb.gradient_descent(
+            prob, model, model.init("gaussian", scale=2e-2, seed=2), lr=0.2, steps=7, n_save=30
+        )
     assert ev == [], f"recompiled: {ev}"
     assert tr.steps is not None  # GD records its steps
     assert tr.steps[-1] == 1234 and tr.times[-1] == pytest.approx(1234 * 0.05)
@@ -114,11 +141,19 @@ def _child(env_value: str | None, tmp_path) -> str:
     env.pop("RANKBIAS_JAX_CACHE", None)
     if env_value is not None:
         env["RANKBIAS_JAX_CACHE"] = env_value
-    code = ("import jax, jax.numpy as jnp, rankbias as rb\n"
-            "jax.jit(lambda x: jnp.linalg.qr(x @ x.T + 1)[0].sum())(jnp.ones((300, 300)))\n"
-            "print(rb.cache_dir())\n")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=120, check=True)
+    code = (
+        "import jax, jax.numpy as jnp, rankbias as rb\n"
+        "jax.jit(lambda x: jnp.linalg.qr(x @ x.T + 1)[0].sum())(jnp.ones((300, 300)))\n"
+        "print(rb.cache_dir())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -133,8 +168,17 @@ def test_cache_env_var_moves_and_disables_the_cache(tmp_path):
 
 
 def test_cache_leaves_a_configured_jax_cache_alone(tmp_path):
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jaxown"),
-               RANKBIAS_JAX_CACHE=str(tmp_path / "ours"))
-    out = subprocess.run([sys.executable, "-c", "import rankbias as rb; print(rb.cache_dir())"],
-                         env=env, capture_output=True, text=True, timeout=120, check=True)
+    env = dict(
+        os.environ,
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jaxown"),
+        RANKBIAS_JAX_CACHE=str(tmp_path / "ours"),
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import rankbias as rb; print(rb.cache_dir())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert out.stdout.strip().splitlines()[-1] == str(tmp_path / "jaxown")

@@ -31,8 +31,20 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SKIP = "<!-- skip -->"
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*$")
-PUBLIC_MODULES = ("theory", "early_stopping", "baselines", "counterexamples", "experiments",
-                  "plots", "glrl", "compare", "metrics", "problems", "models", "dynamics")
+PUBLIC_MODULES = (
+    "theory",
+    "early_stopping",
+    "baselines",
+    "counterexamples",
+    "experiments",
+    "plots",
+    "glrl",
+    "compare",
+    "metrics",
+    "problems",
+    "models",
+    "dynamics",
+)
 PAGE_TIMEOUT = int(os.environ.get("RANKBIAS_DOCS_TIMEOUT", "900"))
 
 
@@ -50,7 +62,7 @@ def blocks(path: Path) -> list[dict]:
         while j < len(lines) and lines[j].strip() != "```":
             j += 1
         prev = next((lines[k].strip() for k in range(start - 1, -1, -1) if lines[k].strip()), "")
-        code = textwrap.dedent("\n".join(lines[start + 1:j]))
+        code = textwrap.dedent("\n".join(lines[start + 1 : j]))
         out.append(dict(lang=lang, code=code, line=start + 1, skip=prev == SKIP, indent=indent))
         i = j + 1
     return out
@@ -86,18 +98,32 @@ for line, code in BLOCKS:
 def _params(found: list[Path]) -> list:
     """The README's snippets run in the default suite; the docs pages' in CI's docs step
     (``pytest -m docs``), beside the site build, to keep the default suite short."""
-    return [pytest.param(p, id=_rel(p), marks=() if p.name == "README.md" else pytest.mark.docs)
-            for p in found]
+    return [
+        pytest.param(p, id=_rel(p), marks=() if p.name == "README.md" else pytest.mark.docs)
+        for p in found
+    ]
 
 
 @pytest.mark.parametrize("page", _params(PY_PAGES))
 def test_python_snippets_run(page, tmp_path):
     code = [(b["line"], b["code"]) for b in blocks(page) if b["lang"] == "python" and not b["skip"]]
     script = f"PAGE = {_rel(page)!r}\nBLOCKS = {code!r}\n" + _RUNNER
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(
-        [str(ROOT / "src")] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
-    r = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=PAGE_TIMEOUT)
+    env = {
+        **os.environ,
+        "MPLBACKEND": "Agg",
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "src")]
+            + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+        ),
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PAGE_TIMEOUT,
+    )
     assert r.returncode == 0, f"a snippet of {_rel(page)} failed:\n{r.stderr[-4000:]}"
 
 
@@ -127,20 +153,37 @@ def test_rankbias_commands_run(page, tmp_path):
     for b in _bash_blocks(page):
         if b["skip"]:
             continue
-        assert b["pure"], (f"{_rel(page)}:{b['line']}: a bash block that calls rankbias next to "
-                           f"other commands must be marked {SKIP} (or split)")
+        assert b["pure"], (
+            f"{_rel(page)}:{b['line']}: a bash block that calls rankbias next to "
+            f"other commands must be marked {SKIP} (or split)"
+        )
         for cmd in b["cmds"]:
-            r = subprocess.run(cmd, shell=True, cwd=tmp_path, capture_output=True, text=True,
-                               timeout=PAGE_TIMEOUT, env={**os.environ, "MPLBACKEND": "Agg"})
-            assert r.returncode == 0, f"{_rel(page)}:{b['line']}: `{cmd}` failed:\n{r.stderr[-3000:]}"
+            r = subprocess.run(
+                cmd,
+                shell=True,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=PAGE_TIMEOUT,
+                env={**os.environ, "MPLBACKEND": "Agg"},
+            )
+            assert r.returncode == 0, (
+                f"{_rel(page)}:{b['line']}: `{cmd}` failed:\n{r.stderr[-3000:]}"
+            )
 
 
 def test_block_parser_sees_skip_markers_and_indented_fences(tmp_path):
     md = tmp_path / "x.md"
-    md.write_text("text\n\n<!-- skip -->\n```python\nraise SystemExit\n```\n\n* item\n\n"
-                  "    ```python\n    x = 1\n    ```\n\n```bash\nrankbias list\nls\n```\n")
+    md.write_text(
+        "text\n\n<!-- skip -->\n```python\nraise SystemExit\n```\n\n* item\n\n"
+        "    ```python\n    x = 1\n    ```\n\n```bash\nrankbias list\nls\n```\n"
+    )
     bs = blocks(md)
-    assert [(b["lang"], b["skip"]) for b in bs] == [("python", True), ("python", False), ("bash", False)]
+    assert [(b["lang"], b["skip"]) for b in bs] == [
+        ("python", True),
+        ("python", False),
+        ("bash", False),
+    ]
     assert bs[1]["code"] == "x = 1"
     assert _bash_blocks(md)[0]["pure"] is False
 
@@ -178,8 +221,10 @@ def test_every_public_name_is_in_the_api_reference():
         mod = importlib.import_module(f"rankbias.{modname}")
         for name in getattr(mod, "__all__", []):
             if not _covered(f"rankbias.{modname}.{name}", directives) and not any(
-                    _covered(f"rankbias.{n}", directives) for n in rankbias.__all__
-                    if n == name and _same(getattr(rankbias, n), getattr(mod, name))):
+                _covered(f"rankbias.{n}", directives)
+                for n in rankbias.__all__
+                if n == name and _same(getattr(rankbias, n), getattr(mod, name))
+            ):
                 missing.append(f"{modname}.{name}")
     assert not missing, f"not in docs/api/*.md: {missing}"
 
@@ -210,6 +255,7 @@ def test_readme_is_an_entry_point():
     assert "bash scripts/test.sh     # installs rankbias[test] and runs the test suite" in text
     listed = {e for e in re.findall(r"rankbias run ([\w-]+)", text)}
     from rankbias.experiments import list_experiments
+
     names = {e.name for e in list_experiments()}
     assert listed <= names, listed - names
     for link in re.findall(r"\]\(((?:docs/|CHANGELOG|CONTRIBUTING)[^)#]*)", text):
@@ -218,11 +264,17 @@ def test_readme_is_an_entry_point():
             assert link in _NAV_FROM_OTHERS, f"README links to a missing file: {link}"
 
 
-_NAV_FROM_OTHERS = {f"docs/{p}" for p in re.findall(
-    r"^\s*- [^\n]*?: ([\w/.-]+\.md)\s*$",
-    (ROOT / "mkdocs.yml").read_text().split("# --- BEGIN pages written by other helpers")[1]
-    .split("# --- END pages written by other helpers ---")[0], re.M)} | {
-    "docs/gallery/optimizers-vs-flow.md", "docs/gallery/arora2019-completion.md"}
+_NAV_FROM_OTHERS = {
+    f"docs/{p}"
+    for p in re.findall(
+        r"^\s*- [^\n]*?: ([\w/.-]+\.md)\s*$",
+        (ROOT / "mkdocs.yml")
+        .read_text()
+        .split("# --- BEGIN pages written by other helpers")[1]
+        .split("# --- END pages written by other helpers ---")[0],
+        re.M,
+    )
+} | {"docs/gallery/optimizers-vs-flow.md", "docs/gallery/arora2019-completion.md"}
 
 
 def test_citation_cff_is_cff_1_2_with_both_papers():
@@ -256,10 +308,12 @@ def test_tutorials_are_clean_notebooks_on_the_public_api():
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
-            assert not cell.get("outputs") and cell.get("execution_count") is None, \
+            assert not cell.get("outputs") and cell.get("execution_count") is None, (
                 f"{path.name}: stored with outputs (clear them before committing)"
-            assert not re.search(r"rankbias(\.\w+)*\._|from rankbias(\.\w+)* import _", cell.source), \
-                f"{path.name}: uses a private rankbias name"
+            )
+            assert not re.search(
+                r"rankbias(\.\w+)*\._|from rankbias(\.\w+)* import _", cell.source
+            ), f"{path.name}: uses a private rankbias name"
 
 
 # ----------------------------------------------------------------------------- gallery
@@ -272,7 +326,9 @@ def test_every_reproduction_has_a_gallery_page_with_small_figures():
         name = exp.name
         if exp.kind != "reproduction":
             continue
-        assert any(f"rankbias run {name}" in t for t in text.values()), f"no gallery page runs {name}"
+        assert any(f"rankbias run {name}" in t for t in text.values()), (
+            f"no gallery page runs {name}"
+        )
     for page, t in text.items():
         for img in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", t):
             f = (page.parent / img).resolve()
@@ -290,11 +346,26 @@ def _chromium():
 
 
 def _dump_dom(exe: str, url: str, profile: Path) -> str:
-    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu",
-                        "--disable-background-networking", "--disable-component-update",
-                        "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                        "--allow-file-access-from-files", "--virtual-time-budget=20000",
-                        "--dump-dom", url], capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
 
@@ -320,16 +391,23 @@ window.addEventListener("load", () => setTimeout(() => {
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     if _chromium() is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium) and could not be "
-                    "found on PATH; the docs site cannot be rendered")
+        pytest.skip(
+            "chromium is not installed (apt-get install -y chromium) and could not be "
+            "found on PATH; the docs site cannot be rendered"
+        )
     if os.environ.get("RANKBIAS_DOCS_SITE"):
         return Path(os.environ["RANKBIAS_DOCS_SITE"])
     pytest.importorskip("mkdocs")
     out = tmp_path_factory.mktemp("site")
     # Built without executing the notebooks (CI renders the executed build, .ci/run).
-    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "-q", "-d", str(out)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "RANKBIAS_DOCS_EXECUTE": "false"})
+    r = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "-q", "-d", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "RANKBIAS_DOCS_EXECUTE": "false"},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 

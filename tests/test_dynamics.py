@@ -16,10 +16,10 @@ LAM1 = np.array([10.0, 7.0, 5.0, -5.0])
 def scalar_recursion(lam, depth, alpha, lr, steps):
     """Paper 2's decoupled recursion d <- d - eta d^(N-1) (d^N - lam), d(0) = alpha."""
     d = np.full(len(lam), alpha, dtype=np.float64)
-    out = [d ** depth]
+    out = [d**depth]
     for _ in range(steps):
-        d = d - lr * d ** (depth - 1) * (d ** depth - lam)
-        out.append(d ** depth)
+        d = d - lr * d ** (depth - 1) * (d**depth - lam)
+        out.append(d**depth)
     return np.array(out)
 
 
@@ -31,24 +31,38 @@ def test_layerwise_gd_equals_scalar_recursion(depth):
     prob = rb.MatrixEstimation(Y)
     model = rb.DeepFactorization((4, 4), depth=depth)
     steps = 600
-    tr = rb.gradient_descent(prob, model, model.init("identity", scale=0.1, per_factor=True),
-                             lr=0.01, steps=steps, save_matrices=True, n_save=60)
+    tr = rb.gradient_descent(
+        prob,
+        model,
+        model.init("identity", scale=0.1, per_factor=True),
+        lr=0.01,
+        steps=steps,
+        save_matrices=True,
+        n_save=60,
+    )
     ref = scalar_recursion(lam, depth, 0.1, 0.01, steps)
     assert tr.matrices is not None  # save_matrices=True
     comps = np.array([np.diag(V.T @ W @ V) for W in tr.matrices])
     np.testing.assert_allclose(comps, ref[tr.steps], atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("depth, expected", [(3, [99, 139, 193]), (4, [503, 717, 1002]),
-                                             (2, [36, 48, 64])])
+@pytest.mark.parametrize(
+    "depth, expected", [(3, [99, 139, 193]), (4, [503, 717, 1002]), (2, [36, 48, 64])]
+)
 def test_half_times_table(depth, expected):
     # Table of deep-mf-dynamics.md: first step k with eigenvalue of W(k) >= lam/2 (layer-wise GD).
     Y = V @ np.diag(LAM1) @ V.T
     model = rb.DeepFactorization((4, 4), depth=depth)
     steps = 1100
-    tr = rb.gradient_descent(rb.MatrixEstimation(Y), model,
-                             model.init("identity", scale=0.1, per_factor=True), lr=0.01,
-                             steps=steps, save_at=np.arange(steps + 1), save_matrices=True)
+    tr = rb.gradient_descent(
+        rb.MatrixEstimation(Y),
+        model,
+        model.init("identity", scale=0.1, per_factor=True),
+        lr=0.01,
+        steps=steps,
+        save_at=np.arange(steps + 1),
+        save_matrices=True,
+    )
     assert tr.matrices is not None  # save_matrices=True
     comps = np.array([np.diag(V.T @ W @ V) for W in tr.matrices])
     got = [int(np.argmax(comps[:, i] >= 0.5 * LAM1[i])) for i in range(3)]
@@ -90,8 +104,18 @@ def test_depth2_symmetric_flow_matches_closed_form(solver):
     model = rb.SymmetricFactorization(5)
     U0 = np.asarray(model.init("gaussian", scale=1e-6, seed=0)[0])
     ts = np.array([1.0, 3.0, 6.0, 10.0, 20.0])
-    tr = rb.gradient_flow(prob, model, (U0,), t_max=20.0, rtol=1e-10, atol=1e-14, gtol=None,
-                          save_at=ts, save_matrices=True, solver=solver)
+    tr = rb.gradient_flow(
+        prob,
+        model,
+        (U0,),
+        t_max=20.0,
+        rtol=1e-10,
+        atol=1e-14,
+        gtol=None,
+        save_at=ts,
+        save_matrices=True,
+        solver=solver,
+    )
     assert tr.matrices is not None  # save_matrices=True
     for t in ts:
         W = tr.matrices[np.flatnonzero(tr.times == t)[0]]
@@ -111,10 +135,15 @@ def test_balancedness_is_conserved():
     model = rb.DeepFactorization((6, 5), depth=3, width=[4, 7])
     ps = model.init("gaussian", scale=0.5, seed=2)
     tr = rb.gradient_flow(prob, model, ps, t_max=50.0, rtol=1e-10, atol=1e-13, gtol=None)
-    before = [np.asarray(ps[j + 1]).T @ np.asarray(ps[j + 1]) - np.asarray(ps[j]) @ np.asarray(ps[j]).T
-              for j in range(2)]
-    after = [tr.final_params[j + 1].T @ tr.final_params[j + 1] - tr.final_params[j] @ tr.final_params[j].T
-             for j in range(2)]
+    before = [
+        np.asarray(ps[j + 1]).T @ np.asarray(ps[j + 1]) - np.asarray(ps[j]) @ np.asarray(ps[j]).T
+        for j in range(2)
+    ]
+    after = [
+        tr.final_params[j + 1].T @ tr.final_params[j + 1]
+        - tr.final_params[j] @ tr.final_params[j].T
+        for j in range(2)
+    ]
     moved = np.linalg.norm(tr.final_params[0] - np.asarray(ps[0]))
     assert moved > 0.5  # the factors did change a lot
     for b, a in zip(before, after, strict=True):
@@ -153,10 +182,29 @@ def test_rkc_matches_tight_reference_on_long_plateau():
     assert fast.info["num_steps"] < 5000  # crosses a ~1e2-long plateau then 1e6 of stiff tail
     # An independent explicit solver (diffrax Tsit5) agrees where it is affordable.
     ts = np.array([50.0, 200.0, 400.0])
-    ref = rb.gradient_flow(prob, model, ps, t_max=400.0, rtol=1e-10, atol=1e-14, solver="tsit5",
-                           gtol=None, save_at=ts, save_matrices=True)
-    ours = rb.gradient_flow(prob, model, ps, t_max=400.0, rtol=1e-10, atol=1e-14, gtol=None,
-                            save_at=ts, save_matrices=True)
+    ref = rb.gradient_flow(
+        prob,
+        model,
+        ps,
+        t_max=400.0,
+        rtol=1e-10,
+        atol=1e-14,
+        solver="tsit5",
+        gtol=None,
+        save_at=ts,
+        save_matrices=True,
+    )
+    ours = rb.gradient_flow(
+        prob,
+        model,
+        ps,
+        t_max=400.0,
+        rtol=1e-10,
+        atol=1e-14,
+        gtol=None,
+        save_at=ts,
+        save_matrices=True,
+    )
     assert ours.matrices is not None and ref.matrices is not None  # save_matrices=True
     for t in ts:
         i, j = np.flatnonzero(ref.times == t)[0], np.flatnonzero(ours.times == t)[0]
@@ -203,7 +251,9 @@ def test_save_load_round_trip(tmp_path):
     M = rb.random_low_rank((5, 4), 2, seed=0)
     prob = rb.MatrixCompletion.uniform(M, 0.7, seed=0)
     model = rb.DeepFactorization((5, 4), depth=2)
-    tr = rb.gradient_flow(prob, model, model.init("gaussian", 1e-3), t_max=100.0, save_matrices=True)
+    tr = rb.gradient_flow(
+        prob, model, model.init("gaussian", 1e-3), t_max=100.0, save_matrices=True
+    )
     path = tr.save(tmp_path / "run")
     back = rb.Trajectory.load(path)
     for k, v in tr.to_arrays().items():
@@ -217,13 +267,23 @@ def test_divergence_error_names_step_loss_and_hint():
     M = rb.random_low_rank((6, 6), 2, psd=True, seed=0)
     prob = rb.MatrixEstimation(10 * M)
     model = rb.DeepFactorization((6, 6), depth=2)
-    with pytest.raises(rb.DivergenceError, match=r"diverged at step \d+: loss = .* lr = 1.*lr < ") as e:
+    with pytest.raises(
+        rb.DivergenceError, match=r"diverged at step \d+: loss = .* lr = 1.*lr < "
+    ) as e:
         rb.gradient_descent(prob, model, model.init("gaussian", 1e-3), lr=1.0, steps=1000)
     assert e.value.lr_hint is not None and e.value.lr_hint < 1.0
     # The hint is a step size that works.
-    rb.gradient_descent(prob, model, model.init("gaussian", 1e-3), lr=0.5 * e.value.lr_hint, steps=50)
-    out = rb.gradient_descent_batch(prob, model, [model.init("gaussian", 1e-3)] * 2, lr=[1.0, 0.01],
-                                    steps=200, on_divergence="return")
+    rb.gradient_descent(
+        prob, model, model.init("gaussian", 1e-3), lr=0.5 * e.value.lr_hint, steps=50
+    )
+    out = rb.gradient_descent_batch(
+        prob,
+        model,
+        [model.init("gaussian", 1e-3)] * 2,
+        lr=[1.0, 0.01],
+        steps=200,
+        on_divergence="return",
+    )
     assert isinstance(out[0], rb.DivergenceError) and isinstance(out[1], rb.Trajectory)
 
 
@@ -232,22 +292,30 @@ def test_float32_on_request_with_warning():
     prob = rb.MatrixCompletion.uniform(M, 0.7, seed=0, symmetric=True)
     model = rb.DeepFactorization((5, 5), depth=2)
     with pytest.warns(rb.PrecisionWarning, match="underflow"):
-        rb.gradient_descent(prob, model, model.init("gaussian", 1e-80), lr=0.1, steps=5, dtype="float32")
+        rb.gradient_descent(
+            prob, model, model.init("gaussian", 1e-80), lr=0.1, steps=5, dtype="float32"
+        )
     with pytest.warns(rb.PrecisionWarning, match="epsilon"):
-        rb.gradient_descent(prob, model, model.init("gaussian", 1e-12), lr=0.1, steps=5, dtype="float32")
+        rb.gradient_descent(
+            prob, model, model.init("gaussian", 1e-12), lr=0.1, steps=5, dtype="float32"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        tr = rb.gradient_descent(prob, model, model.init("gaussian", 1e-2), lr=0.1, steps=500,
-                                 dtype="float32")
+        tr = rb.gradient_descent(
+            prob, model, model.init("gaussian", 1e-2), lr=0.1, steps=500, dtype="float32"
+        )
     assert tr.loss[-1] < 1e-3
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(t_max=-1.0), "`t_max` must be > 0"),
-    (dict(solver="euler"), "unknown `solver`"),
-    (dict(rtol=0.0), "`rtol` must be > 0"),
-    (dict(dtype="float16"), "`dtype` must be float64 or float32"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(t_max=-1.0), "`t_max` must be > 0"),
+        (dict(solver="euler"), "unknown `solver`"),
+        (dict(rtol=0.0), "`rtol` must be > 0"),
+        (dict(dtype="float16"), "`dtype` must be float64 or float32"),
+    ],
+)
 def test_flow_bad_input(kwargs, match):
     prob = rb.MatrixEstimation(np.eye(3))
     model = rb.DeepFactorization((3, 3), depth=2)
@@ -263,7 +331,9 @@ def test_params_validation():
     with pytest.raises(ValueError, match="non-finite"):
         rb.gradient_descent(prob, model, (jnp.eye(3), jnp.eye(3) * np.nan), lr=0.1, steps=2)
     with pytest.raises(ValueError, match="`model` has shape"):
-        rb.gradient_descent(prob, rb.DeepFactorization((3, 4), 2), (jnp.eye(3, 4), jnp.eye(3)), lr=0.1, steps=2)
+        rb.gradient_descent(
+            prob, rb.DeepFactorization((3, 4), 2), (jnp.eye(3, 4), jnp.eye(3)), lr=0.1, steps=2
+        )
     with pytest.raises(ValueError, match="`lr` must be > 0"):
         rb.gradient_descent(prob, model, model.init("identity", 1e-3), lr=-0.1, steps=2)
 

@@ -21,8 +21,16 @@ def _staircase(steps_at=(10.0, 20.0, 400.0), heights=(0.7, 0.5, 0.3), T_end=2000
 
 def _traj(t, r, matrices=None):
     sv = np.stack([np.ones_like(r), r - 1.0], axis=1)  # ratio rank = 1 + sigma_2/sigma_1 = r
-    return Trajectory(times=t, loss=np.zeros_like(t), grad_norm=np.zeros_like(t), singular_values=sv,
-                      final_params=(), final_matrix=np.zeros((2, 2)), steps=None, matrices=matrices)
+    return Trajectory(
+        times=t,
+        loss=np.zeros_like(t),
+        grad_norm=np.zeros_like(t),
+        singular_values=sv,
+        final_params=(),
+        final_matrix=np.zeros((2, 2)),
+        steps=None,
+        matrices=matrices,
+    )
 
 
 def test_detect_plateaus_on_staircase():
@@ -40,7 +48,9 @@ def test_auto_picks_longest_closed_plateau_and_level_rule():
     mats[:, 0, 0] = np.arange(t.size)
     stop = early_stopping(_traj(t, r, mats), rule="auto")
     assert stop.level == 3 and 20 < stop.time < 400 and stop.step is None
-    assert stop.matrix is not None and stop.matrix[0, 0] == stop.index  # the saved matrix at the chosen record
+    assert (
+        stop.matrix is not None and stop.matrix[0, 0] == stop.index
+    )  # the saved matrix at the chosen record
     stop2 = early_stopping(_traj(t, r), rule="plateau", level=2)
     assert stop2.level == 2 and 10 < stop2.time < 20 and stop2.matrix is None
     # geometric middle of the plateau's time interval
@@ -92,11 +102,21 @@ def test_denoising_early_stopping_beats_final_iterate_inside_predicted_plateau()
 def test_gradient_flow_trajectory_is_accepted():
     V = T.paper_basis()
     model = rb.DeepFactorization((4, 4), depth=3)
-    tr = rb.gradient_flow(rb.MatrixEstimation((V * np.array([10.0, 6.0, 1.5, 0.0])) @ V.T), model,
-                          model.init("identity", scale=0.1, per_factor=True), t_max=25.0, n_save=200,
-                          save_matrices=True, gtol=None, rtol=1e-6)
+    tr = rb.gradient_flow(
+        rb.MatrixEstimation((V * np.array([10.0, 6.0, 1.5, 0.0])) @ V.T),
+        model,
+        model.init("identity", scale=0.1, per_factor=True),
+        t_max=25.0,
+        n_save=200,
+        save_matrices=True,
+        gtol=None,
+        rtol=1e-6,
+    )
     stop = early_stopping(tr, rule="auto")
     assert stop.step is None and isinstance(stop.interval[0], float)
     assert stop.level == 2 and stop.rank == pytest.approx(1.6, abs=0.05)
     assert stop.matrix is not None
-    assert 1.5 < stop.interval[0] < stop.time < stop.interval[1] < 7.0 and stop.matrix.shape == (4, 4)
+    assert 1.5 < stop.interval[0] < stop.time < stop.interval[1] < 7.0 and stop.matrix.shape == (
+        4,
+        4,
+    )

@@ -54,8 +54,17 @@ def test_rotated_escapes_match_quadrature(depth, a, solver, tol):
     grid = np.concatenate([np.linspace(1 - 5 * tol, 1 + 5 * tol, 201) * t for t in exact])
     with warnings.catch_warnings():
         warnings.simplefilter("error", rb.ResolutionWarning)  # none is due here
-        tr = rb.gradient_flow(prob, model, ps, t_max=3 * exact[1], solver=solver, gtol=None,
-                              n_save=30, save_at=grid, max_steps=100_000)
+        tr = rb.gradient_flow(
+            prob,
+            model,
+            ps,
+            t_max=3 * exact[1],
+            solver=solver,
+            gtol=None,
+            n_save=30,
+            save_at=grid,
+            max_steps=100_000,
+        )
     for k in range(2):
         assert _crossing(tr, k, 0.5 * S[k]) == pytest.approx(exact[k], rel=tol)
     np.testing.assert_allclose(tr.singular_values[-1], S, atol=1e-8)

@@ -14,8 +14,14 @@ from rankbias.experiments.executors import DaskExecutor, ExecutorError
 from rankbias.problems import MatrixCompletion
 from rankbias.store import Store, run_key
 
-TINY = tiny_sweep("tiny", "{ alpha = [1e-2, 1e-3], seed = [0, 1, 2] }", steps=200, n_save=12,
-                  depth=2, batch_size=2)
+TINY = tiny_sweep(
+    "tiny",
+    "{ alpha = [1e-2, 1e-3], seed = [0, 1, 2] }",
+    steps=200,
+    n_save=12,
+    depth=2,
+    batch_size=2,
+)
 
 
 def parse(text):
@@ -27,6 +33,7 @@ def with_(extra, base=TINY):
 
 
 # ---------------------------------------------------------------------------- parsing/validation
+
 
 def test_defaults_and_expansion_order():
     sw = ex.expand(parse(TINY))
@@ -45,9 +52,13 @@ def test_defaults_and_expansion_order():
 
 
 def test_zip_axes_and_product():
-    raw = parse(TINY.replace('grid = { alpha = [1e-2, 1e-3], seed = [0, 1, 2] }',
-                             'grid = { alpha = [1e-2, 1e-3] }\n'
-                             'zip = { problem = [0, 1, 2], fraction = [0.5, 0.6, 0.7] }'))
+    raw = parse(
+        TINY.replace(
+            "grid = { alpha = [1e-2, 1e-3], seed = [0, 1, 2] }",
+            "grid = { alpha = [1e-2, 1e-3] }\n"
+            "zip = { problem = [0, 1, 2], fraction = [0.5, 0.6, 0.7] }",
+        )
+    )
     sw = ex.expand(raw)
     assert [a.name for a in sw.axes] == ["alpha", "problem"]
     assert sw.axes[1].keys == ("problem.seed", "problem.fraction")
@@ -65,31 +76,37 @@ def test_run_key_depends_on_config_and_version():
     assert run_key(other, "1") != run_key(cfg, "1")
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("[bogus]\nx = 1", "unknown section 'bogus'"),
-    ("[init]\nscal = 1.0", "unknown key init.scal"),
-    ("[init]\nscale = -1.0", "init.scale must be > 0, got -1.0"),
-    ("[problem.x]\n", "unknown key problem.x"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("[bogus]\nx = 1", "unknown section 'bogus'"),
+        ("[init]\nscal = 1.0", "unknown key init.scal"),
+        ("[init]\nscale = -1.0", "init.scale must be > 0, got -1.0"),
+        ("[problem.x]\n", "unknown key problem.x"),
+    ],
+)
 def test_unknown_and_bad_values_name_the_key(extra, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         with_(extra)
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("lr = 0.2", "lr = -1", "dynamics.lr must be > 0, got -1"),
-    ("steps = 200", "steps = 1.5", "dynamics.steps must be an integer"),
-    ('method = "gd"', 'method = "sgd"', "dynamics.method must be one of"),
-    ("shape = [6, 6]", "shape = [6]", "problem.shape must be a pair"),
-    ("fraction = 0.7", "fraction = 1.5", r"problem.fraction must be in \(0, 1\]"),
-    ("alpha = [1e-2, 1e-3]", "alpha = []", "sweep.grid.alpha must be a non-empty list"),
-    ("alpha = [1e-2, 1e-3]", "alpha = [1e-2, -1.0]", r"sweep.grid.alpha\[1\] must be > 0"),
-    ("alpha = [1e-2, 1e-3]", "alhpa = [1e-2]", "unknown sweep key 'alhpa'"),
-    ("batch_size = 2", "batch_size = 0", "sweep.batch_size must be >= 1"),
-    ("batch_size = 2", "batchsize = 2", "unknown key sweep.batchsize"),
-    ('kind = "sweep"', 'kind = "other"', "kind must be"),
-    ('name = "tiny"', "", "name must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("lr = 0.2", "lr = -1", "dynamics.lr must be > 0, got -1"),
+        ("steps = 200", "steps = 1.5", "dynamics.steps must be an integer"),
+        ('method = "gd"', 'method = "sgd"', "dynamics.method must be one of"),
+        ("shape = [6, 6]", "shape = [6]", "problem.shape must be a pair"),
+        ("fraction = 0.7", "fraction = 1.5", r"problem.fraction must be in \(0, 1\]"),
+        ("alpha = [1e-2, 1e-3]", "alpha = []", "sweep.grid.alpha must be a non-empty list"),
+        ("alpha = [1e-2, 1e-3]", "alpha = [1e-2, -1.0]", r"sweep.grid.alpha\[1\] must be > 0"),
+        ("alpha = [1e-2, 1e-3]", "alhpa = [1e-2]", "unknown sweep key 'alhpa'"),
+        ("batch_size = 2", "batch_size = 0", "sweep.batch_size must be >= 1"),
+        ("batch_size = 2", "batchsize = 2", "unknown key sweep.batchsize"),
+        ('kind = "sweep"', 'kind = "other"', "kind must be"),
+        ('name = "tiny"', "", "name must be a non-empty string"),
+    ],
+)
 def test_bad_values(old, new, message):
     with pytest.raises(ConfigError, match=message):
         parse(TINY.replace(old, new))
@@ -99,9 +116,15 @@ def test_semantic_errors_at_expansion():
     with pytest.raises(ConfigError, match="problem.rank=7 exceeds"):
         ex.expand(parse(TINY.replace("rank = 1", "rank = 7")))
     with pytest.raises(ConfigError, match="dynamics.method cannot be swept"):
-        parse(TINY.replace("batch_size = 2", 'batch_size = 2\nzip = { "dynamics.method" = ["gd"] }'))
+        parse(
+            TINY.replace("batch_size = 2", 'batch_size = 2\nzip = { "dynamics.method" = ["gd"] }')
+        )
     with pytest.raises(ConfigError, match="zipped lists must have equal lengths"):
-        parse(TINY.replace("batch_size = 2", "batch_size = 2\nzip = { problem = [0, 1], fraction = [0.5] }"))
+        parse(
+            TINY.replace(
+                "batch_size = 2", "batch_size = 2\nzip = { problem = [0, 1], fraction = [0.5] }"
+            )
+        )
     with pytest.raises(ConfigError, match="swept twice"):
         parse(TINY.replace("batch_size = 2", 'batch_size = 2\nzip = { "init.scale" = [0.1] }'))
 
@@ -116,8 +139,9 @@ def test_bad_toml_and_missing_file(tmp_path):
 
 
 def test_overrides():
-    raw = ex.apply_overrides(parse(TINY), ["alphas=[1e-4,1e-8]", "dynamics.steps=50",
-                                          "depth=[2, 3]"])
+    raw = ex.apply_overrides(
+        parse(TINY), ["alphas=[1e-4,1e-8]", "dynamics.steps=50", "depth=[2, 3]"]
+    )
     sw = ex.expand(raw)
     assert sw.axes[0].values == ((1e-4, 1e-8),)
     assert [a.name for a in sw.axes] == ["alpha", "seed", "depth"]
@@ -148,6 +172,7 @@ def test_shipped_configs_are_valid():
 
 # ---------------------------------------------------------------------------- batching
 
+
 def test_chunks_group_by_shape_and_are_deterministic():
     raw = parse(TINY.replace("batch_size = 2", "batch_size = 4\nzip = { problem = [0, 1] }"))
     sw = ex.expand(raw)
@@ -164,8 +189,11 @@ def test_chunks_group_by_shape_and_are_deterministic():
 
 def test_ten_thousand_runs_plan_quickly():
     import time
-    raw = ex.apply_overrides(parse(TINY), ["alphas=" + str([10.0 ** -k for k in range(1, 11)]),
-                                          "seeds=" + str(list(range(1000)))])
+
+    raw = ex.apply_overrides(
+        parse(TINY),
+        ["alphas=" + str([10.0**-k for k in range(1, 11)]), "seeds=" + str(list(range(1000)))],
+    )
     t0 = time.perf_counter()
     sw = ex.expand(raw)
     chunks = ex.plan_chunks(sw)
@@ -174,6 +202,7 @@ def test_ten_thousand_runs_plan_quickly():
 
 
 # ---------------------------------------------------------------------------- running
+
 
 @pytest.fixture(scope="module")
 def inprocess(tmp_path_factory):
@@ -187,6 +216,7 @@ def test_inprocess_dataset(inprocess):
     ds = ex.load(inprocess)
     assert dict(ds.sizes) == {"alpha": 2, "seed": 3, "step": 12, "sv": 6}
     import dask.array as da
+
     assert isinstance(ds["loss"].data, da.Array)  # lazy
     ds = ds.load()
     assert bool(ds["done"].all())
@@ -205,15 +235,15 @@ def test_rerun_skips_and_is_bit_identical(inprocess, tmp_path):
 
 
 def test_dask_localcluster_matches_inprocess(inprocess, tmp_path):
-    st = ex.run_sweep(ex.expand(parse(TINY)), tmp_path, executor="dask", workers=2,
-                      progress=False)
+    st = ex.run_sweep(ex.expand(parse(TINY)), tmp_path, executor="dask", workers=2, progress=False)
     assert st["done"] == 6
     xr.testing.assert_identical(ex.load(inprocess).load(), ex.load(tmp_path).load())
 
 
 def test_local_processes_match_inprocess(inprocess, tmp_path):
-    st = ex.run_sweep(ex.expand(parse(TINY)), tmp_path, executor="processes", workers=2,
-                      progress=False)
+    st = ex.run_sweep(
+        ex.expand(parse(TINY)), tmp_path, executor="processes", workers=2, progress=False
+    )
     assert st["done"] == 6
     xr.testing.assert_identical(ex.load(inprocess).load(), ex.load(tmp_path).load())
 
@@ -234,8 +264,11 @@ def test_process_workers_are_terminated_on_interrupt():
                 pool._pool.submit(time.sleep, 60)
             t0 = time.time()
             while time.time() - t0 < 60:
-                kids = [p for p in me.children() if p.pid not in before
-                        and "resource_tracker" not in " ".join(p.cmdline())]
+                kids = [
+                    p
+                    for p in me.children()
+                    if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline())
+                ]
                 if len(kids) >= 2:
                     break
                 time.sleep(0.05)
@@ -251,22 +284,29 @@ def test_unreachable_scheduler():
 
 
 def test_failed_runs_are_recorded_and_retried(tmp_path):
-    raw = parse(TINY.replace("lr = 0.2", "lr = 50.0").replace("alpha = [1e-2, 1e-3]", "alpha = [0.5]"))
+    raw = parse(
+        TINY.replace("lr = 0.2", "lr = 50.0").replace("alpha = [1e-2, 1e-3]", "alpha = [0.5]")
+    )
     st = ex.run_sweep(ex.expand(raw), tmp_path, progress=False)
     assert st["failed"] == 3 and st["done"] == 0
     note = next(iter(st["failures"].values()))
     assert "DivergenceError" in json.loads(note.read_text())["error"]
     # fixing the step size re-runs them (new keys); the old notes do not count
     # (another config in the same folder: only with add=True, i.e. `rankbias run --add`)
-    st = ex.run_sweep(ex.expand(ex.apply_overrides(raw, ["dynamics.lr=0.2"])), tmp_path,
-                      progress=False, add=True)
+    st = ex.run_sweep(
+        ex.expand(ex.apply_overrides(raw, ["dynamics.lr=0.2"])), tmp_path, progress=False, add=True
+    )
     assert st["done"] == 3 and st["failed"] == 0
 
 
 def test_flow_sweep_steady_state_hold(tmp_path):
-    raw = parse(TINY.replace('method = "gd"', 'method = "flow"\nt_max = 1e4\nrtol = 1e-6\n'
-                             'atol = 1e-9\ngtol = 1e-7')
-                .replace("lr = 0.2\nsteps = 200\n", "").replace("seed = [0, 1, 2]", "seed = [0]"))
+    raw = parse(
+        TINY.replace(
+            'method = "gd"', 'method = "flow"\nt_max = 1e4\nrtol = 1e-6\natol = 1e-9\ngtol = 1e-7'
+        )
+        .replace("lr = 0.2\nsteps = 200\n", "")
+        .replace("seed = [0, 1, 2]", "seed = [0]")
+    )
     ex.run_sweep(ex.expand(raw), tmp_path, progress=False)
     ds = ex.load(tmp_path, lazy=False)
     assert "time" in ds.dims and ds["time"].values[0] == 0
@@ -278,9 +318,11 @@ def test_flow_sweep_steady_state_hold(tmp_path):
 
 # ---------------------------------------------------------------------------- reproductions
 
+
 def _repro_module(tmp_path, monkeypatch):
     mod = tmp_path / "tiny_repro_mod.py"
-    mod.write_text(textwrap.dedent("""
+    mod.write_text(
+        textwrap.dedent("""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -291,17 +333,20 @@ def _repro_module(tmp_path, monkeypatch):
             fig.savefig(out_dir / "squares.png"); fig.savefig(out_dir / "squares.svg")
             plt.close(fig)
             return {"n": n, "quick": quick, "nested": {"sum": float(sum(range(n)))}}
-    """))
+    """)
+    )
     cfgs = tmp_path / "configs"
     cfgs.mkdir()
-    (cfgs / "tiny-repro.toml").write_text(textwrap.dedent("""
+    (cfgs / "tiny-repro.toml").write_text(
+        textwrap.dedent("""
         name = "tiny-repro"
         description = "a tiny reproduction for the tests"
         kind = "reproduction"
         runner = "tiny_repro_mod:reproduce"
         [params]
         n = 4
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("RANKBIAS_CONFIG_PATH", str(cfgs))
     return cfgs
@@ -337,9 +382,24 @@ def test_dask_external_scheduler_on_loopback(inprocess, tmp_path):
     import time
 
     sched_file = tmp_path / "scheduler.json"
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
-                               "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
-                               str(sched_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     try:
         for _ in range(300):
             if sched_file.exists() and sched_file.stat().st_size > 0:
@@ -347,13 +407,29 @@ def test_dask_external_scheduler_on_loopback(inprocess, tmp_path):
             time.sleep(0.1)
         address = json.loads(sched_file.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
-        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
-                                       "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
-                                       "--host", "127.0.0.1"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--nworkers",
+                    "1",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         out = tmp_path / "res"
-        st = ex.run_sweep(ex.expand(parse(TINY)), out, executor="dask", scheduler=address,
-                          progress=False)
+        st = ex.run_sweep(
+            ex.expand(parse(TINY)), out, executor="dask", scheduler=address, progress=False
+        )
         assert st["done"] == 6
         xr.testing.assert_identical(ex.load(inprocess).load(), ex.load(out).load())
     finally:
@@ -368,21 +444,42 @@ def test_dask_external_scheduler_on_loopback(inprocess, tmp_path):
 
 # ------------------------------------------------------------- config: bounds, quick, as-run TOML
 
-@pytest.mark.parametrize("old, new, message", [
-    ("n_save = 12", "n_save = 100000000", "dynamics.n_save must be between 2 and 100,000, got 100000000"),
-    ('method = "gd"', 'method = "flow"\nt_max = 10.0\nt_min = 20.0',
-     "dynamics.t_min must be < dynamics.t_max=10, got 20"),
-    ('method = "gd"', 'method = "flow"\nt_max = 10.0\nt_min = 10.0', "dynamics.t_min must be <"),
-    ("seed = [0, 1, 2]", "seed = [0, 1, 1]", "sweep.grid.seed repeats values (1 appears 2 times"),
-])
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "n_save = 12",
+            "n_save = 100000000",
+            "dynamics.n_save must be between 2 and 100,000, got 100000000",
+        ),
+        (
+            'method = "gd"',
+            'method = "flow"\nt_max = 10.0\nt_min = 20.0',
+            "dynamics.t_min must be < dynamics.t_max=10, got 20",
+        ),
+        (
+            'method = "gd"',
+            'method = "flow"\nt_max = 10.0\nt_min = 10.0',
+            "dynamics.t_min must be <",
+        ),
+        (
+            "seed = [0, 1, 2]",
+            "seed = [0, 1, 1]",
+            "sweep.grid.seed repeats values (1 appears 2 times",
+        ),
+    ],
+)
 def test_bounds_and_orderings(old, new, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         ex.expand(parse(TINY.replace(old, new)))
 
 
 def test_duplicate_zip_points_are_refused():
-    raw = TINY.replace('grid = { alpha = [1e-2, 1e-3], seed = [0, 1, 2] }',
-                       'zip = { problem = [0, 1, 0], fraction = [0.5, 0.6, 0.5] }')
+    raw = TINY.replace(
+        "grid = { alpha = [1e-2, 1e-3], seed = [0, 1, 2] }",
+        "zip = { problem = [0, 1, 0], fraction = [0.5, 0.6, 0.5] }",
+    )
     with pytest.raises(ConfigError, match=r"sweep\.zip\[0\]\.problem/fraction repeats values"):
         parse(raw)
 
@@ -404,8 +501,9 @@ def test_dump_toml_round_trips_every_shipped_config_and_overrides():
     for e in ex.list_experiments():
         raw = ex.load_config(e.path)
         assert ex.parse_config(ex.config.dump_toml(raw)) == raw, e.name
-    raw = ex.apply_overrides(parse(TINY), ["alphas=[1e-4]", "dynamics.lr=0.1",
-                                           'name="a \\"quoted\\" one"'])
+    raw = ex.apply_overrides(
+        parse(TINY), ["alphas=[1e-4]", "dynamics.lr=0.1", 'name="a \\"quoted\\" one"']
+    )
     assert ex.parse_config(ex.config.dump_toml(raw)) == raw
 
 

@@ -44,8 +44,9 @@ def test_gradient_flow_at_tiny_alpha_matches_glrl():
     prob = shipped_instance()
     res = glrl(prob, eps=1e-30)
     model = rb.SymmetricFactorization(4)
-    tr = rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-32, seed=3), t_max=2e4,
-                          rtol=1e-10, atol=1e-20)
+    tr = rb.gradient_flow(
+        prob, model, model.init("gaussian", scale=1e-32, seed=3), t_max=2e4, rtol=1e-10, atol=1e-20
+    )
     assert np.linalg.norm(tr.final_matrix - res.matrix) < 1e-6
 
 
@@ -86,7 +87,9 @@ def test_bad_input():
         rb.MatrixCompletion(np.eye(3), np.zeros((3, 3), bool))
     with pytest.raises(ValueError, match="problem"):
         glrl(np.eye(3))  # pyright: ignore[reportArgumentType]  # the wrong type on purpose
-    nonconvex = rb.CustomLoss(lambda W: 0.5 * jnp.sum((W - jnp.diag(jnp.array([2.0, 1.0]))) ** 2), (2, 2))
+    nonconvex = rb.CustomLoss(
+        lambda W: 0.5 * jnp.sum((W - jnp.diag(jnp.array([2.0, 1.0]))) ** 2), (2, 2)
+    )
     with pytest.warns(RuntimeWarning, match="not known to be convex"):
         res = glrl(nonconvex, eps=1e-20)
     np.testing.assert_allclose(res.matrix, np.diag([2.0, 1.0]), atol=1e-7)
@@ -101,8 +104,9 @@ def test_phase_distances_shrink_as_alpha_goes_to_zero():
     prob = rb.MatrixCompletion.uniform(M, 0.6, seed=1, symmetric=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cmp = rb.compare_with_glrl(prob, rb.SymmetricFactorization(8), alphas=[1e-6, 1e-24],
-                                   seeds=[0], t_max=2e4)
+        cmp = rb.compare_with_glrl(
+            prob, rb.SymmetricFactorization(8), alphas=[1e-6, 1e-24], seeds=[0], t_max=2e4
+        )
     ph = cmp.distances["phase"][:, 0, :]
     assert np.all(np.isfinite(ph))
     assert np.all(ph[1] < 0.1 * ph[0])
@@ -124,8 +128,13 @@ def test_power_law_exponents_match_the_eigengap():
     prob = rb.MatrixCompletion.uniform(M, 0.5, seed=0, symmetric=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cmp = rb.compare_with_glrl(prob, rb.SymmetricFactorization(12),
-                                   alphas=[1e-4, 1e-8, 1e-12, 1e-16], seeds=[0, 1], t_max=3e4)
+        cmp = rb.compare_with_glrl(
+            prob,
+            rb.SymmetricFactorization(12),
+            alphas=[1e-4, 1e-8, 1e-12, 1e-16],
+            seeds=[0, 1],
+            t_max=3e4,
+        )
     c = cmp.fit["prediction_second_singular_value"]
     assert cmp.fit["phase1_at_mid"]["c"] == pytest.approx(c / 2, abs=0.05)
     s2 = []
@@ -143,8 +152,9 @@ def test_glrl_distance_sweep_metric():
     prob = shipped_instance()
     res = glrl(prob, eps=1e-30)
     model = rb.SymmetricFactorization(4)
-    near = rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-32, seed=3), t_max=2e4,
-                            rtol=1e-10)
+    near = rb.gradient_flow(
+        prob, model, model.init("gaussian", scale=1e-32, seed=3), t_max=2e4, rtol=1e-10
+    )
     far = rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-1, seed=3), t_max=2e4)
     d_near = glrl_distance_metric(near, prob, {})["glrl_distance"]
     assert d_near == pytest.approx(np.linalg.norm(near.final_matrix - res.matrix), abs=1e-9)
@@ -153,6 +163,7 @@ def test_glrl_distance_sweep_metric():
 
 
 # ---- the factor-only path of large completions, checked against the dense path ----------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("symmetric_mask,symmetric", [(True, True), (False, True), (False, False)])
@@ -194,7 +205,7 @@ def test_sparse_gradient_matches_autodiff_of_the_dense_loss(seed, sym_mask, symm
     M = M + M.T if sym_mask else M
     prob = rb.MatrixCompletion.uniform(M, 0.5, seed=seed, symmetric=sym_mask, dense=False)
     ell = _ell(prob, symmetric)
-    assert (len(ell) == 3) == (sym_mask and symmetric)   # one table iff the pattern is symmetric
+    assert (len(ell) == 3) == (sym_mask and symmetric)  # one table iff the pattern is symmetric
     if symmetric:
         U = jnp.asarray(rng.standard_normal((7, 2)))
         L = lambda U: 0.5 * prob.loss(U @ U.T)
@@ -234,8 +245,13 @@ def test_deeper_factorizations_reach_the_glrl_limit_at_larger_alpha():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for depth in (2, 3, 4):
-            cmp = rb.compare_with_glrl(prob, rb.DeepFactorization((4, 4), depth=depth),
-                                       alphas=[1e-6], seeds=[0], glrl_result=res)
+            cmp = rb.compare_with_glrl(
+                prob,
+                rb.DeepFactorization((4, 4), depth=depth),
+                alphas=[1e-6],
+                seeds=[0],
+                glrl_result=res,
+            )
             ends[depth] = float(cmp.distances["end"][0, 0])
     assert ends[3] < 1e-3 and ends[4] < 1e-3
     assert ends[2] > 10 * max(ends[3], ends[4])
@@ -254,17 +270,28 @@ def test_glrl_distance_metric_uses_the_variant_of_the_model():
 
     prob = _sym_indefinite()
     Y = np.diag([2.0, -3.0])
-    tr = rb.Trajectory(times=np.array([0.0, 1.0]), loss=np.zeros(2), grad_norm=np.zeros(2),
-                       singular_values=np.array([[3.0, 2.0]] * 2), final_params=(Y, np.eye(2)),
-                       final_matrix=Y)
+    tr = rb.Trajectory(
+        times=np.array([0.0, 1.0]),
+        loss=np.zeros(2),
+        grad_norm=np.zeros(2),
+        singular_values=np.array([[3.0, 2.0]] * 2),
+        final_params=(Y, np.eye(2)),
+        final_matrix=Y,
+    )
     deep = glrl_distance_metric(tr, prob, {"model": {"type": "deep"}})
     sym = glrl_distance_metric(tr, prob, {"model": {"type": "symmetric"}})
     assert deep["glrl_symmetric"] == 0.0 and deep["glrl_distance"] < 1e-8
     assert sym["glrl_symmetric"] == 1.0 and sym["glrl_distance"] == pytest.approx(3.0, abs=1e-8)
     # No model in the run config: a single factor U with W = U U^T is read as symmetric.
     U = np.diag([np.sqrt(2.0), 0.0])
-    tu = rb.Trajectory(times=tr.times, loss=tr.loss, grad_norm=tr.grad_norm,
-                       singular_values=tr.singular_values, final_params=(U,), final_matrix=U @ U.T)
+    tu = rb.Trajectory(
+        times=tr.times,
+        loss=tr.loss,
+        grad_norm=tr.grad_norm,
+        singular_values=tr.singular_values,
+        final_params=(U,),
+        final_matrix=U @ U.T,
+    )
     assert glrl_distance_metric(tu, prob, {})["glrl_symmetric"] == 1.0
     assert glrl_distance_metric(tr, prob, {})["glrl_symmetric"] == 0.0
 
@@ -280,8 +307,7 @@ def test_compare_reference_variant_follows_the_model_and_the_end_is_certified():
         glrl_variant_for(object())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        deep = rb.compare_with_glrl(prob, rb.DeepFactorization((2, 2), 2), alphas=[1e-4],
-                                    seeds=[0])
+        deep = rb.compare_with_glrl(prob, rb.DeepFactorization((2, 2), 2), alphas=[1e-4], seeds=[0])
         sym = rb.compare_with_glrl(prob, rb.SymmetricFactorization(2), alphas=[1e-4], seeds=[0])
     assert deep.info["glrl_variant"] == "asymmetric" and not deep.glrl.symmetric
     assert sym.info["glrl_variant"] == "PSD" and sym.glrl.symmetric
@@ -291,8 +317,8 @@ def test_compare_reference_variant_follows_the_model_and_the_end_is_certified():
         assert cmp.certified.all() and cmp.status[0, 0] == "steady_state"
         tr = cmp.trajectories[(1e-4, 0)]
         assert cmp.t_final[0, 0] == tr.times[-1] and tr.status == "steady_state"
-        assert cmp.distances["end"][0, 0] < 1e-6   # GF from a small init reaches the limit
-        row = cmp.table[0]                          # a property now, like `runs`
+        assert cmp.distances["end"][0, 0] < 1e-6  # GF from a small init reaches the limit
+        row = cmp.table[0]  # a property now, like `runs`
         assert row["status"] == ["steady_state"] and row["certified"] == 1
         assert row["t_final"] == [cmp.t_final[0, 0]]
         assert "1/1 runs at a steady state" in repr(cmp) and len(repr(cmp).splitlines()) <= 15
@@ -302,8 +328,9 @@ def test_compare_marks_and_warns_about_uncertified_end_points():
     prob = _sym_indefinite()
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        cmp = rb.compare_with_glrl(prob, rb.SymmetricFactorization(2), alphas=[1e-4], seeds=[0],
-                                   t_max=1.0, end_t_max=1.0)
+        cmp = rb.compare_with_glrl(
+            prob, rb.SymmetricFactorization(2), alphas=[1e-4], seeds=[0], t_max=1.0, end_t_max=1.0
+        )
     assert cmp.status is not None and cmp.t_final is not None  # set in __post_init__
     assert cmp.status[0, 0] == "t_max" and not cmp.certified.any()
     assert cmp.t_final[0, 0] == pytest.approx(1.0)

@@ -22,8 +22,9 @@ def _spectrum(P=200, seed=0):
     # unstable ones (negative curvature), the rest tiny.
     rng = np.random.default_rng(seed)
     Q, _ = np.linalg.qr(rng.standard_normal((P, P)))
-    lam = np.concatenate([-np.geomspace(1e-3, 2.0, 30), [0.013, 0.021],
-                          1e-13 * rng.standard_normal(P - 32)])
+    lam = np.concatenate(
+        [-np.geomspace(1e-3, 2.0, 30), [0.013, 0.021], 1e-13 * rng.standard_normal(P - 32)]
+    )
     return (Q * lam) @ Q.T, lam
 
 
@@ -48,7 +49,8 @@ def test_gmres_with_spectral_preconditioner_solves_in_few_iterations(hg):
     mv = lambda v: v - hg * (jnp.asarray(J) @ v)
     Vt, theta = dominant_eigenpairs(lambda v: jnp.asarray(J) @ v, P, 40)
     x, it, ok = jax.jit(lambda b: gmres(mv, b, spectral_inverse(Vt, theta, hg), 1e-12, 50))(
-        jnp.asarray(b))
+        jnp.asarray(b)
+    )
     assert bool(ok) and int(it) <= 5  # the neglected part: h gamma 1e-13 <= 1e-4
     # Backward error (at hg = 1e9 the product A x alone rounds at eps ||A|| ||x|| ~ 1e-7).
     x = np.asarray(x)
@@ -72,8 +74,9 @@ def _deep_state():
     M = rb.random_low_rank((8, 8), 2, psd=True, seed=1)
     prob = rb.MatrixCompletion.uniform(M, 0.6, seed=1, symmetric=True)
     model = rb.DeepFactorization((8, 8), depth=3)
-    tr = rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-3, seed=0), t_max=3e3,
-                          gtol=None, n_save=5)
+    tr = rb.gradient_flow(
+        prob, model, model.init("gaussian", scale=1e-3, seed=0), t_max=3e3, gtol=None, n_save=5
+    )
     vf = _vector_field(model)
     return (lambda z: vf(0.0, z, prob)), model.flatten(tr.final_params)  # pyright: ignore[reportArgumentType]  # NumPy factors are accepted
 

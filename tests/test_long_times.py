@@ -31,8 +31,15 @@ def _setup():
     return prob, model, tuple(jnp.eye(2) * A for _ in range(4))
 
 
-KW: dict[str, Any] = dict(t_max=1e16, solver="hybrid", gtol=None, n_save=40,
-                          save_at=T_CHECK + T_AROUND, save_matrices=True, max_steps=50_000)
+KW: dict[str, Any] = dict(
+    t_max=1e16,
+    solver="hybrid",
+    gtol=None,
+    n_save=40,
+    save_at=T_CHECK + T_AROUND,
+    save_matrices=True,
+    max_steps=50_000,
+)
 
 
 def _diag_at(tr, t):
@@ -48,8 +55,12 @@ def _check(tr):
     np.testing.assert_allclose(tr.final_matrix, np.diag(S), atol=1e-10)
     # Plateaus against the closed form, in the first segment and after a restart (rtol 1e-8:
     # the escape time is known to ~1e-7 relative, which sets the tolerance before an escape).
-    for t, i, tol in ((0.5e15, 0, 1e-5), (1e15 * (1 - 1e-3), 0, 5e-3), (1.5e15, 1, 1e-6),
-                      (2e15 * (1 - 1e-3), 1, 1e-4)):
+    for t, i, tol in (
+        (0.5e15, 0, 1e-5),
+        (1e15 * (1 - 1e-3), 0, 5e-3),
+        (1.5e15, 1, 1e-6),
+        (2e15 * (1 - 1e-3), 1, 1e-4),
+    ):
         assert _diag_at(tr, t)[i] == pytest.approx(_plateau(t, S[i]), rel=tol)
     # Each escape happens within 1e-6 (relative) of its closed-form time.
     for k, t in enumerate((1e15, 2e15)):
@@ -111,7 +122,7 @@ def _extended_precision_grad(problem, M, params):
 
     mask = np.asarray(problem.mask).astype(ld)
     R = mask * (prod(P) - np.asarray(M).astype(ld))
-    return [prod(P[i + 1:]).T @ R @ prod(P[:i]).T for i in range(len(P))]
+    return [prod(P[i + 1 :]).T @ R @ prod(P[:i]).T for i in range(len(P))]
 
 
 @pytest.mark.slow
@@ -130,8 +141,9 @@ def test_after_first_escape_the_float64_gradient_is_noise_iff_warned(depth, nois
     ps = model.init("gaussian", scale=1e-32, seed=0)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        tr = rb.gradient_flow(prob, model, ps, t_max=1e19, gtol=None, n_save=200,
-                              solver="hybrid", max_steps=steps)
+        tr = rb.gradient_flow(
+            prob, model, ps, t_max=1e19, gtol=None, n_save=200, solver="hybrid", max_steps=steps
+        )
     warned = [str(w.message) for w in rec if issubclass(w.category, rb.ResolutionWarning)]
     assert warned  # both are below the later-escapes floor
     assert any("curvature along the next directions" in m for m in warned) == noisy
@@ -140,6 +152,8 @@ def test_after_first_escape_the_float64_gradient_is_noise_iff_warned(depth, nois
         assert tr.info["restarts"] >= 1  # it comes at t ~ 8e15
     _, g, _ = model.loss_and_grad(prob, tr.final_params)  # pyright: ignore[reportArgumentType]  # NumPy factors are accepted
     exact = _extended_precision_grad(prob, M, tr.final_params)
-    rel = max(float(np.linalg.norm(np.asarray(a) - b.astype(float)) / np.linalg.norm(b.astype(float)))
-              for a, b in zip(g, exact, strict=True))
+    rel = max(
+        float(np.linalg.norm(np.asarray(a) - b.astype(float)) / np.linalg.norm(b.astype(float)))
+        for a, b in zip(g, exact, strict=True)
+    )
     assert (rel > 0.1) if noisy else (rel < 1e-3)

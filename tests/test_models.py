@@ -25,7 +25,7 @@ def test_identity_scale_is_end_to_end(depth):
     W = np.asarray(model.product(model.init("identity", scale=1e-6)))
     np.testing.assert_allclose(W, 1e-6 * np.eye(4), rtol=1e-12)
     Wp = np.asarray(model.product(model.init("identity", scale=0.1, per_factor=True)))
-    np.testing.assert_allclose(Wp, 0.1 ** depth * np.eye(4), rtol=1e-12)
+    np.testing.assert_allclose(Wp, 0.1**depth * np.eye(4), rtol=1e-12)
 
 
 def test_tiny_scales_do_not_underflow():
@@ -78,8 +78,13 @@ def fd(f, x, h=1e-6):
 
 
 @settings(max_examples=12, deadline=None)
-@given(m=st.integers(1, 4), n=st.integers(1, 4), depth=st.integers(1, 4), width=st.integers(1, 4),
-       seed=st.integers(0, 100))
+@given(
+    m=st.integers(1, 4),
+    n=st.integers(1, 4),
+    depth=st.integers(1, 4),
+    width=st.integers(1, 4),
+    seed=st.integers(0, 100),
+)
 def test_deep_grad_fd(m, n, depth, width, seed):
     rng = np.random.default_rng(seed)
     M = rng.standard_normal((m, n))
@@ -90,10 +95,12 @@ def test_deep_grad_fd(m, n, depth, width, seed):
     ps = [rng.standard_normal(s) for s in model.param_shapes]
     _, g, _ = model.loss_and_grad(prob, tuple(jnp.asarray(p) for p in ps))
     for j in range(depth):
+
         def fj(x, j=j):
             q = list(ps)
             q[j] = x
             return float(prob.loss(np.asarray(model.product(tuple(jnp.asarray(p) for p in q)))))
+
         np.testing.assert_allclose(np.asarray(g[j]), fd(fj, ps[j]), atol=1e-6)
 
 
@@ -113,16 +120,25 @@ def test_symmetric_grad_fd_and_half_convention(d, k, seed):
     np.testing.assert_allclose(np.asarray(g), (U @ U.T - Y) @ U, atol=1e-10)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: rb.DeepFactorization((3, 3), depth=0), "`depth` must be >= 1"),
-    (lambda: rb.DeepFactorization((3, 3), depth=3, width=[2]), "2 hidden widths"),
-    (lambda: rb.DeepFactorization((3, 0), depth=2), "`shape` must be a pair"),
-    (lambda: rb.DeepFactorization((3, 3), depth=2).init("gaussian", scale=-1.0), "`scale` must be > 0"),
-    (lambda: rb.DeepFactorization((3, 3), depth=2).init("gaussian", scale=0.0), "`scale` must be > 0"),
-    (lambda: rb.DeepFactorization((3, 3), depth=2).init("xavier", scale=1.0), "unknown `init`"),
-    (lambda: rb.DeepFactorization((3, 3), depth=2, width=2).init("balanced"), "width >= min"),
-    (lambda: rb.SymmetricFactorization(3).init("perturbed_identity"), "DeepFactorization only"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: rb.DeepFactorization((3, 3), depth=0), "`depth` must be >= 1"),
+        (lambda: rb.DeepFactorization((3, 3), depth=3, width=[2]), "2 hidden widths"),
+        (lambda: rb.DeepFactorization((3, 0), depth=2), "`shape` must be a pair"),
+        (
+            lambda: rb.DeepFactorization((3, 3), depth=2).init("gaussian", scale=-1.0),
+            "`scale` must be > 0",
+        ),
+        (
+            lambda: rb.DeepFactorization((3, 3), depth=2).init("gaussian", scale=0.0),
+            "`scale` must be > 0",
+        ),
+        (lambda: rb.DeepFactorization((3, 3), depth=2).init("xavier", scale=1.0), "unknown `init`"),
+        (lambda: rb.DeepFactorization((3, 3), depth=2, width=2).init("balanced"), "width >= min"),
+        (lambda: rb.SymmetricFactorization(3).init("perturbed_identity"), "DeepFactorization only"),
+    ],
+)
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()

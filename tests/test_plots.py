@@ -38,9 +38,14 @@ def _center_line(ax):
 
 
 # ---------------------------------------------------------------- one run
-@pytest.mark.parametrize("kind, attr, logy", [("loss", "loss", "log"),
-                                              ("grad_norm", "grad_norm", "log"),
-                                              ("effective_rank", None, "linear")])
+@pytest.mark.parametrize(
+    "kind, attr, logy",
+    [
+        ("loss", "loss", "log"),
+        ("grad_norm", "grad_norm", "log"),
+        ("effective_rank", None, "linear"),
+    ],
+)
 def test_trajectory_plot_draws_the_arrays_on_log_time(runs, kind, attr, logy):
     for tr in runs:
         ax = tr.plot(kind)
@@ -81,7 +86,9 @@ def test_trajectory_plot_rejects_bad_arguments(runs):
 def test_plots_plot_accepts_a_trajectory(runs, tmp_path):
     gf, gd = runs
     paths = plots.plot(gf, "loss", tmp_path)
-    assert [p.name for p in paths] == ["loss.png", "loss.svg"] and all(p.stat().st_size for p in paths)
+    assert [p.name for p in paths] == ["loss.png", "loss.svg"] and all(
+        p.stat().st_size for p in paths
+    )
     assert sorted(plots.plot_all(gd, tmp_path)) == sorted(plots.TRAJECTORY_KINDS)
     with pytest.raises(ValueError, match="not drawn for one Trajectory"):
         plots.plot(gf, "distance-vs-alpha", tmp_path)
@@ -102,11 +109,14 @@ def _sweep(n_seeds=5):
     dist = np.exp(rng.normal(0, 0.2, (2, n_seeds))) * 1e-5
     dist[:, :2] = [[11.0, 30.0], [9.0, 25.0]]
     return xr.Dataset(
-        {"loss": (("alpha", "seed", "time"), loss),
-         "glrl_distance": (("alpha", "seed"), dist),
-         "glrl_symmetric": (("alpha", "seed"), np.zeros((2, n_seeds))),
-         "done": (("alpha", "seed"), np.ones((2, n_seeds), bool))},
-        coords={"alpha": alphas, "seed": list(range(n_seeds)), "time": t})
+        {
+            "loss": (("alpha", "seed", "time"), loss),
+            "glrl_distance": (("alpha", "seed"), dist),
+            "glrl_symmetric": (("alpha", "seed"), np.zeros((2, n_seeds))),
+            "done": (("alpha", "seed"), np.ones((2, n_seeds), bool)),
+        },
+        coords={"alpha": alphas, "seed": list(range(n_seeds)), "time": t},
+    )
 
 
 def test_sweep_figures_default_to_the_median_with_a_quantile_band():
@@ -118,7 +128,9 @@ def test_sweep_figures_default_to_the_median_with_a_quantile_band():
     thin = [ln for ln in ax.get_lines() if ln.get_linewidth() < 1]
     assert len(centers) == 2 and len(thin) == 2 * 5  # every seed drawn (5 <= MAX_THIN)
     for i, line in enumerate(centers):
-        np.testing.assert_allclose(np.asarray(line.get_ydata()), np.median(ds["loss"].values[i], 0)[keep])
+        np.testing.assert_allclose(
+            np.asarray(line.get_ydata()), np.median(ds["loss"].values[i], 0)[keep]
+        )
     band = np.asarray(ax.collections[0].get_paths()[0].vertices)[:, 1]
     q25, q75 = np.quantile(ds["loss"].values[0], [0.25, 0.75], axis=0)
     assert np.allclose(band.min(), q25[keep].min()) and np.allclose(band.max(), q75[keep].max())
@@ -146,7 +158,9 @@ def test_distance_figure_median_and_glrl_variant_label():
     assert np.median(ds["glrl_distance"].values, 1).max() < 1e-3  # median 1e-5, mean ~ 8
     assert "asymmetric GLRL" in ax.get_title() and "median" in ax.get_title()
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    assert plots.glrl_variant_label(ds.assign(glrl_symmetric=ds["glrl_symmetric"] + 1)) == "PSD GLRL"
+    assert (
+        plots.glrl_variant_label(ds.assign(glrl_symmetric=ds["glrl_symmetric"] + 1)) == "PSD GLRL"
+    )
     assert "not recorded" in plots.glrl_variant_label(ds.drop_vars("glrl_symmetric"))
 
 
@@ -198,16 +212,24 @@ def test_comparison_plot_fit_and_prediction(glrl_res):
 
     alphas = [1e-2, 1e-4, 1e-6, 1e-8]
     c_true = 0.3
-    end = np.array([[2 * a ** c_true, 3 * a ** c_true] for a in alphas])
+    end = np.array([[2 * a**c_true, 3 * a**c_true] for a in alphas])
     mid = end[:, :, None] * 0.5
     fit = fit_power_law(alphas, np.median(end, 1))
     fit.update(prediction=0.25, phase1_at_mid=fit_power_law(alphas, np.median(mid[:, :, 0], 1)))
     status = np.full(end.shape, "steady_state", dtype=object)
     status[0, 1] = "t_max"
-    cmp = GLRLComparison(alphas=alphas, seeds=[0, 1], glrl=glrl_res, trajectories={},
-                         distances=dict(end=end, phase=mid, phase_at_mid=mid), shifts=mid * 0,
-                         fit=fit, info=dict(depth=2, glrl_variant="asymmetric"), status=status,
-                         t_final=np.ones(end.shape))
+    cmp = GLRLComparison(
+        alphas=alphas,
+        seeds=[0, 1],
+        glrl=glrl_res,
+        trajectories={},
+        distances=dict(end=end, phase=mid, phase_at_mid=mid),
+        shifts=mid * 0,
+        fit=fit,
+        info=dict(depth=2, glrl_variant="asymmetric"),
+        status=status,
+        t_final=np.ones(end.shape),
+    )
     assert fit["c"] == pytest.approx(c_true)
     ax = cmp.plot()
     labels = {ln.get_label(): ln for ln in ax.get_lines()}
@@ -217,10 +239,14 @@ def test_comparison_plot_fit_and_prediction(glrl_res):
     pred = labels["predicted slope (1-lam2/lam1)/2 = 0.250"]
     x, y = np.asarray(pred.get_xdata()), np.asarray(pred.get_ydata())
     assert np.log(y[-1] / y[0]) / np.log(x[-1] / x[0]) == pytest.approx(0.25)
-    np.testing.assert_allclose(np.asarray(labels["end, median over seeds"].get_ydata()),
-                               np.median(end, 1)[np.argsort(alphas)])
+    np.testing.assert_allclose(
+        np.asarray(labels["end, median over seeds"].get_ydata()),
+        np.median(end, 1)[np.argsort(alphas)],
+    )
     nc = labels["end (NOT certified)"]
-    assert list(np.asarray(nc.get_xdata())) == [1e-2] and list(np.asarray(nc.get_ydata())) == [end[0, 1]]
+    assert list(np.asarray(nc.get_xdata())) == [1e-2] and list(np.asarray(nc.get_ydata())) == [
+        end[0, 1]
+    ]
     assert "asymmetric GLRL" in ax.get_title()
     text = repr(cmp)
     assert len(text.splitlines()) <= 15 and "7/8 runs" in text and "asymmetric" in text

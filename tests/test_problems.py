@@ -23,8 +23,12 @@ shapes = st.tuples(st.integers(1, 6), st.integers(1, 6))
 
 
 @settings(max_examples=15, deadline=None)
-@given(shape=shapes, seed=st.integers(0, 1000), dense=st.booleans(),
-       norm=st.sampled_from(["sum", "mean"]))
+@given(
+    shape=shapes,
+    seed=st.integers(0, 1000),
+    dense=st.booleans(),
+    norm=st.sampled_from(["sum", "mean"]),
+)
 def test_completion_grad_fd(shape, seed, dense, norm):
     rng = np.random.default_rng(seed)
     M = rng.standard_normal(shape)
@@ -32,8 +36,9 @@ def test_completion_grad_fd(shape, seed, dense, norm):
     mask.flat[0] = True
     prob = rb.MatrixCompletion(M, mask, normalization=norm, dense=dense)
     W = rng.standard_normal(shape)
-    np.testing.assert_allclose(np.asarray(prob.grad(jnp.asarray(W))), fd_grad(prob.loss, W),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(prob.grad(jnp.asarray(W))), fd_grad(prob.loss, W), atol=1e-6
+    )
     # Normalisation written in the docstring.
     c = 1.0 if norm == "sum" else 1.0 / mask.sum()
     assert float(prob.loss(W)) == pytest.approx(0.5 * c * np.sum(mask * (W - M) ** 2), rel=1e-12)
@@ -48,7 +53,9 @@ def test_sensing_grad_fd(shape, seed, k):
     M = rng.standard_normal(shape)
     prob = rb.MatrixSensing.gaussian(M, k, seed=seed, noise=0.1)
     W = rng.standard_normal(shape)
-    np.testing.assert_allclose(np.asarray(prob.grad(jnp.asarray(W))), fd_grad(prob.loss, W), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(prob.grad(jnp.asarray(W))), fd_grad(prob.loss, W), atol=1e-6
+    )
     A, y = np.asarray(prob.A), np.asarray(prob.y)
     expected = 0.5 * np.mean((np.einsum("kij,ij->k", A, W) - y) ** 2)
     assert float(prob.loss(W)) == pytest.approx(expected, rel=1e-12)
@@ -72,7 +79,9 @@ def test_estimation_and_custom_grad_fd(shape, seed):
     Y = rng.standard_normal(shape)
     W = rng.standard_normal(shape)
     est = rb.MatrixEstimation(Y)
-    np.testing.assert_allclose(np.asarray(est.grad(jnp.asarray(W))), fd_grad(est.loss, W), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(est.grad(jnp.asarray(W))), fd_grad(est.loss, W), atol=1e-6
+    )
     assert float(est.loss(W)) == pytest.approx(0.5 * np.sum((W - Y) ** 2))
     cust = rb.CustomLoss(lambda X: jnp.sum(jnp.cosh(X - Y)), shape)
     np.testing.assert_allclose(np.asarray(cust.grad(jnp.asarray(W))), np.sinh(W - Y), atol=1e-12)
@@ -92,8 +101,9 @@ def test_completion_index_lists_and_uniform():
     p2 = rb.MatrixCompletion(M, (r, c), dense=False)
     W = np.random.default_rng(0).standard_normal((30, 30))
     assert float(p2.loss(W)) == pytest.approx(float(prob.loss(W)), rel=1e-12)
-    np.testing.assert_allclose(np.asarray(p2.grad(jnp.asarray(W))), np.asarray(prob.grad(jnp.asarray(W))),
-                               atol=1e-13)
+    np.testing.assert_allclose(
+        np.asarray(p2.grad(jnp.asarray(W))), np.asarray(prob.grad(jnp.asarray(W))), atol=1e-13
+    )
 
 
 def test_generators():
@@ -110,18 +120,27 @@ def test_generators():
     np.testing.assert_allclose(np.linalg.svd(R, compute_uv=False)[:3], [3, 1, 0], atol=1e-12)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: rb.MatrixCompletion(np.ones((3, 3)), np.zeros((3, 3), bool)), "observes no entry"),
-    (lambda: rb.MatrixCompletion(np.ones((3, 3)), np.ones((3, 4), bool)), "`mask` must have the shape"),
-    (lambda: rb.MatrixCompletion(np.array([[np.nan, 1], [1, 1]]), np.ones((2, 2), bool)), "`M` contains non-finite"),
-    (lambda: rb.MatrixEstimation(np.ones(3)), "`Y` must be a 2-D"),
-    (lambda: rb.MatrixSensing(np.ones((2, 3, 3)), np.ones(3)), "`y` must have shape"),
-    (lambda: rb.MatrixSensing.gaussian(np.ones((3, 3)), 0), "`num_measurements` must be >= 1"),
-    (lambda: rb.MatrixCompletion.uniform(np.ones((3, 3)), 1.5), "`fraction` must be in"),
-    (lambda: rb.CustomLoss(lambda W: W, (2, 2)), "must return a scalar"),
-    (lambda: rb.random_low_rank((3, 4), 2, psd=True), "PSD matrix must be square"),
-    (lambda: rb.random_low_rank((3, 3), 5), "`rank`=5 exceeds"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: rb.MatrixCompletion(np.ones((3, 3)), np.zeros((3, 3), bool)), "observes no entry"),
+        (
+            lambda: rb.MatrixCompletion(np.ones((3, 3)), np.ones((3, 4), bool)),
+            "`mask` must have the shape",
+        ),
+        (
+            lambda: rb.MatrixCompletion(np.array([[np.nan, 1], [1, 1]]), np.ones((2, 2), bool)),
+            "`M` contains non-finite",
+        ),
+        (lambda: rb.MatrixEstimation(np.ones(3)), "`Y` must be a 2-D"),
+        (lambda: rb.MatrixSensing(np.ones((2, 3, 3)), np.ones(3)), "`y` must have shape"),
+        (lambda: rb.MatrixSensing.gaussian(np.ones((3, 3)), 0), "`num_measurements` must be >= 1"),
+        (lambda: rb.MatrixCompletion.uniform(np.ones((3, 3)), 1.5), "`fraction` must be in"),
+        (lambda: rb.CustomLoss(lambda W: W, (2, 2)), "must return a scalar"),
+        (lambda: rb.random_low_rank((3, 4), 2, psd=True), "PSD matrix must be square"),
+        (lambda: rb.random_low_rank((3, 3), 5), "`rank`=5 exceeds"),
+    ],
+)
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -147,8 +166,13 @@ def test_from_triplets_duplicates_and_validation():
         P([1, 1], [2, 2], [1.0, 3.0], (3, 3))
     mean = P([1, 1, 0], [2, 2, 0], [1.0, 3.0, 5.0], (3, 3), duplicates="mean")
     last = P([1, 1, 0], [2, 2, 0], [1.0, 3.0, 5.0], (3, 3), duplicates="last")
-    assert dict(zip(zip(np.asarray(mean.rows), np.asarray(mean.cols), strict=True), np.asarray(mean.values), strict=True)) \
-        == {(0, 0): 5.0, (1, 2): 2.0}
+    assert dict(
+        zip(
+            zip(np.asarray(mean.rows), np.asarray(mean.cols), strict=True),
+            np.asarray(mean.values),
+            strict=True,
+        )
+    ) == {(0, 0): 5.0, (1, 2): 2.0}
     assert float(np.asarray(last.values)[1]) == 3.0
     for call, match in [
         (lambda: P([0, 3], [0, 0], [1.0, 1.0], (3, 3)), r"`rows` must lie in \[0, 2\]"),
@@ -179,11 +203,17 @@ def test_load_ratings_split_and_rmse(tmp_path):
     assert train.shape == (u.max() + 1, i.max() + 1)
     assert len(held) == 15 and train.num_observed == 45
     truth = {(a, b): c for a, b, c in zip(u, i, r, strict=True)}
-    got = {(a, b): c for a, b, c in zip(np.asarray(train.rows), np.asarray(train.cols),
-                                        np.asarray(train.values), strict=True)}
+    got = {
+        (a, b): c
+        for a, b, c in zip(
+            np.asarray(train.rows), np.asarray(train.cols), np.asarray(train.values), strict=True
+        )
+    }
     got.update({(a, b): c for a, b, c in zip(held.rows, held.cols, held.values, strict=True)})
     assert got == truth  # a partition of the file, values kept
-    assert not set(zip(held.rows, held.cols, strict=True)) & set(zip(np.asarray(train.rows), np.asarray(train.cols), strict=True))
+    assert not set(zip(held.rows, held.cols, strict=True)) & set(
+        zip(np.asarray(train.rows), np.asarray(train.cols), strict=True)
+    )
     again = rb.problems.load_ratings(tmp_path / "u.data", test_fraction=0.25, seed=3)[1]
     np.testing.assert_array_equal(again.rows, held.rows)  # seeded
     W = np.full(train.shape, 3.0)

@@ -12,8 +12,13 @@ from _configs import tiny_sweep
 import rankbias.experiments as ex
 from rankbias.report import write_report
 
-TINY = tiny_sweep("tiny-report", "{ depth = [2, 3], alpha = [1e-2, 1e-3], seed = [0, 1] }",
-                  steps=100, n_save=10, description="report test")
+TINY = tiny_sweep(
+    "tiny-report",
+    "{ depth = [2, 3], alpha = [1e-2, 1e-3], seed = [0, 1] }",
+    steps=100,
+    n_save=10,
+    description="report test",
+)
 
 
 def _chromium():
@@ -27,13 +32,29 @@ def _chromium():
 def render(html_path, tmp_path) -> str:
     exe = _chromium()
     if exe is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium) and could not "
-                    "be found on PATH; the report cannot be rendered")
-    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu",
-                        "--disable-background-networking", "--disable-component-update",
-                        "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chr'}",
-                        "--virtual-time-budget=10000", "--dump-dom", html_path.as_uri()],
-                       capture_output=True, text=True, timeout=120)
+        pytest.skip(
+            "chromium is not installed (apt-get install -y chromium) and could not "
+            "be found on PATH; the report cannot be rendered"
+        )
+    r = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chr'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            html_path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
 
@@ -54,8 +75,7 @@ def _rendered(dom: str) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("rep")
-    ex.run_sweep(ex.expand(ex.parse_config(TINY)), out, progress=False,
-                 config_text=TINY)
+    ex.run_sweep(ex.expand(ex.parse_config(TINY)), out, progress=False, config_text=TINY)
     return out
 
 
@@ -76,7 +96,8 @@ def test_sweep_report_is_self_contained_and_renders(sweep_dir, tmp_path):
 
 
 def test_reproduction_report_renders(tmp_path, monkeypatch):
-    (tmp_path / "rep_mod_x.py").write_text(textwrap.dedent("""
+    (tmp_path / "rep_mod_x.py").write_text(
+        textwrap.dedent("""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -87,10 +108,12 @@ def test_reproduction_report_renders(tmp_path, monkeypatch):
             fig.savefig(out_dir / "fig-a.png"); fig.savefig(out_dir / "fig-b.svg")
             plt.close(fig)
             return {"slope": 1.5, "k": k}
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    raw = ex.parse_config('name = "rx"\nkind = "reproduction"\nrunner = "rep_mod_x:run"\n'
-                          '[params]\nk = 3\n')
+    raw = ex.parse_config(
+        'name = "rx"\nkind = "reproduction"\nrunner = "rep_mod_x:run"\n[params]\nk = 3\n'
+    )
     out = tmp_path / "out"
     ex.run_reproduction(raw, out, quick=True)
     assert json.loads((out / "summary.json").read_text())["results"] == {"slope": 1.5, "k": 3}

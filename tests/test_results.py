@@ -27,8 +27,15 @@ def gf(problem):
 @pytest.fixture(scope="module")
 def gd(problem):
     model = rb.DeepFactorization((6, 6), 2)
-    return rb.gradient_descent(problem, model, model.init("gaussian", scale=1e-3, seed=0), 0.1,
-                               300, n_save=60, save_matrices=True)
+    return rb.gradient_descent(
+        problem,
+        model,
+        model.init("gaussian", scale=1e-3, seed=0),
+        0.1,
+        300,
+        n_save=60,
+        save_matrices=True,
+    )
 
 
 def _check_repr(obj, *must):
@@ -65,11 +72,13 @@ def test_save_load_round_trip_is_equal(gf, gd, tmp_path):
 def test_equality_sees_every_array_and_info(gd):
     base = dataclasses.replace(gd, info=dict(gd.info), effective_ranks=dict(gd.effective_ranks))
     assert base == gd
-    for field, change in [("loss", lambda a: a + np.where(np.arange(a.size) == 5, 1e-15, 0)),
-                          ("times", lambda a: a * (1 + 1e-16) + 1e-300),
-                          ("singular_values", lambda a: a[:, ::-1]),
-                          ("matrices", lambda a: a[:-1]),
-                          ("steps", lambda a: a + 1)]:
+    for field, change in [
+        ("loss", lambda a: a + np.where(np.arange(a.size) == 5, 1e-15, 0)),
+        ("times", lambda a: a * (1 + 1e-16) + 1e-300),
+        ("singular_values", lambda a: a[:, ::-1]),
+        ("matrices", lambda a: a[:-1]),
+        ("steps", lambda a: a + 1),
+    ]:
         other = dataclasses.replace(gd, **{field: change(np.array(getattr(gd, field)))})
         assert other != gd, field
     assert dataclasses.replace(gd, steps=None) != gd
@@ -102,15 +111,18 @@ def _npz(path, **arrays):
     return path
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("empty", "empty file"),
-    ("truncated", "BadZipFile"),
-    ("random", ""),
-    ("keyless", "missing key(s) loss"),
-    ("npy", "single .npy array"),
-    ("bad_info", "unreadable info"),
-    ("bad_shape", "'loss' has shape"),
-])
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("empty", "empty file"),
+        ("truncated", "BadZipFile"),
+        ("random", ""),
+        ("keyless", "missing key(s) loss"),
+        ("npy", "single .npy array"),
+        ("bad_info", "unreadable info"),
+        ("bad_shape", "'loss' has shape"),
+    ],
+)
 def test_load_says_not_a_trajectory_file(case, reason, saved, gd, tmp_path):
     p = tmp_path / f"{case}.npz"
     arrays = gd.to_arrays()
@@ -196,13 +208,19 @@ def test_theory_baseline_and_stopping_reprs_are_short(gd):
     rep = T.layerwise_check(d, warn=False, every=100)
     _check_repr(rep, "drifted=", "drift step")
     M = rb.random_low_rank((5, 5), 1, psd=True, seed=0)
-    sol = rb.baselines.min_nuclear_norm(rb.MatrixCompletion.uniform(M, 0.7, seed=0, symmetric=True),
-                                        psd=True)
+    sol = rb.baselines.min_nuclear_norm(
+        rb.MatrixCompletion.uniform(M, 0.7, seed=0, symmetric=True), psd=True
+    )
     _check_repr(sol, sol.status, "objective", "duality gap")
     Y = rb.matrix_from_spectrum([3.0, 2.0, 1.0, -0.5], (4, 4), seed=1, symmetric=True)
     model = rb.DeepFactorization((4, 4), 3)
-    tr = rb.gradient_descent(rb.MatrixEstimation(Y), model,
-                             model.init("identity", scale=0.1, per_factor=True), 0.05, 3000,
-                             n_save=300)
+    tr = rb.gradient_descent(
+        rb.MatrixEstimation(Y),
+        model,
+        model.init("identity", scale=0.1, per_factor=True),
+        0.05,
+        3000,
+        n_save=300,
+    )
     stop = rb.early_stopping(tr)
     _check_repr(stop, "rule='auto'", f"step {stop.step}")

@@ -55,9 +55,16 @@ def test_stiff_linear_flow_in_few_steps(name):
     y0 = rng.standard_normal(30)
     T = 1e5
     term = diffrax.ODETerm(lambda t, y, a: -jnp.asarray(A) @ y)
-    sol = diffrax.diffeqsolve(term, _make_solver(name, 30), 0.0, T, None, jnp.asarray(y0),
-                              stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-12),
-                              max_steps=100_000)
+    sol = diffrax.diffeqsolve(
+        term,
+        _make_solver(name, 30),
+        0.0,
+        T,
+        None,
+        jnp.asarray(y0),
+        stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-12),
+        max_steps=100_000,
+    )
     exact = (Q * np.exp(-lam * T)) @ (Q.T @ y0)
     assert sol.ys is not None
     np.testing.assert_allclose(np.asarray(sol.ys[0]), exact, atol=1e-7)
@@ -69,7 +76,11 @@ def test_stiff_linear_flow_in_few_steps(name):
 
 def test_hybrid_uses_rodas_only_below_dense_limit():
     from rankbias.dynamics import _flow
-    below, above = _make_solver("hybrid", _flow.DENSE_LIMIT), _make_solver("hybrid", _flow.DENSE_LIMIT + 1)
+
+    below, above = (
+        _make_solver("hybrid", _flow.DENSE_LIMIT),
+        _make_solver("hybrid", _flow.DENSE_LIMIT + 1),
+    )
     plain = _make_solver("rkc", 10)
     assert isinstance(below, rb.RKC) and isinstance(above, rb.RKC) and isinstance(plain, rb.RKC)
     assert below.dense_stages == _flow.DENSE_STAGES
@@ -100,10 +111,10 @@ def test_hybrid_crosses_depth3_stiff_stretch_at_alpha_1e_minus_30():
     # not get past the stretch in minutes (benchmarks/bench_flow.py), so no comparison here.
 
 
-
 @pytest.mark.slow
 def test_resolution_warning_only_for_deep_tiny_inits():
     import warnings
+
     M, prob, model = _deep_instance()
     with warnings.catch_warnings():
         warnings.simplefilter("error", rb.ResolutionWarning)
@@ -112,8 +123,12 @@ def test_resolution_warning_only_for_deep_tiny_inits():
         deep2 = rb.DeepFactorization((8, 8), depth=2)
         rb.gradient_flow(prob, deep2, deep2.init("gaussian", scale=1e-30, seed=0), t_max=10.0)
     with pytest.warns(rb.ResolutionWarning, match="max.y0. = "):
-        rb.gradient_flow_batch(prob, model, [model.init("gaussian", scale=a, seed=0)
-                                             for a in (1e-3, 1e-30)], t_max=10.0)
+        rb.gradient_flow_batch(
+            prob,
+            model,
+            [model.init("gaussian", scale=a, seed=0) for a in (1e-3, 1e-30)],
+            t_max=10.0,
+        )
 
 
 @pytest.mark.slow
@@ -124,6 +139,7 @@ def test_resolution_warning_names_the_rounding_floor():
     with pytest.warns(rb.ResolutionWarning, match="rounding level of the float64 gradient"):
         rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-32, seed=0), t_max=1.0)
     import warnings
+
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         rb.gradient_flow(prob, model, model.init("gaussian", scale=1e-16, seed=0), t_max=1.0)

@@ -15,8 +15,14 @@ from _configs import tiny_sweep
 import rankbias.experiments as ex
 from rankbias.store import CorruptRunError, Store, _on_grid, checksum
 
-TINY = tiny_sweep("tiny-store", "{ alpha = [1e-2, 1e-3], seed = [0, 1] }", steps=200, n_save=12,
-                  depth=2, batch_size=2)
+TINY = tiny_sweep(
+    "tiny-store",
+    "{ alpha = [1e-2, 1e-3], seed = [0, 1] }",
+    steps=200,
+    n_save=12,
+    depth=2,
+    batch_size=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +47,7 @@ def test_layout_and_checksum(done_store):
 
 def _copy(src, dst):
     import shutil
+
     shutil.copytree(src, dst)
     return dst
 
@@ -106,7 +113,9 @@ def test_old_format_files_stay_readable_and_are_bound_by_their_config(done_store
         arrays["__checksum__"] = np.array(checksum(arrays))
         np.savez(store.path(k), **arrays)
     assert "__key__" not in np.load(store.path(k0)).files
-    np.testing.assert_array_equal(store.read_run(k0)["loss"], Store(done_store).read_run(k0)["loss"])
+    np.testing.assert_array_equal(
+        store.read_run(k0)["loss"], Store(done_store).read_run(k0)["loss"]
+    )
     xr.testing.assert_identical(ex.load(out).load(), ex.load(done_store).load())
     store.path(k0).write_bytes(store.path(k1).read_bytes())  # an old file under another name
     with pytest.raises(CorruptRunError, match="does not hash to its key"):
@@ -147,6 +156,7 @@ def test_unreadable_file_is_reported_and_never_deleted(done_store, tmp_path, mon
 
 def test_status_counts_a_run_once(done_store, tmp_path):
     import json
+
     out = _copy(done_store, tmp_path / "s")
     p = out / "experiment.json"
     man = json.loads(p.read_text())
@@ -187,6 +197,7 @@ def test_on_grid_hold_and_nan():
 
 def test_unwritable_folder(tmp_path):
     from rankbias.store import StoreError
+
     f = tmp_path / "file"
     f.write_text("x")
     with pytest.raises(StoreError, match="cannot write to results folder"):
@@ -231,10 +242,12 @@ def slow(traj, problem, cfg):
 # restores what an interactive shell gives it, after exec, and the test starts it from a
 # parent that ignores SIGINT on purpose (`_popen_like_a_background_job`): it no longer
 # depends on how pytest was launched.
-_CLI_WITH_SIGINT = ("import runpy, signal; "
-                    "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT]); "
-                    "signal.signal(signal.SIGINT, signal.default_int_handler); "
-                    "runpy.run_module('rankbias', run_name='__main__', alter_sys=True)")
+_CLI_WITH_SIGINT = (
+    "import runpy, signal; "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT]); "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('rankbias', run_name='__main__', alter_sys=True)"
+)
 
 
 def _popen_like_a_background_job(cmd, **kw):
@@ -250,19 +263,31 @@ def _popen_like_a_background_job(cmd, **kw):
 def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
     (tmp_path / "slowmetric_mod.py").write_text(SLOW_MOD)
     cfg = tmp_path / "slow.toml"
-    cfg.write_text(TINY.replace("batch_size = 2", "batch_size = 1")
-                   .replace("seed = [0, 1]", "seed = [0, 1, 2, 3]")
-                   + '[record]\ncustom = ["slowmetric_mod:slow"]\n')
+    cfg.write_text(
+        TINY.replace("batch_size = 2", "batch_size = 1").replace(
+            "seed = [0, 1]", "seed = [0, 1, 2, 3]"
+        )
+        + '[record]\ncustom = ["slowmetric_mod:slow"]\n'
+    )
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     out = tmp_path / "interrupted"
-    cmd = [sys.executable, "-c", _CLI_WITH_SIGINT, "run", str(cfg), "--out", str(out),
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-c",
+        _CLI_WITH_SIGINT,
+        "run",
+        str(cfg),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
 
     def start_and_stop(sig, after_files):
         mark = tmp_path / f"held_{after_files}"
         gated = dict(env, RB_GATE=str(after_files), RB_GATE_DIR=str(out), RB_GATE_MARK=str(mark))
-        proc = _popen_like_a_background_job(cmd, env=gated, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, text=True)
+        proc = _popen_like_a_background_job(
+            cmd, env=gated, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         t0 = time.time()
         while time.time() - t0 < 240 and not mark.exists() and proc.poll() is None:
             time.sleep(0.05)
@@ -272,11 +297,11 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
         _, err = proc.communicate(timeout=60)
         return proc.returncode, err
 
-    rc, err = start_and_stop(signal.SIGINT, 2)          # Ctrl-C
+    rc, err = start_and_stop(signal.SIGINT, 2)  # Ctrl-C
     assert rc == 130 and "resume" in err and "Traceback" not in err
     n1 = len(list((out / "runs").rglob("*.npz")))
     assert n1 == 2  # the run held at the gate was not written
-    rc, _ = start_and_stop(signal.SIGKILL, n1 + 2)      # a killed process
+    rc, _ = start_and_stop(signal.SIGKILL, n1 + 2)  # a killed process
     assert rc == -signal.SIGKILL
     st = Store(out).status(verify=True)
     assert st["done"] == 4 and st["corrupt"] == 0
@@ -307,14 +332,38 @@ def test_sigterm_stops_and_reaps_process_workers(tmp_path):
 
     (tmp_path / "slowmetric_mod.py").write_text(SLOW_MOD)
     cfg = tmp_path / "slow.toml"
-    cfg.write_text(TINY.replace("batch_size = 2", "batch_size = 1")
-                   + '[record]\ncustom = ["slowmetric_mod:slow"]\n')
+    cfg.write_text(
+        TINY.replace("batch_size = 2", "batch_size = 1")
+        + '[record]\ncustom = ["slowmetric_mod:slow"]\n'
+    )
     out, mark = tmp_path / "o", tmp_path / "held"
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               RB_GATE="0", RB_GATE_DIR=str(out), RB_GATE_MARK=str(mark))
-    proc = subprocess.Popen([sys.executable, "-m", "rankbias", "run", str(cfg), "--out", str(out),
-                             "--no-progress", "--executor", "processes", "--workers", "2"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        RB_GATE="0",
+        RB_GATE_DIR=str(out),
+        RB_GATE_MARK=str(mark),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rankbias",
+            "run",
+            str(cfg),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--executor",
+            "processes",
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     t0 = time.time()
     while time.time() - t0 < 240 and not mark.exists() and proc.poll() is None:
         time.sleep(0.05)

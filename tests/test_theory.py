@@ -29,8 +29,16 @@ def _layerwise_components(lam, depth, alpha, lr, steps, beta=None, every=10):
     else:
         params = model.init("perturbed_identity", scale=alpha, per_factor=True, beta=beta)
     rec = np.arange(0, steps + 1, every)
-    tr = rb.gradient_descent(rb.MatrixEstimation((V * np.array(lam)) @ V.T), model, params, lr, steps,
-                             n_save=2, save_at=rec, save_matrices=True)
+    tr = rb.gradient_descent(
+        rb.MatrixEstimation((V * np.array(lam)) @ V.T),
+        model,
+        params,
+        lr,
+        steps,
+        n_save=2,
+        save_at=rec,
+        save_matrices=True,
+    )
     assert tr.matrices is not None  # save_matrices=True
     M = np.einsum("ij,tjk,kl->til", V.T, tr.matrices, V)
     return np.asarray(tr.steps), M
@@ -50,7 +58,9 @@ def test_identical_recursion_equals_layerwise_gd(depth, steps):
 def test_perturbed_recursion_equals_layerwise_gd(lam):
     th = quiet(T.perturbed_init, lam, 3, 0.1, 0.05, 0.01, 600)
     k, M = _layerwise_components(lam, 3, 0.1, 0.01, 600, beta=0.05)
-    np.testing.assert_allclose(np.diagonal(M, axis1=1, axis2=2), th.product_eigenvalues[k], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(
+        np.diagonal(M, axis1=1, axis2=2), th.product_eigenvalues[k], rtol=0, atol=1e-10
+    )
 
 
 def test_layerwise_check_agrees_on_ex1_and_reports_no_drift():
@@ -80,8 +90,10 @@ def test_ex2_round_off_drift_is_reported():
 
 
 # --------------------------------------------------------------------------- paper numbers
-@pytest.mark.parametrize("depth,steps,expected", [(3, 400, [99, 139, 193]), (4, 1100, [503, 717, 1002]),
-                                                  (2, 200, [36, 48, 64])])
+@pytest.mark.parametrize(
+    "depth,steps,expected",
+    [(3, 400, [99, 139, 193]), (4, 1100, [503, 717, 1002]), (2, 200, [36, 48, 64])],
+)
 def test_fifty_percent_times_match_table(depth, steps, expected):
     es = quiet(T.identical_init, EX1, depth, 0.1, 0.01, steps).escape_steps(0.5)
     assert es.simulated[:3].tolist() == expected
@@ -145,7 +157,7 @@ def test_perturbed_flow_conserves_balancedness():
     t = np.linspace(0, 8, 401)
     fl = T.perturbed_flow(EX1, 3, 0.1, 0.05, t)
     c, e = fl.factors[:, 0], fl.factors[:, 1]
-    np.testing.assert_allclose(c ** 2 - e ** 2, 0.05 ** 2 - 0.1 ** 2, atol=1e-9)
+    np.testing.assert_allclose(c**2 - e**2, 0.05**2 - 0.1**2, atol=1e-9)
     assert fl.product_eigenvalues[-1, 3] == pytest.approx(-5.0, abs=1e-3)
 
 
@@ -169,12 +181,16 @@ def test_effective_ranks_match_matrix_metrics():
     for k in (0, 50, 120, 300):
         W = (V * th.product_eigenvalues[k]) @ V.T
         for kind in ("ratio", "entropy", "stable"):
-            assert th.effective_rank(kind)[k] == pytest.approx(rb.effective_rank(W, kind), rel=1e-10)
+            assert th.effective_rank(kind)[k] == pytest.approx(
+                rb.effective_rank(W, kind), rel=1e-10
+            )
 
 
 def test_distance_to_target_is_frobenius():
     th = quiet(T.identical_init, EX1, 3, 0.1, 0.01, 3000)
-    assert th.distance_to_target()[-1] == pytest.approx(5.0, abs=1e-6)  # only the PSD part is learned
+    assert th.distance_to_target()[-1] == pytest.approx(
+        5.0, abs=1e-6
+    )  # only the PSD part is learned
 
 
 def test_max_stable_lr_formula():
@@ -184,12 +200,16 @@ def test_max_stable_lr_formula():
     assert T.max_stable_lr([10.0], 3, 0.1) == pytest.approx(b_pos)
     assert T.max_stable_lr([-5.0], 3, 0.1) == pytest.approx(b_neg)
     assert T.max_stable_lr(EX1, 3, 0.1) == pytest.approx(min(b_pos, b_neg))
-    assert T.max_stable_lr([0.001], 2, 2.0) == pytest.approx(1 / (4 * 2.0 ** 2))  # M = alpha
+    assert T.max_stable_lr([0.001], 2, 2.0) == pytest.approx(1 / (4 * 2.0**2))  # M = alpha
 
 
 @settings(max_examples=25, deadline=None)
-@given(lam=st.lists(st.floats(-8, 8).filter(lambda x: abs(x) > 0.5), min_size=1, max_size=4),
-       depth=st.integers(2, 4), alpha=st.floats(0.5, 1.5), frac=st.floats(0.3, 0.95))
+@given(
+    lam=st.lists(st.floats(-8, 8).filter(lambda x: abs(x) > 0.5), min_size=1, max_size=4),
+    depth=st.integers(2, 4),
+    alpha=st.floats(0.5, 1.5),
+    frac=st.floats(0.3, 0.95),
+)
 def test_steps_below_bound_converge(lam, depth, alpha, frac):
     lr = frac * T.max_stable_lr(lam, depth, alpha)
     with warnings.catch_warnings():
@@ -222,8 +242,15 @@ def test_symmetric_target_matrix_is_accepted():
     assert abs(th.eigenvalues[0]) == pytest.approx(10.0)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(depth=0), "depth"), (dict(alpha=-1.0), "alpha"), (dict(lr=0.0), "lr"), (dict(steps=1.5), "steps")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(depth=0), "depth"),
+        (dict(alpha=-1.0), "alpha"),
+        (dict(lr=0.0), "lr"),
+        (dict(steps=1.5), "steps"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     args = dict(eigenvalues=EX1, depth=3, alpha=0.1, lr=0.001, steps=10) | kwargs
     with pytest.raises(ValueError, match=match):
@@ -246,13 +273,18 @@ def test_escape_fraction_validated():
 def test_find_plateaus_synthetic():
     r = np.array([4, 3, 1.5, 1.0, 1.01, 1.02, 1.3, 1.69, 1.7, 1.71, 2.0, 2.2, 2.21])
     ps = T.find_plateaus(r, [1.0, 1.7, 2.2], tol=0.05)
-    assert [(p.L, p.start, p.end, p.open) for p in ps] == [(1, 3, 5, False), (2, 7, 9, False), (3, 11, 12, True)]
+    assert [(p.L, p.start, p.end, p.open) for p in ps] == [
+        (1, 3, 5, False),
+        (2, 7, 9, False),
+        (3, 11, 12, True),
+    ]
     assert math.isclose(ps[1].level, 1.7)
 
 
 @pytest.mark.slow
 def test_paper2_reproductions(tmp_path):
     from rankbias.reproduce import paper2
+
     out = paper2.examples(tmp_path, quick=True)
     assert out["all_match"], out["matches"]
     assert (tmp_path / "paper2_examples_components.png").exists()

@@ -51,9 +51,9 @@ def _np_grads(Ws, mask, Mt):
         W = P @ W
     G = mask * (W - Mt)
     out = []
-    for j in range(L):   # d/dW_j = (W_L ... W_{j+1})^T G (W_{j-1} ... W_1)^T
+    for j in range(L):  # d/dW_j = (W_L ... W_{j+1})^T G (W_{j-1} ... W_1)^T
         left = np.eye(Ws[j].shape[0])
-        for P in Ws[j + 1:]:
+        for P in Ws[j + 1 :]:
             left = P @ left
         right = np.eye(Mt.shape[1])
         for P in Ws[:j]:
@@ -67,10 +67,10 @@ def test_group_rmsprop_matches_the_arora_update():
     mask = PROB.mask.astype(float)
     Ws = [np.asarray(p, dtype=np.float64) for p in P0]
     v, etas = 0.0, []
-    for k in range(1, steps + 1):   # the Arora et al. GroupRMSprop.step, in NumPy
+    for k in range(1, steps + 1):  # the Arora et al. GroupRMSprop.step, in NumPy
         g = _np_grads(Ws, mask, M)
         v = alpha * v + (1 - alpha) * sum(float(np.sum(x * x)) for x in g)
-        eta = lr / (np.sqrt(v / (1 - alpha ** k)) + eps)
+        eta = lr / (np.sqrt(v / (1 - alpha**k)) + eps)
         Ws = [W - eta * x for W, x in zip(Ws, g, strict=True)]
         etas.append(eta)
     tr = rb.train(PROB, MODEL, P0, "group_rmsprop", lr=lr, steps=steps, n_save=5)
@@ -79,8 +79,9 @@ def test_group_rmsprop_matches_the_arora_update():
     assert tr.info["time_axis"] == "effective"
     assert abs(tr.times[-1] - sum(etas)) <= 1e-12 * sum(etas)
     # the transform alone, used as a plain optax transform (static hyper-parameters)
-    tr2 = rb.train(PROB, MODEL, P0, rb.optimizers.group_rmsprop(lr, alpha, eps), steps=steps,
-                   n_save=5)
+    tr2 = rb.train(
+        PROB, MODEL, P0, rb.optimizers.group_rmsprop(lr, alpha, eps), steps=steps, n_save=5
+    )
     assert np.abs(tr2.final_matrix - tr.final_matrix).max() <= 1e-12
 
 
@@ -91,11 +92,16 @@ def test_minibatch_gradients_are_unbiased_exactly():
     for prob in (PROB, A, rb.MatrixEstimation(M)):
         N = _train.batch_population(prob)
         full = np.asarray(prob.loss_and_grad(W)[1])
-        mean = sum(np.asarray(_train.minibatch(prob, np.array([i])).loss_and_grad(W)[1])
-                   for i in range(N)) / N
+        mean = (
+            sum(
+                np.asarray(_train.minibatch(prob, np.array([i])).loss_and_grad(W)[1])
+                for i in range(N)
+            )
+            / N
+        )
         np.testing.assert_allclose(mean, full, rtol=0, atol=1e-13)
     idx = np.asarray(_train.batch_indices(3, 7, 20, 20))
-    assert sorted(idx) == list(range(20))   # without replacement
+    assert sorted(idx) == list(range(20))  # without replacement
 
 
 def test_minibatches_reproducible_and_batch_equals_one_by_one():
@@ -125,21 +131,24 @@ def test_lr_steps_seed_do_not_recompile(monkeypatch):
     real = _train.make_optimizer
     monkeypatch.setattr(_train, "make_optimizer", lambda *a: calls.append(1) or real(*a))
     rb.train(PROB, MODEL, P0, "adam", lr=3e-2, b1=0.8, steps=37, seed=5, **kw)
-    assert calls == []   # no new trace: the optimizer is only built while tracing
+    assert calls == []  # no new trace: the optimizer is only built while tracing
 
 
-@pytest.mark.parametrize("args, kw, exc, words", [
-    (("adamm",), dict(lr=1e-3), ValueError, ["'adamm'", "'group_rmsprop'"]),
-    (("adam",), dict(lr=1e-3, beta=0.5), ValueError, ["'beta'", "b1, b2, eps"]),
-    (("adam",), dict(lr=1e-3, b1=1.5), ValueError, ["`b1`", "[0, 1)", "1.5"]),
-    (("momentum",), dict(lr=-1.0), ValueError, ["`lr`", "> 0", "-1"]),
-    (("group_rmsprop",), {}, ValueError, ["needs `lr`"]),
-    ((optax.adam(1e-3),), dict(lr=1e-3), ValueError, ["GradientTransformation", "lr"]),
-    ((optax.adam,), {}, ValueError, ["`lr` is required"]),
-    ((3,), {}, TypeError, ["`optimizer`", "int"]),
-    (("sgd",), dict(lr=0.1, batch_size=10_000), ValueError, ["`batch_size`", "<= "]),
-    (("sgd",), dict(lr=0.1, batch_size=0), ValueError, ["`batch_size`", ">= 1"]),
-])
+@pytest.mark.parametrize(
+    "args, kw, exc, words",
+    [
+        (("adamm",), dict(lr=1e-3), ValueError, ["'adamm'", "'group_rmsprop'"]),
+        (("adam",), dict(lr=1e-3, beta=0.5), ValueError, ["'beta'", "b1, b2, eps"]),
+        (("adam",), dict(lr=1e-3, b1=1.5), ValueError, ["`b1`", "[0, 1)", "1.5"]),
+        (("momentum",), dict(lr=-1.0), ValueError, ["`lr`", "> 0", "-1"]),
+        (("group_rmsprop",), {}, ValueError, ["needs `lr`"]),
+        ((optax.adam(1e-3),), dict(lr=1e-3), ValueError, ["GradientTransformation", "lr"]),
+        ((optax.adam,), {}, ValueError, ["`lr` is required"]),
+        ((3,), {}, TypeError, ["`optimizer`", "int"]),
+        (("sgd",), dict(lr=0.1, batch_size=10_000), ValueError, ["`batch_size`", "<= "]),
+        (("sgd",), dict(lr=0.1, batch_size=0), ValueError, ["`batch_size`", ">= 1"]),
+    ],
+)
 def test_bad_optimizer_arguments_name_them(args, kw, exc, words):
     with pytest.raises(exc) as e:
         rb.train(PROB, MODEL, P0, *args, steps=5, **kw)
@@ -148,7 +157,7 @@ def test_bad_optimizer_arguments_name_them(args, kw, exc, words):
 
 
 def test_custom_loss_has_no_minibatches():
-    prob = rb.CustomLoss(lambda W: 0.5 * (W ** 2).sum(), (6, 6))
+    prob = rb.CustomLoss(lambda W: 0.5 * (W**2).sum(), (6, 6))
     with pytest.raises(ValueError, match="MatrixCompletion, MatrixSensing"):
         rb.train(prob, MODEL, P0, "sgd", lr=0.1, steps=5, batch_size=3)
 
@@ -158,8 +167,9 @@ def test_divergence_raises_as_gd_does():
         with pytest.raises(rb.DivergenceError) as e:
             rb.train(PROB, MODEL, P0, opt, steps=200, n_save=5, **kw)
         assert e.value.step > 0 and "diverged at step" in str(e.value)
-    out = rb.train_batch(PROB, MODEL, [P0, P0], "sgd", lr=[0.05, 5.0], steps=200, n_save=5,
-                         on_divergence="return")
+    out = rb.train_batch(
+        PROB, MODEL, [P0, P0], "sgd", lr=[0.05, 5.0], steps=200, n_save=5, on_divergence="return"
+    )
     assert isinstance(out[1], rb.DivergenceError) and out[1].index == 1
     assert isinstance(out[0], rb.Trajectory)
 
@@ -170,14 +180,16 @@ def test_distance_to_flow_is_first_order_in_lr():
     p = model.init("gaussian", scale=0.3, seed=1)
     ds = []
     for lr in (0.04, 0.02):
-        tr = rb.train(prob, model, p, "sgd", lr=lr, steps=int(4 / lr), n_save=10,
-                      save_matrices=True)
-        flow = rb.gradient_flow(prob, model, p, t_max=4.0, save_at=tr.times, save_matrices=True,
-                                gtol=None, rtol=1e-10)
+        tr = rb.train(
+            prob, model, p, "sgd", lr=lr, steps=int(4 / lr), n_save=10, save_matrices=True
+        )
+        flow = rb.gradient_flow(
+            prob, model, p, t_max=4.0, save_at=tr.times, save_matrices=True, gtol=None, rtol=1e-10
+        )
         d = rb.distance_to_flow(tr, flow)
         assert d.exact == d.times.size == tr.times.size
         ds.append(d.max)
-    assert 1.7 < ds[0] / ds[1] < 2.3   # GD is a first-order method
+    assert 1.7 < ds[0] / ds[1] < 2.3  # GD is a first-order method
     adam = rb.train(prob, model, p, "adam", lr=0.02, steps=50, n_save=5, save_matrices=True)
     with pytest.raises(ValueError, match="time_scale"):
         rb.distance_to_flow(adam, flow)
@@ -219,25 +231,42 @@ def test_toml_sweep_with_optax_runs_and_stores(tmp_path):
     assert dict(ds.sizes)["step"] == 6 and bool(ds["done"].all())
     # the stored run is the direct rb.train run
     from rankbias.experiments.runner import build_init, build_model, build_problem
+
     cfg = sw.runs[-1].config
     model = build_model(cfg)
-    tr = rb.train(build_problem(cfg), model, build_init(model, cfg), "momentum", lr=0.1,
-                  momentum=0.5, steps=60, n_save=6, batch_size=8, seed=1)
+    tr = rb.train(
+        build_problem(cfg),
+        model,
+        build_init(model, cfg),
+        "momentum",
+        lr=0.1,
+        momentum=0.5,
+        steps=60,
+        n_save=6,
+        batch_size=8,
+        seed=1,
+    )
     stored = ds["loss"].sel(lr=0.1, batch_seed=1).values
     np.testing.assert_allclose(stored, tr.loss, rtol=1e-10, atol=1e-14)
     # an optimizer axis; gd/flow run configs carry no optax keys (their run keys are unchanged)
-    sw2 = ex.expand(ex.apply_overrides(raw, ["dynamics.momentum=0.5", "sweep.grid.optimizer="
-                                             "['momentum','nesterov']"]))
+    sw2 = ex.expand(
+        ex.apply_overrides(
+            raw, ["dynamics.momentum=0.5", "sweep.grid.optimizer=['momentum','nesterov']"]
+        )
+    )
     assert {r.config["dynamics"]["optimizer"] for r in sw2.runs} == {"momentum", "nesterov"}
     gd = ex.expand(ex.apply_overrides(raw, ["dynamics.method=gd", "dynamics.momentum=0.0"]))
     assert not {"optimizer", "batch_size", "momentum"} & set(gd.runs[0].config["dynamics"])
 
 
-@pytest.mark.parametrize("line, words", [
-    ('optimizer = "adam"\nb1 = 1.0', ["dynamics", "`b1`", "[0, 1)"]),
-    ('optimizer = "sgd"\nb1 = 0.5', ["dynamics.b1", "'sgd'"]),
-    ('optimizer = "adamw"', ["dynamics.optimizer", "'adamw'"]),
-])
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ('optimizer = "adam"\nb1 = 1.0', ["dynamics", "`b1`", "[0, 1)"]),
+        ('optimizer = "sgd"\nb1 = 0.5', ["dynamics.b1", "'sgd'"]),
+        ('optimizer = "adamw"', ["dynamics.optimizer", "'adamw'"]),
+    ],
+)
 def test_bad_optax_config_names_the_key(line, words):
     text = SWEEP.replace('optimizer = "momentum"\nmomentum = 0.5', line)
     with pytest.raises(ConfigError) as e:

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 
-def lanczos_extremes(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array,
-                     k: int = 24) -> tuple[jax.Array, jax.Array]:
+def lanczos_extremes(
+    matvec: Callable[[jax.Array], jax.Array], v0: jax.Array, k: int = 24
+) -> tuple[jax.Array, jax.Array]:
     """Smallest and largest Ritz values of ``k`` Lanczos steps on a symmetric operator.
 
     Full re-orthogonalisation (k is small) keeps the Ritz values inside the spectrum's hull:

@@ -64,8 +64,8 @@ def _lagrangian(problem: Problem, z, y, mu, b, m: int, n: int, psd: bool):
     """Augmented Lagrangian of the factor problem at ``z = vec(U)`` (PSD) or
     ``[vec(U), vec(V)]``."""
     r = z.shape[0] // (m if psd else m + n)
-    U = z[:m * r].reshape(m, r)
-    V = U if psd else z[m * r:].reshape(n, r)
+    U = z[: m * r].reshape(m, r)
+    V = U if psd else z[m * r :].reshape(n, r)
     res = _forward(problem, U, V) - b
     reg = jnp.sum(U * U) if psd else 0.5 * (jnp.sum(U * U) + jnp.sum(V * V))
     return reg - jnp.dot(y, res) + 0.5 * mu * jnp.dot(res, res)
@@ -106,15 +106,21 @@ def linear_map(problem: Problem):
             out = np.zeros(problem.shape)
             np.add.at(out, (rows, cols), y)
             return out
+
         return (lambda X: np.asarray(X)[rows, cols]), A_adj, b
     if isinstance(problem, MatrixSensing):
         A = np.asarray(problem.A, dtype=np.float64)
         Amat = A.reshape(A.shape[0], -1)
         b = np.asarray(problem.y, dtype=np.float64)
-        return (lambda X: Amat @ np.asarray(X).ravel(),
-                lambda y: (Amat.T @ y).reshape(problem.shape), b)
-    raise ValueError(f"`problem` must be a MatrixCompletion or MatrixSensing (exact data "
-                     f"constraints), got {type(problem).__name__}")
+        return (
+            lambda X: Amat @ np.asarray(X).ravel(),
+            lambda y: (Amat.T @ y).reshape(problem.shape),
+            b,
+        )
+    raise ValueError(
+        f"`problem` must be a MatrixCompletion or MatrixSensing (exact data "
+        f"constraints), got {type(problem).__name__}"
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -142,8 +148,7 @@ def certificate(W: np.ndarray, y: np.ndarray, A, A_adj, b: np.ndarray, psd: bool
         if val > best:
             best, best_norm = val, top
     res = float(np.max(np.abs(A(W) - b))) if b.size else 0.0
-    return dict(primal=primal, dual=best, gap_raw=primal - best, residual=res,
-                dual_norm=best_norm)
+    return dict(primal=primal, dual=best, gap_raw=primal - best, residual=res, dual_norm=best_norm)
 
 
 # ----------------------------------------------------------------------------------------
@@ -160,8 +165,16 @@ def _top_pairs(Y: np.ndarray, psd: bool, k: int):
     return s[:k], Uy[:, :k], Vt[:k].T
 
 
-def alm_min_nuclear(problem: Problem, psd: bool, *, tol: float = 1e-9, rank: int | None = None,
-                    max_outer: int = 60, max_rank: int | None = None, verbose: bool = False):
+def alm_min_nuclear(
+    problem: Problem,
+    psd: bool,
+    *,
+    tol: float = 1e-9,
+    rank: int | None = None,
+    max_outer: int = 60,
+    max_rank: int | None = None,
+    verbose: bool = False,
+):
     """Solve ``min ||X||_* s.t. A(X) = b`` (PSD: ``min tr X, X >= 0``) on the factors.
 
     Returns ``(W, y, info)`` with ``W`` of shape ``(m, n)`` and the multiplier ``y``
@@ -174,8 +187,11 @@ def alm_min_nuclear(problem: Problem, psd: bool, *, tol: float = 1e-9, rank: int
     A, A_adj, b_np = linear_map(problem)
     scale = float(np.max(np.abs(b_np))) if b_np.size else 0.0
     if scale == 0.0:  # b = 0: X = 0 is optimal, y = 0 certifies it
-        return np.zeros((m, n)), np.zeros_like(b_np), dict(outer=0, rank=0, evals=0,
-                                                          converged=True, time=0.0)
+        return (
+            np.zeros((m, n)),
+            np.zeros_like(b_np),
+            dict(outer=0, rank=0, evals=0, converged=True, time=0.0),
+        )
     bn = b_np / scale  # the dual y does not scale with b; X scales by `scale`
     max_rank = min(m, n) if max_rank is None else int(max_rank)
     # Start from the top of A^*(b): for completion the standard spectral initialisation.
@@ -202,13 +218,23 @@ def alm_min_nuclear(problem: Problem, psd: bool, *, tol: float = 1e-9, rank: int
         z0 = U.ravel() if psd else np.concatenate([U.ravel(), V.ravel()])
         # Inexact inner solves early on: tighten with the constraint residual.
         gtol = max(1e-2 * tol, min(1e-4, 1e-2 * res_prev))
-        z, nit = _inner_solve(problem, jnp.asarray(z0), jnp.asarray(y), jnp.asarray(mu), bj,
-                              jnp.asarray(gtol), jnp.asarray(20_000), m, n, psd)
+        z, nit = _inner_solve(
+            problem,
+            jnp.asarray(z0),
+            jnp.asarray(y),
+            jnp.asarray(mu),
+            bj,
+            jnp.asarray(gtol),
+            jnp.asarray(20_000),
+            m,
+            n,
+            psd,
+        )
         z = np.asarray(z)
         evals += int(nit)
         k = U.shape[1]
-        U = z[:m * k].reshape(m, k)
-        V = U if psd else z[m * k:].reshape(n, k)
+        U = z[: m * k].reshape(m, k)
+        V = U if psd else z[m * k :].reshape(n, k)
         resid = np.asarray(_forward(problem, jnp.asarray(U), jnp.asarray(V))) - bn
         y = y - mu * resid
         res = float(np.max(np.abs(resid)))
@@ -226,7 +252,7 @@ def alm_min_nuclear(problem: Problem, psd: bool, *, tol: float = 1e-9, rank: int
             # ||Y||_2 > 1 (its error is of the order of the residual): the top pairs of Y
             # decrease the Lagrangian; new columns start small so the solve moves along them.
             new = [j for j in range(s.size) if s[j] - 1.0 > 0.5 * (top - 1.0)]
-            new = new[:min(max(1, k // 5), max_rank - k)]
+            new = new[: min(max(1, k // 5), max_rank - k)]
             U = np.concatenate([U, 1e-3 * Uy[:, new]], axis=1)
             V = U if psd else np.concatenate([V, 1e-3 * Vy[:, new]], axis=1)
         # Raise mu only when the multiplier step stalls: a larger mu slows L-BFGS more than
@@ -235,8 +261,14 @@ def alm_min_nuclear(problem: Problem, psd: bool, *, tol: float = 1e-9, rank: int
             mu = min(mu * 5.0, 1e8)
         res_prev = res
     W = scale * (U @ V.T)
-    info = dict(outer=outer, rank=int(U.shape[1]), evals=evals, converged=converged,
-                time=time.perf_counter() - t0, history=history)
+    info = dict(
+        outer=outer,
+        rank=int(U.shape[1]),
+        evals=evals,
+        converged=converged,
+        time=time.perf_counter() - t0,
+        history=history,
+    )
     return W, y, info
 
 
@@ -254,8 +286,15 @@ class SVT:
     value above it is captured up to the range finder's accuracy).
     """
 
-    def __init__(self, shape, psd: bool, randomized: bool, seed: int = 0, oversample: int = 10,
-                 power: int = 2):
+    def __init__(
+        self,
+        shape,
+        psd: bool,
+        randomized: bool,
+        seed: int = 0,
+        oversample: int = 10,
+        power: int = 2,
+    ):
         self.shape, self.psd, self.randomized = shape, psd, randomized
         self.rng = np.random.default_rng(seed)
         self.oversample, self.power = oversample, power
@@ -295,8 +334,9 @@ class SVT:
         return ((Q @ Ub[:, keep]) * (sv[keep] - thr)) @ Vt[keep]
 
 
-def fista_prox_grad(grad, X0: np.ndarray, lam: float, step: float, svt: SVT, tol: float,
-                    max_iter: int):
+def fista_prox_grad(
+    grad, X0: np.ndarray, lam: float, step: float, svt: SVT, tol: float, max_iter: int
+):
     """``argmin f(X) + lam ||X||_*`` by accelerated proximal gradient with gradient-based
     restart (O'Donoghue & Candes 2015): the same fixed point as plain Soft-Impute, with
     far fewer iterations where plain Soft-Impute crawls (small ``lam``).

@@ -57,8 +57,13 @@ def render(title: str, rows: Rows) -> str:
 
 def render_html(title: str, rows: Rows) -> str:
     """The same summary as a small HTML table (Jupyter's ``_repr_html_``)."""
-    body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-                   f"<td style='text-align:left'><code>{html.escape(v)}</code></td></tr>"
-                   for k, v in rows if v is not None)
-    return (f"<div><strong>{html.escape(title)}</strong>"
-            f"<table style='font-size:90%'>{body}</table></div>")
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+        f"<td style='text-align:left'><code>{html.escape(v)}</code></td></tr>"
+        for k, v in rows
+        if v is not None
+    )
+    return (
+        f"<div><strong>{html.escape(title)}</strong>"
+        f"<table style='font-size:90%'>{body}</table></div>"
+    )

@@ -12,8 +12,15 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def check_matrix(x, name: str, *, shape: tuple[int, int] | None = None, square: bool = False,
-                 symmetric: bool = False, dtype=np.float64) -> np.ndarray:
+def check_matrix(
+    x,
+    name: str,
+    *,
+    shape: tuple[int, int] | None = None,
+    square: bool = False,
+    symmetric: bool = False,
+    dtype=np.float64,
+) -> np.ndarray:
     """Return ``x`` as a finite 2-D float array, or raise a ``ValueError`` naming ``name``."""
     try:
         arr = np.asarray(x, dtype=dtype)
@@ -29,8 +36,10 @@ def check_matrix(x, name: str, *, shape: tuple[int, int] | None = None, square: 
     if symmetric:
         scale = max(1.0, float(np.max(np.abs(arr)))) if arr.size else 1.0
         if arr.shape[0] != arr.shape[1] or not np.allclose(arr, arr.T, atol=1e-10 * scale, rtol=0):
-            raise ValueError(f"`{name}` must be symmetric (max |X - X^T| = "
-                             f"{float(np.max(np.abs(arr - arr.T))) if arr.shape[0] == arr.shape[1] else 'n/a'})")
+            raise ValueError(
+                f"`{name}` must be symmetric (max |X - X^T| = "
+                f"{float(np.max(np.abs(arr - arr.T))) if arr.shape[0] == arr.shape[1] else 'n/a'})"
+            )
     return arr
 
 
@@ -46,7 +55,9 @@ def check_shape(shape, name: str = "shape") -> tuple[int, int]:
     try:
         m, n = (int(s) for s in shape)
     except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a pair of positive integers (m, n), got {shape!r}") from None
+        raise ValueError(
+            f"`{name}` must be a pair of positive integers (m, n), got {shape!r}"
+        ) from None
     if m < 1 or n < 1:
         raise ValueError(f"`{name}` must be a pair of positive integers (m, n), got {shape!r}")
     return m, n

@@ -31,8 +31,14 @@ from ._nuclear import SVT, alm_min_nuclear, blas_threads, certificate, fista_pro
 from ._validation import check_choice, check_int, check_matrix, check_positive
 from .problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
 
-__all__ = ["ConvexSolution", "min_nuclear_norm", "soft_impute", "soft_impute_path",
-           "best_rank_fit", "nuclear_norm"]
+__all__ = [
+    "ConvexSolution",
+    "min_nuclear_norm",
+    "soft_impute",
+    "soft_impute_path",
+    "best_rank_fit",
+    "nuclear_norm",
+]
 
 
 # Module-level compiled pieces (a jit of a closure made inside a call compiles again on
@@ -41,7 +47,7 @@ def _unpack(z, m: int, n: int, rank: int, psd: bool):
     if psd:
         U = z.reshape(m, rank)
         return U @ U.T
-    return z[:m * rank].reshape(m, rank) @ z[m * rank:].reshape(n, rank).T
+    return z[: m * rank].reshape(m, rank) @ z[m * rank :].reshape(n, rank).T
 
 
 @eqx.filter_jit
@@ -84,26 +90,40 @@ class ConvexSolution:
 
     def _rows(self):
         from ._repr import num
-        return [("matrix", f"{self.matrix.shape}" + (" PSD" if self.psd else "")),
-                ("objective", num(self.objective, 8)), ("dual objective", num(self.dual_objective, 8)),
-                ("duality gap", num(self.duality_gap, 3)),
-                ("constraint residual", num(self.constraint_residual, 3))] + \
-            [(k, num(v)) for k, v in self.info.items() if isinstance(v, (int, float, str))][:6]
+
+        return [
+            ("matrix", f"{self.matrix.shape}" + (" PSD" if self.psd else "")),
+            ("objective", num(self.objective, 8)),
+            ("dual objective", num(self.dual_objective, 8)),
+            ("duality gap", num(self.duality_gap, 3)),
+            ("constraint residual", num(self.constraint_residual, 3)),
+        ] + [(k, num(v)) for k, v in self.info.items() if isinstance(v, (int, float, str))][:6]
 
     def __repr__(self) -> str:
         from ._repr import render
-        return render(f"ConvexSolution(status={self.status!r}, solver={self.solver!r})",
-                      self._rows())
+
+        return render(
+            f"ConvexSolution(status={self.status!r}, solver={self.solver!r})", self._rows()
+        )
 
     def _repr_html_(self) -> str:
         from ._repr import render_html
-        return render_html(f"ConvexSolution(status={self.status!r}, solver={self.solver!r})",
-                           self._rows())
+
+        return render_html(
+            f"ConvexSolution(status={self.status!r}, solver={self.solver!r})", self._rows()
+        )
 
     def summary(self) -> dict:
-        return dict(objective=self.objective, dual_objective=self.dual_objective,
-                    duality_gap=self.duality_gap, constraint_residual=self.constraint_residual,
-                    status=self.status, solver=self.solver, psd=self.psd, **self.info)
+        return dict(
+            objective=self.objective,
+            dual_objective=self.dual_objective,
+            duality_gap=self.duality_gap,
+            constraint_residual=self.constraint_residual,
+            status=self.status,
+            solver=self.solver,
+            psd=self.psd,
+            **self.info,
+        )
 
 
 def _constraints(problem: Problem):
@@ -122,6 +142,7 @@ def _constraints(problem: Problem):
             out = np.zeros(problem.shape)
             np.add.at(out, (rows, cols), y)
             return out
+
         return A_cvx, A_np, A_adj, b
     if isinstance(problem, MatrixSensing):
         A = np.asarray(problem.A, dtype=np.float64)
@@ -131,11 +152,19 @@ def _constraints(problem: Problem):
 
         def A_vec_cvx(X):
             import cvxpy as cp
+
             return Amat @ cp.vec(X, order="C")
 
-        return A_vec_cvx, lambda X: Amat @ X.ravel(), lambda y: (Amat.T @ y).reshape(problem.shape), b
-    raise ValueError(f"`problem` must be a MatrixCompletion or MatrixSensing (exact data "
-                     f"constraints), got {type(problem).__name__}")
+        return (
+            A_vec_cvx,
+            lambda X: Amat @ X.ravel(),
+            lambda y: (Amat.T @ y).reshape(problem.shape),
+            b,
+        )
+    raise ValueError(
+        f"`problem` must be a MatrixCompletion or MatrixSensing (exact data "
+        f"constraints), got {type(problem).__name__}"
+    )
 
 
 def _default_psd(problem: Problem) -> bool:
@@ -159,8 +188,14 @@ def _auto_solvers(m: int, n: int) -> list[str]:
     return ["ALM"]
 
 
-def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str | None = None,
-                     tol: float = 1e-9, verbose: bool = False) -> ConvexSolution:
+def min_nuclear_norm(
+    problem: Problem,
+    *,
+    psd: bool | None = None,
+    solver: str | None = None,
+    tol: float = 1e-9,
+    verbose: bool = False,
+) -> ConvexSolution:
     r"""Minimum nuclear norm (PSD: minimum trace) matrix that fits the data exactly.
 
     ``min ||X||_*  s.t. A(X) = b``, or with ``psd``: ``min tr X  s.t. A(X) = b, X >= 0``
@@ -213,19 +248,24 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
     if isinstance(problem, MatrixEstimation):
         Y = np.asarray(problem.Y, dtype=np.float64)
         obj = float(np.trace(Y)) if psd else nuclear_norm(Y)
-        return ConvexSolution(Y, obj, "closed_form", "none", psd, obj, 0.0, 0.0,
-                              info=dict(duality_gap_raw=0.0))
+        return ConvexSolution(
+            Y, obj, "closed_form", "none", psd, obj, 0.0, 0.0, info=dict(duality_gap_raw=0.0)
+        )
     A_np, A_adj, b = linear_map(problem)
     tried = _auto_solvers(m, n) if name == "AUTO" else [name]
     info: dict = {}
     if tried[0] != "ALM":
         try:
-            Xv, y, status, name, errors = _cvxpy_solve(problem, psd, [s for s in tried if s != "ALM"],
-                                                       verbose)
+            Xv, y, status, name, errors = _cvxpy_solve(
+                problem, psd, [s for s in tried if s != "ALM"], verbose
+            )
             info.update(errors=errors)
             if status != "optimal":
-                warnings.warn(f"min_nuclear_norm: solver {name} returned status {status}",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"min_nuclear_norm: solver {name} returned status {status}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         except RuntimeError as e:
             if "ALM" not in tried:
                 raise
@@ -236,20 +276,40 @@ def min_nuclear_norm(problem: Problem, *, psd: bool | None = None, solver: str |
         with blas_threads(problem.shape):
             Xv, y, alm = alm_min_nuclear(problem, psd, tol=tol, verbose=verbose)
         status = "optimal" if alm["converged"] else "optimal_inaccurate"
-        info.update(iterations=alm["outer"], gradient_evaluations=alm["evals"],
-                    factor_rank=alm["rank"], solve_time=alm["time"])
+        info.update(
+            iterations=alm["outer"],
+            gradient_evaluations=alm["evals"],
+            factor_rank=alm["rank"],
+            solve_time=alm["time"],
+        )
         if not alm["converged"]:
-            warnings.warn(f"min_nuclear_norm: ALM did not reach tol={tol:g} in "
-                          f"{alm['outer']} multiplier updates; the certificate says how "
-                          f"far it is", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"min_nuclear_norm: ALM did not reach tol={tol:g} in "
+                f"{alm['outer']} multiplier updates; the certificate says how "
+                f"far it is",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     with blas_threads(problem.shape):
         cert = certificate(Xv, y, A_np, A_adj, b, psd)
     gap_raw = cert["gap_raw"]
-    info.update(duality_gap_raw=gap_raw, dual_norm=cert["dual_norm"],
-                relative_gap=max(gap_raw, 0.0) / max(abs(cert["primal"]), 1e-300),
-                min_eigenvalue=float(np.linalg.eigvalsh(0.5 * (Xv + Xv.T))[0]) if psd else None)
-    return ConvexSolution(Xv, cert["primal"], status, name, psd, cert["dual"],
-                          max(gap_raw, 0.0), cert["residual"], info=info)
+    info.update(
+        duality_gap_raw=gap_raw,
+        dual_norm=cert["dual_norm"],
+        relative_gap=max(gap_raw, 0.0) / max(abs(cert["primal"]), 1e-300),
+        min_eigenvalue=float(np.linalg.eigvalsh(0.5 * (Xv + Xv.T))[0]) if psd else None,
+    )
+    return ConvexSolution(
+        Xv,
+        cert["primal"],
+        status,
+        name,
+        psd,
+        cert["dual"],
+        max(gap_raw, 0.0),
+        cert["residual"],
+        info=info,
+    )
 
 
 def _cvxpy_solve(problem: Problem, psd: bool, tried: list[str], verbose: bool):
@@ -278,9 +338,12 @@ def _cvxpy_solve(problem: Problem, psd: bool, tried: list[str], verbose: bool):
             break
         errors.append(f"{name}: status {prob.status}")
     else:
-        raise RuntimeError("min_nuclear_norm: every solver failed (" + "; ".join(errors) +
-                           "). Install clarabel/scs, or check that the constraints are feasible "
-                           "(noisy sensing with more measurements than unknowns is not)")
+        raise RuntimeError(
+            "min_nuclear_norm: every solver failed ("
+            + "; ".join(errors)
+            + "). Install clarabel/scs, or check that the constraints are feasible "
+            "(noisy sensing with more measurements than unknowns is not)"
+        )
     y = np.asarray(cons[0].dual_value, dtype=np.float64).ravel()
     return np.asarray(X.value, dtype=np.float64), y, prob.status, name, errors
 
@@ -342,8 +405,16 @@ def _si_setup(problem: Problem, psd: bool | None, svd: str, max_iter: int):
 _FULL_SVD_MAX = 200
 
 
-def soft_impute(problem: Problem, lam: float, *, psd: bool | None = None, X0=None,
-                max_iter: int = 20_000, tol: float = 1e-10, svd: str = "auto") -> np.ndarray:
+def soft_impute(
+    problem: Problem,
+    lam: float,
+    *,
+    psd: bool | None = None,
+    X0=None,
+    max_iter: int = 20_000,
+    tol: float = 1e-10,
+    svd: str = "auto",
+) -> np.ndarray:
     r"""``argmin_X f(X) + lam ||X||_*`` (PSD: ``f(X) + lam tr X`` over ``X >= 0``).
 
     Accelerated proximal gradient (FISTA with gradient restart)
@@ -374,14 +445,24 @@ def soft_impute(problem: Problem, lam: float, *, psd: bool | None = None, X0=Non
 def _soft_impute(grad, X0, lam, step, svt, tol, max_iter) -> np.ndarray:
     X, _, ok = fista_prox_grad(grad, X0, lam, step, svt, tol, max_iter)
     if not ok:
-        warnings.warn(f"soft_impute: not converged in {max_iter} iterations at lam={lam:g}; "
-                      f"raise `max_iter` or use soft_impute_path for warm starts",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"soft_impute: not converged in {max_iter} iterations at lam={lam:g}; "
+            f"raise `max_iter` or use soft_impute_path for warm starts",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return X
 
 
-def soft_impute_path(problem: Problem, lams, *, psd: bool | None = None, max_iter: int = 20_000,
-                     tol: float = 1e-10, svd: str = "auto") -> list[np.ndarray]:
+def soft_impute_path(
+    problem: Problem,
+    lams,
+    *,
+    psd: bool | None = None,
+    max_iter: int = 20_000,
+    tol: float = 1e-10,
+    svd: str = "auto",
+) -> list[np.ndarray]:
     """:func:`soft_impute` along ``lams`` (solved from the largest down, each warm-started
     from the previous minimiser and, with the randomized SVD, from its singular subspace);
     returned in the order of ``lams``."""
@@ -403,8 +484,16 @@ def soft_impute_path(problem: Problem, lams, *, psd: bool | None = None, max_ite
 # Best rank-r fit
 
 
-def best_rank_fit(problem: Problem, rank: int, *, psd: bool | None = None, restarts: int = 5,
-                  seed: int = 0, gtol: float = 1e-12, max_iter: int = 20_000) -> tuple[np.ndarray, float]:
+def best_rank_fit(
+    problem: Problem,
+    rank: int,
+    *,
+    psd: bool | None = None,
+    restarts: int = 5,
+    seed: int = 0,
+    gtol: float = 1e-12,
+    max_iter: int = 20_000,
+) -> tuple[np.ndarray, float]:
     r"""``min f(X)`` over ``rank(X) <= rank`` (PSD: ``X = U U^T``, ``U`` of shape ``(d, rank)``;
     else ``X = U V^T``), by L-BFGS on the factors from ``restarts`` random starts.
 
@@ -433,11 +522,18 @@ def best_rank_fit(problem: Problem, rank: int, *, psd: bool | None = None, resta
     size = m * rank if psd else (m + n) * rank
     for _ in range(restarts):
         z0 = rng.standard_normal(size) / np.sqrt(max(m, n))
-        r = sopt.minimize(fun, z0, jac=True, method="L-BFGS-B",
-                          options=dict(maxiter=max_iter, gtol=gtol, ftol=0.0, maxcor=30))
+        r = sopt.minimize(
+            fun,
+            z0,
+            jac=True,
+            method="L-BFGS-B",
+            options=dict(maxiter=max_iter, gtol=gtol, ftol=0.0, maxcor=30),
+        )
         if r.fun < best[1]:
             best = (np.asarray(unpack(jnp.asarray(r.x))), float(r.fun))
     if best[0] is None:
-        raise RuntimeError(f"best_rank_fit: L-BFGS ended at a non-finite objective from all "
-                           f"{restarts} start(s); check the problem's scale")
+        raise RuntimeError(
+            f"best_rank_fit: L-BFGS ended at a non-finite objective from all "
+            f"{restarts} start(s); check the problem's scale"
+        )
     return best[0], best[1]

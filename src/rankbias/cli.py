@@ -47,44 +47,77 @@ def _parser() -> argparse.ArgumentParser:
     from .experiments.executors import EXECUTORS
     from .plots import FIGURES
 
-    p = _Parser(prog="rankbias", description="Implicit low-rank bias experiments: named "
-                "reproductions and parameter sweeps.")
+    p = _Parser(
+        prog="rankbias",
+        description="Implicit low-rank bias experiments: named reproductions and parameter sweeps.",
+    )
     p.add_argument("--version", action="version", version=f"rankbias {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="named experiments, one line each")
     r = sub.add_parser("run", help="run a named experiment or a TOML config")
     r.add_argument("experiment", help="a name from `rankbias list`, or a path to a .toml file")
     r.add_argument("--out", required=True, help="results folder (created; re-runs resume)")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. dynamics.t_max=100 or alphas=[1e-4,1e-8]")
-    r.add_argument("--quick", action="store_true", help="the reduced version (a reproduction's "
-                   "quick mode, a sweep's [quick] table; an error if the sweep has none)")
-    r.add_argument("--add", "--force", dest="add", action="store_true",
-                   help="run into a folder that holds another config of a sweep (both configs "
-                   "are recorded in its experiment.json); without it such a folder is refused")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. dynamics.t_max=100 or alphas=[1e-4,1e-8]",
+    )
+    r.add_argument(
+        "--quick",
+        action="store_true",
+        help="the reduced version (a reproduction's "
+        "quick mode, a sweep's [quick] table; an error if the sweep has none)",
+    )
+    r.add_argument(
+        "--add",
+        "--force",
+        dest="add",
+        action="store_true",
+        help="run into a folder that holds another config of a sweep (both configs "
+        "are recorded in its experiment.json); without it such a folder is refused",
+    )
     r.add_argument("--executor", default="inprocess", choices=EXECUTORS)
     r.add_argument("--workers", type=int, default=None, help="worker processes")
-    r.add_argument("--scheduler", default=None, help="Dask scheduler address, tcp://host:8786 "
-                   "(default: start a LocalCluster)")
+    r.add_argument(
+        "--scheduler",
+        default=None,
+        help="Dask scheduler address, tcp://host:8786 (default: start a LocalCluster)",
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--report", action="store_true", help="write report.html when done")
     s = sub.add_parser("status", help="done / pending / failed runs of a results folder")
     s.add_argument("dir")
-    s.add_argument("--verify", action="store_true", help="also read every run file and check its "
-                   "checksum and key (exit 1 if any is corrupt or unreadable)")
+    s.add_argument(
+        "--verify",
+        action="store_true",
+        help="also read every run file and check its "
+        "checksum and key (exit 1 if any is corrupt or unreadable)",
+    )
     pl = sub.add_parser("plot", help="draw figures (PNG and SVG) into DIR/figures")
     pl.add_argument("dir")
-    pl.add_argument("--figure", action="append", choices=FIGURES,
-                    help="a figure (repeatable; default: all that apply)")
-    pl.add_argument("--stat", default="median", choices=("median", "mean"),
-                    help="summary over seeds: median with 25-75%% quantile band (default) or "
-                    "mean with one std")
+    pl.add_argument(
+        "--figure",
+        action="append",
+        choices=FIGURES,
+        help="a figure (repeatable; default: all that apply)",
+    )
+    pl.add_argument(
+        "--stat",
+        default="median",
+        choices=("median", "mean"),
+        help="summary over seeds: median with 25-75%% quantile band (default) or mean with one std",
+    )
     rp = sub.add_parser("report", help="write the HTML report DIR/report.html")
     rp.add_argument("dir")
     ce = sub.add_parser("counterexample", help="nuclear-norm counter-examples (Li et al.)")
     ce_sub = ce.add_subparsers(dest="ce_command", required=True, parser_class=_Parser)
-    cs = ce_sub.add_parser("search", help="search small PSD completions where the GF/GLRL limit "
-                           "has a larger trace than the minimum; certify and write the hits")
+    cs = ce_sub.add_parser(
+        "search",
+        help="search small PSD completions where the GF/GLRL limit "
+        "has a larger trace than the minimum; certify and write the hits",
+    )
     cs.add_argument("--out", required=True, help="folder for counterexamples.json")
     cs.add_argument("--trials", type=int, default=40)
     cs.add_argument("--seed", type=int, default=0)
@@ -120,8 +153,10 @@ def _print_status(st: dict) -> None:
         line += f", {st['unreadable']} unreadable (kept; check their permissions)"
     print(line)
     if st.get("earlier_configs"):
-        print(f"(this folder also holds the runs of {st['earlier_configs']} earlier config(s), "
-              f"added with --add; see 'history' in experiment.json)")
+        print(
+            f"(this folder also holds the runs of {st['earlier_configs']} earlier config(s), "
+            f"added with --add; see 'history' in experiment.json)"
+        )
 
 
 def _log(msg: str) -> None:
@@ -135,19 +170,30 @@ def _cmd_run(args) -> int:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.scheduler and args.executor != "dask":
         raise ValueError("--scheduler needs --executor dask")
-    st = run_experiment(args.experiment, args.out, overrides=args.set, quick=args.quick,
-                        executor=args.executor, workers=args.workers, scheduler=args.scheduler,
-                        progress=not args.no_progress and sys.stderr.isatty(), add=args.add,
-                        log=_log)
+    st = run_experiment(
+        args.experiment,
+        args.out,
+        overrides=args.set,
+        quick=args.quick,
+        executor=args.executor,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        add=args.add,
+        log=_log,
+    )
     if "results" in st:  # a reproduction
-        print(f"{st['name']}: done in {st['wall_time']:.1f} s; summary in "
-              f"{Path(args.out) / 'summary.json'}")
+        print(
+            f"{st['name']}: done in {st['wall_time']:.1f} s; summary in "
+            f"{Path(args.out) / 'summary.json'}"
+        )
     else:
         _print_status(st)
         if st.get("failed"):
             print(f"some runs failed: `rankbias status {args.out}` lists them", file=sys.stderr)
     if args.report:
         from .report import write_report
+
         print(f"report: {write_report(args.out)}")
     return 1 if st.get("failed") or st.get("pending") else 0
 
@@ -191,10 +237,14 @@ def _cmd_plot(args) -> int:
                 drawn += 1
     if not drawn:
         from .store import Store
+
         metrics = ", ".join(Store(args.dir).manifest().get("metrics", [])) or "none"
-        print(f"rankbias: error: no figure applies to {args.dir} (no figure can be drawn from "
-              f"the metrics it recorded: {metrics}); record loss, singular_values or "
-              f"effective_rank in [record] metrics", file=sys.stderr)
+        print(
+            f"rankbias: error: no figure applies to {args.dir} (no figure can be drawn from "
+            f"the metrics it recorded: {metrics}); record loss, singular_values or "
+            f"effective_rank in [record] metrics",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -211,8 +261,9 @@ def _cmd_demo(args) -> int:
     from .report import write_report
 
     print(f"running quick-demo into {args.out} ...", flush=True)
-    st = run_experiment("quick-demo", args.out,
-                        progress=not args.no_progress and sys.stderr.isatty())
+    st = run_experiment(
+        "quick-demo", args.out, progress=not args.no_progress and sys.stderr.isatty()
+    )
     _print_status(st)
     path = write_report(args.out)
     print(f"figures: {Path(args.out) / 'figures'}")
@@ -223,27 +274,45 @@ def _cmd_demo(args) -> int:
 def _cmd_counterexample(args) -> int:
     from .counterexamples import search
 
-    res = search(Path(args.out), n_trials=args.trials, seed=args.seed, d=args.size, rank=args.rank,
-                 n_pairs=args.pairs, margin=args.margin, certify_top=args.certify)
+    res = search(
+        Path(args.out),
+        n_trials=args.trials,
+        seed=args.seed,
+        d=args.size,
+        rank=args.rank,
+        n_pairs=args.pairs,
+        margin=args.margin,
+        certify_top=args.certify,
+    )
     best = res.get("best")
     print(f"screened {args.trials} instances; results in {Path(args.out) / 'counterexamples.json'}")
     if not best:
         print("no certified counter-example in this search (try more --trials)")
         return 0
-    print(f"best certified: GLRL trace {best.get('glrl_trace', float('nan')):.6g} > minimum trace "
-          f"{best.get('min_trace', float('nan')):.6g} (excess {best.get('excess', float('nan')):.3g})")
+    print(
+        f"best certified: GLRL trace {best.get('glrl_trace', float('nan')):.6g} > minimum trace "
+        f"{best.get('min_trace', float('nan')):.6g} (excess {best.get('excess', float('nan')):.3g})"
+    )
     return 0
 
 
-_COMMANDS = {"list": _cmd_list, "counterexample": _cmd_counterexample, "run": _cmd_run, "status": _cmd_status, "plot": _cmd_plot,
-             "report": _cmd_report, "demo": _cmd_demo}
+_COMMANDS = {
+    "list": _cmd_list,
+    "counterexample": _cmd_counterexample,
+    "run": _cmd_run,
+    "status": _cmd_status,
+    "plot": _cmd_plot,
+    "report": _cmd_report,
+    "demo": _cmd_demo,
+}
 
 
 def _cut(text: str) -> str:
     """Each line cut to ``_LINE`` characters."""
-    return "\n".join(line if len(line) <= _LINE else
-                     f"{line[:_LINE - 30]}... ({len(line)} characters)"
-                     for line in text.splitlines() or [""])
+    return "\n".join(
+        line if len(line) <= _LINE else f"{line[: _LINE - 30]}... ({len(line)} characters)"
+        for line in text.splitlines() or [""]
+    )
 
 
 def _error(e: BaseException, code: int) -> int:
@@ -274,8 +343,10 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt as e:  # also during the imports and argument parsing
         what = "terminated" if isinstance(e, Terminated) else "interrupted"
-        print(f"\n{what}: finished runs are saved; run the same command again to resume",
-              file=sys.stderr)
+        print(
+            f"\n{what}: finished runs are saved; run the same command again to resume",
+            file=sys.stderr,
+        )
         return 143 if isinstance(e, Terminated) else 130
     finally:
         if main_thread:

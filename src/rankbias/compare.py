@@ -47,8 +47,14 @@ from .models import DeepFactorization, Model, SymmetricFactorization
 from .problems import Problem
 from .trajectory import Trajectory
 
-__all__ = ["compare_with_glrl", "GLRLComparison", "fit_power_law", "default_t_max",
-           "glrl_variant_for", "glrl_distance_metric"]
+__all__ = [
+    "compare_with_glrl",
+    "GLRLComparison",
+    "fit_power_law",
+    "default_t_max",
+    "glrl_variant_for",
+    "glrl_distance_metric",
+]
 
 
 def glrl_variant_for(model) -> bool:
@@ -60,8 +66,10 @@ def glrl_variant_for(model) -> bool:
         return True
     if isinstance(model, DeepFactorization):
         return False
-    raise TypeError(f"no GLRL variant for model {type(model).__name__}; expected "
-                    "SymmetricFactorization or DeepFactorization")
+    raise TypeError(
+        f"no GLRL variant for model {type(model).__name__}; expected "
+        "SymmetricFactorization or DeepFactorization"
+    )
 
 
 @dataclass
@@ -111,9 +119,17 @@ class GLRLComparison:
         if self.status is None:
             self.status = np.full((A, S), "unknown", dtype=object)
         if self.t_final is None:
-            self.t_final = np.array([[float(self.trajectories[(a, s)].times[-1])
-                                      if (a, s) in self.trajectories else np.nan
-                                      for s in self.seeds] for a in self.alphas]).reshape(A, S)
+            self.t_final = np.array(
+                [
+                    [
+                        float(self.trajectories[(a, s)].times[-1])
+                        if (a, s) in self.trajectories
+                        else np.nan
+                        for s in self.seeds
+                    ]
+                    for a in self.alphas
+                ]
+            ).reshape(A, S)
 
     @property
     def certified(self) -> np.ndarray:
@@ -130,12 +146,23 @@ class GLRLComparison:
         for i, a in enumerate(self.alphas):
             e = self.distances["end"][i]
             ph = self.distances["phase"][i]
-            rows.append(dict(alpha=a, end_median=float(np.median(e)), end_max=float(np.max(e)),
-                             phase_median=[float(np.nanmedian(ph[:, r])) if np.any(np.isfinite(ph[:, r]))
-                                           else float("nan") for r in range(ph.shape[1])],
-                             certified=int(self.certified[i].sum()), runs=len(self.seeds),
-                             status=[str(x) for x in self.status[i]],
-                             t_final=[float(x) for x in self.t_final[i]]))
+            rows.append(
+                dict(
+                    alpha=a,
+                    end_median=float(np.median(e)),
+                    end_max=float(np.max(e)),
+                    phase_median=[
+                        float(np.nanmedian(ph[:, r]))
+                        if np.any(np.isfinite(ph[:, r]))
+                        else float("nan")
+                        for r in range(ph.shape[1])
+                    ],
+                    certified=int(self.certified[i].sum()),
+                    runs=len(self.seeds),
+                    status=[str(x) for x in self.status[i]],
+                    t_final=[float(x) for x in self.t_final[i]],
+                )
+            )
         return rows
 
     @property
@@ -146,37 +173,61 @@ class GLRLComparison:
         assert self.status is not None and self.t_final is not None  # set in __post_init__
         for i, a in enumerate(self.alphas):
             for j, s in enumerate(self.seeds):
-                out.append(dict(alpha=a, seed=s, status=str(self.status[i, j]),
-                                certified=bool(self.certified[i, j]),
-                                t_final=float(self.t_final[i, j]),
-                                end=float(self.distances["end"][i, j]),
-                                phase=[float(x) for x in self.distances["phase"][i, j]]))
+                out.append(
+                    dict(
+                        alpha=a,
+                        seed=s,
+                        status=str(self.status[i, j]),
+                        certified=bool(self.certified[i, j]),
+                        t_final=float(self.t_final[i, j]),
+                        end=float(self.distances["end"][i, j]),
+                        phase=[float(x) for x in self.distances["phase"][i, j]],
+                    )
+                )
         return out
 
     def _title(self) -> str:
-        return (f"GLRLComparison({self.info.get('model', 'model')} depth "
-                f"{self.info.get('depth', '?')} vs {self.info.get('glrl_variant', '?')} GLRL, "
-                f"{len(self.alphas)} alphas x {len(self.seeds)} seeds)")
+        return (
+            f"GLRLComparison({self.info.get('model', 'model')} depth "
+            f"{self.info.get('depth', '?')} vs {self.info.get('glrl_variant', '?')} GLRL, "
+            f"{len(self.alphas)} alphas x {len(self.seeds)} seeds)"
+        )
 
     def _rows(self):
         num = _repr.num
         cert = self.certified
-        rows = [("certified", f"{int(cert.sum())}/{cert.size} runs at a steady state"
-                 + ("" if cert.all() else " (end distances of the others are not limits)")),
-                ("GLRL", f"rank {self.glrl.rank}, status {self.glrl.status!r}, loss "
-                         f"{num(self.glrl.loss)}")]
+        rows = [
+            (
+                "certified",
+                f"{int(cert.sum())}/{cert.size} runs at a steady state"
+                + ("" if cert.all() else " (end distances of the others are not limits)"),
+            ),
+            (
+                "GLRL",
+                f"rank {self.glrl.rank}, status {self.glrl.status!r}, loss {num(self.glrl.loss)}",
+            ),
+        ]
         for r in self.table[:8]:
-            rows.append((f"alpha {r['alpha']:.0e}",
-                         f"end median {num(r['end_median'], 3)} (max {num(r['end_max'], 3)}), "
-                         f"certified {r['certified']}/{r['runs']}, t_final <= "
-                         f"{num(max(r['t_final']), 3)}"))
+            rows.append(
+                (
+                    f"alpha {r['alpha']:.0e}",
+                    f"end median {num(r['end_median'], 3)} (max {num(r['end_max'], 3)}), "
+                    f"certified {r['certified']}/{r['runs']}, t_final <= "
+                    f"{num(max(r['t_final']), 3)}",
+                )
+            )
         if len(self.alphas) > 8:
             rows.append(("...", f"{len(self.alphas) - 8} more alphas"))
         f = self.fit
         rows.append(("fit end", f"c = {num(f.get('c'), 3)} over {f.get('used', 0)} alphas"))
         if "phase1_at_mid" in f:
-            rows.append(("fit phase 1", f"c = {num(f['phase1_at_mid'].get('c'), 3)}, predicted "
-                                        f"{num(f.get('prediction'), 3)}"))
+            rows.append(
+                (
+                    "fit phase 1",
+                    f"c = {num(f['phase1_at_mid'].get('c'), 3)}, predicted "
+                    f"{num(f.get('prediction'), 3)}",
+                )
+            )
         return rows
 
     def __repr__(self) -> str:
@@ -190,6 +241,7 @@ class GLRLComparison:
         the phase-1 distance at its mid crossing, the fitted power laws and the predicted
         exponent (see :func:`rankbias.plots.plot_comparison`); returns the Axes."""
         from .plots import plot_comparison
+
         return plot_comparison(self, ax)
 
 
@@ -205,8 +257,7 @@ def fit_power_law(alphas, dist, floor: float = 1e-9) -> dict:
     if keep.sum() < 2:
         return dict(c=float("nan"), b=float("nan"), used=int(keep.sum()))
     c, b = np.polyfit(np.log(a[keep]), np.log(d[keep]), 1)
-    return dict(c=float(c), b=float(b), used=int(keep.sum()),
-                alphas_used=a[keep].tolist())
+    return dict(c=float(c), b=float(b), used=int(keep.sum()), alphas_used=a[keep].tolist())
 
 
 def default_t_max(res: GLRLResult, alpha: float, depth: int) -> float:
@@ -226,34 +277,63 @@ def _glrl_at(problem, res: GLRLResult, r: int, times: np.ndarray) -> np.ndarray:
     s = np.sqrt(res.eps)
     if res.symmetric:
         assert isinstance(ph.direction, np.ndarray)  # symmetric GLRL: one vector u
-        start = (np.concatenate([res.phases[r - 2].factors[0] if r > 1 else np.zeros((m, 0)),
-                                 s * ph.direction[:, None]], axis=1),)
+        start = (
+            np.concatenate(
+                [
+                    res.phases[r - 2].factors[0] if r > 1 else np.zeros((m, 0)),
+                    s * ph.direction[:, None],
+                ],
+                axis=1,
+            ),
+        )
         model = SymmetricFactorization(m, width=r)
     else:  # W = U V^T as the depth-2 product W_2 W_1, W_1 = V^T (r, n), W_2 = U (m, r)
         u, v = ph.direction
         V1, U2 = res.phases[r - 2].factors if r > 1 else (np.zeros((0, n)), np.zeros((m, 0)))
-        start = (np.concatenate([V1, s * v[None, :]], axis=0),
-                 np.concatenate([U2, s * u[:, None]], axis=1))
+        start = (
+            np.concatenate([V1, s * v[None, :]], axis=0),
+            np.concatenate([U2, s * u[:, None]], axis=1),
+        )
         model = DeepFactorization((m, n), depth=2, width=r)
     times = np.asarray(times, dtype=np.float64)
     tmax = float(max(times.max(), 1e-6))
     # The same absolute tolerance as the GLRL phase itself (glrl.py): the appended column has
     # entries ~sqrt(eps), and a larger atol would let its escape time drift from the t_mid
     # used for the alignment.
-    tr = gradient_flow(problem, model, start, t_max=tmax, gtol=None, rtol=1e-10,
-                       atol=min(1e-14, 1e-3 * np.sqrt(res.eps)), n_save=2, save_at=times,
-                       save_matrices=True)
+    tr = gradient_flow(
+        problem,
+        model,
+        start,
+        t_max=tmax,
+        gtol=None,
+        rtol=1e-10,
+        atol=min(1e-14, 1e-3 * np.sqrt(res.eps)),
+        n_save=2,
+        save_at=times,
+        save_matrices=True,
+    )
     idx = np.searchsorted(tr.times, times)
     idx = np.clip(idx, 0, len(tr.times) - 1)
     assert tr.matrices is not None  # save_matrices=True
     return tr.matrices[idx]
 
 
-def compare_with_glrl(problem: Problem, model: DeepFactorization | SymmetricFactorization, alphas: Sequence[float],
-                      seeds: Sequence[int] = range(5), *, glrl_result: GLRLResult | None = None,
-                      eps: float = 1e-30, init: str = "gaussian", t_max: float | None = None,
-                      n_save: int = 400, rtol: float = 1e-10, atol: float = 1e-14,
-                      end_t_max: float | None = None, gtol: float = 1e-10) -> GLRLComparison:
+def compare_with_glrl(
+    problem: Problem,
+    model: DeepFactorization | SymmetricFactorization,
+    alphas: Sequence[float],
+    seeds: Sequence[int] = range(5),
+    *,
+    glrl_result: GLRLResult | None = None,
+    eps: float = 1e-30,
+    init: str = "gaussian",
+    t_max: float | None = None,
+    n_save: int = 400,
+    rtol: float = 1e-10,
+    atol: float = 1e-14,
+    end_t_max: float | None = None,
+    gtol: float = 1e-10,
+) -> GLRLComparison:
     r"""Run gradient flow from ``model.init(init, scale=alpha, seed)`` for every alpha and seed
     and measure its time-aligned distance to the GLRL trajectory (module docstring).
 
@@ -287,7 +367,9 @@ def compare_with_glrl(problem: Problem, model: DeepFactorization | SymmetricFact
     symmetric = glrl_variant_for(model)
     if glrl_result is not None:
         if not isinstance(glrl_result, GLRLResult):
-            raise ValueError(f"`glrl_result` must be a GLRLResult, got {type(glrl_result).__name__}")
+            raise ValueError(
+                f"`glrl_result` must be a GLRLResult, got {type(glrl_result).__name__}"
+            )
         symmetric = glrl_result.symmetric
     if symmetric and problem.shape[0] != problem.shape[1]:
         raise ValueError(f"`problem` must be square for PSD GLRL, got {problem.shape}")
@@ -322,15 +404,27 @@ def compare_with_glrl(problem: Problem, model: DeepFactorization | SymmetricFact
         atol_a = min(atol, 1e-4 * a ** (1.0 / depth))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            runs = gradient_flow_batch(problem, model, params, t_max=tm, rtol=rtol, atol=atol_a,
-                                       n_save=n_save, gtol=gtol, save_matrices=True)
+            runs = gradient_flow_batch(
+                problem,
+                model,
+                params,
+                t_max=tm,
+                rtol=rtol,
+                atol=atol_a,
+                n_save=n_save,
+                gtol=gtol,
+                save_matrices=True,
+            )
         # Second pass: the same runs recorded densely around each phase's loss drop, so
         # that the mid-level crossings (the alignment) are accurate to far below 1/lam.
         extra = []
         for tr in runs:
             mids = _mids(tr, levels, R)
-            pts = [m + np.linspace(-4.0, 4.0, 81) / res.phases[r].lam
-                   for r, m in enumerate(mids) if np.isfinite(m)]
+            pts = [
+                m + np.linspace(-4.0, 4.0, 81) / res.phases[r].lam
+                for r, m in enumerate(mids)
+                if np.isfinite(m)
+            ]
             extra.append(np.concatenate(pts) if pts else np.zeros(0))
         grid = np.unique(np.clip(np.concatenate(extra), 0, tm)) if extra else None
         # It also goes on past the phase horizon `tm` to the certified steady state (the end
@@ -340,8 +434,18 @@ def compare_with_glrl(problem: Problem, model: DeepFactorization | SymmetricFact
         n_end = max(50, n_save // 4)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            runs = gradient_flow_batch(problem, model, params, t_max=te, rtol=rtol, atol=atol_a,
-                                       n_save=n_end, save_at=grid, gtol=gtol, save_matrices=True)
+            runs = gradient_flow_batch(
+                problem,
+                model,
+                params,
+                t_max=te,
+                rtol=rtol,
+                atol=atol_a,
+                n_save=n_end,
+                save_at=grid,
+                gtol=gtol,
+                save_matrices=True,
+            )
         for j, (s, tr) in enumerate(zip(seeds, runs, strict=True)):
             trajs[(a, s)] = tr
             end[i, j] = float(np.linalg.norm(tr.final_matrix - res.matrix))
@@ -354,8 +458,11 @@ def compare_with_glrl(problem: Problem, model: DeepFactorization | SymmetricFact
                     continue
                 shift = mids[r - 1] - res.phases[r - 1].t_mid
                 lo = 0.5 * ((mids[r - 2] if r > 1 else 0.0) + mids[r - 1])
-                hi = (0.5 * (mids[r - 1] + mids[r]) if r < R and np.isfinite(mids[r])
-                      else min(tr.times[-1], tm))
+                hi = (
+                    0.5 * (mids[r - 1] + mids[r])
+                    if r < R and np.isfinite(mids[r])
+                    else min(tr.times[-1], tm)
+                )
                 sel = (tr.times >= lo) & (tr.times <= hi) & (tr.times - shift >= 0)
                 if not sel.any():
                     continue
@@ -367,17 +474,23 @@ def compare_with_glrl(problem: Problem, model: DeepFactorization | SymmetricFact
     cert = status == "steady_state"
     if not cert.all():
         bad = [(alphas[i], seeds[j]) for i, j in zip(*np.nonzero(~cert), strict=True)]
-        warnings.warn(f"{len(bad)} of {cert.size} runs did not reach a certified steady state "
-                      f"by end_t_max (alpha, seed: {bad[:6]}{' ...' if len(bad) > 6 else ''}; "
-                      f"statuses {sorted(set(status[~cert].tolist()))}): their end distances "
-                      "are not those of the limit; they are marked (`certified`) and left out "
-                      "of the fit. Raise `end_t_max` or loosen `gtol`.", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"{len(bad)} of {cert.size} runs did not reach a certified steady state "
+            f"by end_t_max (alpha, seed: {bad[:6]}{' ...' if len(bad) > 6 else ''}; "
+            f"statuses {sorted(set(status[~cert].tolist()))}): their end distances "
+            "are not those of the limit; they are marked (`certified`) and left out "
+            "of the fit. Raise `end_t_max` or loosen `gtol`.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     negG0 = -np.asarray(problem.grad(jnp.zeros(problem.shape)))
     # Growth rates of the linear regime: eigenvalues of sym(-grad f(0)) (PSD GLRL) or its
     # singular values (asymmetric: (U, V) grows by [[0, G], [G^T, 0]], eigenvalues +- sigma).
-    w = (np.linalg.eigvalsh(0.5 * (negG0 + negG0.T))[::-1] if res.symmetric
-         else np.linalg.svd(negG0, compute_uv=False))
+    w = (
+        np.linalg.eigvalsh(0.5 * (negG0 + negG0.T))[::-1]
+        if res.symmetric
+        else np.linalg.svd(negG0, compute_uv=False)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # alphas without a certified run: NaN
         fit = fit_power_law(alphas, np.nanmedian(np.where(cert, end, np.nan), axis=1))
@@ -393,13 +506,26 @@ def compare_with_glrl(problem: Problem, model: DeepFactorization | SymmetricFact
         # The derived law is about this quantity: phase 1 at its mid crossing (top direction
         # O(1)), where the second direction has grown to alpha^(1 - lam_2/lam_1).
         fit["phase1_at_mid"] = fit_power_law(alphas, np.nanmedian(at_mid[:, :, 0], axis=1))
-    return GLRLComparison(alphas=alphas, seeds=seeds, glrl=res, trajectories=trajs,
-                          distances=dict(end=end, phase=phase, phase_at_mid=at_mid),
-                          shifts=shifts, fit=fit,
-                          info=dict(depth=depth, init=init, model=type(model).__name__,
-                                    glrl_variant="PSD" if res.symmetric else "asymmetric",
-                                    t_max=horizons, end_t_max=end_horizons, gtol=gtol),
-                          status=status, t_final=t_final)
+    return GLRLComparison(
+        alphas=alphas,
+        seeds=seeds,
+        glrl=res,
+        trajectories=trajs,
+        distances=dict(end=end, phase=phase, phase_at_mid=at_mid),
+        shifts=shifts,
+        fit=fit,
+        info=dict(
+            depth=depth,
+            init=init,
+            model=type(model).__name__,
+            glrl_variant="PSD" if res.symmetric else "asymmetric",
+            t_max=horizons,
+            end_t_max=end_horizons,
+            gtol=gtol,
+        ),
+        status=status,
+        t_final=t_final,
+    )
 
 
 def _mids(tr: Trajectory, levels, R: int) -> list[float]:
@@ -420,10 +546,14 @@ def _gf_mid(tr: Trajectory, f_before: float, f_after: float, after: float) -> fl
     i = int(idx[0])
     if i == 0 or not sel[i - 1]:
         return float(tr.times[i])
-    sub = Trajectory(times=tr.times[i - 1:i + 1], loss=tr.loss[i - 1:i + 1],
-                     grad_norm=tr.grad_norm[i - 1:i + 1],
-                     singular_values=tr.singular_values[i - 1:i + 1], final_params=(),
-                     final_matrix=tr.final_matrix)
+    sub = Trajectory(
+        times=tr.times[i - 1 : i + 1],
+        loss=tr.loss[i - 1 : i + 1],
+        grad_norm=tr.grad_norm[i - 1 : i + 1],
+        singular_values=tr.singular_values[i - 1 : i + 1],
+        final_params=(),
+        final_matrix=tr.final_matrix,
+    )
     return _mid_time(sub, f_before, f_after)
 
 
@@ -460,8 +590,10 @@ def glrl_distance_metric(trajectory: Trajectory, problem: Problem, run_config: d
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             _GLRL_LIMITS[key] = glrl(problem, eps=1e-30, symmetric=symmetric).matrix
-    return {"glrl_distance": float(np.linalg.norm(trajectory.final_matrix - _GLRL_LIMITS[key])),
-            "glrl_symmetric": float(symmetric)}
+    return {
+        "glrl_distance": float(np.linalg.norm(trajectory.final_matrix - _GLRL_LIMITS[key])),
+        "glrl_symmetric": float(symmetric),
+    }
 
 
 def _looks_symmetric(trajectory: Trajectory) -> bool:

@@ -34,8 +34,15 @@ from .glrl import glrl
 from .models import DeepFactorization, SymmetricFactorization
 from .problems import MatrixCompletion
 
-__all__ = ["razin_cohen_problem", "razin_cohen", "razin_cohen_naive", "search", "certify",
-           "shipped_instance", "SHIPPED"]
+__all__ = [
+    "razin_cohen_problem",
+    "razin_cohen",
+    "razin_cohen_naive",
+    "search",
+    "certify",
+    "shipped_instance",
+    "SHIPPED",
+]
 
 
 # ----------------------------------------------------------------------------------------
@@ -69,8 +76,16 @@ def _rc_rhs(t, y):
     return [dth, dph, -2.0 * Gh[0, 0], -2.0 * Gh[1, 1]]
 
 
-def razin_cohen(t_max: float = 1e8, alpha: float = 1e-3, *, seed: int = 0, n_save: int = 400,
-                ratio: float = 0.5, rtol: float = 1e-10, atol: float = 1e-12) -> dict:
+def razin_cohen(
+    t_max: float = 1e8,
+    alpha: float = 1e-3,
+    *,
+    seed: int = 0,
+    n_save: int = 400,
+    ratio: float = 0.5,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+) -> dict:
     r"""Balanced depth-2 gradient flow on the Razin-Cohen 2x2 completion, ``det W(0) > 0``.
 
     ``W(0) = alpha R(theta_0) diag(1, ratio) R(phi_0)^T`` (random angles from ``seed``). The
@@ -93,17 +108,30 @@ def razin_cohen(t_max: float = 1e8, alpha: float = 1e-3, *, seed: int = 0, n_sav
         raise RuntimeError(f"razin_cohen: integration failed at t = {sol.t[-1]:.4g}: {sol.message}")
     th, ph, r1, r2 = sol.y
     s1, s2 = np.exp(r1), np.exp(r2)
-    W = np.stack([(_rot(a) * [x, y]) @ _rot(b).T for a, b, x, y in zip(th, ph, s1, s2, strict=True)])
+    W = np.stack(
+        [(_rot(a) * [x, y]) @ _rot(b).T for a, b, x, y in zip(th, ph, s1, s2, strict=True)]
+    )
     loss = 0.5 * ((W[:, 0, 1] - 1) ** 2 + (W[:, 1, 0] - 1) ** 2 + W[:, 1, 1] ** 2)
     late = sol.t > sol.t[-1] / 1e3
     p = float(np.polyfit(np.log(sol.t[late]), np.log(np.abs(W[late, 0, 0])), 1)[0])
-    return dict(times=sol.t, W11=W[:, 0, 0], nuclear_norm=s1 + s2, log10_sigma_min=r2 / np.log(10),
-                log10_det=(r1 + r2) / np.log(10), det_sign=np.ones_like(r1), loss=loss, effective_rank=(s1 + s2) / s1, growth_exponent=p,
-                alpha=alpha, seed=seed)
+    return dict(
+        times=sol.t,
+        W11=W[:, 0, 0],
+        nuclear_norm=s1 + s2,
+        log10_sigma_min=r2 / np.log(10),
+        log10_det=(r1 + r2) / np.log(10),
+        det_sign=np.ones_like(r1),
+        loss=loss,
+        effective_rank=(s1 + s2) / s1,
+        growth_exponent=p,
+        alpha=alpha,
+        seed=seed,
+    )
 
 
-def razin_cohen_naive(t_max: float = 1e4, alpha: float = 1e-3, *, seed: int = 0,
-                      n_save: int = 400) -> dict:
+def razin_cohen_naive(
+    t_max: float = 1e4, alpha: float = 1e-3, *, seed: int = 0, n_save: int = 400
+) -> dict:
     """The same flow on the factors ``(W_1, W_2)`` (engine, float64), from the balanced start
     of :func:`razin_cohen`. Reports the first recorded time at which ``det W`` changed sign
     (``None`` if it did not) and warns: the factor representation cannot resolve ``det W``
@@ -112,23 +140,41 @@ def razin_cohen_naive(t_max: float = 1e4, alpha: float = 1e-3, *, seed: int = 0,
     rng = np.random.default_rng(seed)
     th0, ph0 = rng.uniform(0, 2 * np.pi, 2)
     S = np.sqrt(np.array([1.0, 0.5]) * alpha)
-    W1 = (np.eye(2) * S) @ _rot(ph0).T          # W = W2 W1, balanced: W1 W1^T = W2^T W2
+    W1 = (np.eye(2) * S) @ _rot(ph0).T  # W = W2 W1, balanced: W1 W1^T = W2^T W2
     W2 = _rot(th0) * S
     prob = razin_cohen_problem()
     model = DeepFactorization((2, 2), depth=2, width=2)
-    tr = gradient_flow(prob, model, (W1, W2), t_max=t_max, gtol=None, n_save=n_save,
-                       save_matrices=True, rtol=1e-10, atol=1e-14)
+    tr = gradient_flow(
+        prob,
+        model,
+        (W1, W2),
+        t_max=t_max,
+        gtol=None,
+        n_save=n_save,
+        save_matrices=True,
+        rtol=1e-10,
+        atol=1e-14,
+    )
     assert tr.matrices is not None  # save_matrices=True
     det = np.linalg.det(tr.matrices)
     flips = np.nonzero(np.sign(det[1:]) != np.sign(det[:-1]))[0]
     t_flip = float(tr.times[flips[0] + 1]) if flips.size else None
     if t_flip is not None:
-        warnings.warn(f"razin_cohen_naive: det W changed sign at t ~ {t_flip:.4g}: the factor "
-                      "representation lost the sign of det W (below float64 resolution); its "
-                      f"final W_11 = {tr.final_matrix[0, 0]:.4g} is an artefact", RuntimeWarning,
-                      stacklevel=2)
-    return dict(times=tr.times, det=det, W11=tr.matrices[:, 0, 0], t_flip=t_flip,
-                final_W11=float(tr.final_matrix[0, 0]), final_det=float(det[-1]))
+        warnings.warn(
+            f"razin_cohen_naive: det W changed sign at t ~ {t_flip:.4g}: the factor "
+            "representation lost the sign of det W (below float64 resolution); its "
+            f"final W_11 = {tr.final_matrix[0, 0]:.4g} is an artefact",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return dict(
+        times=tr.times,
+        det=det,
+        W11=tr.matrices[:, 0, 0],
+        t_flip=t_flip,
+        final_W11=float(tr.final_matrix[0, 0]),
+        final_det=float(det[-1]),
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -137,10 +183,17 @@ def razin_cohen_naive(t_max: float = 1e4, alpha: float = 1e-3, *, seed: int = 0,
 #: The best certified instance found by ``search(n_trials=..., seed=...)`` (see docs/glrl.md).
 SHIPPED: dict | None = dict(
     # search(out_dir, n_trials=15, seed=0, d=4, rank=1, n_pairs=6): trial 2.
-    M=[[0.0, -0.13399910455596403, 1.424556436903088, -0.6934743403918512], [-0.13399910455596403, 0.016521159578136494, 0.0, 0.0855005731487688], [1.424556436903088, 0.0, 0.0, 0.0], [-0.6934743403918512, 0.0855005731487688, 0.0, 0.4424839536349624]],
+    M=[
+        [0.0, -0.13399910455596403, 1.424556436903088, -0.6934743403918512],
+        [-0.13399910455596403, 0.016521159578136494, 0.0, 0.0855005731487688],
+        [1.424556436903088, 0.0, 0.0, 0.0],
+        [-0.6934743403918512, 0.0855005731487688, 0.0, 0.4424839536349624],
+    ],
     mask=[[0, 1, 1, 1], [1, 1, 0, 1], [1, 0, 0, 0], [1, 1, 0, 1]],
-    glrl_trace=3.41306165502651, min_trace=3.3081179813731962,
-    duality_gap=5.451406437373407e-09)
+    glrl_trace=3.41306165502651,
+    min_trace=3.3081179813731962,
+    duality_gap=5.451406437373407e-09,
+)
 
 
 def _random_instance(rng, d: int, rank: int, n_pairs: int) -> MatrixCompletion:
@@ -160,8 +213,15 @@ def instance_from_dict(inst: dict) -> MatrixCompletion:
     return MatrixCompletion(M, mask, dense=True)
 
 
-def certify(problem: MatrixCompletion, *, alpha: float = 1e-32, seeds=(0, 1), eps: float = 1e-30,
-            margin: float = 1e-3, t_max: float | None = None) -> dict:
+def certify(
+    problem: MatrixCompletion,
+    *,
+    alpha: float = 1e-32,
+    seeds=(0, 1),
+    eps: float = 1e-30,
+    margin: float = 1e-3,
+    t_max: float | None = None,
+) -> dict:
     r"""Three independent numbers for one PSD completion instance.
 
     (a) GLRL limit: its loss (exact fit needs ``~0``), trace, KKT residuals;
@@ -175,27 +235,68 @@ def certify(problem: MatrixCompletion, *, alpha: float = 1e-32, seeds=(0, 1), ep
     sol = min_nuclear_norm(problem, psd=True)
     d = problem.shape[0]
     model = SymmetricFactorization(d)
-    tm = t_max if t_max is not None else 20 * sum(np.log(1 / alpha) / (2 * p.lam) for p in res.phases) + 2000
+    tm = (
+        t_max
+        if t_max is not None
+        else 20 * sum(np.log(1 / alpha) / (2 * p.lam) for p in res.phases) + 2000
+    )
     gf = []
     for s in seeds:
-        tr = gradient_flow(problem, model, model.init("gaussian", scale=alpha, seed=s), t_max=tm,
-                           rtol=1e-10, atol=min(1e-14, 1e-4 * np.sqrt(alpha)), n_save=50)
-        gf.append(dict(seed=int(s), distance=float(np.linalg.norm(tr.final_matrix - W)),
-                       trace=float(np.trace(tr.final_matrix)), loss=float(tr.loss[-1]),
-                       status=tr.status))
+        tr = gradient_flow(
+            problem,
+            model,
+            model.init("gaussian", scale=alpha, seed=s),
+            t_max=tm,
+            rtol=1e-10,
+            atol=min(1e-14, 1e-4 * np.sqrt(alpha)),
+            n_save=50,
+        )
+        gf.append(
+            dict(
+                seed=int(s),
+                distance=float(np.linalg.norm(tr.final_matrix - W)),
+                trace=float(np.trace(tr.final_matrix)),
+                loss=float(tr.loss[-1]),
+                status=tr.status,
+            )
+        )
     tr_glrl = float(np.trace(W))
     excess = tr_glrl - sol.objective
-    ok = (res.loss <= 1e-12 and excess > margin and sol.duality_gap < margin / 10
-          and all(g["distance"] <= 1e-4 and g["trace"] > sol.objective + margin for g in gf))
-    return dict(certified=bool(ok), glrl_trace=tr_glrl, glrl_loss=res.loss, glrl_rank=res.rank,
-                glrl_kkt=res.kkt, min_trace=sol.objective, min_trace_dual=sol.dual_objective,
-                duality_gap=sol.duality_gap, solver=sol.solver, solver_status=sol.status,
-                min_trace_rank=int(np.sum(np.linalg.eigvalsh(sol.matrix) > 1e-6)),
-                excess=excess, gf=gf, alpha=alpha)
+    ok = (
+        res.loss <= 1e-12
+        and excess > margin
+        and sol.duality_gap < margin / 10
+        and all(g["distance"] <= 1e-4 and g["trace"] > sol.objective + margin for g in gf)
+    )
+    return dict(
+        certified=bool(ok),
+        glrl_trace=tr_glrl,
+        glrl_loss=res.loss,
+        glrl_rank=res.rank,
+        glrl_kkt=res.kkt,
+        min_trace=sol.objective,
+        min_trace_dual=sol.dual_objective,
+        duality_gap=sol.duality_gap,
+        solver=sol.solver,
+        solver_status=sol.status,
+        min_trace_rank=int(np.sum(np.linalg.eigvalsh(sol.matrix) > 1e-6)),
+        excess=excess,
+        gf=gf,
+        alpha=alpha,
+    )
 
 
-def search(out_dir: Path, n_trials: int = 40, seed: int = 0, *, d: int = 4, rank: int = 1,
-           n_pairs: int = 6, margin: float = 1e-3, certify_top: int = 3) -> dict:
+def search(
+    out_dir: Path,
+    n_trials: int = 40,
+    seed: int = 0,
+    *,
+    d: int = 4,
+    rank: int = 1,
+    n_pairs: int = 6,
+    margin: float = 1e-3,
+    certify_top: int = 3,
+) -> dict:
     r"""Random search over ``d x d`` PSD completions (rank-``rank`` truth ``G G^T``, ``n_pairs``
     observed symmetric pairs, same count for every trial so one compiled flow serves all).
 
@@ -226,11 +327,18 @@ def search(out_dir: Path, n_trials: int = 40, seed: int = 0, *, d: int = 4, rank
         if res.loss > 1e-12:
             continue
         assert prob.dense_values is not None  # _random_instance builds a dense problem
-        screened.append(dict(trial=k, M=np.asarray(prob.dense_values + 0).tolist(),
-                             Mfull=None, mask=prob.mask.astype(int).tolist(),
-                             glrl_trace=float(np.trace(res.matrix)), min_trace=sol.objective,
-                             duality_gap=sol.duality_gap,
-                             excess=float(np.trace(res.matrix) - sol.objective)))
+        screened.append(
+            dict(
+                trial=k,
+                M=np.asarray(prob.dense_values + 0).tolist(),
+                Mfull=None,
+                mask=prob.mask.astype(int).tolist(),
+                glrl_trace=float(np.trace(res.matrix)),
+                min_trace=sol.objective,
+                duality_gap=sol.duality_gap,
+                excess=float(np.trace(res.matrix) - sol.objective),
+            )
+        )
     screened.sort(key=lambda r: -r["excess"])
     certs = []
     for inst in screened[:certify_top]:
@@ -239,9 +347,18 @@ def search(out_dir: Path, n_trials: int = 40, seed: int = 0, *, d: int = 4, rank
         c = certify(instance_from_dict(inst), margin=margin)
         certs.append(dict(trial=inst["trial"], M=inst["M"], mask=inst["mask"], **c))
     best = next((c for c in certs if c["certified"]), None)
-    out = dict(n_trials=n_trials, seed=seed, d=d, rank=rank, n_pairs=n_pairs,
-               n_exact_fit=len(screened), n_excess=sum(r["excess"] > margin for r in screened),
-               certificates=certs, best=best, wall_time=time.perf_counter() - t0)
+    out = dict(
+        n_trials=n_trials,
+        seed=seed,
+        d=d,
+        rank=rank,
+        n_pairs=n_pairs,
+        n_exact_fit=len(screened),
+        n_excess=sum(r["excess"] > margin for r in screened),
+        certificates=certs,
+        best=best,
+        wall_time=time.perf_counter() - t0,
+    )
     from .store import atomic_write_text  # never a half-written file
 
     atomic_write_text(out_dir / "counterexamples.json", json.dumps(out, indent=1, default=float))

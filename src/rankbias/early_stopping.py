@@ -36,8 +36,14 @@ from ._validation import check_choice, check_int, check_matrix, check_positive
 if TYPE_CHECKING:
     from .trajectory import Trajectory
 
-__all__ = ["DetectedPlateau", "StoppingResult", "detect_plateaus", "early_stopping",
-           "DenoisingResult", "denoise"]
+__all__ = [
+    "DetectedPlateau",
+    "StoppingResult",
+    "detect_plateaus",
+    "early_stopping",
+    "DenoisingResult",
+    "denoise",
+]
 
 
 @dataclass(frozen=True)
@@ -81,22 +87,32 @@ class StoppingResult:
 
     def _rows(self):
         from ._repr import num
+
         where = f"step {self.step}, " if self.step is not None else ""
-        return [("stop", f"{where}t = {num(self.time)} (record {self.index})"),
-                ("plateau", f"L = {self.level}, r = {num(self.rank, 4)}, interval "
-                            f"({', '.join(num(x) for x in self.interval)})"),
-                ("plateaus", f"{len(self.plateaus)} found, levels "
-                             f"{[round(p.level, 3) for p in self.plateaus][:8]}"),
-                ("matrix", "-" if self.matrix is None else f"{tuple(np.shape(self.matrix))}")]
+        return [
+            ("stop", f"{where}t = {num(self.time)} (record {self.index})"),
+            (
+                "plateau",
+                f"L = {self.level}, r = {num(self.rank, 4)}, interval "
+                f"({', '.join(num(x) for x in self.interval)})",
+            ),
+            (
+                "plateaus",
+                f"{len(self.plateaus)} found, levels "
+                f"{[round(p.level, 3) for p in self.plateaus][:8]}",
+            ),
+            ("matrix", "-" if self.matrix is None else f"{tuple(np.shape(self.matrix))}"),
+        ]
 
     def __repr__(self) -> str:
         from ._repr import render
+
         return render(f"StoppingResult(rule={self.rule!r}, level={self.level})", self._rows())
 
     def _repr_html_(self) -> str:
         from ._repr import render_html
-        return render_html(f"StoppingResult(rule={self.rule!r}, level={self.level})",
-                           self._rows())
+
+        return render_html(f"StoppingResult(rule={self.rule!r}, level={self.level})", self._rows())
 
 
 def _positive_times(times: np.ndarray) -> np.ndarray:
@@ -106,8 +122,9 @@ def _positive_times(times: np.ndarray) -> np.ndarray:
     return np.maximum(t, floor)  # t = 0 has no logarithm; half the first positive time stands in
 
 
-def detect_plateaus(r, times, *, tol: float = 0.05, min_log_duration: float = 0.2,
-                    min_records: int = 3) -> list[DetectedPlateau]:
+def detect_plateaus(
+    r, times, *, tol: float = 0.05, min_log_duration: float = 0.2, min_records: int = 3
+) -> list[DetectedPlateau]:
     """Plateaus of an effective-rank curve ``r`` (``(T,)``) recorded at ``times`` (``(T,)``).
 
     See the module docstring; ``tol`` is the half-width of the band (``r`` units).
@@ -115,7 +132,9 @@ def detect_plateaus(r, times, *, tol: float = 0.05, min_log_duration: float = 0.
     r = np.asarray(r, dtype=np.float64)
     t = _positive_times(times)
     if r.ndim != 1 or r.shape != t.shape:
-        raise ValueError(f"`r` and `times` must be 1-D of equal length, got {r.shape} and {t.shape}")
+        raise ValueError(
+            f"`r` and `times` must be 1-D of equal length, got {r.shape} and {t.shape}"
+        )
     tol = check_positive(tol, "tol")
     min_log_duration = check_positive(min_log_duration, "min_log_duration", allow_zero=True)
     out: list[DetectedPlateau] = []
@@ -128,15 +147,31 @@ def detect_plateaus(r, times, *, tol: float = 0.05, min_log_duration: float = 0.
             lo, hi = min(lo, r[j]), max(hi, r[j])
             j += 1
         if j - i >= min_records and math.log(t[j - 1] / t[i]) >= min_log_duration:
-            out.append(DetectedPlateau(len(out) + 1, i, j - 1, float(t[i]), float(t[j - 1]),
-                                       float(np.mean(r[i:j])), open=bool(j == T)))
+            out.append(
+                DetectedPlateau(
+                    len(out) + 1,
+                    i,
+                    j - 1,
+                    float(t[i]),
+                    float(t[j - 1]),
+                    float(np.mean(r[i:j])),
+                    open=bool(j == T),
+                )
+            )
         i = j
     return out
 
 
-def early_stopping(trajectory, rule: str = "auto", level: int | None = None, *, kind: str = "ratio",
-                   tol: float = 0.05, min_log_duration: float = 0.2,
-                   position: float = 0.5) -> StoppingResult:
+def early_stopping(
+    trajectory,
+    rule: str = "auto",
+    level: int | None = None,
+    *,
+    kind: str = "ratio",
+    tol: float = 0.05,
+    min_log_duration: float = 0.2,
+    position: float = 0.5,
+) -> StoppingResult:
     r"""Choose a stopping time on ``trajectory`` (a :class:`rankbias.Trajectory`) from its
     effective-rank plateaus; see the module docstring for ``rule``, ``level`` and ``position``.
 
@@ -157,20 +192,24 @@ def early_stopping(trajectory, rule: str = "auto", level: int | None = None, *, 
     times = np.asarray(trajectory.times, dtype=np.float64)
     found = detect_plateaus(r, times, tol=tol, min_log_duration=min_log_duration)
     if not found:
-        raise ValueError("no effective-rank plateau found: record more densely (n_save), run longer, "
-                         "or lower `min_log_duration`/raise `tol`")
+        raise ValueError(
+            "no effective-rank plateau found: record more densely (n_save), run longer, "
+            "or lower `min_log_duration`/raise `tol`"
+        )
     if rule == "plateau":
         assert level is not None  # checked above for rule='plateau'
         if level > len(found):
-            raise ValueError(f"`level` {level} requested but only {len(found)} plateau(s) found "
-                             f"(levels r = {[round(p.level, 3) for p in found]})")
+            raise ValueError(
+                f"`level` {level} requested but only {len(found)} plateau(s) found "
+                f"(levels r = {[round(p.level, 3) for p in found]})"
+            )
         p = found[level - 1]
     else:
         closed = [q for q in found if not q.open]
         p = max(closed or found, key=lambda q: q.log_duration)
     t = _positive_times(times)
     target = math.exp((1 - position) * math.log(p.t_start) + position * math.log(p.t_end))
-    idx = p.start + int(np.argmin(np.abs(np.log(t[p.start:p.end + 1]) - math.log(target))))
+    idx = p.start + int(np.argmin(np.abs(np.log(t[p.start : p.end + 1]) - math.log(target))))
     steps = trajectory.steps
     if steps is not None:
         interval = (int(steps[p.start]), int(steps[p.end]))
@@ -178,9 +217,17 @@ def early_stopping(trajectory, rule: str = "auto", level: int | None = None, *, 
         interval = (float(times[p.start]), float(times[p.end]))
     mats = trajectory.matrices
     return StoppingResult(
-        index=idx, step=None if steps is None else int(steps[idx]), time=float(times[idx]),
-        level=p.L, rank=float(r[idx]), plateau=p, interval=interval, plateaus=tuple(found),
-        matrix=None if mats is None else np.asarray(mats[idx]), rule=rule)
+        index=idx,
+        step=None if steps is None else int(steps[idx]),
+        time=float(times[idx]),
+        level=p.L,
+        rank=float(r[idx]),
+        plateau=p,
+        interval=interval,
+        plateaus=tuple(found),
+        matrix=None if mats is None else np.asarray(mats[idx]),
+        rule=rule,
+    )
 
 
 # --------------------------------------------------------------------------- denoising
@@ -206,21 +253,49 @@ class DenoisingResult:
 
     def __repr__(self) -> str:
         from ._repr import num, render
-        return render(f"DenoisingResult({tuple(np.shape(self.Y))}, stop level {self.stop.level})",
-                      [("relative error", f"stopped {num(self.stopped)}, final {num(self.final)}, "
-                                          f"svd {num(self.svd)}, oracle {num(self.oracle)}"),
-                       ("steps", f"stop {self.stop.step}, oracle {self.oracle_step}"),
-                       ("trajectory", f"{len(self.trajectory)} records")])
+
+        return render(
+            f"DenoisingResult({tuple(np.shape(self.Y))}, stop level {self.stop.level})",
+            [
+                (
+                    "relative error",
+                    f"stopped {num(self.stopped)}, final {num(self.final)}, "
+                    f"svd {num(self.svd)}, oracle {num(self.oracle)}",
+                ),
+                ("steps", f"stop {self.stop.step}, oracle {self.oracle_step}"),
+                ("trajectory", f"{len(self.trajectory)} records"),
+            ],
+        )
 
     def row(self) -> dict:
-        return {"stopped": self.stopped, "final": self.final, "svd": self.svd, "oracle": self.oracle,
-                "stop_step": self.stop.step, "oracle_step": self.oracle_step,
-                "stop_level": self.stop.level, "stop_rank": self.stop.rank}
+        return {
+            "stopped": self.stopped,
+            "final": self.final,
+            "svd": self.svd,
+            "oracle": self.oracle,
+            "stop_step": self.stop.step,
+            "oracle_step": self.oracle_step,
+            "stop_level": self.stop.level,
+            "stop_rank": self.stop.rank,
+        }
 
 
-def denoise(truth, Y, depth: int, *, alpha: float = 0.1, lr: float = 0.01, steps: int = 20000,
-            init: str = "identity", seed: int = 0, n_save: int = 400, rank: int | None = None,
-            rule: str = "auto", level: int | None = None, tol: float = 0.05) -> DenoisingResult:
+def denoise(
+    truth,
+    Y,
+    depth: int,
+    *,
+    alpha: float = 0.1,
+    lr: float = 0.01,
+    steps: int = 20000,
+    init: str = "identity",
+    seed: int = 0,
+    n_save: int = 400,
+    rank: int | None = None,
+    rule: str = "auto",
+    level: int | None = None,
+    tol: float = 0.05,
+) -> DenoisingResult:
     r"""Deep GD on ``f(W) = 1/2 ||W - Y||_F^2``, early-stopped on the effective-rank plateau.
 
     ``truth`` (``W*``, ``(m, n)``) is used only to score the estimates and for the true
@@ -241,8 +316,9 @@ def denoise(truth, Y, depth: int, *, alpha: float = 0.1, lr: float = 0.01, steps
     rank = check_int(rank, "rank", minimum=1)
     model = DeepFactorization(W.shape, depth=depth)
     params = model.init(init, scale=alpha, seed=seed, per_factor=True)
-    traj = gradient_descent(MatrixEstimation(Y, truth=W), model, params, lr, steps, n_save=n_save,
-                            save_matrices=True)
+    traj = gradient_descent(
+        MatrixEstimation(Y, truth=W), model, params, lr, steps, n_save=n_save, save_matrices=True
+    )
     stop = early_stopping(traj, rule=rule, level=level, tol=tol)
     norm = np.linalg.norm(W)
     errs = np.linalg.norm(np.asarray(traj.matrices) - W, axis=(1, 2)) / norm
@@ -250,7 +326,14 @@ def denoise(truth, Y, depth: int, *, alpha: float = 0.1, lr: float = 0.01, steps
     svd = np.linalg.norm((U[:, :rank] * s[:rank]) @ Vt[:rank] - W) / norm
     o = int(np.argmin(errs))
     return DenoisingResult(
-        stopped=float(errs[stop.index]), final=float(np.linalg.norm(traj.final_matrix - W) / norm),
-        svd=float(svd), oracle=float(errs[o]), oracle_index=o,
-        oracle_step=None if traj.steps is None else int(traj.steps[o]), stop=stop,
-        trajectory=traj, Y=Y, truth=W)
+        stopped=float(errs[stop.index]),
+        final=float(np.linalg.norm(traj.final_matrix - W) / norm),
+        svd=float(svd),
+        oracle=float(errs[o]),
+        oracle_index=o,
+        oracle_step=None if traj.steps is None else int(traj.steps[o]),
+        stop=stop,
+        trajectory=traj,
+        Y=Y,
+        truth=W,
+    )

@@ -47,9 +47,11 @@ class FlowDistance:
 
     def __repr__(self) -> str:
         kind = "relative" if self.relative else "absolute"
-        return (f"FlowDistance({kind}, {self.times.size} times up to t = {self.times[-1]:.4g} "
-                f"({self.exact} exact): max {self.max:.3g}, at end {self.at_end:.3g}, "
-                f"to the flow's limit {self.to_limit:.3g})")
+        return (
+            f"FlowDistance({kind}, {self.times.size} times up to t = {self.times[-1]:.4g} "
+            f"({self.exact} exact): max {self.max:.3g}, at end {self.at_end:.3g}, "
+            f"to the flow's limit {self.to_limit:.3g})"
+        )
 
 
 def _matrices(tr, name: str) -> np.ndarray:
@@ -60,8 +62,9 @@ def _matrices(tr, name: str) -> np.ndarray:
     return tr.matrices
 
 
-def distance_to_flow(tr: Trajectory, flow: Trajectory, *, time_scale: float | None = None,
-                     relative: bool = True) -> FlowDistance:
+def distance_to_flow(
+    tr: Trajectory, flow: Trajectory, *, time_scale: float | None = None, relative: bool = True
+) -> FlowDistance:
     r"""Distance of ``W`` between a run ``tr`` and a gradient flow ``flow`` over time.
 
     Parameters
@@ -95,15 +98,19 @@ def distance_to_flow(tr: Trajectory, flow: Trajectory, *, time_scale: float | No
         t = tr.steps.astype(np.float64) * float(time_scale)
     else:
         if tr.info.get("time_axis") == "step":
-            raise ValueError(f"`tr` ({tr.info.get('optimizer', 'this optimizer')}) has no "
-                             f"effective time: its `times` are steps. Pass `time_scale` "
-                             f"(time per step, e.g. its lr) to compare it with the flow")
+            raise ValueError(
+                f"`tr` ({tr.info.get('optimizer', 'this optimizer')}) has no "
+                f"effective time: its `times` are steps. Pass `time_scale` "
+                f"(time per step, e.g. its lr) to compare it with the flow"
+            )
         t = np.asarray(tr.times, dtype=np.float64)
     tf = np.asarray(flow.times, dtype=np.float64)
     inside = (t >= tf[0]) & (t <= tf[-1] * (1 + 1e-12))
     if not inside.any():
-        raise ValueError(f"no time of `tr` (in [{t[0]:.4g}, {t[-1]:.4g}]) lies in the flow's "
-                         f"recorded range [{tf[0]:.4g}, {tf[-1]:.4g}]")
+        raise ValueError(
+            f"no time of `tr` (in [{t[0]:.4g}, {t[-1]:.4g}]) lies in the flow's "
+            f"recorded range [{tf[0]:.4g}, {tf[-1]:.4g}]"
+        )
     ts, Ws = t[inside], Wr[inside]
     j = np.clip(np.searchsorted(tf, ts, side="right") - 1, 0, tf.size - 1)
     j1 = np.minimum(j + 1, tf.size - 1)
@@ -117,5 +124,12 @@ def distance_to_flow(tr: Trajectory, flow: Trajectory, *, time_scale: float | No
     s = s if s > 0 else 1.0
     d = np.linalg.norm(Ws - Wflow, axis=(1, 2)) / s
     to_limit = float(np.linalg.norm(tr.final_matrix - flow.final_matrix)) / s
-    return FlowDistance(times=ts, distance=d, max=float(d.max()), at_end=float(d[-1]),
-                        to_limit=to_limit, exact=int(np.sum(hit0 | hit1)), relative=relative)
+    return FlowDistance(
+        times=ts,
+        distance=d,
+        max=float(d.max()),
+        at_end=float(d[-1]),
+        to_limit=to_limit,
+        exact=int(np.sum(hit0 | hit1)),
+        relative=relative,
+    )

@@ -88,22 +88,32 @@ class GLRLPhase:
 
     def _rows(self):
         from ._repr import num
-        return [("lam", num(self.lam, 6)), ("escape time", num(self.escape_time)),
-                ("t_mid", num(self.t_mid)),
-                ("loss", f"{num(self.loss_before)} -> {num(self.loss)}"),
-                ("grad norm", num(self.grad_norm)),
-                ("W", f"{tuple(np.shape(self.W))}, factors "
-                      f"{[tuple(np.shape(f)) for f in self.factors]}"),
-                ("trajectory", f"{len(self.trajectory)} records, t in [0, "
-                               f"{num(self.trajectory.times[-1])}]"),
-                ("wall time", f"{num(self.wall_time, 3)} s")]
+
+        return [
+            ("lam", num(self.lam, 6)),
+            ("escape time", num(self.escape_time)),
+            ("t_mid", num(self.t_mid)),
+            ("loss", f"{num(self.loss_before)} -> {num(self.loss)}"),
+            ("grad norm", num(self.grad_norm)),
+            (
+                "W",
+                f"{tuple(np.shape(self.W))}, factors {[tuple(np.shape(f)) for f in self.factors]}",
+            ),
+            (
+                "trajectory",
+                f"{len(self.trajectory)} records, t in [0, {num(self.trajectory.times[-1])}]",
+            ),
+            ("wall time", f"{num(self.wall_time, 3)} s"),
+        ]
 
     def __repr__(self) -> str:
         from ._repr import render
+
         return render(self._title(), self._rows())
 
     def _repr_html_(self) -> str:
         from ._repr import render_html
+
         return render_html(self._title(), self._rows())
 
 
@@ -145,20 +155,37 @@ class GLRLResult:
         return np.array([self.phases[0].loss_before] + [p.loss for p in self.phases])
 
     def _title(self) -> str:
-        return (f"GLRLResult({'PSD' if self.symmetric else 'asymmetric'}, status={self.status!r}, "
-                f"rank={self.rank})")
+        return (
+            f"GLRLResult({'PSD' if self.symmetric else 'asymmetric'}, status={self.status!r}, "
+            f"rank={self.rank})"
+        )
 
     def _rows(self):
         from ._repr import num
-        rows = [("W", f"{tuple(np.shape(self.matrix))}"), ("loss", num(self.loss)),
-                ("final lambda", f"{num(self.final_lambda)} (tol {num(self.tol)})"),
-                ("kkt", ", ".join(f"{k} {num(v, 3)}" for k, v in self.kkt.items()
-                                  if not k.endswith("_rel") and k != "grad0_norm")),
-                ("eps", num(self.eps))]
+
+        rows = [
+            ("W", f"{tuple(np.shape(self.matrix))}"),
+            ("loss", num(self.loss)),
+            ("final lambda", f"{num(self.final_lambda)} (tol {num(self.tol)})"),
+            (
+                "kkt",
+                ", ".join(
+                    f"{k} {num(v, 3)}"
+                    for k, v in self.kkt.items()
+                    if not k.endswith("_rel") and k != "grad0_norm"
+                ),
+            ),
+            ("eps", num(self.eps)),
+        ]
         shown = self.phases[:8]
         for p in shown:
-            rows.append((f"phase {p.rank}", f"lam {num(p.lam)}, escape {num(p.escape_time)}, "
-                         f"f {num(p.loss)}" + ("" if p.converged else ", NOT converged")))
+            rows.append(
+                (
+                    f"phase {p.rank}",
+                    f"lam {num(p.lam)}, escape {num(p.escape_time)}, "
+                    f"f {num(p.loss)}" + ("" if p.converged else ", NOT converged"),
+                )
+            )
         if len(self.phases) > len(shown):
             rows.append(("...", f"{len(self.phases) - len(shown)} more phases"))
         if "wall_time" in self.info:
@@ -167,25 +194,45 @@ class GLRLResult:
 
     def __repr__(self) -> str:
         from ._repr import render
+
         return render(self._title(), self._rows())
 
     def _repr_html_(self) -> str:
         from ._repr import render_html
+
         return render_html(self._title(), self._rows())
 
     def plot(self, axes=None):
         """Loss staircase with the phase levels and the singular values per phase (see
         :func:`rankbias.plots.plot_glrl`); returns the two Axes."""
         from .plots import plot_glrl
+
         return plot_glrl(self, axes)
 
     def summary(self) -> dict:
         """JSON-able numbers: per-phase ``lam``, loss, escape time; KKT residuals."""
-        return dict(status=self.status, rank=self.rank, loss=self.loss,
-                    final_lambda=self.final_lambda, kkt=self.kkt, eps=self.eps, tol=self.tol,
-                    phases=[dict(rank=p.rank, lam=p.lam, loss=p.loss, escape_time=p.escape_time,
-                                 t_mid=p.t_mid, converged=p.converged, grad_norm=p.grad_norm,
-                                 wall_time=p.wall_time) for p in self.phases])
+        return dict(
+            status=self.status,
+            rank=self.rank,
+            loss=self.loss,
+            final_lambda=self.final_lambda,
+            kkt=self.kkt,
+            eps=self.eps,
+            tol=self.tol,
+            phases=[
+                dict(
+                    rank=p.rank,
+                    lam=p.lam,
+                    loss=p.loss,
+                    escape_time=p.escape_time,
+                    t_mid=p.t_mid,
+                    converged=p.converged,
+                    grad_norm=p.grad_norm,
+                    wall_time=p.wall_time,
+                )
+                for p in self.phases
+            ],
+        )
 
 
 # ----------------------------------------------------------------------------------------
@@ -209,7 +256,9 @@ def _grad_operator(problem: Problem, factors, symmetric: bool):
             Wo = np.einsum("ij,ij->i", U[rows], U[cols]) if U.shape[1] else np.zeros(rows.size)
         else:
             V1, U2 = factors  # W = U2 @ V1
-            Wo = np.einsum("ij,ji->i", U2[rows], V1[:, cols]) if U2.shape[1] else np.zeros(rows.size)
+            Wo = (
+                np.einsum("ij,ji->i", U2[rows], V1[:, cols]) if U2.shape[1] else np.zeros(rows.size)
+            )
         return sp.csr_matrix((-w * (Wo - vals), (rows, cols)), shape=problem.shape)
     W = _product(factors, problem.shape, symmetric)
     return -np.asarray(problem.grad(jnp.asarray(W)), dtype=np.float64)
@@ -270,8 +319,11 @@ def kkt_residuals(problem: Problem, W=None, *, factors=None, symmetric: bool = T
         raise ValueError("give `W` or `factors`")
     if factors is not None:
         factors = tuple(np.asarray(f, dtype=np.float64) for f in factors)
-    zero = (np.zeros((problem.shape[0], 0)),) if symmetric else \
-        (np.zeros((0, problem.shape[1])), np.zeros((problem.shape[0], 0)))
+    zero = (
+        (np.zeros((problem.shape[0], 0)),)
+        if symmetric
+        else (np.zeros((0, problem.shape[1])), np.zeros((problem.shape[0], 0)))
+    )
     g0 = _norm2(_grad_operator(problem, zero, symmetric))
     scale = max(g0, 1e-300)
     if factors is not None:
@@ -295,9 +347,14 @@ def kkt_residuals(problem: Problem, W=None, *, factors=None, symmetric: bool = T
         Ws = 0.5 * (W + W.T)
         feas = max(0.0, -float(np.linalg.eigvalsh(Ws)[0]))
         wn = float(np.linalg.norm(W))
-    return dict(psd=max(0.0, lam), psd_rel=max(0.0, lam) / scale, complementarity=comp,
-                complementarity_rel=comp / (scale * max(wn, 1e-300)), feasibility=feas,
-                grad0_norm=g0)
+    return dict(
+        psd=max(0.0, lam),
+        psd_rel=max(0.0, lam) / scale,
+        complementarity=comp,
+        complementarity_rel=comp / (scale * max(wn, 1e-300)),
+        feasibility=feas,
+        grad0_norm=g0,
+    )
 
 
 def _norm2(A) -> float:
@@ -317,13 +374,30 @@ def _norm2(A) -> float:
 _POLISH_FACTOR = 1e7
 
 
-def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, *,
-                phase_gtol: float, max_time: float, n_save: int, rtol: float, atol: float,
-                solver: str, record_matrices: bool, sparse: bool, polish: bool = True):
+def _flow_phase(
+    problem,
+    factors,
+    symmetric: bool,
+    t_escape: float,
+    lam: float,
+    *,
+    phase_gtol: float,
+    max_time: float,
+    n_save: int,
+    rtol: float,
+    atol: float,
+    solver: str,
+    record_matrices: bool,
+    sparse: bool,
+    polish: bool = True,
+):
     r = factors[0].shape[1] if symmetric else factors[0].shape[0]
     d = problem.shape[0]
-    model = SymmetricFactorization(d, width=r) if symmetric else \
-        DeepFactorization(problem.shape, depth=2, width=r)
+    model = (
+        SymmetricFactorization(d, width=r)
+        if symmetric
+        else DeepFactorization(problem.shape, depth=2, width=r)
+    )
     # Large problems: the flow runs until it is past the escape and within _POLISH_FACTOR
     # phase_gtol of stationarity, then Newton-CG polishes to phase_gtol. The last digits of a
     # flow's approach to a minimum converge at the rate of its smallest curvature (most of
@@ -337,15 +411,28 @@ def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, 
     if sparse:
         ell = _ell(problem, symmetric)
         if solver == "auto":
-            solver = _auto_solver(_stack(factors, symmetric), ell, problem, symmetric,
-                                  4.0 * t_chunk)
+            solver = _auto_solver(
+                _stack(factors, symmetric), ell, problem, symmetric, 4.0 * t_chunk
+            )
 
         def gradient_flow(problem, model, params, t_max, n_save, t_min, **kw):
             # The first chunk may stop as soon as the phase has converged (t_stop_min: past
             # the escape, and the loss has dropped): cheaper than doubling chunks.
-            return _sparse_flow(problem, params, symmetric, t_max, n_save, t_min, rtol, atol,
-                                gtol=flow_gtol, t_stop_min=1.2 * t_escape, drop=1e-6 * lam ** 2,
-                                ell=ell, solver=solver)
+            return _sparse_flow(
+                problem,
+                params,
+                symmetric,
+                t_max,
+                n_save,
+                t_min,
+                rtol,
+                atol,
+                gtol=flow_gtol,
+                t_stop_min=1.2 * t_escape,
+                drop=1e-6 * lam**2,
+                ell=ell,
+                solver=solver,
+            )
     else:
         solver = "rkc" if solver == "auto" else solver
         # either branch binds a flow function with the call signature used below
@@ -354,10 +441,19 @@ def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, 
     pieces, t0 = [], 0.0
     converged = False
     while True:
-        tr = gradient_flow(problem, model, params, t_max=t_chunk, gtol=None, rtol=rtol,
-                           atol=atol, solver=solver, n_save=n_save,
-                           t_min=min(1e-2, t_chunk / 1e4) if not pieces else t_chunk / 1e3,
-                           save_matrices=record_matrices)
+        tr = gradient_flow(
+            problem,
+            model,
+            params,
+            t_max=t_chunk,
+            gtol=None,
+            rtol=rtol,
+            atol=atol,
+            solver=solver,
+            n_save=n_save,
+            t_min=min(1e-2, t_chunk / 1e4) if not pieces else t_chunk / 1e3,
+            save_matrices=record_matrices,
+        )
         tr.times = tr.times + t0
         pieces.append(tr)
         t0 += float(tr.times[-1] - t0)
@@ -378,7 +474,7 @@ def _flow_phase(problem, factors, symmetric: bool, t_escape: float, lam: float, 
         converged = gn <= phase_gtol
         last = rec_final(_stack(params, symmetric), problem, symmetric, ell)
         traj.loss[-1], traj.grad_norm[-1] = last["loss"], last["grad_norm"]
-        traj.singular_values[-1, :last["sv"].size] = last["sv"]
+        traj.singular_values[-1, : last["sv"].size] = last["sv"]
         traj.final_params = tuple(np.asarray(p, dtype=np.float64) for p in params)
         traj.final_matrix = _product(traj.final_params, problem.shape, symmetric)
         traj.info["polish_iterations"] = nit
@@ -399,16 +495,22 @@ def _padded_flow(problem, factors, symmetric: bool):
     ``sqrt(R / r)``, so ``rtol`` and ``atol`` are scaled by ``sqrt(r / R)``.
     """
     from .dynamics import gradient_flow as flow
+
     r = factors[0].shape[1] if symmetric else factors[0].shape[0]
     R = _padded_width(r, problem.shape)
     d = problem.shape[0]
-    model = SymmetricFactorization(d, width=R) if symmetric else \
-        DeepFactorization(problem.shape, depth=2, width=R)
+    model = (
+        SymmetricFactorization(d, width=R)
+        if symmetric
+        else DeepFactorization(problem.shape, depth=2, width=R)
+    )
     if symmetric:
         padded = (np.pad(np.asarray(factors[0], dtype=np.float64), ((0, 0), (0, R - r))),)
     else:
-        padded = (np.pad(np.asarray(factors[0], dtype=np.float64), ((0, R - r), (0, 0))),
-                  np.pad(np.asarray(factors[1], dtype=np.float64), ((0, 0), (0, R - r))))
+        padded = (
+            np.pad(np.asarray(factors[0], dtype=np.float64), ((0, R - r), (0, 0))),
+            np.pad(np.asarray(factors[1], dtype=np.float64), ((0, 0), (0, R - r))),
+        )
     k = float(np.sqrt(max(r, 1) / R))
 
     def gradient_flow(problem, model, params, *, rtol, atol, **kw):
@@ -420,7 +522,10 @@ def _padded_flow(problem, factors, symmetric: bool):
 def _unpad(params, r: int, symmetric: bool):
     if symmetric:
         return (np.asarray(params[0], dtype=np.float64)[:, :r],)
-    return (np.asarray(params[0], dtype=np.float64)[:r], np.asarray(params[1], dtype=np.float64)[:, :r])
+    return (
+        np.asarray(params[0], dtype=np.float64)[:r],
+        np.asarray(params[1], dtype=np.float64)[:, :r],
+    )
 
 
 def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30, *, ell=None):
@@ -438,7 +543,7 @@ def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30, *
     m = shape[0]
     y = _stack(params, symmetric)
     r = y.shape[1]
-    y = jnp.asarray(_pad(y, shape))   # zero columns stay zero: their gradient -G u_j vanishes
+    y = jnp.asarray(_pad(y, shape))  # zero columns stay zero: their gradient -G u_j vanishes
     g = _sparse_vf(y, (ell, w, symmetric, shape))[0]
     gn = float(jnp.linalg.norm(g))
     it = 0
@@ -454,7 +559,7 @@ def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30, *
                 break
             step *= 0.5
         else:
-            break                      # no decrease: at the precision floor
+            break  # no decrease: at the precision floor
         y, g, gn = y_new, g_new, gn_new
     y = np.asarray(y, dtype=np.float64)[:, :r]
     new = (y,) if symmetric else (y[m:].T, y[:m])
@@ -466,7 +571,7 @@ def _newton_direction(y, g, ell, w, symmetric, shape, maxiter: int = 200):
     """CG for ``H d = -grad L = g`` (``g`` is ``-grad L``, ``H`` the Hessian of ``L``), to
     relative residual 1e-4, stopping early at non-positive curvature."""
     f = lambda z: _sparse_vf(z, (ell, w, symmetric, shape))[0]
-    hvp = lambda v: -jax.jvp(f, (y,), (v,))[1]          # -d(-grad L) = H v
+    hvp = lambda v: -jax.jvp(f, (y,), (v,))[1]  # -d(-grad L) = H v
     b2 = jnp.sum(g * g)
 
     def cond(c):
@@ -504,8 +609,9 @@ def _stack(params, symmetric):
     """Factor-only state: ``U`` (symmetric) or ``[A; B]`` with ``W = A B^T``, ``(m + n, r)``."""
     if symmetric:
         return np.asarray(params[0], dtype=np.float64)
-    return np.concatenate([np.asarray(params[1], dtype=np.float64),
-                           np.asarray(params[0], dtype=np.float64).T])
+    return np.concatenate(
+        [np.asarray(params[1], dtype=np.float64), np.asarray(params[0], dtype=np.float64).T]
+    )
 
 
 def _auto_solver(y0, ell, problem, symmetric, horizon) -> str:
@@ -514,8 +620,15 @@ def _auto_solver(y0, ell, problem, symmetric, horizon) -> str:
     an explicit 5th-order method needs about ``rho T / 3.3`` steps for stability alone
     over a phase of length ``T``; below ~3000 such steps it beats RKC, which pays two
     Jacobian-vector products per step for its spectral-radius estimate."""
-    rho = 2.0 * float(_sparse_rho(jnp.asarray(_pad(y0, problem.shape)), ell,
-                                  jnp.asarray(float(problem.weight)), symmetric, problem.shape))
+    rho = 2.0 * float(
+        _sparse_rho(
+            jnp.asarray(_pad(y0, problem.shape)),
+            ell,
+            jnp.asarray(float(problem.weight)),
+            symmetric,
+            problem.shape,
+        )
+    )
     return "tsit5" if rho * horizon / 3.3 <= 3000.0 else "rkc"
 
 
@@ -524,16 +637,24 @@ def _concat(pieces: list[Trajectory]) -> Trajectory:
         return pieces[0]
     first = pieces[0]
     # Drop each later piece's t = 0 record (it repeats the previous piece's end).
-    cat = lambda name: np.concatenate([getattr(first, name)] +
-                                      [getattr(p, name)[1:] for p in pieces[1:]])
+    cat = lambda name: np.concatenate(
+        [getattr(first, name)] + [getattr(p, name)[1:] for p in pieces[1:]]
+    )
     mats = None if first.matrices is None else cat("matrices")
     info = dict(pieces[-1].info)
     info["num_steps"] = sum(p.info.get("num_steps", 0) for p in pieces)
     info["wall_time"] = sum(p.info.get("wall_time", 0.0) for p in pieces)
     info["chunks"] = len(pieces)
-    return Trajectory(times=cat("times"), loss=cat("loss"), grad_norm=cat("grad_norm"),
-                      singular_values=cat("singular_values"), final_params=pieces[-1].final_params,
-                      final_matrix=pieces[-1].final_matrix, matrices=mats, info=info)
+    return Trajectory(
+        times=cat("times"),
+        loss=cat("loss"),
+        grad_norm=cat("grad_norm"),
+        singular_values=cat("singular_values"),
+        final_params=pieces[-1].final_params,
+        final_matrix=pieces[-1].final_matrix,
+        matrices=mats,
+        info=info,
+    )
 
 
 def _mid_time(traj: Trajectory, f_before: float, f_after: float, after: float = 0.0) -> float:
@@ -582,14 +703,27 @@ def _refine_mid(problem, start, symmetric, crude, lam, f_before, f_after, rtol, 
     ``crude +- 4 / lam``), so the flow compiles once per width."""
     d = problem.shape[0]
     r = start[0].shape[1] if symmetric else start[0].shape[0]
-    model = SymmetricFactorization(d, width=r) if symmetric else \
-        DeepFactorization(problem.shape, depth=2, width=r)
+    model = (
+        SymmetricFactorization(d, width=r)
+        if symmetric
+        else DeepFactorization(problem.shape, depth=2, width=r)
+    )
     from .dynamics import gradient_flow
+
     grid = crude + np.linspace(-4.0, 4.0, 161) / lam
     if grid[0] <= 1e-3 * grid[-1]:  # an early crossing: same length, positive times
         grid = np.linspace(1e-3 * grid[-1], grid[-1], 161)
-    tr = gradient_flow(problem, model, tuple(jnp.asarray(f) for f in start), t_max=float(grid[-1]),
-                       gtol=None, rtol=rtol, atol=atol, n_save=2, save_at=grid)
+    tr = gradient_flow(
+        problem,
+        model,
+        tuple(jnp.asarray(f) for f in start),
+        t_max=float(grid[-1]),
+        gtol=None,
+        rtol=rtol,
+        atol=atol,
+        n_save=2,
+        save_at=grid,
+    )
     return _mid_time(tr, f_before, f_after)
 
 
@@ -644,7 +778,7 @@ def _sparse_vf(U, args):
     observed entries; ``O(|Omega| r)``."""
     ell, w, symmetric, shape = args
     m, n = shape
-    if len(ell) == 3:                # symmetric pattern, symmetric GLRL (see `_ell`)
+    if len(ell) == 3:  # symmetric pattern, symmetric GLRL (see `_ell`)
         ridx, rval, rmask = ell
         Ur = U[ridx]
         res = w * rmask * (jnp.einsum("ikr,ir->ik", Ur, U) - rval)
@@ -653,10 +787,10 @@ def _sparse_vf(U, args):
     if symmetric:
         A, B = U, U
     else:
-        A, B = U[:m], U[m:]       # W = A B^T, stacked as one (m + n, r) array
-    res = w * rmask * (jnp.einsum("ikr,ir->ik", B[ridx], A) - rval)     # (m, Kr)
-    gA = jnp.einsum("ik,ikr->ir", res, B[ridx])                          # G B
-    gB = jnp.einsum("jk,jkr->jr", res.ravel()[cperm] * cmask, A[cidx])   # G^T A
+        A, B = U[:m], U[m:]  # W = A B^T, stacked as one (m + n, r) array
+    res = w * rmask * (jnp.einsum("ikr,ir->ik", B[ridx], A) - rval)  # (m, Kr)
+    gA = jnp.einsum("ik,ikr->ir", res, B[ridx])  # G B
+    gB = jnp.einsum("jk,jkr->jr", res.ravel()[cperm] * cmask, A[cidx])  # G^T A
     if symmetric:
         # grad of 1/2 f(U U^T) = sym(G) U
         return -0.5 * (gA + gB), res
@@ -675,9 +809,11 @@ def _sparse_rho(y0, ell, w, symmetric, shape, iters: int = 30):
 
 
 @eqx.filter_jit
-def _sparse_solve(y0, ts, t_max, ell, w, symmetric, shape, rtol, atol, gtol, t_stop_min, drop,
-                  solver="rkc"):
+def _sparse_solve(
+    y0, ts, t_max, ell, w, symmetric, shape, rtol, atol, gtol, t_stop_min, drop, solver="rkc"
+):
     from .dynamics._flow import _make_solver
+
     r = y0.shape[1]
     unflat = lambda y: y.reshape(-1, r)  # RKC's power iteration wants a flat state
 
@@ -690,26 +826,42 @@ def _sparse_solve(y0, ts, t_max, ell, w, symmetric, shape, rtol, atol, gtol, t_s
         if symmetric:
             sv = jnp.linalg.eigvalsh(y.T @ y)[::-1]
         else:
-            qa, ra = jnp.linalg.qr(y[:shape[0]])
-            qb, rb_ = jnp.linalg.qr(y[shape[0]:])
+            qa, ra = jnp.linalg.qr(y[: shape[0]])
+            qb, rb_ = jnp.linalg.qr(y[shape[0] :])
             sv = jnp.linalg.svd(ra @ rb_.T, compute_uv=False)
-        return dict(loss=0.5 * jnp.sum(res * res) / w, grad_norm=jnp.linalg.norm(g),
-                    sv=jnp.maximum(sv, 0.0) if symmetric else sv)
+        return dict(
+            loss=0.5 * jnp.sum(res * res) / w,
+            grad_norm=jnp.linalg.norm(g),
+            sv=jnp.maximum(sv, 0.0) if symmetric else sv,
+        )
 
     def stop(t, y, args, **kw):
         g, res = _sparse_vf(unflat(y), (ell, w, symmetric, shape))
-        return ((t >= t_stop_min) & (jnp.linalg.norm(g) <= gtol)
-                & (0.5 * jnp.sum(res * res) / w <= loss0 - drop))
+        return (
+            (t >= t_stop_min)
+            & (jnp.linalg.norm(g) <= gtol)
+            & (0.5 * jnp.sum(res * res) / w <= loss0 - drop)
+        )
 
     from .dynamics._common import no_host_callbacks
+
     loss0 = rec(0.0, y0.ravel(), None)["loss"]
     with no_host_callbacks():
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(term), _make_solver(solver), event=diffrax.Event(stop), t0=0.0,
-            t1=t_max, dt0=None, y0=y0.ravel(),
-            saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)]),
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=1_000_000,
-            throw=False)
+            diffrax.ODETerm(term),
+            _make_solver(solver),
+            event=diffrax.Event(stop),
+            t0=0.0,
+            t1=t_max,
+            dt0=None,
+            y0=y0.ravel(),
+            saveat=diffrax.SaveAt(
+                subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)]
+            ),
+            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+            max_steps=1_000_000,
+            throw=False,
+        )
     assert sol.ys is not None and sol.ts is not None  # SaveAt(subs=...) saves both
     return sol.ys[0], unflat(sol.ys[1][0]), sol.ts[1][0], sol.result._value, sol.stats["num_steps"]
 
@@ -721,17 +873,35 @@ def rec_final(yf, problem, symmetric, ell):
     if symmetric:
         sv = np.linalg.eigvalsh(np.asarray(y.T @ y))[::-1]
     else:
-        sv = np.linalg.svd(np.asarray(y[:m]) @ np.asarray(y[m:]).T, compute_uv=False)[:y.shape[1]]
-    return dict(loss=float(0.5 * jnp.sum(res * res) / float(problem.weight)),
-                grad_norm=float(jnp.linalg.norm(g)), sv=np.maximum(sv, 0.0))
+        sv = np.linalg.svd(np.asarray(y[:m]) @ np.asarray(y[m:]).T, compute_uv=False)[: y.shape[1]]
+    return dict(
+        loss=float(0.5 * jnp.sum(res * res) / float(problem.weight)),
+        grad_norm=float(jnp.linalg.norm(g)),
+        sv=np.maximum(sv, 0.0),
+    )
 
 
-def _sparse_flow(problem, params, symmetric, t_max, n_save, t_min, rtol, atol, *, gtol,
-                 t_stop_min, drop, ell, solver) -> Trajectory:
+def _sparse_flow(
+    problem,
+    params,
+    symmetric,
+    t_max,
+    n_save,
+    t_min,
+    rtol,
+    atol,
+    *,
+    gtol,
+    t_stop_min,
+    drop,
+    ell,
+    solver,
+) -> Trajectory:
     """The GLRL phase flow for a large completion problem, in the factor only: each
     evaluation costs O(|Omega| r), never a ``d x d`` matrix (the engine's recorder would
     take a full SVD of ``W`` at every record)."""
     from .dynamics import save_times
+
     m, n = problem.shape
     y0 = _stack(params, symmetric)
     r = y0.shape[1]
@@ -739,16 +909,28 @@ def _sparse_flow(problem, params, symmetric, t_max, n_save, t_min, rtol, atol, *
     w = float(problem.weight)
     t0 = time.perf_counter()
     recs, yf, tf, result, nsteps = _sparse_solve(
-        jnp.asarray(_pad(y0, problem.shape)), jnp.asarray(ts), jnp.asarray(float(t_max)), ell,
-        jnp.asarray(w), symmetric, (m, n), jnp.asarray(rtol), jnp.asarray(atol),
-        jnp.asarray(gtol), jnp.asarray(t_stop_min), jnp.asarray(drop), solver)
+        jnp.asarray(_pad(y0, problem.shape)),
+        jnp.asarray(ts),
+        jnp.asarray(float(t_max)),
+        ell,
+        jnp.asarray(w),
+        symmetric,
+        (m, n),
+        jnp.asarray(rtol),
+        jnp.asarray(atol),
+        jnp.asarray(gtol),
+        jnp.asarray(t_stop_min),
+        jnp.asarray(drop),
+        solver,
+    )
     wall = time.perf_counter() - t0
     yf = np.asarray(yf, dtype=np.float64)[:, :r]
     recs = dict(recs, sv=np.asarray(recs["sv"])[:, :r])
     ok = (int(diffrax.RESULTS.successful._value), int(diffrax.RESULTS.event_occurred._value))
     if int(result) not in ok or not np.all(np.isfinite(yf)):
-        raise FloatingPointError(f"sparse factor flow stopped with diffrax result {int(result)} "
-                                 f"at t={float(tf):.4g}")
+        raise FloatingPointError(
+            f"sparse factor flow stopped with diffrax result {int(result)} at t={float(tf):.4g}"
+        )
     keep = ts <= float(tf) * (1 + 1e-12)
     recs = {k: np.asarray(v)[keep] for k, v in recs.items()}
     ts = ts[keep]
@@ -760,27 +942,50 @@ def _sparse_flow(problem, params, symmetric, t_max, n_save, t_min, rtol, atol, *
     k = min(m, n)
     sv = np.zeros((ts.size, k))  # only the r nonzero ones are computed (from the factors)
     svr = np.asarray(recs["sv"])
-    sv[:, :svr.shape[1]] = svr
+    sv[:, : svr.shape[1]] = svr
     if symmetric:
         final = (yf,)
         sv = np.sqrt(np.abs(sv)) ** 2  # eigenvalues of U^T U are the singular values of U U^T
     else:
         final = (yf[m:].T, yf[:m])
-    return Trajectory(times=ts, loss=loss, grad_norm=np.asarray(recs["grad_norm"]),
-                      singular_values=sv, final_params=final,
-                      final_matrix=_product(final, (m, n), symmetric),
-                      info=dict(method="gradient_flow", solver=solver, status="t_max",
-                                num_steps=int(nsteps), wall_time=wall, sparse=True))
+    return Trajectory(
+        times=ts,
+        loss=loss,
+        grad_norm=np.asarray(recs["grad_norm"]),
+        singular_values=sv,
+        final_params=final,
+        final_matrix=_product(final, (m, n), symmetric),
+        info=dict(
+            method="gradient_flow",
+            solver=solver,
+            status="t_max",
+            num_steps=int(nsteps),
+            wall_time=wall,
+            sparse=True,
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------------------
 
 
-def glrl(problem: Problem, eps: float = 1e-30, tol: float = 1e-9, *, symmetric: bool = True,
-         max_rank: int | None = None, phase_gtol: float | None = None,
-         max_phase_time: float | None = None, n_save: int | None = None, rtol: float | None = None,
-         atol: float = 1e-14, solver: str = "auto", record_matrices: bool | None = None,
-         seed: int = 0, polish: bool = True) -> GLRLResult:
+def glrl(
+    problem: Problem,
+    eps: float = 1e-30,
+    tol: float = 1e-9,
+    *,
+    symmetric: bool = True,
+    max_rank: int | None = None,
+    phase_gtol: float | None = None,
+    max_phase_time: float | None = None,
+    n_save: int | None = None,
+    rtol: float | None = None,
+    atol: float = 1e-14,
+    solver: str = "auto",
+    record_matrices: bool | None = None,
+    seed: int = 0,
+    polish: bool = True,
+) -> GLRLResult:
     r"""Greedy Low-Rank Learning on ``problem`` (see the module docstring for the algorithm).
 
     Arguments:
@@ -822,15 +1027,21 @@ def glrl(problem: Problem, eps: float = 1e-30, tol: float = 1e-9, *, symmetric: 
     tol = check_positive(tol, "tol", allow_zero=True)
     m, n = problem.shape
     if symmetric and m != n:
-        raise ValueError(f"symmetric GLRL needs a square problem, got shape {(m, n)}; "
-                         "use symmetric=False")
+        raise ValueError(
+            f"symmetric GLRL needs a square problem, got shape {(m, n)}; use symmetric=False"
+        )
     max_rank = min(m, n) if max_rank is None else check_int(max_rank, "max_rank", minimum=0)
     if not problem.is_convex:
-        warnings.warn("`problem` is not known to be convex: GLRL's stopping test (grad f PSD, "
-                      "grad f W = 0) certifies a first-order stationary point only, not a "
-                      "global minimiser", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "`problem` is not known to be convex: GLRL's stopping test (grad f PSD, "
+            "grad f W = 0) certifies a first-order stationary point only, not a "
+            "global minimiser",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     dense = max(m, n) <= DENSE_LIMIT
     from .dynamics import SOLVERS
+
     solver = check_choice(solver, "solver", ("auto", *SOLVERS))
     rtol = (1e-10 if dense else 1e-8) if rtol is None else check_positive(rtol, "rtol")
     record_matrices = dense if record_matrices is None else bool(record_matrices)
@@ -858,44 +1069,93 @@ def glrl(problem: Problem, eps: float = 1e-30, tol: float = 1e-9, *, symmetric: 
         if r > max_rank:
             break
         if gap < 1e-8 * max(lam, 1e-300):
-            warnings.warn(f"GLRL phase {r}: top eigenvalue {lam:.6g} is (nearly) degenerate "
-                          f"(gap {gap:.3g}); the greedy direction is not unique", RuntimeWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"GLRL phase {r}: top eigenvalue {lam:.6g} is (nearly) degenerate "
+                f"(gap {gap:.3g}); the greedy direction is not unique",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         s = np.sqrt(eps)
         if symmetric:
             new = (np.concatenate([factors[0], s * direction[:, None]], axis=1),)
         else:
             u, v = direction
-            new = (np.concatenate([factors[0], s * v[None, :]], axis=0),
-                   np.concatenate([factors[1], s * u[:, None]], axis=1))
+            new = (
+                np.concatenate([factors[0], s * v[None, :]], axis=0),
+                np.concatenate([factors[1], s * u[:, None]], axis=1),
+            )
         t_escape = np.log(1.0 / eps) / (2.0 * lam)
         # The new column starts at sqrt(eps): an absolute tolerance above that would leave
         # its escape uncontrolled.
         atol_r = min(atol, 1e-3 * np.sqrt(eps))
-        t_cap = 200.0 * t_escape if max_phase_time is None else check_positive(max_phase_time, "max_phase_time")
+        t_cap = (
+            200.0 * t_escape
+            if max_phase_time is None
+            else check_positive(max_phase_time, "max_phase_time")
+        )
         w0 = time.perf_counter()
         try:
             traj, factors, conv, gn = _flow_phase(
-                problem, new, symmetric, t_escape, lam, phase_gtol=phase_gtol, max_time=t_cap,
-                n_save=n_save, rtol=rtol, atol=atol_r, solver=solver,
-                record_matrices=record_matrices, polish=polish,
-                sparse=not dense and isinstance(problem, MatrixCompletion))
+                problem,
+                new,
+                symmetric,
+                t_escape,
+                lam,
+                phase_gtol=phase_gtol,
+                max_time=t_cap,
+                n_save=n_save,
+                rtol=rtol,
+                atol=atol_r,
+                solver=solver,
+                record_matrices=record_matrices,
+                polish=polish,
+                sparse=not dense and isinstance(problem, MatrixCompletion),
+            )
         except (FloatingPointError, RuntimeError) as e:
-            raise RuntimeError(f"GLRL phase {r} (lam = {lam:.6g}): gradient flow failed: {e}") from e
+            raise RuntimeError(
+                f"GLRL phase {r} (lam = {lam:.6g}): gradient flow failed: {e}"
+            ) from e
         if not conv:
-            warnings.warn(f"GLRL phase {r}: flow not converged by t = {traj.times[-1]:.4g} "
-                          f"(||grad L|| = {gn:.3g} > phase_gtol = {phase_gtol:.3g}); "
-                          "raise `max_phase_time`", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"GLRL phase {r}: flow not converged by t = {traj.times[-1]:.4g} "
+                f"(||grad L|| = {gn:.3g} > phase_gtol = {phase_gtol:.3g}); "
+                "raise `max_phase_time`",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         W = _product(factors, problem.shape, symmetric) if dense else None
         f_r = float(traj.loss[-1])
-        phases.append(GLRLPhase(
-            rank=r, lam=lam, direction=direction, escape_time=float(t_escape),
-            W=W if W is not None else np.asarray(traj.final_matrix), loss=f_r, loss_before=f_prev,
-            factors=factors, trajectory=traj,
-            t_mid=(_refine_mid(problem, new, symmetric, _mid_time(traj, f_prev, f_r), lam, f_prev,
-                               f_r, rtol, atol_r) if dense else _mid_time(traj, f_prev, f_r)),
-            converged=conv,
-            grad_norm=gn, wall_time=time.perf_counter() - w0))
+        phases.append(
+            GLRLPhase(
+                rank=r,
+                lam=lam,
+                direction=direction,
+                escape_time=float(t_escape),
+                W=W if W is not None else np.asarray(traj.final_matrix),
+                loss=f_r,
+                loss_before=f_prev,
+                factors=factors,
+                trajectory=traj,
+                t_mid=(
+                    _refine_mid(
+                        problem,
+                        new,
+                        symmetric,
+                        _mid_time(traj, f_prev, f_r),
+                        lam,
+                        f_prev,
+                        f_r,
+                        rtol,
+                        atol_r,
+                    )
+                    if dense
+                    else _mid_time(traj, f_prev, f_r)
+                ),
+                converged=conv,
+                grad_norm=gn,
+                wall_time=time.perf_counter() - w0,
+            )
+        )
         f_prev = f_r
         negG = _grad_operator(problem, factors, symmetric)
     if not phases:
@@ -904,10 +1164,22 @@ def glrl(problem: Problem, eps: float = 1e-30, tol: float = 1e-9, *, symmetric: 
         matrix = phases[-1].W
     kkt = kkt_residuals(problem, factors=factors, symmetric=symmetric)
     if status != "kkt":
-        warnings.warn(f"GLRL stopped at max_rank={max_rank} with top eigenvalue {lam:.3g} > "
-                      f"tol={tol:g}: not a KKT point", RuntimeWarning, stacklevel=2)
-    return GLRLResult(phases=phases, matrix=matrix, factors=factors, loss=f_prev,
-                      final_lambda=float(lam), kkt=kkt, status=status, eps=eps, tol=tol,
-                      symmetric=symmetric,
-                      info=dict(wall_time=time.perf_counter() - t_start, phase_gtol=phase_gtol,
-                                grad0_norm=g0))
+        warnings.warn(
+            f"GLRL stopped at max_rank={max_rank} with top eigenvalue {lam:.3g} > "
+            f"tol={tol:g}: not a KKT point",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return GLRLResult(
+        phases=phases,
+        matrix=matrix,
+        factors=factors,
+        loss=f_prev,
+        final_lambda=float(lam),
+        kkt=kkt,
+        status=status,
+        eps=eps,
+        tol=tol,
+        symmetric=symmetric,
+        info=dict(wall_time=time.perf_counter() - t_start, phase_gtol=phase_gtol, grad0_norm=g0),
+    )

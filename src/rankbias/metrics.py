@@ -62,8 +62,9 @@ def effective_ranks_from_sv(sv, kind: str = "ratio", *, tol: float = 1e-6) -> np
     return np.where(top > 0, r, 0.0)
 
 
-def effective_rank(W, kind: str = "ratio", *, tol: float = 1e-6,
-                   from_singular_values: bool = False):
+def effective_rank(
+    W, kind: str = "ratio", *, tol: float = 1e-6, from_singular_values: bool = False
+):
     """Effective rank of ``W`` (see the module docstring for ``kind``).
 
     Returns a float for one matrix, an array for a stack.

@@ -102,7 +102,7 @@ class Model(eqx.Module):
         """Inverse of :meth:`flatten` (static offsets, so it is free under ``jit``)."""
         out, i = [], 0
         for a, b in self.param_shapes:
-            out.append(jnp.reshape(y[i:i + a * b], (a, b)))
+            out.append(jnp.reshape(y[i : i + a * b], (a, b)))
             i += a * b
         return tuple(out)
 
@@ -112,7 +112,9 @@ class Model(eqx.Module):
             params = (params,)
         params = tuple(params)
         if len(params) != len(self.param_shapes):
-            raise ValueError(f"`{name}` must hold {len(self.param_shapes)} factor(s), got {len(params)}")
+            raise ValueError(
+                f"`{name}` must hold {len(self.param_shapes)} factor(s), got {len(params)}"
+            )
         out = []
         for j, (p, s) in enumerate(zip(params, self.param_shapes, strict=True)):
             p = jnp.asarray(p)
@@ -167,7 +169,9 @@ class DeepFactorization(Model):
         else:
             widths = tuple(check_int(w, "width", minimum=1) for w in width)
             if len(widths) != depth - 1:
-                raise ValueError(f"`width` must list depth - 1 = {depth - 1} hidden widths, got {len(widths)}")
+                raise ValueError(
+                    f"`width` must list depth - 1 = {depth - 1} hidden widths, got {len(widths)}"
+                )
         self.shape = (m, n)
         self.widths = widths
 
@@ -197,8 +201,16 @@ class DeepFactorization(Model):
             W = P @ W
         return W
 
-    def init(self, name: str = "gaussian", scale: float = 1e-3, seed: int = 0, *,
-             per_factor: bool = False, beta: float | None = None, dtype=jnp.float64) -> Params:
+    def init(
+        self,
+        name: str = "gaussian",
+        scale: float = 1e-3,
+        seed: int = 0,
+        *,
+        per_factor: bool = False,
+        beta: float | None = None,
+        dtype=jnp.float64,
+    ) -> Params:
         """Initial factors ``(W_1, ..., W_L)``; see the module docstring for ``scale``.
 
         Arguments:
@@ -222,7 +234,9 @@ class DeepFactorization(Model):
                 raise ValueError("`beta` is required for init 'perturbed_identity'")
             b = check_positive(beta, "beta")
             if b >= a:
-                raise ValueError(f"`beta` must be smaller than the per-factor scale {a:g}, got {b:g}")
+                raise ValueError(
+                    f"`beta` must be smaller than the per-factor scale {a:g}, got {b:g}"
+                )
             ps = [a * np.eye(*sh) for sh in shapes]
             ps[0] = (a - b) * np.eye(*shapes[0])
         elif name == "orthogonal":
@@ -231,10 +245,12 @@ class DeepFactorization(Model):
             m, n = self.shape
             r = min(m, n)
             if any(k < r for k in self.widths):
-                raise ValueError(f"init 'balanced' needs every width >= min(m, n) = {r}, got widths {self.widths}")
+                raise ValueError(
+                    f"init 'balanced' needs every width >= min(m, n) = {r}, got widths {self.widths}"
+                )
             G = rng.standard_normal((m, n))
             U, S, Vt = np.linalg.svd(G, full_matrices=False)
-            total = a ** self.depth if per_factor else s
+            total = a**self.depth if per_factor else s
             S = total * S / S[0]
             Sp = S ** (1.0 / self.depth)
             Q = [Vt.T] + [_haar(rng, k, r) for k in self.widths] + [U]
@@ -283,8 +299,16 @@ class SymmetricFactorization(Model):
         S = 0.5 * (G + G.T)
         return jnp.maximum(0.0, -jnp.linalg.eigvalsh(S)[0])
 
-    def init(self, name: str = "gaussian", scale: float = 1e-3, seed: int = 0, *,
-             per_factor: bool = False, beta: float | None = None, dtype=jnp.float64) -> Params:
+    def init(
+        self,
+        name: str = "gaussian",
+        scale: float = 1e-3,
+        seed: int = 0,
+        *,
+        per_factor: bool = False,
+        beta: float | None = None,
+        dtype=jnp.float64,
+    ) -> Params:
         """Initial ``(U,)``; ``scale`` is the scale of ``U U^T`` (``per_factor``: of ``U``)."""
         check_choice(name, "init", INITS)
         s = check_positive(scale, "scale")

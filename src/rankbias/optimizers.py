@@ -27,8 +27,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["group_rmsprop", "GroupRMSpropState", "OPTIMIZERS", "make_optimizer",
-           "check_hyperparams"]
+__all__ = [
+    "group_rmsprop",
+    "GroupRMSpropState",
+    "OPTIMIZERS",
+    "make_optimizer",
+    "check_hyperparams",
+]
 
 
 class GroupRMSpropState(NamedTuple):
@@ -39,8 +44,9 @@ class GroupRMSpropState(NamedTuple):
     step_size: jax.Array
 
 
-def group_rmsprop(learning_rate: float | Callable = 1e-3, alpha: float = 0.99,
-                  eps: float = 1e-6) -> optax.GradientTransformation:
+def group_rmsprop(
+    learning_rate: float | Callable = 1e-3, alpha: float = 0.99, eps: float = 1e-6
+) -> optax.GradientTransformation:
     r"""GroupRMSprop (Arora et al. 2019): one RMSprop step size for all parameters together.
 
     ``v_k = alpha v_{k-1} + (1 - alpha) sum_j ||g_j||^2`` (the squared norm of the whole
@@ -81,9 +87,11 @@ def group_rmsprop(learning_rate: float | Callable = 1e-3, alpha: float = 0.99,
         v = alpha * state.square_avg + (1 - alpha) * sq
         count = state.num_steps + 1
         lr = learning_rate(state.num_steps) if callable(learning_rate) else learning_rate
-        eta = lr / (jnp.sqrt(v / (1 - alpha ** count)) + eps)
-        return (jax.tree_util.tree_map(lambda g: -eta * g, updates),
-                GroupRMSpropState(count, v, jnp.asarray(eta, v.dtype)))
+        eta = lr / (jnp.sqrt(v / (1 - alpha**count)) + eps)
+        return (
+            jax.tree_util.tree_map(lambda g: -eta * g, updates),
+            GroupRMSpropState(count, v, jnp.asarray(eta, v.dtype)),
+        )
 
     return optax.GradientTransformation(init, update)
 
@@ -97,7 +105,7 @@ _UNIT = ("unit", 0.0, 1.0)  # in [0, 1)
 @dataclass(frozen=True)
 class _Named:
     build: Callable  # hyper (dict of scalars, maybe traced) -> GradientTransformation
-    defaults: dict   # numeric hyper-parameter -> (default, check)
+    defaults: dict  # numeric hyper-parameter -> (default, check)
     # effective step of step k (0-based) from (state after the update, hyper, k); None: undefined
     effective: Callable | None
     doc: str
@@ -115,23 +123,42 @@ def _nesterov_eff(h, k):
 
 
 OPTIMIZERS: dict[str, _Named] = {
-    "sgd": _Named(lambda h: optax.sgd(h["lr"]), {}, lambda s, h, k: h["lr"],
-                  "optax.sgd(lr): params - lr * grad"),
-    "momentum": _Named(lambda h: optax.sgd(h["lr"], momentum=h["momentum"]),
-                       {"momentum": (0.9, _UNIT)}, lambda s, h, k: _momentum_eff(h, k),
-                       "optax.sgd(lr, momentum): heavy ball"),
-    "nesterov": _Named(lambda h: optax.sgd(h["lr"], momentum=h["momentum"], nesterov=True),
-                       {"momentum": (0.9, _UNIT)}, lambda s, h, k: _nesterov_eff(h, k),
-                       "optax.sgd(lr, momentum, nesterov=True)"),
-    "adam": _Named(lambda h: optax.adam(h["lr"], b1=h["b1"], b2=h["b2"], eps=h["eps"]),
-                   {"b1": (0.9, _UNIT), "b2": (0.999, _UNIT), "eps": (1e-8, (">=", 0.0))},
-                   None, "optax.adam(lr, b1, b2, eps)"),
-    "rmsprop": _Named(lambda h: optax.rmsprop(h["lr"], decay=h["decay"], eps=h["eps"]),
-                      {"decay": (0.9, _UNIT), "eps": (1e-8, (">=", 0.0))}, None,
-                      "optax.rmsprop(lr, decay, eps)"),
-    "group_rmsprop": _Named(lambda h: group_rmsprop(h["lr"], alpha=h["alpha"], eps=h["eps"]),
-                            {"alpha": (0.99, _UNIT), "eps": (1e-6, (">=", 0.0))},
-                            lambda s, h, k: s.step_size, "rankbias.optimizers.group_rmsprop"),
+    "sgd": _Named(
+        lambda h: optax.sgd(h["lr"]),
+        {},
+        lambda s, h, k: h["lr"],
+        "optax.sgd(lr): params - lr * grad",
+    ),
+    "momentum": _Named(
+        lambda h: optax.sgd(h["lr"], momentum=h["momentum"]),
+        {"momentum": (0.9, _UNIT)},
+        lambda s, h, k: _momentum_eff(h, k),
+        "optax.sgd(lr, momentum): heavy ball",
+    ),
+    "nesterov": _Named(
+        lambda h: optax.sgd(h["lr"], momentum=h["momentum"], nesterov=True),
+        {"momentum": (0.9, _UNIT)},
+        lambda s, h, k: _nesterov_eff(h, k),
+        "optax.sgd(lr, momentum, nesterov=True)",
+    ),
+    "adam": _Named(
+        lambda h: optax.adam(h["lr"], b1=h["b1"], b2=h["b2"], eps=h["eps"]),
+        {"b1": (0.9, _UNIT), "b2": (0.999, _UNIT), "eps": (1e-8, (">=", 0.0))},
+        None,
+        "optax.adam(lr, b1, b2, eps)",
+    ),
+    "rmsprop": _Named(
+        lambda h: optax.rmsprop(h["lr"], decay=h["decay"], eps=h["eps"]),
+        {"decay": (0.9, _UNIT), "eps": (1e-8, (">=", 0.0))},
+        None,
+        "optax.rmsprop(lr, decay, eps)",
+    ),
+    "group_rmsprop": _Named(
+        lambda h: group_rmsprop(h["lr"], alpha=h["alpha"], eps=h["eps"]),
+        {"alpha": (0.99, _UNIT), "eps": (1e-6, (">=", 0.0))},
+        lambda s, h, k: s.step_size,
+        "rankbias.optimizers.group_rmsprop",
+    ),
 }
 
 
@@ -160,14 +187,18 @@ def check_hyperparams(name, lr, hyper: dict) -> dict:
         (and the allowed ones), a missing ``lr`` or a value out of range.
     """
     if not isinstance(name, str) or name not in OPTIMIZERS:
-        raise ValueError(f"unknown `optimizer` {name!r}; use an optax GradientTransformation, "
-                         f"a factory such as optax.adam, or one of {', '.join(map(repr, OPTIMIZERS))}")
+        raise ValueError(
+            f"unknown `optimizer` {name!r}; use an optax GradientTransformation, "
+            f"a factory such as optax.adam, or one of {', '.join(map(repr, OPTIMIZERS))}"
+        )
     spec = OPTIMIZERS[name]
     unknown = sorted(set(hyper) - set(spec.defaults))
     if unknown:
         allowed = ", ".join(["lr"] + list(spec.defaults))
-        raise ValueError(f"optimizer {name!r} has no hyper-parameter {', '.join(map(repr, unknown))} "
-                         f"(allowed: {allowed})")
+        raise ValueError(
+            f"optimizer {name!r} has no hyper-parameter {', '.join(map(repr, unknown))} "
+            f"(allowed: {allowed})"
+        )
     if lr is None:
         raise ValueError(f"optimizer {name!r} needs `lr` (the learning rate), got None")
     out = {"lr": lr}

@@ -37,8 +37,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FIGURES", "TRAJECTORY_KINDS", "STATS", "plot", "plot_all", "plot_trajectory",
-           "plot_glrl", "plot_comparison"]
+__all__ = [
+    "FIGURES",
+    "TRAJECTORY_KINDS",
+    "STATS",
+    "plot",
+    "plot_all",
+    "plot_trajectory",
+    "plot_glrl",
+    "plot_comparison",
+]
 
 FIGURES = ("loss", "singular-values", "effective-rank", "distance-vs-alpha")
 #: What one :class:`~rankbias.Trajectory` can show (``Trajectory.plot(kind)``).
@@ -55,6 +63,7 @@ def _plt():
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -119,7 +128,7 @@ def _take(v, idx):
 def _stat_text(seeds: list[str], n: int, stat: str, thin: bool) -> str:
     if not seeds or n <= 1:
         return ""
-    what = ("median, band 25-75% quantiles" if stat == "median" else "mean, band one std")
+    what = "median, band 25-75% quantiles" if stat == "median" else "mean, band one std"
     return f"{what} over {n} runs ({', '.join(seeds)})" + ("; thin: each run" if thin else "")
 
 
@@ -157,8 +166,7 @@ def _time_panel(ax, da, t, seeds: list[str], stat: str, logy: bool, top_k: int |
     # One line group: one color per singular value; else one color per alpha.
     by_sv = lines == [None] and top_k is not None
     cmap = plt.cm.tab10 if by_sv else plt.cm.viridis
-    colors = cmap(np.arange(n_sv) % 10) if by_sv else \
-        cmap(np.linspace(0, 0.9, max(len(lines), 1)))
+    colors = cmap(np.arange(n_sv) % 10) if by_sv else cmap(np.linspace(0, 0.9, max(len(lines), 1)))
     text = ""
     for i, a in enumerate(lines):
         sub = da if a is None else da.sel(alpha=a)
@@ -170,21 +178,38 @@ def _time_panel(ax, da, t, seeds: list[str], stat: str, logy: bool, top_k: int |
                 label = f"sigma_{j + 1}"
             else:
                 label = None if a is None or j else f"alpha={a:.0e}"
-            _draw(ax, t[sel], c[sel], _take(lo, sel), _take(hi, sel), _take(runs, sel), color,
-                  label, logy,
-                  ls="-" if by_sv else _STYLES[j % 4])
+            _draw(
+                ax,
+                t[sel],
+                c[sel],
+                _take(lo, sel),
+                _take(hi, sel),
+                _take(runs, sel),
+                color,
+                label,
+                logy,
+                ls="-" if by_sv else _STYLES[j % 4],
+            )
             if runs is not None:
                 text = _stat_text(seeds, runs.shape[0], stat, runs.shape[0] <= MAX_THIN)
     return text
 
 
-def _time_plot(ds, var: str, ylabel: str, title: str, logy: bool, top_k: int | None = None,
-               stat: str = "median"):
+def _time_plot(
+    ds,
+    var: str,
+    ylabel: str,
+    title: str,
+    logy: bool,
+    top_k: int | None = None,
+    stat: str = "median",
+):
     plt = _plt()
     tdim = "time" if "time" in ds.dims else "step"
     panels = list(ds["depth"].values) if "depth" in ds.dims else [None]
-    fig, axs = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False,
-                            sharey=True)
+    fig, axs = plt.subplots(
+        1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False, sharey=True
+    )
     seeds = _seed_dims(ds)
     note = ""
     t = np.asarray(ds[tdim].values, dtype=float)
@@ -225,8 +250,10 @@ def _distance_plot(ds, stat: str = "median"):
     plt = _plt()
     var = "glrl_distance" if "glrl_distance" in ds else "distance_to_truth"
     if var not in ds:
-        raise ValueError("figure 'distance-vs-alpha' needs runs that record 'distance_to_truth' "
-                         "(record.metrics) or a custom 'glrl_distance' metric")
+        raise ValueError(
+            "figure 'distance-vs-alpha' needs runs that record 'distance_to_truth' "
+            "(record.metrics) or a custom 'glrl_distance' metric"
+        )
     if "alpha" not in ds.dims:
         raise ValueError("figure 'distance-vs-alpha' needs a sweep over alpha (init.scale)")
     seeds = _seed_dims(ds)
@@ -240,16 +267,30 @@ def _distance_plot(ds, stat: str = "median"):
     for c, d in zip(colors, depths, strict=True):
         sub = (da if d is None else da.sel(depth=d)).transpose(..., "alpha")
         m, lo, hi, runs = _summary(sub, seeds, stat)
-        _draw(ax, x[order], m[order], _take(lo, order), _take(hi, order), _take(runs, order), c,
-              None if d is None else f"depth {d}", True, marker="o")
+        _draw(
+            ax,
+            x[order],
+            m[order],
+            _take(lo, order),
+            _take(hi, order),
+            _take(runs, order),
+            c,
+            None if d is None else f"depth {d}",
+            True,
+            marker="o",
+        )
         if runs is not None:
             text = _stat_text(seeds, runs.shape[0], stat, runs.shape[0] <= MAX_THIN)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("initialization scale alpha")
     target = glrl_variant_label(ds) if var == "glrl_distance" else "the ground truth"
-    ax.set_ylabel(f"||W(t_final) - W_GLRL||_F ({target})" if var == "glrl_distance"
-                  else "||W(t_final) - W*||_F / ||W*||_F", fontsize=8)
+    ax.set_ylabel(
+        f"||W(t_final) - W_GLRL||_F ({target})"
+        if var == "glrl_distance"
+        else "||W(t_final) - W*||_F / ||W*||_F",
+        fontsize=8,
+    )
     ax.set_title(f"final distance to {target}" + (f"\n{text}" if text else ""), fontsize=9)
     ax.grid(alpha=0.3, which="both", lw=0.4)
     if depths[0] is not None:
@@ -262,11 +303,19 @@ def _figure(ds, name: str, stat: str):
     if name == "loss":
         return _time_plot(ds, "loss", "loss f(W(t))", "loss", logy=True, stat=stat)
     if name == "singular-values":
-        return _time_plot(ds, "singular_values", "singular values of W(t)",
-                          "top singular values", logy=True, top_k=3, stat=stat)
+        return _time_plot(
+            ds,
+            "singular_values",
+            "singular values of W(t)",
+            "top singular values",
+            logy=True,
+            top_k=3,
+            stat=stat,
+        )
     if name == "effective-rank":
-        return _time_plot(ds, "rank_ratio", "effective rank (ratio)", "effective rank",
-                          logy=False, stat=stat)
+        return _time_plot(
+            ds, "rank_ratio", "effective rank (ratio)", "effective rank", logy=False, stat=stat
+        )
     return _distance_plot(ds, stat)
 
 
@@ -274,10 +323,12 @@ _NEEDS = {"loss": "loss", "singular-values": "singular_values", "effective-rank"
 
 
 # ---------------------------------------------------------------------------- one run
-_KIND = {"loss": ("loss", "loss f(W(t))", True),
-         "singular_values": ("singular_values", "singular values of W(t)", True),
-         "effective_rank": (None, "effective rank", False),
-         "grad_norm": ("grad_norm", "||grad L(params(t))||", True)}
+_KIND = {
+    "loss": ("loss", "loss f(W(t))", True),
+    "singular_values": ("singular_values", "singular values of W(t)", True),
+    "effective_rank": (None, "effective rank", False),
+    "grad_norm": ("grad_norm", "||grad L(params(t))||", True),
+}
 
 
 def _kind(kind) -> str:
@@ -287,8 +338,9 @@ def _kind(kind) -> str:
     return k
 
 
-def plot_trajectory(traj, kind: str = "loss", *, ax=None, top_k: int | None = 5,
-                    rank_kind: str = "ratio"):
+def plot_trajectory(
+    traj, kind: str = "loss", *, ax=None, top_k: int | None = 5, rank_kind: str = "ratio"
+):
     """Draw one quantity of one run (``kind`` in :data:`TRAJECTORY_KINDS`) into ``ax`` (or a
     new figure) and return the Axes; see ``Trajectory.plot``. Same panel code and axes as the
     sweep figures: log time (GD: log step), log values except the effective rank."""
@@ -315,10 +367,15 @@ def plot_trajectory(traj, kind: str = "loss", *, ax=None, top_k: int | None = 5,
     if kind == "singular_values":
         k = ds.sizes["sv"] if top_k is None else top_k
     _time_panel(ax, ds[var], np.asarray(ds[tdim].values, dtype=float), [], "median", logy, k)
-    title = {"loss": "loss", "singular_values": "top singular values",
-             "effective_rank": "effective rank", "grad_norm": "gradient norm"}[kind]
-    _style_time_axis(ax, tdim, logy, f"{title} ({traj.info.get('method', 'run')}, "
-                     f"status {traj.status})", ylabel)
+    title = {
+        "loss": "loss",
+        "singular_values": "top singular values",
+        "effective_rank": "effective rank",
+        "grad_norm": "gradient norm",
+    }[kind]
+    _style_time_axis(
+        ax, tdim, logy, f"{title} ({traj.info.get('method', 'run')}, status {traj.status})", ylabel
+    )
     if kind == "singular_values":
         ax.legend(fontsize=7, ncol=2)
     return ax
@@ -344,19 +401,36 @@ def plot_glrl(res, axes=None):
         ax_l.plot(t, np.where(tr.loss > 0, tr.loss, np.nan), color="C0", lw=1.5)
         for j in range(min(R, tr.singular_values.shape[1])):
             s = tr.singular_values[:, j]
-            ax_s.plot(t, np.where(s > 0, s, np.nan), color=colors[j], lw=1.4,
-                      label=f"sigma_{j + 1}" if p.rank == 1 else None)
+            ax_s.plot(
+                t,
+                np.where(s > 0, s, np.nan),
+                color=colors[j],
+                lw=1.4,
+                label=f"sigma_{j + 1}" if p.rank == 1 else None,
+            )
         for ax in (ax_l, ax_s):
             ax.axvline(t0, color="0.6", lw=0.6, ls=":")
         t0 = float(t[-1])
     for r, lev in enumerate(res.levels):
         if lev > 0:
             ax_l.axhline(lev, color="0.4", lw=0.7, ls="--")
-            ax_l.annotate(f"f(W_{r}) = {lev:.3g}", (0, lev), xycoords=("axes fraction", "data"),
-                          fontsize=7, color="0.3", va="bottom")
-    for ax, title, ylabel in ((ax_l, f"GLRL loss staircase ({'PSD' if res.symmetric else 'asymmetric'}"
-                               f", eps={res.eps:.0e}, status {res.status})", "loss f(W)"),
-                              (ax_s, "singular values of W per phase", "singular values")):
+            ax_l.annotate(
+                f"f(W_{r}) = {lev:.3g}",
+                (0, lev),
+                xycoords=("axes fraction", "data"),
+                fontsize=7,
+                color="0.3",
+                va="bottom",
+            )
+    for ax, title, ylabel in (
+        (
+            ax_l,
+            f"GLRL loss staircase ({'PSD' if res.symmetric else 'asymmetric'}"
+            f", eps={res.eps:.0e}, status {res.status})",
+            "loss f(W)",
+        ),
+        (ax_s, "singular values of W per phase", "singular values"),
+    ):
         ax.set_yscale("log")
         ax.set_xlabel("time (phases back to back)")
         ax.set_ylabel(ylabel)
@@ -383,41 +457,79 @@ def plot_comparison(cmp, ax=None):
     cert = cmp.certified
     for j in range(end.shape[1]):
         ax.plot(a[o], end[o, j], color="C0", lw=0.5, alpha=0.35)
-    for mask, mk, lab in ((cert, "o", "end (certified steady state)"),
-                          (~cert, "x", "end (NOT certified)")):
+    for mask, mk, lab in (
+        (cert, "o", "end (certified steady state)"),
+        (~cert, "x", "end (NOT certified)"),
+    ):
         if mask.any():
             ii, jj = np.nonzero(mask)
-            ax.plot(a[ii], end[ii, jj], mk, color="C0", ms=4, ls="none", label=lab,
-                    mfc="C0" if mk == "o" else "none")
+            ax.plot(
+                a[ii],
+                end[ii, jj],
+                mk,
+                color="C0",
+                ms=4,
+                ls="none",
+                label=lab,
+                mfc="C0" if mk == "o" else "none",
+            )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        ax.plot(a[o], np.nanmedian(end, axis=1)[o], "-", color="C0", lw=1.6,
-                label="end, median over seeds")
+        ax.plot(
+            a[o],
+            np.nanmedian(end, axis=1)[o],
+            "-",
+            color="C0",
+            lw=1.6,
+            label="end, median over seeds",
+        )
         mid = cmp.distances["phase_at_mid"]
         if mid.shape[2] and np.isfinite(mid[:, :, 0]).any():
-            ax.plot(a[o], np.nanmedian(mid[:, :, 0], axis=1)[o], "s-", color="C1", ms=3,
-                    lw=1.2, label="phase 1 at its mid crossing, median")
+            ax.plot(
+                a[o],
+                np.nanmedian(mid[:, :, 0], axis=1)[o],
+                "s-",
+                color="C1",
+                ms=3,
+                lw=1.2,
+                label="phase 1 at its mid crossing, median",
+            )
     for key, color, name in (("end", "C0", "end"), ("phase1_at_mid", "C1", "phase 1")):
         f = cmp.fit if key == "end" else cmp.fit.get(key)
         if f and np.isfinite(f.get("c", np.nan)):
             xs = np.asarray(f["alphas_used"], dtype=float)
             xs = np.geomspace(xs.min(), xs.max(), 20)
-            ax.plot(xs, np.exp(f["b"]) * xs ** f["c"], ":", color=color, lw=1.2,
-                    label=f"fit {name}: alpha^{f['c']:.3f}")
+            ax.plot(
+                xs,
+                np.exp(f["b"]) * xs ** f["c"],
+                ":",
+                color=color,
+                lw=1.2,
+                label=f"fit {name}: alpha^{f['c']:.3f}",
+            )
     pred = cmp.fit.get("prediction", np.nan)
     f = cmp.fit.get("phase1_at_mid")
     if np.isfinite(pred) and f and np.isfinite(f.get("c", np.nan)):
         xs = np.asarray(f["alphas_used"], dtype=float)
         g = float(np.exp(np.mean(np.log(xs))))
         xs = np.geomspace(xs.min(), xs.max(), 20)
-        ax.plot(xs, np.exp(f["b"]) * g ** f["c"] * (xs / g) ** pred, "--", color="0.3", lw=1,
-                label=f"predicted slope (1-lam2/lam1)/2 = {pred:.3f}")
+        ax.plot(
+            xs,
+            np.exp(f["b"]) * g ** f["c"] * (xs / g) ** pred,
+            "--",
+            color="0.3",
+            lw=1,
+            label=f"predicted slope (1-lam2/lam1)/2 = {pred:.3f}",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("initialization scale alpha")
     ax.set_ylabel("||W_GF - W_GLRL||_F")
-    ax.set_title(f"distance to {cmp.info.get('glrl_variant', 'GLRL')} GLRL, "
-                 f"depth {cmp.info.get('depth', '?')}, {end.shape[1]} seed(s)", fontsize=9)
+    ax.set_title(
+        f"distance to {cmp.info.get('glrl_variant', 'GLRL')} GLRL, "
+        f"depth {cmp.info.get('depth', '?')}, {end.shape[1]} seed(s)",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3, which="both", lw=0.4)
     ax.legend(fontsize=7)
     return ax
@@ -456,13 +568,17 @@ def plot(ds, name: str, out_dir: str | Path, *, stat: str = "median") -> list[Pa
         try:
             kind = _kind(name)
         except ValueError:
-            raise ValueError(f"figure {name!r} is not drawn for one Trajectory; expected one of "
-                             f"{', '.join(TRAJECTORY_KINDS)} (sweep figures need a dataset)") from None
+            raise ValueError(
+                f"figure {name!r} is not drawn for one Trajectory; expected one of "
+                f"{', '.join(TRAJECTORY_KINDS)} (sweep figures need a dataset)"
+            ) from None
         ax = plot_trajectory(ds, kind)
         return _save(ax.figure, out_dir, kind.replace("_", "-"))
     if not hasattr(ds, "data_vars"):
-        raise TypeError(f"`ds` must be an xarray Dataset (rankbias.store.load) or a rankbias "
-                        f"Trajectory, got {type(ds).__name__}")
+        raise TypeError(
+            f"`ds` must be an xarray Dataset (rankbias.store.load) or a rankbias "
+            f"Trajectory, got {type(ds).__name__}"
+        )
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; expected one of {', '.join(FIGURES)}")
     need = _NEEDS.get(name)

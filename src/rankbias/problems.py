@@ -36,8 +36,16 @@ from ._validation import (
 )
 
 __all__ = [
-    "Problem", "MatrixCompletion", "MatrixSensing", "MatrixEstimation", "CustomLoss",
-    "random_low_rank", "matrix_from_spectrum", "load_ratings", "HeldOut", "heldout_rmse",
+    "Problem",
+    "MatrixCompletion",
+    "MatrixSensing",
+    "MatrixEstimation",
+    "CustomLoss",
+    "random_low_rank",
+    "matrix_from_spectrum",
+    "load_ratings",
+    "HeldOut",
+    "heldout_rmse",
 ]
 
 
@@ -73,7 +81,8 @@ class Problem(eqx.Module):
     def astype(self, dtype) -> Problem:
         """A copy with every floating array cast to ``dtype``."""
         return jax.tree_util.tree_map(
-            lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, self)
+            lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, self
+        )
 
 
 class MatrixCompletion(Problem):
@@ -101,16 +110,28 @@ class MatrixCompletion(Problem):
     truth: jax.Array | None
     symmetric: bool = eqx.field(static=True)
 
-    def __init__(self, M, mask, *, normalization: str = "sum", dense: bool | None = None,
-                 truth=None, symmetric: bool | None = None):
+    def __init__(
+        self,
+        M,
+        mask,
+        *,
+        normalization: str = "sum",
+        dense: bool | None = None,
+        truth=None,
+        symmetric: bool | None = None,
+    ):
         M = check_matrix(M, "M")
         m, n = M.shape
         if isinstance(mask, tuple) and len(mask) == 2:
             rows = np.asarray(mask[0]).astype(np.int64).ravel()
             cols = np.asarray(mask[1]).astype(np.int64).ravel()
             if rows.shape != cols.shape:
-                raise ValueError(f"`mask` index arrays differ in length: {rows.shape} vs {cols.shape}")
-            if rows.size and (rows.min() < 0 or rows.max() >= m or cols.min() < 0 or cols.max() >= n):
+                raise ValueError(
+                    f"`mask` index arrays differ in length: {rows.shape} vs {cols.shape}"
+                )
+            if rows.size and (
+                rows.min() < 0 or rows.max() >= m or cols.min() < 0 or cols.max() >= n
+            ):
                 raise ValueError(f"`mask` indices out of range for shape {(m, n)}")
             keep = np.zeros((m, n), bool)
             keep[rows, cols] = True
@@ -142,16 +163,26 @@ class MatrixCompletion(Problem):
             self.dense_mask, self.dense_values = jnp.asarray(dm), jnp.asarray(dv)
         else:
             self.dense_mask = self.dense_values = None
-        self.truth = None if truth is None else jnp.asarray(check_matrix(truth, "truth", shape=(m, n)))
+        self.truth = (
+            None if truth is None else jnp.asarray(check_matrix(truth, "truth", shape=(m, n)))
+        )
         if symmetric is None:
             sym_mask = m == n and np.array_equal(np.sort(rows * n + cols), np.sort(cols * n + rows))
             symmetric = bool(sym_mask and np.allclose(M[rows, cols], M[cols, rows]))
         self.symmetric = bool(symmetric)
 
     @classmethod
-    def uniform(cls, M, fraction: float, seed: int = 0, *, symmetric: bool | None = None,
-                psd: bool | None = None, normalization: str = "sum",
-                dense: bool | None = None) -> MatrixCompletion:
+    def uniform(
+        cls,
+        M,
+        fraction: float,
+        seed: int = 0,
+        *,
+        symmetric: bool | None = None,
+        psd: bool | None = None,
+        normalization: str = "sum",
+        dense: bool | None = None,
+    ) -> MatrixCompletion:
         """Observe each entry independently with probability ``fraction``.
 
         With ``symmetric=True`` (alias ``psd=True``, the name :func:`random_low_rank` uses;
@@ -164,8 +195,9 @@ class MatrixCompletion(Problem):
                 outside ``(0, 1]``, a mask that observes nothing.
         """
         if symmetric is not None and psd is not None and bool(symmetric) != bool(psd):
-            raise ValueError(f"`symmetric`={symmetric} and its alias `psd`={psd} disagree; "
-                             f"give one of them")
+            raise ValueError(
+                f"`symmetric`={symmetric} and its alias `psd`={psd} disagree; give one of them"
+            )
         symmetric = bool(symmetric if symmetric is not None else (psd or False))
         M = check_matrix(M, "M", square=symmetric)
         frac = check_positive(fraction, "fraction")
@@ -178,14 +210,27 @@ class MatrixCompletion(Problem):
             mask = np.triu(mask)
             mask = mask | mask.T
         if not mask.any():
-            raise ValueError(f"`fraction`={frac} observed no entry of a {m}x{n} matrix with seed {seed}")
-        return cls(M, mask, normalization=normalization, dense=dense, truth=M,
-                   symmetric=symmetric or None)
+            raise ValueError(
+                f"`fraction`={frac} observed no entry of a {m}x{n} matrix with seed {seed}"
+            )
+        return cls(
+            M, mask, normalization=normalization, dense=dense, truth=M, symmetric=symmetric or None
+        )
 
     @classmethod
-    def from_triplets(cls, rows, cols, values, shape, *, duplicates: str = "error",
-                      normalization: str = "sum", dense: bool | None = None, truth=None,
-                      symmetric: bool | None = None) -> MatrixCompletion:
+    def from_triplets(
+        cls,
+        rows,
+        cols,
+        values,
+        shape,
+        *,
+        duplicates: str = "error",
+        normalization: str = "sum",
+        dense: bool | None = None,
+        truth=None,
+        symmetric: bool | None = None,
+    ) -> MatrixCompletion:
         """Observe ``values[k]`` at entry ``(rows[k], cols[k])`` (0-based) of a matrix of
         shape ``shape`` (``(k,)`` arrays, integer indices, finite values).
 
@@ -196,9 +241,18 @@ class MatrixCompletion(Problem):
             ValueError: indices that are not integers or out of range, lengths that differ,
                 non-finite values, a repeated entry with ``duplicates="error"``.
         """
-        return _from_triplets(cls, rows, cols, values, shape, duplicates=duplicates,
-                              normalization=normalization, dense=dense, truth=truth,
-                              symmetric=symmetric)
+        return _from_triplets(
+            cls,
+            rows,
+            cols,
+            values,
+            shape,
+            duplicates=duplicates,
+            normalization=normalization,
+            dense=dense,
+            truth=truth,
+            symmetric=symmetric,
+        )
 
     @property
     def num_observed(self) -> int:
@@ -263,11 +317,14 @@ class MatrixSensing(Problem):
         self.shape = (A.shape[1], A.shape[2])
         self.A = jnp.asarray(A)
         self.y = jnp.asarray(y)
-        self.truth = None if truth is None else jnp.asarray(check_matrix(truth, "truth", shape=self.shape))
+        self.truth = (
+            None if truth is None else jnp.asarray(check_matrix(truth, "truth", shape=self.shape))
+        )
 
     @classmethod
-    def gaussian(cls, M, num_measurements: int, seed: int = 0, *, symmetric: bool = False,
-                 noise: float = 0.0) -> MatrixSensing:
+    def gaussian(
+        cls, M, num_measurements: int, seed: int = 0, *, symmetric: bool = False, noise: float = 0.0
+    ) -> MatrixSensing:
         """I.i.d. N(0,1) sensing matrices (symmetrised ``(G + G^T)/2`` if ``symmetric``)
         and additive N(0, noise^2) measurement noise."""
         M = check_matrix(M, "M", square=symmetric)
@@ -314,7 +371,9 @@ class MatrixEstimation(Problem):
         Y = check_matrix(Y, "Y")
         self.shape = Y.shape
         self.Y = jnp.asarray(Y)
-        self.truth = None if truth is None else jnp.asarray(check_matrix(truth, "truth", shape=Y.shape))
+        self.truth = (
+            None if truth is None else jnp.asarray(check_matrix(truth, "truth", shape=Y.shape))
+        )
 
     @property
     def target(self):
@@ -361,8 +420,9 @@ class CustomLoss(Problem):
         return self.f(W)
 
 
-def matrix_from_spectrum(spectrum, shape=None, *, seed: int = 0, psd: bool = False,
-                         symmetric: bool | None = None) -> np.ndarray:
+def matrix_from_spectrum(
+    spectrum, shape=None, *, seed: int = 0, psd: bool = False, symmetric: bool | None = None
+) -> np.ndarray:
     r"""``U diag(spectrum) V^T`` with Haar-random orthonormal ``U`` (m x r), ``V`` (n x r).
 
     With ``symmetric`` (or ``psd``) the result is ``U diag(spectrum) U^T`` (square); ``psd``
@@ -389,8 +449,9 @@ def matrix_from_spectrum(spectrum, shape=None, *, seed: int = 0, psd: bool = Fal
     return (U * s) @ V.T
 
 
-def random_low_rank(shape, rank: int, *, psd: bool = False, seed: int = 0,
-                    spectrum=None, normalize: bool = True) -> np.ndarray:
+def random_low_rank(
+    shape, rank: int, *, psd: bool = False, seed: int = 0, spectrum=None, normalize: bool = True
+) -> np.ndarray:
     r"""A random rank-``rank`` matrix of shape ``shape``.
 
     * ``spectrum`` given: ``matrix_from_spectrum(spectrum, shape, psd=psd)``.
@@ -461,25 +522,42 @@ def _check_triplets(rows, cols, values, shape):
     out = []
     for name, x in (("rows", rows), ("cols", cols)):
         a = np.asarray(x).ravel()
-        if a.size and not (np.issubdtype(a.dtype, np.integer)
-                           or (np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a)))):
+        if a.size and not (
+            np.issubdtype(a.dtype, np.integer)
+            or (np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a)))
+        ):
             raise ValueError(f"`{name}` must hold integer indices, got dtype {a.dtype}")
         out.append(a.astype(np.int64))
     r, c = out
     v = np.asarray(values, dtype=np.float64).ravel()
     if not (r.size == c.size == v.size):
-        raise ValueError(f"`rows`, `cols` and `values` must have the same length, got "
-                         f"{r.size}, {c.size}, {v.size}")
+        raise ValueError(
+            f"`rows`, `cols` and `values` must have the same length, got "
+            f"{r.size}, {c.size}, {v.size}"
+        )
     check_finite(v, "values")
     for name, a, hi in (("rows", r, m), ("cols", c, n)):
         if a.size and (a.min() < 0 or a.max() >= hi):
-            raise ValueError(f"`{name}` must lie in [0, {hi - 1}] for shape {(m, n)}, got "
-                             f"range [{a.min()}, {a.max()}]")
+            raise ValueError(
+                f"`{name}` must lie in [0, {hi - 1}] for shape {(m, n)}, got "
+                f"range [{a.min()}, {a.max()}]"
+            )
     return r, c, v, (m, n)
 
 
-def _from_triplets(cls, rows, cols, values, shape, *, duplicates="error", normalization="sum",
-                   dense=None, truth=None, symmetric=None):
+def _from_triplets(
+    cls,
+    rows,
+    cols,
+    values,
+    shape,
+    *,
+    duplicates="error",
+    normalization="sum",
+    dense=None,
+    truth=None,
+    symmetric=None,
+):
     r, c, v, (m, n) = _check_triplets(rows, cols, values, shape)
     check_choice(duplicates, "duplicates", ("error", "mean", "last"))
     key = r * n + c
@@ -487,8 +565,10 @@ def _from_triplets(cls, rows, cols, values, shape, *, duplicates="error", normal
     if uniq.size < key.size:
         if duplicates == "error":
             k = int(uniq[np.argmax(counts > 1)])
-            raise ValueError(f"entry ({k // n}, {k % n}) is given {int(counts.max())} times; pass "
-                             f"duplicates='mean' or 'last' to merge repeated entries")
+            raise ValueError(
+                f"entry ({k // n}, {k % n}) is given {int(counts.max())} times; pass "
+                f"duplicates='mean' or 'last' to merge repeated entries"
+            )
         if duplicates == "mean":
             v = np.bincount(inv, weights=v) / counts
         else:
@@ -498,13 +578,21 @@ def _from_triplets(cls, rows, cols, values, shape, *, duplicates="error", normal
         r, c = uniq // n, uniq % n
     M = np.zeros((m, n))
     M[r, c] = v
-    return cls(M, (r, c), normalization=normalization, dense=dense, truth=truth,
-               symmetric=symmetric)
+    return cls(
+        M, (r, c), normalization=normalization, dense=dense, truth=truth, symmetric=symmetric
+    )
 
 
-def load_ratings(path, *, test_fraction: float = 0.1, seed: int = 0, shape=None,
-                 one_based: bool = True, duplicates: str = "error",
-                 normalization: str = "sum") -> tuple[MatrixCompletion, HeldOut]:
+def load_ratings(
+    path,
+    *,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    shape=None,
+    one_based: bool = True,
+    duplicates: str = "error",
+    normalization: str = "sum",
+) -> tuple[MatrixCompletion, HeldOut]:
     r"""Read a ``user item rating [timestamp]`` file (MovieLens ``u.data`` layout: one rating
     a line, whitespace- or tab-separated, ids from 1) and split it at random.
 
@@ -540,13 +628,17 @@ def load_ratings(path, *, test_fraction: float = 0.1, seed: int = 0, shape=None,
                 continue
             parts = s.split()
             if len(parts) not in (3, 4):
-                raise ValueError(f"{path}:{lineno}: expected 'user item rating [timestamp]', "
-                                 f"got {len(parts)} fields: {s!r}")
+                raise ValueError(
+                    f"{path}:{lineno}: expected 'user item rating [timestamp]', "
+                    f"got {len(parts)} fields: {s!r}"
+                )
             try:
                 u, i, rt = int(parts[0]), int(parts[1]), float(parts[2])
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: user and item must be integers and the "
-                                 f"rating a number, got {s!r}") from None
+                raise ValueError(
+                    f"{path}:{lineno}: user and item must be integers and the "
+                    f"rating a number, got {s!r}"
+                ) from None
             users.append(u)
             items.append(i)
             ratings.append(rt)
@@ -556,8 +648,10 @@ def load_ratings(path, *, test_fraction: float = 0.1, seed: int = 0, shape=None,
     u = np.asarray(users, np.int64) - base
     i = np.asarray(items, np.int64) - base
     if u.min() < 0 or i.min() < 0:
-        raise ValueError(f"{path}: ids must be >= {base} (one_based={one_based}), got min user "
-                         f"{u.min() + base}, min item {i.min() + base}")
+        raise ValueError(
+            f"{path}: ids must be >= {base} (one_based={one_based}), got min user "
+            f"{u.min() + base}, min item {i.min() + base}"
+        )
     v = np.asarray(ratings)
     check_finite(v, "ratings")
     if shape is None:
@@ -567,7 +661,8 @@ def load_ratings(path, *, test_fraction: float = 0.1, seed: int = 0, shape=None,
     test, train = perm[:k_test], perm[k_test:]
     if train.size == 0:
         raise ValueError(f"`test_fraction`={tf} leaves no training rating of {v.size}")
-    prob = MatrixCompletion.from_triplets(u[train], i[train], v[train], shape,
-                                          duplicates=duplicates, normalization=normalization)
+    prob = MatrixCompletion.from_triplets(
+        u[train], i[train], v[train], shape, duplicates=duplicates, normalization=normalization
+    )
     r, c, vt, shp = _check_triplets(u[test], i[test], v[test], shape)
     return prob, HeldOut(r, c, vt, shp)

@@ -50,13 +50,18 @@ def _img(path: Path) -> str:
     mime = "image/png" if path.suffix == ".png" else "image/svg+xml"
     data = base64.b64encode(path.read_bytes()).decode()
     cap = html.escape(path.stem.replace("-", " "))
-    return (f'<figure><img class="figure" alt="{cap}" src="data:{mime};base64,{data}">'
-            f'<figcaption>{cap} ({html.escape(path.name)})</figcaption></figure>')
+    return (
+        f'<figure><img class="figure" alt="{cap}" src="data:{mime};base64,{data}">'
+        f"<figcaption>{cap} ({html.escape(path.name)})</figcaption></figure>"
+    )
 
 
 def _figures_in(root: Path) -> list[Path]:
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".png", ".svg")
-                   and "runs" not in p.relative_to(root).parts)
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix in (".png", ".svg") and "runs" not in p.relative_to(root).parts
+    )
     pngs = {p.with_suffix("") for p in files if p.suffix == ".png"}
     return [p for p in files if p.suffix == ".png" or p.with_suffix("") not in pngs]
 
@@ -66,8 +71,10 @@ def _table(rows: list[dict]) -> str:
         return '<p class="muted">(none)</p>'
     cols = list(rows[0])
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols)
-                   + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -92,6 +99,7 @@ def _flatten(d, prefix=""):
 
 def _config_text(cfg: dict) -> str:
     from .experiments.config import ConfigError, dump_toml
+
     try:
         return dump_toml(cfg)
     except ConfigError:
@@ -110,9 +118,11 @@ def _config_html(man: dict, root: Path) -> str:
         cfg = root / "config.toml"
         out += f"<pre>{html.escape(cfg.read_text() if cfg.exists() else '(not recorded)')}</pre>"
     for i, h in enumerate(man.get("history", []), 1):
-        out += (f"<h3>Earlier config {i} in this folder ({len(set(h.get('runs', [])))} runs, "
-                f"created {html.escape(str(h.get('created', '?')))})</h3>"
-                f"<pre>{html.escape(_config_text(h.get('config') or {}))}</pre>")
+        out += (
+            f"<h3>Earlier config {i} in this folder ({len(set(h.get('runs', [])))} runs, "
+            f"created {html.escape(str(h.get('created', '?')))})</h3>"
+            f"<pre>{html.escape(_config_text(h.get('config') or {}))}</pre>"
+        )
     return out
 
 
@@ -128,8 +138,10 @@ def summary_table(ds) -> list[dict]:
     for v in ds.data_vars:
         if v not in ("final_loss", "t_final", "steady_state", "done") and ds[v].dims == tuple(axes):
             scal[v.replace("_", " ")] = ds[v]
-    stacked = {k: (v.mean(seeds, skipna=True), v.std(seeds, skipna=True)) if seeds else (v, None)
-               for k, v in scal.items()}
+    stacked = {
+        k: (v.mean(seeds, skipna=True), v.std(seeds, skipna=True)) if seeds else (v, None)
+        for k, v in scal.items()
+    }
     done = ds["done"].sum(seeds) if seeds else ds["done"].astype(int)
     n = ds["done"].size // max(done.size, 1)
     rows = []
@@ -157,11 +169,14 @@ def write_report(root: str | os.PathLike, *, title: str | None = None) -> Path:
     name = man.get("name", root.name)
     parts.append(f"<h1>{html.escape(title or name)}</h1>")
     parts.append(f"<p>{html.escape(man.get('description', ''))}</p>")
-    parts.append(f'<p class="muted">results folder <code>{html.escape(str(root.resolve()))}'
-                 f"</code>; created {html.escape(man.get('created', '?'))}; report written "
-                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}</p>")
-    parts.append("<h2>Status</h2>" + _table([{k: status[k] for k in
-                                              ("total", "done", "pending", "failed")}]))
+    parts.append(
+        f'<p class="muted">results folder <code>{html.escape(str(root.resolve()))}'
+        f"</code>; created {html.escape(man.get('created', '?'))}; report written "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
+    )
+    parts.append(
+        "<h2>Status</h2>" + _table([{k: status[k] for k in ("total", "done", "pending", "failed")}])
+    )
     if status.get("failures"):
         rows = []
         for key, p in list(status["failures"].items())[:50]:
@@ -179,21 +194,30 @@ def write_report(root: str | os.PathLike, *, title: str | None = None) -> Path:
             s = json.loads(summ.read_text())
             numbers = [{"quantity": k, "value": v} for k, v in _flatten(s.get("results", {}))]
             numbers.append({"quantity": "wall time (s)", "value": s.get("wall_time")})
-        parts.append("<h2>Figures</h2>" + ("".join(_img(p) for p in figs) or
-                                           '<p class="muted">(no figures)</p>'))
+        parts.append(
+            "<h2>Figures</h2>"
+            + ("".join(_img(p) for p in figs) or '<p class="muted">(no figures)</p>')
+        )
         parts.append("<h2>Numbers</h2>" + _table(numbers))
     else:
         ds = load(root).load()
         made = plots.plot_all(ds, root / "figures")
         figs = [paths[0] for paths in made.values()]
-        parts.append("<h2>Figures</h2>" + ("".join(_img(p) for p in figs) or
-                                           '<p class="muted">(no figures)</p>'))
+        parts.append(
+            "<h2>Figures</h2>"
+            + ("".join(_img(p) for p in figs) or '<p class="muted">(no figures)</p>')
+        )
         parts.append("<h2>Summary</h2>" + _table(summary_table(ds)))
     parts.append("<h2>Config as run</h2>" + _config_html(man, root))
-    parts.append("<h2>Software</h2>" + _table([{"package": k, "version": v}
-                                               for k, v in man.get("versions", {}).items()]))
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title or name)} - rankbias report</title>"
-            f"<style>{_CSS}</style><script>{_CHECK_JS}</script></head><body>"
-            + "\n".join(parts) + "</body></html>")
+    parts.append(
+        "<h2>Software</h2>"
+        + _table([{"package": k, "version": v} for k, v in man.get("versions", {}).items()])
+    )
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title or name)} - rankbias report</title>"
+        f"<style>{_CSS}</style><script>{_CHECK_JS}</script></head><body>"
+        + "\n".join(parts)
+        + "</body></html>"
+    )
     return atomic_write_text(root / "report.html", page)

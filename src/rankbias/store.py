@@ -49,8 +49,19 @@ import numpy as np
 from ._io import atomic_write, json_default
 from .trajectory import atomic_write_npz
 
-__all__ = ["Store", "StoreError", "CorruptRunError", "RunReadError", "StoreLockedError",
-           "run_key", "code_version", "versions", "load", "checksum", "atomic_write_text"]
+__all__ = [
+    "Store",
+    "StoreError",
+    "CorruptRunError",
+    "RunReadError",
+    "StoreLockedError",
+    "run_key",
+    "code_version",
+    "versions",
+    "load",
+    "checksum",
+    "atomic_write_text",
+]
 
 MANIFEST = "experiment.json"
 LOCK = ".lock"
@@ -77,24 +88,45 @@ class StoreLockedError(StoreError):
 def code_version() -> str:
     """The version that enters every run key (``rankbias.__version__``)."""
     from . import __version__
+
     return __version__
 
 
 def run_key(config: dict, version: str | None = None) -> str:
     """SHA-256 (hex, 32 digits) of the canonical JSON of ``config`` and the code version."""
-    payload = json.dumps({"config": config, "version": version or code_version()},
-                         sort_keys=True, separators=(",", ":"), default=float)
+    payload = json.dumps(
+        {"config": config, "version": version or code_version()},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=float,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
 def versions() -> dict[str, str]:
     """Software versions recorded with every result."""
-    out = {"python": sys.version.split()[0], "platform": platform.platform(),
-           "machine": platform.machine(), "processor": platform.processor() or "unknown",
-           "rankbias": code_version()}
+    out = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+        "rankbias": code_version(),
+    }
     from importlib import metadata
-    for pkg in ("jax", "jaxlib", "diffrax", "equinox", "numpy", "scipy", "xarray", "pandas",
-                "dask", "distributed", "matplotlib"):
+
+    for pkg in (
+        "jax",
+        "jaxlib",
+        "diffrax",
+        "equinox",
+        "numpy",
+        "scipy",
+        "xarray",
+        "pandas",
+        "dask",
+        "distributed",
+        "matplotlib",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -126,16 +158,19 @@ def _check_binding(path: Path, key: str, arrays: dict) -> None:
     and the hash of its ``run_config`` with its code version (old files: the current one)."""
     stored = arrays.get("__key__")
     if stored is not None and str(stored) != key:
-        raise CorruptRunError(f"run file {path} holds the run {str(stored)} (copied or renamed "
-                              f"under another key)")
+        raise CorruptRunError(
+            f"run file {path} holds the run {str(stored)} (copied or renamed under another key)"
+        )
     try:
         cfg = json.loads(str(arrays["run_config"]))
     except (KeyError, ValueError):
         raise CorruptRunError(f"run file {path} has no readable run_config") from None
     version = str(arrays.get("__code_version__", code_version()))
     if run_key(cfg, version) != key:
-        raise CorruptRunError(f"run file {path}: its run_config does not hash to its key "
-                              f"(a file of another run{'' if stored is not None else ', or of another code version'})")
+        raise CorruptRunError(
+            f"run file {path}: its run_config does not hash to its key "
+            f"(a file of another run{'' if stored is not None else ', or of another code version'})"
+        )
 
 
 def _read_lock(path: Path) -> dict | None:
@@ -197,12 +232,14 @@ class Store:
             os.close(fd)
             os.unlink(tmp)
         except OSError as e:
-            raise StoreError(f"cannot write to results folder {self.root}: "
-                             f"{e.strerror or e}") from None
+            raise StoreError(
+                f"cannot write to results folder {self.root}: {e.strerror or e}"
+            ) from None
 
     def write_manifest(self, manifest: dict) -> None:
-        atomic_write_text(self.root / MANIFEST,
-                          json.dumps(manifest, indent=1, default=json_default))
+        atomic_write_text(
+            self.root / MANIFEST, json.dumps(manifest, indent=1, default=json_default)
+        )
 
     def manifest(self) -> dict:
         """The parsed ``experiment.json``; :class:`StoreError` if missing, unreadable or lacking
@@ -211,8 +248,10 @@ class Store:
         if not self.root.is_dir():
             raise StoreError(f"no results folder at {self.root}")
         if not p.exists():
-            raise StoreError(f"{self.root} is not a rankbias results folder (no {MANIFEST}); "
-                             f"create one with `rankbias run NAME --out {self.root}`")
+            raise StoreError(
+                f"{self.root} is not a rankbias results folder (no {MANIFEST}); "
+                f"create one with `rankbias run NAME --out {self.root}`"
+            )
         try:
             man = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -222,8 +261,9 @@ class Store:
         if man.get("kind", "sweep") == "sweep":
             missing = [f for f in _SWEEP_FIELDS if f not in man]
             if missing:
-                raise StoreError(f"{p} is not a valid sweep manifest: missing "
-                                 f"{', '.join(map(repr, missing))}")
+                raise StoreError(
+                    f"{p} is not a valid sweep manifest: missing {', '.join(map(repr, missing))}"
+                )
             if not isinstance(man["runs"], list):
                 raise StoreError(f"{p} is not a valid sweep manifest: 'runs' is not a list")
         return man
@@ -241,10 +281,14 @@ class Store:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StoreError(f"cannot write to results folder {self.root}: "
-                             f"{e.strerror or e}") from None
-        me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            raise StoreError(
+                f"cannot write to results folder {self.root}: {e.strerror or e}"
+            ) from None
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         for _ in range(3):
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -257,14 +301,17 @@ class Store:
                     continue
                 if holder.get("host") == me["host"] and not _pid_alive(holder.get("pid")):
                     if log:
-                        log(f"taking over the stale lock of {self.root} (pid {holder.get('pid')} "
-                            f"on {holder.get('host')} is no longer running)")
+                        log(
+                            f"taking over the stale lock of {self.root} (pid {holder.get('pid')} "
+                            f"on {holder.get('host')} is no longer running)"
+                        )
                     _unlink(path)
                     continue
                 raise StoreLockedError(
                     f"{self.root} is in use by another `rankbias run` (pid {holder.get('pid')} "
                     f"on {holder.get('host')}, since {holder.get('started', '?')}); wait for it "
-                    f"to finish, or, if that process is gone, delete {path}") from None
+                    f"to finish, or, if that process is gone, delete {path}"
+                ) from None
             with os.fdopen(fd, "w") as fh:
                 fh.write(json.dumps(me))
             break
@@ -310,9 +357,10 @@ class Store:
         return path
 
     def write_failure(self, key: str, config: dict, message: str) -> None:
-        atomic_write_text(self.failure_path(key),
-                          json.dumps({"key": key, "config": config, "error": message},
-                                     default=json_default))
+        atomic_write_text(
+            self.failure_path(key),
+            json.dumps({"key": key, "config": config, "error": message}, default=json_default),
+        )
 
     def read_run(self, key: str) -> dict[str, np.ndarray]:
         """The arrays of the finished run ``key``, verified (see the module docstring).
@@ -366,8 +414,15 @@ class Store:
         man = self.manifest()
         if man.get("kind") == "reproduction":
             done = (self.root / "summary.json").exists()
-            return {"kind": "reproduction", "total": 1, "done": int(done), "pending": int(not done),
-                    "failed": 0, "corrupt": 0, "failures": {}}
+            return {
+                "kind": "reproduction",
+                "total": 1,
+                "done": int(done),
+                "pending": int(not done),
+                "failed": 0,
+                "corrupt": 0,
+                "failures": {},
+            }
         keys = list(dict.fromkeys(man["runs"]))  # grid points that are the same run count once
         scan = self.scan()
         corrupt, unreadable = set(), set()
@@ -381,15 +436,24 @@ class Store:
         done = sum(1 for k in keys if k in scan.done and k not in corrupt | unreadable)
         failed = {k: scan.failed[k] for k in keys if k in scan.failed and k not in scan.done}
         hist = man.get("history", [])
-        return {"kind": "sweep", "total": len(keys), "done": done,
-                "failed": len(failed), "corrupt": len(corrupt), "unreadable": len(unreadable),
-                "pending": len(keys) - done - len(failed), "failures": failed,
-                "corrupt_keys": sorted(corrupt), "unreadable_keys": sorted(unreadable),
-                "earlier_configs": len(hist)}
+        return {
+            "kind": "sweep",
+            "total": len(keys),
+            "done": done,
+            "failed": len(failed),
+            "corrupt": len(corrupt),
+            "unreadable": len(unreadable),
+            "pending": len(keys) - done - len(failed),
+            "failures": failed,
+            "corrupt_keys": sorted(corrupt),
+            "unreadable_keys": sorted(unreadable),
+            "earlier_configs": len(hist),
+        }
 
 
 # ---------------------------------------------------------------------------------------------
 # The labelled dataset
+
 
 def _on_grid(times: np.ndarray, values: np.ndarray, grid: np.ndarray, hold: bool) -> np.ndarray:
     """Values of a run at the sweep's grid: exact where the run recorded that time, linear
@@ -448,12 +512,14 @@ def _load_block(root: str, keys: list[str], manifest: dict) -> dict[str, np.ndar
         except FileNotFoundError:
             continue
         except CorruptRunError as e:
-            warnings.warn(f"{e}; loaded as missing (NaN, done=False); `rankbias run` re-runs it",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{e}; loaded as missing (NaN, done=False); `rankbias run` re-runs it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             continue
         except RunReadError as e:
-            warnings.warn(f"{e}; loaded as missing (NaN, done=False)", RuntimeWarning,
-                          stacklevel=2)
+            warnings.warn(f"{e}; loaded as missing (NaN, done=False)", RuntimeWarning, stacklevel=2)
             continue
         out["done"][i] = True
         info = json.loads(str(a["info"]))
@@ -462,7 +528,7 @@ def _load_block(root: str, keys: list[str], manifest: dict) -> dict[str, np.ndar
         for v in spec:
             if v == "singular_values":
                 sv = _on_grid(t, a["singular_values"], grid, hold)
-                out[v][i, :, :sv.shape[1]] = sv
+                out[v][i, :, : sv.shape[1]] = sv
             elif v in ("loss", "grad_norm") or v.startswith("rank_"):
                 if v in a:
                     out[v][i] = _on_grid(t, a[v], grid, hold)
@@ -500,21 +566,26 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     store = Store(root)
     man = store.manifest()
     if man.get("kind") == "reproduction":
-        raise StoreError(f"{root} holds a reproduction ({man.get('name')}), not a sweep; its "
-                         f"numbers are in {Path(root) / 'summary.json'}")
+        raise StoreError(
+            f"{root} holds a reproduction ({man.get('name')}), not a sweep; its "
+            f"numbers are in {Path(root) / 'summary.json'}"
+        )
     keys = man["runs"]
     axes = man["axes"]
     shape = tuple(len(a["values"][0]) for a in axes)
     spec = run_variables(man)
     data_vars = {}
-    blocks = [keys[i:i + _BLOCK] for i in range(0, len(keys), _BLOCK)]
+    blocks = [keys[i : i + _BLOCK] for i in range(0, len(keys), _BLOCK)]
     loaded = [delayed(_load_block, pure=True)(str(root), b, man) for b in blocks]
     spec = dict(spec, done=((), ()))
     for v, (dims, vshape) in spec.items():
         dtype = bool if v == "done" else np.float64
-        parts = [da.from_delayed(delayed(lambda d, v=v: d[v], pure=True)(blk),
-                                 shape=(len(b),) + vshape, dtype=dtype)
-                 for blk, b in zip(loaded, blocks, strict=True)]
+        parts = [
+            da.from_delayed(
+                delayed(lambda d, v=v: d[v], pure=True)(blk), shape=(len(b),) + vshape, dtype=dtype
+            )
+            for blk, b in zip(loaded, blocks, strict=True)
+        ]
         arr = da.concatenate(parts, axis=0).reshape(shape + vshape)
         if not lazy:
             arr = arr.compute()
@@ -527,7 +598,11 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     coords[man["time_dim"]] = (man["time_dim"], np.asarray(man["time_grid"], dtype=np.float64))
     if "singular_values" in spec:
         coords["sv"] = ("sv", np.arange(1, int(man["max_rank"]) + 1))
-    attrs = {"name": man["name"], "description": man.get("description", ""),
-             "config": json.dumps(man["config"]), "versions": json.dumps(man["versions"]),
-             "method": man["method"]}
+    attrs = {
+        "name": man["name"],
+        "description": man.get("description", ""),
+        "config": json.dumps(man["config"]),
+        "versions": json.dumps(man["versions"]),
+        "method": man["method"],
+    }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

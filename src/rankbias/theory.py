@@ -47,10 +47,23 @@ from ._validation import check_finite, check_int, check_positive
 from .metrics import EFFECTIVE_RANKS, effective_ranks_from_sv
 
 __all__ = [
-    "DecoupledDynamics", "EscapeSteps", "Plateau", "LayerwiseReport", "StabilityWarning",
-    "DriftWarning", "identical_init", "perturbed_init", "identical_flow", "perturbed_flow",
-    "max_stable_lr", "plateau_levels", "find_plateaus", "layerwise_check", "paper_basis",
-    "EXAMPLE_1", "EXAMPLE_2",
+    "DecoupledDynamics",
+    "EscapeSteps",
+    "Plateau",
+    "LayerwiseReport",
+    "StabilityWarning",
+    "DriftWarning",
+    "identical_init",
+    "perturbed_init",
+    "identical_flow",
+    "perturbed_flow",
+    "max_stable_lr",
+    "plateau_levels",
+    "find_plateaus",
+    "layerwise_check",
+    "paper_basis",
+    "EXAMPLE_1",
+    "EXAMPLE_2",
 ]
 
 EXAMPLE_1 = (10.0, 7.0, 5.0, -5.0)
@@ -76,17 +89,22 @@ def _check_eigenvalues(eigenvalues) -> np.ndarray:
     try:
         lam = np.asarray(eigenvalues, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"`eigenvalues` must be a 1-D sequence of reals or a symmetric matrix: {e}") from None
+        raise ValueError(
+            f"`eigenvalues` must be a 1-D sequence of reals or a symmetric matrix: {e}"
+        ) from None
     if lam.ndim == 2:
         check_finite(lam, "eigenvalues")
         if lam.shape[0] != lam.shape[1]:
-            raise ValueError(f"`eigenvalues`: a target matrix must be square and symmetric, got shape {lam.shape}")
+            raise ValueError(
+                f"`eigenvalues`: a target matrix must be square and symmetric, got shape {lam.shape}"
+            )
         asym = float(np.max(np.abs(lam - lam.T))) if lam.size else 0.0
         if asym > 1e-10 * max(1.0, float(np.max(np.abs(lam)))):
             raise ValueError(
                 "`eigenvalues`: the decoupled theory needs a symmetric target W^ = V diag(lam) V^T; "
                 f"got a non-symmetric matrix (max |W - W^T| = {asym:.3g}). For a general target use "
-                "rb.gradient_descent with rb.DeepFactorization (no decoupling holds).")
+                "rb.gradient_descent with rb.DeepFactorization (no decoupling holds)."
+            )
         lam = np.linalg.eigvalsh(0.5 * (lam + lam.T))
         lam = lam[np.argsort(-np.abs(lam), kind="stable")]
     if lam.ndim != 1 or lam.size == 0:
@@ -114,9 +132,13 @@ def max_stable_lr(eigenvalues, depth: int, alpha: float) -> float:
 def _warn_lr(lam, depth, alpha, lr):
     bound = max_stable_lr(lam, depth, alpha)
     if lr >= bound:
-        warnings.warn(f"lr = {lr:g} exceeds the sufficient stability bound max_stable_lr = {bound:.6g} "
-                      f"(depth {depth}, alpha {alpha:g}, max |lam| {np.max(np.abs(lam)):g}); "
-                      "convergence is not guaranteed", StabilityWarning, stacklevel=3)
+        warnings.warn(
+            f"lr = {lr:g} exceeds the sufficient stability bound max_stable_lr = {bound:.6g} "
+            f"(depth {depth}, alpha {alpha:g}, max |lam| {np.max(np.abs(lam)):g}); "
+            "convergence is not guaranteed",
+            StabilityWarning,
+            stacklevel=3,
+        )
 
 
 # --------------------------------------------------------------------------- results
@@ -141,9 +163,16 @@ class EscapeSteps:
 
     def __repr__(self) -> str:
         from ._repr import nums, render
-        return render(f"EscapeSteps(fraction={self.fraction:g}, n={np.size(self.eigenvalues)})",
-                      [("eigenvalues", nums(self.eigenvalues)), ("simulated", nums(self.simulated)),
-                       ("flow", nums(self.flow)), ("asymptotic", nums(self.asymptotic))])
+
+        return render(
+            f"EscapeSteps(fraction={self.fraction:g}, n={np.size(self.eigenvalues)})",
+            [
+                ("eigenvalues", nums(self.eigenvalues)),
+                ("simulated", nums(self.simulated)),
+                ("flow", nums(self.flow)),
+                ("asymptotic", nums(self.asymptotic)),
+            ],
+        )
 
     def relative_error(self, which: str = "flow") -> np.ndarray:
         """``|prediction - simulated| / simulated`` per component (``nan`` where undefined)."""
@@ -199,8 +228,15 @@ def find_plateaus(r, levels, tol: float = 0.05, steps=None) -> list[Plateau]:
             continue
         i = int(np.argmax(inside))
         j = i + (int(np.argmin(inside[i:])) if not inside[i:].all() else inside[i:].size)
-        out.append(Plateau(L, float(lev), int(steps[k0 + i]), int(steps[k0 + j - 1]),
-                           open=bool(k0 + j == r.size)))
+        out.append(
+            Plateau(
+                L,
+                float(lev),
+                int(steps[k0 + i]),
+                int(steps[k0 + j - 1]),
+                open=bool(k0 + j == r.size),
+            )
+        )
     return out
 
 
@@ -233,17 +269,26 @@ class DecoupledDynamics:
 
     def __repr__(self) -> str:
         from ._repr import num, nums, render
+
         p = self.product_eigenvalues
         return render(
             f"DecoupledDynamics({self.method}, init={self.init!r}, depth={self.depth})",
-            [("eigenvalues", nums(self.eigenvalues)),
-             ("settings", f"alpha={num(self.alpha)}, beta={num(self.beta)}, lr={num(self.lr)}, "
-                          f"steps={self.steps}"),
-             ("final p_i", nums(p[-1]) if p.size else "-"),
-             ("distance", num(self.distance_to_target()[-1]) if p.size else "-"),
-             ("diverged at", "-" if self.diverged_at is None else str(self.diverged_at)),
-             ("arrays", f"factors {tuple(self.factors.shape)}, product_eigenvalues "
-                        f"{tuple(p.shape)}")])
+            [
+                ("eigenvalues", nums(self.eigenvalues)),
+                (
+                    "settings",
+                    f"alpha={num(self.alpha)}, beta={num(self.beta)}, lr={num(self.lr)}, "
+                    f"steps={self.steps}",
+                ),
+                ("final p_i", nums(p[-1]) if p.size else "-"),
+                ("distance", num(self.distance_to_target()[-1]) if p.size else "-"),
+                ("diverged at", "-" if self.diverged_at is None else str(self.diverged_at)),
+                (
+                    "arrays",
+                    f"factors {tuple(self.factors.shape)}, product_eigenvalues {tuple(p.shape)}",
+                ),
+            ],
+        )
 
     @property
     def times(self) -> np.ndarray:
@@ -287,8 +332,12 @@ class DecoupledDynamics:
             asym = np.array([_asymptotic_time(l, self.depth, self.alpha, q) for l in lam])
         else:
             horizon = max(10.0 * self.steps * self.lr, 1.0)
-            flow = np.array([_perturbed_flow_time(l, self.depth, self.alpha, self.beta, q, horizon)
-                             for l in lam])
+            flow = np.array(
+                [
+                    _perturbed_flow_time(l, self.depth, self.alpha, self.beta, q, horizon)
+                    for l in lam
+                ]
+            )
             asym = np.full(lam.shape, np.nan)
         return EscapeSteps(q, lam.copy(), sim, flow / self.lr, asym / self.lr)
 
@@ -304,7 +353,11 @@ class DecoupledDynamics:
     def limit(self) -> np.ndarray:
         """Predicted limit eigen-components: ``max(lam, 0)`` (identical, odd or even N) or
         ``lam`` (perturbed); identical init with even ``N`` also cannot go negative."""
-        return np.maximum(self.eigenvalues, 0.0) if self.init == "identical" else self.eigenvalues.copy()
+        return (
+            np.maximum(self.eigenvalues, 0.0)
+            if self.init == "identical"
+            else self.eigenvalues.copy()
+        )
 
 
 # --------------------------------------------------------------------------- recursions
@@ -323,7 +376,9 @@ def _divergence(p: np.ndarray, lam: np.ndarray) -> int | None:
     return int(rows[0]) if rows.size else None
 
 
-def identical_init(eigenvalues, depth: int, alpha: float, lr: float, steps: int) -> DecoupledDynamics:
+def identical_init(
+    eigenvalues, depth: int, alpha: float, lr: float, steps: int
+) -> DecoupledDynamics:
     r"""Exact GD eigen-dynamics from ``W_j(0) = alpha I`` (all ``N`` factors).
 
     ``d_i(k+1) = d_i(k) - lr d_i(k)^{N-1} (d_i(k)^N - lam_i)``, ``p_i(k) = d_i(k)^N``; float64,
@@ -338,14 +393,15 @@ def identical_init(eigenvalues, depth: int, alpha: float, lr: float, steps: int)
     x = d[0].copy()
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(K):
-            x = x - eta * x ** (N - 1) * (x ** N - lam)
+            x = x - eta * x ** (N - 1) * (x**N - lam)
             d[k + 1] = x
-        p = d ** N
+        p = d**N
     return _finish(lam, N, a, None, eta, K, "identical", "gd", d, p)
 
 
-def perturbed_init(eigenvalues, depth: int, alpha: float, beta: float, lr: float,
-                   steps: int) -> DecoupledDynamics:
+def perturbed_init(
+    eigenvalues, depth: int, alpha: float, beta: float, lr: float, steps: int
+) -> DecoupledDynamics:
     r"""Exact GD eigen-dynamics from ``W_1(0) = (alpha - beta) I``, ``W_j(0) = alpha I`` (j >= 2).
 
     ``c <- c - lr e^{N-1} (c e^{N-1} - lam)``, ``e <- e - lr c e^{N-2} (c e^{N-1} - lam)``
@@ -372,15 +428,20 @@ def perturbed_init(eigenvalues, depth: int, alpha: float, beta: float, lr: float
 def _finish(lam, N, a, b, eta, K, init, method, factors, p):
     div = _divergence(p, lam) if method == "gd" else None
     if div is not None:
-        warnings.warn(f"the decoupled {init}-init GD diverged at step {div} (lr = {eta:g}; "
-                      f"sufficient bound {max_stable_lr(lam, N, a):.6g})", StabilityWarning, stacklevel=3)
+        warnings.warn(
+            f"the decoupled {init}-init GD diverged at step {div} (lr = {eta:g}; "
+            f"sufficient bound {max_stable_lr(lam, N, a):.6g})",
+            StabilityWarning,
+            stacklevel=3,
+        )
     return DecoupledDynamics(lam, N, a, b, eta, K, init, method, factors, p, div)
 
 
 # --------------------------------------------------------------------------- gradient flow
 def _identical_rhs(N, lam):
     def rhs(_, d):
-        return -d ** (N - 1) * (d ** N - lam)
+        return -(d ** (N - 1)) * (d**N - lam)
+
     return rhs
 
 
@@ -390,13 +451,21 @@ def _perturbed_rhs(N, lam):
     def rhs(_, y):
         c, e = y[:n], y[n:]
         res = c * e ** (N - 1) - lam
-        return np.concatenate([-e ** (N - 1) * res, -c * e ** (N - 2) * res])
+        return np.concatenate([-(e ** (N - 1)) * res, -c * e ** (N - 2) * res])
+
     return rhs
 
 
 def _solve(rhs, y0, times):
-    sol = integrate.solve_ivp(rhs, (0.0, float(times[-1]) if times[-1] > 0 else 1e-12), y0,
-                              method="DOP853", t_eval=times, rtol=1e-11, atol=1e-14)
+    sol = integrate.solve_ivp(
+        rhs,
+        (0.0, float(times[-1]) if times[-1] > 0 else 1e-12),
+        y0,
+        method="DOP853",
+        t_eval=times,
+        rtol=1e-11,
+        atol=1e-14,
+    )
     if not sol.success:
         raise RuntimeError(f"gradient-flow ODE solver failed: {sol.message}")
     return sol.y.T
@@ -423,7 +492,7 @@ def identical_flow(eigenvalues, depth: int, alpha: float, times) -> DecoupledDyn
     t = _flow_times(times)
     d = _solve(_identical_rhs(N, lam), np.full(lam.size, a), t)
     lr, _ = _uniform(t)
-    return DecoupledDynamics(lam, N, a, None, lr, t.size - 1, "identical", "flow", d, d ** N)
+    return DecoupledDynamics(lam, N, a, None, lr, t.size - 1, "identical", "flow", d, d**N)
 
 
 def perturbed_flow(eigenvalues, depth: int, alpha: float, beta: float, times) -> DecoupledDynamics:
@@ -439,30 +508,37 @@ def perturbed_flow(eigenvalues, depth: int, alpha: float, beta: float, times) ->
     y = _solve(_perturbed_rhs(N, lam), np.concatenate([np.full(n, a - b), np.full(n, a)]), t)
     f = np.stack([y[:, :n], y[:, n:]], axis=1)
     lr, _ = _uniform(t)
-    return DecoupledDynamics(lam, N, a, b, lr, t.size - 1, "perturbed", "flow", f,
-                             f[:, 0] * f[:, 1] ** (N - 1))
+    return DecoupledDynamics(
+        lam, N, a, b, lr, t.size - 1, "perturbed", "flow", f, f[:, 0] * f[:, 1] ** (N - 1)
+    )
 
 
 def _identical_flow_time(lam, N, alpha, q) -> float:
     """Exact flow time for ``d^N`` to reach ``q lam`` from ``alpha`` (quadrature in ``s = ln d``)."""
     if lam <= 0:
         return math.nan
-    if alpha ** N >= q * lam:
+    if alpha**N >= q * lam:
         return 0.0
     s0, s1 = math.log(alpha), math.log(q * lam) / N
     # dt = dd / (d^{N-1}(lam - d^N)) = e^{(2-N)s} / (lam - e^{Ns}) ds: smooth on [s0, s1].
-    val, _ = integrate.quad(lambda s: math.exp((2 - N) * s) / (lam - math.exp(N * s)), s0, s1,
-                            epsabs=0.0, epsrel=1e-12, limit=200)
+    val, _ = integrate.quad(
+        lambda s: math.exp((2 - N) * s) / (lam - math.exp(N * s)),
+        s0,
+        s1,
+        epsabs=0.0,
+        epsrel=1e-12,
+        limit=200,
+    )
     return float(val)
 
 
 def _asymptotic_time(lam, N, alpha, q) -> float:
-    if lam <= 0 or alpha ** N >= q * lam:
+    if lam <= 0 or alpha**N >= q * lam:
         return math.nan
     if N >= 3:
         return 1.0 / ((N - 2) * lam * alpha ** (N - 2))
     if N == 2:
-        return (math.log(lam / alpha ** 2 - 1.0) - math.log(1.0 / q - 1.0)) / (2.0 * lam)
+        return (math.log(lam / alpha**2 - 1.0) - math.log(1.0 / q - 1.0)) / (2.0 * lam)
     return math.log((lam - alpha) / ((1.0 - q) * lam))
 
 
@@ -475,13 +551,15 @@ def _perturbed_flow_time(lam, N, alpha, beta, q, horizon) -> float:
 
     def rhs(_, y):
         res = y[0] * y[1] ** (N - 1) - lam
-        return [-y[1] ** (N - 1) * res, -y[0] * y[1] ** (N - 2) * res]
+        return [-(y[1] ** (N - 1)) * res, -y[0] * y[1] ** (N - 2) * res]
 
     def event(_, y):
         return y[0] * y[1] ** (N - 1) / lam - q
+
     event.terminal, event.direction = True, 1
-    sol = integrate.solve_ivp(rhs, (0.0, horizon), y0, method="DOP853", events=event,
-                              rtol=1e-11, atol=1e-14)
+    sol = integrate.solve_ivp(
+        rhs, (0.0, horizon), y0, method="DOP853", events=event, rtol=1e-11, atol=1e-14
+    )
     return float(sol.t_events[0][0]) if sol.t_events[0].size else math.nan
 
 
@@ -516,23 +594,40 @@ class LayerwiseReport:
 
     def __repr__(self) -> str:
         from ._repr import num, nums, render
+
         return render(
             f"LayerwiseReport(drifted={self.drifted})",
-            [("records", f"{self.steps.size}, steps {int(self.steps[0])}..{int(self.steps[-1])}"
-              if self.steps.size else "0"),
-             ("drift step", "-" if self.drift_step is None else
-              f"{self.drift_step} (tol {num(self.drift_tol)})"),
-             ("max deviation", f"{num(self.max_deviation_before_drift)} before drift"),
-             ("final comps", nums(self.final_components))])
+            [
+                (
+                    "records",
+                    f"{self.steps.size}, steps {int(self.steps[0])}..{int(self.steps[-1])}"
+                    if self.steps.size
+                    else "0",
+                ),
+                (
+                    "drift step",
+                    "-"
+                    if self.drift_step is None
+                    else f"{self.drift_step} (tol {num(self.drift_tol)})",
+                ),
+                ("max deviation", f"{num(self.max_deviation_before_drift)} before drift"),
+                ("final comps", nums(self.final_components)),
+            ],
+        )
 
     @property
     def max_deviation_before_drift(self) -> float:
-        k = self.deviation.size if self.drift_step is None else int(np.searchsorted(self.steps, self.drift_step))
+        k = (
+            self.deviation.size
+            if self.drift_step is None
+            else int(np.searchsorted(self.steps, self.drift_step))
+        )
         return float(np.max(self.deviation[:k])) if k else 0.0
 
 
-def layerwise_check(theory: DecoupledDynamics, V=None, *, every: int = 1, drift_tol: float = 1e-6,
-                    warn: bool = True) -> LayerwiseReport:
+def layerwise_check(
+    theory: DecoupledDynamics, V=None, *, every: int = 1, drift_tol: float = 1e-6, warn: bool = True
+) -> LayerwiseReport:
     r"""Run layer-wise GD with the core engine and compare with the decoupled recursion.
 
     ``rb.gradient_descent`` on ``rb.MatrixEstimation(V diag(lam) V^T)`` with
@@ -548,11 +643,17 @@ def layerwise_check(theory: DecoupledDynamics, V=None, *, every: int = 1, drift_
     from .problems import MatrixEstimation
 
     if not isinstance(theory, DecoupledDynamics) or theory.method != "gd":
-        raise ValueError("`theory` must be a DecoupledDynamics from identical_init or perturbed_init")
+        raise ValueError(
+            "`theory` must be a DecoupledDynamics from identical_init or perturbed_init"
+        )
     every = check_int(every, "every", minimum=1)
     lam, n = theory.eigenvalues, theory.eigenvalues.size
     if V is None:
-        V = paper_basis() if n == 4 else np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))[0]
+        V = (
+            paper_basis()
+            if n == 4
+            else np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))[0]
+        )
     V = np.asarray(V, dtype=np.float64)
     if V.shape != (n, n) or not np.allclose(V.T @ V, np.eye(n), atol=1e-10):
         raise ValueError(f"`V` must be an orthogonal ({n}, {n}) matrix")
@@ -561,14 +662,26 @@ def layerwise_check(theory: DecoupledDynamics, V=None, *, every: int = 1, drift_
     if theory.init == "identical":
         params = model.init("identity", scale=theory.alpha, per_factor=True)
     else:
-        params = model.init("perturbed_identity", scale=theory.alpha, per_factor=True, beta=theory.beta)
+        params = model.init(
+            "perturbed_identity", scale=theory.alpha, per_factor=True, beta=theory.beta
+        )
     rec = np.unique(np.concatenate([np.arange(0, theory.steps + 1, every), [theory.steps]]))
-    traj = gradient_descent(MatrixEstimation(target), model, params, theory.lr, theory.steps,
-                            n_save=2, save_at=rec, save_matrices=True)
+    traj = gradient_descent(
+        MatrixEstimation(target),
+        model,
+        params,
+        theory.lr,
+        theory.steps,
+        n_save=2,
+        save_at=rec,
+        save_matrices=True,
+    )
     steps = np.asarray(traj.steps)
     M = np.einsum("ij,tjk,kl->til", V.T, np.asarray(traj.matrices), V)
     comp = np.diagonal(M, axis1=1, axis2=2).copy()
-    off = np.linalg.norm(M * (1.0 - np.eye(n)), axis=(1, 2))  # direct: a difference of squares cancels
+    off = np.linalg.norm(
+        M * (1.0 - np.eye(n)), axis=(1, 2)
+    )  # direct: a difference of squares cancels
     dev = np.max(np.abs(comp - theory.product_eigenvalues[steps]), axis=1)
     bad = np.flatnonzero(dev > drift_tol)
     drift = int(steps[bad[0]]) if bad.size else None
@@ -577,5 +690,8 @@ def layerwise_check(theory: DecoupledDynamics, V=None, *, every: int = 1, drift_
             f"layer-wise GD left the decoupled path at step {drift} (max |V^T W V - diag(p)| = "
             f"{dev[bad[0]]:.3g} > {drift_tol:g}); final eigen-components {np.round(comp[-1], 4).tolist()} "
             f"vs recursion {np.round(theory.product_eigenvalues[-1], 4).tolist()}. Use the recursion "
-            "for theory curves.", DriftWarning, stacklevel=2)
+            "for theory curves.",
+            DriftWarning,
+            stacklevel=2,
+        )
     return LayerwiseReport(steps, comp, off, dev, drift, drift_tol, comp[-1].copy(), traj)

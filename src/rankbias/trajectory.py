@@ -72,8 +72,9 @@ class Trajectory:
 
     def __post_init__(self):
         if not self.effective_ranks:
-            self.effective_ranks = {k: effective_ranks_from_sv(self.singular_values, k)
-                                    for k in EFFECTIVE_RANKS}
+            self.effective_ranks = {
+                k: effective_ranks_from_sv(self.singular_values, k) for k in EFFECTIVE_RANKS
+            }
 
     def effective_rank(self, kind: str = "ratio") -> np.ndarray:
         """Effective rank of ``W(t)`` at every recorded time (see :mod:`rankbias.metrics`)."""
@@ -104,24 +105,42 @@ class Trajectory:
         if self.steps is not None and T:
             span = f"steps {int(self.steps[0])}..{int(self.steps[-1])}, " + span
         sv = self.singular_values
-        rows = [("records", f"{T}, {span}"),
-                ("W", f"{tuple(np.shape(self.final_matrix))}, factors "
-                      f"{[tuple(np.shape(p)) for p in self.final_params]}")]
+        rows = [
+            ("records", f"{T}, {span}"),
+            (
+                "W",
+                f"{tuple(np.shape(self.final_matrix))}, factors "
+                f"{[tuple(np.shape(p)) for p in self.final_params]}",
+            ),
+        ]
         if T:
-            rows += [("final loss", _repr.num(self.loss[-1])),
-                     ("grad norm", _repr.num(self.grad_norm[-1])),
-                     ("top sv", _repr.nums(sv[-1], limit=4) if sv.ndim == 2 and sv.shape[1] else "-"),
-                     ("eff. rank", ", ".join(f"{k} {_repr.num(v[-1], 3)}"
-                                             for k, v in self.effective_ranks.items() if len(v)))]
+            rows += [
+                ("final loss", _repr.num(self.loss[-1])),
+                ("grad norm", _repr.num(self.grad_norm[-1])),
+                ("top sv", _repr.nums(sv[-1], limit=4) if sv.ndim == 2 and sv.shape[1] else "-"),
+                (
+                    "eff. rank",
+                    ", ".join(
+                        f"{k} {_repr.num(v[-1], 3)}"
+                        for k, v in self.effective_ranks.items()
+                        if len(v)
+                    ),
+                ),
+            ]
         i = self.info
         keys = [k for k in ("solver", "lr", "rtol", "gtol", "num_steps", "dtype") if k in i]
         if keys:
             rows.append(("settings", ", ".join(f"{k}={_repr.num(i[k])}" for k in keys)))
         if "wall_time" in i:
             rows.append(("wall time", f"{_repr.num(i['wall_time'], 3)} s"))
-        rows.append(("arrays", "times, loss, grad_norm, singular_values, effective_ranks"
-                     + (", steps" if self.steps is not None else "")
-                     + (f", matrices {_repr.shape(self.matrices)}" if self.matrices is not None else "")))
+        rows.append(
+            (
+                "arrays",
+                "times, loss, grad_norm, singular_values, effective_ranks"
+                + (", steps" if self.steps is not None else "")
+                + (f", matrices {_repr.shape(self.matrices)}" if self.matrices is not None else ""),
+            )
+        )
         return rows
 
     def __eq__(self, other) -> bool:
@@ -129,12 +148,20 @@ class Trajectory:
         saved: compared after a JSON round trip, so ``Trajectory.load(p) == traj``)."""
         if not isinstance(other, Trajectory):
             return NotImplemented
-        for name in ("times", "loss", "grad_norm", "singular_values", "final_matrix", "steps",
-                     "matrices"):
+        for name in (
+            "times",
+            "loss",
+            "grad_norm",
+            "singular_values",
+            "final_matrix",
+            "steps",
+            "matrices",
+        ):
             if not _array_equal(getattr(self, name), getattr(other, name)):
                 return False
         if len(self.final_params) != len(other.final_params) or not all(
-                _array_equal(a, b) for a, b in zip(self.final_params, other.final_params, strict=True)):
+            _array_equal(a, b) for a, b in zip(self.final_params, other.final_params, strict=True)
+        ):
             return False
         for k in set(self.effective_ranks) | set(other.effective_ranks):
             try:
@@ -151,8 +178,13 @@ class Trajectory:
         return int(np.searchsorted(self.times, t, side="right") - 1)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        out = {"times": self.times, "loss": self.loss, "grad_norm": self.grad_norm,
-               "singular_values": self.singular_values, "final_matrix": self.final_matrix}
+        out = {
+            "times": self.times,
+            "loss": self.loss,
+            "grad_norm": self.grad_norm,
+            "singular_values": self.singular_values,
+            "final_matrix": self.final_matrix,
+        }
         if self.steps is not None:
             out["steps"] = self.steps
         if self.matrices is not None:
@@ -179,6 +211,7 @@ class Trajectory:
                 trajectory: empty, truncated, not an ``.npz``, a key missing, unreadable
                 ``info`` or inconsistent shapes; the message names the path and the reason.
         """
+
         def bad(reason: str) -> TrajectoryFileError:
             return TrajectoryFileError(f"not a rankbias trajectory file: {path} ({reason})")
 
@@ -195,8 +228,15 @@ class Trajectory:
                 d = {k: z[k] for k in z.files}
         except (FileNotFoundError, IsADirectoryError, PermissionError, TrajectoryFileError):
             raise
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error,
-                pickle.UnpicklingError) as e:
+        except (
+            zipfile.BadZipFile,
+            EOFError,
+            OSError,
+            ValueError,
+            KeyError,
+            zlib.error,
+            pickle.UnpicklingError,
+        ) as e:
             raise bad(f"{type(e).__name__}: {e}") from None
         params = []
         j = 0
@@ -216,12 +256,21 @@ class Trajectory:
             if a is not None and a.shape != (T,):
                 raise bad(f"{k!r} has shape {a.shape}, expected ({T},) like 'times'")
         if d["singular_values"].ndim != 2 or d["singular_values"].shape[0] != T:
-            raise bad(f"'singular_values' has shape {d['singular_values'].shape}, expected "
-                      f"({T}, k)")
-        return cls(times=d["times"], loss=d["loss"], grad_norm=d["grad_norm"],
-                   singular_values=d["singular_values"], final_params=tuple(params),
-                   final_matrix=d["final_matrix"], steps=d.get("steps"),
-                   matrices=d.get("matrices"), info=info, effective_ranks=ranks)
+            raise bad(
+                f"'singular_values' has shape {d['singular_values'].shape}, expected ({T}, k)"
+            )
+        return cls(
+            times=d["times"],
+            loss=d["loss"],
+            grad_norm=d["grad_norm"],
+            singular_values=d["singular_values"],
+            final_params=tuple(params),
+            final_matrix=d["final_matrix"],
+            steps=d.get("steps"),
+            matrices=d.get("matrices"),
+            info=info,
+            effective_ranks=ranks,
+        )
 
     def to_xarray(self):
         """The run as an :class:`xarray.Dataset`, laid out like a sweep's dataset.
@@ -235,13 +284,18 @@ class Trajectory:
         """
         import xarray as xr
 
-        coords = {"time": ("time", np.asarray(self.times, dtype=np.float64)),
-                  "sv": ("sv", np.arange(1, self.singular_values.shape[1] + 1))}
+        coords = {
+            "time": ("time", np.asarray(self.times, dtype=np.float64)),
+            "sv": ("sv", np.arange(1, self.singular_values.shape[1] + 1)),
+        }
         if self.steps is not None:
             coords["step"] = ("time", np.asarray(self.steps))
-        data = {"loss": ("time", self.loss), "grad_norm": ("time", self.grad_norm),
-                "singular_values": (("time", "sv"), self.singular_values),
-                "final_matrix": (("row", "col"), np.asarray(self.final_matrix))}
+        data = {
+            "loss": ("time", self.loss),
+            "grad_norm": ("time", self.grad_norm),
+            "singular_values": (("time", "sv"), self.singular_values),
+            "final_matrix": (("row", "col"), np.asarray(self.final_matrix)),
+        }
         for k, v in self.effective_ranks.items():
             data[f"rank_{k}"] = ("time", v)
         if self.matrices is not None:
@@ -255,8 +309,7 @@ class Trajectory:
         attrs["info"] = json.dumps(self.info, default=json_default)
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
-    def plot(self, kind: str = "loss", *, ax=None, top_k: int | None = 5,
-             rank_kind: str = "ratio"):
+    def plot(self, kind: str = "loss", *, ax=None, top_k: int | None = 5, rank_kind: str = "ratio"):
         """Draw one quantity of the run against time (log axes, as in the sweep figures).
 
         Arguments:

@@ -12,6 +12,20 @@ from ._gd import DivergenceError, gradient_descent, gradient_descent_batch, save
 from ._rkc import RKC
 from ._train import train, train_batch
 
-__all__ = ["gradient_flow", "gradient_flow_batch", "gradient_descent", "gradient_descent_batch",
-           "DivergenceError", "PrecisionWarning", "ResolutionWarning", "RKC", "SOLVERS",
-           "save_times", "save_steps", "sharpness", "flow_defaults", "train", "train_batch"]
+__all__ = [
+    "gradient_flow",
+    "gradient_flow_batch",
+    "gradient_descent",
+    "gradient_descent_batch",
+    "DivergenceError",
+    "PrecisionWarning",
+    "ResolutionWarning",
+    "RKC",
+    "SOLVERS",
+    "save_times",
+    "save_steps",
+    "sharpness",
+    "flow_defaults",
+    "train",
+    "train_batch",
+]

@@ -77,8 +77,9 @@ def check_params(model, params, dtype, name="params"):
     """Validate one parameter tuple for ``model`` and cast it to ``dtype`` (a resolved dtype)."""
     for j, p in enumerate((params,) if isinstance(params, (np.ndarray, jax.Array)) else params):
         if np.iscomplexobj(p):
-            raise ValueError(f"`{name}[{j}]` must be real, got a complex array "
-                             f"(dtype {np.asarray(p).dtype})")
+            raise ValueError(
+                f"`{name}[{j}]` must be real, got a complex array (dtype {np.asarray(p).dtype})"
+            )
     params = model.check_params(params, name)
     if dtype == jnp.float32:
         warn_float32(params)
@@ -98,11 +99,15 @@ def check_initial_loss(problem, model, params, name: str = "params"):
     W0 = model.product(tuple(jnp.asarray(p) for p in params))
     f, G = problem.loss_and_grad(W0)
     if not bool(jnp.isfinite(f)):
-        raise ValueError(f"the loss at the initial point, f(W(0)) = {float(f)}, is not finite; "
-                         f"check the problem (a CustomLoss's f) and `{name}`")
+        raise ValueError(
+            f"the loss at the initial point, f(W(0)) = {float(f)}, is not finite; "
+            f"check the problem (a CustomLoss's f) and `{name}`"
+        )
     if not bool(jnp.all(jnp.isfinite(G))):
-        raise ValueError(f"the gradient at the initial point, grad f(W(0)), is not finite; "
-                         f"check the problem (a CustomLoss's f) and `{name}`")
+        raise ValueError(
+            f"the gradient at the initial point, grad f(W(0)), is not finite; "
+            f"check the problem (a CustomLoss's f) and `{name}`"
+        )
     return W0, f, G
 
 
@@ -114,9 +119,12 @@ def warn_float32(params) -> None:
         if nz.size == 0:
             continue
         if np.any(nz < f32.tiny):
-            warnings.warn(f"float32: entries of factor {j} (min |x| = {nz.min():.3g}) underflow "
-                          f"below float32's smallest normal {f32.tiny:.3g}; use float64",
-                          PrecisionWarning, stacklevel=4)
+            warnings.warn(
+                f"float32: entries of factor {j} (min |x| = {nz.min():.3g}) underflow "
+                f"below float32's smallest normal {f32.tiny:.3g}; use float64",
+                PrecisionWarning,
+                stacklevel=4,
+            )
             return
     # The end-to-end product below float32's epsilon relative to O(1) updates: the first
     # gradient steps round away the initialization's information.
@@ -124,9 +132,12 @@ def warn_float32(params) -> None:
     for p in params:
         prod *= float(np.max(np.abs(np.asarray(p, dtype=np.float64))))
     if prod < f32.eps:
-        warnings.warn(f"float32: the initial product has scale ~{prod:.3g} < float32 epsilon "
-                      f"{f32.eps:.3g}; its information is lost next to O(1) updates; use float64",
-                      PrecisionWarning, stacklevel=4)
+        warnings.warn(
+            f"float32: the initial product has scale ~{prod:.3g} < float32 epsilon "
+            f"{f32.eps:.3g}; its information is lost next to O(1) updates; use float64",
+            PrecisionWarning,
+            stacklevel=4,
+        )
 
 
 def record(problem, model, params, save_matrices: bool):
@@ -147,10 +158,12 @@ def build_trajectory(rec: dict, times, final_params, model, info: dict, steps=No
         loss=np.asarray(rec["loss"], dtype=np.float64),
         grad_norm=np.asarray(rec["grad_norm"], dtype=np.float64),
         singular_values=np.asarray(rec["sv"], dtype=np.float64),
-        final_params=final_params, final_matrix=final_matrix,
+        final_params=final_params,
+        final_matrix=final_matrix,
         steps=None if steps is None else np.asarray(steps, dtype=np.int64),
         matrices=None if "W" not in rec else np.asarray(rec["W"], dtype=np.float64),
-        info=info)
+        info=info,
+    )
 
 
 def stack_trees(trees: Sequence):
@@ -171,21 +184,26 @@ def prepare_batch(problems, model, params_list, dtype):
     else:
         plist = list(problems)
         if len(plist) not in (1, len(params_list)):
-            raise ValueError(f"`problems` must be one problem or {len(params_list)} problems "
-                             f"(one per run), got {len(plist)}")
+            raise ValueError(
+                f"`problems` must be one problem or {len(params_list)} problems "
+                f"(one per run), got {len(plist)}"
+            )
     for q in plist:
         check_problem_model(q, model)
     dtype = resolve_dtype(dtype)
-    checked = [check_params(model, p, dtype, name=f"params_list[{i}]")
-               for i, p in enumerate(params_list)]
+    checked = [
+        check_params(model, p, dtype, name=f"params_list[{i}]") for i, p in enumerate(params_list)
+    ]
     plist = [q.astype(dtype) for q in plist]
     if len(plist) == 1:
         return plist[0], None, stack_trees(checked), dtype, len(checked)
     structs = {jax.tree_util.tree_structure(q) for q in plist}
     shapes = {tuple(x.shape for x in jax.tree_util.tree_leaves(q)) for q in plist}
     if len(structs) != 1 or len(shapes) != 1:
-        raise ValueError("`problems` must share type and array shapes to be batched "
-                         "(e.g. the same number of observed entries); run them separately")
+        raise ValueError(
+            "`problems` must share type and array shapes to be batched "
+            "(e.g. the same number of observed entries); run them separately"
+        )
     return stack_trees(plist), 0, stack_trees(checked), dtype, len(checked)
 
 
@@ -206,6 +224,8 @@ def batch_apply(fn, in_axes, args, cpu_vmap: bool = False):
 
     def one(xs):
         it = iter(xs)
-        return fn(*[next(it) if ax is not None else f for f, ax in zip(fixed, in_axes, strict=True)])
+        return fn(
+            *[next(it) if ax is not None else f for f, ax in zip(fixed, in_axes, strict=True)]
+        )
 
     return jax.lax.map(one, mapped)

@@ -57,6 +57,7 @@ KRYLOV_RANK = 1024
 @dataclass(frozen=True)
 class _FlowConfig:
     """The static part of a flow: with the shapes and dtypes, the compilation key."""
+
     solver: str
     steady_stop: bool  # gtol is not None: the steady-state event is compiled in
     save_matrices: bool
@@ -65,6 +66,7 @@ class _FlowConfig:
 class _Tols(NamedTuple):
     """The traced settings of a flow (scalar arrays of the state's dtype; ``max_steps`` an
     int): runs that differ only in these reuse one compiled solve."""
+
     rtol: jax.Array
     atol: jax.Array
     gtol: jax.Array
@@ -77,13 +79,19 @@ def _tols(dtype, rtol, atol, gtol, curvature_tol, certificate_tol, max_steps) ->
     def f(x):
         return jnp.asarray(0.0 if x is None else x, dtype)
 
-    return _Tols(f(rtol), f(atol), f(gtol), f(curvature_tol), f(certificate_tol),
-                 jnp.asarray(max_steps, jnp.int32))
+    return _Tols(
+        f(rtol),
+        f(atol),
+        f(gtol),
+        f(curvature_tol),
+        f(certificate_tol),
+        jnp.asarray(max_steps, jnp.int32),
+    )
 
 
 #: The static step bound of every ``diffeqsolve`` (the user's ``max_steps`` is a traced
 #: budget, enforced by :class:`_Segmented`); no buffer is sized by it.
-MAX_STEPS_CAP = 2 ** 31 - 2
+MAX_STEPS_CAP = 2**31 - 2
 
 
 def _make_solver(name: str, size: int | None = None):
@@ -123,6 +131,7 @@ def _vector_field(model):
     def vf(t, y, problem):
         _, g, _ = model.loss_and_grad(problem, model.unflatten(y))
         return -model.flatten(g)
+
     return vf
 
 
@@ -166,7 +175,7 @@ _OWN = ("hybrid", "rkc", "rodas4", "krylov")  # solvers built on RKC, which coun
 #: cannot be stepped through on that clock, whereas the flow is autonomous and restarting it
 #: costs a few evaluations. The threshold keeps ``dt >= 2^22`` float64 spacings (float32
 #: runs use ``2^-13``: ``2^10`` spacings).
-TIME_RESOLUTION = 2.0 ** -30
+TIME_RESOLUTION = 2.0**-30
 
 _DT_MIN = diffrax.RESULTS.dt_min_reached  # the segment-end signal (no dtmin is set anywhere)
 # Ends a segment for a new Krylov basis (no diffrax solver we use raises it).
@@ -221,8 +230,8 @@ class _Segmented(diffrax.AbstractAdaptiveStepSizeController):
             rebuild = jnp.zeros((), bool)
         y_error = jnp.where(rebuild | jnp.isfinite(y_error), y_error, jnp.inf)
         keep, next_t0, next_t1, jump, inner, result = self.controller.adapt_step_size(
-            t0, t1, y0, y1_candidate, args, jnp.where(rebuild, 0.0, y_error), error_order,
-            inner0)
+            t0, t1, y0, y1_candidate, args, jnp.where(rebuild, 0.0, y_error), error_order, inner0
+        )
         keep = keep & ~rebuild
         next_t0, next_t1 = jnp.where(rebuild, t0, next_t0), jnp.where(rebuild, t1, next_t1)
         inner = jax.tree_util.tree_map(lambda a, b: jnp.where(rebuild, a, b), inner0, inner)
@@ -235,8 +244,9 @@ class _Segmented(diffrax.AbstractAdaptiveStepSizeController):
         ok = result == diffrax.RESULTS.successful
         result = diffrax.RESULTS.where(ok & (streak >= _UNRESOLVED_STEPS), _DT_MIN, result)
         ok = result == diffrax.RESULTS.successful
-        result = diffrax.RESULTS.where(ok & (n >= self.budget), diffrax.RESULTS.max_steps_reached,
-                                       result)
+        result = diffrax.RESULTS.where(
+            ok & (n >= self.budget), diffrax.RESULTS.max_steps_reached, result
+        )
         return keep, next_t0, next_t1, jump, (inner, n, dt, streak), result
 
 
@@ -261,8 +271,9 @@ def _build_basis(problem, y, model, k: int):
     return dominant_eigenpairs(jvp, y.size, k, y.dtype)
 
 
-def _solve(problem, y0, ts, t_max, tols: _Tols, model, cfg: _FlowConfig, resume=None,
-           basis=None) -> dict[str, Any]:
+def _solve(
+    problem, y0, ts, t_max, tols: _Tols, model, cfg: _FlowConfig, resume=None, basis=None
+) -> dict[str, Any]:
     """One segment of the flow, on a clock that starts at 0.
 
     Everything that may differ between runs of the same shapes (data, ``y0``, save times,
@@ -299,32 +310,61 @@ def _solve(problem, y0, ts, t_max, tols: _Tols, model, cfg: _FlowConfig, resume=
         return record(args[0], model, model.unflatten(y), cfg.save_matrices)
 
     own = cfg.solver in _OWN
-    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)],
-                            solver_state=own, controller_state=True)
+    saveat = diffrax.SaveAt(
+        subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)],
+        solver_state=own,
+        controller_state=True,
+    )
     event = _steady_event(model) if cfg.steady_stop else None
     # Steps land on the save times: records carry no interpolation error.
-    resolution = TIME_RESOLUTION if y0.dtype == jnp.float64 else 2.0 ** -13
+    resolution = TIME_RESOLUTION if y0.dtype == jnp.float64 else 2.0**-13
     # The eqx.Module dataclass __init__ is not inferred through the diffrax base (pyright)
-    controller = _Segmented(diffrax.ClipStepSizeController(  # pyright: ignore[reportCallIssue]
-        diffrax.PIDController(rtol=tols.rtol, atol=tols.atol), step_ts=ts), budget, resolution,
-        krylov=bool(k))
+    controller = _Segmented(
+        diffrax.ClipStepSizeController(  # pyright: ignore[reportCallIssue]
+            diffrax.PIDController(rtol=tols.rtol, atol=tols.atol), step_ts=ts
+        ),
+        budget,
+        resolution,
+        krylov=bool(k),
+    )
     with no_host_callbacks():
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(term_fn), solver, t0=0.0, t1=t1, dt0=dt0, y0=y0,
-            args=(problem, loss0, gnorm0, tols) + ((basis,) if k else ()), saveat=saveat,
-            stepsize_controller=controller, max_steps=MAX_STEPS_CAP, event=event, throw=False,
-            solver_state=solver_state if own else None)
+            diffrax.ODETerm(term_fn),
+            solver,
+            t0=0.0,
+            t1=t1,
+            dt0=dt0,
+            y0=y0,
+            args=(problem, loss0, gnorm0, tols) + ((basis,) if k else ()),
+            saveat=saveat,
+            stepsize_controller=controller,
+            max_steps=MAX_STEPS_CAP,
+            event=event,
+            throw=False,
+            solver_state=solver_state if own else None,
+        )
     # SaveAt(subs=..., controller_state=True, solver_state=own) saves these
     assert sol.ys is not None and sol.ts is not None and sol.controller_state is not None
     recs, yfinal = sol.ys
     final_rec = record(problem, model, model.unflatten(yfinal[0]), cfg.save_matrices)
-    return dict(recs=recs, ts=sol.ts[0], t_final=sol.ts[1][0], y_final=yfinal[0],
-                final_rec=final_rec, result=sol.result._value, num_steps=sol.stats["num_steps"],
-                num_accepted=sol.stats["num_accepted_steps"],
-                num_rejected=sol.stats["num_rejected_steps"],
-                nfe=sol.solver_state[3] if own and sol.solver_state is not None else None,  # only RKC counts them
-                solver_state=sol.solver_state if own else None, dt_next=sol.controller_state[2],
-                loss0=loss0, gnorm0=gnorm0)
+    return dict(
+        recs=recs,
+        ts=sol.ts[0],
+        t_final=sol.ts[1][0],
+        y_final=yfinal[0],
+        final_rec=final_rec,
+        result=sol.result._value,
+        num_steps=sol.stats["num_steps"],
+        num_accepted=sol.stats["num_accepted_steps"],
+        num_rejected=sol.stats["num_rejected_steps"],
+        nfe=sol.solver_state[3]
+        if own and sol.solver_state is not None
+        else None,  # only RKC counts them
+        solver_state=sol.solver_state if own else None,
+        dt_next=sol.controller_state[2],
+        loss0=loss0,
+        gnorm0=gnorm0,
+    )
 
 
 _solve_jit = eqx.filter_jit(_solve)
@@ -361,9 +401,14 @@ def _resume(problem, first, ts, t_max, tols, model, cfg, max_steps: int):
             builds += 1
         else:
             restarts += 1
-        resume = (jnp.asarray(offset, ts.dtype), jnp.asarray(out["dt_next"], ts.dtype),
-                  state, jnp.asarray(max_steps - counts["num_steps"], jnp.int32),
-                  out["loss0"], out["gnorm0"])
+        resume = (
+            jnp.asarray(offset, ts.dtype),
+            jnp.asarray(out["dt_next"], ts.dtype),
+            state,
+            jnp.asarray(max_steps - counts["num_steps"], jnp.int32),
+            out["loss0"],
+            out["gnorm0"],
+        )
         out = _solve_jit(problem, out["y_final"], ts, t_max, tols, model, cfg, resume, basis)
         saved = np.isfinite(np.asarray(out["ts"])) & (ts_np >= offset)
         for k in recs:
@@ -374,8 +419,16 @@ def _resume(problem, first, ts, t_max, tols, model, cfg, max_steps: int):
     if result in (_RESTART, _NEW_BASIS):  # the step budget ran out first
         result = int(diffrax.RESULTS.max_steps_reached._value)
     nfe = None if out["nfe"] is None else int(out["nfe"]) + 3 * rank * builds  # the builds' JVPs
-    return dict(out, recs=recs, t_final=offset + float(out["t_final"]), restarts=restarts,
-                krylov_builds=builds, result=result, nfe=nfe, **counts)
+    return dict(
+        out,
+        recs=recs,
+        t_final=offset + float(out["t_final"]),
+        restarts=restarts,
+        krylov_builds=builds,
+        result=result,
+        nfe=nfe,
+        **counts,
+    )
 
 
 def default_atol(rtol: float, y0: np.ndarray) -> float:
@@ -404,10 +457,13 @@ def _warn_atol(atol: float, y0: np.ndarray) -> None:
     eps = float(np.finfo(np.asarray(y0).dtype).eps)
     top = float(np.max(np.abs(y0))) if np.size(y0) else 0.0
     if atol < eps * top:
-        warnings.warn(f"`atol` = {atol:g} is below the rounding of the initial factors in "
-                      f"{np.asarray(y0).dtype} (eps max|params| = {eps * top:.2g}): expect many "
-                      f"rejected steps; atol=None derives one from the dtype",
-                      PrecisionWarning, stacklevel=4)
+        warnings.warn(
+            f"`atol` = {atol:g} is below the rounding of the initial factors in "
+            f"{np.asarray(y0).dtype} (eps max|params| = {eps * top:.2g}): expect many "
+            f"rejected steps; atol=None derives one from the dtype",
+            PrecisionWarning,
+            stacklevel=4,
+        )
 
 
 def _deep_scale(model, y0: np.ndarray) -> tuple[int, float, float]:
@@ -468,7 +524,9 @@ def warn_resolution(model, y0: np.ndarray, stacklevel: int = 3) -> None:
             f"{y0.dtype} gradient; the later escapes are driven by rounding noise, no solver or "
             f"rtol resolves them, and the stretch after the first escape needs very many short "
             f"steps. The first escape is not affected (README, 'Resolution')",
-            ResolutionWarning, stacklevel=stacklevel)
+            ResolutionWarning,
+            stacklevel=stacklevel,
+        )
     elif later_escapes_unresolved(model, y0):
         warnings.warn(
             f"depth-{depth} flow from factors of size max|y0| = {top:.2g}: max|y0|^{depth - 1} "
@@ -477,7 +535,9 @@ def warn_resolution(model, y0: np.ndarray, stacklevel: int = 3) -> None:
             f"escape times are unresolved: measured errors ~1e-5 eps / max|y0|^{depth - 1} "
             f"(3-5% at 3e-4 eps, 5-30% at 3e-5 eps), whatever the solver or rtol. The first "
             f"escape is not affected (README, 'Resolution')",
-            ResolutionWarning, stacklevel=stacklevel)
+            ResolutionWarning,
+            stacklevel=stacklevel,
+        )
 
 
 #: Float64 defaults of the flow's tolerances; other dtypes scale them (:func:`flow_defaults`).
@@ -499,8 +559,20 @@ def flow_defaults(dtype) -> dict:
     return dict(rtol=1e-5, gtol=1e-5, curvature_tol=1e-4, certificate_tol=1e-4)
 
 
-def _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save, curvature_tol,
-                     certificate_tol, t_min, save_at, dtype):
+def _check_flow_args(
+    t_max,
+    rtol,
+    atol,
+    solver,
+    max_steps,
+    gtol,
+    n_save,
+    curvature_tol,
+    certificate_tol,
+    t_min,
+    save_at,
+    dtype,
+):
     """Validate the flow's settings; returns them with the dtype's defaults filled in (``gtol``
     stays ``None`` when given as ``None``; ``"auto"`` is the dtype's default)."""
     t_max = check_positive(t_max, "t_max")
@@ -516,18 +588,26 @@ def _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save, curvatu
         raise ValueError(f"`max_steps` must be <= {MAX_STEPS_CAP}, got {max_steps}")
     n_save = check_int(n_save, "n_save", minimum=2)
     if n_save > MAX_SAVE:
-        raise ValueError(f"`n_save` must be <= {MAX_SAVE} (each record holds the loss, the "
-                         f"gradient norm and all singular values), got {n_save}")
+        raise ValueError(
+            f"`n_save` must be <= {MAX_SAVE} (each record holds the loss, the "
+            f"gradient norm and all singular values), got {n_save}"
+        )
     if isinstance(gtol, str):
         if gtol != "auto":
             raise ValueError(f"`gtol` must be a positive number, None or 'auto', got {gtol!r}")
         gtol = d["gtol"]
     elif gtol is not None:
         gtol = check_positive(gtol, "gtol")
-    curvature_tol = d["curvature_tol"] if curvature_tol is None else \
-        check_positive(curvature_tol, "curvature_tol")
-    certificate_tol = d["certificate_tol"] if certificate_tol is None else \
-        check_positive(certificate_tol, "certificate_tol")
+    curvature_tol = (
+        d["curvature_tol"]
+        if curvature_tol is None
+        else check_positive(curvature_tol, "curvature_tol")
+    )
+    certificate_tol = (
+        d["certificate_tol"]
+        if certificate_tol is None
+        else check_positive(certificate_tol, "certificate_tol")
+    )
     if t_min is not None:
         t_min = check_positive(t_min, "t_min")
         if t_min >= t_max:
@@ -536,14 +616,32 @@ def _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save, curvatu
         save_at = check_save_at(save_at, t_max)
     eps = float(jnp.finfo(dtype).eps)
     name = jnp.dtype(dtype).name
-    for key, v, floor in (("rtol", rtol, 10 * eps), ("certificate_tol", certificate_tol, 100 * eps),
-                          ("curvature_tol", curvature_tol, 100 * eps)):
+    for key, v, floor in (
+        ("rtol", rtol, 10 * eps),
+        ("certificate_tol", certificate_tol, 100 * eps),
+        ("curvature_tol", curvature_tol, 100 * eps),
+    ):
         if v < floor:
-            warnings.warn(f"`{key}` = {v:g} is below what {name} resolves (~{floor:.1g}, "
-                          f"eps = {eps:.2g}): the solver may take tiny steps without end or never "
-                          f"certify the steady state; the {name} default is "
-                          f"{d[key]:g}", PrecisionWarning, stacklevel=3)
-    return t_max, rtol, atol, gtol, max_steps, n_save, curvature_tol, certificate_tol, t_min, save_at
+            warnings.warn(
+                f"`{key}` = {v:g} is below what {name} resolves (~{floor:.1g}, "
+                f"eps = {eps:.2g}): the solver may take tiny steps without end or never "
+                f"certify the steady state; the {name} default is "
+                f"{d[key]:g}",
+                PrecisionWarning,
+                stacklevel=3,
+            )
+    return (
+        t_max,
+        rtol,
+        atol,
+        gtol,
+        max_steps,
+        n_save,
+        curvature_tol,
+        certificate_tol,
+        t_min,
+        save_at,
+    )
 
 
 #: The largest ``n_save``: a record holds ``min(m, n) + 2`` floats (and ``W`` with
@@ -566,8 +664,16 @@ def check_save_at(save_at, t_max: float) -> np.ndarray:
     return np.sort(a)  # a set of record times: any order, duplicates merged
 
 
-def _check_initial_state(problem, model, params, dtype, t_max: float, max_steps: int,
-                         solver: str = "rkc", name: str = "params") -> None:
+def _check_initial_state(
+    problem,
+    model,
+    params,
+    dtype,
+    t_max: float,
+    max_steps: int,
+    solver: str = "rkc",
+    name: str = "params",
+) -> None:
     """Fail before compiling when the flow from ``params`` cannot be computed.
 
     * ``||W(0)||`` too large for the dtype: ``(sqrt(width) max|params|)^L`` (a bound on
@@ -585,8 +691,10 @@ def _check_initial_state(problem, model, params, dtype, t_max: float, max_steps:
       and ``c ~ 0.67``: ``alpha = 1e6`` needs >= 1e5 (it runs: 1,087 steps, loss 5e-17),
       ``alpha = 1e10`` >= 1e9 (refused; it ran for hours).
     """
-    top = max((float(np.max(np.abs(np.asarray(p, dtype=np.float64)))) if np.size(p) else 0.0)
-              for p in params)
+    top = max(
+        (float(np.max(np.abs(np.asarray(p, dtype=np.float64)))) if np.size(p) else 0.0)
+        for p in params
+    )
     depth = len(params)
     dname = jnp.dtype(dtype).name
     limit = MAX_INIT_SCALE[dname]
@@ -597,14 +705,20 @@ def _check_initial_state(problem, model, params, dtype, t_max: float, max_steps:
         raise ValueError(
             f"`{name}`: the initial factors are too large for {dname} (init scale max|{name}| = "
             f"{top:.3g}, so ||W(0)|| is up to ~{w_bound:.3g} > {limit:.3g}: the loss ~ ||W||^2 "
-            f"and the flow's stiffness overflow); use a smaller init `scale`")
+            f"and the flow's stiffness overflow); use a smaller init `scale`"
+        )
     W0, f, G = check_initial_loss(problem, model, params, name)
-    if depth < 2 or not hasattr(model, "widths") or solver in ("rodas4", "kvaerno5", "hybrid",
-                                                                 "krylov"):
+    if (
+        depth < 2
+        or not hasattr(model, "widths")
+        or solver in ("rodas4", "kvaerno5", "hybrid", "krylov")
+    ):
         return
     Ws = [np.asarray(p, dtype=np.float64) for p in params]
-    delta = max(float(np.linalg.norm(Ws[j + 1].T @ Ws[j + 1] - Ws[j] @ Ws[j].T, 2))
-                for j in range(depth - 1))
+    delta = max(
+        float(np.linalg.norm(Ws[j + 1].T @ Ws[j + 1] - Ws[j] @ Ws[j].T, 2))
+        for j in range(depth - 1)
+    )
     nW = float(jnp.linalg.norm(W0))
     if not delta > 0 or not nW > 0:
         return
@@ -622,7 +736,8 @@ def _check_initial_state(problem, model, params, dtype, t_max: float, max_steps:
             f"so the Hessian radius stays >~ {rho:.3g}, and solver {solver!r} needs at least "
             f"~{need:.3g} gradient evaluations to reach t_max = {t_max:g}, more than "
             f"{EVALS_PER_STEP} x max_steps = {EVALS_PER_STEP * max_steps:.3g}; use a smaller "
-            f"init `scale` (or a shorter `t_max`, or a larger `max_steps`)")
+            f"init `scale` (or a shorter `t_max`, or a larger `max_steps`)"
+        )
 
 
 #: A stability-limited flow is refused when it needs more than this many gradient
@@ -650,20 +765,27 @@ def _status(out_result: int) -> str:
 def _max_steps_advice(cfg, settings, num_rejected: int, num_steps: int, dtype) -> str:
     """What would help a flow that ran out of steps (it depends on what was used)."""
     if cfg.solver in ("tsit5", "dopri5", "dopri8"):
-        return "use solver='rkc' (stabilised explicit: the flow is likely stiff), or raise `max_steps`"
+        return (
+            "use solver='rkc' (stabilised explicit: the flow is likely stiff), or raise `max_steps`"
+        )
     tips = []
     d = flow_defaults(dtype)
     if num_rejected > 0.3 * max(num_steps, 1):
-        tips.append(f"{num_rejected} of {num_steps} steps were rejected: the tolerances are near "
-                    f"the rounding level of {jnp.dtype(dtype).name} (rtol={settings['rtol']:g}, "
-                    f"atol={settings['atol']:.3g}); loosen them"
-                    + ("" if jnp.dtype(dtype) == jnp.float64 else " or use float64"))
+        tips.append(
+            f"{num_rejected} of {num_steps} steps were rejected: the tolerances are near "
+            f"the rounding level of {jnp.dtype(dtype).name} (rtol={settings['rtol']:g}, "
+            f"atol={settings['atol']:.3g}); loosen them"
+            + ("" if jnp.dtype(dtype) == jnp.float64 else " or use float64")
+        )
     if settings["rtol"] < d["rtol"]:
-        tips.append(f"rtol={settings['rtol']:g} is below the {jnp.dtype(dtype).name} default "
-                    f"{d['rtol']:g}")
+        tips.append(
+            f"rtol={settings['rtol']:g} is below the {jnp.dtype(dtype).name} default {d['rtol']:g}"
+        )
     if cfg.solver == "rkc":
-        tips.append(f"for the stiff stretch between escapes (depth >= 3 from small inits) "
-                    f"solver='hybrid' takes dense Rodas4 steps (<= {DENSE_LIMIT} parameters)")
+        tips.append(
+            f"for the stiff stretch between escapes (depth >= 3 from small inits) "
+            f"solver='hybrid' takes dense Rodas4 steps (<= {DENSE_LIMIT} parameters)"
+        )
     tips.append("raise `max_steps` or shorten `t_max`")
     return "; ".join(tips)
 
@@ -674,41 +796,71 @@ def _postprocess(out, ts_np, model, cfg, settings, wall, extra_info):
     recs = {k: np.asarray(v)[keep] for k, v in out["recs"].items()}
     times = ts_np[keep]
     if times[-1] < t_final:
-        recs = {k: np.concatenate([v, np.asarray(out["final_rec"][k])[None]]) for k, v in recs.items()}
+        recs = {
+            k: np.concatenate([v, np.asarray(out["final_rec"][k])[None]]) for k, v in recs.items()
+        }
         times = np.concatenate([times, [t_final]])
     status = _status(int(out["result"]))
     t_max = settings["t_max"]
-    info: dict[str, Any] = dict(method="gradient_flow", solver=cfg.solver, rtol=settings["rtol"],
-                atol=settings["atol"], gtol=settings["gtol"], t_max=t_max, t_final=t_final,
-                status=status,
-                num_steps=int(out["num_steps"]), num_accepted=int(out["num_accepted"]),
-                num_rejected=int(out["num_rejected"]),
-                num_vf_evals=None if out["nfe"] is None else int(out["nfe"]),
-                restarts=int(out.get("restarts", 0)), wall_time=wall, **extra_info)
+    info: dict[str, Any] = dict(
+        method="gradient_flow",
+        solver=cfg.solver,
+        rtol=settings["rtol"],
+        atol=settings["atol"],
+        gtol=settings["gtol"],
+        t_max=t_max,
+        t_final=t_final,
+        status=status,
+        num_steps=int(out["num_steps"]),
+        num_accepted=int(out["num_accepted"]),
+        num_rejected=int(out["num_rejected"]),
+        num_vf_evals=None if out["nfe"] is None else int(out["nfe"]),
+        restarts=int(out.get("restarts", 0)),
+        wall_time=wall,
+        **extra_info,
+    )
     if out.get("krylov_builds"):
         info["krylov_builds"] = int(out["krylov_builds"])
     if status == "max_steps":
-        advice = _max_steps_advice(cfg, settings, info["num_rejected"], info["num_steps"],
-                                   extra_info["dtype"])
-        warnings.warn(f"gradient_flow stopped at max_steps={settings['max_steps']} at "
-                      f"t={t_final:.4g} < t_max={t_max:g} (solver {cfg.solver!r}); {advice}",
-                      RuntimeWarning, stacklevel=3)
+        advice = _max_steps_advice(
+            cfg, settings, info["num_rejected"], info["num_steps"], extra_info["dtype"]
+        )
+        warnings.warn(
+            f"gradient_flow stopped at max_steps={settings['max_steps']} at "
+            f"t={t_final:.4g} < t_max={t_max:g} (solver {cfg.solver!r}); {advice}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     if status == "solver_failure" or not np.all(np.isfinite(recs["loss"])):
         raise FloatingPointError(
             f"gradient_flow failed at t={t_final:.4g} (solver {cfg.solver!r}, status "
-            f"{status}): the trajectory became non-finite; lower rtol/atol or check the problem")
+            f"{status}): the trajectory became non-finite; lower rtol/atol or check the problem"
+        )
     y_final = np.asarray(out["y_final"], dtype=np.float64)
     final_params = model.unflatten(jnp.asarray(y_final))
     return build_trajectory(recs, times, final_params, model, info)
 
 
-def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float | None = None,
-                  atol: float | None = None, solver: str = "rkc", gtol: float | str | None = "auto",
-                  curvature_tol: float | None = None, certificate_tol: float | None = None,
-                  n_save: int = 200,
-                  t_min: float | None = None,
-                  save_at=None, save_matrices: bool = False, max_steps: int = 1_000_000,
-                  dtype=None, error_estimate: bool = False):
+def gradient_flow(
+    problem,
+    model,
+    params,
+    t_max: float = 1e4,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    solver: str = "rkc",
+    gtol: float | str | None = "auto",
+    curvature_tol: float | None = None,
+    certificate_tol: float | None = None,
+    n_save: int = 200,
+    t_min: float | None = None,
+    save_at=None,
+    save_matrices: bool = False,
+    max_steps: int = 1_000_000,
+    dtype=None,
+    error_estimate: bool = False,
+):
     r"""Integrate the gradient flow ``d params/dt = -grad L(params)`` from ``params``.
 
     ``L = f(W_L ... W_1)`` for :class:`DeepFactorization`, ``1/2 f(U U^T)`` for
@@ -765,9 +917,22 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float | N
             trajectory became non-finite.
     """
     dtype = resolve_dtype(dtype)
-    (t_max, rtol, atol, gtol, max_steps, n_save, curvature_tol, certificate_tol, t_min,
-     save_at) = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save,
-                                 curvature_tol, certificate_tol, t_min, save_at, dtype)
+    (t_max, rtol, atol, gtol, max_steps, n_save, curvature_tol, certificate_tol, t_min, save_at) = (
+        _check_flow_args(
+            t_max,
+            rtol,
+            atol,
+            solver,
+            max_steps,
+            gtol,
+            n_save,
+            curvature_tol,
+            certificate_tol,
+            t_min,
+            save_at,
+            dtype,
+        )
+    )
     problem, params, dtype = check_run(problem, model, params, dtype)
     _check_initial_state(problem, model, params, dtype, t_max, max_steps, solver)
     flat0 = np.concatenate([np.ravel(np.asarray(p)) for p in params])
@@ -783,31 +948,67 @@ def gradient_flow(problem, model, params, t_max: float = 1e4, *, rtol: float | N
     y0 = model.flatten(params)
     t0 = time.perf_counter()
     ts, tm = jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype)
-    out = _resume(problem, _solve_jit(problem, y0, ts, tm, tols, model, cfg), ts, tm, tols,
-                  model, cfg, max_steps)
+    out = _resume(
+        problem,
+        _solve_jit(problem, y0, ts, tm, tols, model, cfg),
+        ts,
+        tm,
+        tols,
+        model,
+        cfg,
+        max_steps,
+    )
     out = jax.block_until_ready(out)
     wall = time.perf_counter() - t0
     traj = _postprocess(out, ts_np, model, cfg, settings, wall, dict(dtype=str(jnp.dtype(dtype))))
     if error_estimate:
-        fine = gradient_flow(problem, model, params, t_max, rtol=rtol / 10, atol=atol / 10,
-                             solver=solver, gtol=gtol, curvature_tol=curvature_tol,
-                             certificate_tol=certificate_tol, n_save=n_save,
-                             t_min=t_min, save_at=save_at, save_matrices=False,
-                             max_steps=max_steps, dtype=dtype)
+        fine = gradient_flow(
+            problem,
+            model,
+            params,
+            t_max,
+            rtol=rtol / 10,
+            atol=atol / 10,
+            solver=solver,
+            gtol=gtol,
+            curvature_tol=curvature_tol,
+            certificate_tol=certificate_tol,
+            n_save=n_save,
+            t_min=t_min,
+            save_at=save_at,
+            save_matrices=False,
+            max_steps=max_steps,
+            dtype=dtype,
+        )
         n = min(len(traj), len(fine))
         sv_err = float(np.max(np.abs(traj.singular_values[:n] - fine.singular_values[:n])))
         traj.info["error_estimate"] = dict(
             final_matrix=float(np.linalg.norm(traj.final_matrix - fine.final_matrix)),
-            singular_values_max=sv_err)
+            singular_values_max=sv_err,
+        )
     return traj
 
 
-def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *,
-                        rtol: float | None = None, atol: float | None = None, solver: str = "rkc",
-                        gtol: float | str | None = "auto", curvature_tol: float | None = None,
-                        certificate_tol: float | None = None, n_save: int = 200,
-                        t_min: float | None = None, save_at=None, save_matrices: bool = False,
-                        max_steps: int = 1_000_000, dtype=None, on_failure: str = "raise"):
+def gradient_flow_batch(
+    problems,
+    model,
+    params_list,
+    t_max: float = 1e4,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    solver: str = "rkc",
+    gtol: float | str | None = "auto",
+    curvature_tol: float | None = None,
+    certificate_tol: float | None = None,
+    n_save: int = 200,
+    t_min: float | None = None,
+    save_at=None,
+    save_matrices: bool = False,
+    max_steps: int = 1_000_000,
+    dtype=None,
+    on_failure: str = "raise",
+):
     """Many gradient flows that share shapes, as one vmapped computation.
 
     ``problems`` is one problem (shared) or a list with one problem per run (same type and
@@ -827,14 +1028,34 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *,
     if on_failure not in ("raise", "return"):
         raise ValueError(f"`on_failure` must be 'raise' or 'return', got {on_failure!r}")
     dtype = resolve_dtype(dtype)
-    (t_max, rtol, atol, gtol, max_steps, n_save, curvature_tol, certificate_tol, t_min,
-     save_at) = _check_flow_args(t_max, rtol, atol, solver, max_steps, gtol, n_save,
-                                 curvature_tol, certificate_tol, t_min, save_at, dtype)
+    (t_max, rtol, atol, gtol, max_steps, n_save, curvature_tol, certificate_tol, t_min, save_at) = (
+        _check_flow_args(
+            t_max,
+            rtol,
+            atol,
+            solver,
+            max_steps,
+            gtol,
+            n_save,
+            curvature_tol,
+            certificate_tol,
+            t_min,
+            save_at,
+            dtype,
+        )
+    )
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
     for i in range(B):
-        _check_initial_state(problem if p_axis is None else index_tree(problem, i), model,
-                             index_tree(params, i), dtype, t_max, max_steps, solver,
-                             name=f"params_list[{i}]")
+        _check_initial_state(
+            problem if p_axis is None else index_tree(problem, i),
+            model,
+            index_tree(params, i),
+            dtype,
+            t_max,
+            max_steps,
+            solver,
+            name=f"params_list[{i}]",
+        )
     y0 = jax.vmap(model.flatten)(params)
     flat0 = np.asarray(y0)
     if atol is None:
@@ -856,12 +1077,29 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *,
     for i in range(B):
         t1 = time.perf_counter()
         # Runs that outgrew float64 time resolution go on one by one (rare: escapes at t >~ 1e12).
-        out_i = _resume(problem if p_axis is None else index_tree(problem, i), index_tree(out, i),
-                        ts, tm, tols, model, cfg, max_steps)
+        out_i = _resume(
+            problem if p_axis is None else index_tree(problem, i),
+            index_tree(out, i),
+            ts,
+            tm,
+            tols,
+            model,
+            cfg,
+            max_steps,
+        )
         wall_i = wall / B + time.perf_counter() - t1
         try:
-            result.append(_postprocess(out_i, ts_np, model, cfg, settings, wall_i,
-                                       dict(dtype=str(jnp.dtype(dtype)), batch_size=B, batch_index=i)))
+            result.append(
+                _postprocess(
+                    out_i,
+                    ts_np,
+                    model,
+                    cfg,
+                    settings,
+                    wall_i,
+                    dict(dtype=str(jnp.dtype(dtype)), batch_size=B, batch_index=i),
+                )
+            )
         except FloatingPointError as e:
             if on_failure == "raise":
                 raise FloatingPointError(f"run {i} of the batch: {e}") from None
@@ -871,5 +1109,6 @@ def gradient_flow_batch(problems, model, params_list, t_max: float = 1e4, *,
 
 @eqx.filter_jit
 def _batched_solve(problem, y0, ts, t_max, tols, model, cfg, p_axis):
-    return batch_apply(lambda p, y: _solve(p, y, ts, t_max, tols, model, cfg), (p_axis, 0),
-                       (problem, y0))
+    return batch_apply(
+        lambda p, y: _solve(p, y, ts, t_max, tols, model, cfg), (p_axis, 0), (problem, y0)
+    )

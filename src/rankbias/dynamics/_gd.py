@@ -34,14 +34,21 @@ from ._common import (
     record,
 )
 
-__all__ = ["gradient_descent", "gradient_descent_batch", "DivergenceError", "save_steps",
-           "sharpness"]
+__all__ = [
+    "gradient_descent",
+    "gradient_descent_batch",
+    "DivergenceError",
+    "save_steps",
+    "sharpness",
+]
 
 
 class DivergenceError(ValueError):
     """Gradient descent diverged; ``step``, ``loss`` and ``lr_hint`` say where and what to do."""
 
-    def __init__(self, msg, *, step: int, loss: float, lr_hint: float | None, index: int | None = None):
+    def __init__(
+        self, msg, *, step: int, loss: float, lr_hint: float | None, index: int | None = None
+    ):
         super().__init__(msg)
         self.step, self.loss, self.lr_hint, self.index = step, loss, lr_hint, index
 
@@ -87,8 +94,9 @@ MAX_SAVE = 100_000
 
 def save_steps(steps: int, n_save: int, extra=None) -> np.ndarray:
     """``0``, ``n_save - 1`` log-spaced step indices up to ``steps`` (rounded), plus ``extra``."""
-    grid = np.concatenate([[0], np.unique(np.round(np.geomspace(1, max(steps, 1), max(n_save - 1, 1)))),
-                           [steps]]).astype(np.int64)
+    grid = np.concatenate(
+        [[0], np.unique(np.round(np.geomspace(1, max(steps, 1), max(n_save - 1, 1)))), [steps]]
+    ).astype(np.int64)
     if extra is not None:
         extra = check_save_steps(extra, steps)
         grid = np.concatenate([grid, extra])
@@ -105,8 +113,9 @@ def check_save_steps(save_at, steps: int) -> np.ndarray:
     if a.size > MAX_SAVE:
         raise ValueError(f"`save_at` holds {a.size} steps; at most {MAX_SAVE}")
     if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-        raise ValueError("`save_at` must hold integer step indices (gradient descent records "
-                         "after whole steps)")
+        raise ValueError(
+            "`save_at` must hold integer step indices (gradient descent records after whole steps)"
+        )
     if np.any(a < 0) or np.any(a > steps):
         bad = a[(a < 0) | (a > steps)][0]
         raise ValueError(f"`save_at` steps must lie in [0, steps={steps}], got {bad:g}")
@@ -152,8 +161,10 @@ def sharpness(problem, model, params, iters: int = 100) -> float:
     params = model.check_params(params)
     out = float(abs(_sharpness(problem, model.flatten(params), jnp.asarray(iters), model)))
     if not np.isfinite(out):
-        raise ValueError(f"the sharpness at `params` is not finite ({out}): the Hessian-vector "
-                         f"products overflowed; check the problem and the scale of `params`")
+        raise ValueError(
+            f"the sharpness at `params` is not finite ({out}): the Hessian-vector "
+            f"products overflowed; check the problem and the scale of `params`"
+        )
     return out
 
 
@@ -178,9 +189,19 @@ def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: _GDCo
         # Kahan-compensated sum: a constant step summed 10^6 times stays within an ulp of k * lr.
         y = jnp.where(stop, 0.0, eff) - tc
         s = t + y
-        return (keep(new, params), keep(new_state, state), jnp.where(stop, k, k + 1), stop,
-                jnp.where(diverged, k, bad_step), jnp.where(diverged, f, bad_loss),
-                s, (s - t) - y, good, jnp.where(fell, k, good_step), jnp.where(stop, f_prev, f))
+        return (
+            keep(new, params),
+            keep(new_state, state),
+            jnp.where(stop, k, k + 1),
+            stop,
+            jnp.where(diverged, k, bad_step),
+            jnp.where(diverged, f, bad_loss),
+            s,
+            (s - t) - y,
+            good,
+            jnp.where(fell, k, good_step),
+            jnp.where(stop, f_prev, f),
+        )
 
     def rec(carry):
         out = record(problem, model, carry[0], cfg.save_matrices)
@@ -199,24 +220,48 @@ def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: _GDCo
 
     zero = jnp.zeros((), f0.dtype)
     izero = jnp.zeros((), jnp.int64)
-    init = (params, rule.init(params, hyper), izero, jnp.array(False), izero, zero, zero, zero,
-            params, izero, f0)
+    init = (
+        params,
+        rule.init(params, hyper),
+        izero,
+        jnp.array(False),
+        izero,
+        zero,
+        zero,
+        zero,
+        params,
+        izero,
+        f0,
+    )
     rec0 = rec(init)
     (params, state, k, bad, bad_step, bad_loss, _, _, good, good_step, _), recs = jax.lax.scan(
-        segment, init, rec_steps[1:])
+        segment, init, rec_steps[1:]
+    )
     recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
-    return dict(recs=recs, params=params, state=state, k=k, bad=bad, bad_step=bad_step,
-                bad_loss=bad_loss, good=good, good_step=good_step)
+    return dict(
+        recs=recs,
+        params=params,
+        state=state,
+        k=k,
+        bad=bad,
+        bad_step=bad_step,
+        bad_loss=bad_loss,
+        good=good,
+        good_step=good_step,
+    )
 
 
 _run_jit = eqx.filter_jit(_run)
 
 
 @eqx.filter_jit
-def _run_batched(problem, params, rec_steps, hyper, divergence_factor, model, cfg, p_axis,
-                 h_axes):
-    return batch_apply(lambda p, x, h: _run(p, x, rec_steps, h, divergence_factor, model, cfg),
-                       (p_axis, 0, h_axes), (problem, params, hyper), cpu_vmap=True)
+def _run_batched(problem, params, rec_steps, hyper, divergence_factor, model, cfg, p_axis, h_axes):
+    return batch_apply(
+        lambda p, x, h: _run(p, x, rec_steps, h, divergence_factor, model, cfg),
+        (p_axis, 0, h_axes),
+        (problem, params, hyper),
+        cpu_vmap=True,
+    )
 
 
 def check_loop_args(steps, n_save, divergence_factor, save_at):
@@ -225,12 +270,16 @@ def check_loop_args(steps, n_save, divergence_factor, save_at):
     steps = check_int(steps, "steps", minimum=0)
     n_save = check_int(n_save, "n_save", minimum=2)
     if n_save > MAX_SAVE:
-        raise ValueError(f"`n_save` must be <= {MAX_SAVE} (each record holds the loss, the "
-                         f"gradient norm and all singular values), got {n_save}")
+        raise ValueError(
+            f"`n_save` must be <= {MAX_SAVE} (each record holds the loss, the "
+            f"gradient norm and all singular values), got {n_save}"
+        )
     divergence_factor = check_positive(divergence_factor, "divergence_factor")
     if divergence_factor <= 1:
-        raise ValueError(f"`divergence_factor` must be > 1 (a growth factor of the loss), got "
-                         f"{divergence_factor}")
+        raise ValueError(
+            f"`divergence_factor` must be > 1 (a growth factor of the loss), got "
+            f"{divergence_factor}"
+        )
     if save_at is not None:
         save_at = check_save_steps(save_at, steps)
     return steps, n_save, divergence_factor, save_at
@@ -244,8 +293,9 @@ def record_steps(steps: int, n_save: int, save_at) -> tuple[np.ndarray, np.ndarr
 
 
 def _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at):
-    steps, n_save, divergence_factor, save_at = check_loop_args(steps, n_save,
-                                                                divergence_factor, save_at)
+    steps, n_save, divergence_factor, save_at = check_loop_args(
+        steps, n_save, divergence_factor, save_at
+    )
     if lr_schedule is not None and not callable(lr_schedule):
         raise ValueError("`lr_schedule` must be a callable k -> multiplier of `lr` (JAX-traceable)")
     try:
@@ -256,6 +306,7 @@ def _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at):
         check_positive(v, "lr")
     return steps, n_save, divergence_factor, save_at
 
+
 def _schedule_values(schedule, steps: int) -> np.ndarray | None:
     """``s(0), ..., s(steps - 1)``, checked finite and ``>= 0`` (a negative multiplier would
     run gradient ascent, with decreasing times)."""
@@ -264,14 +315,17 @@ def _schedule_values(schedule, steps: int) -> np.ndarray | None:
     try:
         vals = np.asarray(jax.vmap(schedule)(jnp.arange(max(steps, 1))), dtype=np.float64)
     except Exception as e:
-        raise ValueError(f"`lr_schedule` must map a step index (traced int array) to a "
-                         f"multiplier of `lr`; calling it failed: {e}") from None
+        raise ValueError(
+            f"`lr_schedule` must map a step index (traced int array) to a "
+            f"multiplier of `lr`; calling it failed: {e}"
+        ) from None
     vals = np.broadcast_to(vals, (max(steps, 1),))[:steps]
     bad = np.nonzero(~np.isfinite(vals) | (vals < 0))[0]
     if bad.size:
         k = int(bad[0])
-        raise ValueError(f"`lr_schedule` must return finite multipliers >= 0, got "
-                         f"lr_schedule({k}) = {vals[k]:g}")
+        raise ValueError(
+            f"`lr_schedule` must return finite multipliers >= 0, got lr_schedule({k}) = {vals[k]:g}"
+        )
     return vals
 
 
@@ -287,8 +341,9 @@ def _divergence_message(what, step, loss, lr, problem, model, params0, good, goo
     whose loss had not risen (``good``, step ``good_step``; the start if it rose at once), not
     at the blown-up state, whose curvature is meaningless."""
     which = "" if index is None else f" (run {index} of the batch)"
-    msg = (f"{what} diverged at step {step}{which}: loss = {loss:.4g}"
-           + ("" if lr is None else f" with lr = {lr:g}"))
+    msg = f"{what} diverged at step {step}{which}: loss = {loss:.4g}" + (
+        "" if lr is None else f" with lr = {lr:g}"
+    )
 
     def sharp(p):
         try:
@@ -297,23 +352,32 @@ def _divergence_message(what, step, loss, lr, problem, model, params0, good, goo
             return float("nan")
 
     s_good = sharp(good)
-    where = "at the start" if good_step == 0 else f"at step {good_step} (the last before the loss rose)"
+    where = (
+        "at the start" if good_step == 0 else f"at step {good_step} (the last before the loss rose)"
+    )
     if not (np.isfinite(s_good) and s_good > 0):
         return msg + "; pick lr below 2 / rb.sharpness(problem, model, params)", None
     stable = 2.0 / s_good
     if lr is None or lr >= 0.95 * stable:
         hint = 0.95 * stable
-        start = "" if good_step == 0 or params0 is None else f" (at the start: {sharp(params0):.4g})"
-        return (msg + f"; {where} the sharpness is {s_good:.4g}{start}, so GD is stable there only "
-                f"for lr < 2 / sharpness = {stable:.4g}: take lr < {hint:.3g} (measure it with "
-                f"rb.sharpness(problem, model, params))"), hint
-    return (msg + f"; lr is below 2 / sharpness = {stable:.4g} {where}, so the sharpness grew "
-            f"after it: lower lr, or measure rb.sharpness(problem, model, params) at later "
-            f"iterates (a shorter run's final_params)"), None
+        start = (
+            "" if good_step == 0 or params0 is None else f" (at the start: {sharp(params0):.4g})"
+        )
+        return (
+            msg + f"; {where} the sharpness is {s_good:.4g}{start}, so GD is stable there only "
+            f"for lr < 2 / sharpness = {stable:.4g}: take lr < {hint:.3g} (measure it with "
+            f"rb.sharpness(problem, model, params))"
+        ), hint
+    return (
+        msg + f"; lr is below 2 / sharpness = {stable:.4g} {where}, so the sharpness grew "
+        f"after it: lower lr, or measure rb.sharpness(problem, model, params) at later "
+        f"iterates (a shorter run's final_params)"
+    ), None
 
 
-def check_divergence(out, problem, model, what: str, lr: float | None, index=None,
-                     params0=None) -> None:
+def check_divergence(
+    out, problem, model, what: str, lr: float | None, index=None, params0=None
+) -> None:
     """Raise :class:`DivergenceError` if the loop ``out`` stopped on divergence.
 
     ``what`` names the method in the message (``"gradient descent"``, ``"training with adam"``).
@@ -321,8 +385,9 @@ def check_divergence(out, problem, model, what: str, lr: float | None, index=Non
     if not bool(out["bad"]):
         return
     step, loss = int(out["bad_step"]), float(out["bad_loss"])
-    msg, hint = _divergence_message(what, step, loss, lr, problem, model, params0, out["good"],
-                                    int(out["good_step"]), index)
+    msg, hint = _divergence_message(
+        what, step, loss, lr, problem, model, params0, out["good"], int(out["good_step"]), index
+    )
     raise DivergenceError(msg, step=step, loss=loss, lr_hint=hint, index=index)
 
 
@@ -331,14 +396,30 @@ def _finish(out, rec_steps, lr, problem, model, info, params0, schedule_vals, in
     n = rec_steps.size
     recs = {k: np.asarray(v)[:n] for k, v in out["recs"].items() if k != "time"}
     times = _times(rec_steps, lr, schedule_vals)
-    info = dict(method="gradient_descent", lr=float(lr), steps=int(rec_steps[-1]),
-                status="completed", **info)
+    info = dict(
+        method="gradient_descent",
+        lr=float(lr),
+        steps=int(rec_steps[-1]),
+        status="completed",
+        **info,
+    )
     return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
 
 
-def gradient_descent(problem, model, params, lr: float, steps: int, *, n_save: int = 200,
-                     save_at=None, lr_schedule: Callable | None = None,
-                     save_matrices: bool = False, divergence_factor: float = 1e8, dtype=None):
+def gradient_descent(
+    problem,
+    model,
+    params,
+    lr: float,
+    steps: int,
+    *,
+    n_save: int = 200,
+    save_at=None,
+    lr_schedule: Callable | None = None,
+    save_matrices: bool = False,
+    divergence_factor: float = 1e8,
+    dtype=None,
+):
     r"""Run ``steps`` steps of ``params <- params - lr * s(k) * grad L(params)``.
 
     Compiled once per shapes, dtype, ``save_matrices`` and ``lr_schedule`` (a function
@@ -364,7 +445,8 @@ def gradient_descent(problem, model, params, lr: float, steps: int, *, n_save: i
             (``lr_hint``: a stable step when ``lr`` was above it, else ``None``).
     """
     steps, n_save, divergence_factor, save_at = _check_gd_args(
-        lr, steps, n_save, divergence_factor, lr_schedule, save_at)
+        lr, steps, n_save, divergence_factor, lr_schedule, save_at
+    )
     if np.ndim(lr) != 0:
         raise ValueError("`lr` must be a scalar; use gradient_descent_batch for several")
     problem, params, dtype = check_run(problem, model, params, dtype)
@@ -373,18 +455,45 @@ def gradient_descent(problem, model, params, lr: float, steps: int, *, n_save: i
     cfg = _GDConfig(bool(save_matrices), _GDRule(lr_schedule))
     rec_steps, padded = record_steps(steps, n_save, save_at)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_run_jit(problem, params, jnp.asarray(padded),
-                                         {"lr": jnp.asarray(lr, dtype)},
-                                         jnp.asarray(divergence_factor, dtype), model, cfg))
+    out = jax.block_until_ready(
+        _run_jit(
+            problem,
+            params,
+            jnp.asarray(padded),
+            {"lr": jnp.asarray(lr, dtype)},
+            jnp.asarray(divergence_factor, dtype),
+            model,
+            cfg,
+        )
+    )
     wall = time.perf_counter() - t0
-    return _finish(out, rec_steps, float(lr), problem, model,
-                   dict(wall_time=wall, dtype=str(jnp.dtype(dtype))), params, sched)
+    return _finish(
+        out,
+        rec_steps,
+        float(lr),
+        problem,
+        model,
+        dict(wall_time=wall, dtype=str(jnp.dtype(dtype))),
+        params,
+        sched,
+    )
 
 
-def gradient_descent_batch(problems, model, params_list, lr, steps: int, *, n_save: int = 200,
-                           save_at=None, lr_schedule: Callable | None = None,
-                           save_matrices: bool = False, divergence_factor: float = 1e8,
-                           dtype=None, on_divergence: str = "raise"):
+def gradient_descent_batch(
+    problems,
+    model,
+    params_list,
+    lr,
+    steps: int,
+    *,
+    n_save: int = 200,
+    save_at=None,
+    lr_schedule: Callable | None = None,
+    save_matrices: bool = False,
+    divergence_factor: float = 1e8,
+    dtype=None,
+    on_divergence: str = "raise",
+):
     """Many GD runs that share shapes as one vmapped computation.
 
     ``problems``: one problem or one per run; ``lr``: a scalar or one per run. The settings
@@ -393,13 +502,18 @@ def gradient_descent_batch(problems, model, params_list, lr, steps: int, *, n_sa
     :class:`DivergenceError` in that run's place in the returned list.
     """
     steps, n_save, divergence_factor, save_at = _check_gd_args(
-        lr, steps, n_save, divergence_factor, lr_schedule, save_at)
+        lr, steps, n_save, divergence_factor, lr_schedule, save_at
+    )
     if on_divergence not in ("raise", "return"):
         raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
     for i in range(B):
-        check_initial_loss(problem if p_axis is None else index_tree(problem, i), model,
-                           index_tree(params, i), name=f"params_list[{i}]")
+        check_initial_loss(
+            problem if p_axis is None else index_tree(problem, i),
+            model,
+            index_tree(params, i),
+            name=f"params_list[{i}]",
+        )
     lrs = np.asarray(lr, dtype=np.float64)
     if lrs.ndim > 1 or (lrs.ndim == 1 and lrs.shape[0] != B):
         raise ValueError(f"`lr` must be a scalar or hold {B} values, got shape {lrs.shape}")
@@ -408,20 +522,40 @@ def gradient_descent_batch(problems, model, params_list, lr, steps: int, *, n_sa
     cfg = _GDConfig(bool(save_matrices), _GDRule(lr_schedule))
     rec_steps, padded = record_steps(steps, n_save, save_at)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_run_batched(problem, params, jnp.asarray(padded),
-                                             {"lr": jnp.asarray(lrs, dtype)},
-                                             jnp.asarray(divergence_factor, dtype), model, cfg,
-                                             p_axis, {"lr": lr_axis}))
+    out = jax.block_until_ready(
+        _run_batched(
+            problem,
+            params,
+            jnp.asarray(padded),
+            {"lr": jnp.asarray(lrs, dtype)},
+            jnp.asarray(divergence_factor, dtype),
+            model,
+            cfg,
+            p_axis,
+            {"lr": lr_axis},
+        )
+    )
     wall = time.perf_counter() - t0
     result = []
     for i in range(B):
         prob_i = problem if p_axis is None else index_tree(problem, i)
         lr_i = float(lrs) if lr_axis is None else float(lrs[i])
         try:
-            result.append(_finish(index_tree(out, i), rec_steps, lr_i, prob_i, model,
-                                  dict(wall_time=wall / B, dtype=str(jnp.dtype(dtype)),
-                                       batch_size=B, batch_index=i), index_tree(params, i),
-                                  sched, index=i))
+            result.append(
+                _finish(
+                    index_tree(out, i),
+                    rec_steps,
+                    lr_i,
+                    prob_i,
+                    model,
+                    dict(
+                        wall_time=wall / B, dtype=str(jnp.dtype(dtype)), batch_size=B, batch_index=i
+                    ),
+                    index_tree(params, i),
+                    sched,
+                    index=i,
+                )
+            )
         except DivergenceError as e:
             if on_divergence == "raise":
                 raise

@@ -36,8 +36,13 @@ import jax.numpy as jnp
 __all__ = ["gmres", "dominant_eigenpairs", "spectral_inverse"]
 
 
-def gmres(matvec: Callable[[jax.Array], jax.Array], b: jax.Array,
-          precond: Callable[[jax.Array], jax.Array], tol: float, maxiter: int):
+def gmres(
+    matvec: Callable[[jax.Array], jax.Array],
+    b: jax.Array,
+    precond: Callable[[jax.Array], jax.Array],
+    tol: float,
+    maxiter: int,
+):
     r"""Solve ``A x = b`` by right-preconditioned GMRES without restarts.
 
     ``precond(v) ~ A^{-1} v`` (any nonsingular ``M^{-1}``, no symmetry needed): GMRES
@@ -83,8 +88,7 @@ def gmres(matvec: Callable[[jax.Array], jax.Array], b: jax.Array,
         g = g.at[j].set(c_ * gj).at[j + 1].set(-s_ * gj)
         return j + 1, Vs, R.at[:, j].set(col), g, cs.at[j].set(c_), sn.at[j].set(s_)
 
-    j, Vs, R, g, _, _ = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), Vs, R, g,
-                                                         cs, sn))
+    j, Vs, R, g, _, _ = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), Vs, R, g, cs, sn))
     used = jnp.arange(m) < j
     T = jnp.where(used[:, None] & used[None, :], R[:m], 0.0) + jnp.diag(jnp.where(used, 0.0, 1.0))
     y = jax.scipy.linalg.solve_triangular(T, jnp.where(used, g[:m], 0.0), lower=False)
@@ -92,8 +96,14 @@ def gmres(matvec: Callable[[jax.Array], jax.Array], b: jax.Array,
     return x, j, jnp.abs(g[j]) <= tol * jnp.maximum(beta, jnp.finfo(dt).tiny)
 
 
-def dominant_eigenpairs(matvec: Callable[[jax.Array], jax.Array], size: int, k: int,
-                        dtype=jnp.float64, batch: int = 128, seed: int = 0):
+def dominant_eigenpairs(
+    matvec: Callable[[jax.Array], jax.Array],
+    size: int,
+    k: int,
+    dtype=jnp.float64,
+    batch: int = 128,
+    seed: int = 0,
+):
     r"""``k`` approximate eigenpairs of largest modulus of a symmetric operator.
 
     Randomized range finder with one power iteration, ``Y = A (orth(A Omega))``, then

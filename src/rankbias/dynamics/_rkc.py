@@ -128,7 +128,6 @@ class RKC(AbstractAdaptiveSolver):
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
 
-
     def _chebyshev(self, terms, t0, t1, h, y0, args, f0, rho):
         s_real = 1.0 + jnp.ceil(jnp.sqrt(1.0 + 1.54 * jnp.abs(h) * rho))
         s = jnp.clip(s_real, 2, self.max_stages).astype(jnp.int32)
@@ -192,8 +191,9 @@ class RKC(AbstractAdaptiveSolver):
         ask = lambda: (y0, f0, jnp.full_like(y0, -jnp.inf), jnp.zeros((), jnp.int32))
 
         def step():
-            y1, f1, err, its, ok = rodas4_krylov_step(fun, y0, f0, h, Vt, theta,
-                                                      self.krylov_tol, self.krylov_maxiter)
+            y1, f1, err, its, ok = rodas4_krylov_step(
+                fun, y0, f0, h, Vt, theta, self.krylov_tol, self.krylov_maxiter
+            )
             stale = (since > 0) & ((~ok) | (jnp.max(its) > self.krylov_rebuild))
             # A non-finite y1 is rejected by step()'s own check.
             out = (y1, f1, jnp.where(ok, err, jnp.inf), (7 + jnp.sum(its)).astype(jnp.int32))
@@ -227,15 +227,17 @@ class RKC(AbstractAdaptiveSolver):
         stages = 1.0 + jnp.ceil(jnp.sqrt(1.0 + 1.54 * jnp.abs(h) * rho))
         if self.krylov_stages is not None:
             branch = jnp.where(use_rk, 0, jnp.where(stages > self.krylov_stages, 2, 1))
-            ys, f1, y_error, s = jax.lax.switch(branch, (
-                tsit5, cheb, lambda: self._krylov(terms, t0, h, y0, args, f0, since[0])))
+            ys, f1, y_error, s = jax.lax.switch(
+                branch, (tsit5, cheb, lambda: self._krylov(terms, t0, h, y0, args, f0, since[0]))
+            )
             since = (since[0] + 1,)
         elif self.dense_stages is None:
             ys, f1, y_error, s = jax.lax.cond(use_rk, tsit5, cheb)
         else:
             branch = jnp.where(use_rk, 0, jnp.where(stages > self.dense_stages, 2, 1))
             ys, f1, y_error, s = jax.lax.switch(
-                branch, (tsit5, cheb, lambda: self._rodas(terms, t0, h, y0, args, f0)))
+                branch, (tsit5, cheb, lambda: self._rodas(terms, t0, h, y0, args, f0))
+            )
         dense_info = dict(y0=y0, y1=ys, k0=h * f0, k1=h * f1)
         # -inf errors (a Krylov step asking for a new basis; diffrax turns NaN into +inf)
         # pass: the controller ends the segment on them (rankbias.dynamics._flow._Segmented).
@@ -248,6 +250,10 @@ class RKC(AbstractAdaptiveSolver):
         y_error = jnp.where(finite, y_error, jnp.inf)
         ys = jnp.where(finite, ys, y0)
         f1 = jnp.where(finite, f1, f0)
-        new_state = (f1, v, jnp.where(jnp.isfinite(rho_new), rho_new, rho_prev),
-                     nfe + s + 1 + self.power_iterations) + since
+        new_state = (
+            f1,
+            v,
+            jnp.where(jnp.isfinite(rho_new), rho_new, rho_prev),
+            nfe + s + 1 + self.power_iterations,
+        ) + since
         return ys, y_error, dense_info, new_state, RESULTS.successful

@@ -45,8 +45,13 @@ _C = (
     (-2.430093356833875, -0.2063599157091915),
     (-0.1073529058151375, -9.594562251023355, -20.47028614809616),
     (7.496443313967647, -10.24680431464352, -33.99990352819905, 11.70890893206160),
-    (8.083246795921522, -7.981132988064893, -31.52159432874371, 16.31930543123136,
-     -6.058818238834054),
+    (
+        8.083246795921522,
+        -7.981132988064893,
+        -31.52159432874371,
+        16.31930543123136,
+        -6.058818238834054,
+    ),
 )
 _M = (1.221224509226641, 6.019134481288629, 12.53708332932087, -0.6878860361058950, 1.0, 1.0)
 
@@ -78,8 +83,9 @@ def rodas4_step(fun, y0: jax.Array, f0: jax.Array, h):
     return _rodas4_stages(fun, y0, f0, h, lambda rhs: jax.scipy.linalg.lu_solve(lu, rhs))
 
 
-def rodas4_krylov_step(fun, y0: jax.Array, f0: jax.Array, h, Vt: jax.Array, theta: jax.Array,
-                       tol: float, maxiter: int):
+def rodas4_krylov_step(
+    fun, y0: jax.Array, f0: jax.Array, h, Vt: jax.Array, theta: jax.Array, tol: float, maxiter: int
+):
     r"""One Rodas4 step with matrix-free linear solves, for large ``P``.
 
     Each stage solves ``(I - h gamma J) K = h gamma rhs`` (the same system as the dense step,

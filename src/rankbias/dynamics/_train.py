@@ -50,6 +50,7 @@ __all__ = ["train", "train_batch"]
 # Minibatches: the loss restricted to a uniform sample of observed entries / measurements,
 # rescaled so that the loss and its gradient are unbiased estimates of the full ones.
 
+
 class _EntryBatch(Problem):
     """``f_B(W) = 1/2 * scale * sum_{b in B} (W[r_b, c_b] - v_b)^2``."""
 
@@ -95,8 +96,10 @@ def batch_population(problem) -> int:
         return problem.num_measurements
     if isinstance(problem, MatrixEstimation):
         return int(problem.shape[0] * problem.shape[1])
-    raise ValueError(f"`batch_size` needs a MatrixCompletion, MatrixSensing or MatrixEstimation "
-                     f"problem (entries or measurements to sample), got {type(problem).__name__}")
+    raise ValueError(
+        f"`batch_size` needs a MatrixCompletion, MatrixSensing or MatrixEstimation "
+        f"problem (entries or measurements to sample), got {type(problem).__name__}"
+    )
 
 
 def batch_indices(seed, k, population: int, batch_size: int):
@@ -111,18 +114,25 @@ def minibatch(problem, idx):
     B = idx.shape[0]
     if isinstance(problem, MatrixCompletion):
         N = problem.rows.shape[0]
-        return _EntryBatch(problem.shape, problem.rows[idx], problem.cols[idx],
-                           problem.values[idx], problem.weight * (N / B))
+        return _EntryBatch(
+            problem.shape,
+            problem.rows[idx],
+            problem.cols[idx],
+            problem.values[idx],
+            problem.weight * (N / B),
+        )
     if isinstance(problem, MatrixSensing):
         return _MeasurementBatch(problem.shape, problem.A[idx], problem.y[idx])
     m, n = problem.shape
     rows, cols = idx // n, idx % n
-    return _EntryBatch(problem.shape, rows, cols, problem.Y[rows, cols],
-                       jnp.asarray(m * n / B, problem.Y.dtype))
+    return _EntryBatch(
+        problem.shape, rows, cols, problem.Y[rows, cols], jnp.asarray(m * n / B, problem.Y.dtype)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # The step rule
+
 
 @dataclass(frozen=True)
 class _OptaxRule:
@@ -152,8 +162,9 @@ class _OptaxRule:
     def step(self, problem, model, params, state, k, hyper):
         if self.batch_size is not None:
             assert self.population is not None  # set together with batch_size
-            problem = minibatch(problem, batch_indices(hyper["seed"], k, self.population,
-                                                       self.batch_size))
+            problem = minibatch(
+                problem, batch_indices(hyper["seed"], k, self.population, self.batch_size)
+            )
         f, g, _ = model.loss_and_grad(problem, params)
         updates, state = self.transform(hyper).update(g, state, params)
         effective = None if self.name is None else OPTIMIZERS[self.name].effective
@@ -164,32 +175,45 @@ class _OptaxRule:
 # ---------------------------------------------------------------------------------------------
 # Validation at the boundary
 
+
 def _resolve_optimizer(optimizer, lr, hyperparams: dict) -> tuple[str, Any, dict[str, Any]]:
     """(kind, static object, numeric hyper-parameters) for ``optimizer``; raises naming it."""
     if isinstance(optimizer, optax.GradientTransformation):
         if lr is not None or hyperparams:
             given = ", ".join(["lr"] * (lr is not None) + sorted(hyperparams))
-            raise ValueError(f"`optimizer` is an optax GradientTransformation, which fixes its "
-                             f"own hyper-parameters; got {given} as well. Pass a name (e.g. "
-                             f"'adam') or a factory (e.g. optax.adam) to set them here")
+            raise ValueError(
+                f"`optimizer` is an optax GradientTransformation, which fixes its "
+                f"own hyper-parameters; got {given} as well. Pass a name (e.g. "
+                f"'adam') or a factory (e.g. optax.adam) to set them here"
+            )
         return "tx", optimizer, {}
     if isinstance(optimizer, str):
-        return "name", optimizer, check_hyperparams(optimizer, _scalar_or_first(lr),
-                                                    {k: _scalar_or_first(v)
-                                                     for k, v in hyperparams.items()})
+        return (
+            "name",
+            optimizer,
+            check_hyperparams(
+                optimizer,
+                _scalar_or_first(lr),
+                {k: _scalar_or_first(v) for k, v in hyperparams.items()},
+            ),
+        )
     if callable(optimizer):
         if lr is None:
-            raise ValueError(f"`optimizer` {getattr(optimizer, '__name__', optimizer)!r} is a "
-                             f"factory, called as optimizer(learning_rate=lr, ...); `lr` is "
-                             f"required, got None")
+            raise ValueError(
+                f"`optimizer` {getattr(optimizer, '__name__', optimizer)!r} is a "
+                f"factory, called as optimizer(learning_rate=lr, ...); `lr` is "
+                f"required, got None"
+            )
         for k, v in hyperparams.items():
             for x in np.atleast_1d(np.asarray(v, dtype=object)):
                 if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
                     raise ValueError(f"hyper-parameter `{k}` must be a finite number, got {v!r}")
         return "factory", optimizer, {}
-    raise TypeError(f"`optimizer` must be an optax GradientTransformation, a factory such as "
-                    f"optax.adam, or one of {', '.join(map(repr, OPTIMIZERS))}; got "
-                    f"{type(optimizer).__name__}")
+    raise TypeError(
+        f"`optimizer` must be an optax GradientTransformation, a factory such as "
+        f"optax.adam, or one of {', '.join(map(repr, OPTIMIZERS))}; got "
+        f"{type(optimizer).__name__}"
+    )
 
 
 def _scalar_or_first(v):
@@ -202,10 +226,17 @@ def _rule(kind, obj, batch_size, problem) -> _OptaxRule:
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         pop = batch_population(problem)
         if batch_size > pop:
-            raise ValueError(f"`batch_size` must be <= {pop} (the items a minibatch samples "
-                             f"from), got {batch_size}")
-    return _OptaxRule(obj if kind == "name" else None, obj if kind == "tx" else None,
-                      obj if kind == "factory" else None, batch_size, pop)
+            raise ValueError(
+                f"`batch_size` must be <= {pop} (the items a minibatch samples "
+                f"from), got {batch_size}"
+            )
+    return _OptaxRule(
+        obj if kind == "name" else None,
+        obj if kind == "tx" else None,
+        obj if kind == "factory" else None,
+        batch_size,
+        pop,
+    )
 
 
 def _label(optimizer) -> str:
@@ -218,16 +249,22 @@ def _label(optimizer) -> str:
 
 def _finish(out, rec_steps, problem, model, rule, info, params0, index=None) -> Trajectory:
     label = info["optimizer"]
-    check_divergence(out, problem, model, f"training with {label}", info.get("lr"), index,
-                     params0)
+    check_divergence(out, problem, model, f"training with {label}", info.get("lr"), index, params0)
     effective = rule.name is not None and OPTIMIZERS[rule.name].effective is not None
     # The loop ran over record steps padded to a fixed length: keep the real ones.
-    recs = {k: np.asarray(v)[:rec_steps.size] for k, v in out["recs"].items()}
-    times = (np.asarray(recs.pop("time"), dtype=np.float64) if effective
-             else rec_steps.astype(np.float64))
+    recs = {k: np.asarray(v)[: rec_steps.size] for k, v in out["recs"].items()}
+    times = (
+        np.asarray(recs.pop("time"), dtype=np.float64)
+        if effective
+        else rec_steps.astype(np.float64)
+    )
     recs.pop("time", None)
-    info = dict(info, time_axis="effective" if effective else "step", steps=int(rec_steps[-1]),
-                status="completed")
+    info = dict(
+        info,
+        time_axis="effective" if effective else "step",
+        steps=int(rec_steps[-1]),
+        status="completed",
+    )
     return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
 
 
@@ -245,17 +282,31 @@ def _hyper_tree(values: dict, B: int | None, dtype):
 
 
 def _common_args(steps, n_save, divergence_factor, seed, save_at):
-    steps, n_save, divergence_factor, save_at = check_loop_args(steps, n_save,
-                                                                divergence_factor, save_at)
+    steps, n_save, divergence_factor, save_at = check_loop_args(
+        steps, n_save, divergence_factor, save_at
+    )
     for s in np.atleast_1d(np.asarray(seed)).ravel():
         check_int(s, "seed", minimum=0)
     return steps, divergence_factor, *record_steps(steps, n_save, save_at)
 
 
-def train(problem, model, params, optimizer, *, lr: float | None = None,
-          steps: int, batch_size: int | None = None, seed: int = 0, n_save: int = 200,
-          save_at=None, save_matrices: bool = False, divergence_factor: float = 1e8,
-          dtype=None, **hyperparams):
+def train(
+    problem,
+    model,
+    params,
+    optimizer,
+    *,
+    lr: float | None = None,
+    steps: int,
+    batch_size: int | None = None,
+    seed: int = 0,
+    n_save: int = 200,
+    save_at=None,
+    save_matrices: bool = False,
+    divergence_factor: float = 1e8,
+    dtype=None,
+    **hyperparams,
+):
     r"""Train ``params`` with an optax optimizer for ``steps`` steps.
 
     ``params_{k+1} = params_k + u_k``, ``(u_k, s_{k+1}) = tx.update(g_k, s_k, params_k)``,
@@ -299,8 +350,9 @@ def train(problem, model, params, optimizer, *, lr: float | None = None,
     DivergenceError: naming the step, the loss and a stable GD step size.
     """
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
-    steps, divergence_factor, rec_steps, padded = _common_args(steps, n_save,
-                                                                divergence_factor, seed, save_at)
+    steps, divergence_factor, rec_steps, padded = _common_args(
+        steps, n_save, divergence_factor, seed, save_at
+    )
     if kind == "factory":
         lr = check_positive(lr, "lr")
         hyper = dict(lr=float(lr), **{k: float(v) for k, v in hyperparams.items()})
@@ -313,21 +365,49 @@ def train(problem, model, params, optimizer, *, lr: float | None = None,
     cfg = _GDConfig(bool(save_matrices), rule)
     tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_run_jit(problem, params, jnp.asarray(padded), tree,
-                                         jnp.asarray(divergence_factor, dtype), model, cfg))
+    out = jax.block_until_ready(
+        _run_jit(
+            problem,
+            params,
+            jnp.asarray(padded),
+            tree,
+            jnp.asarray(divergence_factor, dtype),
+            model,
+            cfg,
+        )
+    )
     wall = time.perf_counter() - t0
-    info = dict(method="train", optimizer=_label(optimizer), lr=hyper.get("lr"),
-                hyperparams={k: v for k, v in hyper.items() if k != "lr"},
-                batch_size=rule.batch_size, seed=int(seed), wall_time=wall,
-                dtype=str(jnp.dtype(dtype)))
+    info = dict(
+        method="train",
+        optimizer=_label(optimizer),
+        lr=hyper.get("lr"),
+        hyperparams={k: v for k, v in hyper.items() if k != "lr"},
+        batch_size=rule.batch_size,
+        seed=int(seed),
+        wall_time=wall,
+        dtype=str(jnp.dtype(dtype)),
+    )
     return _finish(out, rec_steps, problem, model, rule, info, params)
 
 
-def train_batch(problems, model, params_list: Sequence, optimizer, *,
-                lr=None, steps: int, batch_size: int | None = None,
-                seed: int | Sequence[int] = 0, n_save: int = 200,
-                save_at=None, save_matrices: bool = False, divergence_factor: float = 1e8,
-                dtype=None, on_divergence: str = "raise", **hyperparams):
+def train_batch(
+    problems,
+    model,
+    params_list: Sequence,
+    optimizer,
+    *,
+    lr=None,
+    steps: int,
+    batch_size: int | None = None,
+    seed: int | Sequence[int] = 0,
+    n_save: int = 200,
+    save_at=None,
+    save_matrices: bool = False,
+    divergence_factor: float = 1e8,
+    dtype=None,
+    on_divergence: str = "raise",
+    **hyperparams,
+):
     """Many :func:`train` runs that share shapes and optimizer as one vmapped computation.
 
     ``problems``: one problem or one per run; ``lr``, ``seed`` and every numeric
@@ -343,8 +423,9 @@ def train_batch(problems, model, params_list: Sequence, optimizer, *,
     if on_divergence not in ("raise", "return"):
         raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
-    steps, divergence_factor, rec_steps, padded = _common_args(steps, n_save,
-                                                                divergence_factor, seed, save_at)
+    steps, divergence_factor, rec_steps, padded = _common_args(
+        steps, n_save, divergence_factor, seed, save_at
+    )
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
     if kind == "name":
         # Per-run values: validated one by one (check_hyperparams saw the first only).
@@ -359,29 +440,63 @@ def train_batch(problems, model, params_list: Sequence, optimizer, *,
         hyper = dict(hyperparams, lr=lr)
     rule = _rule(kind, obj, batch_size, problem if p_axis is None else index_tree(problem, 0))
     for i in range(B):
-        check_initial_loss(problem if p_axis is None else index_tree(problem, i), model,
-                           index_tree(params, i), name=f"params_list[{i}]")
+        check_initial_loss(
+            problem if p_axis is None else index_tree(problem, i),
+            model,
+            index_tree(params, i),
+            name=f"params_list[{i}]",
+        )
     cfg = _GDConfig(bool(save_matrices), rule)
     tree, axes = _hyper_tree(dict(hyper, seed=seed), B, dtype)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(_run_batched(problem, params, jnp.asarray(padded), tree,
-                                             jnp.asarray(divergence_factor, dtype), model, cfg,
-                                             p_axis, axes))
+    out = jax.block_until_ready(
+        _run_batched(
+            problem,
+            params,
+            jnp.asarray(padded),
+            tree,
+            jnp.asarray(divergence_factor, dtype),
+            model,
+            cfg,
+            p_axis,
+            axes,
+        )
+    )
     wall = time.perf_counter() - t0
     result = []
     seeds = np.asarray(seed)
     for i in range(B):
         prob_i = problem if p_axis is None else index_tree(problem, i)
-        h_i = {k: float(a.ravel()[i] if a.ndim else a)
-               for k, a in ((k, np.asarray(v)) for k, v in hyper.items())}
+        h_i = {
+            k: float(a.ravel()[i] if a.ndim else a)
+            for k, a in ((k, np.asarray(v)) for k, v in hyper.items())
+        }
         seed_i = int(seeds.ravel()[i] if seeds.ndim else seeds)
-        info = dict(method="train", optimizer=_label(optimizer), lr=h_i.get("lr"),
-                    hyperparams={k: v for k, v in h_i.items() if k != "lr"},
-                    batch_size=rule.batch_size, seed=seed_i, wall_time=wall / B,
-                    dtype=str(jnp.dtype(dtype)), batch_index=i, batch_runs=B)
+        info = dict(
+            method="train",
+            optimizer=_label(optimizer),
+            lr=h_i.get("lr"),
+            hyperparams={k: v for k, v in h_i.items() if k != "lr"},
+            batch_size=rule.batch_size,
+            seed=seed_i,
+            wall_time=wall / B,
+            dtype=str(jnp.dtype(dtype)),
+            batch_index=i,
+            batch_runs=B,
+        )
         try:
-            result.append(_finish(index_tree(out, i), rec_steps, prob_i, model, rule, info,
-                                  index_tree(params, i), i))
+            result.append(
+                _finish(
+                    index_tree(out, i),
+                    rec_steps,
+                    prob_i,
+                    model,
+                    rule,
+                    info,
+                    index_tree(params, i),
+                    i,
+                )
+            )
         except DivergenceError as e:
             if on_divergence == "raise":
                 raise
@@ -395,7 +510,9 @@ def _nth(per_run: dict, i: int, B: int):
     for k, v in per_run.items():
         a = np.asarray(v, dtype=object)
         if a.ndim == 1 and a.shape[0] != B:
-            raise ValueError(f"`{k}` must be a scalar or {B} values (one per run), got {a.shape[0]}")
+            raise ValueError(
+                f"`{k}` must be a scalar or {B} values (one per run), got {a.shape[0]}"
+            )
         vals[k] = a.ravel()[i] if a.ndim == 1 else v
     lr = vals.pop("lr")
     return lr, vals

@@ -25,9 +25,23 @@ from pathlib import Path
 from ..dynamics import SOLVERS
 from ..optimizers import OPTIMIZERS, check_hyperparams
 
-__all__ = ["ConfigError", "Axis", "Sweep", "RunSpec", "SCHEMA", "ALIASES", "load_config",
-           "parse_config", "validate", "apply_overrides", "apply_quick", "expand", "dump_toml",
-           "config_diff", "short"]
+__all__ = [
+    "ConfigError",
+    "Axis",
+    "Sweep",
+    "RunSpec",
+    "SCHEMA",
+    "ALIASES",
+    "load_config",
+    "parse_config",
+    "validate",
+    "apply_overrides",
+    "apply_quick",
+    "expand",
+    "dump_toml",
+    "config_diff",
+    "short",
+]
 
 
 class ConfigError(ValueError):
@@ -44,8 +58,10 @@ _OPTAX_KEYS: dict[str, tuple] = {
     "optimizer": (_S, "group_rmsprop", ("choice", tuple(OPTIMIZERS))),
     "batch_size": (_I, None, (">=", 1)),
     "batch_seed": (_I, 0, (">=", 0)),
-    **{k: (_F, None, (">=", 0.0)) for k in sorted({h for o in OPTIMIZERS.values()
-                                                    for h in o.defaults})},
+    **{
+        k: (_F, None, (">=", 0.0))
+        for k in sorted({h for o in OPTIMIZERS.values() for h in o.defaults})
+    },
 }
 SCHEMA: dict[str, dict[str, tuple]] = {
     "problem": {
@@ -65,8 +81,11 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "width": (_I, None, (">=", 1)),
     },
     "init": {
-        "name": (_S, "gaussian", ("choice", ("gaussian", "identity", "perturbed_identity",
-                                             "balanced", "orthogonal"))),
+        "name": (
+            _S,
+            "gaussian",
+            ("choice", ("gaussian", "identity", "perturbed_identity", "balanced", "orthogonal")),
+        ),
         "scale": (_F, 1e-3, (">", 0.0)),
         "per_factor": (_B, False, None),
         "beta": (_F, None, (">=", 0.0)),
@@ -89,24 +108,45 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         **_OPTAX_KEYS,
     },
     "record": {
-        "metrics": ("strs", ["loss", "grad_norm", "singular_values", "effective_rank",
-                             "distance_to_truth"], None),
+        "metrics": (
+            "strs",
+            ["loss", "grad_norm", "singular_values", "effective_rank", "distance_to_truth"],
+            None,
+        ),
         "custom": ("strs", [], None),
     },
 }
 
-METRICS = ("loss", "grad_norm", "singular_values", "effective_rank", "distance_to_truth",
-           "final_matrix", "matrices")
+METRICS = (
+    "loss",
+    "grad_norm",
+    "singular_values",
+    "effective_rank",
+    "distance_to_truth",
+    "final_matrix",
+    "matrices",
+)
 
 # Short axis names (used as dataset dimensions) for the usual sweep keys.
 ALIASES: dict[str, str] = {
-    "alpha": "init.scale", "scale": "init.scale", "seed": "init.seed", "init_seed": "init.seed",
-    "depth": "model.depth", "width": "model.width", "problem": "problem.seed",
-    "problem_seed": "problem.seed", "fraction": "problem.fraction",
-    "measurements": "problem.measurements", "noise": "problem.noise", "rank": "problem.rank",
-    "lr": "dynamics.lr", "t_max": "dynamics.t_max", "steps": "dynamics.steps",
+    "alpha": "init.scale",
+    "scale": "init.scale",
+    "seed": "init.seed",
+    "init_seed": "init.seed",
+    "depth": "model.depth",
+    "width": "model.width",
+    "problem": "problem.seed",
+    "problem_seed": "problem.seed",
+    "fraction": "problem.fraction",
+    "measurements": "problem.measurements",
+    "noise": "problem.noise",
+    "rank": "problem.rank",
+    "lr": "dynamics.lr",
+    "t_max": "dynamics.t_max",
+    "steps": "dynamics.steps",
     "init": "init.name",
-    "optimizer": "dynamics.optimizer", "batch_size": "dynamics.batch_size",
+    "optimizer": "dynamics.optimizer",
+    "batch_size": "dynamics.batch_size",
     "batch_seed": "dynamics.batch_seed",
 }
 _SHORT = {v: k for k, v in reversed(list(ALIASES.items()))}
@@ -165,6 +205,7 @@ class Sweep:
 # ---------------------------------------------------------------------------------------------
 # Loading and validation
 
+
 def load_config(path: str | Path) -> dict:
     """Read a TOML file; a syntax error becomes a :class:`ConfigError` naming the file."""
     path = Path(path)
@@ -190,7 +231,7 @@ def short(v, limit: int = 80, *, quote: bool = True) -> str:
     """``repr``-like text of ``v`` (a string unquoted with ``quote=False``), cut to ``limit``
     characters: messages never echo a 100 KB value."""
     text = repr(v) if isinstance(v, str) and quote else str(v)
-    return text if len(text) <= limit else f"{text[:limit - 25]}... ({len(text)} characters)"
+    return text if len(text) <= limit else f"{text[: limit - 25]}... ({len(text)} characters)"
 
 
 def _fmt(v) -> str:
@@ -218,13 +259,19 @@ def _check_value(path: str, kind: str, check, v):
         if not isinstance(v, bool):
             raise ConfigError(f"{path} must be true or false, got {_fmt(v)}")
     elif kind == "shape":
-        if (not isinstance(v, list) or len(v) != 2
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v)):
+        if (
+            not isinstance(v, list)
+            or len(v) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v)
+        ):
             raise ConfigError(f"{path} must be a pair of positive integers [m, n], got {_fmt(v)}")
         v = [int(s) for s in v]
     elif kind == "floats":
-        if (not isinstance(v, list) or not v
-                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in v)):
+        if (
+            not isinstance(v, list)
+            or not v
+            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in v)
+        ):
             raise ConfigError(f"{path} must be a non-empty list of numbers, got {_fmt(v)}")
         v = [float(s) for s in v]
     elif kind == "strs":
@@ -250,10 +297,16 @@ def _resolve_key(key: str, where: str) -> str:
     """An axis key: an alias (``alpha``) or a dotted path (``init.scale``)."""
     full = ALIASES.get(key, key)
     parts = full.split(".")
-    if len(parts) != 2 or parts[0] not in SCHEMA or parts[0] == "record" \
-            or parts[1] not in SCHEMA[parts[0]]:
-        raise ConfigError(f"{where}: unknown sweep key {short(key)}; use a dotted path such as "
-                          f"'init.scale' or one of the aliases {', '.join(sorted(ALIASES))}")
+    if (
+        len(parts) != 2
+        or parts[0] not in SCHEMA
+        or parts[0] == "record"
+        or parts[1] not in SCHEMA[parts[0]]
+    ):
+        raise ConfigError(
+            f"{where}: unknown sweep key {short(key)}; use a dotted path such as "
+            f"'init.scale' or one of the aliases {', '.join(sorted(ALIASES))}"
+        )
     return full
 
 
@@ -278,8 +331,10 @@ def validate(raw: dict) -> dict:
         allowed = _HEADER | {"runner", "params"}
         for k in raw:
             if k not in allowed:
-                raise ConfigError(f"unknown key {k!r} in a reproduction config "
-                                  f"(allowed: {', '.join(sorted(allowed))})")
+                raise ConfigError(
+                    f"unknown key {k!r} in a reproduction config "
+                    f"(allowed: {', '.join(sorted(allowed))})"
+                )
         runner = raw.get("runner")
         if not isinstance(runner, str) or runner.count(":") != 1 or not all(runner.split(":")):
             raise ConfigError(f"runner must be 'package.module:function', got {_fmt(runner)}")
@@ -297,19 +352,24 @@ def validate(raw: dict) -> dict:
                 raise ConfigError("quick must be a non-empty table of overrides ([quick])")
             continue
         if k not in SCHEMA:
-            raise ConfigError(f"unknown section {short(k)} (allowed: name, description, kind, "
-                              f"{', '.join(SCHEMA)}, sweep, quick)")
+            raise ConfigError(
+                f"unknown section {short(k)} (allowed: name, description, kind, "
+                f"{', '.join(SCHEMA)}, sweep, quick)"
+            )
         if not isinstance(v, dict):
             raise ConfigError(f"{k} must be a table ([{k}])")
         for kk, vv in v.items():
             if kk not in SCHEMA[k]:
-                raise ConfigError(f"unknown key {k}.{short(kk, 40, quote=False)} (allowed: {', '.join(SCHEMA[k])})")
+                raise ConfigError(
+                    f"unknown key {k}.{short(kk, 40, quote=False)} (allowed: {', '.join(SCHEMA[k])})"
+                )
             t, _, check = SCHEMA[k][kk]
             _check_value(f"{k}.{kk}", t, check, vv)
     for m in raw.get("record", {}).get("metrics", []):
         if m not in METRICS:
-            raise ConfigError(f"record.metrics: unknown metric {short(m)} "
-                              f"(allowed: {', '.join(METRICS)})")
+            raise ConfigError(
+                f"record.metrics: unknown metric {short(m)} (allowed: {', '.join(METRICS)})"
+            )
     for c in raw.get("record", {}).get("custom", []):
         if c.count(":") != 1:
             raise ConfigError(f"record.custom: {short(c)} must be 'module:function'")
@@ -338,8 +398,10 @@ def _validate_sweep(sw) -> None:
     if isinstance(zips, dict):
         zips = [zips]
     if not isinstance(zips, list) or not all(isinstance(z, dict) for z in zips):
-        raise ConfigError("sweep.zip must be a table of equal-length lists, or an array of such "
-                          "tables ([[sweep.zip]])")
+        raise ConfigError(
+            "sweep.zip must be a table of equal-length lists, or an array of such "
+            "tables ([[sweep.zip]])"
+        )
     groups += [(f"sweep.zip[{i}]", z) for i, z in enumerate(zips)]
     for where, group in groups:
         if not group:
@@ -349,8 +411,10 @@ def _validate_sweep(sw) -> None:
             path = f"{where}.{k}" if where == "sweep.grid" else f"{where}.{k}"
             full = _resolve_key(k, path)
             if full == "dynamics.method":
-                raise ConfigError(f"{path}: dynamics.method cannot be swept (flow and gd have "
-                                  f"different time axes); run one sweep per method")
+                raise ConfigError(
+                    f"{path}: dynamics.method cannot be swept (flow and gd have "
+                    f"different time axes); run one sweep per method"
+                )
             if full in seen:
                 raise ConfigError(f"{path}: {full} is swept twice (also in {seen[full]})")
             seen[full] = path
@@ -362,13 +426,16 @@ def _validate_sweep(sw) -> None:
                 _check_value(f"{path}[{i}]", t, check, v)
             lengths.add(len(vals))
         if len(lengths) > 1:
-            raise ConfigError(f"{where}: zipped lists must have equal lengths, got "
-                              f"{', '.join(f'{k}: {len(v)}' for k, v in group.items())}")
+            raise ConfigError(
+                f"{where}: zipped lists must have equal lengths, got "
+                f"{', '.join(f'{k}: {len(v)}' for k, v in group.items())}"
+            )
         _no_duplicates(where, group)
 
 
 def _no_duplicates(where: str, group: dict) -> None:
     """Refuse repeated sweep points: they are one run, and a coordinate must be unique."""
+
     def norm(v):
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
@@ -383,13 +450,16 @@ def _no_duplicates(where: str, group: dict) -> None:
     n = seen[worst]
     first = raw_points[points.index(worst)]
     rep = str(first[0]) if len(first) == 1 else "(" + ", ".join(map(str, first)) + ")"
-    raise ConfigError(f"{where}.{'/'.join(group)} repeats values ({short(rep, 40, quote=False)} appears {n} "
-                      f"times; {len(points)} values, {len(seen)} distinct): a repeated point is "
-                      f"the same run; list each value once")
+    raise ConfigError(
+        f"{where}.{'/'.join(group)} repeats values ({short(rep, 40, quote=False)} appears {n} "
+        f"times; {len(points)} values, {len(seen)} distinct): a repeated point is "
+        f"the same run; list each value once"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Overrides (--set) and the quick variant
+
 
 def _parse_value(text: str):
     try:
@@ -440,8 +510,10 @@ def apply_quick(raw: dict) -> dict:
     if the config has no ``[quick]`` table (``--quick`` must never be silently ignored).
     """
     if _QUICK not in raw:
-        raise ConfigError(f"experiment {short(raw.get('name'))} defines no quick variant (a "
-                          f"[quick] table of overrides); run it without --quick, or add one")
+        raise ConfigError(
+            f"experiment {short(raw.get('name'))} defines no quick variant (a "
+            f"[quick] table of overrides); run it without --quick, or add one"
+        )
     base = {k: v for k, v in raw.items() if k != _QUICK}
     return apply_overrides(base, _flatten_quick(raw[_QUICK]))
 
@@ -449,14 +521,22 @@ def apply_quick(raw: dict) -> dict:
 def dump_toml(raw: dict) -> str:
     """TOML text of a config (tables, arrays of tables, scalars, lists); ``parse_config`` of
     the result gives ``raw`` back. Used to store the configuration as run, overrides applied."""
+
     def val(v) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, str):
             return json.dumps(v)  # a JSON string is a valid TOML basic string
         if isinstance(v, float):
-            return "inf" if v == math.inf else "-inf" if v == -math.inf else \
-                "nan" if v != v else repr(v)
+            return (
+                "inf"
+                if v == math.inf
+                else "-inf"
+                if v == -math.inf
+                else "nan"
+                if v != v
+                else repr(v)
+            )
         if isinstance(v, int):
             return str(v)
         if isinstance(v, (list, tuple)):
@@ -519,7 +599,9 @@ def _set(raw: dict, key: str, value) -> None:
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {short(key, 40, quote=False)}: {short(p, 40, quote=False)} is not a table")
+                raise ConfigError(
+                    f"--set {short(key, 40, quote=False)}: {short(p, 40, quote=False)} is not a table"
+                )
             node = nxt
         node[parts[-1]] = value
         return
@@ -543,8 +625,10 @@ def _set(raw: dict, key: str, value) -> None:
     if key in raw and key not in SCHEMA:
         raw[key] = value
         return
-    raise ConfigError(f"--set: unknown key {short(key, 40)}; use a dotted path (e.g. dynamics.t_max) or "
-                      f"a sweep axis ({', '.join(sorted(ALIASES))})")
+    raise ConfigError(
+        f"--set: unknown key {short(key, 40)}; use a dotted path (e.g. dynamics.t_max) or "
+        f"a sweep axis ({', '.join(sorted(ALIASES))})"
+    )
 
 
 def _zip_list(sweep: dict) -> list[dict]:
@@ -555,8 +639,15 @@ def _zip_list(sweep: dict) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 # Expansion
 
-_TYPE_NAMES = {_F: "float", _I: "int", _S: "string", _B: "bool", "shape": "[int, int]",
-               "floats": "list of floats", "strs": "list of strings"}
+_TYPE_NAMES = {
+    _F: "float",
+    _I: "int",
+    _S: "string",
+    _B: "bool",
+    "shape": "[int, int]",
+    "floats": "list of floats",
+    "strs": "list of strings",
+}
 
 
 def _check_text(check) -> str:
@@ -588,8 +679,12 @@ def _defaults(raw: dict) -> dict:
     base = {}
     for sec, keys in SCHEMA.items():
         given = raw.get(sec, {})
-        base[sec] = {k: _check_value(f"{sec}.{k}", t, chk, given[k]) if given.get(k) is not None
-                     else copy.deepcopy(d) for k, (t, d, chk) in keys.items()}
+        base[sec] = {
+            k: _check_value(f"{sec}.{k}", t, chk, given[k])
+            if given.get(k) is not None
+            else copy.deepcopy(d)
+            for k, (t, d, chk) in keys.items()
+        }
     return base
 
 
@@ -631,33 +726,46 @@ def _check_run(cfg: dict, where: str) -> None:
     p, m = cfg["problem"], cfg["model"]
     mm, nn = p["shape"]
     if p["rank"] > min(mm, nn):
-        raise ConfigError(f"{where}problem.rank={p['rank']} exceeds min(problem.shape)={min(mm, nn)}")
+        raise ConfigError(
+            f"{where}problem.rank={p['rank']} exceeds min(problem.shape)={min(mm, nn)}"
+        )
     if p["psd"] and mm != nn:
-        raise ConfigError(f"{where}problem.psd = true needs a square problem.shape, got {p['shape']}")
+        raise ConfigError(
+            f"{where}problem.psd = true needs a square problem.shape, got {p['shape']}"
+        )
     if m["type"] == "symmetric" and mm != nn:
-        raise ConfigError(f"{where}model.type = 'symmetric' needs a square problem.shape, "
-                          f"got {p['shape']}")
+        raise ConfigError(
+            f"{where}model.type = 'symmetric' needs a square problem.shape, got {p['shape']}"
+        )
     if m["type"] == "symmetric" and not p["psd"]:
         raise ConfigError(f"{where}model.type = 'symmetric' needs problem.psd = true")
     if p.get("spectrum") is not None and len(p["spectrum"]) != p["rank"]:
-        raise ConfigError(f"{where}problem.spectrum has {len(p['spectrum'])} values, "
-                          f"expected problem.rank={p['rank']}")
+        raise ConfigError(
+            f"{where}problem.spectrum has {len(p['spectrum'])} values, "
+            f"expected problem.rank={p['rank']}"
+        )
     d = cfg["dynamics"]
     if d["method"] == "flow" and d.get("t_min") is not None and not d["t_min"] < d["t_max"]:
-        raise ConfigError(f"{where}dynamics.t_min must be < dynamics.t_max={d['t_max']:g}, "
-                          f"got {d['t_min']:g}")
+        raise ConfigError(
+            f"{where}dynamics.t_min must be < dynamics.t_max={d['t_max']:g}, got {d['t_min']:g}"
+        )
     if d["method"] == "optax":
         hyper = {k: d[k] for k in OPTIMIZERS[d["optimizer"]].defaults if d.get(k) is not None}
         try:
             check_hyperparams(d["optimizer"], d["lr"], hyper)
         except ValueError as e:
             raise ConfigError(f"{where}dynamics: {e}") from None
-        for k in set(_OPTAX_KEYS) - set(OPTIMIZERS[d["optimizer"]].defaults) - {
-                "optimizer", "batch_size", "batch_seed"}:
+        for k in (
+            set(_OPTAX_KEYS)
+            - set(OPTIMIZERS[d["optimizer"]].defaults)
+            - {"optimizer", "batch_size", "batch_seed"}
+        ):
             if d.get(k) is not None:
-                raise ConfigError(f"{where}dynamics.{k} is not a hyper-parameter of "
-                                  f"dynamics.optimizer = {d['optimizer']!r} (it has: lr, "
-                                  f"{', '.join(OPTIMIZERS[d['optimizer']].defaults) or 'no other'})")
+                raise ConfigError(
+                    f"{where}dynamics.{k} is not a hyper-parameter of "
+                    f"dynamics.optimizer = {d['optimizer']!r} (it has: lr, "
+                    f"{', '.join(OPTIMIZERS[d['optimizer']].defaults) or 'no other'})"
+                )
     if cfg["init"]["name"] == "perturbed_identity" and cfg["init"].get("beta") is None:
         raise ConfigError(f"{where}init.beta is required by init.name = 'perturbed_identity'")
 
@@ -691,17 +799,30 @@ def expand(raw: dict, code_version: str | None = None) -> Sweep:
         axes.append(Axis(_axis_name(next(iter(z))), tuple(keys), tuple(values)))
     names = [a.name for a in axes]
     if len(set(names)) != len(names):
-        raise ConfigError(f"sweep: two axes share the name {[n for n in names if names.count(n) > 1][0]!r}")
-    sweep = Sweep(name=raw["name"], description=raw.get("description", ""), base=base,
-                  axes=axes, batch_size=int(sw.get("batch_size", DEFAULT_BATCH)), raw=raw)
+        raise ConfigError(
+            f"sweep: two axes share the name {[n for n in names if names.count(n) > 1][0]!r}"
+        )
+    sweep = Sweep(
+        name=raw["name"],
+        description=raw.get("description", ""),
+        base=base,
+        axes=axes,
+        batch_size=int(sw.get("batch_size", DEFAULT_BATCH)),
+        raw=raw,
+    )
     for idx in itertools.product(*(range(len(a)) for a in axes)):
         cfg = copy.deepcopy(base)
         for a, i in zip(axes, idx, strict=True):
             for key, vals in zip(a.keys, a.values, strict=True):
                 sec, kk = key.split(".")
                 cfg[sec][kk] = vals[i]
-        where = "" if not axes else "run " + ", ".join(
-            f"{a.name}={a.values[0][i]}" for a, i in zip(axes, idx, strict=True)) + ": "
+        where = (
+            ""
+            if not axes
+            else "run "
+            + ", ".join(f"{a.name}={a.values[0][i]}" for a, i in zip(axes, idx, strict=True))
+            + ": "
+        )
         _check_run(cfg, where)
         cfg = _normalise_run(cfg)
         sweep.runs.append(RunSpec(cfg, tuple(idx), run_key(cfg, code_version)))

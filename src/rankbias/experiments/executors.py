@@ -17,8 +17,15 @@ from pathlib import Path
 from .config import Sweep
 from .runner import Chunk, manifest_for, plan_chunks, run_chunk
 
-__all__ = ["ExecutorError", "InProcessExecutor", "ProcessExecutor", "DaskExecutor",
-           "make_executor", "run_sweep", "EXECUTORS"]
+__all__ = [
+    "ExecutorError",
+    "InProcessExecutor",
+    "ProcessExecutor",
+    "DaskExecutor",
+    "make_executor",
+    "run_sweep",
+    "EXECUTORS",
+]
 
 EXECUTORS = ("inprocess", "processes", "dask")
 
@@ -82,8 +89,10 @@ class ProcessExecutor:
                 try:
                     yield futs[f], f.result()
                 except BrokenProcessPool:
-                    raise ExecutorError("a worker process died; the finished runs are saved, "
-                                        "re-run the same command to resume") from None
+                    raise ExecutorError(
+                        "a worker process died; the finished runs are saved, "
+                        "re-run the same command to resume"
+                    ) from None
         finally:
             for f in futs:
                 f.cancel()
@@ -114,24 +123,39 @@ class DaskExecutor:
     runs stay pending and the sweep reports them.
     """
 
-    def __init__(self, scheduler: str | None = None, workers: int | None = None,
-                 timeout: float = 10.0, retries: int = 1):
-        self.scheduler, self.workers, self.timeout, self.retries = scheduler, workers, timeout, retries
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        workers: int | None = None,
+        timeout: float = 10.0,
+        retries: int = 1,
+    ):
+        self.scheduler, self.workers, self.timeout, self.retries = (
+            scheduler,
+            workers,
+            timeout,
+            retries,
+        )
         self._client = self._cluster = None
 
     def __enter__(self):
         try:
             from distributed import Client, LocalCluster
         except ImportError:  # pragma: no cover - dask[distributed] is a dependency
-            raise ExecutorError("the dask executor needs `pip install 'dask[distributed]'`") from None
+            raise ExecutorError(
+                "the dask executor needs `pip install 'dask[distributed]'`"
+            ) from None
         try:
             if self.scheduler:
                 self._client = Client(self.scheduler, timeout=f"{self.timeout}s")
             else:
-                self._cluster = LocalCluster(n_workers=self.workers or max(1, (os.cpu_count() or 2) // 2),
-                                             threads_per_worker=1, processes=True,
-                                             # None turns the dashboard off (the stub says str)
-                                             dashboard_address=None)  # pyright: ignore[reportArgumentType]
+                self._cluster = LocalCluster(
+                    n_workers=self.workers or max(1, (os.cpu_count() or 2) // 2),
+                    threads_per_worker=1,
+                    processes=True,
+                    # None turns the dashboard off (the stub says str)
+                    dashboard_address=None,  # pyright: ignore[reportArgumentType]
+                )
                 self._client = Client(self._cluster)
         except (OSError, TimeoutError) as e:
             self.__exit__(None, None, None)
@@ -167,8 +191,9 @@ class DaskExecutor:
                 f.cancel()
 
 
-def make_executor(name: str = "inprocess", *, workers: int | None = None,
-                  scheduler: str | None = None):
+def make_executor(
+    name: str = "inprocess", *, workers: int | None = None, scheduler: str | None = None
+):
     """An executor by name: ``"inprocess"``, ``"processes"`` or ``"dask"``."""
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
@@ -193,16 +218,33 @@ def _progress(total: int, name: str, enabled: bool):
         TimeRemainingColumn,
     )
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("runs"), TimeElapsedColumn(), TextColumn("eta"),
-                    TimeRemainingColumn(), disable=not enabled)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
 
 
-def run_sweep(sweep: Sweep, out: str | os.PathLike, *, executor: str = "inprocess",
-              workers: int | None = None, scheduler: str | None = None, verify: bool = True,
-              progress: bool = True, config_text: str | None = None,
-              max_chunks: int | None = None, add: bool = False, quick: bool = False,
-              log: Callable[[str], None] | None = None) -> dict:
+def run_sweep(
+    sweep: Sweep,
+    out: str | os.PathLike,
+    *,
+    executor: str = "inprocess",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    verify: bool = True,
+    progress: bool = True,
+    config_text: str | None = None,
+    max_chunks: int | None = None,
+    add: bool = False,
+    quick: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Run every unfinished run of ``sweep`` into the results folder ``out``.
 
     The folder must be new, empty, or hold this same sweep (it is then resumed); a folder of
@@ -228,8 +270,10 @@ def run_sweep(sweep: Sweep, out: str | os.PathLike, *, executor: str = "inproces
         store.create()
         man = claim(store, man, add=add)
         store.write_manifest(man)
-        atomic_write_text(Path(out) / "config.toml",
-                          config_text if config_text is not None else dump_toml(sweep.raw))
+        atomic_write_text(
+            Path(out) / "config.toml",
+            config_text if config_text is not None else dump_toml(sweep.raw),
+        )
         scan = store.scan()
         keys = set(man["runs"])
         done = set(scan.done) & keys
@@ -237,16 +281,20 @@ def run_sweep(sweep: Sweep, out: str | os.PathLike, *, executor: str = "inproces
             bad = {k: store.check(k) for k in done}
             unreadable = sorted(k for k, c in bad.items() if c == "unreadable")
             if unreadable:
-                raise StoreError(f"{len(unreadable)} run file(s) cannot be read (e.g. "
-                                 f"{store.path(unreadable[0])}); they are kept: fix their "
-                                 f"permissions and run again")
+                raise StoreError(
+                    f"{len(unreadable)} run file(s) cannot be read (e.g. "
+                    f"{store.path(unreadable[0])}); they are kept: fix their "
+                    f"permissions and run again"
+                )
             corrupt = [k for k, c in bad.items() if c != "ok"]
             for k in corrupt:
                 store.remove(k)
                 done.discard(k)
             if corrupt:
-                log(f"removed {len(corrupt)} corrupt run file(s) (failed checksum or key "
-                    f"check); they are re-run")
+                log(
+                    f"removed {len(corrupt)} corrupt run file(s) (failed checksum or key "
+                    f"check); they are re-run"
+                )
         total = len(keys)
         log(f"{sweep.name}: {len(done)} already done, {total - len(done)} to run")
         chunks = [c for c in plan_chunks(sweep) if not set(c.keys) <= done]

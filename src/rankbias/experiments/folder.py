@@ -41,13 +41,15 @@ def check_out(out: str | os.PathLike) -> Path:
             raise ResultsFolderError(
                 f"{path} is not empty and is not a rankbias results folder (no {MANIFEST}; it "
                 f"holds {short(', '.join(sorted(entries)[:5]), 60)}); choose a new or empty "
-                f"folder for --out")
+                f"folder for --out"
+            )
     return path
 
 
 def _same(a: dict, b: dict) -> bool:
     def canon(d):
         return json.dumps(d, sort_keys=True, default=float)
+
     return canon(a) == canon(b)
 
 
@@ -86,13 +88,23 @@ def claim(store, manifest: dict, *, add: bool = False) -> dict:
         diff.append(f"--quick: {bool(old.get('quick'))} -> {bool(new.get('quick'))}")
     lines = "\n".join(f"  {d}" for d in diff)
     if not add or old_kind != "sweep" or new_kind != "sweep":
-        way = ("use a new --out folder" if old_kind != new_kind or new_kind != "sweep" else
-               "use a new --out folder, or --add to run this config into the same folder "
-               "(both configs are then recorded in its experiment.json)")
-        raise ResultsFolderError(f"results folder {store.root} holds another experiment ({what}); "
-                                 f"the config differs:\n{lines}\n{way}")
-    entry = {"name": old.get("name"), "config": old.get("config"), "quick": old.get("quick"),
-             "runs": old.get("runs", []), "created": old.get("created")}
+        way = (
+            "use a new --out folder"
+            if old_kind != new_kind or new_kind != "sweep"
+            else "use a new --out folder, or --add to run this config into the same folder "
+            "(both configs are then recorded in its experiment.json)"
+        )
+        raise ResultsFolderError(
+            f"results folder {store.root} holds another experiment ({what}); "
+            f"the config differs:\n{lines}\n{way}"
+        )
+    entry = {
+        "name": old.get("name"),
+        "config": old.get("config"),
+        "quick": old.get("quick"),
+        "runs": old.get("runs", []),
+        "created": old.get("created"),
+    }
     history = [h for h in old.get("history", []) if not _same(h.get("config", {}), new["config"])]
     new["history"] = history + [entry]
     return new

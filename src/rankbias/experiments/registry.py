@@ -25,8 +25,16 @@ from .config import (
     short,
 )
 
-__all__ = ["Experiment", "CONFIG_DIR", "list_experiments", "resolve", "run_experiment",
-           "run_reproduction", "UnknownExperimentError", "ReproductionError"]
+__all__ = [
+    "Experiment",
+    "CONFIG_DIR",
+    "list_experiments",
+    "resolve",
+    "run_experiment",
+    "run_reproduction",
+    "UnknownExperimentError",
+    "ReproductionError",
+]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -63,15 +71,19 @@ def list_experiments(config_dir: Path | None = None) -> list[Experiment]:
     for p in files:
         try:
             raw = load_config(p)
-            out.append(Experiment(raw["name"], raw.get("kind", "sweep"),
-                                  raw.get("description", ""), p))
+            out.append(
+                Experiment(raw["name"], raw.get("kind", "sweep"), raw.get("description", ""), p)
+            )
         except ConfigError as e:
             out.append(Experiment(p.stem, "invalid", f"invalid config: {e}", p))
     return out
 
 
-def resolve(name_or_path: str | os.PathLike, overrides: list[str] | None = None,
-            config_dir: Path | None = None) -> tuple[dict, str]:
+def resolve(
+    name_or_path: str | os.PathLike,
+    overrides: list[str] | None = None,
+    config_dir: Path | None = None,
+) -> tuple[dict, str]:
     """A config (validated, overrides applied) and its TOML text, from a name or a file."""
     s = str(name_or_path)
     p = Path(s)
@@ -88,8 +100,10 @@ def resolve(name_or_path: str | os.PathLike, overrides: list[str] | None = None,
         known = {e.name: e for e in list_experiments(config_dir)}
         if s not in known:
             names = ", ".join(sorted(known)) or "(none)"
-            raise UnknownExperimentError(f"unknown experiment {short(s)}; `rankbias list` shows the "
-                                         f"named experiments: {names}")
+            raise UnknownExperimentError(
+                f"unknown experiment {short(s)}; `rankbias list` shows the "
+                f"named experiments: {names}"
+            )
         text = known[s].path.read_text()
         raw = parse_config(text, source=str(known[s].path))
     if overrides:
@@ -107,8 +121,14 @@ def _runner(spec: str):
         raise ConfigError(f"runner {spec!r}: module {mod!r} has no function {fn!r}") from None
 
 
-def run_reproduction(raw: dict, out: str | os.PathLike, *, quick: bool = False,
-                     config_text: str | None = None, log=None) -> dict:
+def run_reproduction(
+    raw: dict,
+    out: str | os.PathLike,
+    *,
+    quick: bool = False,
+    config_text: str | None = None,
+    log=None,
+) -> dict:
     """Call ``runner(out_dir, quick=quick, **params)`` and store its summary with the config
     and versions in ``out/summary.json`` (``out/experiment.json`` marks the folder).
 
@@ -120,28 +140,43 @@ def run_reproduction(raw: dict, out: str | os.PathLike, *, quick: bool = False,
 
     store = Store(check_out(out))
     fn = _runner(raw["runner"])
-    man = {"format": 1, "kind": "reproduction", "name": raw["name"],
-           "description": raw.get("description", ""), "config": raw, "quick": quick,
-           "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    man = {
+        "format": 1,
+        "kind": "reproduction",
+        "name": raw["name"],
+        "description": raw.get("description", ""),
+        "config": raw,
+        "quick": quick,
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     with store.lock(log):
         store.create()
         man = claim(store, man)
         store.write_manifest(man)
-        atomic_write_text(Path(out) / "config.toml",
-                          config_text if config_text is not None else dump_toml(raw))
+        atomic_write_text(
+            Path(out) / "config.toml", config_text if config_text is not None else dump_toml(raw)
+        )
         t0 = time.perf_counter()
         try:
             result = fn(Path(out), quick=quick, **raw.get("params", {}))
         except (KeyboardInterrupt, OSError):
             raise
         except Exception as e:  # noqa: BLE001 - the runner's own failure, reported in one line
-            raise ReproductionError(f"reproduction {raw['name']!r} failed in {raw['runner']}: "
-                                    f"{type(e).__name__}: {_clip(str(e))} (set "
-                                    f"RANKBIAS_DEBUG=1 for the traceback)") from e
+            raise ReproductionError(
+                f"reproduction {raw['name']!r} failed in {raw['runner']}: "
+                f"{type(e).__name__}: {_clip(str(e))} (set "
+                f"RANKBIAS_DEBUG=1 for the traceback)"
+            ) from e
         wall = time.perf_counter() - t0
-        summary = {"name": raw["name"], "quick": quick, "wall_time": wall,
-                   "results": result if isinstance(result, dict) else {"result": result},
-                   "config": raw, "versions": man["versions"]}
+        summary = {
+            "name": raw["name"],
+            "quick": quick,
+            "wall_time": wall,
+            "results": result if isinstance(result, dict) else {"result": result},
+            "config": raw,
+            "versions": man["versions"],
+        }
         atomic_write_text(Path(out) / "summary.json", json.dumps(summary, indent=1, default=_jd))
     return summary
 
@@ -158,10 +193,20 @@ def _jd(o):
         return str(o)
 
 
-def run_experiment(name_or_path, out, *, overrides=None, quick: bool = False,
-                   executor: str = "inprocess", workers: int | None = None,
-                   scheduler: str | None = None, progress: bool = True,
-                   config_dir: Path | None = None, add: bool = False, log=None) -> dict:
+def run_experiment(
+    name_or_path,
+    out,
+    *,
+    overrides=None,
+    quick: bool = False,
+    executor: str = "inprocess",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+    config_dir: Path | None = None,
+    add: bool = False,
+    log=None,
+) -> dict:
     """Run a named experiment or a TOML config file into ``out``; returns a status summary.
 
     ``overrides`` (``KEY=VALUE`` strings, as ``--set``) and, for a sweep, ``quick`` (its
@@ -177,5 +222,14 @@ def run_experiment(name_or_path, out, *, overrides=None, quick: bool = False,
     if quick:
         raw = apply_quick(raw)
     sweep = expand(raw)
-    return run_sweep(sweep, out, executor=executor, workers=workers, scheduler=scheduler,
-                     progress=progress, add=add, quick=quick, log=log)
+    return run_sweep(
+        sweep,
+        out,
+        executor=executor,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        add=add,
+        quick=quick,
+        log=log,
+    )

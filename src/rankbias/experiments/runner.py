@@ -46,14 +46,16 @@ def _problem_cached(pjson: str):
 
     p = json.loads(pjson)
     shape = tuple(p["shape"])
-    M = rb.random_low_rank(shape, p["rank"], psd=p["psd"], seed=p["seed"],
-                           spectrum=p.get("spectrum"))
+    M = rb.random_low_rank(
+        shape, p["rank"], psd=p["psd"], seed=p["seed"], spectrum=p.get("spectrum")
+    )
     sym = bool(p["psd"])
     if p["type"] == "completion":
         return rb.MatrixCompletion.uniform(M, p["fraction"], p["seed"], symmetric=sym)
     if p["type"] == "sensing":
-        return rb.MatrixSensing.gaussian(M, p["measurements"], p["seed"], symmetric=sym,
-                                         noise=p["noise"])
+        return rb.MatrixSensing.gaussian(
+            M, p["measurements"], p["seed"], symmetric=sym, noise=p["noise"]
+        )
     rng = np.random.default_rng([p["seed"], 1])
     noise = p["noise"] * rng.standard_normal(shape)
     if sym:
@@ -80,8 +82,9 @@ def build_model(cfg: dict):
 
 def build_init(model, cfg: dict):
     i = cfg["init"]
-    return model.init(i["name"], i["scale"], i["seed"], per_factor=i["per_factor"],
-                      beta=i.get("beta"))
+    return model.init(
+        i["name"], i["scale"], i["seed"], per_factor=i["per_factor"], beta=i.get("beta")
+    )
 
 
 def _group_key(cfg: dict) -> str:
@@ -90,9 +93,16 @@ def _group_key(cfg: dict) -> str:
     prob = build_problem(cfg)
     leaves = [(tuple(x.shape), str(x.dtype)) for x in jax.tree_util.tree_leaves(prob)]
     dyn = {k: v for k, v in cfg["dynamics"].items() if k not in ("lr", "batch_seed")}
-    return _canon({"model": cfg["model"], "dyn": dyn, "rec": cfg["record"],
-                   "ptype": type(prob).__name__, "shape": cfg["problem"]["shape"],
-                   "leaves": str(leaves)})
+    return _canon(
+        {
+            "model": cfg["model"],
+            "dyn": dyn,
+            "rec": cfg["record"],
+            "ptype": type(prob).__name__,
+            "shape": cfg["problem"]["shape"],
+            "leaves": str(leaves),
+        }
+    )
 
 
 def plan_chunks(sweep: Sweep) -> list[Chunk]:
@@ -107,7 +117,7 @@ def plan_chunks(sweep: Sweep) -> list[Chunk]:
     for g in sorted(groups):
         runs = sorted(groups[g], key=lambda r: r.key)
         for i in range(0, len(runs), sweep.batch_size):
-            part = runs[i:i + sweep.batch_size]
+            part = runs[i : i + sweep.batch_size]
             chunks.append(Chunk(tuple(r.key for r in part), tuple(r.config for r in part)))
     return chunks
 
@@ -137,7 +147,8 @@ def _arrays(traj, cfg: dict, problem) -> dict[str, np.ndarray]:
         if truth is not None:
             truth = np.asarray(truth)
             out["metric_distance_to_truth"] = np.array(
-                np.linalg.norm(traj.final_matrix - truth) / max(np.linalg.norm(truth), 1e-300))
+                np.linalg.norm(traj.final_matrix - truth) / max(np.linalg.norm(truth), 1e-300)
+            )
     for name in cfg["record"]["custom"]:
         vals = _custom(name)(traj, problem, cfg)
         for k, v in dict(vals).items():
@@ -149,9 +160,16 @@ def _arrays(traj, cfg: dict, problem) -> dict[str, np.ndarray]:
 
 def _dyn_kwargs(d: dict) -> dict:
     if d["method"] == "flow":
-        return dict(t_max=d["t_max"], rtol=d["rtol"], atol=d["atol"], solver=d["solver"],
-                    gtol=d["gtol"], n_save=d["n_save"], t_min=d["t_min"],
-                    max_steps=d["max_steps"])
+        return dict(
+            t_max=d["t_max"],
+            rtol=d["rtol"],
+            atol=d["atol"],
+            solver=d["solver"],
+            gtol=d["gtol"],
+            n_save=d["n_save"],
+            t_min=d["t_min"],
+            max_steps=d["max_steps"],
+        )
     return dict(steps=d["steps"], n_save=d["n_save"])
 
 
@@ -166,20 +184,36 @@ def _run_batch(configs, save_matrices: bool):
     params = [build_init(model, c) for c in configs]
     d = cfg0["dynamics"]
     if d["method"] == "flow":
-        return rb.gradient_flow_batch(problems, model, params, save_matrices=save_matrices,
-                                      **_dyn_kwargs(d)), probs
+        return rb.gradient_flow_batch(
+            problems, model, params, save_matrices=save_matrices, **_dyn_kwargs(d)
+        ), probs
     lrs = [c["dynamics"]["lr"] for c in configs]
     if d["method"] == "optax":
         from ..optimizers import OPTIMIZERS
 
         hyper = {k: d[k] for k in OPTIMIZERS[d["optimizer"]].defaults if d.get(k) is not None}
-        return rb.train_batch(problems, model, params, d["optimizer"], lr=lrs,
-                              batch_size=d["batch_size"],
-                              seed=[c["dynamics"].get("batch_seed", 0) for c in configs],
-                              save_matrices=save_matrices, on_divergence="return",
-                              **hyper, **_dyn_kwargs(d)), probs
-    return rb.gradient_descent_batch(problems, model, params, lrs, save_matrices=save_matrices,
-                                     on_divergence="return", **_dyn_kwargs(d)), probs
+        return rb.train_batch(
+            problems,
+            model,
+            params,
+            d["optimizer"],
+            lr=lrs,
+            batch_size=d["batch_size"],
+            seed=[c["dynamics"].get("batch_seed", 0) for c in configs],
+            save_matrices=save_matrices,
+            on_divergence="return",
+            **hyper,
+            **_dyn_kwargs(d),
+        ), probs
+    return rb.gradient_descent_batch(
+        problems,
+        model,
+        params,
+        lrs,
+        save_matrices=save_matrices,
+        on_divergence="return",
+        **_dyn_kwargs(d),
+    ), probs
 
 
 def run_chunk(root: str, chunk: Chunk, skip: frozenset | set = frozenset()) -> dict[str, str]:
@@ -245,13 +279,24 @@ def manifest_for(sweep: Sweep, versions: dict) -> dict:
     metrics = sweep.base["record"]["metrics"]
     scalar = ["distance_to_truth"] if "distance_to_truth" in metrics else []
     return {
-        "format": 1, "kind": "sweep", "name": sweep.name, "description": sweep.description,
-        "config": sweep.raw, "method": method, "time_dim": "time" if method == "flow" else "step",
-        "time_grid": grid, "metrics": metrics, "scalar_metrics": scalar,
+        "format": 1,
+        "kind": "sweep",
+        "name": sweep.name,
+        "description": sweep.description,
+        "config": sweep.raw,
+        "method": method,
+        "time_dim": "time" if method == "flow" else "step",
+        "time_grid": grid,
+        "metrics": metrics,
+        "scalar_metrics": scalar,
         "custom": sweep.base["record"]["custom"],
         "max_rank": max(min(r.config["problem"]["shape"]) for r in sweep.runs),
-        "axes": [{"name": a.name, "keys": list(a.keys), "values": [list(v) for v in a.values]}
-                 for a in sweep.axes],
-        "runs": [r.key for r in sweep.runs], "batch_size": sweep.batch_size,
-        "versions": versions, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "axes": [
+            {"name": a.name, "keys": list(a.keys), "values": [list(v) for v in a.values]}
+            for a in sweep.axes
+        ],
+        "runs": [r.key for r in sweep.runs],
+        "batch_size": sweep.batch_size,
+        "versions": versions,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -42,9 +42,18 @@ def _rel(a, b) -> float:
     return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / max(np.linalg.norm(b), 1e-300))
 
 
-def optimizers_vs_flow(out_dir: Path, quick: bool = False, d: int = 20, rank: int = 3,
-                       fraction: float = 0.5, depths=(2, 3), scales=(1e-3, 1e-6),
-                       lr: float = 0.2, steps: int = 50_000, seed: int = 0) -> dict:
+def optimizers_vs_flow(
+    out_dir: Path,
+    quick: bool = False,
+    d: int = 20,
+    rank: int = 3,
+    fraction: float = 0.5,
+    depths=(2, 3),
+    scales=(1e-3, 1e-6),
+    lr: float = 0.2,
+    steps: int = 50_000,
+    seed: int = 0,
+) -> dict:
     """Run the comparison; writes ``optimizers-vs-flow.{png,svg,json}`` into ``out_dir``.
 
     ``quick``: depth 2 only, 12,000 steps (the flow's time ``2,400``): the same ordering of
@@ -67,44 +76,91 @@ def optimizers_vs_flow(out_dir: Path, quick: bool = False, d: int = 20, rank: in
         inits = [model.init("gaussian", scale=a, seed=seed) for a in scales]
         runs = {}
         for name, (opt, kw) in OPTIMIZERS.items():
-            runs[name] = rb.train_batch(prob, model, inits, opt, steps=steps, n_save=300,
-                                        save_matrices=True, **kw(lr, prob.num_observed))
+            runs[name] = rb.train_batch(
+                prob,
+                model,
+                inits,
+                opt,
+                steps=steps,
+                n_save=300,
+                save_matrices=True,
+                **kw(lr, prob.num_observed),
+            )
         for i, a in enumerate(scales):
-            eff = np.concatenate([r[i].times for r in runs.values()
-                                  if r[i].info["time_axis"] == "effective"])
+            eff = np.concatenate(
+                [r[i].times for r in runs.values() if r[i].info["time_axis"] == "effective"]
+            )
             t_max = float(eff.max())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                flow = rb.gradient_flow(prob, model, inits[i], t_max=t_max, save_at=eff,
-                                        save_matrices=True, rtol=1e-9, n_save=300)
+                flow = rb.gradient_flow(
+                    prob,
+                    model,
+                    inits[i],
+                    t_max=t_max,
+                    save_at=eff,
+                    save_matrices=True,
+                    rtol=1e-9,
+                    n_save=300,
+                )
             curves[(L, a, "gradient flow")] = (flow.times, flow.loss, None)
-            rows.append(dict(depth=L, scale=a, optimizer="gradient flow",
-                             to_flow=0.0, to_glrl=_rel(flow.final_matrix, W_glrl),
-                             max_to_flow=0.0, loss=float(flow.loss[-1]),
-                             error=_rel(flow.final_matrix, M),
-                             eff_rank=float(flow.effective_rank()[-1]),
-                             time=float(flow.times[-1]), status=flow.status))
+            rows.append(
+                dict(
+                    depth=L,
+                    scale=a,
+                    optimizer="gradient flow",
+                    to_flow=0.0,
+                    to_glrl=_rel(flow.final_matrix, W_glrl),
+                    max_to_flow=0.0,
+                    loss=float(flow.loss[-1]),
+                    error=_rel(flow.final_matrix, M),
+                    eff_rank=float(flow.effective_rank()[-1]),
+                    time=float(flow.times[-1]),
+                    status=flow.status,
+                )
+            )
             for name, r in runs.items():
                 tr = r[i]
                 effective = tr.info["time_axis"] == "effective"
                 dist = rb.distance_to_flow(tr, flow) if effective else None
-                curves[(L, a, name)] = (tr.times if effective else tr.steps.astype(float),
-                                        tr.loss, dist)
-                rows.append(dict(depth=L, scale=a, optimizer=name,
-                                 to_flow=_rel(tr.final_matrix, flow.final_matrix),
-                                 to_glrl=_rel(tr.final_matrix, W_glrl),
-                                 max_to_flow=float(dist.max) if dist else float("nan"),
-                                 loss=float(tr.loss[-1]), error=_rel(tr.final_matrix, M),
-                                 eff_rank=float(tr.effective_rank()[-1]),
-                                 time=float(tr.times[-1]) if effective else float("nan"),
-                                 status=tr.info["time_axis"]))
+                curves[(L, a, name)] = (
+                    tr.times if effective else tr.steps.astype(float),
+                    tr.loss,
+                    dist,
+                )
+                rows.append(
+                    dict(
+                        depth=L,
+                        scale=a,
+                        optimizer=name,
+                        to_flow=_rel(tr.final_matrix, flow.final_matrix),
+                        to_glrl=_rel(tr.final_matrix, W_glrl),
+                        max_to_flow=float(dist.max) if dist else float("nan"),
+                        loss=float(tr.loss[-1]),
+                        error=_rel(tr.final_matrix, M),
+                        eff_rank=float(tr.effective_rank()[-1]),
+                        time=float(tr.times[-1]) if effective else float("nan"),
+                        status=tr.info["time_axis"],
+                    )
+                )
     _figure(out_dir, curves, depths, scales)
-    out = dict(rows=rows, glrl=dict(rank=int(ref.rank) if hasattr(ref, "rank") else None,
-                                    error=_rel(W_glrl, M)),
-               settings=dict(d=d, rank=rank, fraction=fraction, observed=prob.num_observed,
-                             depths=list(depths), scales=list(scales), lr=lr, steps=steps,
-                             quick=quick, seed=seed),
-               wall_time=time.perf_counter() - t_start)
+    out = dict(
+        rows=rows,
+        glrl=dict(rank=int(ref.rank) if hasattr(ref, "rank") else None, error=_rel(W_glrl, M)),
+        settings=dict(
+            d=d,
+            rank=rank,
+            fraction=fraction,
+            observed=prob.num_observed,
+            depths=list(depths),
+            scales=list(scales),
+            lr=lr,
+            steps=steps,
+            quick=quick,
+            seed=seed,
+        ),
+        wall_time=time.perf_counter() - t_start,
+    )
     _dump(out_dir, "optimizers-vs-flow", out)
     return out
 
@@ -122,8 +178,11 @@ def _figure(out_dir: Path, curves: dict, depths, scales) -> None:
             keep = t > 0
             top.loglog(t[keep], np.maximum(loss[keep], 1e-30), label=label, **style)
             if dist is not None:
-                bot.loglog(dist.times[dist.times > 0],
-                           np.maximum(dist.distance[dist.times > 0], 1e-16), label=name)
+                bot.loglog(
+                    dist.times[dist.times > 0],
+                    np.maximum(dist.distance[dist.times > 0], 1e-16),
+                    label=name,
+                )
         top.set_title(f"depth {L}, init {a:g}")
         top.set_xlabel("effective time  sum eta_k"), bot.set_xlabel("effective time")
         top.set_ylabel("loss"), bot.set_ylabel("||W - W_flow||_F / ||W_flow(T)||_F")
