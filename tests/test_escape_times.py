@@ -76,7 +76,7 @@ def test_rotated_escapes_match_quadrature(depth, a, solver, tol):
 
 def test_later_escapes_below_the_floor_are_flagged():
     # a = 1e-10 (alpha 1e-30): max|y0|^2 = 3e-5 eps; the second escape is off by 5-30%
-    # (README, 'Resolution'), and the warning says so before the run.
+    # (docs: Numerical notes, 'Resolution of later escapes'), and the warning says so before the run.
     prob, model, ps = _rotated_identical(1e-10)
     with pytest.warns(rb.ResolutionWarning, match="escape times are unresolved"):
         rb.gradient_flow(prob, model, ps, t_max=1.0)

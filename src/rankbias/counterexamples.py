@@ -180,7 +180,7 @@ def razin_cohen_naive(
 # ----------------------------------------------------------------------------------------
 # 2. Search for larger-than-minimum-trace GLRL limits
 
-#: The best certified instance found by ``search(n_trials=..., seed=...)`` (see docs/glrl.md).
+#: The best certified instance found by ``search(n_trials=..., seed=...)`` (see docs/guides/counterexamples.md).
 SHIPPED: dict | None = dict(
     # search(out_dir, n_trials=15, seed=0, d=4, rank=1, n_pairs=6): trial 2.
     M=[

@@ -523,7 +523,7 @@ def warn_resolution(model, y0: np.ndarray, stacklevel: int = 3) -> None:
             f"{top ** (depth - 2):.1g} of the learned one's) is at the rounding level of the "
             f"{y0.dtype} gradient; the later escapes are driven by rounding noise, no solver or "
             f"rtol resolves them, and the stretch after the first escape needs very many short "
-            f"steps. The first escape is not affected (README, 'Resolution')",
+            f"steps. The first escape is not affected (docs: Numerical notes, 'Resolution of later escapes')",
             ResolutionWarning,
             stacklevel=stacklevel,
         )
@@ -534,7 +534,7 @@ def warn_resolution(model, y0: np.ndarray, stacklevel: int = 3) -> None:
             f"after the first one have a drive below the gradient's rounding error, and their "
             f"escape times are unresolved: measured errors ~1e-5 eps / max|y0|^{depth - 1} "
             f"(3-5% at 3e-4 eps, 5-30% at 3e-5 eps), whatever the solver or rtol. The first "
-            f"escape is not affected (README, 'Resolution')",
+            f"escape is not affected (docs: Numerical notes, 'Resolution of later escapes')",
             ResolutionWarning,
             stacklevel=stacklevel,
         )
@@ -882,7 +882,7 @@ def gradient_flow(
             ``DENSE_STAGES`` stages, for at most ``DENSE_LIMIT`` parameters: the stretch
             between two escapes of depth >= 3 flows from tiny scales), ``"krylov"`` (the
             same with matrix-free Rodas4 steps, GMRES preconditioned by ``KRYLOV_RANK``
-            dominant Jacobian eigenvectors: any ``P``; experimental, README), ``"rodas4"``,
+            dominant Jacobian eigenvectors: any ``P``; experimental, docs: Numerical notes), ``"rodas4"``,
             ``"tsit5"``, ``"dopri5"``, ``"dopri8"``, ``"kvaerno5"``. At depth ``L >= 3`` with
             ``max|params(0)|^(L-1) < 0.01 eps`` a :class:`ResolutionWarning` says that the
             later escape times are below float resolution (:func:`warn_resolution`).

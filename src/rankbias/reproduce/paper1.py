@@ -282,7 +282,7 @@ def counterexamples(
     a2.set_title(f"sigma_min -> 0, det W > 0 (alpha = {alpha:g})", fontsize=10)
     _save(fig, out_dir, "counterexamples")
 
-    def pick(a):  # values at the times the README/gallery quote, interpolated in log t
+    def pick(a):  # values at the times the gallery quotes, interpolated in log t
         return [
             float(np.interp(np.log(x), np.log(rc["times"][1:]), a[1:]))
             for x in (55.0, 1.8e4, 5.9e6, 1e8)
