@@ -17,13 +17,13 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from _browser import chromium, dump_dom
 
 import rankbias
 
@@ -337,39 +337,6 @@ def test_every_reproduction_has_a_gallery_page_with_small_figures():
 
 
 # ----------------------------------------------------------------------------- browser
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def _dump_dom(exe: str, url: str, profile: Path) -> str:
-    r = subprocess.run(
-        [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            "--allow-file-access-from-files",
-            "--virtual-time-budget=20000",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r.stdout
-
-
 # Runs in the page after load: marks each <img> as loaded (complete with a natural width).
 _PROBE = """
 <script>
@@ -390,7 +357,7 @@ window.addEventListener("load", () => setTimeout(() => {
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    if _chromium() is None:
+    if chromium() is None:
         pytest.skip(
             "chromium is not installed (apt-get install -y chromium) and could not be "
             "found on PATH; the docs site cannot be rendered"
@@ -416,10 +383,12 @@ def _render(site: Path, page: str, tmp_path: Path) -> dict:
     src = site / page
     probe = src.with_name(f".probe-{src.name}")
     probe.write_text(src.read_text().replace("</body>", _PROBE + "</body>"))
-    exe = _chromium()
+    exe = chromium()
     assert exe is not None  # the caller skips without a Chromium
     try:
-        dom = _dump_dom(exe, probe.as_uri(), tmp_path / "chr")
+        dom = dump_dom(
+            exe, probe.as_uri(), tmp_path / "chr", budget_ms=20000, timeout=180, file_access=True
+        )
     finally:
         probe.unlink()
     m = re.search(r"<body[^>]*>", dom)

@@ -2,11 +2,10 @@
 
 import json
 import re
-import shutil
-import subprocess
 import textwrap
 
 import pytest
+from _browser import chromium, dump_dom
 from _configs import tiny_sweep
 
 import rankbias.experiments as ex
@@ -21,42 +20,14 @@ TINY = tiny_sweep(
 )
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 def render(html_path, tmp_path) -> str:
-    exe = _chromium()
+    exe = chromium()
     if exe is None:
         pytest.skip(
             "chromium is not installed (apt-get install -y chromium) and could not "
             "be found on PATH; the report cannot be rendered"
         )
-    r = subprocess.run(
-        [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'chr'}",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            html_path.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r.stdout
+    return dump_dom(exe, html_path.as_uri(), tmp_path / "chr", budget_ms=10000, timeout=120)
 
 
 def _search(pattern: str, text: str) -> re.Match:
