@@ -385,3 +385,105 @@ def test_interrupt_during_teardown_exits_130_without_traceback():
     r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
     assert r.returncode == 130, (r.returncode, r.stderr)
     assert "interrupted while exiting" in r.stderr and "Traceback" not in r.stderr
+
+
+def _start_in_import(cmd, sig, after, env=None):
+    """Start the command with SIGINT at its default (as from an interactive shell, even when
+    pytest itself runs as a background job and ignores it), wait until it is inside
+    ``import rankbias`` (NumPy's extension is mapped: JAX is being imported, after the guard
+    at the top of ``rankbias/__init__.py``) plus ``after`` seconds, and send ``sig``."""
+    import signal
+    import subprocess
+    import time
+
+    def default_sigint():  # runs in the child before exec; SIG_DFL survives exec, SIG_IGN too
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT, signal.SIGTERM])
+
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=default_sigint,
+    )
+    maps, t0 = f"/proc/{proc.pid}/maps", time.time()
+    try:
+        while proc.poll() is None and time.time() - t0 < 60:
+            try:
+                with open(maps) as f:
+                    if "_multiarray_umath" in f.read():
+                        break
+            except OSError:
+                pass
+            time.sleep(0.01)
+        assert proc.poll() is None, "the command ended before it was signalled"
+        time.sleep(after)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
+def _interrupt_cases(delays):
+    import signal
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "rankbias"  # the console script
+    cases = []
+    for i, after in enumerate(delays):
+        cmd = [str(script), "list"] if i % 2 == 0 else [sys.executable, "-m", "rankbias", "list"]
+        kind = "script" if i % 2 == 0 else "m"
+        cases.append(pytest.param(cmd, signal.SIGINT, 130, after, id=f"{kind}-int-{after}"))
+    cases.append(
+        pytest.param(
+            [sys.executable, "-m", "rankbias", "run", "quick-demo", "--out", "OUT"],
+            signal.SIGTERM,
+            143,
+            0.0,
+            id="m-rankbias-run-term",
+        )
+    )
+    return cases
+
+
+def _check_interrupted_in_import(tmp_path, cmd, sig, code, after):
+    import os
+    import sys
+
+    if not os.path.exists(f"/proc/{os.getpid()}/maps"):
+        pytest.skip("needs /proc/PID/maps to see when the child is importing")
+    if not os.path.exists(cmd[0]) and cmd[0] != sys.executable:
+        pytest.skip(f"no console script at {cmd[0]}")
+    cmd = [str(tmp_path / "out") if a == "OUT" else a for a in cmd]
+    rc, err = _start_in_import(cmd, sig, after)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == code and "Traceback" not in err, (rc, err[-2000:])
+    assert len(lines) == 1, err[-2000:]
+    # right at the start the message must be the startup guard's; later the import may have
+    # finished (fast machine) and main's own message is just as good
+    assert "while starting (nothing was run)" in lines[0] or "resume" in lines[0], lines
+    if after == 0.0:
+        assert "while starting" in lines[0]
+    assert not (tmp_path / "out").exists()  # nothing was run
+
+
+@pytest.mark.parametrize(("cmd", "sig", "code", "after"), _interrupt_cases([0.0, 0.0]))
+def test_interrupt_during_import_is_one_line(tmp_path, cmd, sig, code, after):
+    """Ctrl-C (SIGTERM) while ``import rankbias`` runs inside ``rankbias ...`` or ``python -m
+    rankbias ...``: exit 130 (143) and one line, not a KeyboardInterrupt traceback out of
+    JAX's import (before the startup guard: exit codes -2, -6, -11, 1 and 0 were measured)."""
+    _check_interrupted_in_import(tmp_path, cmd, sig, code, after)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("cmd", "sig", "code", "after"), _interrupt_cases([0.1, 0.3, 0.6, 1.0, 1.5, 2.5])
+)
+def test_interrupt_at_any_point_of_the_import_is_one_line(tmp_path, cmd, sig, code, after):
+    _check_interrupted_in_import(tmp_path, cmd, sig, code, after)

@@ -7,6 +7,10 @@ cache, in ``~/.cache/rankbias/jax`` unless JAX already has a cache folder
 :mod:`rankbias._cache`).
 """
 
+from ._startup import guard as _guard_startup
+
+_guard_startup()  # the `rankbias` command only: a Ctrl-C during the imports below is one line
+
 import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)

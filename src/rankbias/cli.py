@@ -337,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     In the main thread SIGTERM is handled like Ctrl-C while the command runs (the previous
     handler is restored on return), so workers are stopped and reaped either way.
     """
+    from ._startup import release
+
+    release()  # the startup guard's handlers (rankbias/__init__.py) give way to ours
     main_thread = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:

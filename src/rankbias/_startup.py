@@ -1,0 +1,82 @@
+"""Ctrl-C while the ``rankbias`` command is still starting: one line and exit code 130.
+
+The console script (``rankbias.cli:run``) and ``python -m rankbias`` import the package before
+:func:`rankbias.cli.main` can handle anything, and ``import rankbias`` takes seconds (JAX,
+diffrax, cvxpy). A Ctrl-C there used to surface from inside those imports: a
+``KeyboardInterrupt`` traceback, an ``ImportError`` from a half-initialised extension, or a
+crash (measured: exit codes -2, -6, -11 and even 0 after a traceback, by when it landed).
+
+``rankbias/__init__.py`` calls :func:`guard` before its first heavy import. In the command's
+own process only, it replaces the SIGINT and SIGTERM handlers by one that prints one line and
+ends the process at once with ``os._exit`` (130 or 143). Raising instead was not an option: the
+exception would unwind through a half-imported JAX and out of the console-script wrapper,
+which is not ours, so the traceback could not be caught. :func:`release` (first thing in
+``cli.main``) puts the previous handlers back, after which ``main`` turns interrupts into its
+usual message. ``import rankbias`` in a script or notebook, in-process calls of ``cli.main``
+and the workers of ``--executor processes`` (spawned with the parent's ``sys.argv``) are left
+alone. Standard library only: this module must be cheap to import.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+__all__ = ["guard", "release"]
+
+_saved: dict[int, Any] = {}  # signal -> the handler guard() replaced
+
+
+def _is_the_command() -> bool:
+    """Whether this process is ``rankbias ...`` or ``python -m rankbias[.cli] ...``."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and mp.parent_process() is not None:
+        return False  # a worker: spawn copies the parent's argv
+    if os.path.splitext(os.path.basename(sys.argv[0]))[0] == "rankbias":
+        return True  # the console script (argv[0] is its path while it imports us)
+    if sys.argv[:1] != ["-m"]:  # `python -m X` sets argv[0] to "-m" while it imports X
+        return False
+    args = iter(sys.orig_argv[1:])
+    for a in args:
+        if a == "-m":
+            target = next(args, "")
+        elif a.startswith("-m"):
+            target = a[2:]
+        else:
+            continue
+        return target in ("rankbias", "rankbias.cli", "rankbias.__main__")
+    return False
+
+
+def _exit_now(signum, frame):  # pragma: no cover - runs in a child process
+    what = "interrupted" if signum == signal.SIGINT else "terminated"
+    sys.stderr.write(f"\nrankbias: {what} while starting (nothing was run)\n")
+    sys.stderr.flush()
+    os._exit(130 if signum == signal.SIGINT else 143)
+
+
+def guard() -> None:
+    """In the ``rankbias`` command's process, exit with one line on SIGINT/SIGTERM until
+    :func:`release`. A signal that is ignored (``SIG_IGN``, e.g. SIGINT in a background job)
+    stays ignored. Does nothing elsewhere, outside the main thread, or when already active."""
+    if _saved or threading.current_thread() is not threading.main_thread():
+        return
+    if not _is_the_command():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        old = signal.getsignal(sig)
+        if old is not None and old is not signal.SIG_IGN:  # None: a handler not set from Python
+            _saved[sig] = old
+            signal.signal(sig, _exit_now)
+
+
+def release() -> None:
+    """Put back the handlers :func:`guard` replaced (a no-op if it replaced none)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    while _saved:
+        sig, old = _saved.popitem()
+        signal.signal(sig, old)
