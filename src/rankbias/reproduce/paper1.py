@@ -82,12 +82,17 @@ def figure5(
     scales=(1e-3, 1e-4, 1e-5, 1e-6, 1e-7),
     depths=(2, 3, 4),
     seeds=5,
-    fraction: float = 0.3,
+    fraction: float = 0.5,
     t_max: float = 1e5,
 ) -> dict:
     """Figure 5 analogue: loss vs time, depth 2/3/4, init scales, mean +- 1 std over seeds."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Full mode, half observed (200 entries for the 111 degrees of freedom of rank 3). At 30%
+    # (120 entries) the rank-3 completion is barely identifiable, and no depth found it
+    # (measured, 5 seeds, t = 1e5): median end-point errors 0.59-0.63 at depth 2, 0.83-2.4 at
+    # depth 3 and 0.94-3.1 at depth 4, growing as the scale shrinks. At 50%: depth 2 0.27 ->
+    # 0.13 from 1e-3 to 1e-7, depth 3 0.088 -> 5e-3 -> <1e-4 (the claim).
     if quick:
         # 10x10 rank 2 with 80% observed: 80 entries against 36 degrees of freedom, so the
         # low-rank truth is identifiable and "deeper finds it at practical scales" can show
@@ -105,7 +110,9 @@ def figure5(
         )
     M = rb.random_low_rank((d, d), rank, seed=0)
     prob = rb.MatrixCompletion.uniform(M, fraction, seed=0)
-    fig, axes = plt.subplots(1, len(depths) + 1, figsize=(4 * (len(depths) + 1), 3.2))
+    fig, axes = plt.subplots(
+        1, len(depths) + 1, figsize=(4 * (len(depths) + 1), 3.2), layout="constrained"
+    )
     out = {}
     for ax, L in zip(np.atleast_1d(axes)[:-1], depths, strict=True):
         model = rb.DeepFactorization((d, d), depth=L)
