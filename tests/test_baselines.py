@@ -207,3 +207,19 @@ def test_soft_impute_polish_lands_on_the_plain_fista_minimiser(psd):
         )
     assert ok
     np.testing.assert_allclose(X, ref, atol=1e-8 * np.linalg.norm(ref))
+
+
+@pytest.mark.parametrize("psd", [False, True])
+def test_top_pairs_partial_matches_full_factorisation(psd):
+    # ARPACK's top pairs (used above 200 on a side) against LAPACK's full factorisation.
+    from rankbias._nuclear import _top_pairs
+
+    Y = np.random.default_rng(3).standard_normal((240, 240))
+    s, U, V = _top_pairs(Y, psd, 6)
+    if psd:
+        w = np.linalg.eigh(0.5 * (Y + Y.T))[0][::-1][:6]
+        np.testing.assert_allclose(s, w, rtol=1e-10)
+        np.testing.assert_allclose(0.5 * (Y + Y.T) @ U, U * s, atol=1e-9)
+    else:
+        np.testing.assert_allclose(s, np.linalg.svd(Y, compute_uv=False)[:6], rtol=1e-10)
+        np.testing.assert_allclose(Y @ V, U * s, atol=1e-9)
