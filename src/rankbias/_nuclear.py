@@ -21,6 +21,7 @@ few hundred gradient evaluations of size ``(m + n) r`` and one SVD of ``Y`` per 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 import equinox as eqx
@@ -52,30 +53,85 @@ def blas_threads(shape):
 # The linear map A and its adjoint, for completion and sensing
 
 
-def _forward(problem: Problem, U: jax.Array, V: jax.Array) -> jax.Array:
-    """``A(U V^T)`` without forming ``U V^T`` for completion."""
+def _forward(problem: Problem, U: jax.Array, V: jax.Array, orders=None) -> jax.Array:
+    """``A(U V^T)`` without forming ``U V^T`` for completion; ``orders`` (from
+    :func:`_entry_orders`) gives it the fast adjoint of :func:`_pair_products`."""
     if isinstance(problem, MatrixCompletion):
+        if orders is not None:
+            return _pair_products(U, V, problem.rows, problem.cols, *orders)
         return jnp.sum(U[problem.rows] * V[problem.cols], axis=1)
     assert isinstance(problem, MatrixSensing)  # the two kinds the public entry points accept
     return jnp.tensordot(problem.A, U @ V.T, axes=([1, 2], [0, 1]))
 
 
-def _lagrangian(problem: Problem, z, y, mu, b, m: int, n: int, psd: bool):
+# Above this fraction observed, the adjoint scatters into a dense (m, n) matrix and
+# multiplies (BLAS); below, it sums sorted segments. At 500x500, 10% observed, width 76:
+# autodiff's unsorted scatter-add 92 ms, sorted segments 33 ms, dense 16-26 ms; at
+# 1000x1000, 2%: dense 59 ms, segments 18 ms (same minutes, loaded machine).
+_DENSE_ADJOINT_MIN_FRACTION = 0.05
+
+
+def _entry_orders(problem: MatrixCompletion):
+    """``(row_order, col_order, dense)``: the permutations that sort the observed entries
+    by row and by column (traced), and whether the adjoint goes through a dense matrix."""
+    rows, cols = np.asarray(problem.rows), np.asarray(problem.cols)
+    m, n = problem.shape
+    dense = rows.size >= _DENSE_ADJOINT_MIN_FRACTION * m * n
+    return (
+        jnp.asarray(np.argsort(rows, kind="stable")),
+        jnp.asarray(np.argsort(cols, kind="stable")),
+        bool(dense),
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _pair_products(U, V, rows, cols, row_order, col_order, dense: bool):
+    """``(U V^T)[rows, cols]`` (shape ``(k,)``), with an adjoint ``(W V, W^T U)``,
+    ``W = sum_e w_e e_{r_e} e_{c_e}^T``, by sorted segment sums or a dense ``W``."""
+    return jnp.sum(U[rows] * V[cols], axis=1)
+
+
+def _pair_products_fwd(U, V, rows, cols, row_order, col_order, dense):
+    out = _pair_products(U, V, rows, cols, row_order, col_order, dense)
+    return out, (U, V, rows, cols, row_order, col_order)
+
+
+def _pair_products_bwd(dense, saved, w):
+    U, V, rows, cols, row_order, col_order = saved
+    m, n = U.shape[0], V.shape[0]
+    if dense:
+        W = jnp.zeros((m, n), w.dtype).at[rows, cols].add(w)
+        gU, gV = W @ V, W.T @ U
+    else:
+        r, c = rows[row_order], cols[row_order]
+        gU = jax.ops.segment_sum(w[row_order, None] * V[c], r, m, indices_are_sorted=True)
+        r, c = rows[col_order], cols[col_order]
+        gV = jax.ops.segment_sum(w[col_order, None] * U[r], c, n, indices_are_sorted=True)
+    return gU, gV, None, None, None, None
+
+
+_pair_products.defvjp(_pair_products_fwd, _pair_products_bwd)
+
+
+def _lagrangian(problem: Problem, z, y, mu, b, m: int, n: int, psd: bool, orders=None):
     """Augmented Lagrangian of the factor problem at ``z = vec(U)`` (PSD) or
     ``[vec(U), vec(V)]``."""
     r = z.shape[0] // (m if psd else m + n)
     U = z[: m * r].reshape(m, r)
     V = U if psd else z[m * r :].reshape(n, r)
-    res = _forward(problem, U, V) - b
+    res = _forward(problem, U, V, orders) - b
     reg = jnp.sum(U * U) if psd else 0.5 * (jnp.sum(U * U) + jnp.sum(V * V))
     return reg - jnp.dot(y, res) + 0.5 * mu * jnp.dot(res, res)
 
 
 @eqx.filter_jit
-def _inner_solve(problem: Problem, z0, y, mu, b, gtol, max_iter, m: int, n: int, psd: bool):
+def _inner_solve(
+    problem: Problem, z0, y, mu, b, gtol, max_iter, m: int, n: int, psd: bool, orders=None
+):
     """L-BFGS (optax, zoom line search) on the augmented Lagrangian, in one compiled loop:
-    shapes and ``psd`` are static, the data, multipliers, ``mu`` and tolerances traced."""
-    fun = lambda z: _lagrangian(problem, z, y, mu, b, m, n, psd)
+    shapes, ``psd`` and the adjoint kind are static, the data, multipliers, ``mu``,
+    tolerances and entry orders traced."""
+    fun = lambda z: _lagrangian(problem, z, y, mu, b, m, n, psd, orders)
     opt = optax.lbfgs(memory_size=20)
     vg = optax.value_and_grad_from_state(fun)
 
@@ -170,6 +226,7 @@ def _top_pairs(Y: np.ndarray, psd: bool, k: int):
             idx = np.argsort(w)[::-1]
             return w[idx], Q[:, idx], Q[:, idx]
         Uy, s, Vt = sla.svds(Y, k=k, v0=v0, tol=0)
+        assert Uy is not None and Vt is not None  # return_singular_vectors=True
         idx = np.argsort(s)[::-1]
         return s[idx], Uy[:, idx], Vt[idx].T
     if psd:
@@ -224,6 +281,7 @@ def alm_min_nuclear(
     y = np.zeros_like(bn)
     mu = 100.0
     bj = jnp.asarray(bn)
+    orders = _entry_orders(problem) if isinstance(problem, MatrixCompletion) else None
     evals = 0
     res_prev = np.inf
     converged = False
@@ -244,6 +302,7 @@ def alm_min_nuclear(
             m,
             n,
             psd,
+            orders,
         )
         z = np.asarray(z)
         evals += int(nit)
