@@ -176,3 +176,70 @@ def test_bad_solver_names_argument():
         baselines.min_nuclear_norm(_offdiag_problem(), solver="MOSEK")
     with pytest.raises(ValueError, match="svd"):
         baselines.soft_impute(_offdiag_problem(), 0.1, svd="lanczos")
+
+
+def test_lbfgs_solves_a_quadratic():
+    # min 1/2 z^T A z - b^T z has the closed-form minimiser A^{-1} b.
+    from rankbias._nuclear import lbfgs
+
+    rng = np.random.default_rng(0)
+    Q = rng.standard_normal((40, 40))
+    A = Q @ Q.T + 0.1 * np.eye(40)
+    b = rng.standard_normal(40)
+    z = lbfgs(lambda z: (0.5 * z @ A @ z - b @ z, A @ z - b), np.zeros(40), 1e-12, 5_000)
+    np.testing.assert_allclose(z, np.linalg.solve(A, b), atol=1e-9)
+
+
+@pytest.mark.parametrize("psd", [False, True])
+def test_soft_impute_polish_lands_on_the_plain_fista_minimiser(psd):
+    # The factored polish only shortcuts the iteration: the same minimiser as FISTA alone
+    # (the oracle), at a small lam where FISTA needs the most iterations.
+    from rankbias._nuclear import SVT, blas_threads, fista_prox_grad
+
+    M = rb.random_low_rank((30, 30), 3, psd=psd, seed=4)
+    prob = rb.MatrixCompletion.uniform(M, 0.4, seed=4, symmetric=psd)
+    lam = 1e-3 * float(np.linalg.norm(np.where(prob.mask, M, 0.0), 2))
+    X = baselines.soft_impute(prob, lam, psd=psd, tol=1e-12)
+    grad = baselines._numpy_grad(prob)
+    with blas_threads(M.shape):
+        ref, _, ok = fista_prox_grad(
+            grad, np.zeros(M.shape), lam, 1 / prob.weight, SVT(M.shape, psd, False), 1e-12, 10**5
+        )
+    assert ok
+    np.testing.assert_allclose(X, ref, atol=1e-8 * np.linalg.norm(ref))
+
+
+@pytest.mark.parametrize("psd", [False, True])
+def test_top_pairs_partial_matches_full_factorisation(psd):
+    # ARPACK's top pairs (used above 200 on a side) against LAPACK's full factorisation.
+    from rankbias._nuclear import _top_pairs
+
+    Y = np.random.default_rng(3).standard_normal((240, 240))
+    s, U, V = _top_pairs(Y, psd, 6)
+    if psd:
+        w = np.linalg.eigh(0.5 * (Y + Y.T))[0][::-1][:6]
+        np.testing.assert_allclose(s, w, rtol=1e-10)
+        np.testing.assert_allclose(0.5 * (Y + Y.T) @ U, U * s, atol=1e-9)
+    else:
+        np.testing.assert_allclose(s, np.linalg.svd(Y, compute_uv=False)[:6], rtol=1e-10)
+        np.testing.assert_allclose(Y @ V, U * s, atol=1e-9)
+
+
+@pytest.mark.parametrize("frac", [0.02, 0.3])  # segment-sum and dense adjoints
+def test_pair_products_adjoint_matches_autodiff(frac):
+    import jax
+    import jax.numpy as jnp
+
+    from rankbias._nuclear import _entry_orders, _pair_products
+
+    M = rb.random_low_rank((40, 30), 2, seed=5)
+    prob = rb.MatrixCompletion.uniform(M, frac, seed=5)
+    orders = _entry_orders(prob)
+    assert orders[2] == (frac > 0.05)
+    rng = np.random.default_rng(0)
+    U, V = jnp.asarray(rng.standard_normal((40, 4))), jnp.asarray(rng.standard_normal((30, 4)))
+    w = jnp.asarray(rng.standard_normal(len(prob.rows)))
+    plain = lambda U, V: jnp.dot(w, jnp.sum(U[prob.rows] * V[prob.cols], axis=1))
+    fast = lambda U, V: jnp.dot(w, _pair_products(U, V, prob.rows, prob.cols, *orders))
+    for a, b in zip(jax.grad(fast, (0, 1))(U, V), jax.grad(plain, (0, 1))(U, V), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-12)
