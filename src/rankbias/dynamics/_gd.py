@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._aot import aot_jit
 from .._validation import check_int, check_positive
 from ._common import (
     batch_apply,
@@ -251,10 +252,10 @@ def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: _GDCo
     )
 
 
-_run_jit = eqx.filter_jit(_run)
+_run_jit = aot_jit(_run)
 
 
-@eqx.filter_jit
+@aot_jit
 def _run_batched(problem, params, rec_steps, hyper, divergence_factor, model, cfg, p_axis, h_axes):
     return batch_apply(
         lambda p, x, h: _run(p, x, rec_steps, h, divergence_factor, model, cfg),
