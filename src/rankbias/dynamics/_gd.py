@@ -265,6 +265,14 @@ def _run_batched(problem, params, rec_steps, hyper, divergence_factor, model, cf
     )
 
 
+def batch_strategy(model, batch: int) -> str:
+    """How :func:`gradient_descent_batch` runs a batch by default: ``"vmap"`` on
+    accelerators; on the CPU ``"loop"`` (run by run) unless RULE."""
+    if jax.default_backend() != "cpu" or batch == 1:
+        return "vmap" if batch > 1 else "loop"
+    return "vmap"
+
+
 def check_loop_args(steps, n_save, divergence_factor, save_at):
     """Validate the settings shared by :func:`gradient_descent` and :func:`rankbias.train`;
     returns ``(steps, n_save, divergence_factor, save_at)`` (``save_at`` as sorted ints)."""
@@ -494,19 +502,32 @@ def gradient_descent_batch(
     divergence_factor: float = 1e8,
     dtype=None,
     on_divergence: str = "raise",
+    strategy: str = "auto",
 ):
-    """Many GD runs that share shapes as one vmapped computation.
+    """Many GD runs that share shapes, as one vmapped computation or a loop of single runs.
 
     ``problems``: one problem or one per run; ``lr``: a scalar or one per run. The settings
     are those of :func:`gradient_descent` (traced the same way).
     ``on_divergence="raise"`` raises for the first diverged run; ``"return"`` puts the
     :class:`DivergenceError` in that run's place in the returned list.
+
+    ``strategy``: ``"vmap"`` (one batched computation: ``B`` runs step together, each matrix
+    product a batched one), ``"loop"`` (the compiled program of :func:`gradient_descent`,
+    called run by run) or ``"auto"``: ``"vmap"`` on accelerators, on the CPU
+    :func:`batch_strategy`'s size rule. The runs are the same either way (the same step
+    arithmetic; batched and single matrix products may differ in the last bits).
+
+    Raises:
+        ValueError: a bad argument (named), before anything is compiled.
+        DivergenceError: as :func:`gradient_descent` (``on_divergence="raise"``).
     """
     steps, n_save, divergence_factor, save_at = _check_gd_args(
         lr, steps, n_save, divergence_factor, lr_schedule, save_at
     )
     if on_divergence not in ("raise", "return"):
         raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
+    if strategy not in ("auto", "vmap", "loop"):
+        raise ValueError(f"`strategy` must be 'auto', 'vmap' or 'loop', got {strategy!r}")
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
     for i in range(B):
         check_initial_loss(
@@ -522,20 +543,38 @@ def gradient_descent_batch(
     sched = _schedule_values(lr_schedule, steps)
     cfg = _GDConfig(bool(save_matrices), _GDRule(lr_schedule))
     rec_steps, padded = record_steps(steps, n_save, save_at)
+    if strategy == "auto":
+        strategy = batch_strategy(model, B)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(
-        _run_batched(
-            problem,
-            params,
-            jnp.asarray(padded),
-            {"lr": jnp.asarray(lrs, dtype)},
-            jnp.asarray(divergence_factor, dtype),
-            model,
-            cfg,
-            p_axis,
-            {"lr": lr_axis},
+    if strategy == "vmap":
+        out = jax.block_until_ready(
+            _run_batched(
+                problem,
+                params,
+                jnp.asarray(padded),
+                {"lr": jnp.asarray(lrs, dtype)},
+                jnp.asarray(divergence_factor, dtype),
+                model,
+                cfg,
+                p_axis,
+                {"lr": lr_axis},
+            )
         )
-    )
+        outs = [index_tree(out, i) for i in range(B)]
+    else:
+        outs = [
+            _run_jit(
+                problem if p_axis is None else index_tree(problem, i),
+                index_tree(params, i),
+                jnp.asarray(padded),
+                {"lr": jnp.asarray(lrs if lr_axis is None else lrs[i], dtype)},
+                jnp.asarray(divergence_factor, dtype),
+                model,
+                cfg,
+            )
+            for i in range(B)
+        ]
+        outs = jax.block_until_ready(outs)
     wall = time.perf_counter() - t0
     result = []
     for i in range(B):
@@ -544,13 +583,17 @@ def gradient_descent_batch(
         try:
             result.append(
                 _finish(
-                    index_tree(out, i),
+                    outs[i],
                     rec_steps,
                     lr_i,
                     prob_i,
                     model,
                     dict(
-                        wall_time=wall / B, dtype=str(jnp.dtype(dtype)), batch_size=B, batch_index=i
+                        wall_time=wall / B,
+                        dtype=str(jnp.dtype(dtype)),
+                        batch_size=B,
+                        batch_index=i,
+                        batch_strategy=strategy,
                     ),
                     index_tree(params, i),
                     sched,
