@@ -2,6 +2,7 @@
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -268,6 +269,17 @@ def test_batch_strategies_give_the_same_runs():
         np.testing.assert_allclose(v.loss, a.loss, rtol=1e-12, atol=1e-300)
     with pytest.raises(ValueError, match="strategy"):
         rb.gradient_descent_batch(prob, model, inits, lr=0.05, steps=4, strategy="pmap")
+
+
+def test_batch_strategy_size_rule():
+    from rankbias.dynamics._gd import VMAP_MAX_DIM
+
+    pick = rb.dynamics.batch_strategy
+    assert pick(rb.DeepFactorization((6, 6), depth=3), 1) == "loop"
+    if jax.default_backend() == "cpu":
+        assert pick(rb.DeepFactorization((100, 100), depth=3), 16) == "vmap"
+        assert pick(rb.DeepFactorization((VMAP_MAX_DIM + 1, 50), depth=2), 16) == "loop"
+        assert pick(rb.SymmetricFactorization(50, width=VMAP_MAX_DIM + 1), 4) == "loop"
 
 
 def test_save_load_round_trip(tmp_path):
