@@ -13,11 +13,17 @@ child process:
 * ``second``: the first call in a second fresh process that shares the first one's cache
   folder (the persistent compilation cache).
 
+A second table gives each run's solve time (``info["wall_time"]``), steps (rejected) and
+time per step against the warm rerun's, to tell step counts from machine noise;
+``--programs`` lists trace / lower / XLA-compile time per compiled program (JAX's
+monitoring events by ``fun_name``; ``jit(call)`` is a program read back by
+:mod:`rankbias._aot`).
+
 The ratios ``loop / warm`` (target <= 1.5) and the absolute ``first`` and ``second`` times
 are what issue 15 asks for (GLRL 30 x 30: first <= 8 s, second <= 2 s).
 
 Usage: python benchmarks/bench_compile.py [--cases gf15 gf30 gd15 gd30 glrl15 glrl30]
-                                          [--loop 3] [--out FILE]
+                                          [--loop 3] [--programs] [--out FILE]
 """
 
 from __future__ import annotations
