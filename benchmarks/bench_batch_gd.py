@@ -14,8 +14,13 @@ Each is timed cold (first call: tracing and compiling included, with the persist
 turned off so that it really compiles) and warm (best of ``--repeat`` calls). Ratios are
 against ``one by one`` in the same run.
 
+``--grid``: warm times only, of ``vmap`` against ``one by one`` (and ``lax.map``) over the
+sizes ``--sizes`` and depths ``--depths``, alternating the paths ``--repeat`` times and
+keeping each one's best (a shared, loaded machine: ratios within one row are what counts).
+
 Usage: python benchmarks/bench_batch_gd.py [--d 100] [--depth 3] [--runs 16] [--steps 2000]
        [--repeat 3] [--lr 0.02] [--out FILE]
+       python benchmarks/bench_batch_gd.py --grid [--sizes 15 30 100] [--depths 2 3]
 """
 
 from __future__ import annotations
@@ -82,7 +87,12 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--grid", action="store_true")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[15, 30, 100])
+    ap.add_argument("--depths", type=int, nargs="+", default=[2, 3])
     a = ap.parse_args(argv)
+    if a.grid:
+        return grid(a)
 
     d = a.d
     M = rb.random_low_rank((d, d), 5, psd=True, seed=0)
@@ -127,6 +137,58 @@ def main(argv=None) -> None:
         lines.append(
             f"| {name} | {cold:.2f} | {warm:.2f} | {cold / ref_cold:.2f} | {warm / ref_warm:.2f} |"
         )
+    text = "\n".join(lines)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
+
+
+def _paths(prob, model, inits, lr, a, lax_map) -> dict:
+    kw = dict(n_save=a.n_save)
+    return {
+        "vmap": lambda: rb.gradient_descent_batch(
+            prob, model, inits, lr, a.steps, strategy="vmap", **kw
+        ),
+        "lax.map": lambda: lax_map(prob, model, inits, lr, a.steps, a.n_save),
+        "loop": lambda: rb.gradient_descent_batch(
+            prob, model, inits, lr, a.steps, strategy="loop", **kw
+        ),
+    }
+
+
+def grid(a) -> None:
+    lax_map = _lax_map_runner()
+    lines = [
+        f"Warm GD, {a.runs} runs x {a.steps} steps (n_save {a.n_save}), float64, "
+        f"{os.cpu_count()} cores, JAX {jax.__version__}, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"load {os.getloadavg()[0]:.1f}",
+        "",
+        "| d | depth | vmap (s) | lax.map (s) | one by one (s) | vmap / one by one | "
+        "lax.map / one by one |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    print(lines[0], flush=True)
+    for d in a.sizes:
+        for depth in a.depths:
+            M = rb.random_low_rank((d, d), min(5, d // 3), psd=True, seed=0)
+            prob = rb.MatrixCompletion.uniform(M, 0.3, seed=0, symmetric=True)
+            model = rb.DeepFactorization(shape=(d, d), depth=depth, width=d)
+            inits = [model.init("gaussian", scale=1e-2, seed=s) for s in range(a.runs)]
+            paths = _paths(prob, model, inits, a.lr, a, lax_map)
+            best = dict.fromkeys(paths, np.inf)
+            for fn in paths.values():
+                fn()  # compile
+            for _ in range(a.repeat):
+                for name, fn in paths.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    best[name] = min(best[name], time.perf_counter() - t0)
+            v, m, lp = best["vmap"], best["lax.map"], best["loop"]
+            lines.append(
+                f"| {d} | {depth} | {v:.3f} | {m:.3f} | {lp:.3f} | {v / lp:.2f} | {m / lp:.2f} |"
+            )
+            print(lines[-1], flush=True)
     text = "\n".join(lines)
     print(text)
     if a.out:

@@ -13,11 +13,17 @@ child process:
 * ``second``: the first call in a second fresh process that shares the first one's cache
   folder (the persistent compilation cache).
 
+A second table gives each run's solve time (``info["wall_time"]``), steps (rejected) and
+time per step against the warm rerun's, to tell step counts from machine noise;
+``--programs`` lists trace / lower / XLA-compile time per compiled program (JAX's
+monitoring events by ``fun_name``; ``jit(call)`` is a program read back by
+:mod:`rankbias._aot`).
+
 The ratios ``loop / warm`` (target <= 1.5) and the absolute ``first`` and ``second`` times
 are what issue 15 asks for (GLRL 30 x 30: first <= 8 s, second <= 2 s).
 
 Usage: python benchmarks/bench_compile.py [--cases gf15 gf30 gd15 gd30 glrl15 glrl30]
-                                          [--loop 3] [--out FILE]
+                                          [--loop 3] [--programs] [--out FILE]
 """
 
 from __future__ import annotations
@@ -71,32 +77,50 @@ _EVENTS = {
 }
 
 
+def _steps(res) -> dict:
+    """Steps of one run: GF/GD from ``info`` (GLRL: summed over its phases' flows)."""
+    trajs = [p.trajectory for p in res.phases] if hasattr(res, "phases") else [res]
+    info = [t.info for t in trajs if t is not None]
+    return dict(
+        steps=sum(int(i.get("num_steps", i.get("steps", 0))) for i in info),
+        rejected=sum(int(i.get("num_rejected", 0)) for i in info),
+        solve=sum(float(i.get("wall_time", 0.0)) for i in info),
+    )
+
+
+def _timed(case: str, s: int) -> dict:
+    t0 = time.perf_counter()
+    res = _call(case, s)
+    return dict(wall=time.perf_counter() - t0, **_steps(res))
+
+
 def child(case: str, loop: int, full: bool) -> dict:
     t0 = time.perf_counter()
     import jax
 
     import rankbias  # noqa: F401  (the import and its cache setup count in `first`)
+    from rankbias import _aot
 
     t_import = time.perf_counter() - t0
     spent = dict.fromkeys(_EVENTS.values(), 0.0)
+    programs: dict[str, list] = {}
 
     def listener(event, duration, **kw):
         if event in _EVENTS:
             spent[_EVENTS[event]] += duration
+            row = programs.setdefault(str(kw.get("fun_name", "?")), [0, 0.0, 0.0, 0.0])
+            row[list(_EVENTS).index(event) + 1] += duration
+            row[0] += event.endswith("mlir_module_duration")
 
     jax.monitoring.register_event_duration_secs_listener(listener)
-    t0 = time.perf_counter()
-    _call(case, 0)
-    out = dict(import_s=t_import, first=time.perf_counter() - t0, **spent)
+    first = _timed(case, 0)
+    out = dict(import_s=t_import, first=first["wall"], first_run=first, **spent)
+    out["programs"] = {k: v for k, v in programs.items() if sum(v[1:]) >= 0.05}
+    out["aot"] = dict(_aot.STATS)
     if full:
-        runs = []
-        for s in range(1, loop + 1):
-            t0 = time.perf_counter()
-            _call(case, s)
-            runs.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        _call(case, 0)
-        out.update(loop=runs, warm=time.perf_counter() - t0)
+        out["loop_runs"] = [_timed(case, s) for s in range(1, loop + 1)]
+        out["warm_run"] = _timed(case, 0)
+        out.update(loop=[r["wall"] for r in out["loop_runs"]], warm=out["warm_run"]["wall"])
     return out
 
 
@@ -114,6 +138,9 @@ def main(argv=None) -> None:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     ap.add_argument("--loop", type=int, default=3)
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--programs", action="store_true", help="also list each compiled program's split"
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--first-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -129,11 +156,35 @@ def main(argv=None) -> None:
         "second: trace / lower / XLA compile |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    per_run = [
+        "| case | run | wall | in the solve | steps (rejected) | solve ms / step | "
+        "ms/step / warm's |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    progs = [
+        "| case | process | program | lowerings | trace | lower | XLA compile |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for case in a.cases:
         with tempfile.TemporaryDirectory() as cache:
             cold = _spawn(case, cache, a.loop, True)
             second = _spawn(case, cache, a.loop, False)
         loop, warm = cold["loop"], cold["warm"]
+        w = cold["warm_run"]
+        w_ms = 1e3 * w["solve"] / max(w["steps"], 1)
+        for name, r in [("warm", w)] + [
+            (f"loop {i + 2}", r) for i, r in enumerate(cold["loop_runs"])
+        ]:
+            ms = 1e3 * r["solve"] / max(r["steps"], 1)
+            per_run.append(
+                f"| {case} | {name} | {r['wall']:.2f} s | {r['solve']:.2f} s | {r['steps']} "
+                f"({r['rejected']}) | {ms:.3f} | {ms / w_ms:.2f} |"
+            )
+        for proc, res in (("first", cold), ("second", second)):
+            for fn, (n, tr, lo, co) in sorted(
+                res["programs"].items(), key=lambda kv: -sum(kv[1][1:])
+            ):
+                progs.append(f"| {case} | {proc} | `{fn}` | {n} | {tr:.2f} | {lo:.2f} | {co:.2f} |")
         rows.append(
             f"| {case} | {cold['first']:.2f} s | {sum(loop) / len(loop):.2f} / "
             f"{max(loop):.2f} s | {warm:.2f} s | {max(loop) / warm:.2f} | "
@@ -151,6 +202,12 @@ def main(argv=None) -> None:
             "excluded; times in seconds of wall clock",
             "",
             *rows,
+            "",
+            "Per run (the solve's own wall time `info['wall_time']` and its steps; GLRL: summed "
+            "over the phases' flows):",
+            "",
+            *per_run,
+            *(["", "Compiled programs (>= 0.05 s):", "", *progs] if a.programs else []),
         ]
     )
     print(text)

@@ -14,7 +14,9 @@ import subprocess
 import sys
 from typing import Any
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -182,3 +184,147 @@ def test_cache_leaves_a_configured_jax_cache_alone(tmp_path):
         check=True,
     )
     assert out.stdout.strip().splitlines()[-1] == str(tmp_path / "jaxown")
+
+
+# --- traced programs stored across processes (rankbias._aot) -----------------------------
+
+_TRACE = "/jax/core/compile/jaxpr_trace_duration"
+
+
+@contextlib.contextmanager
+def count_traces():
+    events: list[str] = []
+
+    def listener(event: str, duration_secs: float, **kw: str | int) -> None:
+        if event == _TRACE:
+            events.append(str(kw.get("fun_name", "?")))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield events
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def _affine_sum(x, y, scale):
+    return {"s": jnp.sum(jnp.sin(x) * y) * scale, "parts": (x + y, None)}
+
+
+@pytest.fixture
+def aot_folder(tmp_path, monkeypatch):
+    from rankbias import _aot
+
+    monkeypatch.setattr(_aot, "aot_dir", lambda: str(tmp_path / "export"))
+    monkeypatch.setattr(_aot, "_TABLE", {})
+    monkeypatch.setattr(_aot, "_UNSUPPORTED", set())
+    return tmp_path / "export"
+
+
+def test_aot_stores_loads_and_rebuilds(aot_folder):
+    from rankbias import _aot
+
+    f = _aot.aot_jit(_affine_sum)
+    x, y = np.linspace(0.0, 1.0, 5), np.arange(5.0)
+    ref = eqx.filter_jit(_affine_sum)(x, y, 2.5)  # the oracle: a plain filter_jit
+    before = dict(_aot.STATS)
+    out = f(x, y, 2.5)
+    assert _aot.STATS["stored"] == before["stored"] + 1
+    files = list(aot_folder.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".jaxexport"
+    assert out["parts"][1] is None
+    np.testing.assert_array_equal(out["s"], ref["s"])  # bitwise
+    np.testing.assert_array_equal(out["parts"][0], ref["parts"][0])
+    # Another static value is another program; other array values of the same shapes are not.
+    f(x, y, 3.0)
+    assert len(list(aot_folder.iterdir())) == 2
+    # A "new process": the in-memory table is empty, the file is read and nothing is traced.
+    _aot._TABLE.clear()
+    with count_traces() as ev:
+        again = f(x + 1.0, y, 2.5)
+    assert "_affine_sum" not in ev, ev
+    assert _aot.STATS["loaded"] == before["loaded"] + 1
+    np.testing.assert_array_equal(again["s"], eqx.filter_jit(_affine_sum)(x + 1.0, y, 2.5)["s"])
+    # A corrupt file is ignored, traced again and rewritten (no error for the user).
+    for p in aot_folder.iterdir():
+        p.write_bytes(b"not a jax.export blob")
+    _aot._TABLE.clear()
+    with count_traces() as ev:
+        fixed = f(x, y, 2.5)
+    assert "_affine_sum" in ev
+    assert _aot.STATS["rebuilt"] >= before["rebuilt"] + 1
+    np.testing.assert_array_equal(fixed["s"], ref["s"])
+    good = [p for p in aot_folder.iterdir() if p.read_bytes() != b"not a jax.export blob"]
+    assert len(good) == 1
+    jax.export.deserialize(bytearray(good[0].read_bytes()))  # a valid blob again
+
+
+def test_aot_leaves_unstable_statics_to_filter_jit(aot_folder):
+    from rankbias import _aot
+
+    f = _aot.aot_jit(lambda x, fn: fn(x))
+    before = _aot.STATS["unsupported"]
+    np.testing.assert_array_equal(f(np.ones(3), jnp.cos), np.cos(np.ones(3)))
+    # jnp.cos prints with an address: no stable key, nothing written
+    assert _aot.STATS["unsupported"] == before + 1
+    assert not aot_folder.exists()
+
+
+_SECOND_PROCESS = """
+import json, jax, numpy as np, rankbias as rb
+from rankbias import _aot
+traced = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda e, d, **kw: traced.append(str(kw.get("fun_name"))) if e.endswith("trace_duration") else None)
+M = rb.random_low_rank((6, 6), 2, psd=True, seed=3)
+prob = rb.MatrixCompletion.uniform(M, 0.6, seed=3, symmetric=True)
+model = rb.DeepFactorization(shape=(6, 6), depth=3, width=6)
+p0 = model.init("gaussian", scale=1e-2, seed=0)
+out = {}
+for kind in KINDS:
+    if kind == "gd":
+        tr = rb.gradient_descent(prob, model, p0, lr=0.1, steps=200, n_save=20)
+    else:
+        tr = rb.gradient_flow(prob, model, p0, t_max=50.0, n_save=20)
+    out[kind] = [np.asarray(tr.final_matrix).tobytes().hex(), tr.loss.tobytes().hex()]
+print(json.dumps(dict(out=out, traced=traced, stats=_aot.STATS, folder=_aot.aot_dir())))
+"""
+
+
+def _second_process_child(cache: str, kinds: tuple[str, ...]) -> dict:
+    import json
+
+    env = dict(os.environ, RANKBIAS_JAX_CACHE=cache)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    res = subprocess.run(
+        [sys.executable, "-c", _SECOND_PROCESS.replace("KINDS", repr(kinds))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _check_second_process(tmp_path, kinds: tuple[str, ...], names: set[str]) -> None:
+    cache = str(tmp_path / "cache")
+    first = _second_process_child(cache, kinds)
+    assert first["stats"]["stored"] == len(kinds) and first["stats"]["loaded"] == 0
+    assert names <= set(first["traced"])
+    second = _second_process_child(cache, kinds)
+    assert second["stats"]["loaded"] == len(kinds) and second["stats"]["stored"] == 0
+    assert not names & set(second["traced"]), second["traced"]  # nothing of them traced
+    assert second["out"] == first["out"]  # bitwise
+    off = _second_process_child("off", kinds)
+    assert off["folder"] is None and off["stats"]["stored"] == off["stats"]["loaded"] == 0
+    assert off["out"] == first["out"]  # the plain filter_jit gives the same bits
+
+
+@pytest.mark.slow  # three child processes: ~15 s idle, 45 s on the loaded 2-core VM
+def test_second_process_reuses_the_exported_gd(tmp_path):
+    _check_second_process(tmp_path, ("gd",), {"_run"})
+
+
+@pytest.mark.slow
+def test_second_process_reuses_the_exported_flow(tmp_path):
+    _check_second_process(tmp_path, ("gf",), {"_solve"})

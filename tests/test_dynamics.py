@@ -2,6 +2,7 @@
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -245,6 +246,40 @@ def test_batched_equals_single():
     out = rb.gradient_descent_batch(probs, model, inits[:2], lr=[0.05, 0.02], steps=50)
     ref = rb.gradient_descent(probs[1], model, inits[1], lr=0.02, steps=50)
     np.testing.assert_allclose(out[1].final_matrix, ref.final_matrix, rtol=1e-12, atol=1e-15)
+
+
+def test_batch_strategies_give_the_same_runs():
+    M = rb.random_low_rank((6, 6), 2, psd=True, seed=0)
+    prob = rb.MatrixCompletion.uniform(M, 0.6, seed=0, symmetric=True)
+    model = rb.DeepFactorization((6, 6), depth=3)
+    inits = [model.init("gaussian", scale=a, seed=s) for a in (1e-2, 1e-4) for s in (0, 1)]
+    singles = [rb.gradient_descent(prob, model, p, lr=0.05, steps=400) for p in inits]
+    loop = rb.gradient_descent_batch(prob, model, inits, lr=0.05, steps=400, strategy="loop")
+    vmap = rb.gradient_descent_batch(prob, model, inits, lr=0.05, steps=400, strategy="vmap")
+    auto = rb.gradient_descent_batch(prob, model, inits, lr=0.05, steps=400)
+    assert {t.info["batch_strategy"] for t in loop} == {"loop"}
+    assert {t.info["batch_strategy"] for t in vmap} == {"vmap"}
+    assert auto[0].info["batch_strategy"] == rb.dynamics.batch_strategy(model, len(inits))
+    for a, lp, v in zip(singles, loop, vmap, strict=True):
+        # "loop" calls the single run's compiled program: bit for bit
+        np.testing.assert_array_equal(lp.final_matrix, a.final_matrix)
+        np.testing.assert_array_equal(lp.loss, a.loss)
+        # vmap: batched matrix products may round differently in the last bits
+        np.testing.assert_allclose(v.final_matrix, a.final_matrix, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(v.loss, a.loss, rtol=1e-12, atol=1e-300)
+    with pytest.raises(ValueError, match="strategy"):
+        rb.gradient_descent_batch(prob, model, inits, lr=0.05, steps=4, strategy="pmap")
+
+
+def test_batch_strategy_size_rule():
+    from rankbias.dynamics._gd import VMAP_MAX_DIM
+
+    pick = rb.dynamics.batch_strategy
+    assert pick(rb.DeepFactorization((6, 6), depth=3), 1) == "loop"
+    if jax.default_backend() == "cpu":
+        assert pick(rb.DeepFactorization((100, 100), depth=3), 16) == "vmap"
+        assert pick(rb.DeepFactorization((VMAP_MAX_DIM + 1, 50), depth=2), 16) == "loop"
+        assert pick(rb.SymmetricFactorization(50, width=VMAP_MAX_DIM + 1), 4) == "loop"
 
 
 def test_save_load_round_trip(tmp_path):

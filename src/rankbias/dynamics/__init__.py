@@ -8,7 +8,14 @@
 
 from ._common import PrecisionWarning, ResolutionWarning
 from ._flow import SOLVERS, flow_defaults, gradient_flow, gradient_flow_batch, save_times
-from ._gd import DivergenceError, gradient_descent, gradient_descent_batch, save_steps, sharpness
+from ._gd import (
+    DivergenceError,
+    batch_strategy,
+    gradient_descent,
+    gradient_descent_batch,
+    save_steps,
+    sharpness,
+)
 from ._rkc import RKC
 from ._train import train, train_batch
 
@@ -17,6 +24,7 @@ __all__ = [
     "gradient_flow_batch",
     "gradient_descent",
     "gradient_descent_batch",
+    "batch_strategy",
     "DivergenceError",
     "PrecisionWarning",
     "ResolutionWarning",

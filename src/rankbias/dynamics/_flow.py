@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._aot import aot_jit
 from .._lanczos import lanczos_extremes
 from .._validation import check_choice, check_int, check_positive
 from ._common import (
@@ -367,7 +368,7 @@ def _solve(
     )
 
 
-_solve_jit = eqx.filter_jit(_solve)
+_solve_jit = aot_jit(_solve)
 _RESTART = int(_DT_MIN._value)
 _NEW_BASIS = int(_REBUILD._value)
 
@@ -1107,7 +1108,7 @@ def gradient_flow_batch(
     return result
 
 
-@eqx.filter_jit
+@aot_jit
 def _batched_solve(problem, y0, ts, t_max, tols, model, cfg, p_axis):
     return batch_apply(
         lambda p, y: _solve(p, y, ts, t_max, tols, model, cfg), (p_axis, 0), (problem, y0)

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._aot import aot_jit
 from .._validation import check_int, check_positive
 from ._common import (
     batch_apply,
@@ -251,10 +252,10 @@ def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: _GDCo
     )
 
 
-_run_jit = eqx.filter_jit(_run)
+_run_jit = aot_jit(_run)
 
 
-@eqx.filter_jit
+@aot_jit
 def _run_batched(problem, params, rec_steps, hyper, divergence_factor, model, cfg, p_axis, h_axes):
     return batch_apply(
         lambda p, x, h: _run(p, x, rec_steps, h, divergence_factor, model, cfg),
@@ -262,6 +263,36 @@ def _run_batched(problem, params, rec_steps, hyper, divergence_factor, model, cf
         (problem, params, hyper),
         cpu_vmap=True,
     )
+
+
+#: :func:`batch_strategy`: on the CPU, batches of models whose largest dimension (matrix
+#: side or width) exceeds this run one by one.
+VMAP_MAX_DIM = 200
+
+
+def batch_strategy(model, batch: int) -> str:
+    """How :func:`gradient_descent_batch` runs ``batch`` runs of ``model`` by default.
+
+    ``"loop"`` (the single run's compiled program, shared with :func:`gradient_descent`)
+    for one run; on accelerators ``"vmap"``; on the CPU ``"vmap"`` while the model's largest
+    dimension ``max(m, n, widths)`` is at most :data:`VMAP_MAX_DIM` (200), ``"loop"`` above.
+    Measured on 2 CPU cores, float64, 16 runs: vmap took 0.60-0.92x the one-by-one time at
+    15 x 15 and 30 x 30 (depth 2 and 3) and 0.39x at 100 x 100 depth 3
+    (``benchmarks/bench_batch_gd.py --grid``, loaded machine); from the per-step times of
+    ``bench_gd.py`` (idle machine, depth 3) batch 16 against 16 single steps: 0.80x at
+    d = 100, 1.18x at d = 300 and 1.05x at d = 1000 (matmul-bound: one large product runs
+    closer to the matmul rate than a batched one).
+
+    Returns:
+        ``"vmap"`` or ``"loop"``.
+    """
+    if batch == 1:
+        return "loop"
+    if jax.default_backend() != "cpu":
+        return "vmap"
+    dims = tuple(getattr(model, "shape", ())) + tuple(getattr(model, "widths", None) or ())
+    dims += (int(getattr(model, "width", 0) or 0),)
+    return "vmap" if max(dims) <= VMAP_MAX_DIM else "loop"
 
 
 def check_loop_args(steps, n_save, divergence_factor, save_at):
@@ -493,19 +524,32 @@ def gradient_descent_batch(
     divergence_factor: float = 1e8,
     dtype=None,
     on_divergence: str = "raise",
+    strategy: str = "auto",
 ):
-    """Many GD runs that share shapes as one vmapped computation.
+    """Many GD runs that share shapes, as one vmapped computation or a loop of single runs.
 
     ``problems``: one problem or one per run; ``lr``: a scalar or one per run. The settings
     are those of :func:`gradient_descent` (traced the same way).
     ``on_divergence="raise"`` raises for the first diverged run; ``"return"`` puts the
     :class:`DivergenceError` in that run's place in the returned list.
+
+    ``strategy``: ``"vmap"`` (one batched computation: ``B`` runs step together, each matrix
+    product a batched one), ``"loop"`` (the compiled program of :func:`gradient_descent`,
+    called run by run) or ``"auto"``: ``"vmap"`` on accelerators, on the CPU
+    :func:`batch_strategy`'s size rule. The runs are the same either way (the same step
+    arithmetic; batched and single matrix products may differ in the last bits).
+
+    Raises:
+        ValueError: a bad argument (named), before anything is compiled.
+        DivergenceError: as :func:`gradient_descent` (``on_divergence="raise"``).
     """
     steps, n_save, divergence_factor, save_at = _check_gd_args(
         lr, steps, n_save, divergence_factor, lr_schedule, save_at
     )
     if on_divergence not in ("raise", "return"):
         raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
+    if strategy not in ("auto", "vmap", "loop"):
+        raise ValueError(f"`strategy` must be 'auto', 'vmap' or 'loop', got {strategy!r}")
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
     for i in range(B):
         check_initial_loss(
@@ -521,20 +565,38 @@ def gradient_descent_batch(
     sched = _schedule_values(lr_schedule, steps)
     cfg = _GDConfig(bool(save_matrices), _GDRule(lr_schedule))
     rec_steps, padded = record_steps(steps, n_save, save_at)
+    if strategy == "auto":
+        strategy = batch_strategy(model, B)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(
-        _run_batched(
-            problem,
-            params,
-            jnp.asarray(padded),
-            {"lr": jnp.asarray(lrs, dtype)},
-            jnp.asarray(divergence_factor, dtype),
-            model,
-            cfg,
-            p_axis,
-            {"lr": lr_axis},
+    if strategy == "vmap":
+        out = jax.block_until_ready(
+            _run_batched(
+                problem,
+                params,
+                jnp.asarray(padded),
+                {"lr": jnp.asarray(lrs, dtype)},
+                jnp.asarray(divergence_factor, dtype),
+                model,
+                cfg,
+                p_axis,
+                {"lr": lr_axis},
+            )
         )
-    )
+        outs = [index_tree(out, i) for i in range(B)]
+    else:
+        outs = [
+            _run_jit(
+                problem if p_axis is None else index_tree(problem, i),
+                index_tree(params, i),
+                jnp.asarray(padded),
+                {"lr": jnp.asarray(lrs if lr_axis is None else lrs[i], dtype)},
+                jnp.asarray(divergence_factor, dtype),
+                model,
+                cfg,
+            )
+            for i in range(B)
+        ]
+        outs = jax.block_until_ready(outs)
     wall = time.perf_counter() - t0
     result = []
     for i in range(B):
@@ -543,13 +605,17 @@ def gradient_descent_batch(
         try:
             result.append(
                 _finish(
-                    index_tree(out, i),
+                    outs[i],
                     rec_steps,
                     lr_i,
                     prob_i,
                     model,
                     dict(
-                        wall_time=wall / B, dtype=str(jnp.dtype(dtype)), batch_size=B, batch_index=i
+                        wall_time=wall / B,
+                        dtype=str(jnp.dtype(dtype)),
+                        batch_size=B,
+                        batch_index=i,
+                        batch_strategy=strategy,
                     ),
                     index_tree(params, i),
                     sched,
