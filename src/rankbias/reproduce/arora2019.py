@@ -144,7 +144,7 @@ def completion_study(
     rank: int = 5,
     counts=(1000, 2000, 3000, 4000, 5000),
     depths=(2, 3, 4),
-    seeds=5,
+    seeds: int | list[int] = 5,
     scale: float = 1e-3,
     t_max: float = 1e4,
     rtol: float = 1e-6,
@@ -176,7 +176,9 @@ def completion_study(
         d, rank, counts, depths, seeds = 30, 2, (200, 300, 400), (2, 3), 3
         nuclear_solver = "SCS"  # 1-2 s here; Clarabel ("auto" at this size) takes 10 s
     counts, depths = [int(k) for k in counts], [int(L) for L in depths]
-    seed_list = list(range(int(seeds))) if np.ndim(seeds) == 0 else [int(s) for s in seeds]
+    seed_list = (
+        list(range(int(seeds))) if isinstance(seeds, (int, float)) else [int(s) for s in seeds]
+    )
     store = Store(out_dir)
     store.runs_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -320,7 +322,8 @@ def _figure(out_dir: Path, runs, curves, table, counts, methods, d, rank, seeds,
         )
     ax.axvline(dof, c="gray", lw=0.8, ls=":")
     ax.text(dof, ax.get_ylim()[0], " dof", color="gray", fontsize=7, va="bottom")
-    ax.set_xlabel("observed entries"), ax.set_ylabel("||W - W*||_F / ||W*||_F")
+    ax.set_xlabel("observed entries")
+    ax.set_ylabel("||W - W*||_F / ||W*||_F")
     ax.set_title(f"{d}x{d} rank {rank}: median, band min-max over {seeds} seeds", fontsize=9)
     ax.legend(fontsize=7)
     # Error against time at the middle count, seed 0: the error is flat before the stop.
@@ -329,8 +332,10 @@ def _figure(out_dir: Path, runs, curves, table, counts, methods, d, rank, seeds,
         if m == NUCLEAR:
             e = [r["error"] for r in runs if r["method"] == m and r["k"] == k_mid]
             ax2.axhline(np.median(e), c="k", ls="--", lw=1, label=f"{m} (median)")
-    ax2.set_xscale("log"), ax2.set_yscale("log")
-    ax2.set_xlabel("t"), ax2.set_ylabel("||W(t) - W*||_F / ||W*||_F")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("t")
+    ax2.set_ylabel("||W(t) - W*||_F / ||W*||_F")
     ax2.set_title(f"gradient flow at {k_mid:,} entries (all seeds)", fontsize=9)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     seen = set()
