@@ -5,7 +5,8 @@ A ``d x d`` rank-``r`` truth ``W*`` (:func:`rankbias.random_low_rank`, ``||W*||_
 sqrt(r)``); for each seed one random order of the ``d^2`` entries, of which the first ``k``
 are observed (nested sets: the curves over ``k`` are not blurred by re-sampling). Methods:
 gradient flow (:func:`rankbias.gradient_flow`) of full-width ``DeepFactorization`` at depths
-2, 3, 4 from a gaussian init of end-to-end scale ``scale``, and the certified minimum nuclear
+2, 3, 4 from a gaussian init whose factor entries have standard deviation ``init_std``
+(``1e-3``, the paper's; or an end-to-end ``scale``), and the certified minimum nuclear
 norm (:func:`rankbias.baselines.min_nuclear_norm`, ``solver="auto"``). Measured: the relative
 reconstruction error ``||W - W*||_F / ||W*||_F`` against ``k``.
 
@@ -73,9 +74,18 @@ def _instance(d: int, rank: int, k: int, seed: int):
     return M, rb.MatrixCompletion(M, observed_entries(d, k, seed), truth=M)
 
 
-def _flow_run(M, prob, d, L, seed, scale, t_max, rtol, residual_tol, n_save) -> dict:
+def _flow_init(model, d: int, seed: int, init_std: float | None, scale: float | None):
+    """Gaussian factors: entries of std ``init_std`` (Arora et al.'s convention; rankbias's
+    per-factor value ``init_std * sqrt(d)``, as entries are ``N(0, a^2 / fan_in)``), or,
+    with ``scale``, the end-to-end scale of :meth:`DeepFactorization.init`."""
+    if scale is not None:
+        return model.init("gaussian", scale=scale, seed=seed)
+    return model.init("gaussian", scale=init_std * np.sqrt(d), seed=seed, per_factor=True)
+
+
+def _flow_run(M, prob, d, L, seed, init_std, scale, t_max, rtol, residual_tol, n_save) -> dict:
     model = rb.DeepFactorization((d, d), depth=L)
-    p0 = model.init("gaussian", scale=scale, seed=seed)
+    p0 = _flow_init(model, d, seed, init_std, scale)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -145,8 +155,9 @@ def completion_study(
     counts=(1000, 2000, 3000, 4000, 5000),
     depths=(2, 3, 4),
     seeds: int | list[int] = 5,
-    scale: float = 1e-3,
-    t_max: float = 1e4,
+    init_std: float = 1e-3,
+    scale: float | None = None,
+    t_max: float = 5e4,
     rtol: float = 1e-6,
     residual_tol: float = 1e-5,
     n_save: int = 30,
@@ -159,7 +170,10 @@ def completion_study(
         d, rank: the ``d x d`` rank-``rank`` truth. counts: numbers of observed entries.
         depths: gradient-flow depths. seeds: number of seeds (truth, entries and init:
             ``range(seeds)``) or a list of seeds.
-        scale: end-to-end init scale. t_max, rtol, residual_tol, n_save: flow settings
+        init_std: standard deviation of every entry of every factor at ``t = 0`` (the
+            paper's setting; rankbias's per-factor scale ``init_std * sqrt(d)``).
+        scale: instead, the end-to-end scale ``||W(0)||`` of rankbias's convention
+            (``None``: use ``init_std``). t_max, rtol, residual_tol, n_save: flow settings
             (see the module docstring for the stop). recovered: the error below which a run
             counts as a recovery in the summary. nuclear_solver: of
             :func:`~rankbias.baselines.min_nuclear_norm` (every answer carries its certificate).
@@ -199,7 +213,8 @@ def completion_study(
             fh.write(line + "\n")
 
     common = dict(study="arora2019-completion", d=d, rank=rank)
-    flow_set = dict(scale=scale, t_max=t_max, rtol=rtol, residual_tol=residual_tol, n_save=n_save)
+    init = dict(scale=scale) if scale is not None else dict(init_std=init_std)
+    flow_set = dict(**init, t_max=t_max, rtol=rtol, residual_tol=residual_tol, n_save=n_save)
     runs, curves = [], []
     k_mid = counts[len(counts) // 2]
     for seed in seed_list:  # seed-major: a cut-short study has whole seeds
@@ -211,7 +226,18 @@ def completion_study(
                     store,
                     spec,
                     partial(
-                        _flow_run, M, prob, d, L, seed, scale, t_max, rtol, residual_tol, n_save
+                        _flow_run,
+                        M,
+                        prob,
+                        d,
+                        L,
+                        seed,
+                        init_std,
+                        scale,
+                        t_max,
+                        rtol,
+                        residual_tol,
+                        n_save,
                     ),
                     log,
                 )
@@ -235,10 +261,11 @@ def completion_study(
         for k in counts
         if min(table[m][str(k)]["median"] for m in deep) < table[NUCLEAR][str(k)]["median"]
     ]
+    init_label = f"end-to-end {scale:g}" if scale is not None else f"entries std {init_std:g}"
     out = dict(
         shows=(
             f"{d}x{d} rank-{rank} completion ({dof} degrees of freedom), {len(seed_list)} seeds: "
-            f"relative error of gradient flow (depths {depths}, init {scale:g}) and of the "
+            f"relative error of gradient flow (depths {depths}, init {init_label}) and of the "
             f"minimum nuclear norm against the number of observed entries; depth >= 3 "
             f"has a lower median error than the nuclear norm at {wins or 'no'} entries"
             + (" [quick mode: 30x30 rank 2, depths 2-3, 3 seeds]" if quick else "")
@@ -253,6 +280,7 @@ def completion_study(
             counts=counts,
             depths=depths,
             seeds=seed_list,
+            init_std=init_std if scale is None else None,
             scale=scale,
             t_max=t_max,
             rtol=rtol,
