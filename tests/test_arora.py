@@ -27,7 +27,8 @@ def test_registered_with_params_the_runner_accepts():
     assert p["depths"] == [2, 3, 4] and p["seeds"] == 5
     assert min(p["counts"]) <= 1000 and max(p["counts"]) >= 5000
     assert sig.parameters["d"].default == 100 and sig.parameters["rank"].default == 5
-    assert sig.parameters["scale"].default == 1e-3
+    assert sig.parameters["init_std"].default == 1e-3  # the paper's: factor entries' std
+    assert raw["params"]["init_std"] == 1e-3
 
 
 def test_observed_entries_nested_exact_and_seeded():
@@ -43,6 +44,18 @@ def test_observed_entries_nested_exact_and_seeded():
     assert set(zip(r3.tolist(), c3.tolist(), strict=True)) != a
     with pytest.raises(ValueError, match="`k`"):
         ar.observed_entries(5, 26, seed=0)
+
+
+def test_init_has_the_papers_entry_std():
+    """init_std is the std of every factor entry (Arora et al.), not rankbias's end-to-end
+    scale: at d = 100, depth 3, each factor holds N(0, 1e-6) entries."""
+    import rankbias as rb
+
+    model = rb.DeepFactorization((100, 100), depth=3)
+    for W in ar._flow_init(model, 100, 0, 1e-3, None):
+        assert np.std(np.asarray(W)) == pytest.approx(1e-3, rel=0.03)
+    W0 = model.product(ar._flow_init(model, 100, 0, None, 1e-3))
+    assert np.linalg.norm(np.asarray(W0), 2) < 1e-2  # end-to-end scale 1e-3 (order)
 
 
 def test_relative_error_against_explicit_sums():
