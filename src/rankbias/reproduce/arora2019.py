@@ -346,7 +346,11 @@ def _write_tables(out_dir: Path, out: dict, counts, methods) -> None:
                 "not run"
                 if c["n"] == 0
                 else f"{c['median']:.2g} ({c['min']:.2g}-{c['max']:.2g})"
-                + ("" if c["n"] == len(out["settings"]["seeds"]) else f", {c['n']} seeds")
+                + (
+                    ""
+                    if c["n"] == len(out["settings"]["seeds"])
+                    else f", {c['n']} seed{'s' * (c['n'] > 1)}"
+                )
             )
         lines.append(f"| {k:,} | " + " | ".join(cells) + " |")
     md = "Median (min-max over seeds) of ||W - W*||_F / ||W*||_F\n\n" + "\n".join(lines) + "\n"
