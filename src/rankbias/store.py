@@ -487,6 +487,8 @@ def run_variables(manifest: dict) -> dict[str, tuple[tuple[str, ...], tuple[int,
         out["loss"] = ((tdim,), (T,))
     if "grad_norm" in metrics:
         out["grad_norm"] = ((tdim,), (T,))
+    if "heldout_rmse" in metrics:
+        out["heldout_rmse"] = ((tdim,), (T,))
     if "singular_values" in metrics:
         out["singular_values"] = ((tdim, "sv"), (T, k))
     if "effective_rank" in metrics:
@@ -529,7 +531,7 @@ def _load_block(root: str, keys: list[str], manifest: dict) -> dict[str, np.ndar
             if v == "singular_values":
                 sv = _on_grid(t, a["singular_values"], grid, hold)
                 out[v][i, :, : sv.shape[1]] = sv
-            elif v in ("loss", "grad_norm") or v.startswith("rank_"):
+            elif v in ("loss", "grad_norm", "heldout_rmse") or v.startswith("rank_"):
                 if v in a:
                     out[v][i] = _on_grid(t, a[v], grid, hold)
             elif v == "final_loss":

@@ -15,6 +15,7 @@ Every error is a :class:`ConfigError` (a ``ValueError``) naming the key path, e.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import math
@@ -65,7 +66,11 @@ _OPTAX_KEYS: dict[str, tuple] = {
 }
 SCHEMA: dict[str, dict[str, tuple]] = {
     "problem": {
-        "type": (_S, "completion", ("choice", ("completion", "sensing", "estimation"))),
+        "type": (
+            _S,
+            "completion",
+            ("choice", ("completion", "sensing", "estimation", "ratings")),
+        ),
         "shape": ("shape", [10, 10], None),
         "rank": (_I, 2, (">=", 1)),
         "psd": (_B, True, None),
@@ -74,6 +79,10 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "measurements": (_I, 100, (">=", 1)),
         "noise": (_F, 0.0, (">=", 0.0)),
         "seed": (_I, 0, (">=", 0)),
+        # type = "ratings": a `user item rating [timestamp]` file (rb.load_ratings), split at
+        # random with `seed` into training entries and `test_fraction` held-out ones.
+        "path": (_S, None, None),
+        "test_fraction": (_F, 0.1, ("between", 0.0, 0.99)),
     },
     "model": {
         "type": (_S, "deep", ("choice", ("deep", "symmetric"))),
@@ -125,6 +134,7 @@ METRICS = (
     "distance_to_truth",
     "final_matrix",
     "matrices",
+    "heldout_rmse",
 )
 
 # Short axis names (used as dataset dimensions) for the usual sweep keys.
@@ -370,6 +380,17 @@ def validate(raw: dict) -> dict:
             raise ConfigError(
                 f"record.metrics: unknown metric {short(m)} (allowed: {', '.join(METRICS)})"
             )
+    ptype = raw.get("problem", {}).get("type", "completion")
+    if "heldout_rmse" in raw.get("record", {}).get("metrics", []) and ptype not in (
+        "completion",
+        "ratings",
+    ):
+        raise ConfigError(
+            "record.metrics: heldout_rmse needs problem.type 'completion' (scored on the "
+            f"unobserved entries of the truth) or 'ratings' (the held-out split), got {ptype!r}"
+        )
+    if ptype == "ratings" and not raw.get("problem", {}).get("path"):
+        raise ConfigError("problem.path (a ratings file) is required by problem.type = 'ratings'")
     for c in raw.get("record", {}).get("custom", []):
         if c.count(":") != 1:
             raise ConfigError(f"record.custom: {short(c)} must be 'module:function'")
@@ -697,7 +718,12 @@ def _normalise_run(cfg: dict) -> dict:
     """Drop the keys a run does not use, so that they do not change its hash."""
     cfg = copy.deepcopy(cfg)
     p, d, i, m = cfg["problem"], cfg["dynamics"], cfg["init"], cfg["model"]
-    if p["type"] != "completion":
+    if p["type"] == "ratings":
+        for k in ("rank", "psd", "spectrum", "fraction", "noise"):
+            p.pop(k)
+    else:
+        p.pop("path"), p.pop("test_fraction")
+    if p["type"] not in ("completion", "ratings"):
         p.pop("fraction")
     if p["type"] != "sensing":
         p.pop("measurements")
@@ -722,8 +748,7 @@ def _normalise_run(cfg: dict) -> dict:
     return cfg
 
 
-def _check_run(cfg: dict, where: str) -> None:
-    p, m = cfg["problem"], cfg["model"]
+def _check_truth(p: dict, m: dict, where: str) -> None:
     mm, nn = p["shape"]
     if p["rank"] > min(mm, nn):
         raise ConfigError(
@@ -744,6 +769,15 @@ def _check_run(cfg: dict, where: str) -> None:
             f"{where}problem.spectrum has {len(p['spectrum'])} values, "
             f"expected problem.rank={p['rank']}"
         )
+
+
+def _check_run(cfg: dict, where: str) -> None:
+    p, m = cfg["problem"], cfg["model"]
+    if p["type"] == "ratings":  # no generated truth: rank, psd and spectrum do not apply
+        if m["type"] == "symmetric":
+            raise ConfigError(f"{where}model.type = 'symmetric' cannot fit a ratings matrix")
+    else:
+        _check_truth(p, m, where)
     d = cfg["dynamics"]
     if d["method"] == "flow" and d.get("t_min") is not None and not d["t_min"] < d["t_max"]:
         raise ConfigError(
@@ -768,6 +802,28 @@ def _check_run(cfg: dict, where: str) -> None:
                 )
     if cfg["init"]["name"] == "perturbed_identity" and cfg["init"].get("beta") is None:
         raise ConfigError(f"{where}init.beta is required by init.name = 'perturbed_identity'")
+
+
+def _ratings_file(path: str, where: str) -> tuple[tuple[int, int], str]:
+    """The ``(users, items)`` shape (largest ids) and SHA-256 of a ratings file."""
+    try:
+        st = Path(path).stat()
+        return _ratings_file_cached(str(path), st.st_mtime_ns, st.st_size)
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"{where}problem.path: cannot read ratings from {short(path)}: {e}"
+        ) from None
+
+
+@functools.lru_cache(maxsize=16)
+def _ratings_file_cached(path: str, mtime_ns: int, size: int) -> tuple[tuple[int, int], str]:
+    import hashlib
+
+    from ..problems import load_ratings
+
+    data = Path(path).read_bytes()
+    prob, _ = load_ratings(path, test_fraction=0.0)
+    return (int(prob.shape[0]), int(prob.shape[1])), hashlib.sha256(data).hexdigest()
 
 
 def expand(raw: dict, code_version: str | None = None) -> Sweep:
@@ -823,6 +879,16 @@ def expand(raw: dict, code_version: str | None = None) -> Sweep:
             + ", ".join(f"{a.name}={a.values[0][i]}" for a, i in zip(axes, idx, strict=True))
             + ": "
         )
+        if cfg["problem"]["type"] == "ratings":
+            shape, digest = _ratings_file(cfg["problem"]["path"], where)
+            if "shape" not in raw.get("problem", {}):
+                cfg["problem"]["shape"] = list(shape)
+            elif any(g < f for g, f in zip(cfg["problem"]["shape"], shape, strict=True)):
+                raise ConfigError(
+                    f"{where}problem.shape={cfg['problem']['shape']} is smaller than the ids "
+                    f"of {short(cfg['problem']['path'])} need ({list(shape)})"
+                )
+            cfg["problem"]["sha256"] = digest  # the data, not its path, identifies the run
         _check_run(cfg, where)
         cfg = _normalise_run(cfg)
         sweep.runs.append(RunSpec(cfg, tuple(idx), run_key(cfg, code_version)))

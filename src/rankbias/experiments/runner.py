@@ -22,7 +22,15 @@ import numpy as np
 
 from .config import RunSpec, Sweep
 
-__all__ = ["Chunk", "plan_chunks", "build_problem", "build_model", "run_chunk", "manifest_for"]
+__all__ = [
+    "Chunk",
+    "plan_chunks",
+    "build_problem",
+    "build_heldout",
+    "build_model",
+    "run_chunk",
+    "manifest_for",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,10 @@ def _problem_cached(pjson: str):
 
     p = json.loads(pjson)
     shape = tuple(p["shape"])
+    if p["type"] == "ratings":
+        return rb.problems.load_ratings(
+            p["path"], test_fraction=p["test_fraction"], seed=p["seed"], shape=shape
+        )[0]
     M = rb.random_low_rank(
         shape, p["rank"], psd=p["psd"], seed=p["seed"], spectrum=p.get("spectrum")
     )
@@ -61,6 +73,29 @@ def _problem_cached(pjson: str):
     if sym:
         noise = (noise + noise.T) / np.sqrt(2)
     return rb.MatrixEstimation(M + noise, truth=M)
+
+
+@functools.lru_cache(maxsize=256)
+def _heldout_cached(pjson: str):
+    import rankbias as rb
+
+    p = json.loads(pjson)
+    if p["type"] == "ratings":
+        return rb.problems.load_ratings(
+            p["path"], test_fraction=p["test_fraction"], seed=p["seed"], shape=tuple(p["shape"])
+        )[1]
+    prob = _problem_cached(pjson)
+    assert isinstance(prob, rb.MatrixCompletion)  # the config allows no other type here
+    rows, cols = np.nonzero(~prob.mask)
+    truth = np.asarray(prob.target)
+    m, n = prob.shape
+    return rb.problems.HeldOut(rows, cols, truth[rows, cols], (int(m), int(n)))
+
+
+def build_heldout(cfg: dict):
+    """What ``heldout_rmse`` scores (a :class:`~rankbias.problems.HeldOut`): for ``ratings`` the
+    held-out split of the file, for ``completion`` the unobserved entries of the truth."""
+    return _heldout_cached(_canon(cfg["problem"]))
 
 
 def build_problem(cfg: dict):
@@ -149,6 +184,15 @@ def _arrays(traj, cfg: dict, problem) -> dict[str, np.ndarray]:
             out["metric_distance_to_truth"] = np.array(
                 np.linalg.norm(traj.final_matrix - truth) / max(np.linalg.norm(truth), 1e-300)
             )
+    if "heldout_rmse" in metrics:
+        # RMSE at every recorded time, from the matrices (kept only if `matrices` is asked)
+        from ..problems import heldout_rmse
+
+        held = build_heldout(cfg)
+        Ws = np.asarray(traj.matrices)
+        r = Ws[:, held.rows, held.cols] - held.values
+        out["heldout_rmse"] = np.sqrt(np.mean(r * r, axis=1))
+        out["metric_final_heldout_rmse"] = np.array(heldout_rmse(traj.final_matrix, held))
     for name in cfg["record"]["custom"]:
         vals = _custom(name)(traj, problem, cfg)
         for k, v in dict(vals).items():
@@ -227,7 +271,8 @@ def run_chunk(root: str, chunk: Chunk, skip: frozenset | set = frozenset()) -> d
     from ..store import Store
 
     store = Store(root)
-    save_m = "matrices" in chunk.configs[0]["record"]["metrics"]
+    rec = chunk.configs[0]["record"]["metrics"]
+    save_m = "matrices" in rec or "heldout_rmse" in rec
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -278,6 +323,8 @@ def manifest_for(sweep: Sweep, versions: dict) -> dict:
     grid = sorted(set().union(*grids))
     metrics = sweep.base["record"]["metrics"]
     scalar = ["distance_to_truth"] if "distance_to_truth" in metrics else []
+    if "heldout_rmse" in metrics:
+        scalar.append("final_heldout_rmse")
     return {
         "format": 1,
         "kind": "sweep",
