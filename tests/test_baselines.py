@@ -243,3 +243,15 @@ def test_pair_products_adjoint_matches_autodiff(frac):
     fast = lambda U, V: jnp.dot(w, _pair_products(U, V, prob.rows, prob.cols, *orders))
     for a, b in zip(jax.grad(fast, (0, 1))(U, V), jax.grad(plain, (0, 1))(U, V), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+def test_auto_hands_a_time_limited_scs_answer_to_alm(monkeypatch):
+    # m + n = 80: "auto" tries SCS first; with no time to converge its answer is not
+    # optimal, and the factor solver must take over and certify the optimum.
+    monkeypatch.setattr(baselines, "_SCS_AUTO_TIME_LIMIT", 1e-6)
+    M = rb.random_low_rank((40, 40), 2, seed=6)
+    prob = rb.MatrixCompletion.uniform(M, 0.5, seed=6)
+    sol = baselines.min_nuclear_norm(prob, psd=False)
+    assert sol.solver == "ALM" and sol.status == "optimal"
+    assert any("handed to ALM" in e for e in sol.info["errors"])
+    assert sol.duality_gap <= 1e-7 * sol.objective and sol.constraint_residual <= 1e-8
