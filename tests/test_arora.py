@@ -10,6 +10,7 @@ import pytest
 
 import rankbias.experiments as ex
 from rankbias.experiments.config import ConfigError
+from rankbias.problems import MatrixCompletion
 from rankbias.reproduce import arora2019 as ar
 from rankbias.store import Store
 
@@ -171,6 +172,7 @@ def test_heldout_rmse_on_synthetic_completion_scores_the_unobserved_truth(tmp_pa
     )
     cfg = sweep.runs[0].config
     prob, held = build_problem(cfg), build_heldout(cfg)
+    assert isinstance(prob, MatrixCompletion)
     mask, truth = prob.mask, np.asarray(prob.target)
     assert len(held) == int((~mask).sum()) > 0
     np.testing.assert_array_equal(held.values, truth[~mask])  # row-major order, as nonzero

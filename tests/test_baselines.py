@@ -203,10 +203,16 @@ def test_soft_impute_polish_lands_on_the_plain_fista_minimiser(psd):
     grad = baselines._numpy_grad(prob)
     with blas_threads(M.shape):
         ref, _, ok = fista_prox_grad(
-            grad, np.zeros(M.shape), lam, 1 / prob.weight, SVT(M.shape, psd, False), 1e-12, 10**5
+            grad,
+            np.zeros(M.shape),
+            lam,
+            1 / float(prob.weight),
+            SVT(M.shape, psd, False),
+            1e-12,
+            10**5,
         )
     assert ok
-    np.testing.assert_allclose(X, ref, atol=1e-8 * np.linalg.norm(ref))
+    np.testing.assert_allclose(X, ref, atol=1e-8 * float(np.linalg.norm(ref)))
 
 
 @pytest.mark.parametrize("psd", [False, True])
