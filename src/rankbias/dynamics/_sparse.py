@@ -41,6 +41,7 @@ from ..problems import MatrixCompletion
 
 __all__ = ["BACKENDS", "SparseCompletion", "choose_backend", "sparse_supported"]
 
+#: The values of the `backend` argument of the flow and GD drivers.
 BACKENDS = ("auto", "dense", "sparse")
 
 #: Row/column table widths are rounded up to a multiple of this (fewer compilations).
