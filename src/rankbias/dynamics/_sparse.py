@@ -84,6 +84,11 @@ class SparseCompletion(eqx.Module):
         shape), stacked along a leading axis for a list; every problem of a list gets the
         same (largest) table widths."""
         single = isinstance(problems, MatrixCompletion)
+        if single:
+            key = _cache_key(problems, model)
+            hit = _TABLES.get(key)
+            if hit is not None:
+                return hit[1]
         plist = [problems] if single else list(problems)
         m, n = plist[0].shape
         raw = [_entries(p) for p in plist]
@@ -110,6 +115,7 @@ class SparseCompletion(eqx.Module):
                 )
             )
         if single:
+            _remember(key, problems, out[0])
             return out[0]
         return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *out)
 
@@ -174,6 +180,30 @@ class SparseCompletion(eqx.Module):
             s = jnp.linalg.svd(ra @ rb.T, compute_uv=False)
         s = s[:k]
         return jnp.concatenate([s, jnp.zeros((k - s.shape[0],), s.dtype)])
+
+
+#: The tables of the last few problems, keyed by the identity of their (immutable) entry
+#: arrays, which are kept alive with them so that the ids stay unique: GLRL calls the flow
+#: several times per phase on one problem, and ``Problem.astype`` keeps those arrays.
+_TABLES: dict = {}
+_TABLES_KEPT = 4
+
+
+def _cache_key(problem: MatrixCompletion, model):
+    return (
+        id(problem.rows),
+        id(problem.cols),
+        id(problem.values),
+        float(problem.weight),
+        str(problem.values.dtype),
+        isinstance(model, SymmetricFactorization),
+    )
+
+
+def _remember(key, problem: MatrixCompletion, tables: SparseCompletion) -> None:
+    while len(_TABLES) >= _TABLES_KEPT:
+        _TABLES.pop(next(iter(_TABLES)))  # the oldest
+    _TABLES[key] = ((problem.rows, problem.cols, problem.values), tables)
 
 
 def _chain(ps):
