@@ -101,7 +101,7 @@ def engine_problem(d, rank=5, fraction=0.05, seed=0):
     return M, rb.MatrixCompletion.uniform(M, fraction, seed=seed, symmetric=True)
 
 
-def run_engine_here(d, kind, backend, t_max=1e5):
+def run_engine_here(d, kind, backend, t_max=1e5, scale=1e-6):
     """One engine run in this process: a dict of the numbers (printed as JSON). ``kind``:
     ``"sym<k>"`` (``SymmetricFactorization`` of width ``k``) or ``"deep3"`` (width 10)."""
     M, prob = engine_problem(d)
@@ -109,7 +109,7 @@ def run_engine_here(d, kind, backend, t_max=1e5):
         model = rb.SymmetricFactorization(size=d, width=int(kind[3:]))
     else:
         model = rb.DeepFactorization((d, d), depth=3, width=10)
-    params = model.init("gaussian", scale=1e-6, seed=0)
+    params = model.init("gaussian", scale=scale, seed=0)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -132,9 +132,9 @@ def run_engine_here(d, kind, backend, t_max=1e5):
     )
 
 
-def run_engine(d, kind, backend, timeout, t_max=1e5):
+def run_engine(d, kind, backend, timeout, t_max=1e5, scale=1e-6):
     """``run_engine_here`` in a subprocess with a wall-clock limit; adds its CPU time."""
-    cmd = [sys.executable, __file__, "--one", str(d), kind, backend, str(t_max)]
+    cmd = [sys.executable, __file__, "--one", str(d), kind, backend, str(t_max), str(scale)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     try:
@@ -144,7 +144,7 @@ def run_engine(d, kind, backend, timeout, t_max=1e5):
         res = dict(wall=time.perf_counter() - t0, err=float("nan"), status="cut off")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     res["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    res.update(d=d, kind=kind, requested=backend, t_max=t_max)
+    res.update(d=d, kind=kind, requested=backend, t_max=t_max, scale=scale)
     return res
 
 
@@ -155,19 +155,21 @@ def engine_table(rows, timeout):
         return "DeepFactorization depth 3 width 10"
 
     lines = [
-        "| model | d | backend | t_max | wall (s) | CPU (s) | rel. error | status | t_final | steps |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | d | backend | init scale | t_max | wall (s) | CPU (s) | rel. error | status | "
+        "t_final | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["status"] == "cut off":
             lines.append(
-                f"| {name(r['kind'])} | {r['d']} | {r['requested']} | {r['t_max']:g} | "
+                f"| {name(r['kind'])} | {r['d']} | {r['requested']} | {r['scale']:g} | {r['t_max']:g} | "
                 f"> {timeout:g} (cut off) | "
                 f"{r['cpu']:.0f} | - | cut off | - | - |"
             )
             continue
         lines.append(
-            f"| {name(r['kind'])} | {r['d']} | {r['backend']} | {r['t_max']:g} | {r['wall']:.1f} | "
+            f"| {name(r['kind'])} | {r['d']} | {r['backend']} | {r['scale']:g} | {r['t_max']:g} | "
+            f"{r['wall']:.1f} | "
             f"{r['cpu']:.0f} | {r['err']:.1e} | {r['status']} | {r['t_final']:.3g} | "
             f"{r['steps']} |"
         )
@@ -184,21 +186,22 @@ def main(argv=None):
     ap.add_argument("--deep", type=int, nargs="*", default=None, help="d for depth 3 (engines)")
     ap.add_argument("--engine-timeout", type=float, default=600.0)
     ap.add_argument("--backends", nargs="*", default=["sparse", "dense"])
-    ap.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
+    ap.add_argument("--scale", type=float, default=1e-6, help="init scale (engines)")
     ap.add_argument("--kinds", nargs="*", default=["sym10"], help="sym<width> models (engines)")
     ap.add_argument("--t-max", type=float, default=1e5, help="t_max of the engine runs")
     ap.add_argument("--out", default="benchmarks/results_scale.md")
     args = ap.parse_args(argv)
     if args.one:
-        d, kind, backend, t_max = args.one
-        print(json.dumps(run_engine_here(int(d), kind, backend, float(t_max))))
+        d, kind, backend, t_max, scale = (args.one + ["1e-6"])[:5]
+        print(json.dumps(run_engine_here(int(d), kind, backend, float(t_max), float(scale))))
         return
     eng = []
     deep = args.engines[:1] if args.deep is None else args.deep
     jobs = [(k, d) for d in args.engines for k in args.kinds] + [("deep3", d) for d in deep]
     for kind, d in jobs:
         for backend in args.backends:
-            r = run_engine(d, kind, backend, args.engine_timeout, args.t_max)
+            r = run_engine(d, kind, backend, args.engine_timeout, args.t_max, args.scale)
             eng.append(r)
             print(json.dumps(r), flush=True)
     rows = []
@@ -240,7 +243,7 @@ def main(argv=None):
     if eng:
         lines += [
             "",
-            "Engines: rank-5 PSD truth, 5% observed (symmetric mask), gaussian init 1e-6, "
+            "Engines: rank-5 PSD truth, 5% observed (symmetric mask), gaussian init, "
             f"default stopping rule; each run limited to {args.engine_timeout:g} s wall.",
             "",
             *engine_table(eng, args.engine_timeout),

@@ -762,11 +762,12 @@ def glrl(
         phase_gtol: a phase has converged when ``||grad L(U)||_F <= phase_gtol`` (default
             ``1e-11 * max(1, ||grad f(0)||_2)``).
         max_phase_time: cap on each phase's flow time (default ``200 * escape time``).
-        polish: for large completion problems (factor-only path), stop each phase's flow
+        polish: for large completion problems (factor-only path: the flow's sparse backend,
+            :func:`rankbias.dynamics.choose_backend`), stop each phase's flow
             within ``1e7 phase_gtol`` of stationarity (past the escape) and finish with
             Newton-CG from there (same minimiser, quadratic); ``False``: flow all the way.
-        n_save: records per flow chunk (default 400 for ``d <= 200``, else 3: the recorder
-            takes a full SVD of ``W`` at each record).
+        n_save: records per flow chunk (default 400 for ``d <= 200``, else 3: on the dense
+            path the recorder takes a full SVD of ``W`` at each record).
         rtol: relative tolerance of each phase's flow (default ``1e-10``; ``1e-8`` on the
             factor-only path, whose phases are finished by Newton-CG: there the flow only has
             to carry each phase into its minimiser's basin).
