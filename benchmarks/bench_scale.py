@@ -139,7 +139,10 @@ def run_engine(d, kind, backend, timeout, t_max=1e5, scale=1e-6):
     t0 = time.perf_counter()
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ)
-        res = json.loads(out.stdout.strip().splitlines()[-1])
+        lines = out.stdout.strip().splitlines()
+        if out.returncode != 0 or not lines:
+            raise RuntimeError(f"engine run {cmd} failed: {out.stderr[-2000:]}")
+        res = json.loads(lines[-1])
     except subprocess.TimeoutExpired:
         res = dict(wall=time.perf_counter() - t0, err=float("nan"), status="cut off")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
