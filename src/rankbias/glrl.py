@@ -26,7 +26,6 @@ convex ``f`` this certifies a global minimiser over the PSD cone (asymmetric: of
 
 from __future__ import annotations
 
-import functools
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -416,7 +415,11 @@ def _flow_phase(
         data = SparseCompletion.from_problems(problem, model)
         if solver == "auto":
             solver = _auto_solver(data, model, factors, 4.0 * t_chunk)
-        gradient_flow = functools.partial(_sparse_phase_flow, flow_gtol=flow_gtol)
+        hold = [1.2 * t_escape]  # the first chunk may not stop before the escape
+
+        def gradient_flow(problem, model, params, **kw):
+            h, hold[0] = hold[0], 0.0
+            return _sparse_phase_flow(problem, model, params, flow_gtol=flow_gtol, hold=h, **kw)
     else:
         solver = "rkc" if solver == "auto" else solver
         # either branch binds a flow function with the call signature used below
@@ -602,17 +605,40 @@ def _sparse_model(problem, factors, symmetric: bool):
     return model, padded
 
 
-def _sparse_phase_flow(problem, model, params, *, flow_gtol, gtol=None, **kw):
+def _sparse_phase_flow(problem, model, params, *, flow_gtol, hold, t_max, gtol=None, **kw):
     """One chunk of a factor-only phase: :func:`rankbias.gradient_flow` on the sparse
-    backend. It stops as soon as ``||grad L|| <= flow_gtol`` after the loss has dropped
-    (past the escape): cheaper than doubling chunks. ``curvature_tol=inf``: the end point
-    is a minimiser at width ``r`` but a saddle of the padded width (the next phase's
-    direction), which the Lanczos test would reject."""
+    backend. Past ``hold`` (the escape) it stops as soon as ``||grad L|| <= flow_gtol``
+    after the loss has dropped: cheaper than doubling chunks. Before ``hold`` it may not
+    stop (``gtol`` 1e-300, the same compiled solve): the gradient is also small, and the
+    loss slightly lower, early in the escape, where Newton-CG would start outside the
+    basin. ``curvature_tol=inf``: the end point is a minimiser at width ``r`` but a saddle
+    of the padded width (the next phase's direction), which the Lanczos test would reject."""
     from .dynamics import gradient_flow
 
-    return gradient_flow(
-        problem, model, params, gtol=flow_gtol, curvature_tol=np.inf, backend="sparse", **kw
+    def run(p, T, g, **extra):
+        return gradient_flow(
+            problem,
+            model,
+            p,
+            t_max=T,
+            gtol=g,
+            curvature_tol=np.inf,
+            backend="sparse",
+            **dict(kw, **extra),
+        )
+
+    if hold <= 0:
+        return run(params, t_max, flow_gtol)
+    if hold >= t_max:
+        return run(params, t_max, 1e-300)
+    first = run(params, hold, 1e-300)
+    t_min = kw.get("t_min")
+    rest = (t_max - hold) / 1e4 if t_min is None else min(t_min, (t_max - hold) / 1e4)
+    second = run(
+        tuple(jnp.asarray(p) for p in first.final_params), t_max - hold, flow_gtol, t_min=rest
     )
+    second.times = second.times + first.times[-1]
+    return _concat([first, second])
 
 
 @eqx.filter_jit
