@@ -40,6 +40,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ._validation import check_choice, check_int, check_positive
+from .dynamics._flow import _vector_field
+from .dynamics._sparse import SparseCompletion, record
 from .models import DeepFactorization, SymmetricFactorization
 from .problems import MatrixCompletion, Problem
 from .trajectory import Trajectory
@@ -409,30 +411,15 @@ def _flow_phase(
     # back to a Hessian test that we replace by our convergence loop.
     t_chunk = 1.5 * t_escape + 20.0 / lam
     if sparse:
-        ell = _ell(problem, symmetric)
+        model, factors = _sparse_model(problem, factors, symmetric)
+        data = SparseCompletion.from_problems(problem, model)
         if solver == "auto":
-            solver = _auto_solver(
-                _stack(factors, symmetric), ell, problem, symmetric, 4.0 * t_chunk
-            )
+            solver = _auto_solver(data, model, factors, 4.0 * t_chunk)
+        hold = [1.2 * t_escape]  # the first chunk may not stop before the escape
 
-        def gradient_flow(problem, model, params, t_max, n_save, t_min, **kw):
-            # The first chunk may stop as soon as the phase has converged (t_stop_min: past
-            # the escape, and the loss has dropped): cheaper than doubling chunks.
-            return _sparse_flow(
-                problem,
-                params,
-                symmetric,
-                t_max,
-                n_save,
-                t_min,
-                rtol,
-                atol,
-                gtol=flow_gtol,
-                t_stop_min=1.2 * t_escape,
-                drop=1e-6 * lam**2,
-                ell=ell,
-                solver=solver,
-            )
+        def gradient_flow(problem, model, params, **kw):
+            h, hold[0] = hold[0], 0.0
+            return _sparse_phase_flow(problem, model, params, flow_gtol=flow_gtol, hold=h, **kw)
     else:
         solver = "rkc" if solver == "auto" else solver
         # either branch binds a flow function with the call signature used below
@@ -466,18 +453,17 @@ def _flow_phase(
             break
         t_chunk = min(2.0 * t_chunk, max_time - t0) if t0 < max_time else t_chunk
     traj = _concat(pieces)
-    if not sparse:
-        params = _unpad(params, r, symmetric)
-        traj.final_params = _unpad(traj.final_params, r, symmetric)
     if sparse and polish and not converged and gn <= flow_gtol:
-        params, gn, nit = _polish(problem, params, symmetric, phase_gtol, ell=ell)
+        params, gn, nit = _polish(problem, params, symmetric, phase_gtol, data=data)
         converged = gn <= phase_gtol
-        last = rec_final(_stack(params, symmetric), problem, symmetric, ell)
-        traj.loss[-1], traj.grad_norm[-1] = last["loss"], last["grad_norm"]
-        traj.singular_values[-1, : last["sv"].size] = last["sv"]
+        last = record(data, model, tuple(jnp.asarray(p) for p in params), False)
+        traj.loss[-1], traj.grad_norm[-1] = float(last["loss"]), float(last["grad_norm"])
+        traj.singular_values[-1] = np.asarray(last["sv"])
         traj.final_params = tuple(np.asarray(p, dtype=np.float64) for p in params)
         traj.final_matrix = _product(traj.final_params, problem.shape, symmetric)
         traj.info["polish_iterations"] = nit
+    params = _unpad(params, r, symmetric)
+    traj.final_params = _unpad(traj.final_params, r, symmetric)
     return traj, tuple(np.asarray(p, dtype=np.float64) for p in params), converged, gn
 
 
@@ -528,9 +514,10 @@ def _unpad(params, r: int, symmetric: bool):
     )
 
 
-def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30, *, ell=None):
+def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30, *, data=None):
     """Newton-CG on the factor objective of a completion problem, from a point the flow
-    brought near a minimiser; returns (params, ||grad L||, Newton iterations).
+    brought near a minimiser; returns (params, ||grad L||, Newton iterations) at the width
+    of ``params`` (the sparse backend's evaluations, padded to a multiple of 8 columns).
 
     Each step solves ``H d = -grad L`` by conjugate gradients on exact Hessian-vector
     products (the Hessian is singular along the factor's symmetries, ``U -> U Q``; CG stays
@@ -538,22 +525,21 @@ def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30, *
     minimiser the loss decrease falls below float64 resolution long before the gradient
     does, which stalls value-based searches (L-BFGS stopped at ``||grad|| ~ 1e-9`` on
     1000 x 1000 completions). A step is accepted when ``||grad L||`` falls, else halved."""
-    ell = _ell(problem, symmetric) if ell is None else ell
-    w, shape = jnp.asarray(float(problem.weight)), problem.shape
-    m = shape[0]
-    y = _stack(params, symmetric)
-    r = y.shape[1]
-    y = jnp.asarray(_pad(y, shape))  # zero columns stay zero: their gradient -G u_j vanishes
-    g = _sparse_vf(y, (ell, w, symmetric, shape))[0]
+    r = params[0].shape[1] if symmetric else params[0].shape[0]
+    # zero columns stay zero: their gradient sym(G) 0 vanishes
+    model, padded = _sparse_model(problem, params, symmetric)
+    data = SparseCompletion.from_problems(problem, model) if data is None else data
+    y = model.flatten(tuple(jnp.asarray(p) for p in padded))
+    g = _neg_grad(data, model, y)
     gn = float(jnp.linalg.norm(g))
     it = 0
     while gn > gtol and it < max_iter:
         it += 1
-        d = _newton_direction(y, g, ell, w, symmetric, shape)
+        d = _newton_direction(data, model, y, g)
         step = 1.0
         for _ in range(8):
             y_new = y + step * d
-            g_new = _sparse_vf(y_new, (ell, w, symmetric, shape))[0]
+            g_new = _neg_grad(data, model, y_new)
             gn_new = float(jnp.linalg.norm(g_new))
             if gn_new < gn:
                 break
@@ -561,16 +547,20 @@ def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30, *
         else:
             break  # no decrease: at the precision floor
         y, g, gn = y_new, g_new, gn_new
-    y = np.asarray(y, dtype=np.float64)[:, :r]
-    new = (y,) if symmetric else (y[m:].T, y[:m])
-    return new, gn, it
+    return _unpad(model.unflatten(y), r, symmetric), gn, it
 
 
 @eqx.filter_jit
-def _newton_direction(y, g, ell, w, symmetric, shape, maxiter: int = 200):
+def _neg_grad(data, model, y):
+    """``-grad L`` of the factor objective, flat (the sparse backend's vector field)."""
+    return _vector_field(model)(0.0, y, data)
+
+
+@eqx.filter_jit
+def _newton_direction(data, model, y, g, maxiter: int = 200):
     """CG for ``H d = -grad L = g`` (``g`` is ``-grad L``, ``H`` the Hessian of ``L``), to
     relative residual 1e-4, stopping early at non-positive curvature."""
-    f = lambda z: _sparse_vf(z, (ell, w, symmetric, shape))[0]
+    f = lambda z: _vector_field(model)(0.0, z, data)
     hvp = lambda v: -jax.jvp(f, (y,), (v,))[1]  # -d(-grad L) = H v
     b2 = jnp.sum(g * g)
 
@@ -597,38 +587,80 @@ def _newton_direction(y, g, ell, w, symmetric, shape, maxiter: int = 200):
 _WIDTH_BLOCK = 8
 
 
-def _pad(y, shape):
-    """Zero-pad the factor's columns to a multiple of 8 (one compilation serves 8 phases)."""
-    r = y.shape[1]
-    R = min(-(-max(r, 1) // _WIDTH_BLOCK) * _WIDTH_BLOCK, min(shape))
-    R = max(R, r)
-    return np.concatenate([np.asarray(y, dtype=np.float64), np.zeros((y.shape[0], R - r))], axis=1)
-
-
-def _stack(params, symmetric):
-    """Factor-only state: ``U`` (symmetric) or ``[A; B]`` with ``W = A B^T``, ``(m + n, r)``."""
+def _sparse_model(problem, factors, symmetric: bool):
+    """The factor-only phases' model and factors at a width padded to a multiple of 8 (one
+    compilation serves 8 phases). Unlike :func:`_padded_flow` the tolerances are not scaled:
+    these phases are finished by Newton-CG, the flow only carries them into the basin."""
+    r = factors[0].shape[1] if symmetric else factors[0].shape[0]
+    R = _padded_width(r, problem.shape)
     if symmetric:
-        return np.asarray(params[0], dtype=np.float64)
-    return np.concatenate(
-        [np.asarray(params[1], dtype=np.float64), np.asarray(params[0], dtype=np.float64).T]
+        model = SymmetricFactorization(problem.shape[0], width=R)
+        padded = (np.pad(np.asarray(factors[0], dtype=np.float64), ((0, 0), (0, R - r))),)
+    else:
+        model = DeepFactorization(problem.shape, depth=2, width=R)
+        padded = (
+            np.pad(np.asarray(factors[0], dtype=np.float64), ((0, R - r), (0, 0))),
+            np.pad(np.asarray(factors[1], dtype=np.float64), ((0, 0), (0, R - r))),
+        )
+    return model, padded
+
+
+def _sparse_phase_flow(problem, model, params, *, flow_gtol, hold, t_max, gtol=None, **kw):
+    """One chunk of a factor-only phase: :func:`rankbias.gradient_flow` on the sparse
+    backend. Past ``hold`` (the escape) it stops as soon as ``||grad L|| <= flow_gtol``
+    after the loss has dropped: cheaper than doubling chunks. Before ``hold`` it may not
+    stop (``gtol`` 1e-300, the same compiled solve): the gradient is also small, and the
+    loss slightly lower, early in the escape, where Newton-CG would start outside the
+    basin. ``curvature_tol=inf``: the end point is a minimiser at width ``r`` but a saddle
+    of the padded width (the next phase's direction), which the Lanczos test would reject."""
+    from .dynamics import gradient_flow
+
+    def run(p, T, g, **extra):
+        return gradient_flow(
+            problem,
+            model,
+            p,
+            t_max=T,
+            gtol=g,
+            curvature_tol=np.inf,
+            backend="sparse",
+            **dict(kw, **extra),
+        )
+
+    if hold <= 0:
+        return run(params, t_max, flow_gtol)
+    if hold >= t_max:
+        return run(params, t_max, 1e-300)
+    first = run(params, hold, 1e-300)
+    t_min = kw.get("t_min")
+    rest = (t_max - hold) / 1e4 if t_min is None else min(t_min, (t_max - hold) / 1e4)
+    second = run(
+        tuple(jnp.asarray(p) for p in first.final_params), t_max - hold, flow_gtol, t_min=rest
     )
+    second.times = second.times + first.times[-1]
+    return _concat([first, second])
 
 
-def _auto_solver(y0, ell, problem, symmetric, horizon) -> str:
+@eqx.filter_jit
+def _sparse_rho(data, model, y0, iters: int = 30):
+    """Spectral radius of the factor objective's Hessian at ``y0``: the RKC solver's own
+    power iteration on exact JVPs of the sparse backend's vector field."""
+    from .dynamics import RKC
+
+    vf = _vector_field(model)
+    term = diffrax.ODETerm(lambda t, y, args: vf(t, y, data))
+    v0 = jnp.cos(jnp.arange(y0.size, dtype=y0.dtype) * 1.618033988749895 + 0.3)
+    return RKC()._power(term, 0.0, y0, None, v0 / jnp.linalg.norm(v0), iters)[1]
+
+
+def _auto_solver(data, model, params, horizon) -> str:
     """Tsit5 when the phase is not stiff, RKC otherwise: with Hessian spectral radius
     ``rho`` (twice its value at the phase start: the learned direction adds curvature),
     an explicit 5th-order method needs about ``rho T / 3.3`` steps for stability alone
     over a phase of length ``T``; below ~3000 such steps it beats RKC, which pays two
     Jacobian-vector products per step for its spectral-radius estimate."""
-    rho = 2.0 * float(
-        _sparse_rho(
-            jnp.asarray(_pad(y0, problem.shape)),
-            ell,
-            jnp.asarray(float(problem.weight)),
-            symmetric,
-            problem.shape,
-        )
-    )
+    y0 = model.flatten(tuple(jnp.asarray(p) for p in params))
+    rho = 2.0 * float(_sparse_rho(data, model, y0))
     return "tsit5" if rho * horizon / 3.3 <= 3000.0 else "rkc"
 
 
@@ -720,248 +752,6 @@ def _refine_mid(problem, start, symmetric, crude, lam, f_before, f_after, rtol, 
     return _mid_time(tr, f_before, f_after)
 
 
-def _ell(problem, symmetric: bool = False):
-    """Row- and column-padded (ELL) index tables of the observed entries.
-
-    Scatter-adds (``segment_sum``) are slow on CPU; with padded tables every product with
-    the sparse gradient is a gather and a dense reduction. For symmetric GLRL on a
-    symmetric observation pattern with symmetric values, ``G = grad f(U U^T)`` is itself
-    symmetric, so ``sym(G) U = G U`` needs the row tables only (half the gathers)."""
-    rows, cols = np.asarray(problem.rows), np.asarray(problem.cols)
-    vals = np.asarray(problem.values, dtype=np.float64)
-    m, n = problem.shape
-    cnt_r = np.bincount(rows, minlength=m)
-    Kr = max(int(cnt_r.max()), 1)
-    order = np.lexsort((cols, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    start = np.concatenate([[0], np.cumsum(cnt_r)[:-1]])
-    slot = np.arange(rows.size) - start[rows]
-    ridx = np.zeros((m, Kr), np.int32)
-    rval = np.zeros((m, Kr))
-    rmask = np.zeros((m, Kr))
-    ridx[rows, slot], rval[rows, slot], rmask[rows, slot] = cols, vals, 1.0
-    if symmetric and _symmetric_pattern(rows, cols, vals, n):
-        return tuple(jnp.asarray(a) for a in (ridx, rval, rmask))
-    flat = rows * Kr + slot
-    cnt_c = np.bincount(cols, minlength=n)
-    Kc = max(int(cnt_c.max()), 1)
-    oc = np.lexsort((rows, cols))
-    cstart = np.concatenate([[0], np.cumsum(cnt_c)[:-1]])
-    cslot = np.arange(cols.size) - cstart[cols[oc]]
-    cidx = np.zeros((n, Kc), np.int32)
-    cperm = np.zeros((n, Kc), np.int32)
-    cmask = np.zeros((n, Kc))
-    cidx[cols[oc], cslot], cperm[cols[oc], cslot], cmask[cols[oc], cslot] = rows[oc], flat[oc], 1.0
-    return tuple(jnp.asarray(a) for a in (ridx, rval, rmask, cidx, cperm, cmask))
-
-
-def _symmetric_pattern(rows, cols, vals, n) -> bool:
-    """Whether the observed entries (sorted by row, then column) are closed under
-    transposition with equal values. Duplicated entries count as not symmetric."""
-    key = rows.astype(np.int64) * n + cols
-    if np.any(np.diff(key) <= 0):
-        return False
-    tkey = cols.astype(np.int64) * n + rows
-    o = np.argsort(tkey)
-    return bool(np.array_equal(tkey[o], key) and np.array_equal(vals[o], vals))
-
-
-def _sparse_vf(U, args):
-    """``-grad L`` of the factor objective and the padded residuals ``w (W - M)`` on the
-    observed entries; ``O(|Omega| r)``."""
-    ell, w, symmetric, shape = args
-    m, n = shape
-    if len(ell) == 3:  # symmetric pattern, symmetric GLRL (see `_ell`)
-        ridx, rval, rmask = ell
-        Ur = U[ridx]
-        res = w * rmask * (jnp.einsum("ikr,ir->ik", Ur, U) - rval)
-        return -jnp.einsum("ik,ikr->ir", res, Ur), res
-    ridx, rval, rmask, cidx, cperm, cmask = ell
-    if symmetric:
-        A, B = U, U
-    else:
-        A, B = U[:m], U[m:]  # W = A B^T, stacked as one (m + n, r) array
-    res = w * rmask * (jnp.einsum("ikr,ir->ik", B[ridx], A) - rval)  # (m, Kr)
-    gA = jnp.einsum("ik,ikr->ir", res, B[ridx])  # G B
-    gB = jnp.einsum("jk,jkr->jr", res.ravel()[cperm] * cmask, A[cidx])  # G^T A
-    if symmetric:
-        # grad of 1/2 f(U U^T) = sym(G) U
-        return -0.5 * (gA + gB), res
-    return -jnp.concatenate([gA, gB]), res
-
-
-@eqx.filter_jit
-def _sparse_rho(y0, ell, w, symmetric, shape, iters: int = 30):
-    """Spectral radius of the factor objective's Hessian at ``y0``: the RKC solver's own
-    power iteration on exact JVPs of :func:`_sparse_vf`."""
-    from .dynamics import RKC
-
-    term = diffrax.ODETerm(lambda t, y, args: _sparse_vf(y, (ell, w, symmetric, shape))[0])
-    v0 = jnp.cos(jnp.arange(y0.size, dtype=y0.dtype) * 1.618033988749895 + 0.3).reshape(y0.shape)
-    return RKC()._power(term, 0.0, y0, None, v0 / jnp.linalg.norm(v0), iters)[1]
-
-
-@eqx.filter_jit
-def _sparse_solve(
-    y0, ts, t_max, ell, w, symmetric, shape, rtol, atol, gtol, t_stop_min, drop, solver="rkc"
-):
-    from .dynamics._flow import _make_solver
-
-    r = y0.shape[1]
-    unflat = lambda y: y.reshape(-1, r)  # RKC's power iteration wants a flat state
-
-    def term(t, y, args):
-        return _sparse_vf(unflat(y), (ell, w, symmetric, shape))[0].ravel()
-
-    def rec(t, y, args):
-        y = unflat(y)
-        g, res = _sparse_vf(y, (ell, w, symmetric, shape))
-        if symmetric:
-            sv = jnp.linalg.eigvalsh(y.T @ y)[::-1]
-        else:
-            qa, ra = jnp.linalg.qr(y[: shape[0]])
-            qb, rb_ = jnp.linalg.qr(y[shape[0] :])
-            sv = jnp.linalg.svd(ra @ rb_.T, compute_uv=False)
-        return dict(
-            loss=0.5 * jnp.sum(res * res) / w,
-            grad_norm=jnp.linalg.norm(g),
-            sv=jnp.maximum(sv, 0.0) if symmetric else sv,
-        )
-
-    def stop(t, y, args, **kw):
-        g, res = _sparse_vf(unflat(y), (ell, w, symmetric, shape))
-        return (
-            (t >= t_stop_min)
-            & (jnp.linalg.norm(g) <= gtol)
-            & (0.5 * jnp.sum(res * res) / w <= loss0 - drop)
-        )
-
-    from .dynamics._common import no_host_callbacks
-
-    loss0 = rec(0.0, y0.ravel(), None)["loss"]
-    with no_host_callbacks():
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(term),
-            _make_solver(solver),
-            event=diffrax.Event(stop),
-            t0=0.0,
-            t1=t_max,
-            dt0=None,
-            y0=y0.ravel(),
-            saveat=diffrax.SaveAt(
-                subs=[diffrax.SubSaveAt(ts=ts, fn=rec), diffrax.SubSaveAt(t1=True)]
-            ),
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            max_steps=1_000_000,
-            throw=False,
-        )
-    assert sol.ys is not None and sol.ts is not None  # SaveAt(subs=...) saves both
-    return sol.ys[0], unflat(sol.ys[1][0]), sol.ts[1][0], sol.result._value, sol.stats["num_steps"]
-
-
-def rec_final(yf, problem, symmetric, ell):
-    y = jnp.asarray(yf)
-    g, res = _sparse_vf(y, (ell, float(problem.weight), symmetric, problem.shape))
-    m = problem.shape[0]
-    if symmetric:
-        sv = np.linalg.eigvalsh(np.asarray(y.T @ y))[::-1]
-    else:
-        sv = np.linalg.svd(np.asarray(y[:m]) @ np.asarray(y[m:]).T, compute_uv=False)[: y.shape[1]]
-    return dict(
-        loss=float(0.5 * jnp.sum(res * res) / float(problem.weight)),
-        grad_norm=float(jnp.linalg.norm(g)),
-        sv=np.maximum(sv, 0.0),
-    )
-
-
-def _sparse_flow(
-    problem,
-    params,
-    symmetric,
-    t_max,
-    n_save,
-    t_min,
-    rtol,
-    atol,
-    *,
-    gtol,
-    t_stop_min,
-    drop,
-    ell,
-    solver,
-) -> Trajectory:
-    """The GLRL phase flow for a large completion problem, in the factor only: each
-    evaluation costs O(|Omega| r), never a ``d x d`` matrix (the engine's recorder would
-    take a full SVD of ``W`` at every record)."""
-    from .dynamics import save_times
-
-    m, n = problem.shape
-    y0 = _stack(params, symmetric)
-    r = y0.shape[1]
-    ts = save_times(t_max, n_save, t_min)
-    w = float(problem.weight)
-    t0 = time.perf_counter()
-    recs, yf, tf, result, nsteps = _sparse_solve(
-        jnp.asarray(_pad(y0, problem.shape)),
-        jnp.asarray(ts),
-        jnp.asarray(float(t_max)),
-        ell,
-        jnp.asarray(w),
-        symmetric,
-        (m, n),
-        jnp.asarray(rtol),
-        jnp.asarray(atol),
-        jnp.asarray(gtol),
-        jnp.asarray(t_stop_min),
-        jnp.asarray(drop),
-        solver,
-    )
-    wall = time.perf_counter() - t0
-    yf = np.asarray(yf, dtype=np.float64)[:, :r]
-    recs = dict(recs, sv=np.asarray(recs["sv"])[:, :r])
-    ok = (int(diffrax.RESULTS.successful._value), int(diffrax.RESULTS.event_occurred._value))
-    if int(result) not in ok or not np.all(np.isfinite(yf)):
-        raise FloatingPointError(
-            f"sparse factor flow stopped with diffrax result {int(result)} at t={float(tf):.4g}"
-        )
-    keep = ts <= float(tf) * (1 + 1e-12)
-    recs = {k: np.asarray(v)[keep] for k, v in recs.items()}
-    ts = ts[keep]
-    if ts[-1] < float(tf):
-        last = rec_final(yf, problem, symmetric, ell)
-        recs = {k: np.concatenate([v, np.asarray(last[k])[None]]) for k, v in recs.items()}
-        ts = np.concatenate([ts, [float(tf)]])
-    loss = np.asarray(recs["loss"])  # res = w (W - M): f = 1/2 sum res^2 / w
-    k = min(m, n)
-    sv = np.zeros((ts.size, k))  # only the r nonzero ones are computed (from the factors)
-    svr = np.asarray(recs["sv"])
-    sv[:, : svr.shape[1]] = svr
-    if symmetric:
-        final = (yf,)
-        sv = np.sqrt(np.abs(sv)) ** 2  # eigenvalues of U^T U are the singular values of U U^T
-    else:
-        final = (yf[m:].T, yf[:m])
-    return Trajectory(
-        times=ts,
-        loss=loss,
-        grad_norm=np.asarray(recs["grad_norm"]),
-        singular_values=sv,
-        final_params=final,
-        final_matrix=_product(final, (m, n), symmetric),
-        info=dict(
-            method="gradient_flow",
-            solver=solver,
-            status="t_max",
-            num_steps=int(nsteps),
-            wall_time=wall,
-            sparse=True,
-        ),
-    )
-
-
-# ----------------------------------------------------------------------------------------
-
-
 def glrl(
     problem: Problem,
     eps: float = 1e-30,
@@ -991,11 +781,12 @@ def glrl(
         phase_gtol: a phase has converged when ``||grad L(U)||_F <= phase_gtol`` (default
             ``1e-11 * max(1, ||grad f(0)||_2)``).
         max_phase_time: cap on each phase's flow time (default ``200 * escape time``).
-        polish: for large completion problems (factor-only path), stop each phase's flow
+        polish: for large completion problems (factor-only path: the flow's sparse backend,
+            :func:`rankbias.dynamics.choose_backend`), stop each phase's flow
             within ``1e7 phase_gtol`` of stationarity (past the escape) and finish with
             Newton-CG from there (same minimiser, quadratic); ``False``: flow all the way.
-        n_save: records per flow chunk (default 400 for ``d <= 200``, else 3: the recorder
-            takes a full SVD of ``W`` at each record).
+        n_save: records per flow chunk (default 400 for ``d <= 200``, else 3: on the dense
+            path the recorder takes a full SVD of ``W`` at each record).
         rtol: relative tolerance of each phase's flow (default ``1e-10``; ``1e-8`` on the
             factor-only path, whose phases are finished by Newton-CG: there the flow only has
             to carry each phase into its minimiser's basin).

@@ -3,6 +3,7 @@
 * :func:`gradient_descent`, :func:`gradient_descent_batch` (``_gd.py``)
 * :func:`gradient_flow`, :func:`gradient_flow_batch` (``_flow.py``)
 * :func:`train`, :func:`train_batch`: optax optimizers on the GD engine (``_train.py``)
+* :func:`choose_backend`: dense or sparse (factor-form completion) evaluation (``_sparse.py``)
 * :class:`RKC`, the stiff-capable stabilised explicit solver (``_rkc.py``)
 """
 
@@ -17,6 +18,7 @@ from ._gd import (
     sharpness,
 )
 from ._rkc import RKC
+from ._sparse import BACKENDS, choose_backend
 from ._train import train, train_batch
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "PrecisionWarning",
     "ResolutionWarning",
     "RKC",
+    "BACKENDS",
+    "choose_backend",
     "SOLVERS",
     "save_times",
     "save_steps",

@@ -13,6 +13,7 @@ import numpy as np
 from ..models import Model
 from ..problems import Problem
 from ..trajectory import Trajectory
+from ._sparse import record  # noqa: F401  (re-exported: one recorder for both backends)
 
 
 class PrecisionWarning(UserWarning):
@@ -138,16 +139,6 @@ def warn_float32(params) -> None:
             PrecisionWarning,
             stacklevel=4,
         )
-
-
-def record(problem, model, params, save_matrices: bool):
-    """Quantities stored at each recorded time (jittable)."""
-    f, g, W = model.loss_and_grad(problem, params)
-    gn = jnp.sqrt(sum(jnp.sum(x * x) for x in g))
-    out = {"loss": f, "grad_norm": gn, "sv": jnp.linalg.svd(W, compute_uv=False)}
-    if save_matrices:
-        out["W"] = W
-    return out
 
 
 def build_trajectory(rec: dict, times, final_params, model, info: dict, steps=None) -> Trajectory:

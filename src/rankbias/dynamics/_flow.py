@@ -40,6 +40,13 @@ from ._common import (
 )
 from ._krylov import dominant_eigenpairs
 from ._rkc import RKC
+from ._sparse import (
+    SparseCompletion,
+    choose_backend,
+    loss_and_grad,
+    loss_and_grad_norm,
+    optimality_gap,
+)
 
 __all__ = ["gradient_flow", "gradient_flow_batch", "SOLVERS", "save_times"]
 
@@ -130,7 +137,7 @@ def save_times(t_max: float, n_save: int, t_min: float | None = None, extra=None
 
 def _vector_field(model):
     def vf(t, y, problem):
-        _, g, _ = model.loss_and_grad(problem, model.unflatten(y))
+        _, g, _ = loss_and_grad(problem, model, model.unflatten(y))
         return -model.flatten(g)
 
     return vf
@@ -144,26 +151,39 @@ def _steady_event(model):
     Where the model class has no rank constraint, a minimiser of ``L`` has ``grad f(W) = 0``
     (PSD-KKT for ``U U^T``): we require that residual to be ``<= certificate_tol`` relative
     to ``||grad f(W(0))||``. Rank-constrained widths fall back to ``f(W) < f(W(0))`` and a
-    Lanczos test ``lambda_min(Hessian) >= -curvature_tol``, which cannot see high-order saddles.
+    Lanczos test ``lambda_min(Hessian) >= -curvature_tol``, which cannot see high-order saddles
+    (the loss test first: the 24 Hessian products run only where both cheap tests pass;
+    ``curvature_tol = inf`` skips them).
     """
     vf = _vector_field(model)
+    # Whether the class has a certificate is static (None for a rank constraint).
+    has_gap = jax.eval_shape(lambda: model.optimality_gap(jnp.zeros(model.shape))) is not None
 
     def cond_fn(t, y, args, **kwargs):
         problem, loss0, gnorm0, tols = args[:4]
         params = model.unflatten(y)
-        f, g, W = model.loss_and_grad(problem, params)
+        f, g, aux = loss_and_grad(problem, model, params)
         small = jnp.sqrt(sum(jnp.sum(x * x) for x in g)) <= tols.gtol
 
-        def certified():
-            gap = model.optimality_gap(problem.grad(W))
-            if gap is not None:
+        if has_gap:
+
+            def certified():
+                gap = optimality_gap(problem, model, aux)
                 return gap <= tols.certificate_tol * jnp.maximum(gnorm0, 1e-300)
+
+            return jax.lax.cond(small, certified, lambda: jnp.array(False))
+
+        def curvature():
             hvp = lambda v: -jax.jvp(lambda z: vf(t, z, problem), (y,), (v,))[1]
             v0 = jnp.cos(jnp.arange(y.size, dtype=y.dtype) * 0.7548776662 + 0.1)
             lo, _ = lanczos_extremes(hvp, v0, 24)
-            return (lo >= -tols.curvature_tol) & (f < loss0 * (1 - 1e-6))
+            return lo >= -tols.curvature_tol
 
-        return jax.lax.cond(small, certified, lambda: jnp.array(False))
+        return jax.lax.cond(
+            small & (f < loss0 * (1 - 1e-6)),
+            lambda: jax.lax.cond(jnp.isinf(tols.curvature_tol), lambda: jnp.array(True), curvature),
+            lambda: jnp.array(False),
+        )
 
     return diffrax.Event(cond_fn)
 
@@ -297,8 +317,7 @@ def _solve(
         basis = _no_basis(k, y0)
     if resume is None:
         offset, dt0, solver_state, budget = 0.0, None, None, tols.max_steps
-        loss0, G0 = problem.loss_and_grad(model.product(model.unflatten(y0)))
-        gnorm0 = jnp.linalg.norm(G0)
+        loss0, gnorm0 = loss_and_grad_norm(problem, model, model.unflatten(y0))
     else:
         offset, dt0, solver_state, budget, loss0, gnorm0 = resume
     t1 = t_max - offset
@@ -599,11 +618,10 @@ def _check_flow_args(
         gtol = d["gtol"]
     elif gtol is not None:
         gtol = check_positive(gtol, "gtol")
-    curvature_tol = (
-        d["curvature_tol"]
-        if curvature_tol is None
-        else check_positive(curvature_tol, "curvature_tol")
-    )
+    if curvature_tol is None:
+        curvature_tol = d["curvature_tol"]
+    elif not (isinstance(curvature_tol, (int, float)) and curvature_tol == float("inf")):
+        curvature_tol = check_positive(curvature_tol, "curvature_tol")  # inf: no Lanczos test
     certificate_tol = (
         d["certificate_tol"]
         if certificate_tol is None
@@ -861,6 +879,7 @@ def gradient_flow(
     max_steps: int = 1_000_000,
     dtype=None,
     error_estimate: bool = False,
+    backend: str = "auto",
 ):
     r"""Integrate the gradient flow ``d params/dt = -grad L(params)`` from ``params``.
 
@@ -894,7 +913,8 @@ def gradient_flow(
             saddles of depth >= 3). Uncertified points run on to ``t_max``; ``None``
             always runs to ``t_max``. ``"auto"``: ``1e-10`` (float64), ``1e-5`` (float32);
             ``curvature_tol`` and ``certificate_tol`` default to ``1e-6`` (float64) and
-            ``1e-4`` (float32).
+            ``1e-4`` (float32); ``curvature_tol=inf`` drops the Lanczos test (any point
+            with a small gradient and a lower loss stops the flow).
         n_save, t_min, save_at: record at ``t = 0``, ``n_save - 1`` log-spaced times in
             ``[t_min, t_max]`` (``0 < t_min < t_max``, default ``min(1e-2, t_max / 1e4)``)
             and the extra times ``save_at`` (sorted, in ``[0, t_max]``); the stopping time is
@@ -902,6 +922,17 @@ def gradient_flow(
         save_matrices: also keep ``W(t)`` at each recorded time.
         error_estimate: solve a second time with tolerances / 10 and report the largest
             difference of ``W`` at the recorded times and at the end (``info["error_estimate"]``).
+        backend: how ``grad L`` is evaluated (``info["backend"]`` records the choice).
+            ``"dense"``: through the product ``W`` (``(m, n)``; ``O(m n k)`` per evaluation
+            and a full SVD of ``W`` per record). ``"sparse"`` (:class:`MatrixCompletion`
+            with :class:`SymmetricFactorization` or :class:`DeepFactorization` of depth
+            ``>= 2``): in factor form, ``W = A B^T`` never formed: residuals
+            ``r_ij = c (<A_i, B_j> - M_ij)`` on ``Omega``, ``grad L = sym(G) U`` (symmetric)
+            or ``(A^T G, backward pass of G B)`` (deep), ``O(|Omega| k + (m + n) k^2 L)`` per
+            evaluation; singular values from QR of the factors. ``"auto"`` (default): sparse
+            for width-limited models when ``m n >= SPARSE_RATIO |Omega|`` (see
+            :func:`rankbias.dynamics.choose_backend`), else dense. Same flow, same stopping
+            rules, equal to solver tolerance.
 
     Returns:
         :class:`Trajectory` with ``info`` holding ``status`` (``"t_max"``, ``"steady_state"``,
@@ -935,7 +966,9 @@ def gradient_flow(
         )
     )
     problem, params, dtype = check_run(problem, model, params, dtype)
+    backend = choose_backend(backend, problem, model)
     _check_initial_state(problem, model, params, dtype, t_max, max_steps, solver)
+    data = SparseCompletion.from_problems(problem, model) if backend == "sparse" else problem
     flat0 = np.concatenate([np.ravel(np.asarray(p)) for p in params])
     if atol is None:
         atol = default_atol(rtol, flat0)
@@ -950,8 +983,8 @@ def gradient_flow(
     t0 = time.perf_counter()
     ts, tm = jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype)
     out = _resume(
-        problem,
-        _solve_jit(problem, y0, ts, tm, tols, model, cfg),
+        data,
+        _solve_jit(data, y0, ts, tm, tols, model, cfg),
         ts,
         tm,
         tols,
@@ -961,7 +994,9 @@ def gradient_flow(
     )
     out = jax.block_until_ready(out)
     wall = time.perf_counter() - t0
-    traj = _postprocess(out, ts_np, model, cfg, settings, wall, dict(dtype=str(jnp.dtype(dtype))))
+    traj = _postprocess(
+        out, ts_np, model, cfg, settings, wall, dict(dtype=str(jnp.dtype(dtype)), backend=backend)
+    )
     if error_estimate:
         fine = gradient_flow(
             problem,
@@ -980,6 +1015,7 @@ def gradient_flow(
             save_matrices=False,
             max_steps=max_steps,
             dtype=dtype,
+            backend=backend,
         )
         n = min(len(traj), len(fine))
         sv_err = float(np.max(np.abs(traj.singular_values[:n] - fine.singular_values[:n])))
@@ -1009,6 +1045,7 @@ def gradient_flow_batch(
     max_steps: int = 1_000_000,
     dtype=None,
     on_failure: str = "raise",
+    backend: str = "auto",
 ):
     """Many gradient flows that share shapes, as one vmapped computation.
 
@@ -1046,6 +1083,7 @@ def gradient_flow_batch(
         )
     )
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
+    backend = choose_backend(backend, problem if p_axis is None else index_tree(problem, 0), model)
     for i in range(B):
         _check_initial_state(
             problem if p_axis is None else index_tree(problem, i),
@@ -1070,6 +1108,9 @@ def gradient_flow_batch(
     tols = _tols(dtype, rtol, atol, gtol, curvature_tol, certificate_tol, max_steps)
     settings = dict(t_max=t_max, rtol=rtol, atol=atol, gtol=gtol, max_steps=max_steps)
     ts_np = save_times(t_max, n_save, t_min, save_at)
+    if backend == "sparse":
+        plist = problem if p_axis is None else [index_tree(problem, i) for i in range(B)]
+        problem = SparseCompletion.from_problems(plist, model)
     t0 = time.perf_counter()
     ts, tm = jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype)
     out = jax.block_until_ready(_batched_solve(problem, y0, ts, tm, tols, model, cfg, p_axis))
@@ -1098,7 +1139,7 @@ def gradient_flow_batch(
                     cfg,
                     settings,
                     wall_i,
-                    dict(dtype=str(jnp.dtype(dtype)), batch_size=B, batch_index=i),
+                    dict(dtype=str(jnp.dtype(dtype)), backend=backend, batch_size=B, batch_index=i),
                 )
             )
         except FloatingPointError as e:

@@ -34,6 +34,7 @@ from ._common import (
     prepare_batch,
     record,
 )
+from ._sparse import SparseCompletion, choose_backend, loss, loss_and_grad
 
 __all__ = [
     "gradient_descent",
@@ -84,7 +85,7 @@ class _GDRule:
 
     def step(self, problem, model, params, state, k, hyper):
         lr = hyper["lr"] if self.schedule is None else hyper["lr"] * self.schedule(k)
-        f, g, _ = model.loss_and_grad(problem, params)
+        f, g, _ = loss_and_grad(problem, model, params)
         return f, jax.tree_util.tree_map(lambda p, gp: p - lr * gp, params, g), state, lr
 
 
@@ -134,7 +135,7 @@ def _padded(rec_steps: np.ndarray, n_save: int, n_extra: int) -> np.ndarray:
 @eqx.filter_jit
 def _sharpness(problem, y, iters, model):
     def grad_flat(z):
-        return model.flatten(model.loss_and_grad(problem, model.unflatten(z))[1])
+        return model.flatten(loss_and_grad(problem, model, model.unflatten(z))[1])
 
     def body(_, c):
         v, _ = c
@@ -173,7 +174,7 @@ def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: _GDCo
     """Core loop of every step rule. Returns records at ``rec_steps`` (with the summed
     effective step size ``time``), the divergence status and the last iterate whose loss had
     not risen (``good``, at step ``good_step``: where the divergence hint is measured)."""
-    f0 = problem.loss(model.product(params))
+    f0 = loss(problem, model, params)
     limit = divergence_factor * jnp.maximum(f0, 1e-12)
     rule = cfg.rule
 
@@ -450,6 +451,7 @@ def gradient_descent(
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
     dtype=None,
+    backend: str = "auto",
 ):
     r"""Run ``steps`` steps of ``params <- params - lr * s(k) * grad L(params)``.
 
@@ -466,6 +468,10 @@ def gradient_descent(
             (sorted integers in ``[0, steps]``).
         divergence_factor: the run counts as diverged when the loss is non-finite or exceeds
             ``divergence_factor * max(f(W(0)), 1e-12)`` (``> 1``).
+        backend: ``"auto"`` (default), ``"dense"`` or ``"sparse"``: how ``grad L`` is
+            evaluated, as for :func:`rankbias.gradient_flow` (``"sparse"``: a
+            :class:`MatrixCompletion` in factor form, ``O(|Omega| k)`` per step, no ``(m, n)``
+            array; see :func:`rankbias.dynamics.choose_backend`); ``info["backend"]``.
 
     Returns:
         :class:`Trajectory` with ``steps`` and ``times`` (``= cumulative step size``).
@@ -481,14 +487,16 @@ def gradient_descent(
     if np.ndim(lr) != 0:
         raise ValueError("`lr` must be a scalar; use gradient_descent_batch for several")
     problem, params, dtype = check_run(problem, model, params, dtype)
+    backend = choose_backend(backend, problem, model)
     check_initial_loss(problem, model, params)
+    data = SparseCompletion.from_problems(problem, model) if backend == "sparse" else problem
     sched = _schedule_values(lr_schedule, steps)
     cfg = _GDConfig(bool(save_matrices), _GDRule(lr_schedule))
     rec_steps, padded = record_steps(steps, n_save, save_at)
     t0 = time.perf_counter()
     out = jax.block_until_ready(
         _run_jit(
-            problem,
+            data,
             params,
             jnp.asarray(padded),
             {"lr": jnp.asarray(lr, dtype)},
@@ -504,7 +512,7 @@ def gradient_descent(
         float(lr),
         problem,
         model,
-        dict(wall_time=wall, dtype=str(jnp.dtype(dtype))),
+        dict(wall_time=wall, dtype=str(jnp.dtype(dtype)), backend=backend),
         params,
         sched,
     )
@@ -525,11 +533,12 @@ def gradient_descent_batch(
     dtype=None,
     on_divergence: str = "raise",
     strategy: str = "auto",
+    backend: str = "auto",
 ):
     """Many GD runs that share shapes, as one vmapped computation or a loop of single runs.
 
     ``problems``: one problem or one per run; ``lr``: a scalar or one per run. The settings
-    are those of :func:`gradient_descent` (traced the same way).
+    are those of :func:`gradient_descent` (traced the same way, ``backend`` too).
     ``on_divergence="raise"`` raises for the first diverged run; ``"return"`` puts the
     :class:`DivergenceError` in that run's place in the returned list.
 
@@ -551,6 +560,7 @@ def gradient_descent_batch(
     if strategy not in ("auto", "vmap", "loop"):
         raise ValueError(f"`strategy` must be 'auto', 'vmap' or 'loop', got {strategy!r}")
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
+    backend = choose_backend(backend, problem if p_axis is None else index_tree(problem, 0), model)
     for i in range(B):
         check_initial_loss(
             problem if p_axis is None else index_tree(problem, i),
@@ -567,11 +577,17 @@ def gradient_descent_batch(
     rec_steps, padded = record_steps(steps, n_save, save_at)
     if strategy == "auto":
         strategy = batch_strategy(model, B)
+    single = lambda i: problem if p_axis is None else index_tree(problem, i)
+    if backend == "sparse":
+        plist = problem if p_axis is None else [single(i) for i in range(B)]
+        data = SparseCompletion.from_problems(plist, model)
+    else:
+        data = problem
     t0 = time.perf_counter()
     if strategy == "vmap":
         out = jax.block_until_ready(
             _run_batched(
-                problem,
+                data,
                 params,
                 jnp.asarray(padded),
                 {"lr": jnp.asarray(lrs, dtype)},
@@ -586,7 +602,9 @@ def gradient_descent_batch(
     else:
         outs = [
             _run_jit(
-                problem if p_axis is None else index_tree(problem, i),
+                SparseCompletion.from_problems(single(i), model)
+                if backend == "sparse"
+                else single(i),
                 index_tree(params, i),
                 jnp.asarray(padded),
                 {"lr": jnp.asarray(lrs if lr_axis is None else lrs[i], dtype)},
@@ -613,6 +631,7 @@ def gradient_descent_batch(
                     dict(
                         wall_time=wall / B,
                         dtype=str(jnp.dtype(dtype)),
+                        backend=backend,
                         batch_size=B,
                         batch_index=i,
                         batch_strategy=strategy,
