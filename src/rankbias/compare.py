@@ -41,7 +41,7 @@ import numpy as np
 
 from . import _repr
 from ._validation import check_positive
-from .dynamics import gradient_flow, gradient_flow_batch, save_times
+from .dynamics import PrecisionWarning, gradient_flow, gradient_flow_batch, save_times
 from .glrl import GLRLResult, _mid_time, glrl
 from .models import DeepFactorization, Model, SymmetricFactorization
 from .problems import Problem
@@ -299,19 +299,21 @@ def _glrl_at(problem, res: GLRLResult, r: int, times: np.ndarray) -> np.ndarray:
     tmax = float(max(times.max(), 1e-6))
     # The same absolute tolerance as the GLRL phase itself (glrl.py): the appended column has
     # entries ~sqrt(eps), and a larger atol would let its escape time drift from the t_mid
-    # used for the alignment.
-    tr = gradient_flow(
-        problem,
-        model,
-        start,
-        t_max=tmax,
-        gtol=None,
-        rtol=1e-10,
-        atol=min(1e-14, 1e-3 * np.sqrt(res.eps)),
-        n_save=2,
-        save_at=times,
-        save_matrices=True,
-    )
+    # used for the alignment. Below the factors' rounding by design: no PrecisionWarning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrecisionWarning)
+        tr = gradient_flow(
+            problem,
+            model,
+            start,
+            t_max=tmax,
+            gtol=None,
+            rtol=1e-10,
+            atol=min(1e-14, 1e-3 * np.sqrt(res.eps)),
+            n_save=2,
+            save_at=times,
+            save_matrices=True,
+        )
     idx = np.searchsorted(tr.times, times)
     idx = np.clip(idx, 0, len(tr.times) - 1)
     assert tr.matrices is not None  # save_matrices=True
