@@ -26,11 +26,12 @@ _LOWER = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 
 
 @contextlib.contextmanager
-def count_compiles():
+def _count_events(name: str):
+    """The names of the functions for which JAX reports the duration event ``name``."""
     events: list[str] = []
 
     def listener(event: str, duration_secs: float, **kw: str | int) -> None:
-        if event == _LOWER:
+        if event == name:
             events.append(str(kw.get("fun_name", "?")))
 
     jax.monitoring.register_event_duration_secs_listener(listener)
@@ -38,6 +39,11 @@ def count_compiles():
         yield events
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def count_compiles():
+    """Lowerings (jaxpr -> MLIR) while the context is open: each is a new compiled program."""
+    return _count_events(_LOWER)
 
 
 D = 6
@@ -191,19 +197,9 @@ def test_cache_leaves_a_configured_jax_cache_alone(tmp_path):
 _TRACE = "/jax/core/compile/jaxpr_trace_duration"
 
 
-@contextlib.contextmanager
 def count_traces():
-    events: list[str] = []
-
-    def listener(event: str, duration_secs: float, **kw: str | int) -> None:
-        if event == _TRACE:
-            events.append(str(kw.get("fun_name", "?")))
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield events
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+    """Python traces while the context is open (a stored program is loaded without one)."""
+    return _count_events(_TRACE)
 
 
 def _affine_sum(x, y, scale):
