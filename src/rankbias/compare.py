@@ -41,7 +41,8 @@ import numpy as np
 
 from . import _repr
 from ._validation import check_positive
-from .dynamics import PrecisionWarning, gradient_flow, gradient_flow_batch, save_times
+from .dynamics import gradient_flow, gradient_flow_batch, save_times
+from .dynamics._common import deliberate_atol
 from .glrl import GLRLResult, _mid_time, glrl
 from .models import DeepFactorization, Model, SymmetricFactorization
 from .problems import Problem
@@ -299,9 +300,8 @@ def _glrl_at(problem, res: GLRLResult, r: int, times: np.ndarray) -> np.ndarray:
     tmax = float(max(times.max(), 1e-6))
     # The same absolute tolerance as the GLRL phase itself (glrl.py): the appended column has
     # entries ~sqrt(eps), and a larger atol would let its escape time drift from the t_mid
-    # used for the alignment. Below the factors' rounding by design: no PrecisionWarning.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PrecisionWarning)
+    # used for the alignment.
+    with deliberate_atol():
         tr = gradient_flow(
             problem,
             model,

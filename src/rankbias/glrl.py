@@ -40,7 +40,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ._validation import check_choice, check_int, check_positive
-from .dynamics._common import PrecisionWarning
+from .dynamics._common import deliberate_atol
 from .dynamics._flow import _vector_field
 from .dynamics._sparse import SparseCompletion, record
 from .models import DeepFactorization, SymmetricFactorization
@@ -420,8 +420,7 @@ def _flow_phase(
 
         def gradient_flow(problem, model, params, **kw):
             h, hold[0] = hold[0], 0.0
-            with warnings.catch_warnings():  # as in _padded_flow: GLRL's atol is deliberate
-                warnings.simplefilter("ignore", PrecisionWarning)
+            with deliberate_atol():
                 return _sparse_phase_flow(problem, model, params, flow_gtol=flow_gtol, hold=h, **kw)
     else:
         solver = "rkc" if solver == "auto" else solver
@@ -503,10 +502,7 @@ def _padded_flow(problem, factors, symmetric: bool):
     k = float(np.sqrt(max(r, 1) / R))
 
     def gradient_flow(problem, model, params, *, rtol, atol, **kw):
-        # GLRL's atol resolves the new escape direction, which starts far below the rounding
-        # of the factors already learned: by design, so the user-facing warning is noise.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PrecisionWarning)
+        with deliberate_atol():
             return flow(problem, model, params, rtol=rtol * k, atol=atol * k, **kw)
 
     return model, gradient_flow, padded

@@ -20,6 +20,15 @@ class PrecisionWarning(UserWarning):
     """The requested dtype cannot represent the initialization faithfully."""
 
 
+@contextlib.contextmanager
+def deliberate_atol():
+    """For internal flows whose ``atol`` is below the factors' rounding on purpose (GLRL's new
+    escape direction starts far below the learned factors): no :class:`PrecisionWarning`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrecisionWarning)
+        yield
+
+
 class ResolutionWarning(UserWarning):
     """Float resolution cannot resolve the directions that escape after the first one
     (depth >= 3 from tiny factors; see ``rankbias.dynamics._flow.warn_resolution``)."""
