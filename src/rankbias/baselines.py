@@ -425,9 +425,9 @@ def _si_setup(problem: Problem, psd: bool | None, svd: str, max_iter: int):
         raise ValueError(f"`psd=True` needs a square problem, got shape {problem.shape}")
     randomized = svd == "randomized" or (svd == "auto" and min(problem.shape) > _FULL_SVD_MAX)
     svt, grad = SVT(problem.shape, psd, randomized), _numpy_grad(problem)
-    # The factored polish needs a quadratic loss (its value from gradients alone).
+    # The factored polish needs a quadratic loss (its value from gradients alone); None: off.
     quadratic = isinstance(problem, MatrixCompletion | MatrixSensing | MatrixEstimation)
-    return psd, svt, grad, 1.0 / _lipschitz(problem), quadratic
+    return svt, grad, 1.0 / _lipschitz(problem), psd if quadratic else None
 
 
 # Below this size a full LAPACK SVD (about 2 ms at 100x100) beats the range finder's
@@ -468,10 +468,10 @@ def soft_impute(
         ValueError: a negative ``lam``, an unknown ``svd``, ``psd`` on a rectangular problem.
     """
     lam = check_positive(lam, "lam", allow_zero=True)
-    psd, svt, grad, step, quad = _si_setup(problem, psd, svd, max_iter)
+    svt, grad, step, polish_psd = _si_setup(problem, psd, svd, max_iter)
     X0 = np.zeros(problem.shape) if X0 is None else check_matrix(X0, "X0", shape=problem.shape)
     with blas_threads(problem.shape):
-        return _soft_impute(grad, X0, lam, step, svt, tol, max_iter, psd if quad else None)
+        return _soft_impute(grad, X0, lam, step, svt, tol, max_iter, polish_psd)
 
 
 def _soft_impute(grad, X0, lam, step, svt, tol, max_iter, polish_psd) -> np.ndarray:
@@ -506,13 +506,13 @@ def soft_impute_path(
     lams = [check_positive(v, "lams", allow_zero=True) for v in np.ravel(lams)]
     if not lams:
         raise ValueError("`lams` is empty")
-    psd, svt, grad, step, quad = _si_setup(problem, psd, svd, max_iter)
+    svt, grad, step, polish_psd = _si_setup(problem, psd, svd, max_iter)
     order = np.argsort(lams)[::-1]
     out: dict[int, np.ndarray] = {}
     X = np.zeros(problem.shape)
     with blas_threads(problem.shape):
         for i in order:
-            X = _soft_impute(grad, X, lams[i], step, svt, tol, max_iter, psd if quad else None)
+            X = _soft_impute(grad, X, lams[i], step, svt, tol, max_iter, polish_psd)
             out[int(i)] = X
     return [out[i] for i in range(len(lams))]
 
