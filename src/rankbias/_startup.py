@@ -12,22 +12,33 @@ ends the process at once with ``os._exit`` (130 or 143). Raising instead was not
 exception would unwind through a half-imported JAX and out of the console-script wrapper,
 which is not ours, so the traceback could not be caught. :func:`release` (first thing in
 ``cli.main``) puts the previous handlers back, after which ``main`` turns interrupts into its
-usual message. ``import rankbias`` in a script or notebook, in-process calls of ``cli.main``
+usual message.
+
+The end of the command has the same problem the other way round. After the ``atexit``
+handlers, CPython resets the signal handlers to the default and then tears the modules down
+(about 0.5 s with JAX loaded), and a Ctrl-C there killed the process without a word (exit
+-2). So :func:`guard` also registers an ``atexit`` handler before any other import can: it
+runs last, and once :func:`finish` has been given the command's exit code it flushes the
+standard streams and leaves with ``os._exit``. Nothing of ours is left to tear down then;
+files are closed and runs are on disk when ``main`` returns. ``import rankbias`` in a script or notebook, in-process calls of ``cli.main``
 and the workers of ``--executor processes`` (spawned with the parent's ``sys.argv``) are left
 alone. Standard library only: this module must be cheap to import.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
 import threading
 from typing import Any
 
-__all__ = ["guard", "release"]
+__all__ = ["finish", "guard", "release"]
 
 _saved: dict[int, Any] = {}  # signal -> the handler guard() replaced
+_exit_code: list[int] = []  # the command's exit code, once finish() has it
+_registered: list[bool] = []
 
 
 def _is_the_command() -> bool:
@@ -66,6 +77,9 @@ def guard() -> None:
         return
     if not _is_the_command():
         return
+    if not _registered:  # registered first, so it runs after every other atexit handler
+        atexit.register(_exit_after_atexit)
+        _registered.append(True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         old = signal.getsignal(sig)
         if old is not None and old is not signal.SIG_IGN:  # None: a handler not set from Python
@@ -80,3 +94,21 @@ def release() -> None:
     while _saved:
         sig, old = _saved.popitem()
         signal.signal(sig, old)
+
+
+def finish(code: int) -> None:
+    """Record the command's exit code: after the last ``atexit`` handler the process ends
+    with it at once (see the module docstring). Only has an effect where :func:`guard`
+    registered its handler, i.e. in the command's own process."""
+    _exit_code[:] = [code]
+
+
+def _exit_after_atexit() -> None:  # pragma: no cover - runs in a child process at exit
+    if not _exit_code:
+        return  # the command did not get to finish (an error before): normal teardown
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed or broken stream: nothing more can be said on it
+            pass
+    os._exit(_exit_code[0])

@@ -392,11 +392,16 @@ def run() -> None:
     terminated and reaped) while the interrupt unwound, so there is nothing left to flush
     but the standard streams. A Ctrl-C or SIGTERM that lands in the teardown after a
     finished command exits at once with 130/143 and one line instead of an ``atexit``
-    traceback. ``main`` itself returns normally, so in-process callers are not killed.
+    traceback, and after the last ``atexit`` handler the process ends with ``os._exit``
+    (:func:`rankbias._startup.finish`): CPython's own teardown runs with default signal
+    handlers, where a Ctrl-C killed the process silently. ``main`` itself returns normally, so in-process callers are not killed.
     """
+    from ._startup import finish
+
     code = main()
     signal.signal(signal.SIGINT, _exit_now)
     signal.signal(signal.SIGTERM, _exit_now)
+    finish(code)  # after the atexit handlers: os._exit(code), not CPython's teardown
     sys.stdout.flush()
     sys.stderr.flush()
     if code in (130, 143):
