@@ -461,7 +461,10 @@ def factored_polish(
             return f, np.concatenate([(G @ V + lam * U).ravel(), (G.T @ U + lam * V).ravel()])
 
         unpack = lambda z: z[: m * r].reshape(m, r) @ z[m * r :].reshape(n, r).T
-    return unpack(lbfgs(fun, z0, gtol, max_iter))
+    # 5 pairs: a 100 x 100 path of 20 lambdas took 17,691 evaluations with 5 and 17,153
+    # with 20, and 8.2 s against 13.6 s (the two-loop's passes over the pairs, not the
+    # gradient, were most of an iteration's time).
+    return unpack(lbfgs(fun, z0, gtol, max_iter, memory=5))
 
 
 def lbfgs(fun, z0: np.ndarray, gtol: float, max_iter: int, memory: int = 20) -> np.ndarray:
