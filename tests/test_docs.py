@@ -336,6 +336,35 @@ def test_every_reproduction_has_a_gallery_page_with_small_figures():
             assert f.stat().st_size < 200_000, f"{img} is {f.stat().st_size} bytes"
 
 
+def test_every_reproduction_shows_a_figure_of_a_recorded_full_run():
+    """Issue 17: each gallery page's figure comes from a full (not quick) run of the named
+    experiment, collected by scripts/gallery.sh with its date and version."""
+    import json
+
+    from rankbias.experiments import list_experiments
+
+    gallery = DOCS / "gallery"
+    pages = {p: p.read_text() for p in gallery.glob("*.md")}
+    script = (ROOT / "scripts" / "gallery.sh").read_text()
+    for exp in list_experiments():
+        if exp.kind != "reproduction":
+            continue
+        record = gallery / "figures" / f"{exp.name}.json"
+        assert record.is_file(), f"no record of a gallery run of {exp.name}"
+        rec = json.loads(record.read_text())
+        assert rec["experiment"] == exp.name and rec["mode"] == "full", rec
+        assert rec["date"] and rec["rankbias"] and rec["figures"], rec
+        shown = [
+            f"figures/{fig}"
+            for fig in rec["figures"]
+            if any(f"figures/{fig}" in t for t in pages.values())
+        ]
+        assert shown, f"no gallery page shows a figure of {exp.name}'s recorded run"
+        assert re.search(rf"\b{re.escape(exp.name)}\b", script), (
+            f"scripts/gallery.sh does not regenerate {exp.name}"
+        )
+
+
 # ----------------------------------------------------------------------------- browser
 # Runs in the page after load: marks each <img> as loaded (complete with a natural width).
 _PROBE = """
