@@ -412,7 +412,7 @@ def _flow_phase(
     # back to a Hessian test that we replace by our convergence loop.
     t_chunk = 1.5 * t_escape + 20.0 / lam
     if sparse:
-        model, factors = _sparse_model(problem, factors, symmetric)
+        model, factors = _padded_model(problem, factors, symmetric)
         data = SparseCompletion.from_problems(problem, model)
         if solver == "auto":
             solver = _auto_solver(data, model, factors, 4.0 * t_chunk)
@@ -473,32 +473,39 @@ def _padded_width(r: int, shape) -> int:
     return max(min(-(-max(r, 1) // _WIDTH_BLOCK) * _WIDTH_BLOCK, min(shape)), r)
 
 
-def _padded_flow(problem, factors, symmetric: bool):
-    """The dense phases' model, flow and factors at a width padded to a multiple of 8, so
-    that one compiled flow serves 8 phases (and every later GLRL call of the same shape).
-
-    Zero columns of ``U`` (rows of ``W_1`` / columns of ``W_2``) stay exactly zero under the
-    flow (their gradient is ``sym(G) 0``), so the trajectory is that of width ``r``. The
-    error norm is an RMS over the state: the padding's exact zeros would loosen it by
-    ``sqrt(R / r)``, so ``rtol`` and ``atol`` are scaled by ``sqrt(r / R)``.
-    """
-    from .dynamics import gradient_flow as flow
-
+def _padded_model(problem, factors, symmetric: bool):
+    """A phase's model and factors at the width padded to a multiple of 8 (one compilation
+    serves 8 phases, and every later GLRL call of the same shape). Zero columns of ``U``
+    (rows of ``W_1`` / columns of ``W_2``) stay exactly zero under the flow and the Newton
+    polish (their gradient is ``sym(G) 0``), so the trajectory is that of width ``r``."""
     r = factors[0].shape[1] if symmetric else factors[0].shape[0]
     R = _padded_width(r, problem.shape)
-    d = problem.shape[0]
-    model = (
-        SymmetricFactorization(d, width=R)
-        if symmetric
-        else DeepFactorization(problem.shape, depth=2, width=R)
-    )
     if symmetric:
+        model = SymmetricFactorization(problem.shape[0], width=R)
         padded = (np.pad(np.asarray(factors[0], dtype=np.float64), ((0, 0), (0, R - r))),)
     else:
+        model = DeepFactorization(problem.shape, depth=2, width=R)
         padded = (
             np.pad(np.asarray(factors[0], dtype=np.float64), ((0, R - r), (0, 0))),
             np.pad(np.asarray(factors[1], dtype=np.float64), ((0, 0), (0, R - r))),
         )
+    return model, padded
+
+
+def _padded_flow(problem, factors, symmetric: bool):
+    """The dense phases' model, flow and factors at the padded width of
+    :func:`_padded_model`.
+
+    The error norm is an RMS over the state: the padding's exact zeros would loosen it by
+    ``sqrt(R / r)``, so ``rtol`` and ``atol`` are scaled by ``sqrt(r / R)``. (The
+    factor-only phases keep their tolerances: Newton-CG finishes them, the flow only
+    carries them into the basin.)
+    """
+    from .dynamics import gradient_flow as flow
+
+    r = factors[0].shape[1] if symmetric else factors[0].shape[0]
+    model, padded = _padded_model(problem, factors, symmetric)
+    R = padded[0].shape[1] if symmetric else padded[0].shape[0]
     k = float(np.sqrt(max(r, 1) / R))
 
     def gradient_flow(problem, model, params, *, rtol, atol, **kw):
@@ -530,7 +537,7 @@ def _polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30, *
     1000 x 1000 completions). A step is accepted when ``||grad L||`` falls, else halved."""
     r = params[0].shape[1] if symmetric else params[0].shape[0]
     # zero columns stay zero: their gradient sym(G) 0 vanishes
-    model, padded = _sparse_model(problem, params, symmetric)
+    model, padded = _padded_model(problem, params, symmetric)
     data = SparseCompletion.from_problems(problem, model) if data is None else data
     y = model.flatten(tuple(jnp.asarray(p) for p in padded))
     g = _neg_grad(data, model, y)
@@ -588,24 +595,6 @@ def _newton_direction(data, model, y, g, maxiter: int = 200):
 
 
 _WIDTH_BLOCK = 8
-
-
-def _sparse_model(problem, factors, symmetric: bool):
-    """The factor-only phases' model and factors at a width padded to a multiple of 8 (one
-    compilation serves 8 phases). Unlike :func:`_padded_flow` the tolerances are not scaled:
-    these phases are finished by Newton-CG, the flow only carries them into the basin."""
-    r = factors[0].shape[1] if symmetric else factors[0].shape[0]
-    R = _padded_width(r, problem.shape)
-    if symmetric:
-        model = SymmetricFactorization(problem.shape[0], width=R)
-        padded = (np.pad(np.asarray(factors[0], dtype=np.float64), ((0, 0), (0, R - r))),)
-    else:
-        model = DeepFactorization(problem.shape, depth=2, width=R)
-        padded = (
-            np.pad(np.asarray(factors[0], dtype=np.float64), ((0, R - r), (0, 0))),
-            np.pad(np.asarray(factors[1], dtype=np.float64), ((0, 0), (0, R - r))),
-        )
-    return model, padded
 
 
 def _sparse_phase_flow(problem, model, params, *, flow_gtol, hold, t_max, gtol=None, **kw):
