@@ -13,7 +13,11 @@ import numpy as np
 from ..models import Model
 from ..problems import Problem
 from ..trajectory import Trajectory
-from ._sparse import record  # noqa: F401  (re-exported: one recorder for both backends)
+from ._sparse import (
+    SparseCompletion,
+    backend_data,
+    record,  # noqa: F401  (re-exported: one recorder for both backends)
+)
 
 
 class PrecisionWarning(UserWarning):
@@ -172,6 +176,17 @@ def stack_trees(trees: Sequence):
 
 def index_tree(tree, i):
     return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+def batch_data(problem, p_axis, model, backend: str, B: int):
+    """:func:`backend_data` for a batch of :func:`prepare_batch`: ``problem`` shared
+    (``p_axis`` None) or stacked along axis 0 (``B`` runs); sparse tables are stacked the
+    same way."""
+    if p_axis is None:
+        return backend_data(problem, model, backend)
+    if backend != "sparse":
+        return problem
+    return SparseCompletion.from_problems([index_tree(problem, i) for i in range(B)], model)
 
 
 def prepare_batch(problems, model, params_list, dtype):

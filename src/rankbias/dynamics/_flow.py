@@ -29,6 +29,7 @@ from ._common import (
     PrecisionWarning,
     ResolutionWarning,
     batch_apply,
+    batch_data,
     build_trajectory,
     check_initial_loss,
     check_run,
@@ -41,7 +42,7 @@ from ._common import (
 from ._krylov import dominant_eigenpairs
 from ._rkc import RKC
 from ._sparse import (
-    SparseCompletion,
+    backend_data,
     choose_backend,
     loss_and_grad,
     loss_and_grad_norm,
@@ -968,7 +969,7 @@ def gradient_flow(
     problem, params, dtype = check_run(problem, model, params, dtype)
     backend = choose_backend(backend, problem, model)
     _check_initial_state(problem, model, params, dtype, t_max, max_steps, solver)
-    data = SparseCompletion.from_problems(problem, model) if backend == "sparse" else problem
+    data = backend_data(problem, model, backend)
     flat0 = np.concatenate([np.ravel(np.asarray(p)) for p in params])
     if atol is None:
         atol = default_atol(rtol, flat0)
@@ -1108,9 +1109,7 @@ def gradient_flow_batch(
     tols = _tols(dtype, rtol, atol, gtol, curvature_tol, certificate_tol, max_steps)
     settings = dict(t_max=t_max, rtol=rtol, atol=atol, gtol=gtol, max_steps=max_steps)
     ts_np = save_times(t_max, n_save, t_min, save_at)
-    if backend == "sparse":
-        plist = problem if p_axis is None else [index_tree(problem, i) for i in range(B)]
-        problem = SparseCompletion.from_problems(plist, model)
+    problem = batch_data(problem, p_axis, model, backend, B)
     t0 = time.perf_counter()
     ts, tm = jnp.asarray(ts_np, dtype), jnp.asarray(t_max, dtype)
     out = jax.block_until_ready(_batched_solve(problem, y0, ts, tm, tols, model, cfg, p_axis))

@@ -26,6 +26,7 @@ from .._aot import aot_jit
 from .._validation import check_int, check_positive
 from ._common import (
     batch_apply,
+    batch_data,
     build_trajectory,
     check_initial_loss,
     check_problem_model,
@@ -34,7 +35,7 @@ from ._common import (
     prepare_batch,
     record,
 )
-from ._sparse import SparseCompletion, choose_backend, loss, loss_and_grad
+from ._sparse import backend_data, choose_backend, loss, loss_and_grad
 
 __all__ = [
     "gradient_descent",
@@ -489,7 +490,7 @@ def gradient_descent(
     problem, params, dtype = check_run(problem, model, params, dtype)
     backend = choose_backend(backend, problem, model)
     check_initial_loss(problem, model, params)
-    data = SparseCompletion.from_problems(problem, model) if backend == "sparse" else problem
+    data = backend_data(problem, model, backend)
     sched = _schedule_values(lr_schedule, steps)
     cfg = _GDConfig(bool(save_matrices), _GDRule(lr_schedule))
     rec_steps, padded = record_steps(steps, n_save, save_at)
@@ -578,16 +579,11 @@ def gradient_descent_batch(
     if strategy == "auto":
         strategy = batch_strategy(model, B)
     single = lambda i: problem if p_axis is None else index_tree(problem, i)
-    if backend == "sparse":
-        plist = problem if p_axis is None else [single(i) for i in range(B)]
-        data = SparseCompletion.from_problems(plist, model)
-    else:
-        data = problem
     t0 = time.perf_counter()
     if strategy == "vmap":
         out = jax.block_until_ready(
             _run_batched(
-                data,
+                batch_data(problem, p_axis, model, backend, B),
                 params,
                 jnp.asarray(padded),
                 {"lr": jnp.asarray(lrs, dtype)},
@@ -602,9 +598,7 @@ def gradient_descent_batch(
     else:
         outs = [
             _run_jit(
-                SparseCompletion.from_problems(single(i), model)
-                if backend == "sparse"
-                else single(i),
+                backend_data(single(i), model, backend),
                 index_tree(params, i),
                 jnp.asarray(padded),
                 {"lr": jnp.asarray(lrs if lr_axis is None else lrs[i], dtype)},

@@ -143,6 +143,11 @@ class SparseCompletion(eqx.Module):
         GtA = jnp.einsum("jk,jkr->jr", res.ravel()[self.cperm] * self.cmask, A[self.cidx])
         return GB, GtA
 
+    def residuals_at(self, model, params):
+        """:meth:`residuals` at ``params`` (without the gradient)."""
+        A, B = self.factors(model, params)
+        return self.residuals(A, self.gather(B))
+
     def loss(self, res):
         """``f = 1/2 sum r^2 / c``."""
         return 0.5 * jnp.sum(res * res) / self.weight
@@ -162,8 +167,7 @@ class SparseCompletion(eqx.Module):
             GU, GtU = self.products(res, U, Ug)
             g = (GU if GtU is None else 0.5 * (GU + GtU),)
             return self.loss(res), g, res
-        upper = lambda ps: _chain(ps)
-        A, back = jax.vjp(upper, tuple(params[1:]))
+        A, back = jax.vjp(_chain, tuple(params[1:]))
         B = params[0].T
         Bg = self.gather(B)
         res = self.residuals(A, Bg)
@@ -328,6 +332,12 @@ def choose_backend(backend: str, problem, model) -> str:
 # -- dispatch: one engine, two evaluations ---------------------------------------------
 
 
+def backend_data(problem, model, backend: str):
+    """What the engines take as ``problem`` for a resolved ``backend``: the tables of
+    ``problem`` (:class:`SparseCompletion`) for ``"sparse"``, ``problem`` itself otherwise."""
+    return SparseCompletion.from_problems(problem, model) if backend == "sparse" else problem
+
+
 def loss_and_grad(problem, model, params):
     """``(f(W), grad L(params), aux)``; ``aux`` is ``W`` (dense) or the residuals (sparse)."""
     if isinstance(problem, SparseCompletion):
@@ -338,16 +348,14 @@ def loss_and_grad(problem, model, params):
 def loss(problem, model, params):
     """``f(W)``."""
     if isinstance(problem, SparseCompletion):
-        A, B = problem.factors(model, params)
-        return problem.loss(problem.residuals(A, problem.gather(B)))
+        return problem.loss(problem.residuals_at(model, params))
     return problem.loss(model.product(params))
 
 
 def loss_and_grad_norm(problem, model, params):
     """``(f(W), ||grad f(W)||_F)`` (the flow's stopping references)."""
     if isinstance(problem, SparseCompletion):
-        A, B = problem.factors(model, params)
-        res = problem.residuals(A, problem.gather(B))
+        res = problem.residuals_at(model, params)
         return problem.loss(res), jnp.linalg.norm(res)
     f, G = problem.loss_and_grad(model.product(params))
     return f, jnp.linalg.norm(G)
