@@ -49,6 +49,7 @@ from .problems import (
     matrix_from_spectrum,
     random_low_rank,
 )
+from .status import RunStatus
 from .trajectory import Trajectory
 
 __version__ = "0.1.0"
@@ -75,6 +76,7 @@ __all__ = [
     "effective_rank",
     "singular_values",
     "Trajectory",
+    "RunStatus",
     "train",
     "train_batch",
     "distance_to_flow",

@@ -25,6 +25,7 @@ import numpy as np
 from .._aot import aot_jit
 from .._lanczos import lanczos_extremes
 from .._validation import check_choice, check_int, check_positive
+from ..status import RunStatus
 from ._common import (
     PrecisionWarning,
     ResolutionWarning,
@@ -774,12 +775,12 @@ MAX_INIT_SCALE = {"float64": 1e30, "float32": 1e12}
 
 def _status(out_result: int) -> str:
     if out_result == int(diffrax.RESULTS.successful._value):
-        return "t_max"
+        return RunStatus.T_MAX.value
     if out_result == int(diffrax.RESULTS.event_occurred._value):
-        return "steady_state"
+        return RunStatus.STEADY_STATE.value
     if out_result == int(diffrax.RESULTS.max_steps_reached._value):
-        return "max_steps"
-    return "solver_failure"
+        return RunStatus.MAX_STEPS.value
+    return RunStatus.SOLVER_FAILURE.value
 
 
 def _max_steps_advice(cfg, settings, num_rejected: int, num_steps: int, dtype) -> str:
