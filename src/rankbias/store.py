@@ -11,14 +11,17 @@ Layout of a results folder::
     figures/, report.html    written by ``rankbias plot`` / ``rankbias report``
 
 A run file holds the :class:`~rankbias.Trajectory` arrays that its ``record.metrics`` ask for,
-``run_config`` (JSON), ``info`` (JSON), scalar metrics ``metric_<name>``, its own key
-``__key__`` and code version ``__code_version__``, and ``__checksum__``, the SHA-256 of every
+``run_config`` (JSON), ``info`` (JSON, with ``info["status"]``: how the run ended, a
+:class:`~rankbias.status.RunStatus`), scalar metrics ``metric_<name>``, its own key
+``__key__`` and the results version ``__code_version__`` its key was made with
+(:data:`RESULTS_VERSION`), and ``__checksum__``, the SHA-256 of every
 other array (name, dtype, shape and bytes). Files are written through a temp file and
 ``os.replace``: a killed writer leaves no half file.
 
-The key of a run is the SHA-256 of its resolved config and the code version
+The key of a run is the SHA-256 of its resolved config and :data:`RESULTS_VERSION`
 (:func:`run_key`): a re-run of a sweep skips every finished run, and a changed config or
-code version is a new run. Reading a run checks that the file is what its name says: the
+results version is a new run. ``RESULTS_VERSION`` is bumped only by a change that alters
+what a run computes, so a new release of the package alone recomputes nothing. Reading a run checks that the file is what its name says: the
 checksum matches, ``__key__`` is the key asked for, and ``run_key(run_config,
 __code_version__)`` is that key too (files written before ``__key__`` existed are checked
 by the config against the current code version, and stay readable when it matches). A file
@@ -56,6 +59,7 @@ __all__ = [
     "RunReadError",
     "StoreLockedError",
     "run_key",
+    "RESULTS_VERSION",
     "code_version",
     "versions",
     "load",
@@ -85,15 +89,25 @@ class StoreLockedError(StoreError):
     """Another live ``rankbias run`` holds the results folder's lock."""
 
 
-def code_version() -> str:
-    """The version that enters every run key (``rankbias.__version__``)."""
-    from . import __version__
+#: The version of the *numbers* a run produces; it enters every run key (:func:`run_key`).
+#: Bump it (any new string, e.g. ``"0.1.0+r2"``) in the commit that changes what some run
+#: computes: the engines, a default, a problem or init generator. Then every stored run is
+#: recomputed on the next ``rankbias run``, and never otherwise: a release (``__version__``),
+#: a refactor or new features leave the keys and the results on users' disks alone.
+#: ``tests/test_results_version.py`` fails when recorded numbers change while this stays.
+#: It started as ``"0.1.0"``, the ``__version__`` the keys hashed before this constant, so
+#: that every key already on disk stays valid.
+RESULTS_VERSION = "0.1.0"
 
-    return __version__
+
+def code_version() -> str:
+    """The version that enters every run key: :data:`RESULTS_VERSION` (not ``__version__``)."""
+    return RESULTS_VERSION
 
 
 def run_key(config: dict, version: str | None = None) -> str:
-    """SHA-256 (hex, 32 digits) of the canonical JSON of ``config`` and the code version."""
+    """SHA-256 (hex, 32 digits) of the canonical JSON of ``config`` and ``version``
+    (default :data:`RESULTS_VERSION`)."""
     payload = json.dumps(
         {"config": config, "version": version or code_version()},
         sort_keys=True,
@@ -103,6 +117,12 @@ def run_key(config: dict, version: str | None = None) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def versions() -> dict[str, str]:
     """Software versions recorded with every result."""
     out = {
@@ -110,7 +130,8 @@ def versions() -> dict[str, str]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": platform.processor() or "unknown",
-        "rankbias": code_version(),
+        "rankbias": _package_version(),
+        "results_version": RESULTS_VERSION,
     }
     from importlib import metadata
 
