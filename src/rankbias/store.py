@@ -424,6 +424,29 @@ class Store:
         """Whether the run ``key`` is present and passes every check of :meth:`read_run`."""
         return self.check(key) == "ok"
 
+    def run_status(self, key: str) -> str:
+        """How the finished run ``key`` ended: ``info["status"]`` of its file (a
+        :class:`~rankbias.status.RunStatus` value; ``""`` when its file records none).
+
+        Reads only the ``info`` entry (not the checksum: :meth:`read_run` verifies). Raises
+        ``FileNotFoundError``, :class:`CorruptRunError` for a file whose ``info`` cannot be
+        parsed, or :class:`RunReadError` for a file that cannot be read."""
+        path = self.path(key)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                text = str(z["info"])
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise RunReadError(f"cannot read run file {path}: {e.strerror or e}") from None
+        except Exception as e:  # zip/format errors, a missing `info`: a damaged file
+            raise CorruptRunError(f"run file {path} is unreadable: {e}") from None
+        try:
+            info = json.loads(text)
+        except ValueError:
+            raise CorruptRunError(f"run file {path} has no readable info") from None
+        return str(info.get("status", "")) if isinstance(info, dict) else ""
+
     def remove(self, key: str) -> None:
         try:
             self.path(key).unlink()
@@ -431,7 +454,15 @@ class Store:
             pass
 
     def status(self, verify: bool = False) -> dict:
-        """Counts of done / pending / failed (/ corrupt with ``verify``) runs of the manifest."""
+        """Counts of done / pending / failed (/ corrupt with ``verify``) runs of the manifest.
+
+        ``statuses`` counts the done runs by how they ended (``{status: n}``, read from each
+        run file's ``info``, :class:`~rankbias.status.RunStatus` values; a file whose status
+        cannot be read is left out) and ``not_ended_well`` is how many of them did not reach
+        what they were asked to (:func:`~rankbias.status.ended_well`): a flow stopped at
+        ``t_max`` or ``max_steps`` without a steady state, a diverged run, ...)."""
+        from .status import ended_well
+
         man = self.manifest()
         if man.get("kind") == "reproduction":
             done = (self.root / "summary.json").exists()
@@ -443,6 +474,8 @@ class Store:
                 "failed": 0,
                 "corrupt": 0,
                 "failures": {},
+                "statuses": {},
+                "not_ended_well": 0,
             }
         keys = list(dict.fromkeys(man["runs"]))  # grid points that are the same run count once
         scan = self.scan()
@@ -454,7 +487,15 @@ class Store:
                     corrupt.add(k)
                 elif c == "unreadable":
                     unreadable.add(k)
-        done = sum(1 for k in keys if k in scan.done and k not in corrupt | unreadable)
+        done_keys = [k for k in keys if k in scan.done and k not in corrupt | unreadable]
+        done = len(done_keys)
+        statuses: dict[str, int] = {}
+        for k in done_keys:
+            try:
+                s = self.run_status(k)
+            except (FileNotFoundError, StoreError):
+                continue  # removed meanwhile, or damaged: `--verify` reports those
+            statuses[s] = statuses.get(s, 0) + 1
         failed = {k: scan.failed[k] for k in keys if k in scan.failed and k not in scan.done}
         hist = man.get("history", [])
         return {
@@ -469,6 +510,8 @@ class Store:
             "corrupt_keys": sorted(corrupt),
             "unreadable_keys": sorted(unreadable),
             "earlier_configs": len(hist),
+            "statuses": dict(sorted(statuses.items())),
+            "not_ended_well": sum(n for s, n in statuses.items() if not ended_well(s)),
         }
 
 
@@ -529,6 +572,7 @@ def _load_block(root: str, keys: list[str], manifest: dict) -> dict[str, np.ndar
     spec = run_variables(manifest)
     out = {v: np.full((len(keys),) + shape, np.nan) for v, (_, shape) in spec.items()}
     out["done"] = np.zeros(len(keys), dtype=bool)
+    out["status"] = np.full(len(keys), "", dtype=object)
     for i, key in enumerate(keys):
         try:
             a = store.read_run(key)
@@ -546,6 +590,7 @@ def _load_block(root: str, keys: list[str], manifest: dict) -> dict[str, np.ndar
             continue
         out["done"][i] = True
         info = json.loads(str(a["info"]))
+        out["status"][i] = str(info.get("status", ""))
         hold = info.get("status") == "steady_state"
         t = a["steps"].astype(np.float64) if manifest["time_dim"] == "step" else a["times"]
         for v in spec:
@@ -575,6 +620,11 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     holds its last value after its stopping time ``t_final``; values of unfinished, failed,
     corrupt or unreadable runs are NaN and the boolean ``done`` says which runs were read and
     passed their checks (so ``done`` is computed from the files, like the other variables).
+    ``status`` (a string per run) says how each done run ended (``info["status"]``, a
+    :class:`~rankbias.status.RunStatus` value such as ``"steady_state"``, ``"t_max"`` or
+    ``"max_steps"``; ``""`` for runs not done): count the runs that did not end well with
+    ``~ds.status.isin(["steady_state", "completed"]) & ds.done`` or
+    :func:`~rankbias.status.ended_well`.
 
     With ``lazy`` (default) the variables are dask arrays read block by block on demand
     (``_BLOCK`` runs per task, checksums and keys verified as they are read); call
@@ -600,9 +650,9 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     data_vars = {}
     blocks = [keys[i : i + _BLOCK] for i in range(0, len(keys), _BLOCK)]
     loaded = [delayed(_load_block, pure=True)(str(root), b, man) for b in blocks]
-    spec = dict(spec, done=((), ()))
+    spec = dict(spec, done=((), ()), status=((), ()))
     for v, (dims, vshape) in spec.items():
-        dtype = bool if v == "done" else np.float64
+        dtype = {"done": bool, "status": object}.get(v, np.float64)
         parts = [
             da.from_delayed(
                 delayed(lambda d, v=v: d[v], pure=True)(blk), shape=(len(b),) + vshape, dtype=dtype
