@@ -17,6 +17,11 @@ figure                      content
                             ``alpha``, one line per depth
 ==========================  ====================================================================
 
+**Runs that did not end well** (the dataset's ``status``, :func:`rankbias.status.ended_well`:
+a flow stopped at ``t_max`` or by ``max_steps`` without a steady state, a diverged run, ...)
+are drawn with an ``x`` at their last point, where they stopped, and the footnote counts
+them by status ("x: a run that did not end well (2 of 6 runs: 1 max_steps, 1 t_max)").
+
 **Statistic** (``stat``). ``"median"`` (default): the line is the median over the seed axes
 and the band the 25-75% quantiles; ``"mean"``: mean and a band of one standard deviation.
 When at most :data:`MAX_THIN` runs are summarised, each run is also drawn as a thin line.
