@@ -648,3 +648,18 @@ def test_status_help_documents_the_exit_codes(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "exit codes: 0 every run done" in text and "3 runs still pending" in text
     assert "1 failed runs" in text and "2 bad input" in text
+
+
+def test_statuses_are_counted_by_name_even_unknown_ones(capsys):
+    from rankbias.cli import _print_status
+
+    st = {"total": 5, "done": 4, "pending": 1, "failed": 0}
+    st["statuses"] = {"completed": 1, "not_stationary": 1, "exploded": 1, "": 1}
+    _print_status(st)
+    assert capsys.readouterr().out.splitlines() == [
+        "4/5 done, 1 pending, 0 failed; 3 done run(s) did not end well: "
+        "1 not_stationary, 1 exploded, 1 no status",
+        "  1 not_stationary: all steps, but far from a stationary point",
+        "  1 exploded: exploded",  # a status of a newer version: shown as it is
+        "  1 no status: the run file records none",
+    ]

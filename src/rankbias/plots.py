@@ -357,17 +357,19 @@ def _distance_plot(ds, stat: str = "median"):
             st = (status if d is None else status.sel(depth=d)).transpose(..., "alpha")
             st = _run_statuses(st, seeds)[:, order]
             vals = (m[None] if runs is None else runs)[:, order]
-            bad = _not_well(st)
-            ax.plot(
-                x[order][np.nonzero(bad)[1]],
-                vals[bad],
-                ls="none",
-                marker="x",
-                ms=7,
-                mew=1.5,
-                color=c,
-                zorder=5,
-            )
+            with np.errstate(invalid="ignore"):
+                bad = _not_well(st) & (vals > 0)  # log axes: NaN and <= 0 have no place
+            if bad.any():
+                ax.plot(
+                    x[order][np.nonzero(bad)[1]],
+                    vals[bad],
+                    ls="none",
+                    marker="x",
+                    ms=7,
+                    mew=1.5,
+                    color=c,
+                    zorder=5,
+                )
             marks.count(st)
         _draw(
             ax,
