@@ -563,3 +563,103 @@ def test_interrupt_at_any_point_of_the_import_is_one_line(tmp_path, cmd, sig, co
     command's time varies by ~25 % between runs, so from 0.6 on it may have ended first."""
     after = fraction * _import_to_exit_seconds(cmd) if fraction else 0.0
     _check_interrupted_in_import(tmp_path, cmd, sig, code, after, late_ok=fraction >= 0.6)
+
+
+FLOW_CUT_SHORT = """
+name = "tiny-flow-cut"
+kind = "sweep"
+[problem]
+type = "completion"
+shape = [4, 4]
+rank = 1
+fraction = 0.8
+[init]
+scale = 0.1
+[dynamics]
+method = "flow"
+n_save = 8
+[sweep]
+zip = { "dynamics.t_max" = [1e6, 1.0], "dynamics.max_steps" = [5, 100000] }
+"""
+
+
+def test_runs_cut_short_are_counted_by_status_not_just_done(tmp_path, capsys):
+    cfg = tmp_path / "cut.toml"
+    cfg.write_text(FLOW_CUT_SHORT)
+    out = tmp_path / "res"
+    # both runs end without a steady state: results, counted on the first line, exit 0
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    want = [
+        "2/2 done, 0 pending, 0 failed; 2 done run(s) did not end well: 1 max_steps, 1 t_max",
+        "  1 max_steps: ran out of solver steps (max_steps)",
+        "  1 t_max: stopped at t_max without a steady state",
+    ]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3:] == want
+    assert main(["status", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines() == want
+
+
+def test_status_exit_codes_done_pending_failed(cfg, tmp_path, capsys):
+    from rankbias.cli import EXIT_FAILURE, EXIT_OK, EXIT_PENDING
+    from rankbias.store import Store
+
+    assert (EXIT_OK, EXIT_FAILURE, EXIT_PENDING) == (0, 1, 3)
+    out = tmp_path / "res"
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    store = Store(out)
+    keys = store.manifest()["runs"]
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    assert capsys.readouterr().out == "4/4 done, 0 pending, 0 failed\n"  # GD: all completed
+    store.remove(keys[0])
+    assert main(["status", str(out)]) == 3
+    assert capsys.readouterr().out == "3/4 done, 1 pending, 0 failed\n"
+    store.remove(keys[1])
+    store.write_failure(keys[1], {}, "FloatingPointError: boom")
+    assert main(["status", str(out)]) == 1  # failed wins over pending
+    o = capsys.readouterr().out
+    assert o.startswith("2/4 done, 1 pending, 1 failed\n") and "boom" in o
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0  # resumes all
+    assert main(["status", str(out)]) == 0
+
+
+@pytest.mark.parametrize(
+    "counts, code",
+    [
+        ({"pending": 0, "failed": 0}, 0),
+        ({"pending": 2, "failed": 0}, 3),
+        ({"pending": 2, "failed": 1}, 1),
+        ({"pending": 2, "failed": 0, "lost_chunks_runs": 2}, 1),  # a worker lost them
+    ],
+)
+def test_run_exit_code_of_what_remains(counts, code, cfg, tmp_path, monkeypatch, capsys):
+    import rankbias.experiments as ex
+
+    st = {"total": 4, "done": 4 - counts["pending"] - counts["failed"], **counts}
+    monkeypatch.setattr(ex, "run_experiment", lambda *a, **k: dict(st, failures={}))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--no-progress"]) == code
+
+
+def test_status_help_documents_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["status", "--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "exit codes: 0 every run done" in text and "3 runs still pending" in text
+    assert "1 failed runs" in text and "2 bad input" in text
+
+
+def test_statuses_are_counted_by_name_even_unknown_ones(capsys):
+    from rankbias.cli import _print_status
+
+    st = {"total": 5, "done": 4, "pending": 1, "failed": 0}
+    st["statuses"] = {"completed": 1, "not_stationary": 1, "exploded": 1, "": 1}
+    _print_status(st)
+    assert capsys.readouterr().out.splitlines() == [
+        "4/5 done, 1 pending, 0 failed; 3 done run(s) did not end well: "
+        "1 not_stationary, 1 exploded, 1 no status",
+        "  1 not_stationary: all steps, but far from a stationary point",
+        "  1 exploded: exploded",  # a status of a newer version: shown as it is
+        "  1 no status: the run file records none",
+    ]

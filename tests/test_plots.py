@@ -252,3 +252,35 @@ def test_comparison_plot_fit_and_prediction(glrl_res):
     assert len(text.splitlines()) <= 15 and "7/8 runs" in text and "asymmetric" in text
     assert cmp.table[0]["status"] == ["steady_state", "t_max"] and cmp.table[0]["certified"] == 1
     assert len(cmp.runs) == 8 and cmp.runs[1]["certified"] is False
+
+
+def _marks(ax) -> list[tuple[float, float]]:
+    """The points drawn with an ``x`` marker."""
+    return [
+        (float(x), float(y))
+        for ln in ax.get_lines()
+        if ln.get_marker() == "x"
+        for x, y in zip(ln.get_xdata(), ln.get_ydata(), strict=True)
+    ]
+
+
+def test_runs_that_did_not_end_well_are_marked_and_counted():
+    ds = _sweep()
+    loss = ds["loss"].values.copy()
+    loss[1, 3, 20:] = np.nan  # cut short by max_steps: NaN after its last save
+    status = np.full((2, 5), "steady_state", dtype=object)
+    status[0, 2], status[1, 3], status[1, 4] = "t_max", "max_steps", ""  # "": not done
+    ds = ds.assign(loss=(("alpha", "seed", "time"), loss), status=(("alpha", "seed"), status))
+    fig = plots._figure(ds, "loss", "median")
+    t = ds["time"].values
+    # an x where each such run stopped: its last finite point (the run not done is not one)
+    assert sorted(_marks(fig.axes[0])) == sorted([(t[-1], loss[0, 2, -1]), (t[19], loss[1, 3, 19])])
+    notes = [x.get_text() for x in fig.texts]
+    assert "x: a run that did not end well (2 of 9 runs: 1 max_steps, 1 t_max)" in notes
+    fig = plots._figure(ds, "distance-vs-alpha", "median")
+    d = ds["glrl_distance"].values
+    assert sorted(_marks(fig.axes[0])) == sorted([(1e-2, d[0, 2]), (1e-4, d[1, 3])])
+    assert any("2 of 9 runs" in x.get_text() for x in fig.texts)
+    # without statuses (older datasets, one Trajectory): no marks, no footnote
+    fig = plots._figure(ds.drop_vars("status"), "loss", "median")
+    assert not _marks(fig.axes[0]) and not fig.texts

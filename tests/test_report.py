@@ -92,3 +92,42 @@ def test_reproduction_report_renders(tmp_path, monkeypatch):
     assert "slope" in html and "image/svg+xml" in html
     n, ok = _rendered(render(out / "report.html", tmp_path))
     assert n == 2 and ok == 2
+
+
+def test_summary_counts_and_lists_the_runs_that_did_not_end_well():
+    import numpy as np
+    import xarray as xr
+
+    from rankbias.report import _not_well_html, summary_table
+
+    status = np.array([["steady_state", "t_max", "max_steps"], ["steady_state", "", "t_max"]])
+    ds = xr.Dataset(
+        {
+            "final_loss": (("alpha", "seed"), np.ones((2, 3))),
+            "t_final": (("alpha", "seed"), [[5.0, 10.0, 0.4], [7.0, np.nan, 10.0]]),
+            "done": (("alpha", "seed"), status != ""),
+            "status": (("alpha", "seed"), status.astype(object)),
+        },
+        coords={"alpha": [0.1, 0.01], "seed": [0, 1, 2]},
+    )
+    rows = summary_table(ds)
+    assert [(r["alpha"], r["runs done"], r["not ended well*"]) for r in rows] == [
+        (0.1, "3/3", "2/3"),
+        (0.01, "2/3", "1/2"),
+    ]
+    note = _not_well_html(ds)
+    assert "3 of 5 done runs did not reach a certified steady state" in note
+    assert note.count("<tr>") == 1 + 3  # the header and the three runs
+    assert "<td>max_steps</td><td>0.4</td>" in note
+    assert "not ended well*" not in str(summary_table(ds.drop_vars("status")))
+
+
+def test_sweep_report_counts_the_runs_by_status(sweep_dir):
+    html = write_report(sweep_dir).read_text()
+    status = html[html.index("<h2>Status</h2>") : html.index("<h2>Figures</h2>")]
+    assert (
+        "<th>not ended well</th>" in status
+        and "<tr><td>8</td><td>8</td><td>0</td><td>0</td><td>0</td></tr>" in status
+    )
+    assert "<td>completed</td><td>8</td><td>all steps, near a stationary point</td>" in status
+    assert "not ended well*" in html and "did not reach" not in html  # GD: all completed

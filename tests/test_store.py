@@ -378,3 +378,50 @@ def test_sigterm_stops_and_reaps_process_workers(tmp_path):
     alive = [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
     assert not alive, [(k.pid, k.cmdline()[:3]) for k in alive]
     assert not list((out / "runs").rglob("*.npz")) and not (out / ".lock").exists()
+
+
+# A flow sweep whose runs end three ways: cut short by max_steps (t = 0.4 of t_max = 1e6),
+# stopped at t_max = 1 without a steady state, and at a certified steady state.
+FLOW_ENDS = """
+name = "tiny-flow-ends"
+kind = "sweep"
+[problem]
+type = "completion"
+shape = [4, 4]
+rank = 1
+fraction = 0.8
+[init]
+scale = 0.1
+[dynamics]
+method = "flow"
+n_save = 8
+[sweep]
+zip = { "dynamics.t_max" = [1e6, 1.0, 1e6], "dynamics.max_steps" = [5, 100000, 100000] }
+"""
+
+
+@pytest.fixture(scope="module")
+def flow_ends(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ends")
+    ex.run_sweep(ex.expand(ex.parse_config(FLOW_ENDS)), out, progress=False)
+    return out
+
+
+def test_each_run_says_how_it_ended(flow_ends, done_store, tmp_path):
+    ds = ex.load(flow_ends).load()
+    t_final, t_max = ds["t_final"].values, ds["t_max"].values
+    # the oracle: where each run stopped, against what it was allowed
+    assert t_final[0] < 1.0 and t_final[1] == t_max[1] == 1.0 and t_final[2] < 1e6
+    assert list(ds["status"].values) == ["max_steps", "t_max", "steady_state"]
+    assert list(ds["steady_state"].values) == [0.0, 0.0, 1.0]
+    st = Store(flow_ends).status()
+    assert st["done"] == 3 and st["not_ended_well"] == 2
+    assert st["statuses"] == {"max_steps": 1, "steady_state": 1, "t_max": 1}
+    gd = Store(done_store).status()
+    assert gd["statuses"] == {"completed": 4} and gd["not_ended_well"] == 0
+    # a run not done has status "" (and done False), like its NaN values
+    out = _copy(flow_ends, tmp_path / "s")
+    Store(out).remove(Store(out).manifest()["runs"][1])
+    part = ex.load(out).load()
+    assert list(part["status"].values) == ["max_steps", "", "steady_state"]
+    assert Store(out).status()["statuses"] == {"max_steps": 1, "steady_state": 1}

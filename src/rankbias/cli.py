@@ -1,7 +1,19 @@
 """The ``rankbias`` command line: it parses, calls the library, and turns user mistakes into a
-one-line error and a non-zero exit code (2: bad input; 1: a run, store or I/O failure, or
-``status --verify`` found damaged runs; 130: interrupted by Ctrl-C; 143: by SIGTERM). Set
-``RANKBIAS_DEBUG=1`` to see tracebacks.
+one-line error and a non-zero exit code. Set ``RANKBIAS_DEBUG=1`` to see tracebacks.
+
+Exit codes (every command; ``EXIT_*`` below):
+
+====  ======================================================================================
+0     success; for ``run``/``status``: every run of the sweep is done. Runs that ended
+      without a steady state (``t_max``, ``max_steps``, ...) are results, not failures:
+      they are counted on stdout ("k done runs did not end well: ...") and keep code 0
+1     failure: a run raised (``failed``), a store, executor or I/O error, or ``status
+      --verify`` found corrupt or unreadable run files
+2     bad input: an argument, a config, a folder that holds another experiment
+3     pending: ``run``/``status`` of a sweep with runs still to do and none failed
+      (``rankbias run`` again resumes it)
+130   interrupted (Ctrl-C); 143: terminated (SIGTERM)
+====  ======================================================================================
 
     rankbias --version
     rankbias list
@@ -25,6 +37,17 @@ from pathlib import Path
 __all__ = ["main", "run"]
 
 _LINE = 400  # longest message line printed: values from the user are never echoed whole
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # a run failed, a store/executor/I/O error, corrupt files (status --verify)
+EXIT_USAGE = 2  # bad input
+EXIT_PENDING = 3  # a sweep with runs still pending (and none failed)
+
+_EXIT_EPILOG = (
+    "exit codes: 0 every run done (runs that ended without a steady state are counted "
+    "in the output, not an error); 1 failed runs, or with --verify corrupt or unreadable run files; "
+    "2 bad input; 3 runs still pending (`rankbias run` resumes)"
+)
 
 
 class Terminated(KeyboardInterrupt):
@@ -54,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"rankbias {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="named experiments, one line each")
-    r = sub.add_parser("run", help="run a named experiment or a TOML config")
+    r = sub.add_parser("run", help="run a named experiment or a TOML config", epilog=_EXIT_EPILOG)
     r.add_argument("experiment", help="a name from `rankbias list`, or a path to a .toml file")
     r.add_argument("--out", required=True, help="results folder (created; re-runs resume)")
     r.add_argument(
@@ -87,7 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--report", action="store_true", help="write report.html when done")
-    s = sub.add_parser("status", help="done / pending / failed runs of a results folder")
+    s = sub.add_parser(
+        "status",
+        help="done / pending / failed runs of a results folder, and how the done ones ended",
+        epilog=_EXIT_EPILOG,
+    )
     s.add_argument("dir")
     s.add_argument(
         "--verify",
@@ -146,12 +173,22 @@ def _cmd_list(args) -> int:
 
 
 def _print_status(st: dict) -> None:
+    from .status import describe, ended_well
+
     line = f"{st['done']}/{st['total']} done, {st['pending']} pending, {st['failed']} failed"
     if st.get("corrupt"):
         line += f", {st['corrupt']} corrupt (`rankbias run` again deletes and re-runs them)"
     if st.get("unreadable"):
         line += f", {st['unreadable']} unreadable (kept; check their permissions)"
+    bad = {k: n for k, n in st.get("statuses", {}).items() if not ended_well(k)}
+    if bad:
+        # on the first line, so that `| head -1` and logs cannot show "done" alone
+        line += f"; {sum(bad.values())} done run(s) did not end well: " + ", ".join(
+            f"{n} {k or 'no status'}" for k, n in bad.items()
+        )
     print(line)
+    for k, n in bad.items():
+        print(f"  {n} {k or 'no status'}: {describe(k) if k else 'the run file records none'}")
     if st.get("earlier_configs"):
         print(
             f"(this folder also holds the runs of {st['earlier_configs']} earlier config(s), "
@@ -195,7 +232,18 @@ def _cmd_run(args) -> int:
         from .report import write_report
 
         print(f"report: {write_report(args.out)}")
-    return 1 if st.get("failed") or st.get("pending") else 0
+    return _exit_code(st) if "results" not in st else EXIT_OK
+
+
+def _exit_code(st: dict) -> int:
+    """The exit code of a sweep's status (see the module docstring)."""
+    if st.get("failed") or st.get("corrupt") or st.get("unreadable"):
+        return EXIT_FAILURE
+    if st.get("lost_chunks_runs"):  # an executor lost their results: a failure, not pending
+        return EXIT_FAILURE
+    if st.get("pending"):
+        return EXIT_PENDING
+    return EXIT_OK
 
 
 def _cmd_status(args) -> int:
@@ -215,7 +263,7 @@ def _cmd_status(args) -> int:
     for what in ("corrupt", "unreadable"):
         for key in st.get(f"{what}_keys", [])[:20]:
             print(f"  {what} {store.path(key)}")
-    return 1 if st.get("corrupt") or st.get("unreadable") else 0
+    return _exit_code(st)
 
 
 def _cmd_plot(args) -> int:
@@ -332,8 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rankbias`` script; returns the exit code.
 
     Exit codes: 0 success; 2 bad input (argument, config, a folder that holds another
-    experiment); 1 a run, store, executor or I/O failure (and ``status --verify`` with
-    corrupt or unreadable runs); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+    experiment); 1 a run, store, executor or I/O failure (failed runs; ``status --verify``
+    with corrupt or unreadable runs); 3 a sweep with runs still pending (``run``,
+    ``status``); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM). See the module
+    docstring for the table.
     In the main thread SIGTERM is handled like Ctrl-C while the command runs (the previous
     handler is restored on return), so workers are stopped and reaped either way.
     """

@@ -17,6 +17,11 @@ figure                      content
                             ``alpha``, one line per depth
 ==========================  ====================================================================
 
+**Runs that did not end well** (the dataset's ``status``, :func:`rankbias.status.ended_well`:
+a flow stopped at ``t_max`` or by ``max_steps`` without a steady state, a diverged run, ...)
+are drawn with an ``x`` at their last point, where they stopped, and the footnote counts
+them by status ("x: a run that did not end well (2 of 6 runs: 1 max_steps, 1 t_max)").
+
 **Statistic** (``stat``). ``"median"`` (default): the line is the median over the seed axes
 and the band the 25-75% quantiles; ``"mean"``: mean and a band of one standard deviation.
 When at most :data:`MAX_THIN` runs are summarised, each run is also drawn as a thin line.
@@ -132,6 +137,55 @@ def _stat_text(seeds: list[str], n: int, stat: str, thin: bool) -> str:
     return f"{what} over {n} runs ({', '.join(seeds)})" + ("; thin: each run" if thin else "")
 
 
+def _run_statuses(st, seeds: list[str]) -> np.ndarray:
+    """The ``status`` strings of ``st`` in the run order of :func:`_summary` (``(n_runs,
+    ...)``; one run without seed axes)."""
+    seeds = [s for s in seeds if s in st.dims]
+    if not seeds:
+        return np.asarray(st.values, dtype=object)[None]
+    return np.asarray(st.stack(_run=seeds).transpose("_run", ...).values, dtype=object)
+
+
+def _not_well(statuses: np.ndarray) -> np.ndarray:
+    """Which entries are runs that are done ("" is a run not done) and did not end well."""
+    from .status import ended_well
+
+    flat = [bool(s) and not ended_well(str(s)) for s in np.ravel(statuses)]
+    return np.asarray(flat, dtype=bool).reshape(np.shape(statuses))
+
+
+class _Marks:
+    """Counts of the runs a figure marks (did not end well) and of the done runs it shows."""
+
+    def __init__(self):
+        self.bad: dict[str, int] = {}
+        self.shown = 0
+
+    def count(self, statuses: np.ndarray) -> None:
+        for s in np.ravel(statuses):
+            if s:
+                self.shown += 1
+        for s in np.ravel(statuses)[np.ravel(_not_well(statuses))]:
+            self.bad[str(s)] = self.bad.get(str(s), 0) + 1
+
+    def note(self) -> str:
+        if not self.bad:
+            return ""
+        k = sum(self.bad.values())
+        what = ", ".join(f"{n} {s}" for s, n in sorted(self.bad.items()))
+        return f"x: a run that did not end well ({k} of {self.shown} runs: {what})"
+
+
+def _mark_ends(ax, x, vals: np.ndarray, statuses: np.ndarray, color, logy: bool) -> None:
+    """An ``x`` at the last finite point of each run (row of ``vals``) that did not end well:
+    where a run cut short by ``max_steps``/``t_max`` or gone wrong stopped."""
+    for y, bad in zip(vals, _not_well(statuses), strict=True):
+        ok = np.isfinite(y) & ((y > 0) if logy else True)
+        if bad and ok.any():
+            i = np.flatnonzero(ok)[-1]
+            ax.plot(x[i], y[i], ls="none", marker="x", ms=7, mew=1.5, color=color, zorder=5)
+
+
 def _draw(ax, x, c, lo, hi, runs, color, label, logy: bool, ls: str = "-", marker=None):
     """One summarised line: thin per-run lines (few runs), the band, the center line."""
     if runs is not None and runs.shape[0] <= MAX_THIN:
@@ -155,8 +209,20 @@ def _style_time_axis(ax, tdim: str, logy: bool, title: str, ylabel: str | None =
     ax.grid(alpha=0.3, which="both", lw=0.4)
 
 
-def _time_panel(ax, da, t, seeds: list[str], stat: str, logy: bool, top_k: int | None):
-    """Draw ``da`` (``[alpha,] seeds..., time[, sv]``) against ``t`` into ``ax``.
+def _time_panel(
+    ax,
+    da,
+    t,
+    seeds: list[str],
+    stat: str,
+    logy: bool,
+    top_k: int | None,
+    status=None,
+    marks: _Marks | None = None,
+):
+    """Draw ``da`` (``[alpha,] seeds..., time[, sv]``) against ``t`` into ``ax``; with
+    ``status`` (the runs' ``status``, same axes but time) mark the runs that did not end
+    well at their last point and count them into ``marks``.
 
     Returns the statistic's description (empty for a single run)."""
     plt = _plt()
@@ -190,6 +256,12 @@ def _time_panel(ax, da, t, seeds: list[str], stat: str, logy: bool, top_k: int |
                 logy,
                 ls="-" if by_sv else _STYLES[j % 4],
             )
+            if status is not None:
+                st = _run_statuses(status if a is None else status.sel(alpha=a), seeds)
+                vals = c[None] if runs is None else runs
+                _mark_ends(ax, t[sel], vals[..., sel], st, color, logy)
+                if marks is not None and j == 0:
+                    marks.count(st)
             if runs is not None:
                 text = _stat_text(seeds, runs.shape[0], stat, runs.shape[0] <= MAX_THIN)
     return text
@@ -213,23 +285,33 @@ def _time_plot(
     seeds = _seed_dims(ds)
     note = ""
     t = np.asarray(ds[tdim].values, dtype=float)
+    marks = _Marks()
     for ax, depth in zip(axs[0], panels, strict=True):
         da = ds[var] if depth is None else ds[var].sel(depth=depth)
         da, note = _fix_others(da, set(seeds) | {"alpha"})
-        text = _time_panel(ax, da, t, seeds, stat, logy, top_k)
+        st = None
+        if "status" in ds:
+            st = ds["status"] if depth is None else ds["status"].sel(depth=depth)
+            st, _ = _fix_others(st, set(seeds) | {"alpha"})
+        text = _time_panel(ax, da, t, seeds, stat, logy, top_k, st, marks)
         head = title if depth is None else f"{title}, depth {depth}"
         _style_time_axis(ax, tdim, logy, head + (f"\n{text}" if text else ""))
     axs[0][0].set_ylabel(ylabel)
     if len(axs[0][0].get_legend_handles_labels()[0]):
         axs[0][-1].legend(fontsize=8)
-    _footnote(fig, note)
+    _footnote(fig, note, marks.note())
     return fig
 
 
-def _footnote(fig, note):
-    if note:
-        fig.text(0.01, 0.01, f"fixed: {note}", fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
+def _footnote(fig, note, marks: str = ""):
+    """The footnote lines under the panels: the axes fixed at their first value, and what
+    the ``x`` markers of runs that did not end well stand for."""
+    lines = ([f"fixed: {note}"] if note else []) + ([marks] if marks else [])
+    if lines:
+        fig.text(0.01, 0.01, "\n".join(lines), fontsize=7, color="0.35", va="bottom")
+    # the footnote's height as a fraction of the figure: 7 pt lines at 1.3 spacing
+    h = len(lines) * 7 * 1.3 / 72 / fig.get_figheight() + (0.01 if lines else 0)
+    fig.tight_layout(rect=(0, h, 1, 1))
 
 
 def glrl_variant_label(ds) -> str:
@@ -264,9 +346,31 @@ def _distance_plot(ds, stat: str = "median"):
     x = np.asarray(da["alpha"].values, dtype=float)
     order = np.argsort(x)
     text = ""
+    marks = _Marks()
+    status = None
+    if "status" in ds:
+        status, _ = _fix_others(ds["status"], set(seeds) | {"alpha", "depth"})
     for c, d in zip(colors, depths, strict=True):
         sub = (da if d is None else da.sel(depth=d)).transpose(..., "alpha")
         m, lo, hi, runs = _summary(sub, seeds, stat)
+        if status is not None:
+            st = (status if d is None else status.sel(depth=d)).transpose(..., "alpha")
+            st = _run_statuses(st, seeds)[:, order]
+            vals = (m[None] if runs is None else runs)[:, order]
+            with np.errstate(invalid="ignore"):
+                bad = _not_well(st) & (vals > 0)  # log axes: NaN and <= 0 have no place
+            if bad.any():
+                ax.plot(
+                    x[order][np.nonzero(bad)[1]],
+                    vals[bad],
+                    ls="none",
+                    marker="x",
+                    ms=7,
+                    mew=1.5,
+                    color=c,
+                    zorder=5,
+                )
+            marks.count(st)
         _draw(
             ax,
             x[order],
@@ -295,7 +399,7 @@ def _distance_plot(ds, stat: str = "median"):
     ax.grid(alpha=0.3, which="both", lw=0.4)
     if depths[0] is not None:
         ax.legend(fontsize=8)
-    _footnote(fig, note)
+    _footnote(fig, note, marks.note())
     return fig
 
 

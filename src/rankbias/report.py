@@ -126,8 +126,22 @@ def _config_html(man: dict, root: Path) -> str:
     return out
 
 
+def _not_well(ds):
+    """Boolean per run: done and did not end well (``status``; all False without it)."""
+    from .status import ended_well
+
+    if "status" not in ds:
+        return ds["done"] & False
+    st = ds["status"]
+    flat = [bool(x) and not ended_well(str(x)) for x in np.ravel(st.values)]
+    return st.copy(data=np.asarray(flat, dtype=bool).reshape(st.shape)) & ds["done"]
+
+
 def summary_table(ds) -> list[dict]:
-    """Per point of the non-seed axes: mean (std) over seeds of the final quantities."""
+    """Per point of the non-seed axes: mean (std) over seeds of the final quantities, the
+    runs done and, in ``not ended well``, how many of those did not end well (a flow
+    stopped at ``t_max``/``max_steps`` without a steady state, a diverged run, ...; see
+    :mod:`rankbias.status`); their values are in the means, marked, not dropped."""
     axes = list(ds["done"].dims)
     seeds = [d for d in axes if "seed" in d or d == "problem"]
     keep = [d for d in axes if d not in seeds]
@@ -136,24 +150,75 @@ def summary_table(ds) -> list[dict]:
     if "rank_ratio" in ds:
         scal["final eff. rank"] = ds["rank_ratio"].isel({tdim: -1})
     for v in ds.data_vars:
-        if v not in ("final_loss", "t_final", "steady_state", "done") and ds[v].dims == tuple(axes):
+        skip = ("final_loss", "t_final", "steady_state", "done", "status")
+        if v not in skip and ds[v].dims == tuple(axes):
             scal[v.replace("_", " ")] = ds[v]
     stacked = {
         k: (v.mean(seeds, skipna=True), v.std(seeds, skipna=True)) if seeds else (v, None)
         for k, v in scal.items()
     }
     done = ds["done"].sum(seeds) if seeds else ds["done"].astype(int)
+    bad = _not_well(ds)
+    bad = bad.sum(seeds) if seeds else bad.astype(int)
     n = ds["done"].size // max(done.size, 1)
     rows = []
     for idx in np.ndindex(*(ds.sizes[d] for d in keep)):
         sel = {d: i for d, i in zip(keep, idx, strict=True)}
         row = {d: ds[d].values[i].item() for d, i in sel.items()}
         row["runs done"] = f"{int(done.isel(sel).values)}/{n}"
+        if "status" in ds:
+            row["not ended well*"] = f"{int(bad.isel(sel).values)}/{int(done.isel(sel).values)}"
         for k, (m, s) in stacked.items():
             mv = float(m.isel(sel).values)
             row[k] = f"{mv:.4g}" + (f" ± {float(s.isel(sel).values):.2g}" if s is not None else "")
         rows.append(row)
     return rows
+
+
+def _status_html(status: dict) -> str:
+    """The status table (counts, and the done runs by how they ended)."""
+    from .status import describe, ended_well
+
+    keys = ("total", "done", "pending", "failed")
+    row = {k: status[k] for k in keys}
+    if status.get("kind") != "reproduction":
+        row["not ended well"] = status.get("not_ended_well", 0)
+    out = "<h2>Status</h2>" + _table([row])
+    if status.get("statuses"):
+        rows = [
+            {
+                "how the done runs ended": k or "(not recorded)",
+                "runs": n,
+                "meaning": describe(k) if k else "",
+                "ended well": "yes" if ended_well(k) else "no",
+            }
+            for k, n in status["statuses"].items()
+        ]
+        out += _table(rows)
+    return out
+
+
+def _not_well_html(ds) -> str:
+    """A footnote under the summary: what ``not ended well`` counts, and those runs."""
+    bad = _not_well(ds)
+    k = int(bad.sum())
+    if not k:
+        return ""
+    axes = list(ds["done"].dims)
+    rows = []
+    for idx in zip(*np.nonzero(bad.values), strict=True):
+        sel = dict(zip(axes, idx, strict=True))
+        row = {d: ds[d].values[i].item() for d, i in sel.items()}
+        row["status"] = str(ds["status"].isel(sel).values.item())
+        row["t_final"] = float(ds["t_final"].isel(sel).values)
+        rows.append(row)
+    more = f" (the first 50 of {k})" if k > 50 else ""
+    return (
+        f'<p class="muted">* not ended well: {k} of {int(ds["done"].sum())} done runs did '
+        f"not reach a certified steady state (flows) or a stationary point (GD, optimizers); "
+        f"their values at <code>t_final</code> are included in the means above and marked "
+        f"with an x in the figures. These runs{more}:</p>" + _table(rows[:50])
+    )
 
 
 def write_report(root: str | os.PathLike, *, title: str | None = None) -> Path:
@@ -174,9 +239,7 @@ def write_report(root: str | os.PathLike, *, title: str | None = None) -> Path:
         f"</code>; created {html.escape(man.get('created', '?'))}; report written "
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}</p>"
     )
-    parts.append(
-        "<h2>Status</h2>" + _table([{k: status[k] for k in ("total", "done", "pending", "failed")}])
-    )
+    parts.append(_status_html(status))
     if status.get("failures"):
         rows = []
         for key, p in list(status["failures"].items())[:50]:
@@ -207,7 +270,7 @@ def write_report(root: str | os.PathLike, *, title: str | None = None) -> Path:
             "<h2>Figures</h2>"
             + ("".join(_img(p) for p in figs) or '<p class="muted">(no figures)</p>')
         )
-        parts.append("<h2>Summary</h2>" + _table(summary_table(ds)))
+        parts.append("<h2>Summary</h2>" + _table(summary_table(ds)) + _not_well_html(ds))
     parts.append("<h2>Config as run</h2>" + _config_html(man, root))
     parts.append(
         "<h2>Software</h2>"

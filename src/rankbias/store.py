@@ -11,14 +11,17 @@ Layout of a results folder::
     figures/, report.html    written by ``rankbias plot`` / ``rankbias report``
 
 A run file holds the :class:`~rankbias.Trajectory` arrays that its ``record.metrics`` ask for,
-``run_config`` (JSON), ``info`` (JSON), scalar metrics ``metric_<name>``, its own key
-``__key__`` and code version ``__code_version__``, and ``__checksum__``, the SHA-256 of every
+``run_config`` (JSON), ``info`` (JSON, with ``info["status"]``: how the run ended, a
+:class:`~rankbias.status.RunStatus`), scalar metrics ``metric_<name>``, its own key
+``__key__`` and the results version ``__code_version__`` its key was made with
+(:data:`RESULTS_VERSION`), and ``__checksum__``, the SHA-256 of every
 other array (name, dtype, shape and bytes). Files are written through a temp file and
 ``os.replace``: a killed writer leaves no half file.
 
-The key of a run is the SHA-256 of its resolved config and the code version
+The key of a run is the SHA-256 of its resolved config and :data:`RESULTS_VERSION`
 (:func:`run_key`): a re-run of a sweep skips every finished run, and a changed config or
-code version is a new run. Reading a run checks that the file is what its name says: the
+results version is a new run. ``RESULTS_VERSION`` is bumped only by a change that alters
+what a run computes, so a new release of the package alone recomputes nothing. Reading a run checks that the file is what its name says: the
 checksum matches, ``__key__`` is the key asked for, and ``run_key(run_config,
 __code_version__)`` is that key too (files written before ``__key__`` existed are checked
 by the config against the current code version, and stay readable when it matches). A file
@@ -56,6 +59,7 @@ __all__ = [
     "RunReadError",
     "StoreLockedError",
     "run_key",
+    "RESULTS_VERSION",
     "code_version",
     "versions",
     "load",
@@ -85,15 +89,25 @@ class StoreLockedError(StoreError):
     """Another live ``rankbias run`` holds the results folder's lock."""
 
 
-def code_version() -> str:
-    """The version that enters every run key (``rankbias.__version__``)."""
-    from . import __version__
+#: The version of the *numbers* a run produces; it enters every run key (:func:`run_key`).
+#: Bump it (any new string, e.g. ``"0.1.0+r2"``) in the commit that changes what some run
+#: computes: the engines, a default, a problem or init generator. Then every stored run is
+#: recomputed on the next ``rankbias run``, and never otherwise: a release (``__version__``),
+#: a refactor or new features leave the keys and the results on users' disks alone.
+#: ``tests/test_results_version.py`` fails when recorded numbers change while this stays.
+#: It started as ``"0.1.0"``, the ``__version__`` the keys hashed before this constant, so
+#: that every key already on disk stays valid.
+RESULTS_VERSION = "0.1.0"
 
-    return __version__
+
+def code_version() -> str:
+    """The version that enters every run key: :data:`RESULTS_VERSION` (not ``__version__``)."""
+    return RESULTS_VERSION
 
 
 def run_key(config: dict, version: str | None = None) -> str:
-    """SHA-256 (hex, 32 digits) of the canonical JSON of ``config`` and the code version."""
+    """SHA-256 (hex, 32 digits) of the canonical JSON of ``config`` and ``version``
+    (default :data:`RESULTS_VERSION`)."""
     payload = json.dumps(
         {"config": config, "version": version or code_version()},
         sort_keys=True,
@@ -103,6 +117,12 @@ def run_key(config: dict, version: str | None = None) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def versions() -> dict[str, str]:
     """Software versions recorded with every result."""
     out = {
@@ -110,7 +130,8 @@ def versions() -> dict[str, str]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": platform.processor() or "unknown",
-        "rankbias": code_version(),
+        "rankbias": _package_version(),
+        "results_version": RESULTS_VERSION,
     }
     from importlib import metadata
 
@@ -403,6 +424,29 @@ class Store:
         """Whether the run ``key`` is present and passes every check of :meth:`read_run`."""
         return self.check(key) == "ok"
 
+    def run_status(self, key: str) -> str:
+        """How the finished run ``key`` ended: ``info["status"]`` of its file (a
+        :class:`~rankbias.status.RunStatus` value; ``""`` when its file records none).
+
+        Reads only the ``info`` entry (not the checksum: :meth:`read_run` verifies). Raises
+        ``FileNotFoundError``, :class:`CorruptRunError` for a file whose ``info`` cannot be
+        parsed, or :class:`RunReadError` for a file that cannot be read."""
+        path = self.path(key)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                text = str(z["info"])
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise RunReadError(f"cannot read run file {path}: {e.strerror or e}") from None
+        except Exception as e:  # zip/format errors, a missing `info`: a damaged file
+            raise CorruptRunError(f"run file {path} is unreadable: {e}") from None
+        try:
+            info = json.loads(text)
+        except ValueError:
+            raise CorruptRunError(f"run file {path} has no readable info") from None
+        return str(info.get("status", "")) if isinstance(info, dict) else ""
+
     def remove(self, key: str) -> None:
         try:
             self.path(key).unlink()
@@ -410,7 +454,15 @@ class Store:
             pass
 
     def status(self, verify: bool = False) -> dict:
-        """Counts of done / pending / failed (/ corrupt with ``verify``) runs of the manifest."""
+        """Counts of done / pending / failed (/ corrupt with ``verify``) runs of the manifest.
+
+        ``statuses`` counts the done runs by how they ended (``{status: n}``, read from each
+        run file's ``info``, :class:`~rankbias.status.RunStatus` values; a file whose status
+        cannot be read is left out) and ``not_ended_well`` is how many of them did not reach
+        what they were asked to (:func:`~rankbias.status.ended_well`): a flow stopped at
+        ``t_max`` or ``max_steps`` without a steady state, a diverged run, ...)."""
+        from .status import ended_well
+
         man = self.manifest()
         if man.get("kind") == "reproduction":
             done = (self.root / "summary.json").exists()
@@ -422,6 +474,8 @@ class Store:
                 "failed": 0,
                 "corrupt": 0,
                 "failures": {},
+                "statuses": {},
+                "not_ended_well": 0,
             }
         keys = list(dict.fromkeys(man["runs"]))  # grid points that are the same run count once
         scan = self.scan()
@@ -433,7 +487,15 @@ class Store:
                     corrupt.add(k)
                 elif c == "unreadable":
                     unreadable.add(k)
-        done = sum(1 for k in keys if k in scan.done and k not in corrupt | unreadable)
+        done_keys = [k for k in keys if k in scan.done and k not in corrupt | unreadable]
+        done = len(done_keys)
+        statuses: dict[str, int] = {}
+        for k in done_keys:
+            try:
+                s = self.run_status(k)
+            except (FileNotFoundError, StoreError):
+                continue  # removed meanwhile, or damaged: `--verify` reports those
+            statuses[s] = statuses.get(s, 0) + 1
         failed = {k: scan.failed[k] for k in keys if k in scan.failed and k not in scan.done}
         hist = man.get("history", [])
         return {
@@ -448,6 +510,8 @@ class Store:
             "corrupt_keys": sorted(corrupt),
             "unreadable_keys": sorted(unreadable),
             "earlier_configs": len(hist),
+            "statuses": dict(sorted(statuses.items())),
+            "not_ended_well": sum(n for s, n in statuses.items() if not ended_well(s)),
         }
 
 
@@ -508,6 +572,7 @@ def _load_block(root: str, keys: list[str], manifest: dict) -> dict[str, np.ndar
     spec = run_variables(manifest)
     out = {v: np.full((len(keys),) + shape, np.nan) for v, (_, shape) in spec.items()}
     out["done"] = np.zeros(len(keys), dtype=bool)
+    out["status"] = np.full(len(keys), "", dtype=object)
     for i, key in enumerate(keys):
         try:
             a = store.read_run(key)
@@ -525,6 +590,7 @@ def _load_block(root: str, keys: list[str], manifest: dict) -> dict[str, np.ndar
             continue
         out["done"][i] = True
         info = json.loads(str(a["info"]))
+        out["status"][i] = str(info.get("status", ""))
         hold = info.get("status") == "steady_state"
         t = a["steps"].astype(np.float64) if manifest["time_dim"] == "step" else a["times"]
         for v in spec:
@@ -554,6 +620,11 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     holds its last value after its stopping time ``t_final``; values of unfinished, failed,
     corrupt or unreadable runs are NaN and the boolean ``done`` says which runs were read and
     passed their checks (so ``done`` is computed from the files, like the other variables).
+    ``status`` (a string per run) says how each done run ended (``info["status"]``, a
+    :class:`~rankbias.status.RunStatus` value such as ``"steady_state"``, ``"t_max"`` or
+    ``"max_steps"``; ``""`` for runs not done): count the runs that did not end well with
+    ``~ds.status.isin(["steady_state", "completed"]) & ds.done`` or
+    :func:`~rankbias.status.ended_well`.
 
     With ``lazy`` (default) the variables are dask arrays read block by block on demand
     (``_BLOCK`` runs per task, checksums and keys verified as they are read); call
@@ -579,9 +650,9 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
     data_vars = {}
     blocks = [keys[i : i + _BLOCK] for i in range(0, len(keys), _BLOCK)]
     loaded = [delayed(_load_block, pure=True)(str(root), b, man) for b in blocks]
-    spec = dict(spec, done=((), ()))
+    spec = dict(spec, done=((), ()), status=((), ()))
     for v, (dims, vshape) in spec.items():
-        dtype = bool if v == "done" else np.float64
+        dtype = {"done": bool, "status": object}.get(v, np.float64)
         parts = [
             da.from_delayed(
                 delayed(lambda d, v=v: d[v], pure=True)(blk), shape=(len(b),) + vshape, dtype=dtype

@@ -1,0 +1,166 @@
+"""The results-version policy: a stored run is recomputed when the numbers change, never else.
+
+Run keys hash the config and ``rankbias.store.RESULTS_VERSION`` (not ``__version__``). The
+golden file ``results_golden.json`` holds the numbers of three tiny runs (a gradient flow,
+a GD and an optimizer run, each through the sweep runner into a store) and the
+RESULTS_VERSION they were made with. If a change alters those numbers while
+RESULTS_VERSION stays, stored runs on users' disks would be silently stale: the test fails
+and says to bump it. Regenerate the file after a bump with::
+
+    PYTHONPATH=src python3 tests/test_results_version.py --regenerate
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+GOLDEN = Path(__file__).with_name("results_golden.json")
+REGENERATE = "PYTHONPATH=src python3 tests/test_results_version.py --regenerate"
+RTOL = 1e-10
+
+_PROBLEM = """
+[problem]
+type = "completion"
+shape = [4, 4]
+rank = 1
+fraction = 0.8
+seed = 3
+[init]
+scale = 0.1
+seed = 1
+"""
+#: name -> dynamics table of one tiny run (each runs in well under a second once compiled).
+RUNS = {
+    "flow": '[dynamics]\nmethod = "flow"\nt_max = 200.0\nn_save = 6',
+    "gd": '[dynamics]\nmethod = "gd"\nlr = 0.2\nsteps = 60\nn_save = 6',
+    "optax": '[dynamics]\nmethod = "optax"\noptimizer = "adam"\nlr = 0.02\nsteps = 60\nn_save = 6',
+}
+
+
+def _numbers(name: str, root: Path) -> dict:
+    """Run ``RUNS[name]`` through the runner into a store at ``root``; its recorded numbers."""
+    from rankbias.experiments.config import expand
+    from rankbias.experiments.runner import Chunk, run_chunk
+    from rankbias.store import Store
+
+    raw = tomllib.loads(f'name = "golden-{name}"\nkind = "sweep"\n{_PROBLEM}{RUNS[name]}\n')
+    (spec,) = expand(raw).runs
+    Store(root).create()
+    res = run_chunk(str(root), Chunk((spec.key,), (spec.config,)))
+    assert res[spec.key] == "done", res[spec.key]
+    a = Store(root).read_run(spec.key)
+    info = json.loads(str(a["info"]))
+    t = a["times"] if name == "flow" else a["steps"]
+    return {
+        "status": info.get("status"),
+        "t": np.asarray(t, dtype=float).tolist(),
+        "loss": np.asarray(a["loss"], dtype=float).tolist(),
+        "singular_values": np.asarray(a["singular_values"], dtype=float)[-1].tolist(),
+        "distance_to_truth": float(a["metric_distance_to_truth"]),
+    }
+
+
+def _differences(want: dict, got: dict) -> list[str]:
+    out = []
+    for k, w in want.items():
+        g = got.get(k)
+        if isinstance(w, str) or w is None:
+            if g != w:
+                out.append(f"{k}: {w!r} -> {g!r}")
+            continue
+        w, g = np.asarray(w, dtype=float), np.asarray(g, dtype=float)
+        if w.shape != g.shape:
+            out.append(f"{k}: shape {w.shape} -> {g.shape}")
+        elif not np.allclose(g, w, rtol=RTOL, atol=0.0):
+            rel = np.max(np.abs(g - w) / np.maximum(np.abs(w), 1e-300))
+            out.append(f"{k}: relative change up to {rel:.2e}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict:
+    return json.loads(GOLDEN.read_text())
+
+
+def test_golden_file_is_of_this_results_version(golden):
+    from rankbias.store import RESULTS_VERSION
+
+    assert golden["results_version"] == RESULTS_VERSION, (
+        f"RESULTS_VERSION is {RESULTS_VERSION!r} but {GOLDEN.name} was made with "
+        f"{golden['results_version']!r}: regenerate it with `{REGENERATE}`"
+    )
+    assert set(golden["runs"]) == set(RUNS)
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_results_unchanged_at_this_results_version(name, golden, tmp_path):
+    from rankbias.store import RESULTS_VERSION
+
+    if golden["results_version"] != RESULTS_VERSION:
+        pytest.skip("golden file of another RESULTS_VERSION (the test above says so)")
+    diff = _differences(golden["runs"][name], _numbers(name, tmp_path))
+    assert not diff, (
+        f"the results changed ({name} run: {'; '.join(diff)}): bump RESULTS_VERSION in "
+        f"src/rankbias/store.py (stored runs must be recomputed) and regenerate with "
+        f"`{REGENERATE}`"
+    )
+
+
+# A key made by the code before RESULTS_VERSION existed (main at 29d86aa, __version__ 0.1.0):
+# RESULTS_VERSION starts at the string the keys hashed then, so keys on disk stay valid.
+_OLD_CONFIG = {"problem": {"shape": [6, 6], "rank": 1}, "dynamics": {"method": "gd", "lr": 0.2}}
+_OLD_KEY = "48fa4879336cf6873825bf69dbc209f8"
+_OLD_SWEEP_KEY = "bd8c0b257b5bce12a8e52c7cd0dc26b0"  # tiny_sweep("tiny-key", alpha 1e-2, seed 0)
+
+
+def test_existing_keys_are_unchanged():
+    from _configs import tiny_sweep
+
+    from rankbias.experiments.config import expand
+    from rankbias.store import run_key
+
+    assert run_key(_OLD_CONFIG) == _OLD_KEY
+    raw = tomllib.loads(
+        tiny_sweep("tiny-key", "{ alpha = [1e-2], seed = [0] }", steps=100, n_save=10)
+    )
+    assert expand(raw).runs[0].key == _OLD_SWEEP_KEY
+
+
+def test_package_version_does_not_enter_keys(monkeypatch):
+    import rankbias
+    import rankbias.store as store
+
+    before = store.run_key(_OLD_CONFIG)
+    monkeypatch.setattr(rankbias, "__version__", "9.9.9")
+    assert store.run_key(_OLD_CONFIG) == before
+    assert store.versions()["rankbias"] == "9.9.9"  # still recorded with the results
+    monkeypatch.setattr(store, "RESULTS_VERSION", "0.1.0+changed")
+    assert store.run_key(_OLD_CONFIG) != before
+
+
+def _regenerate() -> None:  # pragma: no cover - run by hand after a RESULTS_VERSION bump
+    import tempfile
+
+    import rankbias  # noqa: F401 - float64 on
+    from rankbias.store import RESULTS_VERSION
+
+    runs = {}
+    for name in sorted(RUNS):
+        with tempfile.TemporaryDirectory() as d:
+            runs[name] = _numbers(name, Path(d))
+    GOLDEN.write_text(
+        json.dumps({"results_version": RESULTS_VERSION, "runs": runs}, indent=1) + "\n"
+    )
+    print(f"wrote {GOLDEN} (RESULTS_VERSION {RESULTS_VERSION!r})")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if sys.argv[1:] != ["--regenerate"]:
+        sys.exit(f"usage: {REGENERATE}")
+    _regenerate()
