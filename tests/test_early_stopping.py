@@ -229,3 +229,18 @@ def test_plateaus_are_reported_by_effective_rank():
     text = repr(stop)
     assert "plateau r = 2.200" in text and "L = 3 at r = 2.2" in text
     assert "at r = [1.0" in text
+
+
+def test_band_ends_match_a_direct_scan():
+    from rankbias.early_stopping import _band_ends
+
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 3, 17, 64, 257):
+        r = np.cumsum(rng.standard_normal(n)) * 0.05
+        direct = []
+        for k in range(n):
+            j = k
+            while j + 1 < n and abs(r[j + 1] - r[k]) <= 0.1:
+                j += 1
+            direct.append(j)
+        np.testing.assert_array_equal(_band_ends(r, 0.1), direct)

@@ -199,7 +199,7 @@ def _check_resolution(u, steps, k0, min_log_duration, min_records) -> None:
     i = int(np.argmax(gaps))
     if gaps[i] > limit:
         a, b = math.exp(u[k0 + i]), math.exp(u[k0 + i + 1])
-        span = math.log(math.exp(u[-1]) / math.exp(u[1] if u.size > 1 else u[0]))
+        span = u[-1] - u[1]  # ln(t_end / t_1), t_1 the first positive record time
         raise ValueError(
             f"the records are too sparse to resolve plateaus of log-duration "
             f"`min_log_duration` = {min_log_duration:g}: records {k0 + i} and {k0 + i + 1} "
