@@ -244,3 +244,17 @@ def test_band_ends_match_a_direct_scan():
                 j += 1
             direct.append(j)
         np.testing.assert_array_equal(_band_ends(r, 0.1), direct)
+
+
+def test_detect_plateaus_rejects_bad_records_with_the_value():
+    t, r = _staircase()
+    with pytest.raises(ValueError, match=r"`times` must be non-decreasing.*record 5.*sorted"):
+        detect_plateaus(r, np.concatenate([t[:6], t[:5] / 10, t[11:]]))
+    r_nan = r.copy()
+    r_nan[300:] = np.nan
+    with pytest.raises(ValueError, match=r"`r` must be finite.*got nan at record 300.*300 non"):
+        detect_plateaus(r_nan, t)
+    with pytest.raises(ValueError, match=r"`steps` must have the shape of `r` \(600,\).*\(3,\)"):
+        detect_plateaus(r, t, steps=np.arange(3))
+    with pytest.raises(ValueError, match="`min_records` must be >= 1, got 0"):
+        detect_plateaus(r, t, min_records=0)

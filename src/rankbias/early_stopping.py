@@ -233,18 +233,28 @@ def detect_plateaus(
             f"`r` and `times` must be 1-D of equal length, got {r.shape} and {t.shape}"
         )
     if steps is not None and np.shape(steps) != r.shape:
-        raise ValueError(f"`steps` must have the shape of `r` {r.shape}, got {np.shape(steps)}")
+        raise ValueError(
+            f"`steps` must have the shape of `r` {r.shape} (the GD step of each record) or be "
+            f"None, got shape {np.shape(steps)}"
+        )
     tol = check_positive(tol, "tol")
     min_log_duration = check_positive(min_log_duration, "min_log_duration", allow_zero=True)
     min_records = check_int(min_records, "min_records", minimum=1)
     if r.size == 0:
         return []
-    if not np.all(np.diff(t) >= 0):
-        raise ValueError("`times` must be non-decreasing (records in time order)")
-    if not np.all(np.isfinite(r)):
+    back = np.flatnonzero(np.diff(t) < 0)
+    if back.size:
+        i = int(back[0])
         raise ValueError(
-            "`r` holds non-finite values (a diverged run?); early stopping needs a finite "
-            "effective rank at every record"
+            f"`times` must be non-decreasing (records in time order), got t = {t[i]:.6g} at "
+            f"record {i} then {t[i + 1]:.6g}; pass the records sorted by time"
+        )
+    bad = np.flatnonzero(~np.isfinite(r))
+    if bad.size:
+        raise ValueError(
+            f"`r` must be finite at every record, got {r[bad[0]]} at record {int(bad[0])} "
+            f"({bad.size} non-finite in all; a diverged run?); stop on the records before "
+            f"the first non-finite one"
         )
     u_rec = np.log(t)
     _check_resolution(u_rec, steps, int(np.argmin(r)), min_log_duration, min_records)
