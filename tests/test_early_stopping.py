@@ -141,15 +141,19 @@ def test_stop_does_not_depend_on_record_density(sigma):
         # the same stop and the same plateaus, by effective rank (tolerances: the lattice step
         # 0.005 in ln t and the records' spacing, 0.05 in ln t at n_save = 200)
         assert res.stopped == pytest.approx(ref.stopped, abs=1e-3)
-        assert res.stop.level == ref.stop.level
         assert np.log(res.stop.time / ref.stop.time) == pytest.approx(0.0, abs=0.06)
         assert res.stop.plateau_rank == pytest.approx(ref.stop.plateau_rank, abs=0.005)
         assert res.stop.plateau.log_duration == pytest.approx(
             ref.stop.plateau.log_duration, abs=0.05
         )
-        assert [p.rank for p in res.stop.plateaus] == pytest.approx(
-            [p.rank for p in ref.stop.plateaus], abs=0.015
-        )
+        # every plateau clearly longer than min_log_duration (0.2) is found on both grids; one
+        # within ~0.02 of it (sigma = 0.1: r = 1.72, 0.20-0.22) may be counted on one grid only,
+        # which renumbers the later ones: plateaus are identified by rank, not by number L
+        for a, b in ((res, ref), (ref, res)):
+            ranks = [p.rank for p in b.stop.plateaus]
+            for p in a.stop.plateaus:
+                if p.log_duration >= 0.25:
+                    assert min(abs(q - p.rank) for q in ranks) < 0.015
     if sigma == 0.1:
         # the rank-3 plateau r(W*_3) = 1 + 7/10 + 5/10, as good as the SVD at the true rank
         assert ref.stop.plateau_rank == pytest.approx(2.2, abs=0.02)
