@@ -5,22 +5,38 @@ about 1 and then rises through plateaus, one per learned singular value, large o
 denoising problem ``Y = W* + noise`` the signal components are learned before the noise ones, so
 stopping on the plateau after the last signal component gives a low-rank estimate of ``W*``.
 
-**Plateau detection** (:func:`detect_plateaus`). Let ``k_min = argmin r`` (end of the initial
-drop). From ``k_min`` on, the records are cut greedily into maximal runs on which
-``max r - min r <= 2 tol``; a run is a plateau when it lasts at least ``min_log_duration`` in log
-time, ``ln(t_end / t_start) >= min_log_duration`` (deep escapes are sharp in log time, plateaus
-are long). Plateau ``L`` is the ``L``-th one found (``L = 1``: the rank-1 plateau).
+**Plateau detection** (:func:`detect_plateaus`) is a property of the curve ``r(u)``,
+``u = ln t``, not of where it was recorded. The records are interpolated linearly in ``u`` onto
+a fixed lattice ``u = k h`` (``h = 0.005``, the same for every record grid). For each lattice
+point ``k`` at or after the end of the initial drop (``argmin r``), the *band* ``J(k)`` is the
+longest interval around ``k`` on which ``|r - r(k)| <= tol``. Bands are taken longest first
+(ties: the earliest); a band that overlaps one already taken is skipped; the taken bands with
+``ln(t_end / t_start) >= min_log_duration`` are the plateaus, numbered ``L = 1, 2, ...`` in time
+order (deep escapes are sharp in log time, plateaus are long). A plateau's ``level`` (its
+effective rank, also ``rank``) is the mean of ``r`` over it in log time. A greedy cut of the
+records from ``argmin r`` on (the former rule) let a cut placed by the record positions move
+every later band on a slow rise, which changed the chosen plateau with ``n_save``.
+
+The interpolation is trusted only where the records resolve the curve: from ``argmin r`` on,
+consecutive records may be at most ``min_log_duration / min_records`` apart in ``ln t`` (GD
+records of consecutive steps always pass: they are the solver's own steps), so that every
+plateau holds at least ``min_records`` records; sparser records raise a ``ValueError`` that says
+how densely to record.
 
 **Rules** (:func:`early_stopping`).
 
 * ``rule="plateau", level=L``: stop in plateau ``L``.
 * ``rule="auto"``: stop in the plateau of largest log-duration among those the run has left
   (``closed``); a plateau still open at the last record (the fit of the noise, once the run has
-  converged) is used only when none closed. For ``N >= 3`` escape times scale like
-  ``1 / sigma``, so this is the plateau after the largest ratio gap ``sigma_L / sigma_{L+1}``.
+  converged) is used only when none closed. Plateaus whose log-duration is within the relative
+  ``tie_margin`` (default 0.15) of the longest count as ties, and the earliest of them (the
+  lowest effective rank, the estimate that fits the least noise) wins, so that two plateaus of
+  about equal length do not swap on a small change of the curve. For ``N >= 3`` escape times
+  scale like ``1 / sigma``, so this is the plateau after the largest ratio gap
+  ``sigma_L / sigma_{L+1}``.
 
-The stopping record is the point at fraction ``position`` (default 0.5: the geometric middle)
-of the plateau's log-time interval, snapped to the nearest record.
+The stopping record is the record nearest (in ``ln t``) to the point at fraction ``position``
+(default 0.5: the geometric middle) of the plateau's log-time interval.
 """
 
 from __future__ import annotations
@@ -45,10 +61,19 @@ __all__ = [
     "denoise",
 ]
 
+#: Step of the log-time lattice on which plateaus are detected: ends of plateaus, and so their
+#: log-durations, are located to within this, whatever the record grid.
+_LOG_TIME_STEP = 0.005
+
 
 @dataclass(frozen=True)
 class DetectedPlateau:
-    """Records ``start..end`` (inclusive indices) of a plateau; ``level`` = mean ``r`` on it."""
+    """Plateau ``L`` of an effective-rank curve.
+
+    ``t_start``, ``t_end``: its ends in time (on the log-time lattice); ``start``, ``end``: the
+    first and last record (inclusive indices) inside it; ``level``: its effective rank (mean of
+    ``r`` over it in log time, also :attr:`rank`); ``open``: the run ends in it.
+    """
 
     L: int
     start: int
@@ -60,7 +85,13 @@ class DetectedPlateau:
 
     @property
     def log_duration(self) -> float:
+        """``ln(t_end / t_start)``."""
         return math.log(self.t_end / self.t_start)
+
+    @property
+    def rank(self) -> float:
+        """The plateau's effective rank (the same as ``level``)."""
+        return self.level
 
 
 @dataclass(frozen=True)
@@ -69,9 +100,10 @@ class StoppingResult:
 
     ``index`` (record index into the trajectory), ``step`` (GD step or ``None`` for flow),
     ``time``, ``level`` (plateau number ``L``), ``rank`` (``r`` at the stop), ``plateau``
-    (:class:`DetectedPlateau`), ``interval`` (``(first, last)`` step, or time for flow, of the
-    plateau), ``plateaus`` (all detected), ``matrix`` (``W`` at the stop when matrices were saved,
-    else ``None``), ``rule``.
+    (:class:`DetectedPlateau`; its effective rank is ``plateau_rank``), ``interval``
+    (``(first, last)`` step, or time for flow, of the records in the plateau), ``plateaus``
+    (all detected), ``matrix`` (``W`` at the stop when matrices were saved, else ``None``),
+    ``rule``.
     """
 
     index: int
@@ -85,34 +117,46 @@ class StoppingResult:
     matrix: np.ndarray | None
     rule: str
 
+    @property
+    def plateau_rank(self) -> float:
+        """The effective rank of the chosen plateau (``plateau.level``)."""
+        return self.plateau.level
+
     def _rows(self):
         from ._repr import num
 
         where = f"step {self.step}, " if self.step is not None else ""
         return [
-            ("stop", f"{where}t = {num(self.time)} (record {self.index})"),
+            ("stop", f"{where}t = {num(self.time)} (record {self.index}), r = {num(self.rank, 4)}"),
             (
                 "plateau",
-                f"L = {self.level}, r = {num(self.rank, 4)}, interval "
-                f"({', '.join(num(x) for x in self.interval)})",
+                f"L = {self.level} at r = {num(self.plateau_rank, 4)}, interval "
+                f"({', '.join(num(x) for x in self.interval)}), log-duration "
+                f"{num(self.plateau.log_duration, 3)}",
             ),
             (
                 "plateaus",
-                f"{len(self.plateaus)} found, levels "
+                f"{len(self.plateaus)} found, at r = "
                 f"{[round(p.level, 3) for p in self.plateaus][:8]}",
             ),
             ("matrix", "-" if self.matrix is None else f"{tuple(np.shape(self.matrix))}"),
         ]
 
+    def _title(self) -> str:
+        return (
+            f"StoppingResult(rule={self.rule!r}, level={self.level}, "
+            f"plateau r = {self.plateau_rank:.3f})"
+        )
+
     def __repr__(self) -> str:
         from ._repr import render
 
-        return render(f"StoppingResult(rule={self.rule!r}, level={self.level})", self._rows())
+        return render(self._title(), self._rows())
 
     def _repr_html_(self) -> str:
         from ._repr import render_html
 
-        return render_html(f"StoppingResult(rule={self.rule!r}, level={self.level})", self._rows())
+        return render_html(self._title(), self._rows())
 
 
 def _positive_times(times: np.ndarray) -> np.ndarray:
@@ -122,12 +166,68 @@ def _positive_times(times: np.ndarray) -> np.ndarray:
     return np.maximum(t, floor)  # t = 0 has no logarithm; half the first positive time stands in
 
 
+def _band_ends(r: np.ndarray, tol: float) -> np.ndarray:
+    """For every ``k``, the last ``j >= k`` with ``|r[i] - r[k]| <= tol`` for all ``i`` in
+    ``k..j``: binary lifting over sparse tables of range max/min, ``O(n log n)`` and vectorized
+    over ``k`` (a loop over ``k`` costs ``O(n^2)`` on a lattice of thousands of points)."""
+    n = r.size
+    highs, lows = [r], [r]  # level j: max/min of r[i : i + 2^j]
+    while 2 ** len(highs) <= n:
+        w = 2 ** (len(highs) - 1)
+        highs.append(np.maximum(highs[-1][:-w], highs[-1][w:]))
+        lows.append(np.minimum(lows[-1][:-w], lows[-1][w:]))
+    end = np.arange(n)
+    for j in range(len(highs) - 1, -1, -1):
+        w = 2**j
+        nxt = end + 1
+        fits = nxt + w <= n
+        at = np.where(fits, nxt, 0)
+        fits &= (highs[j][at] <= r + tol) & (lows[j][at] >= r - tol)
+        end = np.where(fits, end + w, end)
+    return end
+
+
+def _check_resolution(u, steps, k0, min_log_duration, min_records) -> None:
+    """Raise unless the records from ``k0`` on resolve plateaus of ``min_log_duration``."""
+    if min_log_duration == 0 or u.size - k0 < 2:
+        return  # no resolution claimed: plateaus of any length, kept if they hold min_records
+    gaps = np.diff(u[k0:])
+    if steps is not None:
+        # consecutive solver steps cannot be recorded more densely
+        gaps = np.where(np.diff(np.asarray(steps)[k0:]) <= 1, 0.0, gaps)
+    limit = min_log_duration / min_records
+    i = int(np.argmax(gaps))
+    if gaps[i] > limit:
+        a, b = math.exp(u[k0 + i]), math.exp(u[k0 + i + 1])
+        span = u[-1] - u[1]  # ln(t_end / t_1), t_1 the first positive record time
+        # 25 % above span / limit: GD rounds log-spaced records to whole steps, which widens
+        # some gaps (at n_save = span / limit + 2 they still fail by ~5 %)
+        need = math.ceil(1.25 * span / limit) + 2
+        raise ValueError(
+            f"the records are too sparse to resolve plateaus of log-duration "
+            f"`min_log_duration` = {min_log_duration:g}: records {k0 + i} and {k0 + i + 1} "
+            f"(t = {a:.4g} and {b:.4g}) are ln(t2/t1) = {gaps[i]:.3g} apart, more than "
+            f"min_log_duration / min_records = {limit:.3g}; record more densely (log-spaced "
+            f"records need about n_save >= {need}) or raise `min_log_duration`"
+        )
+
+
 def detect_plateaus(
-    r, times, *, tol: float = 0.05, min_log_duration: float = 0.2, min_records: int = 3
+    r,
+    times,
+    *,
+    tol: float = 0.05,
+    min_log_duration: float = 0.2,
+    min_records: int = 3,
+    steps=None,
 ) -> list[DetectedPlateau]:
     """Plateaus of an effective-rank curve ``r`` (``(T,)``) recorded at ``times`` (``(T,)``).
 
-    See the module docstring; ``tol`` is the half-width of the band (``r`` units).
+    See the module docstring: ``tol`` is the half-width of a plateau's band (``r`` units), a
+    plateau lasts at least ``min_log_duration`` in ``ln t`` and holds at least ``min_records``
+    records. ``steps`` (``(T,)``, optional): the GD step of each record; records of consecutive
+    steps count as resolved in the density check. Raises ``ValueError`` when the records are
+    too sparse for ``min_log_duration`` (see the module docstring).
     """
     r = np.asarray(r, dtype=np.float64)
     t = _positive_times(times)
@@ -135,30 +235,76 @@ def detect_plateaus(
         raise ValueError(
             f"`r` and `times` must be 1-D of equal length, got {r.shape} and {t.shape}"
         )
+    if steps is not None and np.shape(steps) != r.shape:
+        raise ValueError(
+            f"`steps` must have the shape of `r` {r.shape} (the GD step of each record) or be "
+            f"None, got shape {np.shape(steps)}"
+        )
     tol = check_positive(tol, "tol")
     min_log_duration = check_positive(min_log_duration, "min_log_duration", allow_zero=True)
+    min_records = check_int(min_records, "min_records", minimum=1)
+    if r.size == 0:
+        return []
+    back = np.flatnonzero(np.diff(t) < 0)
+    if back.size:
+        i = int(back[0])
+        raise ValueError(
+            f"`times` must be non-decreasing (records in time order), got t = {t[i]:.6g} at "
+            f"record {i} then {t[i + 1]:.6g}; pass the records sorted by time"
+        )
+    bad = np.flatnonzero(~np.isfinite(r))
+    if bad.size:
+        raise ValueError(
+            f"`r` must be finite at every record, got {r[bad[0]]} at record {int(bad[0])} "
+            f"({bad.size} non-finite in all; a diverged run?); stop on the records before "
+            f"the first non-finite one"
+        )
+    u_rec = np.log(t)
+    _check_resolution(u_rec, steps, int(np.argmin(r)), min_log_duration, min_records)
+
+    # The lattice u = k h, with the first and last record times: the same points for every
+    # record grid of the same run, so the bands below depend on the curve only.
+    u, first = np.unique(u_rec, return_index=True)  # repeated times (padding) record one state
+    h = _LOG_TIME_STEP
+    lattice = np.arange(math.ceil(u[0] / h), math.floor(u[-1] / h) + 1) * h
+    grid = np.unique(np.concatenate([u[:1], lattice, u[-1:]]))
+    rg = np.interp(grid, u, r[first])
+    right = _band_ends(rg, tol)
+    left = grid.size - 1 - _band_ends(rg[::-1], tol)[::-1]
+    length = grid[right] - grid[left]
+    k0 = int(np.argmin(rg))
+    ks = np.arange(k0, grid.size)
+    order = ks[np.lexsort((ks, -length[ks]))]  # longest band first, ties: the earliest
+    taken = np.zeros(grid.size, dtype=bool)
+    bands = []
+    for k in order:
+        if length[k] < min_log_duration:
+            break
+        a, b = int(left[k]), int(right[k])
+        if taken[a : b + 1].any():
+            continue
+        taken[a : b + 1] = True
+        start = int(np.searchsorted(u_rec, grid[a], side="left"))
+        end = int(np.searchsorted(u_rec, grid[b], side="right")) - 1
+        if end - start + 1 >= min_records:
+            bands.append((a, b, start, end))
     out: list[DetectedPlateau] = []
-    T = r.size
-    i = int(np.nanargmin(r)) if T else 0
-    while i < T:
-        lo = hi = r[i]
-        j = i + 1
-        while j < T and max(hi, r[j]) - min(lo, r[j]) <= 2 * tol:
-            lo, hi = min(lo, r[j]), max(hi, r[j])
-            j += 1
-        if j - i >= min_records and math.log(t[j - 1] / t[i]) >= min_log_duration:
-            out.append(
-                DetectedPlateau(
-                    len(out) + 1,
-                    i,
-                    j - 1,
-                    float(t[i]),
-                    float(t[j - 1]),
-                    float(np.mean(r[i:j])),
-                    open=bool(j == T),
-                )
+    for a, b, start, end in sorted(bands):
+        du = np.diff(grid[a : b + 1])
+        seg = rg[a : b + 1]
+        # mean over log time (trapezoid), not over lattice points
+        level = float(np.sum(du * (seg[1:] + seg[:-1]) / 2) / du.sum()) if b > a else float(seg[0])
+        out.append(
+            DetectedPlateau(
+                len(out) + 1,
+                start,
+                end,
+                float(math.exp(grid[a])),
+                float(math.exp(grid[b])),
+                level,
+                open=bool(b == grid.size - 1),
             )
-        i = j
+        )
     return out
 
 
@@ -171,17 +317,27 @@ def early_stopping(
     tol: float = 0.05,
     min_log_duration: float = 0.2,
     position: float = 0.5,
+    tie_margin: float = 0.15,
 ) -> StoppingResult:
     r"""Choose a stopping time on ``trajectory`` (a :class:`rankbias.Trajectory`) from its
-    effective-rank plateaus; see the module docstring for ``rule``, ``level`` and ``position``.
+    effective-rank plateaus; see the module docstring for ``rule``, ``level``, ``position``
+    and ``tie_margin`` (relative, in ``[0, 1)``: plateaus at least ``1 - tie_margin`` times as
+    long as the longest tie with it under ``rule="auto"``, and the earliest of them wins).
 
-    Raises ``ValueError`` when no plateau (or no plateau ``level``) is found: record more
-    densely (``n_save``), run longer, or lower ``min_log_duration``.
+    Raises ``ValueError`` when no plateau (or no plateau ``level``) is found, or when the
+    records are too sparse to resolve plateaus of ``min_log_duration``: record more densely
+    (``n_save``), run longer, or lower ``min_log_duration``.
     """
     check_choice(rule, "rule", ("plateau", "auto"))
     position = float(position)
     if not 0.0 <= position <= 1.0:
         raise ValueError(f"`position` must be in [0, 1], got {position}")
+    tie_margin = check_positive(tie_margin, "tie_margin", allow_zero=True)
+    if tie_margin >= 1:
+        raise ValueError(
+            f"`tie_margin` must be in [0, 1) (a fraction of the longest plateau's "
+            f"log-duration), got {tie_margin}"
+        )
     if not hasattr(trajectory, "effective_rank") or not hasattr(trajectory, "times"):
         raise ValueError("`trajectory` must be a rankbias Trajectory (times, effective_rank)")
     if rule == "plateau":
@@ -190,7 +346,8 @@ def early_stopping(
         level = check_int(level, "level", minimum=1)
     r = np.asarray(trajectory.effective_rank(kind))
     times = np.asarray(trajectory.times, dtype=np.float64)
-    found = detect_plateaus(r, times, tol=tol, min_log_duration=min_log_duration)
+    steps = trajectory.steps
+    found = detect_plateaus(r, times, tol=tol, min_log_duration=min_log_duration, steps=steps)
     if not found:
         raise ValueError(
             "no effective-rank plateau found: record more densely (n_save), run longer, "
@@ -205,12 +362,12 @@ def early_stopping(
             )
         p = found[level - 1]
     else:
-        closed = [q for q in found if not q.open]
-        p = max(closed or found, key=lambda q: q.log_duration)
-    t = _positive_times(times)
-    target = math.exp((1 - position) * math.log(p.t_start) + position * math.log(p.t_end))
-    idx = p.start + int(np.argmin(np.abs(np.log(t[p.start : p.end + 1]) - math.log(target))))
-    steps = trajectory.steps
+        pool = [q for q in found if not q.open] or found
+        longest = max(q.log_duration for q in pool)
+        p = next(q for q in pool if q.log_duration >= (1 - tie_margin) * longest)
+    u = np.log(_positive_times(times))
+    target = (1 - position) * math.log(p.t_start) + position * math.log(p.t_end)
+    idx = p.start + int(np.argmin(np.abs(u[p.start : p.end + 1] - target)))
     if steps is not None:
         interval = (int(steps[p.start]), int(steps[p.end]))
     else:
@@ -255,7 +412,8 @@ class DenoisingResult:
         from ._repr import num, render
 
         return render(
-            f"DenoisingResult({tuple(np.shape(self.Y))}, stop level {self.stop.level})",
+            f"DenoisingResult({tuple(np.shape(self.Y))}, stop on plateau {self.stop.level} "
+            f"at r = {self.stop.plateau_rank:.3f})",
             [
                 (
                     "relative error",
@@ -268,6 +426,7 @@ class DenoisingResult:
         )
 
     def row(self) -> dict:
+        """The errors and the stop as one flat dict (a table row)."""
         return {
             "stopped": self.stopped,
             "final": self.final,
@@ -277,6 +436,7 @@ class DenoisingResult:
             "oracle_step": self.oracle_step,
             "stop_level": self.stop.level,
             "stop_rank": self.stop.rank,
+            "stop_plateau_rank": self.stop.plateau_rank,
         }
 
 
