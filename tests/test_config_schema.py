@@ -305,8 +305,9 @@ def test_custom_metric_is_imported_before_any_run(tmp_path):
         ex.expand(raw)
     assert e.value.errors == [
         "record.custom: cannot import module 'no_such_module_xyz' of 'no_such_module_xyz:f': "
-        "No module named 'no_such_module_xyz'; the module must be importable (on sys.path, "
-        "e.g. in the working folder)",
+        "No module named 'no_such_module_xyz'; the module must be importable: on PYTHONPATH "
+        "(`python -m rankbias` also looks in the working folder, the `rankbias` command does "
+        "not)",
         "record.custom: module 'json' has no function 'nope' (from 'json:nope')",
     ]
     p = tmp_path / "c.toml"

@@ -1229,7 +1229,8 @@ def check_custom(name: str) -> Callable[..., Any]:
     except ImportError as e:
         raise ConfigError(
             f"record.custom: cannot import module {mod!r} of {short(name)}: {e}; the module "
-            f"must be importable (on sys.path, e.g. in the working folder)"
+            f"must be importable: on PYTHONPATH (`python -m rankbias` also looks in the "
+            f"working folder, the `rankbias` command does not)"
         ) from None
     except AttributeError:
         raise ConfigError(
