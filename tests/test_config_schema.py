@@ -59,21 +59,22 @@ METHOD_OF = {
 def test_schema_offers_every_library_option_with_its_default(fname):
     method = METHOD_OF[fname]
     dyn = C.SCHEMA["dynamics"]
+    keys = []
     for name, prm in inspect.signature(getattr(rb, fname)).parameters.items():
         if name in NOT_IN_SCHEMA:
             continue
         key = RENAMED.get((fname, name), name)
         assert key in dyn, f"{fname}({name}=...) is not offered by the schema ([dynamics] {key})"
-        assert method in C._METHODS.get(key, (method,)), f"{key} is refused for {method}"
+        keys.append(key)
         if prm.default is inspect.Parameter.empty:
             assert key in SCHEMA_DEFAULT_ONLY, f"{fname}({name}) is required"
-            continue
-        if method == "optax" and name == "lr":
-            continue  # None: only for an optax factory; a named optimizer needs an lr
-        default = dyn[key][1]
-        assert default == prm.default, (
-            f"[dynamics] {key}: schema {default!r}, {fname} {prm.default!r}"
-        )
+        elif not (method == "optax" and name == "lr"):  # None: only for an optax factory
+            default = dyn[key][1]
+            assert default == prm.default, (
+                f"[dynamics] {key}: schema {default!r}, {fname} {prm.default!r}"
+            )
+    for key in keys:  # and the schema takes it under this method
+        assert method in C._METHODS.get(key, (method,)), f"{key} is refused for {method}"
 
 
 def test_every_schema_dynamics_key_reaches_the_library():
