@@ -13,6 +13,7 @@ import rankbias.experiments as ex
 from rankbias.cli import main
 from rankbias.experiments import config as C
 from rankbias.experiments.config import ConfigError
+from rankbias.store import Store
 
 TINY = tiny_sweep("tiny", "{ alpha = [1e-2], seed = [0] }", steps=20, n_save=5)
 FLOW = TINY.replace('method = "gd"\nlr = 0.2\nsteps = 20\n', 'method = "flow"\nt_max = 100.0\n')
@@ -104,6 +105,15 @@ def test_runner_passes_the_new_options():
     assert kw["rtol"] == 1e-5 and kw["gtol"] == 1e-5
     gd = ex.expand(parse(TINY.replace("lr = 0.2", "lr = 0.2\ndivergence_factor = 1e4")))
     assert _dyn_kwargs(gd.runs[0].config["dynamics"])["divergence_factor"] == 1e4
+
+
+def test_dtype_and_backend_reach_the_run(tmp_path):
+    """What the library recorded, not what the config said: the run's own info."""
+    raw = parse(TINY.replace("lr = 0.2", 'lr = 0.2\ndtype = "float32"\nbackend = "sparse"'))
+    sw = ex.expand(raw)
+    ex.run_sweep(sw, tmp_path, progress=False)
+    info = json.loads(str(Store(tmp_path).read_run(sw.runs[0].key)["info"]))
+    assert info["dtype"] == "float32" and info["backend"] == "sparse"
 
 
 # Keys computed by main before this change (commit 29d86aa, rankbias 0.1.0; the version enters the key): the new keys
