@@ -554,9 +554,13 @@ def validate(raw: dict) -> dict:
             continue
         for kk, vv in v.items():
             if kk not in SCHEMA[k]:
+                allowed = f"allowed: {', '.join(SCHEMA[k])}"
+                if k == "dynamics" and method in ("flow", "gd", "optax"):
+                    mine = [x for x in SCHEMA[k] if method in _METHODS.get(x, (method,))]
+                    allowed = f"allowed for method '{method}': {', '.join(mine)}"
                 errs.items.append(
                     f"unknown key {k}.{short(kk, 40, quote=False)} "
-                    f"(allowed: {', '.join(SCHEMA[k])}){_did_you_mean(k, kk)}"
+                    f"({allowed}){_did_you_mean(k, kk)}"
                 )
                 continue
             if k == "dynamics" and method in ("flow", "gd", "optax"):
