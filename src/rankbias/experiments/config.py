@@ -238,7 +238,7 @@ _METHODS: dict[str, tuple[str, ...]] = {
     **{k: ("gd", "optax") for k in ("lr", "steps", "divergence_factor")},
     **{k: ("optax",) for k in _OPTAX_KEYS},
 }
-# (key, method) -> the key the user probably meant (None: that method has no such setting).
+# (key, method) -> the key the user probably meant (absent: the method has no such setting).
 _MEANT: dict[tuple[str, str], str] = {
     ("alpha", "flow"): "init.scale",
     ("alpha", "gd"): "init.scale",
