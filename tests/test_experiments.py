@@ -24,6 +24,11 @@ TINY = tiny_sweep(
 )
 
 
+# TINY with the gradient flow: GD's lr and steps would be refused (another method's keys)
+TINY_FLOW = TINY.replace('method = "gd"\nlr = 0.2\nsteps = 200\n', 'method = "flow"\n')
+assert TINY_FLOW != TINY
+
+
 def parse(text):
     return ex.parse_config(textwrap.dedent(text))
 
@@ -153,10 +158,10 @@ def test_overrides():
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         ex.apply_overrides(parse(TINY), ["alphas"])
     # Every gradient-flow solver is a valid choice, the new hybrid included.
-    flow = ex.apply_overrides(parse(TINY), ["dynamics.method=flow", "dynamics.solver=hybrid"])
+    flow = ex.apply_overrides(parse(TINY_FLOW), ["dynamics.solver=hybrid"])
     assert ex.expand(flow).runs[0].config["dynamics"]["solver"] == "hybrid"
     with pytest.raises(ConfigError, match="dynamics.solver"):
-        ex.apply_overrides(parse(TINY), ["dynamics.method=flow", "dynamics.solver=euler"])
+        ex.apply_overrides(parse(TINY_FLOW), ["dynamics.solver=euler"])
 
 
 def test_shipped_configs_are_valid():
@@ -454,12 +459,12 @@ def test_dask_external_scheduler_on_loopback(inprocess, tmp_path):
             "dynamics.n_save must be between 2 and 100,000, got 100000000",
         ),
         (
-            'method = "gd"',
+            'method = "gd"\nlr = 0.2\nsteps = 200',
             'method = "flow"\nt_max = 10.0\nt_min = 20.0',
             "dynamics.t_min must be < dynamics.t_max=10, got 20",
         ),
         (
-            'method = "gd"',
+            'method = "gd"\nlr = 0.2\nsteps = 200',
             'method = "flow"\nt_max = 10.0\nt_min = 10.0',
             "dynamics.t_min must be <",
         ),
@@ -493,7 +498,7 @@ def test_quick_table():
     assert ex.expand(raw).shape == (2, 3)  # without --quick the table changes nothing
     with pytest.raises(ConfigError, match="defines no quick variant"):
         ex.config.apply_quick(parse(TINY))
-    with pytest.raises(ConfigError, match="quick: dynamics.steps must be >= 1"):
+    with pytest.raises(ConfigError, match="quick: dynamics.steps must be between 1 and"):
         parse(TINY + "[quick]\ndynamics = { steps = 0 }\n")
 
 

@@ -14,16 +14,21 @@ Every error is a :class:`ConfigError` (a ``ValueError``) naming the key path, e.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import difflib
 import functools
 import itertools
 import json
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ..dynamics import SOLVERS
+from ..dynamics import BACKENDS, SOLVERS
+from ..dynamics._flow import MAX_SAVE, MAX_STEPS_CAP
 from ..optimizers import OPTIMIZERS, check_hyperparams
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "SCHEMA",
     "ALIASES",
     "load_config",
+    "read_config_text",
     "parse_config",
     "validate",
     "apply_overrides",
@@ -41,17 +47,57 @@ __all__ = [
     "expand",
     "dump_toml",
     "config_diff",
+    "check_custom",
     "short",
+    "MAX_STEPS",
+    "LEGACY_DEFAULTS",
 ]
 
 
 class ConfigError(ValueError):
-    """A config is malformed; the message names the offending key path."""
+    """A config is malformed; the message names the offending key path.
+
+    ``errors`` lists every problem found (a config is checked whole, so that two typos are
+    reported by one run); the message is the one problem, or all of them, one a line.
+    """
+
+    def __init__(self, message: str = "", errors: list[str] | None = None):
+        self.errors = list(errors) if errors else [message]
+        if errors and len(errors) > 1:
+            message = f"{len(errors)} problems in the config:\n" + "\n".join(
+                f"  - {e}" for e in errors
+            )
+        elif errors:
+            message = errors[0]
+        super().__init__(message)
+
+
+class _Errors:
+    """Collects the :class:`ConfigError` of independent checks, raised together at the end."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    @contextlib.contextmanager
+    def check(self, prefix: str = ""):
+        try:
+            yield
+        except ConfigError as e:
+            self.items.extend(f"{prefix}{x}" for x in e.errors if f"{prefix}{x}" not in self.items)
+
+    def raise_any(self, limit: int = 20) -> None:
+        if not self.items:
+            return
+        items = self.items
+        if len(items) > limit:  # e.g. one semantic error repeated by every run of a big grid
+            items = items[:limit] + [f"... and {len(items) - limit} more"]
+        raise ConfigError(errors=items)
 
 
 # Key -> (type, default, check). check: None, ("choice", options), (">", v), (">=", v),
 # ("range", lo, hi) (lo < x <= hi), ("between", lo, hi) (lo <= x <= hi); default None: unset.
 _F = "float"
+_FA = "float_or_auto"  # a number, or "auto" (gtol: the dtype's default)
 _I = "int"
 _S = "str"
 _B = "bool"
@@ -64,6 +110,16 @@ _OPTAX_KEYS: dict[str, tuple] = {
         for k in sorted({h for o in OPTIMIZERS.values() for h in o.defaults})
     },
 }
+#: The most GD/optax steps a config may ask for (``dynamics.steps``). Measured: a 6 x 6 depth-2
+#: completion takes 4.2 us a step on one loaded CPU core, so 10^9 steps are over an hour of the
+#: smallest problem and ``steps = 1e13`` would run for more than a year: a typo of that kind
+#: is refused, not started. (The library bounds its own ``steps`` likewise.)
+MAX_STEPS = 10**9
+_STEPS_WHY = (
+    "10^9 steps already take over an hour on the smallest problem; a larger count is a typo "
+    "or a run that never ends: use the gradient flow (method = 'flow') for long horizons"
+)
+
 SCHEMA: dict[str, dict[str, tuple]] = {
     "problem": {
         "type": (
@@ -102,16 +158,24 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     },
     "dynamics": {
         "method": (_S, "flow", ("choice", ("flow", "gd", "optax"))),
+        # Defaults are the library's (rb.gradient_flow, rb.gradient_descent, rb.train; a test
+        # compares them). None: the library's own choice (rtol, curvature_tol, certificate_tol
+        # and gtol = "auto" follow the dtype, rb.dynamics.flow_defaults).
+        "dtype": (_S, None, ("choice", ("float64", "float32"))),  # None: float64
         "t_max": (_F, 1e4, (">", 0.0)),
         "t_min": (_F, None, (">", 0.0)),
-        "rtol": (_F, 1e-8, (">", 0.0)),
+        "rtol": (_F, None, (">", 0.0)),
         "atol": (_F, None, (">", 0.0)),  # None: scaled to the init (rb.gradient_flow)
         "solver": (_S, "rkc", ("choice", SOLVERS)),
-        "gtol": (_F, 1e-10, (">", 0.0)),
-        "max_steps": (_I, 1_000_000, (">=", 1)),
+        "gtol": (_FA, "auto", (">", 0.0)),
+        "curvature_tol": (_F, None, (">", 0.0)),
+        "certificate_tol": (_F, None, (">", 0.0)),
+        "max_steps": (_I, 1_000_000, ("between", 1, MAX_STEPS_CAP)),
+        "backend": (_S, "auto", ("choice", BACKENDS)),
         "lr": (_F, 0.01, (">", 0.0)),
-        "steps": (_I, 1000, (">=", 1)),
-        "n_save": (_I, 100, ("between", 2, 100_000)),  # records per run: bounded memory
+        "steps": (_I, 1000, ("between", 1, MAX_STEPS, _STEPS_WHY)),
+        "divergence_factor": (_F, 1e8, (">", 0.0)),
+        "n_save": (_I, 200, ("between", 2, MAX_SAVE)),  # records per run: bounded memory
         # method = "optax" (rb.train): the optimizer, its hyper-parameters (None: its
         # default), minibatch size (None: full batch) and minibatch seed.
         **_OPTAX_KEYS,
@@ -161,6 +225,64 @@ ALIASES: dict[str, str] = {
 }
 _SHORT = {v: k for k, v in reversed(list(ALIASES.items()))}
 _SHORT.update({"init.scale": "alpha", "init.seed": "seed", "problem.seed": "problem"})
+
+# Which methods use each dynamics key (the others: every method). A key of another method
+# would be silently ignored by the run, so it is refused, with the key probably meant.
+_FLOW_KEYS = (
+    "t_max", "t_min", "rtol", "atol", "solver", "gtol", "curvature_tol", "certificate_tol",
+    "max_steps",
+)  # fmt: skip
+_METHODS: dict[str, tuple[str, ...]] = {
+    **{k: ("flow",) for k in _FLOW_KEYS},
+    "backend": ("flow", "gd"),
+    **{k: ("gd", "optax") for k in ("lr", "steps", "divergence_factor")},
+    **{k: ("optax",) for k in _OPTAX_KEYS},
+}
+# (key, method) -> the key the user probably meant (absent: the method has no such setting).
+_MEANT: dict[tuple[str, str], str] = {
+    ("alpha", "flow"): "init.scale",
+    ("alpha", "gd"): "init.scale",
+    ("steps", "flow"): "dynamics.t_max",
+    ("t_max", "gd"): "dynamics.steps",
+    ("t_max", "optax"): "dynamics.steps",
+    ("max_steps", "gd"): "dynamics.steps",
+    ("max_steps", "optax"): "dynamics.steps",
+    ("batch_seed", "flow"): "init.seed",
+    ("batch_seed", "gd"): "init.seed",
+}
+_MEANT_WHY = {
+    "init.scale": "the init scale, which the sweep alias `alpha` sets",
+    "dynamics.t_max": "a flow's horizon is a time, about lr * steps",
+    "dynamics.steps": "GD and optax count steps, not time",
+    "init.seed": "the seed of the initialization",
+}
+
+
+def _other_method(key: str, method: str) -> str | None:
+    """The error for dynamics key ``key`` under ``method`` if it belongs to other methods."""
+    owners = _METHODS.get(key)
+    if owners is None or method in owners:
+        return None
+    who = " and ".join(f"'{m}'" for m in owners)
+    msg = f"dynamics.{key} belongs to method{'s' * (len(owners) > 1)} {who}"
+    if key in _OPTAX_KEYS and key not in ("optimizer", "batch_size", "batch_seed"):
+        msg += " (an optimizer hyper-parameter)"
+    meant = _MEANT.get((key, method))
+    if meant:
+        return f"{msg}; for method '{method}' did you mean {meant} ({_MEANT_WHY[meant]})?"
+    return (
+        f"{msg}; method '{method}' has no such setting: remove it, or set "
+        f"dynamics.method = '{owners[0]}'"
+    )
+
+
+def _did_you_mean(sec: str, key: str) -> str:
+    """`` Did you mean X?`` for an unknown key ``sec.key`` (an alias or a close spelling)."""
+    if key in ALIASES and ALIASES[key] != f"{sec}.{key}":
+        return f"; did you mean {ALIASES[key]} (what the alias `{key}` sets)?"
+    close = difflib.get_close_matches(key, list(SCHEMA.get(sec, {})), n=1, cutoff=0.7)
+    return f"; did you mean {sec}.{close[0]}?" if close else ""
+
 
 _HEADER = {"name", "description", "kind"}
 _QUICK = "quick"  # a sweep's [quick] table: overrides that define `rankbias run --quick`
@@ -216,25 +338,66 @@ class Sweep:
 # Loading and validation
 
 
-def load_config(path: str | Path) -> dict:
-    """Read a TOML file; a syntax error becomes a :class:`ConfigError` naming the file."""
+def read_config_text(path: str | Path) -> str:
+    """The text of a config file; a :class:`ConfigError` naming the file if it is missing,
+    unreadable or not UTF-8 (TOML is UTF-8)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+            f"{e.start}); TOML files are UTF-8: re-save it as UTF-8, or move it out of the "
+            f"config folders"
+        ) from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
-    return parse_config(text, source=str(path))
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a TOML file; a syntax error becomes a :class:`ConfigError` naming the file."""
+    return parse_config(read_config_text(path), source=str(path))
 
 
 def parse_config(text: str, source: str = "<string>") -> dict:
+    """Parse and :func:`validate` TOML text; every error is a :class:`ConfigError` (the
+    syntax errors name ``source``)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"invalid TOML in {source}: {e}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"invalid config {source}: its tables or arrays are nested too deeply to parse "
+            f"(a config needs at most 4 levels)"
+        ) from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"invalid TOML in {source}: {short(str(e), 200, quote=False)}") from None
+    _check_depth(raw, source)
     validate(raw)
     return raw
+
+
+#: Nesting a config may have (sections, sub-tables, lists of values); deeper is refused before
+#: any recursive code (validation, ``--set``, diffs) walks it.
+_MAX_DEPTH = 8
+
+
+def _check_depth(raw, source: str) -> None:
+    stack = [(raw, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise ConfigError(
+                f"invalid config {source}: tables or arrays nested more than {_MAX_DEPTH} "
+                f"levels deep (a config needs at most 4)"
+            )
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
 
 
 def short(v, limit: int = 80, *, quote: bool = True) -> str:
@@ -262,6 +425,14 @@ def _check_value(path: str, kind: str, check, v):
             v = float(v)
             if not math.isfinite(v):
                 raise ConfigError(f"{path} must be finite, got {v}")
+    elif kind == _FA:
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f'{path} must be a number or "auto", got {_fmt(v)}')
+        v = float(v)
+        if not math.isfinite(v):
+            raise ConfigError(f"{path} must be finite, got {v}")
     elif kind == _S:
         if not isinstance(v, str):
             raise ConfigError(f"{path} must be a string, got {_fmt(v)}")
@@ -299,7 +470,10 @@ def _check_value(path: str, kind: str, check, v):
     if op == "range" and not (check[1] < v <= check[2]):
         raise ConfigError(f"{path} must be in ({check[1]:g}, {check[2]:g}], got {_fmt(v)}")
     if op == "between" and not (check[1] <= v <= check[2]):
-        raise ConfigError(f"{path} must be between {check[1]:,} and {check[2]:,}, got {_fmt(v)}")
+        why = f" ({check[3]})" if len(check) > 3 else ""
+        raise ConfigError(
+            f"{path} must be between {check[1]:,} and {check[2]:,}{why}, got {_fmt(v)}"
+        )
     return v
 
 
@@ -320,138 +494,185 @@ def _resolve_key(key: str, where: str) -> str:
     return full
 
 
-def _header(raw: dict) -> str:
+def _header(raw: dict, errs: _Errors) -> str:
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a TOML table")
     kind = raw.get("kind", "sweep")
     if kind not in ("sweep", "reproduction"):
-        raise ConfigError(f"kind must be 'sweep' or 'reproduction', got {_fmt(kind)}")
+        with errs.check():
+            raise ConfigError(f"kind must be 'sweep' or 'reproduction', got {_fmt(kind)}")
+        kind = "sweep"  # check the rest as a sweep, the usual kind
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError("name must be a non-empty string")
+        errs.items.append("name must be a non-empty string")
     if "description" in raw and not isinstance(raw["description"], str):
-        raise ConfigError("description must be a string")
+        errs.items.append("description must be a string")
     return kind
 
 
 def validate(raw: dict) -> dict:
-    """Check a raw config (as parsed from TOML); raise :class:`ConfigError` naming the key."""
-    kind = _header(raw)
+    """Check a raw config (as parsed from TOML); raise :class:`ConfigError` listing every
+    problem found, each naming its key path (``ConfigError.errors``)."""
+    errs = _Errors()
+    kind = _header(raw, errs)
     if kind == "reproduction":
         allowed = _HEADER | {"runner", "params"}
         for k in raw:
             if k not in allowed:
-                raise ConfigError(
-                    f"unknown key {k!r} in a reproduction config "
+                errs.items.append(
+                    f"unknown key {short(k)} in a reproduction config "
                     f"(allowed: {', '.join(sorted(allowed))})"
                 )
         runner = raw.get("runner")
         if not isinstance(runner, str) or runner.count(":") != 1 or not all(runner.split(":")):
-            raise ConfigError(f"runner must be 'package.module:function', got {_fmt(runner)}")
+            errs.items.append(f"runner must be 'package.module:function', got {_fmt(runner)}")
         if not isinstance(raw.get("params", {}), dict):
-            raise ConfigError("params must be a table")
+            errs.items.append("params must be a table")
+        errs.raise_any()
         return raw
+    dyn = raw.get("dynamics")
+    method = dyn.get("method", "flow") if isinstance(dyn, dict) else "flow"
     for k, v in raw.items():
         if k in _HEADER:
             continue
         if k == "sweep":
-            _validate_sweep(v)
+            _validate_sweep(v, method, errs)
             continue
         if k == _QUICK:
             if not isinstance(v, dict) or not v:
-                raise ConfigError("quick must be a non-empty table of overrides ([quick])")
+                errs.items.append("quick must be a non-empty table of overrides ([quick])")
             continue
         if k not in SCHEMA:
-            raise ConfigError(
+            errs.items.append(
                 f"unknown section {short(k)} (allowed: name, description, kind, "
                 f"{', '.join(SCHEMA)}, sweep, quick)"
+                + (f"; did you mean [{close[0]}]?" if (close := _close(k, SCHEMA)) else "")
             )
+            continue
         if not isinstance(v, dict):
-            raise ConfigError(f"{k} must be a table ([{k}])")
+            errs.items.append(f"{k} must be a table ([{k}])")
+            continue
         for kk, vv in v.items():
             if kk not in SCHEMA[k]:
-                raise ConfigError(
-                    f"unknown key {k}.{short(kk, 40, quote=False)} (allowed: {', '.join(SCHEMA[k])})"
+                allowed = f"allowed: {', '.join(SCHEMA[k])}"
+                if k == "dynamics" and method in ("flow", "gd", "optax"):
+                    mine = [x for x in SCHEMA[k] if method in _METHODS.get(x, (method,))]
+                    allowed = f"allowed for method '{method}': {', '.join(mine)}"
+                errs.items.append(
+                    f"unknown key {k}.{short(kk, 40, quote=False)} "
+                    f"({allowed}){_did_you_mean(k, kk)}"
                 )
+                continue
+            if k == "dynamics" and method in ("flow", "gd", "optax"):
+                other = _other_method(kk, method)
+                if other:
+                    errs.items.append(other)
+                    continue
             t, _, check = SCHEMA[k][kk]
-            _check_value(f"{k}.{kk}", t, check, vv)
-    for m in raw.get("record", {}).get("metrics", []):
+            with errs.check():
+                _check_value(f"{k}.{kk}", t, check, vv)
+    record = raw["record"] if isinstance(raw.get("record"), dict) else {}
+    metrics = record.get("metrics", [])
+    metrics = metrics if isinstance(metrics, list) else []
+    for m in metrics:
         if m not in METRICS:
-            raise ConfigError(
+            errs.items.append(
                 f"record.metrics: unknown metric {short(m)} (allowed: {', '.join(METRICS)})"
             )
-    ptype = raw.get("problem", {}).get("type", "completion")
-    if "heldout_rmse" in raw.get("record", {}).get("metrics", []) and ptype not in (
-        "completion",
-        "ratings",
-    ):
-        raise ConfigError(
+    problem = raw["problem"] if isinstance(raw.get("problem"), dict) else {}
+    ptype = problem.get("type", "completion")
+    if "heldout_rmse" in metrics and ptype not in ("completion", "ratings"):
+        errs.items.append(
             "record.metrics: heldout_rmse needs problem.type 'completion' (scored on the "
             f"unobserved entries of the truth) or 'ratings' (the held-out split), got {ptype!r}"
         )
-    if ptype == "ratings" and not raw.get("problem", {}).get("path"):
-        raise ConfigError("problem.path (a ratings file) is required by problem.type = 'ratings'")
-    for c in raw.get("record", {}).get("custom", []):
-        if c.count(":") != 1:
-            raise ConfigError(f"record.custom: {short(c)} must be 'module:function'")
-    if _QUICK in raw:
-        try:
+    if ptype == "ratings" and not problem.get("path"):
+        errs.items.append("problem.path (a ratings file) is required by problem.type = 'ratings'")
+    custom = record.get("custom", [])
+    for c in custom if isinstance(custom, list) else []:
+        if not isinstance(c, str) or c.count(":") != 1 or not all(c.split(":")):
+            errs.items.append(f"record.custom: {short(c)} must be 'module:function'")
+    if _QUICK in raw and not errs.items and isinstance(raw[_QUICK], dict) and raw[_QUICK]:
+        with errs.check("quick: "):
             validate(apply_quick(raw))
-        except ConfigError as e:
-            raise ConfigError(f"quick: {e}") from None
+    errs.raise_any()
     return raw
 
 
-def _validate_sweep(sw) -> None:
+def _close(key, options) -> list[str]:
+    return difflib.get_close_matches(str(key), list(options), n=1, cutoff=0.7)
+
+
+def _validate_sweep(sw, method: str, errs: _Errors) -> None:
     if not isinstance(sw, dict):
-        raise ConfigError("sweep must be a table ([sweep])")
+        errs.items.append("sweep must be a table ([sweep])")
+        return
     for k in sw:
         if k not in _SWEEP_KEYS:
-            raise ConfigError(f"unknown key sweep.{k} (allowed: {', '.join(sorted(_SWEEP_KEYS))})")
+            errs.items.append(
+                f"unknown key sweep.{short(k, 40, quote=False)} (allowed: "
+                f"{', '.join(sorted(_SWEEP_KEYS))})"
+                + (f"; did you mean sweep.{close[0]}?" if (close := _close(k, _SWEEP_KEYS)) else "")
+            )
     if "batch_size" in sw:
-        _check_value("sweep.batch_size", _I, (">=", 1), sw["batch_size"])
+        with errs.check():
+            _check_value("sweep.batch_size", _I, (">=", 1), sw["batch_size"])
     seen: dict[str, str] = {}
     grid = sw.get("grid", {})
     if not isinstance(grid, dict):
-        raise ConfigError("sweep.grid must be a table of lists")
+        errs.items.append("sweep.grid must be a table of lists")
+        grid = {}
     groups = [("sweep.grid", {k: v}) for k, v in grid.items()]
     zips = sw.get("zip", [])
     if isinstance(zips, dict):
         zips = [zips]
     if not isinstance(zips, list) or not all(isinstance(z, dict) for z in zips):
-        raise ConfigError(
+        errs.items.append(
             "sweep.zip must be a table of equal-length lists, or an array of such "
             "tables ([[sweep.zip]])"
         )
+        zips = []
     groups += [(f"sweep.zip[{i}]", z) for i, z in enumerate(zips)]
     for where, group in groups:
-        if not group:
-            raise ConfigError(f"{where} is empty")
-        lengths = set()
-        for k, vals in group.items():
-            path = f"{where}.{k}" if where == "sweep.grid" else f"{where}.{k}"
+        with errs.check():
+            _validate_group(where, group, method, seen)
+
+
+def _validate_group(where: str, group: dict, method: str, seen: dict[str, str]) -> None:
+    """One grid axis or zipped group; raises the :class:`ConfigError` of all its keys."""
+    if not group:
+        raise ConfigError(f"{where} is empty")
+    errs = _Errors()
+    lengths = set()
+    for k, vals in group.items():
+        path = f"{where}.{k}"
+        with errs.check():
             full = _resolve_key(k, path)
             if full == "dynamics.method":
                 raise ConfigError(
                     f"{path}: dynamics.method cannot be swept (flow and gd have "
                     f"different time axes); run one sweep per method"
                 )
+            sec, kk = full.split(".")
+            other = _other_method(kk, method) if sec == "dynamics" else None
+            if other:
+                raise ConfigError(f"{path}: {other}")
             if full in seen:
                 raise ConfigError(f"{path}: {full} is swept twice (also in {seen[full]})")
             seen[full] = path
             if not isinstance(vals, list) or not vals:
                 raise ConfigError(f"{path} must be a non-empty list, got {_fmt(vals)}")
-            sec, kk = full.split(".")
             t, _, check = SCHEMA[sec][kk]
             for i, v in enumerate(vals):
                 _check_value(f"{path}[{i}]", t, check, v)
             lengths.add(len(vals))
-        if len(lengths) > 1:
-            raise ConfigError(
-                f"{where}: zipped lists must have equal lengths, got "
-                f"{', '.join(f'{k}: {len(v)}' for k, v in group.items())}"
-            )
-        _no_duplicates(where, group)
+    errs.raise_any()
+    if len(lengths) > 1:
+        raise ConfigError(
+            f"{where}: zipped lists must have equal lengths, got "
+            f"{', '.join(f'{k}: {len(v)}' for k, v in group.items())}"
+        )
+    _no_duplicates(where, group)
 
 
 def _no_duplicates(where: str, group: dict) -> None:
@@ -482,11 +703,23 @@ def _no_duplicates(where: str, group: dict) -> None:
 # Overrides (--set) and the quick variant
 
 
-def _parse_value(text: str):
+def _parse_value(text: str, key: str = "value"):
+    """A ``--set`` value as TOML (a bare word: a string); errors name ``key``."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text  # a bare word: a string
+    except RecursionError:
+        raise ConfigError(
+            f"--set {short(key, 40, quote=False)}: the value is nested too deeply"
+        ) from None
+    except ValueError as e:  # e.g. Python's limit on the digits of an integer (4300)
+        raise ConfigError(
+            f"--set {short(key, 40, quote=False)}: cannot read the value "
+            f"{short(text, 40, quote=False)}: {short(str(e), 200, quote=False)}"
+        ) from None
+    _check_depth(value, f"--set {short(key, 40, quote=False)}")
+    return value
 
 
 def apply_overrides(raw: dict, overrides: list[str] | dict) -> dict:
@@ -501,7 +734,7 @@ def apply_overrides(raw: dict, overrides: list[str] | dict) -> dict:
     items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
     for key, value in items:
         if isinstance(value, str) and not isinstance(overrides, dict):
-            value = _parse_value(value)
+            value = _parse_value(value, key)
         _set(raw, key, value)
     validate(raw)
     return raw
@@ -585,15 +818,49 @@ def dump_toml(raw: dict) -> str:
 
 
 def config_diff(old: dict, new: dict, limit: int = 12) -> list[str]:
-    """Lines ``key: old -> new`` for every dotted key whose value differs (at most ``limit``)."""
+    """Lines ``key: old -> new`` for every dotted key whose value differs (at most ``limit``).
+
+    A key left out on one side counts as its default (``kind`` as ``'sweep'``, a schema key as
+    :data:`SCHEMA`'s default): only differences that change what is run are listed. If the two
+    differ only in writing a default out, those keys are listed, marked so.
+    """
     a, b = _flatten_quick(_jsonable(old)), _flatten_quick(_jsonable(new))
-    out = []
-    for k in sorted(set(a) | set(b)):
-        if a.get(k, _MISSING) != b.get(k, _MISSING):
-            out.append(f"{k}: {short(a.get(k, '(unset)'), 50)} -> {short(b.get(k, '(unset)'), 50)}")
+    fa, fb = _flatten_quick(_with_defaults(old)), _flatten_quick(_with_defaults(new))
+    out = _diff_lines(fa, fb)
+    if not out:
+        out = [f"{line} (written out at its default)" for line in _diff_lines(a, b)]
     if len(out) > limit:
         out = out[:limit] + [f"... and {len(out) - limit} more"]
     return out
+
+
+def _diff_lines(a: dict, b: dict) -> list[str]:
+    return [
+        f"{k}: {short(a.get(k, '(unset)'), 50)} -> {short(b.get(k, '(unset)'), 50)}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k, _MISSING) != b.get(k, _MISSING)
+    ]
+
+
+def _with_defaults(raw) -> dict:
+    """``raw`` (JSON-like) with the header's and the schema's defaults filled in."""
+    raw = _jsonable(raw) if isinstance(raw, dict) else {}
+    raw.setdefault("kind", "sweep")
+    raw.setdefault("description", "")
+    if raw["kind"] != "sweep":
+        return raw
+    for sec, keys in SCHEMA.items():
+        table = raw.setdefault(sec, {})
+        if isinstance(table, dict):
+            for k, (_, d, _) in keys.items():
+                if table.get(k) is None:
+                    table[k] = d
+            for k in [k for k, v in table.items() if v is None]:
+                table.pop(k)  # unset: nothing to compare
+    sweep = raw.setdefault("sweep", {})
+    if isinstance(sweep, dict):
+        sweep.setdefault("batch_size", DEFAULT_BATCH)
+    return _jsonable(raw)
 
 
 _MISSING = object()
@@ -662,6 +929,7 @@ def _zip_list(sweep: dict) -> list[dict]:
 
 _TYPE_NAMES = {
     _F: "float",
+    _FA: 'float or `"auto"`',
     _I: "int",
     _S: "string",
     _B: "bool",
@@ -687,23 +955,28 @@ def _check_text(check) -> str:
 def schema_table() -> str:
     """The config schema (:data:`SCHEMA`) as a markdown table: key, type, default, allowed
     values. The sweeps guide quotes it; a test checks that the two agree."""
-    rows = ["| key | type | default | allowed |", "|---|---|---|---|"]
+    rows = ["| key | type | default | allowed | methods |", "|---|---|---|---|---|"]
     for sec, keys in SCHEMA.items():
         for k, (t, d, chk) in keys.items():
             default = "unset" if d is None else f"`{json.dumps(d)}`"
-            rows.append(f"| `{sec}.{k}` | {_TYPE_NAMES[t]} | {default} | {_check_text(chk)} |")
+            used = ", ".join(_METHODS.get(k, ("all",))) if sec == "dynamics" else ""
+            rows.append(
+                f"| `{sec}.{k}` | {_TYPE_NAMES[t]} | {default} | {_check_text(chk)} | {used} |"
+            )
     return "\n".join(rows)
 
 
-def _defaults(raw: dict) -> dict:
-    """The base config with every default filled in (no sweep)."""
+def _defaults(raw: dict, defaults: dict | None = None) -> dict:
+    """The base config with every default filled in (no sweep); ``defaults`` (dotted keys)
+    replace the schema's."""
+    defaults = defaults or {}
     base = {}
     for sec, keys in SCHEMA.items():
         given = raw.get(sec, {})
         base[sec] = {
             k: _check_value(f"{sec}.{k}", t, chk, given[k])
             if given.get(k) is not None
-            else copy.deepcopy(d)
+            else copy.deepcopy(defaults.get(f"{sec}.{k}", d))
             for k, (t, d, chk) in keys.items()
         }
     return base
@@ -714,6 +987,28 @@ def _axis_name(key: str) -> str:
     return key if key in ALIASES else _SHORT.get(full, full.replace(".", "_"))
 
 
+#: Dynamics keys added to the schema after sweeps were stored, with the default at which
+#: they are left out of the run key (that of every run stored before them).
+_KEY_NEUTRAL = {
+    "backend": "auto",
+    "curvature_tol": None,
+    "certificate_tol": None,
+    "divergence_factor": 1e8,
+    "dtype": None,
+}
+
+#: Defaults of the schema before this version, by key. A results folder whose runs were keyed
+#: with them is resumed with them (``expand(raw, defaults=LEGACY_DEFAULTS)``, see
+#: :func:`rankbias.experiments.registry.run_experiment`), never silently re-computed.
+LEGACY_DEFAULTS: dict[str, object] = {"dynamics.n_save": 100}
+
+
+def _flow_defaults(dtype: str) -> dict:
+    from ..dynamics._flow import flow_defaults
+
+    return flow_defaults(dtype)
+
+
 def _normalise_run(cfg: dict) -> dict:
     """Drop the keys a run does not use, so that they do not change its hash."""
     cfg = copy.deepcopy(cfg)
@@ -722,18 +1017,32 @@ def _normalise_run(cfg: dict) -> dict:
         for k in ("rank", "psd", "spectrum", "fraction", "noise"):
             p.pop(k)
     else:
-        p.pop("path"), p.pop("test_fraction")
+        p.pop("path")
+        p.pop("test_fraction")
     if p["type"] not in ("completion", "ratings"):
         p.pop("fraction")
     if p["type"] != "sensing":
         p.pop("measurements")
     if p["type"] == "completion":
         p.pop("noise")
+    # Keys added to the schema after the first stored sweeps enter the key only when set to
+    # something else than their default: the runs stored before keep their keys.
+    for k, default in _KEY_NEUTRAL.items():
+        if d.get(k, default) == default:
+            d.pop(k, None)
+    if d.get("dtype") == "float64":
+        d.pop("dtype")
     if d["method"] == "flow":
-        d.pop("lr"), d.pop("steps")
-    else:
-        for k in ("t_max", "t_min", "rtol", "atol", "solver", "gtol", "max_steps"):
-            d.pop(k)
+        # the dtype's defaults, resolved: a float64 run's key holds rtol = 1e-8 and
+        # gtol = 1e-10, as when these were the schema's defaults
+        tol = _flow_defaults(d.get("dtype") or "float64")
+        if d["rtol"] is None:
+            d["rtol"] = tol["rtol"]
+        if d["gtol"] == "auto":
+            d["gtol"] = tol["gtol"]
+    for k in list(d):
+        if k not in _OPTAX_KEYS and d["method"] not in _METHODS.get(k, (d["method"],)):
+            d.pop(k)  # another method's key (validate refuses them; here: their defaults)
     # optax keys only where used, so that flow and gd run keys are those of before
     used = set(OPTIMIZERS[d["optimizer"]].defaults) if d["method"] == "optax" else set()
     if d["method"] == "optax":
@@ -750,37 +1059,39 @@ def _normalise_run(cfg: dict) -> dict:
 
 def _check_truth(p: dict, m: dict, where: str) -> None:
     mm, nn = p["shape"]
+    out = []
     if p["rank"] > min(mm, nn):
-        raise ConfigError(
-            f"{where}problem.rank={p['rank']} exceeds min(problem.shape)={min(mm, nn)}"
-        )
+        out.append(f"{where}problem.rank={p['rank']} exceeds min(problem.shape)={min(mm, nn)}")
     if p["psd"] and mm != nn:
-        raise ConfigError(
-            f"{where}problem.psd = true needs a square problem.shape, got {p['shape']}"
-        )
+        out.append(f"{where}problem.psd = true needs a square problem.shape, got {p['shape']}")
     if m["type"] == "symmetric" and mm != nn:
-        raise ConfigError(
+        out.append(
             f"{where}model.type = 'symmetric' needs a square problem.shape, got {p['shape']}"
         )
     if m["type"] == "symmetric" and not p["psd"]:
-        raise ConfigError(f"{where}model.type = 'symmetric' needs problem.psd = true")
+        out.append(f"{where}model.type = 'symmetric' needs problem.psd = true")
     if p.get("spectrum") is not None and len(p["spectrum"]) != p["rank"]:
-        raise ConfigError(
+        out.append(
             f"{where}problem.spectrum has {len(p['spectrum'])} values, "
             f"expected problem.rank={p['rank']}"
         )
+    if out:
+        raise ConfigError(errors=out)
 
 
 def _check_run(cfg: dict, where: str) -> None:
+    """The checks that need a whole run config; raises every problem found together."""
+    errs = _Errors()
     p, m = cfg["problem"], cfg["model"]
-    if p["type"] == "ratings":  # no generated truth: rank, psd and spectrum do not apply
-        if m["type"] == "symmetric":
-            raise ConfigError(f"{where}model.type = 'symmetric' cannot fit a ratings matrix")
-    else:
-        _check_truth(p, m, where)
+    with errs.check():
+        if p["type"] == "ratings":  # no generated truth: rank, psd and spectrum do not apply
+            if m["type"] == "symmetric":
+                raise ConfigError(f"{where}model.type = 'symmetric' cannot fit a ratings matrix")
+        else:
+            _check_truth(p, m, where)
     d = cfg["dynamics"]
     if d["method"] == "flow" and d.get("t_min") is not None and not d["t_min"] < d["t_max"]:
-        raise ConfigError(
+        errs.items.append(
             f"{where}dynamics.t_min must be < dynamics.t_max={d['t_max']:g}, got {d['t_min']:g}"
         )
     if d["method"] == "optax":
@@ -788,20 +1099,21 @@ def _check_run(cfg: dict, where: str) -> None:
         try:
             check_hyperparams(d["optimizer"], d["lr"], hyper)
         except ValueError as e:
-            raise ConfigError(f"{where}dynamics: {e}") from None
-        for k in (
+            errs.items.append(f"{where}dynamics: {e}")
+        for k in sorted(
             set(_OPTAX_KEYS)
             - set(OPTIMIZERS[d["optimizer"]].defaults)
             - {"optimizer", "batch_size", "batch_seed"}
         ):
             if d.get(k) is not None:
-                raise ConfigError(
+                errs.items.append(
                     f"{where}dynamics.{k} is not a hyper-parameter of "
                     f"dynamics.optimizer = {d['optimizer']!r} (it has: lr, "
                     f"{', '.join(OPTIMIZERS[d['optimizer']].defaults) or 'no other'})"
                 )
     if cfg["init"]["name"] == "perturbed_identity" and cfg["init"].get("beta") is None:
-        raise ConfigError(f"{where}init.beta is required by init.name = 'perturbed_identity'")
+        errs.items.append(f"{where}init.beta is required by init.name = 'perturbed_identity'")
+    errs.raise_any()
 
 
 def _ratings_file(path: str, where: str) -> tuple[tuple[int, int], str]:
@@ -826,16 +1138,26 @@ def _ratings_file_cached(path: str, mtime_ns: int, size: int) -> tuple[tuple[int
     return (int(prob.shape[0]), int(prob.shape[1])), hashlib.sha256(data).hexdigest()
 
 
-def expand(raw: dict, code_version: str | None = None) -> Sweep:
+def expand(raw: dict, code_version: str | None = None, *, defaults: dict | None = None) -> Sweep:
     """Expand a validated sweep config into its runs (grid axes in order, then zipped groups;
     the last axis varies fastest). Each run's key is the hash of its config and the code
-    version (:func:`rankbias.store.run_key`)."""
+    version (:func:`rankbias.store.run_key`).
+
+    ``defaults`` (dotted keys, e.g. :data:`LEGACY_DEFAULTS`) replace the schema's defaults of
+    the keys the config does not set. Every ``record.custom`` function is imported here, before
+    any run (a typo must not cost the results of a whole sweep). Raises :class:`ConfigError`
+    listing every problem (of at most 20 runs).
+    """
     from ..store import run_key  # late: store imports nothing from here
 
     validate(raw)
     if raw.get("kind", "sweep") != "sweep":
         raise ConfigError(f"{raw.get('name')!r} is a {raw.get('kind')} config, not a sweep")
-    base = _defaults(raw)
+    errs = _Errors()
+    for name in raw.get("record", {}).get("custom", []):
+        with errs.check():
+            check_custom(name)
+    base = _defaults(raw, defaults)
     sw = raw.get("sweep", {})
     axes: list[Axis] = []
     for k, vals in sw.get("grid", {}).items():
@@ -889,7 +1211,35 @@ def expand(raw: dict, code_version: str | None = None) -> Sweep:
                     f"of {short(cfg['problem']['path'])} need ({list(shape)})"
                 )
             cfg["problem"]["sha256"] = digest  # the data, not its path, identifies the run
-        _check_run(cfg, where)
+        with errs.check():
+            _check_run(cfg, where)
+        if errs.items:
+            continue  # collect the errors of every run, keys are of no use
         cfg = _normalise_run(cfg)
         sweep.runs.append(RunSpec(cfg, tuple(idx), run_key(cfg, code_version)))
+    errs.raise_any()
     return sweep
+
+
+def check_custom(name: str) -> Callable[..., Any]:
+    """The function ``module:function`` of ``record.custom``, imported; a
+    :class:`ConfigError` naming it if it cannot be imported or is not callable. Importing runs
+    the module's code, as a Python file would (a config is code, see the sweeps guide)."""
+    import importlib
+
+    mod, _, fn = name.partition(":")
+    try:
+        f = getattr(importlib.import_module(mod), fn)
+    except ImportError as e:
+        raise ConfigError(
+            f"record.custom: cannot import module {mod!r} of {short(name)}: {e}; the module "
+            f"must be importable: on PYTHONPATH (`python -m rankbias` also looks in the "
+            f"working folder, the `rankbias` command does not)"
+        ) from None
+    except AttributeError:
+        raise ConfigError(
+            f"record.custom: module {mod!r} has no function {fn!r} (from {short(name)})"
+        ) from None
+    if not callable(f):
+        raise ConfigError(f"record.custom: {short(name)} is a {type(f).__name__}, not a function")
+    return f

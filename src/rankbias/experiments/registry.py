@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import (
+    LEGACY_DEFAULTS,
     ConfigError,
+    Sweep,
     apply_overrides,
     apply_quick,
     dump_toml,
     expand,
     load_config,
     parse_config,
+    read_config_text,
     short,
 )
 
@@ -94,7 +97,7 @@ def resolve(
     if s.endswith(".toml") or exists:
         if not p.is_file():
             raise UnknownExperimentError(f"config file not found: {short(s)}")
-        text = p.read_text()
+        text = read_config_text(p)
         raw = parse_config(text, source=s)
     else:
         known = {e.name: e for e in list_experiments(config_dir)}
@@ -104,7 +107,7 @@ def resolve(
                 f"unknown experiment {short(s)}; `rankbias list` shows the "
                 f"named experiments: {names}"
             )
-        text = known[s].path.read_text()
+        text = read_config_text(known[s].path)
         raw = parse_config(text, source=str(known[s].path))
     if overrides:
         raw = apply_overrides(raw, overrides)
@@ -221,7 +224,7 @@ def run_experiment(
         return run_reproduction(raw, out, quick=quick, log=log)
     if quick:
         raw = apply_quick(raw)
-    sweep = expand(raw)
+    sweep = _keep_stored_keys(expand(raw), out)
     return run_sweep(
         sweep,
         out,
@@ -233,3 +236,27 @@ def run_experiment(
         quick=quick,
         log=log,
     )
+
+
+def _keep_stored_keys(sweep: Sweep, out) -> Sweep:
+    """``sweep``, or the same config expanded with the schema's earlier defaults
+    (:data:`~rankbias.experiments.config.LEGACY_DEFAULTS`) when ``out`` holds exactly those
+    runs: a folder written before a default changed (``dynamics.n_save`` 100 -> 200) is
+    resumed as it was computed, not silently re-computed under new keys."""
+    from ..store import MANIFEST
+
+    try:
+        man = json.loads((Path(out) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return sweep  # no folder yet, or one that claim() will judge
+    if not isinstance(man, dict) or man.get("kind", "sweep") != "sweep":
+        return sweep
+    stored = set(man.get("runs") or [])
+    if not stored or stored == {r.key for r in sweep.runs}:
+        return sweep
+    if json.dumps(man.get("config"), sort_keys=True, default=float) != json.dumps(
+        sweep.raw, sort_keys=True, default=float
+    ):
+        return sweep
+    legacy = expand(sweep.raw, defaults=LEGACY_DEFAULTS)
+    return legacy if {r.key for r in legacy.runs} == stored else sweep

@@ -13,14 +13,13 @@ run does not fail its neighbours.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .config import RunSpec, Sweep
+from .config import RunSpec, Sweep, check_custom
 
 __all__ = [
     "Chunk",
@@ -158,11 +157,8 @@ def plan_chunks(sweep: Sweep) -> list[Chunk]:
 
 
 def _custom(name: str):
-    mod, fn = name.split(":")
-    try:
-        return getattr(importlib.import_module(mod), fn)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"record.custom: cannot import {name!r}: {e}") from None
+    # expand() checked it before any run; a worker process imports it again
+    return check_custom(name)
 
 
 def _arrays(traj, cfg: dict, problem) -> dict[str, np.ndarray]:
@@ -203,7 +199,10 @@ def _arrays(traj, cfg: dict, problem) -> dict[str, np.ndarray]:
 
 
 def _dyn_kwargs(d: dict) -> dict:
+    # keys left out of a run config are at the library's defaults (config._normalise_run)
+    opt = {k: d[k] for k in ("dtype", "backend", "divergence_factor") if k in d}
     if d["method"] == "flow":
+        opt.pop("divergence_factor", None)
         return dict(
             t_max=d["t_max"],
             rtol=d["rtol"],
@@ -213,8 +212,11 @@ def _dyn_kwargs(d: dict) -> dict:
             n_save=d["n_save"],
             t_min=d["t_min"],
             max_steps=d["max_steps"],
+            curvature_tol=d.get("curvature_tol"),
+            certificate_tol=d.get("certificate_tol"),
+            **opt,
         )
-    return dict(steps=d["steps"], n_save=d["n_save"])
+    return dict(steps=d["steps"], n_save=d["n_save"], **opt)
 
 
 def _run_batch(configs, save_matrices: bool):
