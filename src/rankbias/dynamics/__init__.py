@@ -10,6 +10,7 @@
 from ._common import PrecisionWarning, ResolutionWarning
 from ._flow import SOLVERS, flow_defaults, gradient_flow, gradient_flow_batch, save_times
 from ._gd import (
+    MAX_STEPS,
     DivergenceError,
     batch_strategy,
     gradient_descent,
@@ -36,6 +37,7 @@ __all__ = [
     "SOLVERS",
     "save_times",
     "save_steps",
+    "MAX_STEPS",
     "sharpness",
     "flow_defaults",
     "train",

@@ -297,10 +297,32 @@ def batch_strategy(model, batch: int) -> str:
     return "vmap" if max(dims) <= VMAP_MAX_DIM else "loop"
 
 
+MAX_STEPS = 100_000_000
+"""The most ``steps`` one gradient-descent or optimizer run may take (``10^8``).
+
+A step costs at least ~10 us on a CPU even on tiny problems (17 us measured at 8 x 8,
+depth 3, 2 cores), so ``10^8`` steps already take ~30 minutes; far beyond it a run does not
+finish (``10^12``: years). Longer runs chain shorter ones from ``final_params``. Checked by
+:func:`rankbias.gradient_descent`, :func:`rankbias.train` and their batches."""
+
+
+def check_steps(steps, name: str = "steps") -> int:
+    """``steps`` as an int in ``[0, MAX_STEPS]``; raises ``ValueError`` naming ``name``."""
+    steps = check_int(steps, name, minimum=0)
+    if steps > MAX_STEPS:
+        raise ValueError(
+            f"`{name}` must be <= {MAX_STEPS:_} (MAX_STEPS: at >= ~10 us per step such a run "
+            f"would not finish), got {steps:_}; run fewer steps, or chain runs from "
+            f"the previous run's final_params"
+        )
+    return steps
+
+
 def check_loop_args(steps, n_save, divergence_factor, save_at):
     """Validate the settings shared by :func:`gradient_descent` and :func:`rankbias.train`;
-    returns ``(steps, n_save, divergence_factor, save_at)`` (``save_at`` as sorted ints)."""
-    steps = check_int(steps, "steps", minimum=0)
+    returns ``(steps, n_save, divergence_factor, save_at)`` (``save_at`` as sorted ints).
+    ``steps`` is bounded by :data:`MAX_STEPS` (:func:`check_steps`)."""
+    steps = check_steps(steps)
     n_save = check_int(n_save, "n_save", minimum=2)
     if n_save > MAX_SAVE:
         raise ValueError(
@@ -463,7 +485,7 @@ def gradient_descent(
     Arguments:
         lr: the step size ``eta`` (``> 0``); stable near ``params`` for
             ``eta < 2 / sharpness`` (:func:`sharpness`).
-        steps: number of steps.
+        steps: number of steps, at most :data:`MAX_STEPS` (``10^8``).
         lr_schedule: optional JAX-traceable ``s(k) >= 0`` multiplying ``lr`` at step ``k``.
         n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``
             (sorted integers in ``[0, steps]``).

@@ -328,7 +328,7 @@ def train(
         loop from traced values: changing ``lr``, a hyper-parameter, ``steps`` or ``seed``
         does not recompile. A transform object is static: a new object compiles anew.
     lr: learning rate (required for names and factories).
-    steps: number of steps.
+    steps: number of steps, at most :data:`rankbias.dynamics.MAX_STEPS` (``10^8``).
     batch_size, seed: minibatch size (None: full batch) and its random seed.
     n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``.
     save_matrices: also keep ``W`` at each record.
