@@ -303,7 +303,7 @@ def test_divergence_error_names_step_loss_and_hint():
     prob = rb.MatrixEstimation(10 * M)
     model = rb.DeepFactorization((6, 6), depth=2)
     with pytest.raises(
-        rb.DivergenceError, match=r"diverged at step \d+: loss = .* lr = 1.*lr < "
+        rb.DivergenceError, match=r"diverged at step \d+: loss = .* lr = 1.*lr <= "
     ) as e:
         rb.gradient_descent(prob, model, model.init("gaussian", 1e-3), lr=1.0, steps=1000)
     assert e.value.lr_hint is not None and e.value.lr_hint < 1.0

@@ -35,12 +35,16 @@ from ..trajectory import Trajectory
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
 from ._gd import (
     DivergenceError,
+    Rerun,
     _GDConfig,
     _run_batched,
     _run_jit,
+    _verified_lr,
     check_divergence,
     check_loop_args,
+    loop_stationarity,
     record_steps,
+    warn_not_stationary,
 )
 
 __all__ = ["train", "train_batch"]
@@ -247,9 +251,33 @@ def _label(optimizer) -> str:
     return getattr(optimizer, "__name__", type(optimizer).__name__)
 
 
-def _finish(out, rec_steps, problem, model, rule, info, params0, index=None) -> Trajectory:
+def _rerun(rule, problem, model, params, padded, rec_steps, hyper, divergence_factor, dtype):
+    """The :class:`Rerun` of one run for its step-size hints, or None where ``lr`` is not a
+    traced hyper-parameter (an optax transform fixes its own)."""
+    if rule.tx is not None:
+        return None
+    return Rerun(
+        lambda: problem,
+        params,
+        padded,
+        rec_steps,
+        hyper,
+        divergence_factor,
+        model,
+        _GDConfig(False, rule),
+        dtype,
+        minibatch=rule.batch_size is not None,
+        sharpness=rule.name == "sgd",
+    )
+
+
+def _finish(
+    out, rec_steps, problem, model, rule, info, params0, index=None, rerun=None
+) -> Trajectory:
     label = info["optimizer"]
-    check_divergence(out, problem, model, f"training with {label}", info.get("lr"), index, params0)
+    check_divergence(
+        out, problem, model, f"training with {label}", info.get("lr"), index, params0, rerun
+    )
     effective = rule.name is not None and OPTIMIZERS[rule.name].effective is not None
     # The loop ran over record steps padded to a fixed length: keep the real ones.
     recs = {k: np.asarray(v)[: rec_steps.size] for k, v in out["recs"].items()}
@@ -259,11 +287,20 @@ def _finish(out, rec_steps, problem, model, rule, info, params0, index=None) -> 
         else rec_steps.astype(np.float64)
     )
     recs.pop("time", None)
+    stat = loop_stationarity(out, rec_steps, minibatch=rule.batch_size is not None)
+    status = stat.pop("status")
+    if stat["verdict"] == "oscillating":
+        stat["lr_hint"], stat["lr_verified"] = None, False
+        if rerun is not None and info.get("lr") is not None:
+            stat["lr_hint"], stat["lr_verified"] = _verified_lr(
+                0.5 * info["lr"], rerun, problem, model
+            )
     info = dict(
         info,
         time_axis="effective" if effective else "step",
         steps=int(rec_steps[-1]),
-        status="completed",
+        status=status,
+        stationarity=stat,
     )
     return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
 
@@ -387,7 +424,12 @@ def train(
         wall_time=wall,
         dtype=str(jnp.dtype(dtype)),
     )
-    return _finish(out, rec_steps, problem, model, rule, info, params)
+    rerun = _rerun(rule, problem, model, params, padded, rec_steps, tree, divergence_factor, dtype)
+    traj = _finish(out, rec_steps, problem, model, rule, info, params, None, rerun)
+    warn_not_stationary(
+        f"training with {info['optimizer']}", [(None, info["lr"], traj.info["stationarity"])]
+    )
+    return traj
 
 
 def train_batch(
@@ -463,7 +505,7 @@ def train_batch(
         )
     )
     wall = time.perf_counter() - t0
-    result = []
+    result, ended = [], []
     seeds = np.asarray(seed)
     for i in range(B):
         prob_i = problem if p_axis is None else index_tree(problem, i)
@@ -484,6 +526,17 @@ def train_batch(
             batch_index=i,
             batch_runs=B,
         )
+        rerun = _rerun(
+            rule,
+            prob_i,
+            model,
+            index_tree(params, i),
+            padded,
+            rec_steps,
+            _hyper_tree(dict(h_i, seed=seed_i), None, dtype)[0],
+            divergence_factor,
+            dtype,
+        )
         try:
             result.append(
                 _finish(
@@ -495,12 +548,15 @@ def train_batch(
                     info,
                     index_tree(params, i),
                     i,
+                    rerun,
                 )
             )
+            ended.append((i, info["lr"], result[-1].info["stationarity"]))
         except DivergenceError as e:
             if on_divergence == "raise":
                 raise
             result.append(e)
+    warn_not_stationary(f"training with {_label(optimizer)}", ended)
     return result
 
 
