@@ -17,6 +17,7 @@ from ._gd import (
     gradient_descent_batch,
     save_steps,
     sharpness,
+    stationarity,
 )
 from ._rkc import RKC
 from ._sparse import BACKENDS, choose_backend
@@ -38,6 +39,7 @@ __all__ = [
     "save_times",
     "save_steps",
     "MAX_STEPS",
+    "stationarity",
     "sharpness",
     "flow_defaults",
     "train",

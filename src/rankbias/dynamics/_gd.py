@@ -420,12 +420,15 @@ def stationarity(rec_steps, loss, grad_norm, tail_rises: int | None) -> dict[str
     * ``grad_ratio = g_end / max_k g_k`` (the gradient at the end against the run's scale);
     * ``tail_drop = (f_tail_start - f_end) / |f_tail_start|`` (the loss trend);
     * ``tail_rise_fraction``: the fraction of the tail's steps at which the loss rose
-      (``tail_rises`` counted at every step by the loop; ``None``, for minibatch runs whose
-      step losses are noisy: the fraction of rises between the tail's records).
+      (``tail_rises`` counted at every step by the loop, for GD and full-batch sgd, whose
+      healthy steps all lower the loss); ``tail_rises=None`` (minibatches, momentum,
+      adaptive and unknown optimizers, whose losses go up and down on the way): the
+      fraction of rises between the tail's records, which counts only without net descent.
 
     The verdict: ``"near_stationary"`` if ``grad_ratio <= GRAD_RTOL`` (``1e-3``) or no step
-    ran; else ``"oscillating"`` if ``tail_rise_fraction > RISE_FRACTION`` (``0.05``) or the
-    loss rose over the tail (a step size too large: no descent at a large gradient); else
+    ran; else ``"oscillating"`` if the loss rose over the tail or, with ``tail_rises``,
+    ``tail_rise_fraction > RISE_FRACTION`` (``0.05``), without it, that and a tail drop
+    ``<= DESCENT_RTOL`` (a step size too large: no descent at a large gradient); else
     ``"descending"`` if ``tail_drop > DESCENT_RTOL`` (``1e-3``: still going down, too few
     steps); else ``"plateau"`` (a flat loss with a gradient too small to move it: a saddle's
     plateau, not a defect of the run). ``"oscillating"`` and ``"descending"`` end with
@@ -451,9 +454,10 @@ def stationarity(rec_steps, loss, grad_norm, tail_rises: int | None) -> dict[str
     else:
         d = np.diff(f[i0:])
         rise = float(np.mean(d > 1e-10 * np.abs(f[i0:-1]))) if d.size else 0.0
+    rises = rise > RISE_FRACTION and (tail_rises is not None or drop <= DESCENT_RTOL)
     if steps == 0 or ratio <= GRAD_RTOL:
         verdict = "near_stationary"
-    elif rise > RISE_FRACTION or drop < -DESCENT_RTOL:
+    elif rises or drop < -DESCENT_RTOL:
         verdict = "oscillating"
     elif drop > DESCENT_RTOL:
         verdict = "descending"
@@ -600,14 +604,15 @@ def check_divergence(
     raise DivergenceError(msg, step=step, loss=loss, lr_hint=hint, index=index)
 
 
-def loop_stationarity(out, rec_steps, minibatch: bool = False) -> dict[str, Any]:
-    """:func:`stationarity` of a finished loop output (records cut to ``rec_steps``)."""
+def loop_stationarity(out, rec_steps, monotone: bool = True) -> dict[str, Any]:
+    """:func:`stationarity` of a finished loop output (records cut to ``rec_steps``);
+    ``monotone``: a rule whose healthy steps all lower the loss (GD, full-batch sgd)."""
     n = rec_steps.size
     return stationarity(
         rec_steps,
         np.asarray(out["recs"]["loss"])[:n],
         np.asarray(out["recs"]["grad_norm"])[:n],
-        None if minibatch else int(out["tail_rises"]),
+        int(out["tail_rises"]) if monotone else None,
     )
 
 
@@ -665,13 +670,13 @@ class Rerun:
         cfg,
         dtype,
         *,
-        minibatch: bool = False,
+        monotone: bool = True,
         sharpness: bool = True,
     ):
         self.data_fn, self.data = data_fn, None
         self.args = (params, padded, hyper, divergence_factor, model, cfg)
         self.rec_steps, self.dtype, self.steps = rec_steps, dtype, int(rec_steps[-1])
-        self.minibatch, self.sharpness = minibatch, sharpness
+        self.monotone, self.sharpness = monotone, sharpness
 
     def __call__(self, lr: float):
         params, padded, hyper, divergence_factor, model, cfg = self.args
@@ -689,7 +694,7 @@ class Rerun:
             )
         )
         bad = bool(out["bad"])
-        return out, (None if bad else loop_stationarity(out, self.rec_steps, self.minibatch))
+        return out, (None if bad else loop_stationarity(out, self.rec_steps, self.monotone))
 
 
 def _finish(out, rec_steps, lr, problem, model, info, params0, schedule_vals, index, rerun):

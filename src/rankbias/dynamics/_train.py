@@ -251,6 +251,12 @@ def _label(optimizer) -> str:
     return getattr(optimizer, "__name__", type(optimizer).__name__)
 
 
+def _monotone(rule) -> bool:
+    """Whether each healthy step lowers the loss (full-batch sgd: GD), so that a rise counts
+    as oscillation (:func:`rankbias.dynamics._gd.stationarity`)."""
+    return rule.name == "sgd" and rule.batch_size is None
+
+
 def _rerun(rule, problem, model, params, padded, rec_steps, hyper, divergence_factor, dtype):
     """The :class:`Rerun` of one run for its step-size hints, or None where ``lr`` is not a
     traced hyper-parameter (an optax transform fixes its own)."""
@@ -266,7 +272,7 @@ def _rerun(rule, problem, model, params, padded, rec_steps, hyper, divergence_fa
         model,
         _GDConfig(False, rule),
         dtype,
-        minibatch=rule.batch_size is not None,
+        monotone=_monotone(rule),
         sharpness=rule.name == "sgd",
     )
 
@@ -287,7 +293,7 @@ def _finish(
         else rec_steps.astype(np.float64)
     )
     recs.pop("time", None)
-    stat = loop_stationarity(out, rec_steps, minibatch=rule.batch_size is not None)
+    stat = loop_stationarity(out, rec_steps, _monotone(rule))
     status = stat.pop("status")
     if stat["verdict"] == "oscillating":
         stat["lr_hint"], stat["lr_verified"] = None, False
