@@ -434,6 +434,11 @@ def stationarity(rec_steps, loss, grad_norm, tail_rises: int | None) -> dict[str
     plateau, not a defect of the run). ``"oscillating"`` and ``"descending"`` end with
     status ``not_stationary``, the others ``completed``.
 
+    Arguments:
+        rec_steps: the record steps (sorted, the last is ``S``), ``Trajectory.steps``.
+        loss, grad_norm: the recorded losses and gradient norms (full problem), one per step.
+        tail_rises: the loop's count of loss rises over the tail's steps, or ``None``.
+
     Returns:
         ``dict(verdict, status, grad_ratio, tail_drop, tail_rise_fraction)`` (what
         ``info["stationarity"]`` holds, ``status`` apart).
@@ -755,12 +760,19 @@ def gradient_descent(
             array; see :func:`rankbias.dynamics.choose_backend`); ``info["backend"]``.
 
     Returns:
-        :class:`Trajectory` with ``steps`` and ``times`` (``= cumulative step size``).
+        :class:`Trajectory` with ``steps`` and ``times`` (``= cumulative step size``);
+        ``info["status"]`` is ``"completed"`` near a stationary point, else
+        ``"not_stationary"`` (still descending, or oscillating), by :func:`stationarity`,
+        whose quantities ``info["stationarity"]`` holds. An oscillating run warns once
+        (``RuntimeWarning``) with a step size verified by a rerun
+        (``info["stationarity"]["lr_hint"]``).
 
     Raises:
-        ValueError: a bad argument (named), before anything is compiled.
-        DivergenceError: naming the step, the loss and ``2 / sharpness`` at the start
-            (``lr_hint``: a stable step when ``lr`` was above it, else ``None``).
+        ValueError: a bad argument (named), before anything is compiled; ``steps`` above
+            :data:`MAX_STEPS`.
+        DivergenceError: naming the step, the loss and a step size (``lr_hint``) verified
+            by rerunning the run until it neither diverges nor oscillates (up to 5 tries:
+            ``2 / sharpness`` before the blow-up grows along the run).
     """
     steps, n_save, divergence_factor, save_at = _check_gd_args(
         lr, steps, n_save, divergence_factor, lr_schedule, save_at

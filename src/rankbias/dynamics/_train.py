@@ -383,14 +383,19 @@ def train(
     :class:`Trajectory`: ``steps`` the step index; ``times`` the effective time
     ``sum_k eta_k`` where the optimizer defines one (``info["time_axis"] = "effective"``:
     sgd, group_rmsprop, momentum, nesterov), else the step index (``"step"``). Loss, gradient
-    norm and singular values are recorded on the full problem.
+    norm and singular values are recorded on the full problem. ``info["status"]``:
+    ``"completed"`` near a stationary point, else ``"not_stationary"``
+    (:func:`rankbias.dynamics.stationarity`; full-batch ``"sgd"`` judged as GD, the other
+    optimizers oscillate only without net descent), ``info["stationarity"]`` its quantities;
+    an oscillating run warns once (``RuntimeWarning``) with a rerun-verified ``lr``.
 
     Raises
     ------
     ValueError: an unknown optimizer name or hyper-parameter, a value out of range, ``lr``
         missing (names, factories) or given with a transform, a bad ``batch_size``.
     TypeError: ``optimizer`` of another type.
-    DivergenceError: naming the step, the loss and a stable GD step size.
+    DivergenceError: naming the step, the loss and a step size (``lr_hint``) verified by a
+        rerun (names and factories; :func:`rankbias.gradient_descent`).
     """
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
     steps, divergence_factor, rec_steps, padded = _common_args(
