@@ -474,7 +474,7 @@ def stationarity(rec_steps, loss, grad_norm, tail_rises: int | None) -> dict[str
         RunStatus.NOT_STATIONARY
         if verdict in ("oscillating", "descending")
         else RunStatus.COMPLETED
-    )
+    ).value  # a plain str, as the flow's statuses (reprs, JSON)
     return dict(
         verdict=verdict,
         status=status,
