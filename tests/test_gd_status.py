@@ -61,6 +61,7 @@ def test_descending_run_is_not_stationary_without_a_warning():
         tr = rb.gradient_descent(PROB, MODEL, P0, lr=0.01, steps=STEPS, n_save=20)
     st = tr.info["stationarity"]
     assert tr.status == "not_stationary" and st["verdict"] == "descending"
+    assert tr.steps is not None
     assert np.all(np.diff(tr.loss[tr.steps >= STEPS // 2]) < 0)
 
 
@@ -110,7 +111,12 @@ def test_divergence_hint_holds_for_the_whole_run(lr):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         tr = rb.gradient_descent(PROB, MODEL, P0, lr=hint, steps=STEPS, n_save=20)
-    assert tr.steps[-1] == STEPS and tr.status == "completed" and _rel_error(tr) < 1e-2
+    assert (
+        tr.steps is not None
+        and tr.steps[-1] == STEPS
+        and tr.status == "completed"
+        and _rel_error(tr) < 1e-2
+    )
 
 
 def test_divergence_hint_on_a_second_completion():
