@@ -303,7 +303,7 @@ def test_divergence_error_names_step_loss_and_hint():
     prob = rb.MatrixEstimation(10 * M)
     model = rb.DeepFactorization((6, 6), depth=2)
     with pytest.raises(
-        rb.DivergenceError, match=r"diverged at step \d+: loss = .* lr = 1.*lr < "
+        rb.DivergenceError, match=r"diverged at step \d+: loss = .* lr = 1.*lr <= "
     ) as e:
         rb.gradient_descent(prob, model, model.init("gaussian", 1e-3), lr=1.0, steps=1000)
     assert e.value.lr_hint is not None and e.value.lr_hint < 1.0
@@ -406,6 +406,34 @@ def test_float32_tolerances_below_resolution_warn(issue15_problem):
         rb.gradient_flow(prob, model, p0, t_max=1.0, rtol=1e-8, dtype="float32", n_save=5)
     with pytest.warns(rb.PrecisionWarning, match="`atol`"):
         rb.gradient_flow(prob, model, p0, t_max=1.0, atol=1e-14, dtype="float32", n_save=5)
+
+
+def test_atol_large_against_the_init_warns(issue15_problem):
+    # Before: atol above the factors' entries was taken silently (it moved the end point of
+    # a completion by 1.3%); only an atol below their rounding warned.
+    prob, model, p0 = issue15_problem
+    small = model.init("gaussian", scale=1e-9, seed=0)
+    top = max(float(np.abs(p).max()) for p in small)
+    assert 1e-4 < top < 1e-2  # entries of ~1e-3, atol = 1e-2 above them
+    words = (
+        rf"`atol` = 0.01 is large .*\(max\|params\| = {top:.2g}\).*take atol <= {1e-3 * top:.2g}"
+    )
+    with pytest.warns(rb.PrecisionWarning, match=words):
+        rb.gradient_flow(prob, model, small, t_max=1.0, atol=1e-2, n_save=5)
+    # A batch is judged by its smallest init.
+    with pytest.warns(rb.PrecisionWarning, match=words):
+        rb.gradient_flow_batch(prob, model, [p0, small], t_max=1.0, atol=1e-2, n_save=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", rb.PrecisionWarning)
+        rb.gradient_flow(prob, model, small, t_max=1.0, atol=0.9e-3 * top, n_save=5)
+        # The default atol of every default init (scale 1e-3) stays below the bound.
+        from rankbias.dynamics._flow import _warn_atol, default_atol
+
+        for name in ("gaussian", "identity", "balanced", "orthogonal"):
+            y0 = np.concatenate([np.ravel(p) for p in model.init(name, seed=0)])
+            _warn_atol(default_atol(1e-8, y0), y0, 1e-8)
+        y0 = np.concatenate([np.ravel(p) for p in p0])
+        rb.gradient_flow(prob, model, p0, t_max=1.0, atol=default_atol(1e-8, y0), n_save=5)
 
 
 def test_max_steps_warning_does_not_advise_the_solver_in_use(issue15_problem):

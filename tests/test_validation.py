@@ -64,12 +64,25 @@ def test_flow_settings(kwargs, match):
         (dict(divergence_factor=0.5), r"`divergence_factor` must be > 1"),
         (dict(n_save=10**8), r"`n_save` must be <= 100000"),
         (dict(steps=-1), r"`steps` must be >= 0"),
+        # Before: no bound; steps=10**12 started a run that would take years.
+        (dict(steps=10**12), r"`steps` must be <= 100_000_000 \(MAX_STEPS.*got 1_000_000_000_000"),
     ],
 )
 def test_gd_settings(kwargs, match):
     kw = dict(lr=0.1, steps=50) | kwargs
     _fast(lambda: rb.gradient_descent(PROB, MODEL, P0, **kw), match)
     _fast(lambda: rb.gradient_descent_batch(PROB, MODEL, [P0, P0], **kw), match)
+
+
+def test_train_steps_bound():
+    # The same bound (one constant, rb.dynamics.MAX_STEPS) for the optimizers, before compiling.
+    _fast(lambda: rb.train(PROB, MODEL, P0, "adam", lr=1e-3, steps=10**12), r"`steps` must be <=")
+    _fast(
+        lambda: rb.train_batch(
+            PROB, MODEL, [P0, P0], "sgd", lr=0.1, steps=rb.dynamics.MAX_STEPS + 1
+        ),
+        r"`steps` must be <= 100_000_000",
+    )
 
 
 def test_save_at_is_a_set_of_times():

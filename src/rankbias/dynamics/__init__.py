@@ -10,12 +10,14 @@
 from ._common import PrecisionWarning, ResolutionWarning
 from ._flow import SOLVERS, flow_defaults, gradient_flow, gradient_flow_batch, save_times
 from ._gd import (
+    MAX_STEPS,
     DivergenceError,
     batch_strategy,
     gradient_descent,
     gradient_descent_batch,
     save_steps,
     sharpness,
+    stationarity,
 )
 from ._rkc import RKC
 from ._sparse import BACKENDS, choose_backend
@@ -36,6 +38,8 @@ __all__ = [
     "SOLVERS",
     "save_times",
     "save_steps",
+    "MAX_STEPS",
+    "stationarity",
     "sharpness",
     "flow_defaults",
     "train",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 
 from .._aot import aot_jit
 from .._validation import check_int, check_positive
+from ..status import RunStatus
 from ._common import (
     batch_apply,
     batch_data,
@@ -178,9 +180,13 @@ def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: _GDCo
     f0 = loss(problem, model, params)
     limit = divergence_factor * jnp.maximum(f0, 1e-12)
     rule = cfg.rule
+    # The tail (the last half of the steps) where the loss trend of the status is measured.
+    half = rec_steps[-1] // 2
+    # Loss rounding: 1e-10 relative in float64, 100 eps (1.2e-5) in float32.
+    rise_tol = max(1e-10, 100 * float(jnp.finfo(f0.dtype).eps))
 
     def one_step(c):
-        params, state, k, bad, bad_step, bad_loss, t, tc, good, good_step, f_prev = c
+        params, state, k, bad, bad_step, bad_loss, t, tc, good, good_step, f_prev, rises = c
         f, new, new_state, eff = rule.step(problem, model, params, state, k, hyper)
         diverged = ~bad & (~jnp.isfinite(f) | (f > limit))
         stop = bad | diverged
@@ -188,6 +194,8 @@ def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: _GDCo
         # The last iterate whose loss did not rise: the state before the blow-up, where the
         # divergence hint measures the sharpness (the blown-up state's is meaningless).
         fell = ~stop & (f <= f_prev)
+        # A rise beyond rounding in the tail: oscillation, not descent.
+        rose = ~stop & (k > half) & (f > f_prev + rise_tol * jnp.abs(f_prev))
         good = jax.tree_util.tree_map(lambda p, q: jnp.where(fell, p, q), params, good)
         # Kahan-compensated sum: a constant step summed 10^6 times stays within an ulp of k * lr.
         y = jnp.where(stop, 0.0, eff) - tc
@@ -204,6 +212,7 @@ def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: _GDCo
             good,
             jnp.where(fell, k, good_step),
             jnp.where(stop, f_prev, f),
+            rises + rose.astype(rises.dtype),
         )
 
     def rec(carry):
@@ -235,10 +244,11 @@ def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: _GDCo
         params,
         izero,
         f0,
+        izero,
     )
     rec0 = rec(init)
-    (params, state, k, bad, bad_step, bad_loss, _, _, good, good_step, _), recs = jax.lax.scan(
-        segment, init, rec_steps[1:]
+    (params, state, k, bad, bad_step, bad_loss, _, _, good, good_step, _, rises), recs = (
+        jax.lax.scan(segment, init, rec_steps[1:])
     )
     recs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
     return dict(
@@ -251,6 +261,7 @@ def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: _GDCo
         bad_loss=bad_loss,
         good=good,
         good_step=good_step,
+        tail_rises=rises,
     )
 
 
@@ -297,10 +308,32 @@ def batch_strategy(model, batch: int) -> str:
     return "vmap" if max(dims) <= VMAP_MAX_DIM else "loop"
 
 
+MAX_STEPS = 100_000_000
+"""The most ``steps`` one gradient-descent or optimizer run may take (``10^8``).
+
+A step costs at least ~10 us on a CPU even on tiny problems (17 us measured at 8 x 8,
+depth 3, 2 cores), so ``10^8`` steps already take ~30 minutes; far beyond it a run does not
+finish (``10^12``: years). Longer runs chain shorter ones from ``final_params``. Checked by
+:func:`rankbias.gradient_descent`, :func:`rankbias.train` and their batches."""
+
+
+def check_steps(steps, name: str = "steps") -> int:
+    """``steps`` as an int in ``[0, MAX_STEPS]``; raises ``ValueError`` naming ``name``."""
+    steps = check_int(steps, name, minimum=0)
+    if steps > MAX_STEPS:
+        raise ValueError(
+            f"`{name}` must be <= {MAX_STEPS:_} (MAX_STEPS: at >= ~10 us per step such a run "
+            f"would not finish), got {steps:_}; run fewer steps, or chain runs from "
+            f"the previous run's final_params"
+        )
+    return steps
+
+
 def check_loop_args(steps, n_save, divergence_factor, save_at):
     """Validate the settings shared by :func:`gradient_descent` and :func:`rankbias.train`;
-    returns ``(steps, n_save, divergence_factor, save_at)`` (``save_at`` as sorted ints)."""
-    steps = check_int(steps, "steps", minimum=0)
+    returns ``(steps, n_save, divergence_factor, save_at)`` (``save_at`` as sorted ints).
+    ``steps`` is bounded by :data:`MAX_STEPS` (:func:`check_steps`)."""
+    steps = check_steps(steps)
     n_save = check_int(n_save, "n_save", minimum=2)
     if n_save > MAX_SAVE:
         raise ValueError(
@@ -369,25 +402,166 @@ def _times(rec_steps, lr, schedule_vals):
     return cum[rec_steps]
 
 
-def _divergence_message(what, step, loss, lr, problem, model, params0, good, good_step, index):
-    """The error for a diverged run and its ``lr_hint``: ``2 / sharpness`` at the last iterate
-    whose loss had not risen (``good``, step ``good_step``; the start if it rose at once), not
-    at the blown-up state, whose curvature is meaningless."""
+#: :func:`stationarity`: the last recorded gradient norm at most this fraction of the run's
+#: largest recorded one: near a stationary point.
+GRAD_RTOL = 1e-3
+#: :func:`stationarity`: a loss that fell by more than this fraction over the last half of
+#: the steps is still descending.
+DESCENT_RTOL = 1e-3
+#: :func:`stationarity`: more than this fraction of the last half's steps raising the loss
+#: (beyond rounding) is an oscillation (healthy GD lowers the loss at every step).
+RISE_FRACTION = 0.05
+
+
+def stationarity(rec_steps, loss, grad_norm, tail_rises: int | None) -> dict[str, Any]:
+    r"""How far from a stationary point a run that ran all its steps ended.
+
+    With ``g_k`` the recorded gradient norms, ``f_k`` the recorded losses and the *tail* the
+    last half of the ``S`` steps (from the last record at or before ``S // 2``):
+
+    * ``grad_ratio = g_end / max_k g_k`` (the gradient at the end against the run's scale);
+    * ``tail_drop = (f_tail_start - f_end) / |f_tail_start|`` (the loss trend);
+    * ``tail_rise_fraction``: the fraction of the tail's steps at which the loss rose
+      (``tail_rises`` counted at every step by the loop, for GD and full-batch sgd, whose
+      healthy steps all lower the loss); ``tail_rises=None`` (minibatches, momentum,
+      adaptive and unknown optimizers, whose losses go up and down on the way): the
+      fraction of rises between the tail's records, which counts only without net descent.
+
+    The verdict: ``"near_stationary"`` if ``grad_ratio <= GRAD_RTOL`` (``1e-3``) or no step
+    ran; else ``"oscillating"`` if the loss rose over the tail or, with ``tail_rises``,
+    ``tail_rise_fraction > RISE_FRACTION`` (``0.05``), without it, that and a tail drop
+    ``<= DESCENT_RTOL`` (a step size too large: no descent at a large gradient); else
+    ``"descending"`` if ``tail_drop > DESCENT_RTOL`` (``1e-3``: still going down, too few
+    steps); else ``"plateau"`` (a flat loss with a gradient too small to move it: a saddle's
+    plateau, not a defect of the run). ``"oscillating"`` and ``"descending"`` end with
+    status ``not_stationary``, the others ``completed``.
+
+    Arguments:
+        rec_steps: the record steps (sorted, the last is ``S``), ``Trajectory.steps``.
+        loss, grad_norm: the recorded losses and gradient norms (full problem), one per step.
+        tail_rises: the loop's count of loss rises over the tail's steps, or ``None``.
+
+    Returns:
+        ``dict(verdict, status, grad_ratio, tail_drop, tail_rise_fraction)`` (what
+        ``info["stationarity"]`` holds, ``status`` apart).
+    """
+    rec_steps = np.asarray(rec_steps)
+    f = np.asarray(loss, dtype=np.float64)
+    g = np.asarray(grad_norm, dtype=np.float64)
+    steps = int(rec_steps[-1])
+    g_max = float(np.max(g))
+    ratio = float(g[-1] / g_max) if g_max > 0 else 0.0
+    half = steps // 2
+    i0 = max(int(np.searchsorted(rec_steps, half, side="right")) - 1, 0)
+    f_a = float(f[i0])
+    drop = (f_a - float(f[-1])) / abs(f_a) if f_a != 0 else 0.0
+    if tail_rises is not None:
+        n = max(steps - 1 - half, 0)
+        rise = int(tail_rises) / n if n else 0.0
+    else:
+        d = np.diff(f[i0:])
+        rise = float(np.mean(d > 1e-5 * np.abs(f[i0:-1]))) if d.size else 0.0
+    rises = rise > RISE_FRACTION and (tail_rises is not None or drop <= DESCENT_RTOL)
+    if steps == 0 or ratio <= GRAD_RTOL:
+        verdict = "near_stationary"
+    elif rises or drop < -DESCENT_RTOL:
+        verdict = "oscillating"
+    elif drop > DESCENT_RTOL:
+        verdict = "descending"
+    else:
+        verdict = "plateau"
+    status = (
+        RunStatus.NOT_STATIONARY
+        if verdict in ("oscillating", "descending")
+        else RunStatus.COMPLETED
+    ).value  # a plain str, as the flow's statuses (reprs, JSON)
+    return dict(
+        verdict=verdict,
+        status=status,
+        grad_ratio=ratio,
+        tail_drop=float(drop),
+        tail_rise_fraction=float(rise),
+    )
+
+
+def _sharp(problem, model, params) -> float:
+    """``|lambda_max|`` of the Hessian at ``params`` (100 power iterations); nan on failure."""
+    try:
+        return float(abs(_sharpness(problem, model.flatten(params), jnp.asarray(100), model)))
+    except Exception:  # pragma: no cover - the hint is best effort
+        return float("nan")
+
+
+#: :func:`_verified_lr`: how many step sizes it tries (each a rerun of the whole run).
+_HINT_TRIES = 5
+
+
+def _verified_lr(candidate: float, rerun, problem, model) -> tuple[float, bool]:
+    """Lower ``candidate`` until a rerun of the run at it neither diverges nor oscillates.
+
+    The sharpness grows along a run (near the solution of a deep factorization it is
+    ``~2 L sigma_1^(2 - 2/L)``), so ``2 / sharpness`` at the start or before a blow-up is
+    no stable step for the whole run; the only honest check is the run itself. A failed try
+    goes on from ``min(0.95 * 2 / sharpness, 0.7 * candidate)`` measured where that try
+    failed (before its blow-up, or at its end). ``rerun(lr) -> (loop output, stationarity)``.
+    Returns ``(lr, verified)`` after at most :data:`_HINT_TRIES` reruns.
+    """
+    use_s = getattr(rerun, "sharpness", True)
+    for _ in range(_HINT_TRIES):
+        out, stat = rerun(candidate)
+        bad = bool(out["bad"])
+        if not bad and stat["verdict"] != "oscillating":
+            return candidate, True
+        s = _sharp(problem, model, out["good"] if bad else out["params"]) if use_s else np.nan
+        nxt = 0.95 * 2.0 / s if np.isfinite(s) and s > 0 else np.inf
+        candidate = float(min(nxt, 0.7 * candidate))
+    return candidate, False
+
+
+def _divergence_message(
+    what, step, loss, lr, problem, model, params0, good, good_step, index, rerun=None, steps=None
+):
+    """The error for a diverged run and its ``lr_hint``.
+
+    Without ``rerun``: ``2 / sharpness`` at the last iterate whose loss had not risen
+    (``good``, step ``good_step``; the start if it rose at once), not at the blown-up state,
+    whose curvature is meaningless. With ``rerun`` (gradient descent): that value (or half
+    of ``lr`` if ``lr`` was below it) lowered by :func:`_verified_lr` until a run of all
+    ``steps`` at it neither diverges nor oscillates: a hint that holds for the whole run.
+    """
     which = "" if index is None else f" (run {index} of the batch)"
     msg = f"{what} diverged at step {step}{which}: loss = {loss:.4g}" + (
         "" if lr is None else f" with lr = {lr:g}"
     )
 
     def sharp(p):
-        try:
-            return float(abs(_sharpness(problem, model.flatten(p), jnp.asarray(100), model)))
-        except Exception:  # pragma: no cover - the hint is best effort
-            return float("nan")
+        return _sharp(problem, model, p)
 
     s_good = sharp(good)
     where = (
         "at the start" if good_step == 0 else f"at step {good_step} (the last before the loss rose)"
     )
+    if rerun is not None and lr is not None:
+        known = rerun.sharpness and np.isfinite(s_good) and s_good > 0
+        stable = 2.0 / s_good if known else np.inf
+        first = 0.95 * stable if lr >= 0.95 * stable else 0.5 * lr
+        hint, ok = _verified_lr(float(first), rerun, problem, model)
+        grew = hint < first  # lowered by the reruns: the sharpness grew along the run
+        seen = (
+            f"; {where} rb.sharpness is {s_good:.4g} (2 / sharpness = {stable:.4g})"
+            + (", and it grows along the run" if grew else "")
+            if known
+            else ""
+        )
+        if ok:
+            return (
+                msg + f"{seen}: take lr <= {hint:.3g} (a run at lr = {hint:.3g} ran all "
+                f"{steps} steps without diverging or oscillating)"
+            ), hint
+        return (
+            msg + f"{seen}: take lr below {hint:.3g} (not verified: runs at the "
+            f"{_HINT_TRIES} larger steps tried still diverged or oscillated)"
+        ), hint
     if not (np.isfinite(s_good) and s_good > 0):
         return msg + "; pick lr below 2 / rb.sharpness(problem, model, params)", None
     stable = 2.0 / s_good
@@ -409,31 +583,144 @@ def _divergence_message(what, step, loss, lr, problem, model, params0, good, goo
 
 
 def check_divergence(
-    out, problem, model, what: str, lr: float | None, index=None, params0=None
+    out, problem, model, what: str, lr: float | None, index=None, params0=None, rerun=None
 ) -> None:
     """Raise :class:`DivergenceError` if the loop ``out`` stopped on divergence.
 
     ``what`` names the method in the message (``"gradient descent"``, ``"training with adam"``).
+    ``rerun`` (``lr -> (loop output, stationarity)``): verify the hint by rerunning
+    (:func:`_verified_lr`).
     """
     if not bool(out["bad"]):
         return
     step, loss = int(out["bad_step"]), float(out["bad_loss"])
     msg, hint = _divergence_message(
-        what, step, loss, lr, problem, model, params0, out["good"], int(out["good_step"]), index
+        what,
+        step,
+        loss,
+        lr,
+        problem,
+        model,
+        params0,
+        out["good"],
+        int(out["good_step"]),
+        index,
+        rerun,
+        None if rerun is None else rerun.steps,
     )
     raise DivergenceError(msg, step=step, loss=loss, lr_hint=hint, index=index)
 
 
-def _finish(out, rec_steps, lr, problem, model, info, params0, schedule_vals, index=None):
-    check_divergence(out, problem, model, "gradient descent", lr, index, params0)
+def loop_stationarity(out, rec_steps, monotone: bool = True) -> dict[str, Any]:
+    """:func:`stationarity` of a finished loop output (records cut to ``rec_steps``);
+    ``monotone``: a rule whose healthy steps all lower the loss (GD, full-batch sgd)."""
+    n = rec_steps.size
+    return stationarity(
+        rec_steps,
+        np.asarray(out["recs"]["loss"])[:n],
+        np.asarray(out["recs"]["grad_norm"])[:n],
+        int(out["tail_rises"]) if monotone else None,
+    )
+
+
+def warn_not_stationary(what: str, runs: list[tuple[int | None, float | None, dict]]) -> None:
+    """One ``RuntimeWarning`` for the runs (``(batch index or None, lr, stationarity)``) that
+    oscillated: a step too large, with the stable step where one was found."""
+    bad = [(i, lr, st) for i, lr, st in runs if st["verdict"] == "oscillating"]
+    if not bad:
+        return
+
+    def one(i, lr, st):
+        who = "" if i is None else f"run {i}: "
+        hint = st.get("lr_hint")
+        fix = (
+            "lower lr"
+            if hint is None
+            else f"take lr <= {hint:.3g}"
+            + (
+                " (verified: a run at it neither diverges nor oscillates)"
+                if st["lr_verified"]
+                else ""
+            )
+        )
+        at = "" if lr is None else f" at lr = {lr:g}"
+        return (
+            f"{who}the loss rose at {st['tail_rise_fraction']:.0%} of the last half's steps"
+            f"{at}, ending with the gradient at {st['grad_ratio']:.2g} of its largest: {fix}"
+        )
+
+    runs_txt = "; ".join(one(*r) for r in bad)
+    warnings.warn(
+        f"{what} ended far from a stationary point (status not_stationary, "
+        f"oscillating: the step size is too large); {runs_txt}",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+class Rerun:
+    """``lr -> (loop output, stationarity)``: the same run (GD or an optimizer whose
+    ``hyper`` holds ``"lr"``) at another ``lr``, by the single run's compiled program; for
+    the step-size hints. ``data_fn`` is called on the first rerun only (most runs need none).
+    ``sharpness``: whether ``2 / sharpness`` bounds the step (plain GD, sgd), else the hint
+    search only lowers ``lr`` (:func:`_verified_lr`)."""
+
+    def __init__(
+        self,
+        data_fn,
+        params,
+        padded,
+        rec_steps,
+        hyper: dict,
+        divergence_factor,
+        model,
+        cfg,
+        dtype,
+        *,
+        monotone: bool = True,
+        sharpness: bool = True,
+    ):
+        self.data_fn, self.data = data_fn, None
+        self.args = (params, padded, hyper, divergence_factor, model, cfg)
+        self.rec_steps, self.dtype, self.steps = rec_steps, dtype, int(rec_steps[-1])
+        self.monotone, self.sharpness = monotone, sharpness
+
+    def __call__(self, lr: float):
+        params, padded, hyper, divergence_factor, model, cfg = self.args
+        if self.data is None:
+            self.data = self.data_fn()
+        out = jax.block_until_ready(
+            _run_jit(
+                self.data,
+                params,
+                jnp.asarray(padded),
+                dict(hyper, lr=jnp.asarray(lr, self.dtype)),
+                jnp.asarray(divergence_factor, self.dtype),
+                model,
+                cfg,
+            )
+        )
+        bad = bool(out["bad"])
+        return out, (None if bad else loop_stationarity(out, self.rec_steps, self.monotone))
+
+
+def _finish(out, rec_steps, lr, problem, model, info, params0, schedule_vals, index, rerun):
+    check_divergence(out, problem, model, "gradient descent", lr, index, params0, rerun)
     n = rec_steps.size
     recs = {k: np.asarray(v)[:n] for k, v in out["recs"].items() if k != "time"}
     times = _times(rec_steps, lr, schedule_vals)
+    stat = loop_stationarity(out, rec_steps)
+    status = stat.pop("status")
+    if stat["verdict"] == "oscillating":
+        s = _sharp(problem, model, out["params"])
+        first = min(0.95 * 2.0 / s if np.isfinite(s) and s > 0 else np.inf, 0.7 * lr)
+        stat["lr_hint"], stat["lr_verified"] = _verified_lr(first, rerun, problem, model)
     info = dict(
         method="gradient_descent",
         lr=float(lr),
         steps=int(rec_steps[-1]),
-        status="completed",
+        status=status,
+        stationarity=stat,
         **info,
     )
     return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
@@ -463,7 +750,7 @@ def gradient_descent(
     Arguments:
         lr: the step size ``eta`` (``> 0``); stable near ``params`` for
             ``eta < 2 / sharpness`` (:func:`sharpness`).
-        steps: number of steps.
+        steps: number of steps, at most :data:`MAX_STEPS` (``10^8``).
         lr_schedule: optional JAX-traceable ``s(k) >= 0`` multiplying ``lr`` at step ``k``.
         n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``
             (sorted integers in ``[0, steps]``).
@@ -475,12 +762,19 @@ def gradient_descent(
             array; see :func:`rankbias.dynamics.choose_backend`); ``info["backend"]``.
 
     Returns:
-        :class:`Trajectory` with ``steps`` and ``times`` (``= cumulative step size``).
+        :class:`Trajectory` with ``steps`` and ``times`` (``= cumulative step size``);
+        ``info["status"]`` is ``"completed"`` near a stationary point, else
+        ``"not_stationary"`` (still descending, or oscillating), by :func:`stationarity`,
+        whose quantities ``info["stationarity"]`` holds. An oscillating run warns once
+        (``RuntimeWarning``) with a step size verified by a rerun
+        (``info["stationarity"]["lr_hint"]``).
 
     Raises:
-        ValueError: a bad argument (named), before anything is compiled.
-        DivergenceError: naming the step, the loss and ``2 / sharpness`` at the start
-            (``lr_hint``: a stable step when ``lr`` was above it, else ``None``).
+        ValueError: a bad argument (named), before anything is compiled; ``steps`` above
+            :data:`MAX_STEPS`.
+        DivergenceError: naming the step, the loss and a step size (``lr_hint``) verified
+            by rerunning the run until it neither diverges nor oscillates (up to 5 tries:
+            ``2 / sharpness`` before the blow-up grows along the run).
     """
     steps, n_save, divergence_factor, save_at = _check_gd_args(
         lr, steps, n_save, divergence_factor, lr_schedule, save_at
@@ -507,7 +801,8 @@ def gradient_descent(
         )
     )
     wall = time.perf_counter() - t0
-    return _finish(
+    rerun = Rerun(lambda: data, params, padded, rec_steps, {}, divergence_factor, model, cfg, dtype)
+    traj = _finish(
         out,
         rec_steps,
         float(lr),
@@ -516,7 +811,11 @@ def gradient_descent(
         dict(wall_time=wall, dtype=str(jnp.dtype(dtype)), backend=backend),
         params,
         sched,
+        None,
+        rerun,
     )
+    warn_not_stationary("gradient descent", [(None, float(lr), traj.info["stationarity"])])
+    return traj
 
 
 def gradient_descent_batch(
@@ -611,9 +910,21 @@ def gradient_descent_batch(
         outs = jax.block_until_ready(outs)
     wall = time.perf_counter() - t0
     result = []
+    ended = []
     for i in range(B):
         prob_i = problem if p_axis is None else index_tree(problem, i)
         lr_i = float(lrs) if lr_axis is None else float(lrs[i])
+        rerun = Rerun(
+            functools.partial(backend_data, prob_i, model, backend),
+            index_tree(params, i),
+            padded,
+            rec_steps,
+            {},
+            divergence_factor,
+            model,
+            cfg,
+            dtype,
+        )
         try:
             result.append(
                 _finish(
@@ -632,11 +943,14 @@ def gradient_descent_batch(
                     ),
                     index_tree(params, i),
                     sched,
-                    index=i,
+                    i,
+                    rerun,
                 )
             )
+            ended.append((i, lr_i, result[-1].info["stationarity"]))
         except DivergenceError as e:
             if on_divergence == "raise":
                 raise
             result.append(e)
+    warn_not_stationary("gradient descent", ended)
     return result

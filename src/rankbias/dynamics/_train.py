@@ -35,12 +35,16 @@ from ..trajectory import Trajectory
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
 from ._gd import (
     DivergenceError,
+    Rerun,
     _GDConfig,
     _run_batched,
     _run_jit,
+    _verified_lr,
     check_divergence,
     check_loop_args,
+    loop_stationarity,
     record_steps,
+    warn_not_stationary,
 )
 
 __all__ = ["train", "train_batch"]
@@ -247,9 +251,39 @@ def _label(optimizer) -> str:
     return getattr(optimizer, "__name__", type(optimizer).__name__)
 
 
-def _finish(out, rec_steps, problem, model, rule, info, params0, index=None) -> Trajectory:
+def _monotone(rule) -> bool:
+    """Whether each healthy step lowers the loss (full-batch sgd: GD), so that a rise counts
+    as oscillation (:func:`rankbias.dynamics._gd.stationarity`)."""
+    return rule.name == "sgd" and rule.batch_size is None
+
+
+def _rerun(rule, problem, model, params, padded, rec_steps, hyper, divergence_factor, dtype):
+    """The :class:`Rerun` of one run for its step-size hints, or None where ``lr`` is not a
+    traced hyper-parameter (an optax transform fixes its own)."""
+    if rule.tx is not None:
+        return None
+    return Rerun(
+        lambda: problem,
+        params,
+        padded,
+        rec_steps,
+        hyper,
+        divergence_factor,
+        model,
+        _GDConfig(False, rule),
+        dtype,
+        monotone=_monotone(rule),
+        sharpness=rule.name == "sgd",
+    )
+
+
+def _finish(
+    out, rec_steps, problem, model, rule, info, params0, index=None, rerun=None
+) -> Trajectory:
     label = info["optimizer"]
-    check_divergence(out, problem, model, f"training with {label}", info.get("lr"), index, params0)
+    check_divergence(
+        out, problem, model, f"training with {label}", info.get("lr"), index, params0, rerun
+    )
     effective = rule.name is not None and OPTIMIZERS[rule.name].effective is not None
     # The loop ran over record steps padded to a fixed length: keep the real ones.
     recs = {k: np.asarray(v)[: rec_steps.size] for k, v in out["recs"].items()}
@@ -259,11 +293,20 @@ def _finish(out, rec_steps, problem, model, rule, info, params0, index=None) -> 
         else rec_steps.astype(np.float64)
     )
     recs.pop("time", None)
+    stat = loop_stationarity(out, rec_steps, _monotone(rule))
+    status = stat.pop("status")
+    if stat["verdict"] == "oscillating":
+        stat["lr_hint"], stat["lr_verified"] = None, False
+        if rerun is not None and info.get("lr") is not None:
+            stat["lr_hint"], stat["lr_verified"] = _verified_lr(
+                0.5 * info["lr"], rerun, problem, model
+            )
     info = dict(
         info,
         time_axis="effective" if effective else "step",
         steps=int(rec_steps[-1]),
-        status="completed",
+        status=status,
+        stationarity=stat,
     )
     return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
 
@@ -328,7 +371,7 @@ def train(
         loop from traced values: changing ``lr``, a hyper-parameter, ``steps`` or ``seed``
         does not recompile. A transform object is static: a new object compiles anew.
     lr: learning rate (required for names and factories).
-    steps: number of steps.
+    steps: number of steps, at most :data:`rankbias.dynamics.MAX_STEPS` (``10^8``).
     batch_size, seed: minibatch size (None: full batch) and its random seed.
     n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``.
     save_matrices: also keep ``W`` at each record.
@@ -340,14 +383,19 @@ def train(
     :class:`Trajectory`: ``steps`` the step index; ``times`` the effective time
     ``sum_k eta_k`` where the optimizer defines one (``info["time_axis"] = "effective"``:
     sgd, group_rmsprop, momentum, nesterov), else the step index (``"step"``). Loss, gradient
-    norm and singular values are recorded on the full problem.
+    norm and singular values are recorded on the full problem. ``info["status"]``:
+    ``"completed"`` near a stationary point, else ``"not_stationary"``
+    (:func:`rankbias.dynamics.stationarity`; full-batch ``"sgd"`` judged as GD, the other
+    optimizers oscillate only without net descent), ``info["stationarity"]`` its quantities;
+    an oscillating run warns once (``RuntimeWarning``) with a rerun-verified ``lr``.
 
     Raises
     ------
     ValueError: an unknown optimizer name or hyper-parameter, a value out of range, ``lr``
         missing (names, factories) or given with a transform, a bad ``batch_size``.
     TypeError: ``optimizer`` of another type.
-    DivergenceError: naming the step, the loss and a stable GD step size.
+    DivergenceError: naming the step, the loss and a step size (``lr_hint``) verified by a
+        rerun (names and factories; :func:`rankbias.gradient_descent`).
     """
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
     steps, divergence_factor, rec_steps, padded = _common_args(
@@ -387,7 +435,12 @@ def train(
         wall_time=wall,
         dtype=str(jnp.dtype(dtype)),
     )
-    return _finish(out, rec_steps, problem, model, rule, info, params)
+    rerun = _rerun(rule, problem, model, params, padded, rec_steps, tree, divergence_factor, dtype)
+    traj = _finish(out, rec_steps, problem, model, rule, info, params, None, rerun)
+    warn_not_stationary(
+        f"training with {info['optimizer']}", [(None, info["lr"], traj.info["stationarity"])]
+    )
+    return traj
 
 
 def train_batch(
@@ -463,7 +516,7 @@ def train_batch(
         )
     )
     wall = time.perf_counter() - t0
-    result = []
+    result, ended = [], []
     seeds = np.asarray(seed)
     for i in range(B):
         prob_i = problem if p_axis is None else index_tree(problem, i)
@@ -484,6 +537,17 @@ def train_batch(
             batch_index=i,
             batch_runs=B,
         )
+        rerun = _rerun(
+            rule,
+            prob_i,
+            model,
+            index_tree(params, i),
+            padded,
+            rec_steps,
+            _hyper_tree(dict(h_i, seed=seed_i), None, dtype)[0],
+            divergence_factor,
+            dtype,
+        )
         try:
             result.append(
                 _finish(
@@ -495,12 +559,15 @@ def train_batch(
                     info,
                     index_tree(params, i),
                     i,
+                    rerun,
                 )
             )
+            ended.append((i, info["lr"], result[-1].info["stationarity"]))
         except DivergenceError as e:
             if on_divergence == "raise":
                 raise
             result.append(e)
+    warn_not_stationary(f"training with {_label(optimizer)}", ended)
     return result
 
 
