@@ -29,6 +29,7 @@ from typing import Any
 
 from ..dynamics import BACKENDS, SOLVERS
 from ..dynamics._flow import MAX_SAVE, MAX_STEPS_CAP
+from ..dynamics._gd import MAX_STEPS
 from ..optimizers import OPTIMIZERS, check_hyperparams
 
 __all__ = [
@@ -110,14 +111,12 @@ _OPTAX_KEYS: dict[str, tuple] = {
         for k in sorted({h for o in OPTIMIZERS.values() for h in o.defaults})
     },
 }
-#: The most GD/optax steps a config may ask for (``dynamics.steps``). Measured: a 6 x 6 depth-2
-#: completion takes 4.2 us a step on one loaded CPU core, so 10^9 steps are over an hour of the
-#: smallest problem and ``steps = 1e13`` would run for more than a year: a typo of that kind
-#: is refused, not started. (The library bounds its own ``steps`` likewise.)
-MAX_STEPS = 10**9
+#: The most GD/optax steps a config may ask for (``dynamics.steps``): the library's own bound,
+#: :data:`rankbias.dynamics.MAX_STEPS` (one decision, one place), so ``steps = 1e13`` is refused
+#: before any run starts instead of running for years.
 _STEPS_WHY = (
-    "10^9 steps already take over an hour on the smallest problem; a larger count is a typo "
-    "or a run that never ends: use the gradient flow (method = 'flow') for long horizons"
+    "10^8 steps already take about half an hour on the smallest problem; a larger count is a "
+    "typo or a run that never ends: use the gradient flow (method = 'flow') for long horizons"
 )
 
 SCHEMA: dict[str, dict[str, tuple]] = {
