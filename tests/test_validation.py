@@ -372,3 +372,43 @@ def test_ratings_file_content_is_never_echoed(tmp_path):
     with pytest.raises(ValueError, match=r"not a UTF-8 text file") as e:
         rb.problems.load_ratings(path)
     assert "SECRET" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--margin", "nan"], "--margin must be a finite number > 0, got nan"),
+        (["--margin", "0"], "--margin must be a finite number > 0, got 0.0"),
+        (["--rank", "10", "--size", "4"], "--rank must be in [1, --size] = [1, 4]"),
+        (["--certify", "-1"], "--certify must be >= 0 (how many to certify), got -1"),
+        (["--size", "0"], "--size must be >= 2, got 0"),
+        (["--trials", "0"], "--trials must be >= 1, got 0"),
+        (["--seed", "-1"], "--seed must be >= 0, got -1"),
+        (["--pairs", "11"], "--pairs must be in [1, d(d+1)/2] = [1, 10] for --size 4"),
+    ],
+)
+def test_counterexample_search_flags(tmp_path, capsys, args, message):
+    from rankbias.cli import main
+
+    out = tmp_path / "ce"
+    assert main(["counterexample", "search", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"rankbias: error: {message}" or message in err
+    assert "`d`" not in err and "Traceback" not in err
+    assert not out.exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(margin=np.nan), r"`margin` must be finite"),
+        (dict(rank=5, d=4), r"`rank` must be <= 4, got 5"),
+        (dict(certify_top=-1), r"`certify_top` must be >= 0"),
+        (dict(seed=-1), r"`seed` must be a non-negative integer"),
+    ],
+)
+def test_counterexample_search_arguments(tmp_path, kwargs, match):
+    from rankbias.counterexamples import search
+
+    _fast(lambda: search(tmp_path / "ce", n_trials=1, **kwargs), match)
+    assert not (tmp_path / "ce").exists()
