@@ -258,6 +258,7 @@ SYM_MODEL = rb.SymmetricFactorization(8)
             r"`spectrum` must hold `rank`=2 non-zero values",
         ),
         (lambda: rb.MatrixEstimation(np.zeros((0, 3))), r"`Y` must not be empty"),
+        (lambda: rb.MatrixSensing(np.zeros((2, 0, 3)), [1.0, 2.0]), r"`A` holds empty matrices"),
         (lambda: rb.glrl(rb.MatrixEstimation(SQ4), seed=-3), r"`seed` must be a non-negative"),
         (
             lambda: rb.gradient_flow(PROB, MODEL, P0, t_max=1.0, save_matrices=_bad("no")),

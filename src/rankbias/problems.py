@@ -104,6 +104,15 @@ class MatrixCompletion(Problem):
         dense: evaluate through a dense ``(m, n)`` mask (faster on CPU for dense masks of
            small matrices) instead of gathers/scatters over the index lists. ``None``
            chooses dense when ``m * n <= 250_000`` and at least 5% is observed.
+        symmetric: a symmetric completion (the PSD baselines' default). ``True`` requires a
+           square ``M``, a mask that observes ``(j, i)`` with every ``(i, j)`` and
+           ``max |M_ij - M_ji| <= 1e-12 max |M|`` over the observed entries; ``None``
+           (default) detects exactly that.
+
+    Raises:
+        ValueError: ``M`` complex, empty or not finite; mask indices that are not integers
+            (``1.7`` is not truncated) or out of range; a mask that observes nothing;
+            ``symmetric=True`` on asymmetric data (the message gives the largest asymmetry).
     """
 
     rows: jax.Array
@@ -334,6 +343,8 @@ class MatrixSensing(Problem):
             raise ValueError(f"`A` must have shape (num_measurements, m, n), got {A.shape}")
         if A.shape[0] < 1:
             raise ValueError("`A` holds no measurement")
+        if A.shape[1] < 1 or A.shape[2] < 1:
+            raise ValueError(f"`A` holds empty matrices, got shape {A.shape}")
         check_finite(A, "A")
         y = check_real_array(y, "y").ravel()
         if y.shape != (A.shape[0],):
@@ -677,7 +688,8 @@ def load_ratings(
         prediction with ``heldout.rmse(W)``).
 
     Raises:
-        ValueError: a malformed line (its number is given), a non-integer id, an id below
+        ValueError: a malformed line (its number is given, its text never is: the file may
+            be any file), a file that is not UTF-8 text, a non-integer id, an id below
             the base, a non-finite rating, ``test_fraction`` outside ``[0, 1)``, or a split
             that leaves no training entry.
     """
