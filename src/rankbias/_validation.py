@@ -29,7 +29,10 @@ def check_matrix(
 ) -> np.ndarray:
     """Return ``x`` as a finite, non-empty, real 2-D float array, or raise a ``ValueError``
     naming ``name`` (complex input is refused: NumPy would drop the imaginary part)."""
-    raw = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    try:
+        raw = np.asarray(x)  # a ragged list fails here
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`{name}` must be a real 2-D array; could not convert: {e}") from None
     if np.iscomplexobj(raw):
         raise ValueError(
             f"`{name}` must be real (rankbias is real-valued), got a complex array "
