@@ -64,8 +64,14 @@ def _factored_value_and_grad(problem, z, m, n, rank, psd):
 
 
 def nuclear_norm(W) -> float:
-    """``||W||_* = sum_i sigma_i(W)``."""
-    return float(np.sum(np.linalg.svd(np.asarray(W, dtype=np.float64), compute_uv=False)))
+    """``||W||_* = sum_i sigma_i(W)`` of a real, finite ``(m, n)`` matrix ``W``.
+
+    Raises:
+        ValueError: ``W`` not 2-D (a vector has no nuclear norm), empty, complex or with
+            NaN/inf entries (the SVD would fail with an unnamed ``LinAlgError``).
+    """
+    W = check_matrix(W, "W")
+    return float(np.sum(np.linalg.svd(W, compute_uv=False)))
 
 
 @dataclass

@@ -319,9 +319,37 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _check_counterexample_args(args) -> None:
+    """The search's flags, checked under their own names (the library's messages name its
+    arguments, `d` for --size); nothing is written when one is bad."""
+    import math
+
+    for flag, value, low in (("--trials", args.trials, 1), ("--size", args.size, 2)):
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if not 1 <= args.rank <= args.size:
+        raise ValueError(
+            f"--rank must be in [1, --size] = [1, {args.size}] (a rank-r truth of size d "
+            f"needs r <= d), got {args.rank}"
+        )
+    pairs = args.size * (args.size + 1) // 2
+    if not 1 <= args.pairs <= pairs:
+        raise ValueError(
+            f"--pairs must be in [1, d(d+1)/2] = [1, {pairs}] for --size {args.size}, "
+            f"got {args.pairs}"
+        )
+    if not (math.isfinite(args.margin) and args.margin > 0):
+        raise ValueError(f"--margin must be a finite number > 0, got {args.margin}")
+    if args.certify < 0:
+        raise ValueError(f"--certify must be >= 0 (how many to certify), got {args.certify}")
+
+
 def _cmd_counterexample(args) -> int:
     from .counterexamples import search
 
+    _check_counterexample_args(args)
     res = search(
         Path(args.out),
         n_trials=args.trials,

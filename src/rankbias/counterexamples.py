@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ._validation import check_int, check_positive
+from ._validation import check_int, check_int_seed, check_positive
 from .baselines import min_nuclear_norm
 from .dynamics import gradient_flow
 from .glrl import glrl
@@ -304,12 +304,21 @@ def search(
     are then certified by :func:`certify`. Writes ``out_dir/counterexamples.json`` with every
     screened instance and the certificates, and returns that dict (``best`` = the best
     certified instance, with ``M`` and ``mask``).
+
+    Raises:
+        ValueError: ``n_trials < 1``, ``d < 2``, ``rank`` outside ``[1, d]``, ``n_pairs``
+            outside ``[1, d(d+1)/2]``, ``margin`` not finite and > 0, ``certify_top < 0``,
+            a negative ``seed``. Nothing is written then.
     """
     n_trials = check_int(n_trials, "n_trials", minimum=1)
+    seed = check_int_seed(seed)  # stored in the JSON
     d = check_int(d, "d", minimum=2)
+    rank = check_int(rank, "rank", minimum=1, maximum=d)
     n_pairs = check_int(n_pairs, "n_pairs", minimum=1)
     if n_pairs > d * (d + 1) // 2:
         raise ValueError(f"`n_pairs` must be <= d(d+1)/2 = {d * (d + 1) // 2}, got {n_pairs}")
+    margin = check_positive(margin, "margin")
+    certify_top = check_int(certify_top, "certify_top", minimum=0)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -39,7 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ._validation import check_choice, check_int, check_positive
+from ._validation import check_bool, check_choice, check_int, check_int_seed, check_positive
 from .dynamics._common import deliberate_atol
 from .dynamics._flow import _vector_field
 from .dynamics._sparse import SparseCompletion, record
@@ -750,6 +750,11 @@ def _refine_mid(
     return _mid_time(tr, f_before, f_after)
 
 
+#: Smallest ``tol`` relative to ``max(1, ||grad f(0)||_2)``: a few float64 roundings
+#: (machine epsilon 2.2e-16), the accuracy of a computed top eigenvalue.
+_TOL_FLOOR = 1e-15
+
+
 def glrl(
     problem: Problem,
     eps: float = 1e-30,
@@ -773,7 +778,9 @@ def glrl(
         problem: a rankbias :class:`~rankbias.problems.Problem`; square for ``symmetric``.
         eps: squared norm of each appended column (``U <- [U, sqrt(eps) u]``), ``> 0``.
         tol: stop when the top eigenvalue of ``-sym(grad f(W))`` (asymmetric: top singular
-            value of ``-grad f(W)``) is ``<= tol``.
+            value of ``-grad f(W)``) is ``<= tol``; at least ``1e-15 max(1, ||grad f(0)||_2)``
+            (the float64 resolution of that eigenvalue: a smaller ``tol`` is never met, so
+            it is refused).
         symmetric: PSD GLRL on ``W = U U^T`` (default) or the singular-pair variant ``U V^T``.
         max_rank: at most this many phases (default ``min(m, n)``).
         phase_gtol: a phase has converged when ``||grad L(U)||_F <= phase_gtol`` (default
@@ -794,6 +801,7 @@ def glrl(
             Tsit5 unless the phase is stiff (Hessian spectral radius times phase length
             above ~1e4, measured by power iteration at the phase start), else ``"rkc"``.
             Or any of :data:`rankbias.dynamics.SOLVERS`.
+        seed: non-negative integer seed of the eigensolvers' start vectors.
 
     Returns:
         :class:`GLRLResult` (``phases``, ``matrix``, ``kkt``, ...).
@@ -806,7 +814,10 @@ def glrl(
     eps = check_positive(eps, "eps")
     if eps >= 1:
         raise ValueError(f"`eps` must be small (0 < eps < 1), got {eps}")
-    tol = check_positive(tol, "tol", allow_zero=True)
+    tol = check_positive(tol, "tol")
+    seed = check_int_seed(seed)  # phase r uses seed + r
+    symmetric = check_bool(symmetric, "symmetric")
+    polish = check_bool(polish, "polish")
     m, n = problem.shape
     if symmetric and m != n:
         raise ValueError(
@@ -826,13 +837,26 @@ def glrl(
 
     solver = check_choice(solver, "solver", ("auto", *SOLVERS))
     rtol = (1e-10 if dense else 1e-8) if rtol is None else check_positive(rtol, "rtol")
-    record_matrices = dense if record_matrices is None else bool(record_matrices)
+    record_matrices = (
+        dense if record_matrices is None else check_bool(record_matrices, "record_matrices")
+    )
     n_save = (400 if dense else 3) if n_save is None else check_int(n_save, "n_save", minimum=2)
 
     # tuple(): typed tuple[ndarray, ...], not narrowed to a 1-tuple (pyright)
     factors = tuple((np.zeros((m, 0)),) if symmetric else (np.zeros((0, n)), np.zeros((m, 0))))
     negG = _grad_operator(problem, factors, symmetric)
     g0 = _norm2(negG)
+    # Below the float64 resolution of the top eigenvalue (~1e-16 ||grad f||), `tol` can
+    # never be met: every later phase starts from rounding noise, lam ~ 1e-16, whose escape
+    # time log(1/eps) / (2 lam) is practically endless.
+    tol_floor = _TOL_FLOOR * max(1.0, g0)
+    if tol < tol_floor:
+        raise ValueError(
+            f"`tol`={tol:g} is below the float64 resolution of the top eigenvalue, "
+            f"{_TOL_FLOOR:g} * max(1, ||grad f(0)||_2) = {tol_floor:.3g}: GLRL could never "
+            f"stop (it would flow through endless phases started by rounding noise); pass "
+            f"tol >= {tol_floor:.3g} (default 1e-9)"
+        )
     # Tight enough that the next phase's top eigenvalue is not a remnant of this phase's
     # residual gradient (a residual above `tol` starts a spurious phase of escape time
     # log(1/eps) / (2 lam) -> a practically endless flow).

@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_choice, check_finite, check_positive, check_real_array
+from ._validation import (
+    check_bool,
+    check_choice,
+    check_finite,
+    check_positive,
+    check_real_array,
+)
 
 __all__ = ["effective_rank", "singular_values", "EFFECTIVE_RANKS", "effective_ranks_from_sv"]
 
@@ -71,8 +77,18 @@ def effective_rank(
 
     Raises:
         ValueError: ``W`` complex, empty or with NaN/inf entries (NumPy's SVD would return
-            garbage and this function 0.0), or an unknown ``kind``.
+            garbage and this function 0.0), negative singular values (with
+            ``from_singular_values``: ``[1, -2]`` is no list of singular values; pass
+            ``np.abs`` of eigenvalues explicitly), or an unknown ``kind``.
     """
-    sv = W if from_singular_values else singular_values(W)
+    if check_bool(from_singular_values, "from_singular_values"):
+        sv = check_real_array(W, "sv")
+        if np.any(sv < 0):
+            raise ValueError(
+                f"`W` holds singular values (from_singular_values=True), which are >= 0; "
+                f"got min {float(np.min(sv)):g} (pass np.abs(...) of eigenvalues)"
+            )
+    else:
+        sv = singular_values(W)
     r = effective_ranks_from_sv(sv, kind, tol=tol)
     return float(r) if np.ndim(r) == 0 else r

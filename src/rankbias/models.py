@@ -35,7 +35,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validation import check_choice, check_int, check_positive, check_seed, check_shape
+from ._validation import (
+    check_bool,
+    check_choice,
+    check_float_dtype,
+    check_int,
+    check_memory,
+    check_positive,
+    check_seed,
+    check_shape,
+)
 
 __all__ = ["Model", "DeepFactorization", "SymmetricFactorization", "INITS"]
 
@@ -110,6 +119,11 @@ class Model(eqx.Module):
         """Validate a user-given parameter tuple (shapes, finiteness) and return it as arrays."""
         if isinstance(params, (np.ndarray, jax.Array)):
             params = (params,)
+        if not isinstance(params, (tuple, list)):
+            raise ValueError(
+                f"`{name}` must be a tuple of {len(self.param_shapes)} factor array(s) "
+                f"(as `model.init(...)` returns), got {type(params).__name__}"
+            )
         params = tuple(params)
         if len(params) != len(self.param_shapes):
             raise ValueError(
@@ -162,10 +176,14 @@ class DeepFactorization(Model):
         depth = check_int(depth, "depth", minimum=1)
         if width is None:
             widths = (max(m, n),) * (depth - 1)
-        elif isinstance(width, bool):
-            raise TypeError(f"`width` must be an int or a sequence of ints, got {width!r}")
-        elif isinstance(width, (int, np.integer)):
+        elif isinstance(width, (int, np.integer)) and not isinstance(width, (bool, np.bool_)):
             widths = (check_int(width, "width", minimum=1),) * (depth - 1)
+        elif not isinstance(width, (Sequence, np.ndarray)) or isinstance(width, str):
+            # a float, bool or string: not iterable as widths (2.5 would fail in the loop)
+            raise ValueError(
+                f"`width` must be a positive integer or a sequence of depth - 1 = "
+                f"{depth - 1} positive integers, got {width!r}"
+            )
         else:
             widths = tuple(check_int(w, "width", minimum=1) for w in width)
             if len(widths) != depth - 1:
@@ -219,12 +237,20 @@ class DeepFactorization(Model):
             scale: end-to-end scale (> 0), or the per-factor value with ``per_factor``.
             seed: random seed (numpy ``default_rng``).
             beta: per-factor perturbation of ``W_1`` for ``"perturbed_identity"``.
+            dtype: ``float64`` (default) or ``float32``; integer (factors rounded to 0),
+               float16 and complex dtypes raise a ``ValueError``.
+
+        Raises:
+            ValueError: a bad argument, or factors larger than this machine's memory.
         """
         check_choice(name, "init", INITS)
         s = check_positive(scale, "scale")
+        per_factor = check_bool(per_factor, "per_factor")
+        dtype = check_float_dtype(dtype)
         a = s if per_factor else _per_factor_pow(s, self.depth)
         rng = np.random.default_rng(check_seed(seed))
         shapes = self.param_shapes
+        check_memory(self.num_params(), f"initialising factors of shapes {shapes}")
         if name == "gaussian":
             ps = [a * rng.standard_normal(sh) / np.sqrt(sh[1]) for sh in shapes]
         elif name == "identity":
@@ -309,9 +335,13 @@ class SymmetricFactorization(Model):
         beta: float | None = None,
         dtype=jnp.float64,
     ) -> Params:
-        """Initial ``(U,)``; ``scale`` is the scale of ``U U^T`` (``per_factor``: of ``U``)."""
+        """Initial ``(U,)``; ``scale`` is the scale of ``U U^T`` (``per_factor``: of ``U``);
+        ``dtype`` is ``float64`` (default) or ``float32`` (see :meth:`DeepFactorization.init`)."""
         check_choice(name, "init", INITS)
         s = check_positive(scale, "scale")
+        per_factor = check_bool(per_factor, "per_factor")
+        dtype = check_float_dtype(dtype)
+        check_memory(self.num_params(), f"initialising U of shape {self.param_shapes[0]}")
         if name == "perturbed_identity":
             raise ValueError("init 'perturbed_identity' is defined for DeepFactorization only")
         if beta is not None:

@@ -26,13 +26,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._validation import (
+    SYMMETRY_RTOL,
+    check_bool,
     check_choice,
     check_finite,
     check_int,
     check_matrix,
+    check_memory,
     check_positive,
+    check_real_array,
     check_seed,
     check_shape,
+    check_symmetric_values,
 )
 
 __all__ = [
@@ -99,6 +104,15 @@ class MatrixCompletion(Problem):
         dense: evaluate through a dense ``(m, n)`` mask (faster on CPU for dense masks of
            small matrices) instead of gathers/scatters over the index lists. ``None``
            chooses dense when ``m * n <= 250_000`` and at least 5% is observed.
+        symmetric: a symmetric completion (the PSD baselines' default). ``True`` requires a
+           square ``M``, a mask that observes ``(j, i)`` with every ``(i, j)`` and
+           ``max |M_ij - M_ji| <= 1e-12 max |M|`` over the observed entries; ``None``
+           (default) detects exactly that.
+
+    Raises:
+        ValueError: ``M`` complex, empty or not finite; mask indices that are not integers
+            (``1.7`` is not truncated) or out of range; a mask that observes nothing;
+            ``symmetric=True`` on asymmetric data (the message gives the largest asymmetry).
     """
 
     rows: jax.Array
@@ -122,9 +136,11 @@ class MatrixCompletion(Problem):
     ):
         M = check_matrix(M, "M")
         m, n = M.shape
+        dense = None if dense is None else check_bool(dense, "dense")
+        symmetric = None if symmetric is None else check_bool(symmetric, "symmetric")
         if isinstance(mask, tuple) and len(mask) == 2:
-            rows = np.asarray(mask[0]).astype(np.int64).ravel()
-            cols = np.asarray(mask[1]).astype(np.int64).ravel()
+            rows = _check_indices(mask[0], "mask[0]")
+            cols = _check_indices(mask[1], "mask[1]")
             if rows.shape != cols.shape:
                 raise ValueError(
                     f"`mask` index arrays differ in length: {rows.shape} vs {cols.shape}"
@@ -166,9 +182,25 @@ class MatrixCompletion(Problem):
         self.truth = (
             None if truth is None else jnp.asarray(check_matrix(truth, "truth", shape=(m, n)))
         )
-        if symmetric is None:
-            sym_mask = m == n and np.array_equal(np.sort(rows * n + cols), np.sort(cols * n + rows))
-            symmetric = bool(sym_mask and np.allclose(M[rows, cols], M[cols, rows]))
+        sym_mask = m == n and np.array_equal(np.sort(rows * n + cols), np.sort(cols * n + rows))
+        if symmetric:
+            # A symmetric problem is solved as one (PSD baselines, symmetric models): data
+            # that is not would be fitted off by its asymmetry, silently.
+            if not sym_mask:
+                raise ValueError(
+                    "`symmetric=True` needs a square `M` whose `mask` observes (j, i) "
+                    f"whenever it observes (i, j); got shape {(m, n)}"
+                    + ("" if m != n else " and an asymmetric mask")
+                )
+            check_symmetric_values(M[rows, cols], M[cols, rows], "M")
+        elif symmetric is None:
+            # same tolerance as symmetric=True: np.allclose (rtol 1e-5) called data with a
+            # 1e-6 asymmetry symmetric, and the PSD baselines then fit it off by that much
+            symmetric = False
+            if sym_mask:
+                vals, mirrored = M[rows, cols], M[cols, rows]
+                worst = np.max(np.abs(vals - mirrored))
+                symmetric = bool(worst <= SYMMETRY_RTOL * np.max(np.abs(vals)))
         self.symmetric = bool(symmetric)
 
     @classmethod
@@ -194,7 +226,9 @@ class MatrixCompletion(Problem):
             ValueError: ``symmetric`` and ``psd`` both given and different, ``fraction``
                 outside ``(0, 1]``, a mask that observes nothing.
         """
-        if symmetric is not None and psd is not None and bool(symmetric) != bool(psd):
+        symmetric = None if symmetric is None else check_bool(symmetric, "symmetric")
+        psd = None if psd is None else check_bool(psd, "psd")
+        if symmetric is not None and psd is not None and symmetric != psd:
             raise ValueError(
                 f"`symmetric`={symmetric} and its alias `psd`={psd} disagree; give one of them"
             )
@@ -304,13 +338,15 @@ class MatrixSensing(Problem):
     truth: jax.Array | None
 
     def __init__(self, A, y, *, truth=None):
-        A = np.asarray(A, dtype=np.float64)
+        A = check_real_array(A, "A")
         if A.ndim != 3:
             raise ValueError(f"`A` must have shape (num_measurements, m, n), got {A.shape}")
         if A.shape[0] < 1:
             raise ValueError("`A` holds no measurement")
+        if A.shape[1] < 1 or A.shape[2] < 1:
+            raise ValueError(f"`A` holds empty matrices, got shape {A.shape}")
         check_finite(A, "A")
-        y = np.asarray(y, dtype=np.float64).ravel()
+        y = check_real_array(y, "y").ravel()
         if y.shape != (A.shape[0],):
             raise ValueError(f"`y` must have shape ({A.shape[0]},) to match `A`, got {y.shape}")
         check_finite(y, "y")
@@ -327,8 +363,10 @@ class MatrixSensing(Problem):
     ) -> MatrixSensing:
         """I.i.d. N(0,1) sensing matrices (symmetrised ``(G + G^T)/2`` if ``symmetric``)
         and additive N(0, noise^2) measurement noise."""
+        symmetric = check_bool(symmetric, "symmetric")
         M = check_matrix(M, "M", square=symmetric)
         k = check_int(num_measurements, "num_measurements", minimum=1)
+        check_memory(k * M.size, f"`num_measurements`={k} sensing matrices of shape {M.shape}")
         noise = check_positive(noise, "noise", allow_zero=True)
         rng = np.random.default_rng(check_seed(seed))
         A = rng.standard_normal((k, *M.shape))
@@ -405,7 +443,7 @@ class CustomLoss(Problem):
     def __init__(self, f: Callable, shape, *, convex: bool = False):
         if not callable(f):
             raise ValueError(f"`f` must be callable, got {type(f).__name__}")
-        self.shape = check_shape(shape)
+        self.shape = check_shape(shape, dense=True)  # W is dense in every solver
         probe = jax.eval_shape(f, jax.ShapeDtypeStruct(self.shape, jnp.float64))
         if probe.shape != ():
             raise ValueError(f"`f` must return a scalar, got an array of shape {probe.shape}")
@@ -427,14 +465,26 @@ def matrix_from_spectrum(
 
     With ``symmetric`` (or ``psd``) the result is ``U diag(spectrum) U^T`` (square); ``psd``
     requires a non-negative spectrum. ``shape`` defaults to ``(r, r)``.
+
+    Raises:
+        ValueError: a complex, non-finite, empty or all-zero ``spectrum`` (the zero matrix
+            is no spectrum), more values than ``min(shape)``, a non-square ``shape`` with
+            ``symmetric``/``psd``, or a matrix larger than this machine's memory.
     """
-    s = np.asarray(spectrum, dtype=np.float64).ravel()
+    s = check_real_array(spectrum, "spectrum").ravel()
     check_finite(s, "spectrum")
     r = s.size
     if r == 0:
         raise ValueError("`spectrum` is empty")
-    m, n = check_shape(shape) if shape is not None else (r, r)
-    symmetric = psd if symmetric is None else (symmetric or psd)
+    if not np.any(s):
+        raise ValueError(
+            f"`spectrum` must hold at least one non-zero value, got {s.tolist()} (the zero matrix)"
+        )
+    m, n = check_shape(shape, dense=True) if shape is not None else (r, r)
+    if shape is None:
+        check_memory(r * r, f"a dense {r} x {r} matrix (`spectrum` of {r} values)")
+    psd = check_bool(psd, "psd")
+    symmetric = psd if symmetric is None else (check_bool(symmetric, "symmetric") or psd)
     if psd and np.any(s < 0):
         raise ValueError(f"`spectrum` must be non-negative for psd=True, got min {s.min()}")
     if symmetric and m != n:
@@ -459,15 +509,28 @@ def random_low_rank(
       rectangular: ``G H^T``. With ``normalize`` (default) the result is scaled to
       ``||W||_F = sqrt(rank)`` (average squared singular value 1), a scale at which unit
       step sizes behave.
+
+    Raises:
+        ValueError: a ``shape`` that is not a pair of positive integers (``2.5``, ``"23"``;
+            integral floats such as ``3.0`` are accepted) or whose matrix exceeds this
+            machine's memory, ``rank`` outside ``[1, min(shape)]``, a ``spectrum`` that is
+            complex or holds a zero (fewer than ``rank`` non-zero values).
     """
-    m, n = check_shape(shape)
+    m, n = check_shape(shape, dense=True)
     rank = check_int(rank, "rank", minimum=1)
+    psd = check_bool(psd, "psd")
+    normalize = check_bool(normalize, "normalize")
     if rank > min(m, n):
         raise ValueError(f"`rank`={rank} exceeds min(shape)={min(m, n)}")
     if spectrum is not None:
-        s = np.asarray(spectrum, dtype=np.float64).ravel()
+        s = check_real_array(spectrum, "spectrum").ravel()
         if s.size != rank:
             raise ValueError(f"`spectrum` has {s.size} values, expected `rank`={rank}")
+        if s.size and not np.all(s):
+            raise ValueError(
+                f"`spectrum` must hold `rank`={rank} non-zero values for a rank-{rank} "
+                f"matrix, got {s.tolist()}"
+            )
         return matrix_from_spectrum(s, (m, n), seed=seed, psd=psd)
     if psd and m != n:
         raise ValueError(f"a PSD matrix must be square, got shape {(m, n)}")
@@ -517,19 +580,31 @@ def heldout_rmse(W, heldout: HeldOut) -> float:
     return float(np.sqrt(np.mean(r * r)))
 
 
+def _check_indices(x, name: str) -> np.ndarray:
+    """``x`` as a flat int64 index array: integers, or integral floats (``1.0``); ``1.7``
+    (which ``astype`` would truncate to 1), booleans and strings raise a ``ValueError``."""
+    a = np.asarray(x).ravel()
+    if a.size and not (
+        (np.issubdtype(a.dtype, np.integer) and a.dtype != bool)
+        or (
+            np.issubdtype(a.dtype, np.floating)
+            and np.all(np.isfinite(a))
+            and np.all(a == np.round(a))
+        )
+    ):
+        bad = a[0] if a.dtype.kind != "f" else a[~(np.isfinite(a) & (a == np.round(a)))][0]
+        bad = bad.tolist()  # a Python scalar: prints as 1.7, not np.float64(1.7)
+        raise ValueError(
+            f"`{name}` must hold integer indices, got dtype {a.dtype} (e.g. {bad!r}); "
+            f"pass integers (non-integral indices would be truncated)"
+        )
+    return a.astype(np.int64)
+
+
 def _check_triplets(rows, cols, values, shape):
-    m, n = check_shape(shape)
-    out = []
-    for name, x in (("rows", rows), ("cols", cols)):
-        a = np.asarray(x).ravel()
-        if a.size and not (
-            np.issubdtype(a.dtype, np.integer)
-            or (np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a)))
-        ):
-            raise ValueError(f"`{name}` must hold integer indices, got dtype {a.dtype}")
-        out.append(a.astype(np.int64))
-    r, c = out
-    v = np.asarray(values, dtype=np.float64).ravel()
+    m, n = check_shape(shape, dense=True)  # the observed matrix is stored dense
+    r, c = _check_indices(rows, "rows"), _check_indices(cols, "cols")
+    v = check_real_array(values, "values").ravel()
     if not (r.size == c.size == v.size):
         raise ValueError(
             f"`rows`, `cols` and `values` must have the same length, got "
@@ -613,35 +688,45 @@ def load_ratings(
         prediction with ``heldout.rmse(W)``).
 
     Raises:
-        ValueError: a malformed line (its number is given), a non-integer id, an id below
+        ValueError: a malformed line (its number is given, its text never is: the file may
+            be any file), a file that is not UTF-8 text, a non-integer id, an id below
             the base, a non-finite rating, ``test_fraction`` outside ``[0, 1)``, or a split
             that leaves no training entry.
     """
     tf = check_positive(test_fraction, "test_fraction", allow_zero=True)
     if tf >= 1:
         raise ValueError(f"`test_fraction` must be in [0, 1), got {tf}")
+    one_based = check_bool(one_based, "one_based")
+    rng = np.random.default_rng(check_seed(seed))
     users, items, ratings = [], [], []
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            s = line.strip()
-            if not s or s.startswith("#"):
-                continue
-            parts = s.split()
-            if len(parts) not in (3, 4):
-                raise ValueError(
-                    f"{path}:{lineno}: expected 'user item rating [timestamp]', "
-                    f"got {len(parts)} fields: {s!r}"
-                )
-            try:
-                u, i, rt = int(parts[0]), int(parts[1]), float(parts[2])
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{lineno}: user and item must be integers and the "
-                    f"rating a number, got {s!r}"
-                ) from None
-            users.append(u)
-            items.append(i)
-            ratings.append(rt)
+    # Errors give the line number and what is wrong, never the line itself: `path` may be
+    # any file the user (or a config) names, and its content is not ours to print.
+    hint = "is it a ratings file ('user item rating [timestamp]' a line)?"
+    try:
+        with open(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                s = line.strip()
+                if not s or s.startswith("#"):
+                    continue
+                parts = s.split()
+                if len(parts) not in (3, 4):
+                    raise ValueError(
+                        f"{path}:{lineno}: expected 3 or 4 whitespace-separated fields, got "
+                        f"{len(parts)}; {hint}"
+                    )
+                try:
+                    u, i, rt = int(parts[0]), int(parts[1]), float(parts[2])
+                except ValueError:
+                    raise ValueError(
+                        f"{path}:{lineno}: user and item must be integers and the rating a "
+                        f"number; {hint}"
+                    ) from None
+                users.append(u)
+                items.append(i)
+                ratings.append(rt)
+    except UnicodeDecodeError:
+        # its message quotes the undecodable bytes
+        raise ValueError(f"{path}: not a UTF-8 text file; {hint}") from None
     if not ratings:
         raise ValueError(f"{path}: no rating found")
     base = 1 if one_based else 0
@@ -656,7 +741,7 @@ def load_ratings(
     check_finite(v, "ratings")
     if shape is None:
         shape = (int(u.max()) + 1, int(i.max()) + 1)
-    perm = np.random.default_rng(seed).permutation(v.size)
+    perm = rng.permutation(v.size)
     k_test = int(round(tf * v.size))
     test, train = perm[:k_test], perm[k_test:]
     if train.size == 0:

@@ -89,6 +89,8 @@ def check_problem_model(problem, model) -> None:
 
 def check_params(model, params, dtype, name="params"):
     """Validate one parameter tuple for ``model`` and cast it to ``dtype`` (a resolved dtype)."""
+    if not isinstance(params, (tuple, list, np.ndarray, jax.Array)):
+        model.check_params(params, name)  # raises, naming `name` (None, a number, ...)
     for j, p in enumerate((params,) if isinstance(params, (np.ndarray, jax.Array)) else params):
         if np.iscomplexobj(p):
             raise ValueError(

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._aot import aot_jit
 from .._lanczos import lanczos_extremes
-from .._validation import check_choice, check_int, check_positive
+from .._validation import check_bool, check_choice, check_int, check_positive
 from ..status import RunStatus
 from ._common import (
     PrecisionWarning,
@@ -1001,7 +1001,7 @@ def gradient_flow(
     else:
         _warn_atol(atol, flat0, rtol)
     warn_resolution(model, flat0)
-    cfg = _FlowConfig(solver, gtol is not None, bool(save_matrices))
+    cfg = _FlowConfig(solver, gtol is not None, check_bool(save_matrices, "save_matrices"))
     tols = _tols(dtype, rtol, atol, gtol, curvature_tol, certificate_tol, max_steps)
     settings = dict(t_max=t_max, rtol=rtol, atol=atol, gtol=gtol, max_steps=max_steps)
     ts_np = save_times(t_max, n_save, t_min, save_at)
@@ -1130,7 +1130,7 @@ def gradient_flow_batch(
         _warn_atol(atol, flat0, rtol)
     # The smallest init decides, as for atol.
     warn_resolution(model, np.array([np.abs(flat0).max(axis=1).min()]))
-    cfg = _FlowConfig(solver, gtol is not None, bool(save_matrices))
+    cfg = _FlowConfig(solver, gtol is not None, check_bool(save_matrices, "save_matrices"))
     tols = _tols(dtype, rtol, atol, gtol, curvature_tol, certificate_tol, max_steps)
     settings = dict(t_max=t_max, rtol=rtol, atol=atol, gtol=gtol, max_steps=max_steps)
     ts_np = save_times(t_max, n_save, t_min, save_at)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._aot import aot_jit
-from .._validation import check_int, check_positive
+from .._validation import check_bool, check_int, check_positive
 from ..status import RunStatus
 from ._common import (
     batch_apply,
@@ -786,7 +786,7 @@ def gradient_descent(
     check_initial_loss(problem, model, params)
     data = backend_data(problem, model, backend)
     sched = _schedule_values(lr_schedule, steps)
-    cfg = _GDConfig(bool(save_matrices), _GDRule(lr_schedule))
+    cfg = _GDConfig(check_bool(save_matrices, "save_matrices"), _GDRule(lr_schedule))
     rec_steps, padded = record_steps(steps, n_save, save_at)
     t0 = time.perf_counter()
     out = jax.block_until_ready(
@@ -873,7 +873,7 @@ def gradient_descent_batch(
         raise ValueError(f"`lr` must be a scalar or hold {B} values, got shape {lrs.shape}")
     lr_axis = None if lrs.ndim == 0 else 0
     sched = _schedule_values(lr_schedule, steps)
-    cfg = _GDConfig(bool(save_matrices), _GDRule(lr_schedule))
+    cfg = _GDConfig(check_bool(save_matrices, "save_matrices"), _GDRule(lr_schedule))
     rec_steps, padded = record_steps(steps, n_save, save_at)
     if strategy == "auto":
         strategy = batch_strategy(model, B)

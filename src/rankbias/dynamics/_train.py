@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._validation import check_int, check_positive
+from .._validation import check_bool, check_int, check_positive
 from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
 from ..problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
 from ..trajectory import Trajectory
@@ -410,7 +410,7 @@ def train(
     problem, params, dtype = check_run(problem, model, params, dtype)
     check_initial_loss(problem, model, params)
     rule = _rule(kind, obj, batch_size, problem)
-    cfg = _GDConfig(bool(save_matrices), rule)
+    cfg = _GDConfig(check_bool(save_matrices, "save_matrices"), rule)
     tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
     t0 = time.perf_counter()
     out = jax.block_until_ready(
@@ -499,7 +499,7 @@ def train_batch(
             index_tree(params, i),
             name=f"params_list[{i}]",
         )
-    cfg = _GDConfig(bool(save_matrices), rule)
+    cfg = _GDConfig(check_bool(save_matrices, "save_matrices"), rule)
     tree, axes = _hyper_tree(dict(hyper, seed=seed), B, dtype)
     t0 = time.perf_counter()
     out = jax.block_until_ready(
