@@ -325,3 +325,13 @@ def test_custom_metric_is_imported_before_any_run(tmp_path):
     with pytest.raises(ConfigError):
         ex.run_experiment(p, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()  # nothing run, nothing written
+
+
+def test_a_shape_that_cannot_fit_is_refused_before_the_folder_is_written(tmp_path, capsys):
+    p = tmp_path / "huge.toml"
+    p.write_text(TINY.replace("shape = [6, 6]", "shape = [200000, 200000]"))
+    out = tmp_path / "o"
+    assert main(["run", str(p), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "a dense 200000 x 200000 matrix (`problem.shape`) needs 320.0 GB" in err
+    assert not out.exists()  # nothing written half

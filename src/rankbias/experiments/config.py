@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._validation import check_shape
 from ..dynamics import BACKENDS, SOLVERS
 from ..dynamics._flow import MAX_SAVE, MAX_STEPS_CAP
 from ..dynamics._gd import MAX_STEPS
@@ -1061,6 +1062,11 @@ def _check_truth(p: dict, m: dict, where: str) -> None:
     out = []
     if p["rank"] > min(mm, nn):
         out.append(f"{where}problem.rank={p['rank']} exceeds min(problem.shape)={min(mm, nn)}")
+    if p.get("type") != "ratings":  # a generated truth is a dense (m, n) matrix
+        try:  # refused here, before the folder is written, not in the first run
+            check_shape(p["shape"], "problem.shape", dense=True)
+        except ValueError as e:
+            out.append(f"{where}{e}")
     if p["psd"] and mm != nn:
         out.append(f"{where}problem.psd = true needs a square problem.shape, got {p['shape']}")
     if m["type"] == "symmetric" and mm != nn:
