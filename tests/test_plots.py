@@ -62,7 +62,8 @@ def test_trajectory_plot_draws_the_arrays_on_log_time(runs, kind, attr, logy, ti
         assert (
             ax.get_ylabel() and ax.get_title() == f"{title}, {tr.info['method'].replace('_', ' ')}"
         )
-        assert "status" not in ax.get_title() and not ax.texts  # both ended well: no note
+        assert "status" not in ax.get_title()
+        assert not ax.texts and not ax.figure.texts  # both ended well: no note
 
 
 def test_trajectory_plot_singular_values_top_k_and_given_axes(runs):
@@ -466,9 +467,11 @@ def test_trajectory_plot_of_a_run_cut_short_shows_its_stop_and_status():
     ax = tr.plot("singular_values", top_k=2)
     assert not [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]  # nothing held
     assert tr.times[-1] <= ax.get_xlim()[1] <= tr.times[-1] * 10**0.05 * (1 + 1e-12)
-    assert [x.get_text() for x in ax.texts] == [
-        "run t_max: stopped at t_max without a steady state"
-    ]
+    note = "run t_max: stopped at t_max without a steady state"
+    assert [x.get_text() for x in ax.figure.texts] == [note]  # under the axes
+    fig, own = plt.subplots()
+    tr.plot("loss", ax=own)  # a given Axes: the note goes into it
+    assert [x.get_text() for x in own.texts] == [note] and not fig.texts
     assert "status" not in ax.get_title()
 
 

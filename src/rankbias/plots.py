@@ -608,21 +608,26 @@ def _floor_handle():
     return Line2D([], [], color="0.72", lw=0.8), "below float resolution: eps*sigma_1*max(m,n)"
 
 
-def _status_note(ax, status: str) -> None:
-    """A small red note in the axes for a run that did not end well (none otherwise)."""
+def _status_note(ax, status: str, own_figure: bool) -> None:
+    """A small red note for a run that did not end well (none otherwise): under the axes in a
+    figure of our own (where it hides no curve), else in the axes' lower left corner."""
     from .status import describe, ended_well
 
     if ended_well(status) or status == "unknown":  # "unknown": a file without a status
         return
-    ax.text(
-        0.02,
-        0.03,
-        f"run {status}: {describe(status)}",
-        transform=ax.transAxes,
-        fontsize=7,
-        color="C3",
-        bbox=dict(fc="white", ec="none", alpha=0.8, pad=1.5),
-    )
+    text = f"run {status}: {describe(status)}"
+    if own_figure:
+        ax.figure.text(0.01, 0.01, text, fontsize=7, color="C3", va="bottom")
+    else:
+        ax.text(
+            0.02,
+            0.03,
+            text,
+            transform=ax.transAxes,
+            fontsize=7,
+            color="C3",
+            bbox=dict(fc="white", ec="none", alpha=0.8, pad=1.5),
+        )
 
 
 def plot_trajectory(
@@ -697,7 +702,7 @@ def plot_trajectory(
             right = min(right, float(xs[-1]) * 10**0.05)
         ax.set_xlim(left, right)
         _sparse_minor_labels(ax)
-    _status_note(ax, traj.status)
+    _status_note(ax, traj.status, new)
     handles, labels = ax.get_legend_handles_labels()
     if floor is not None:
         n = min(k or 1, traj.singular_values.shape[1])
@@ -709,7 +714,9 @@ def plot_trajectory(
     elif handles:  # the one held line: small, where the curve is not
         ax.legend(handles, labels, fontsize=7, loc="best")
     if new:
-        fig.tight_layout()
+        # room for the status note under the axes: one 7 pt line
+        h = (7 * 1.3 / 72 / fig.get_figheight() + 0.015) if fig.texts else 0.0
+        fig.tight_layout(rect=(0, h, 1, 1))
     return ax
 
 
