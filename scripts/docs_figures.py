@@ -32,13 +32,14 @@ def main(out: Path) -> list[Path]:
     traj = rb.gradient_flow(
         rb.MatrixEstimation(Y), model, model.init("gaussian", scale=1e-2, seed=0), t_max=1e6
     )
-    ax = traj.plot("singular_values")
+    traj.plot("singular_values")  # a new figure: the current one
     paths.append(out / "flow-depth3-singular-values.png")
-    ax.figure.savefig(paths[-1], dpi=DPI)
+    plt.gcf().savefig(paths[-1], dpi=DPI)
+    plt.close("all")
     Y = rb.matrix_from_spectrum([3.0, 2.0, -1.0], (3, 3), seed=1, symmetric=True)
-    ax_loss, _ = rb.glrl(rb.MatrixEstimation(Y)).plot()
+    rb.glrl(rb.MatrixEstimation(Y)).plot()
     paths.append(out / "glrl-staircase.png")
-    ax_loss.figure.savefig(paths[-1], dpi=DPI)
+    plt.gcf().savefig(paths[-1], dpi=DPI)
     plt.close("all")
     return paths
 
