@@ -848,7 +848,7 @@ def plot_comparison(cmp, ax=None):
     plt = _plt()
     new = ax is None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(5.4, 4.0))
+        fig, ax = plt.subplots(figsize=(8.0, 4.0))  # room for the legend right of the axes
     a = np.asarray(cmp.alphas, dtype=float)
     o = np.argsort(a)
     end = cmp.distances["end"]
@@ -929,7 +929,7 @@ def plot_comparison(cmp, ax=None):
         fontsize=9,
     )
     ax.grid(alpha=0.3, which="both", lw=0.4)
-    ax.legend(fontsize=7)
+    _legend_outside(ax)  # seven entries: inside, they hid the lines
     if new:
         fig.tight_layout()
     return ax
