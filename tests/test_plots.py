@@ -508,3 +508,33 @@ def test_glrl_plot_draws_no_rounding_noise(glrl_res):
             assert np.all(np.isnan(y) | (y >= floor)) and np.isfinite(y).any()
             np.testing.assert_array_equal(np.isnan(y), ~(sv[:, j] >= floor))
             i += 1
+
+
+def test_sweep_singular_values_below_the_resolution_floor_are_grey():
+    import json
+
+    ds = _full_sweep()
+    sv = ds["singular_values"].values.copy()
+    sv[..., 2] = 1e-15 * sv[..., 0]  # eps * 4 = 8.9e-16 < 1e-15 < eps * 10 = 2.2e-15
+    ds = ds.assign(singular_values=(ds["singular_values"].dims, sv))
+
+    def sigma3_grey(attrs) -> bool:
+        fig = plots._figure(ds.assign_attrs(attrs), "singular-values", "median")
+        ax = fig.axes[0]
+        dotted = [
+            ln for ln in ax.get_lines() if ln.get_linestyle() == ":" and ln.get_linewidth() > 1.5
+        ]
+        leg = fig.axes[-1].get_legend()
+        assert leg is not None
+        labels = [x.get_text() for x in leg.get_texts()]
+        grey = "below float resolution: eps*sigma_1*max(m,n)" in labels
+        assert grey == all(np.isnan(ln.get_ydata()).all() for ln in dotted)  # sigma_3 lines
+        return grey
+
+    cfg = {"problem": {"shape": [10, 10]}, "sweep": {"grid": {"alpha": [1e-2]}}}
+    assert sigma3_grey({"config": json.dumps(cfg)})  # max(m, n) = 10 from the config
+    # no config, or a sweep over the shape: the floor uses the 4 recorded values (min(m, n),
+    # a lower bound), and 1e-15 sigma_1 is above it
+    assert not sigma3_grey({})
+    cfg["sweep"]["grid"]["problem.shape"] = [[10, 10], [4, 4]]
+    assert not sigma3_grey({"config": json.dumps(cfg)})

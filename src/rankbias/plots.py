@@ -8,7 +8,8 @@ dynamics: from just before the first visible change of a drawn line (:data:`VISI
 of the panel's value span) to just after the last one, or to the last record when a run did
 not end well. Titles are one line and say what is shown; the statistic and the fixed axes
 are in the footnote; the legend (right of the panels) names every encoding: colors (alpha)
-and, on ``singular-values``, line styles (``sigma_1``, ``sigma_2``, ``sigma_3``).
+and, on ``singular-values``, line styles (``sigma_1``, ``sigma_2``, ``sigma_3``). There the
+center line is grey below the float resolution floor ``eps * sigma_1 * max(m, n)``.
 
 ==========================  ====================================================================
 figure                      content
@@ -75,7 +76,6 @@ VISIBLE_CHANGE = 0.01
 _PAD_LEFT, _MIN_PAD_LEFT = 0.08, 0.2
 _PAD_RIGHT, _MIN_PAD_RIGHT = 0.2, 0.4
 HELD_LABEL = "held after the steady-state stop"
-FLOOR_NOTE = "grey: below the float resolution floor eps * sigma_1 * max(m, n)"
 
 
 def _plt():
@@ -254,12 +254,40 @@ def _frame(x: np.ndarray, curves: list[np.ndarray], logy: bool) -> tuple[float, 
     return float(10**left), float(10**right)
 
 
-def _resolution_floor(sv: np.ndarray, shape: tuple[int, ...], dtype) -> np.ndarray:
-    """Per record, the smallest singular value of ``W`` (``(m, n)``) that its float type
-    resolves: ``eps * sigma_1 * max(m, n)`` (the error of an SVD, and of forming ``W`` as a
-    product of factors, is ``~ eps ||W||_2`` per entry). ``sv``: ``(T, k)``, descending."""
-    eps = float(np.finfo(np.dtype(dtype)).eps)
-    return eps * np.asarray(sv, dtype=float)[:, 0] * max(shape)
+def _floor_scale(shape, dtype) -> float:
+    """``eps * max(m, n)``: singular values of ``W`` (``(m, n)``) below this times ``sigma_1``
+    are not resolved in ``dtype`` (the error of an SVD, and of forming ``W`` as a product of
+    factors, is ``~ eps ||W||_2`` per entry)."""
+    return float(np.finfo(np.dtype(dtype)).eps) * max(int(v) for v in shape)
+
+
+def _resolution_floor(sv: np.ndarray, shape, dtype) -> np.ndarray:
+    """Per record, the smallest singular value of ``W`` that its float type resolves:
+    ``eps * sigma_1 * max(m, n)``. ``sv``: ``(T, k)``, descending."""
+    return _floor_scale(shape, dtype) * np.asarray(sv, dtype=float)[:, 0]
+
+
+def _sweep_floor_scale(ds) -> float:
+    """:func:`_floor_scale` of a sweep: ``max(m, n)`` from the config's ``problem.shape``
+    when no sweep axis changes it, else the number of recorded singular values
+    (``min(m, n)``, a lower bound: no resolved value is greyed); ``dtype`` float64, the
+    sweeps' precision."""
+    import json
+
+    k = int(ds.sizes["sv"])
+    try:
+        cfg = json.loads(ds.attrs.get("config", ""))
+    except (TypeError, ValueError):
+        return _floor_scale((k,), "float64")
+    sweep = cfg.get("sweep") or {}
+    zips = sweep.get("zip") or []
+    keys = list(sweep.get("grid") or {}) + [
+        key for z in ([zips] if isinstance(zips, dict) else zips) for key in z
+    ]
+    shape = (cfg.get("problem") or {}).get("shape")
+    if not shape or any("shape" in str(key) for key in keys):
+        return _floor_scale((k,), "float64")
+    return _floor_scale((k, *shape), "float64")
 
 
 def _draw(ax, x, c, lo, hi, runs, color, label, logy: bool, ls: str = "-", marker=None):
@@ -295,17 +323,19 @@ def _time_panel(
     top_k: int | None,
     status=None,
     marks: _Marks | None = None,
-    floor: np.ndarray | None = None,
+    floor_scale: float | None = None,
     center: list | None = None,
 ):
     """Draw ``da`` (``[alpha,] seeds..., time[, sv]``) against ``t`` into ``ax``; with
     ``status`` (the runs' ``status``, same axes but time) mark the runs that did not end
-    well at their last point and count them into ``marks``. ``floor`` (one run's singular
-    values only, ``(T,)``): the resolution floor; the parts of a curve below it are drawn thin
-    and grey, not in the curve's color.
+    well at their last point and count them into ``marks``. ``floor_scale`` (singular values
+    only): ``eps * max(m, n)``; the parts of a center line below ``floor_scale * sigma_1``
+    (the center line of ``sigma_1`` of the same alpha) are rounding noise, drawn thin and grey
+    instead of in the line's color.
 
-    Returns the statistic's description (empty for a single run) and the center curves drawn
-    (on ``t > 0``), for :func:`_frame`; their lines are appended to ``center`` if given."""
+    Returns the statistic's description (empty for a single run), the center curves drawn
+    (on ``t > 0``, for :func:`_frame`) and whether any value was below the floor; the center
+    lines are appended to ``center`` if given."""
     plt = _plt()
     sel = t > 0  # log time: t = 0 has no place
     lines = list(da["alpha"].values) if "alpha" in da.dims else [None]
@@ -316,11 +346,15 @@ def _time_panel(
     colors = cmap(np.arange(n_sv) % 10) if by_sv else cmap(np.linspace(0, 0.9, max(len(lines), 1)))
     text = ""
     curves = []
+    below = False
     for i, a in enumerate(lines):
         sub = da if a is None else da.sel(alpha=a)
+        floor = None
         for j in range(n_sv):
             d = sub if top_k is None else sub.isel(sv=j)
             c, lo, hi, runs = _summary(d, seeds, stat)
+            if floor_scale is not None and top_k is not None and j == 0:
+                floor = floor_scale * c[sel]  # sigma_1 comes first
             color = colors[j] if by_sv else colors[i]
             if by_sv:
                 label = f"sigma_{j + 1}"
@@ -328,10 +362,13 @@ def _time_panel(
                 label = None if a is None or j else f"alpha={a:.0e}"
             y = c[sel]
             if floor is not None:
-                # below the floor a value is rounding noise: grey, thin, without a label
-                ax.plot(t[sel], y, color="0.72", lw=0.8, ls="-" if by_sv else _STYLES[j % 4])
                 with np.errstate(invalid="ignore"):
-                    y = np.where(y >= floor[sel], y, np.nan)
+                    low = y < floor
+                if low.any():
+                    # below the floor a value is rounding noise: grey, thin, without a label
+                    ax.plot(t[sel], y, color="0.72", lw=0.8, ls="-" if by_sv else _STYLES[j % 4])
+                    y = np.where(low, np.nan, y)
+                    below = True
             curves.append(y)
             drawn = _draw(
                 ax,
@@ -355,7 +392,7 @@ def _time_panel(
                     marks.count(st)
             if runs is not None:
                 text = _stat_text(seeds, runs.shape[0], stat, runs.shape[0] <= MAX_THIN)
-    return text, curves
+    return text, curves, below
 
 
 def _sparse_minor_labels(ax) -> None:
@@ -419,6 +456,8 @@ def _time_plot(
     t = np.asarray(ds[tdim].values, dtype=float)
     marks = _Marks()
     text = ""
+    scale = _sweep_floor_scale(ds) if top_k is not None else None
+    below = False
     for ax, depth in zip(axs[0], panels, strict=True):
         da = ds[var] if depth is None else ds[var].sel(depth=depth)
         da, note = _fix_others(da, set(seeds) | {"alpha"})
@@ -426,7 +465,10 @@ def _time_plot(
         if "status" in ds:
             st = ds["status"] if depth is None else ds["status"].sel(depth=depth)
             st, _ = _fix_others(st, set(seeds) | {"alpha"})
-        text, curves = _time_panel(ax, da, t, seeds, stat, logy, top_k, st, marks)
+        text, curves, low = _time_panel(
+            ax, da, t, seeds, stat, logy, top_k, st, marks, floor_scale=scale
+        )
+        below = below or low
         # one-line titles: the statistic (the same in every panel) goes to the footnote, two
         # lines of neighbouring panels ran into each other
         _style_time_axis(ax, tdim, logy, title if depth is None else f"{title}, depth {depth}")
@@ -441,6 +483,9 @@ def _time_plot(
             Line2D([], [], color="0.25", lw=1.6, ls=_STYLES[j % 4]) for j in range(n_sv)
         ]
         labels = list(labels) + [f"sigma_{j + 1}" for j in range(n_sv)]
+    if below:
+        h, lab = _floor_handle()
+        handles, labels = [*handles, h], [*labels, lab]
     if handles:
         _legend_outside(axs[0][-1], handles, labels)
     _footnote(fig, note, marks.note(), text)
@@ -668,14 +713,15 @@ def plot_trajectory(
     if ax is None:
         # singular values: room for the legend right of the axes
         fig, ax = _plt().subplots(figsize=(6.8 if kind == "singular_values" else 5.6, 3.8))
-    k = floor = None
+    k = scale = None
     if kind == "singular_values":
         k = ds.sizes["sv"] if top_k is None else top_k
-        dtype = traj.info.get("dtype", "float64")
-        floor = _resolution_floor(traj.singular_values, np.shape(traj.final_matrix), dtype)
+        scale = _floor_scale(np.shape(traj.final_matrix), traj.info.get("dtype", "float64"))
     x = np.asarray(ds[tdim].values, dtype=float)
     lines: list = []
-    _, curves = _time_panel(ax, ds[var], x, [], "median", logy, k, floor=floor, center=lines)
+    _, curves, below = _time_panel(
+        ax, ds[var], x, [], "median", logy, k, floor_scale=scale, center=lines
+    )
     method = traj.info.get("method", "run")
     _style_time_axis(ax, tdim, logy, f"{title}, {_METHODS.get(method, method)}", ylabel)
     xs = x[x > 0]
@@ -704,11 +750,9 @@ def plot_trajectory(
         _sparse_minor_labels(ax)
     _status_note(ax, traj.status, new)
     handles, labels = ax.get_legend_handles_labels()
-    if floor is not None:
-        n = min(k or 1, traj.singular_values.shape[1])
-        if np.any(traj.singular_values[x > 0, :n] < floor[x > 0, None]):
-            h, lab = _floor_handle()
-            handles, labels = [*handles, h], [*labels, lab]
+    if below:
+        h, lab = _floor_handle()
+        handles, labels = [*handles, h], [*labels, lab]
     if handles and kind == "singular_values":
         _legend_outside(ax, handles, labels)
     elif handles:  # the one held line: small, where the curve is not
