@@ -206,8 +206,9 @@ class GLRLResult:
         return render_html(self._title(), self._rows())
 
     def plot(self, axes=None):
-        """Loss staircase with the phase levels and the singular values per phase (see
-        :func:`rankbias.plots.plot_glrl`); returns the two Axes."""
+        """Loss staircase with the phase levels (labelled right of the axes) and the singular
+        values per phase, rounding noise grey (see :func:`rankbias.plots.plot_glrl`); returns
+        the two Axes."""
         from .plots import plot_glrl
 
         return plot_glrl(self, axes)

@@ -3,7 +3,13 @@ r"""Figures of a sweep's dataset, of one run, of GLRL and of a GLRL comparison (
 Sweep figures are saved as PNG and SVG. Conventions: the ``depth`` axis (if swept) gives one
 panel per value, the ``alpha`` axis (if swept) one line per value, and every axis whose name
 mentions ``seed`` or is ``problem`` is summarised (see *Statistic*). Any other swept axis is
-fixed at its first value (named in the footnote). Time axes are logarithmic.
+fixed at its first value (named in the footnote). Time axes are logarithmic and frame the
+dynamics: from just before the first visible change of a drawn line (:data:`VISIBLE_CHANGE`
+of the panel's value span) to just after the last one, or to the last record when a run did
+not end well. Titles are one line and say what is shown; the statistic and the fixed axes
+are in the footnote; the legend (right of the panels) names every encoding: colors (alpha)
+and, on ``singular-values``, line styles (``sigma_1``, ``sigma_2``, ``sigma_3``). There the
+center line is grey below the float resolution floor ``eps * sigma_1 * max(m, n)``.
 
 ==========================  ====================================================================
 figure                      content
@@ -28,7 +34,7 @@ When at most :data:`MAX_THIN` runs are summarised, each run is also drawn as a t
 The median is the default because the spread over seeds can be heavy-tailed on log axes:
 on the ``glrl-depth`` sweep (depth 4, ``alpha = 1e-8``) two of five seeds end at large-norm
 interpolants and the mean distance is 11 while the median is ``2.4e-5``; the mean line
-there says the opposite of what three of five runs do. The statistic is named in each panel.
+there says the opposite of what three of five runs do. The statistic is named in the footnote.
 
 One run: :func:`plot_trajectory` (also ``Trajectory.plot``) draws through the same panel code
 as the sweep figures (the run becomes a one-run dataset, :meth:`Trajectory.to_xarray`), and
@@ -61,6 +67,15 @@ STATS = ("median", "mean")
 MAX_THIN = 10
 _QUANTILES = (0.25, 0.75)
 _STYLES = ["-", "--", ":", "-."]
+#: A change of a drawn curve is visible when it exceeds this fraction of the panel's value
+#: span (log values on a log axis): the time axis starts at the first such change.
+VISIBLE_CHANGE = 0.01
+#: Log-time margins of the framed window, as fractions of its span (at least so many
+#: decades): a little before the first change, more after the last one, so that the final
+#: plateau takes a visible part of the axis.
+_PAD_LEFT, _MIN_PAD_LEFT = 0.08, 0.2
+_PAD_RIGHT, _MIN_PAD_RIGHT = 0.2, 0.4
+HELD_LABEL = "held after the steady-state stop"
 
 
 def _plt():
@@ -186,6 +201,95 @@ def _mark_ends(ax, x, vals: np.ndarray, statuses: np.ndarray, color, logy: bool)
             ax.plot(x[i], y[i], ls="none", marker="x", ms=7, mew=1.5, color=color, zorder=5)
 
 
+def _change_window(curves: list[np.ndarray], logy: bool) -> tuple[int, int]:
+    """``(first, last)``: the first record where any curve differs visibly from its first
+    value, and the first record from which every curve stays visibly at its last value
+    (visibly: by more than :data:`VISIBLE_CHANGE` of the span of all curves, in log values on
+    a log axis). ``(0, T - 1)`` when nothing changes."""
+    Y = np.array(curves, dtype=float, ndmin=2)
+    n = Y.shape[1]
+    if logy:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Y = np.log10(np.where(Y > 0, Y, np.nan))
+    fin = np.isfinite(Y)
+    if not fin.any():
+        return 0, n - 1
+    span = float(np.nanmax(Y) - np.nanmin(Y))
+    if not span > 0:
+        return 0, n - 1
+    thr = VISIBLE_CHANGE * span
+    first, last = n - 1, 0
+    for y, ok in zip(Y, fin, strict=True):
+        if not ok.any():
+            continue
+        idx = np.flatnonzero(ok)
+        with np.errstate(invalid="ignore"):
+            moved = np.abs(y - y[idx[0]]) > thr  # NaN compares False
+            unsettled = np.abs(y - y[idx[-1]]) > thr
+        if moved.any():
+            first = min(first, int(np.argmax(moved)))
+        if unsettled.any():
+            last = max(last, int(np.flatnonzero(unsettled)[-1]) + 1)
+    if first > last:  # nothing moved visibly
+        return 0, n - 1
+    return first, min(last, n - 1)
+
+
+def _frame(x: np.ndarray, curves: list[np.ndarray], logy: bool) -> tuple[float, float]:
+    """The log-time window ``(left, right)`` (in ``x`` units) that frames the dynamics: from a
+    margin before the first visible change to a margin after the last one (the final
+    plateau). ``left`` is never before ``x[0]``; ``right`` may pass ``x[-1]`` (the caller
+    clips it, or holds the last values of a run that stopped at a steady state)."""
+    lx = np.log10(x)
+    if x.size < 2:
+        return float(x[0]) / 2, float(x[0]) * 2
+    i0, i1 = _change_window(curves, logy)
+    lo, hi = lx[i0], lx[i1]
+    left = max(lo - max(_PAD_LEFT * (hi - lo), _MIN_PAD_LEFT), lx[0])
+    right = hi + max(_PAD_RIGHT * (hi - lo), _MIN_PAD_RIGHT)
+    # at least a decade where the data allow: on a shorter log axis matplotlib labels minor
+    # ticks (3x10^1, 4x10^1, ...), which collide at the default size
+    left = max(min(left, right - 1.0), lx[0])
+    right = max(right, min(left + 1.0, lx[-1]))
+    return float(10**left), float(10**right)
+
+
+def _floor_scale(shape, dtype) -> float:
+    """``eps * max(m, n)``: singular values of ``W`` (``(m, n)``) below this times ``sigma_1``
+    are not resolved in ``dtype`` (the error of an SVD, and of forming ``W`` as a product of
+    factors, is ``~ eps ||W||_2`` per entry)."""
+    return float(np.finfo(np.dtype(dtype)).eps) * max(int(v) for v in shape)
+
+
+def _resolution_floor(sv: np.ndarray, shape, dtype) -> np.ndarray:
+    """Per record, the smallest singular value of ``W`` that its float type resolves:
+    ``eps * sigma_1 * max(m, n)``. ``sv``: ``(T, k)``, descending."""
+    return _floor_scale(shape, dtype) * np.asarray(sv, dtype=float)[:, 0]
+
+
+def _sweep_floor_scale(ds) -> float:
+    """:func:`_floor_scale` of a sweep: ``max(m, n)`` from the config's ``problem.shape``
+    when no sweep axis changes it, else the number of recorded singular values
+    (``min(m, n)``, a lower bound: no resolved value is greyed); ``dtype`` float64, the
+    sweeps' precision."""
+    import json
+
+    k = int(ds.sizes["sv"])
+    try:
+        cfg = json.loads(ds.attrs.get("config", ""))
+    except (TypeError, ValueError):
+        return _floor_scale((k,), "float64")
+    sweep = cfg.get("sweep") or {}
+    zips = sweep.get("zip") or []
+    keys = list(sweep.get("grid") or {}) + [
+        key for z in ([zips] if isinstance(zips, dict) else zips) for key in z
+    ]
+    shape = (cfg.get("problem") or {}).get("shape")
+    if not shape or any("shape" in str(key) for key in keys):
+        return _floor_scale((k,), "float64")
+    return _floor_scale((k, *shape), "float64")
+
+
 def _draw(ax, x, c, lo, hi, runs, color, label, logy: bool, ls: str = "-", marker=None):
     """One summarised line: thin per-run lines (few runs), the band, the center line."""
     if runs is not None and runs.shape[0] <= MAX_THIN:
@@ -195,7 +299,7 @@ def _draw(ax, x, c, lo, hi, runs, color, label, logy: bool, ls: str = "-", marke
         if logy:
             lo = np.where(lo > 0, lo, np.nan)
         ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
-    ax.plot(x, c, color=color, lw=1.6, ls=ls, label=label, marker=marker)
+    return ax.plot(x, c, color=color, lw=1.6, ls=ls, label=label, marker=marker)[0]
 
 
 def _style_time_axis(ax, tdim: str, logy: bool, title: str, ylabel: str | None = None):
@@ -219,12 +323,19 @@ def _time_panel(
     top_k: int | None,
     status=None,
     marks: _Marks | None = None,
+    floor_scale: float | None = None,
+    center: list | None = None,
 ):
     """Draw ``da`` (``[alpha,] seeds..., time[, sv]``) against ``t`` into ``ax``; with
     ``status`` (the runs' ``status``, same axes but time) mark the runs that did not end
-    well at their last point and count them into ``marks``.
+    well at their last point and count them into ``marks``. ``floor_scale`` (singular values
+    only): ``eps * max(m, n)``; the parts of a center line below ``floor_scale * sigma_1``
+    (the center line of ``sigma_1`` of the same alpha) are rounding noise, drawn thin and grey
+    instead of in the line's color.
 
-    Returns the statistic's description (empty for a single run)."""
+    Returns the statistic's description (empty for a single run), the center curves drawn
+    (on ``t > 0``, for :func:`_frame`) and whether any value was below the floor; the center
+    lines are appended to ``center`` if given."""
     plt = _plt()
     sel = t > 0  # log time: t = 0 has no place
     lines = list(da["alpha"].values) if "alpha" in da.dims else [None]
@@ -234,20 +345,35 @@ def _time_panel(
     cmap = plt.cm.tab10 if by_sv else plt.cm.viridis
     colors = cmap(np.arange(n_sv) % 10) if by_sv else cmap(np.linspace(0, 0.9, max(len(lines), 1)))
     text = ""
+    curves = []
+    below = False
     for i, a in enumerate(lines):
         sub = da if a is None else da.sel(alpha=a)
+        floor = None
         for j in range(n_sv):
             d = sub if top_k is None else sub.isel(sv=j)
             c, lo, hi, runs = _summary(d, seeds, stat)
+            if floor_scale is not None and top_k is not None and j == 0:
+                floor = floor_scale * c[sel]  # sigma_1 comes first
             color = colors[j] if by_sv else colors[i]
             if by_sv:
                 label = f"sigma_{j + 1}"
             else:
                 label = None if a is None or j else f"alpha={a:.0e}"
-            _draw(
+            y = c[sel]
+            if floor is not None:
+                with np.errstate(invalid="ignore"):
+                    low = y < floor
+                if low.any():
+                    # below the floor a value is rounding noise: grey, thin, without a label
+                    ax.plot(t[sel], y, color="0.72", lw=0.8, ls="-" if by_sv else _STYLES[j % 4])
+                    y = np.where(low, np.nan, y)
+                    below = True
+            curves.append(y)
+            drawn = _draw(
                 ax,
                 t[sel],
-                c[sel],
+                y,
                 _take(lo, sel),
                 _take(hi, sel),
                 _take(runs, sel),
@@ -256,6 +382,8 @@ def _time_panel(
                 logy,
                 ls="-" if by_sv else _STYLES[j % 4],
             )
+            if center is not None:
+                center.append(drawn)
             if status is not None:
                 st = _run_statuses(status if a is None else status.sel(alpha=a), seeds)
                 vals = c[None] if runs is None else runs
@@ -264,7 +392,46 @@ def _time_panel(
                     marks.count(st)
             if runs is not None:
                 text = _stat_text(seeds, runs.shape[0], stat, runs.shape[0] <= MAX_THIN)
-    return text
+    return text, curves, below
+
+
+def _sparse_minor_labels(ax) -> None:
+    """On a log time axis shorter than two decades matplotlib labels minor ticks densely
+    (``3x10^1``, ``4x10^1``: they collide at the default size); label only ``2x`` and ``5x``."""
+    from matplotlib.ticker import FuncFormatter
+
+    left, right = ax.get_xlim()
+    if not (left > 0 and np.log10(right / left) < 2):
+        return
+
+    def fmt(x, _pos):
+        e = int(np.floor(np.log10(x) + 1e-9))
+        m = round(x / 10**e)
+        return f"$\\mathdefault{{{m}\\times10^{{{e}}}}}$" if m in (2, 5) else ""
+
+    ax.xaxis.set_minor_formatter(FuncFormatter(fmt))
+
+
+def _set_frame(ax, x: np.ndarray, curves: list[np.ndarray], logy: bool, keep_end: bool) -> None:
+    """Limit the time axis to :func:`_frame`'s window, clipped to the records drawn;
+    ``keep_end``: up to the last record (a run that did not end well is marked there)."""
+    if x.size == 0:
+        return
+    left, right = _frame(x, curves, logy)
+    end = float(x[-1]) * 10**0.05
+    ax.set_xlim(left, end if keep_end else min(right, end))
+    _sparse_minor_labels(ax)
+
+
+def _legend_outside(ax, handles=None, labels=None, title: str | None = None) -> None:
+    """A legend to the right of ``ax``, where it hides no curve (the layout makes room)."""
+    kw = dict(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    if title:
+        kw.update(title=title, title_fontsize=7)
+    if handles is None:
+        ax.legend(**kw)
+    else:
+        ax.legend(handles, labels, **kw)
 
 
 def _time_plot(
@@ -277,15 +444,20 @@ def _time_plot(
     stat: str = "median",
 ):
     plt = _plt()
+    from matplotlib.lines import Line2D
+
     tdim = "time" if "time" in ds.dims else "step"
     panels = list(ds["depth"].values) if "depth" in ds.dims else [None]
     fig, axs = plt.subplots(
-        1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False, sharey=True
+        1, len(panels), figsize=(4.6 * len(panels) + 1.2, 3.8), squeeze=False, sharey=True
     )
     seeds = _seed_dims(ds)
     note = ""
     t = np.asarray(ds[tdim].values, dtype=float)
     marks = _Marks()
+    text = ""
+    scale = _sweep_floor_scale(ds) if top_k is not None else None
+    below = False
     for ax, depth in zip(axs[0], panels, strict=True):
         da = ds[var] if depth is None else ds[var].sel(depth=depth)
         da, note = _fix_others(da, set(seeds) | {"alpha"})
@@ -293,24 +465,43 @@ def _time_plot(
         if "status" in ds:
             st = ds["status"] if depth is None else ds["status"].sel(depth=depth)
             st, _ = _fix_others(st, set(seeds) | {"alpha"})
-        text = _time_panel(ax, da, t, seeds, stat, logy, top_k, st, marks)
-        head = title if depth is None else f"{title}, depth {depth}"
-        _style_time_axis(ax, tdim, logy, head + (f"\n{text}" if text else ""))
+        text, curves, low = _time_panel(
+            ax, da, t, seeds, stat, logy, top_k, st, marks, floor_scale=scale
+        )
+        below = below or low
+        # one-line titles: the statistic (the same in every panel) goes to the footnote, two
+        # lines of neighbouring panels ran into each other
+        _style_time_axis(ax, tdim, logy, title if depth is None else f"{title}, depth {depth}")
+        keep_end = st is not None and bool(_not_well(np.asarray(st.values, dtype=object)).any())
+        _set_frame(ax, t[t > 0], curves, logy, keep_end)
     axs[0][0].set_ylabel(ylabel)
-    if len(axs[0][0].get_legend_handles_labels()[0]):
-        axs[0][-1].legend(fontsize=8)
-    _footnote(fig, note, marks.note())
+    handles, labels = axs[0][0].get_legend_handles_labels()
+    if top_k is not None and "alpha" in ds[var].dims:
+        # colors are alphas, line styles the singular values: a legend for both encodings
+        n_sv = min(top_k, ds.sizes["sv"])
+        handles = list(handles) + [
+            Line2D([], [], color="0.25", lw=1.6, ls=_STYLES[j % 4]) for j in range(n_sv)
+        ]
+        labels = list(labels) + [f"sigma_{j + 1}" for j in range(n_sv)]
+    if below:
+        h, lab = _floor_handle()
+        handles, labels = [*handles, h], [*labels, lab]
+    if handles:
+        _legend_outside(axs[0][-1], handles, labels)
+    _footnote(fig, note, marks.note(), text)
     return fig
 
 
-def _footnote(fig, note, marks: str = ""):
-    """The footnote lines under the panels: the axes fixed at their first value, and what
-    the ``x`` markers of runs that did not end well stand for."""
-    lines = ([f"fixed: {note}"] if note else []) + ([marks] if marks else [])
+def _footnote(fig, note, marks: str = "", stat: str = ""):
+    """The footnote lines under the panels: the statistic drawn, the axes fixed at their
+    first value, and what the ``x`` markers of runs that did not end well stand for."""
+    lines = (
+        ([stat] if stat else []) + ([f"fixed: {note}"] if note else []) + ([marks] if marks else [])
+    )
     if lines:
         fig.text(0.01, 0.01, "\n".join(lines), fontsize=7, color="0.35", va="bottom")
     # the footnote's height as a fraction of the figure: 7 pt lines at 1.3 spacing
-    h = len(lines) * 7 * 1.3 / 72 / fig.get_figheight() + (0.01 if lines else 0)
+    h = len(lines) * 7 * 1.3 / 72 / fig.get_figheight() + (0.015 if lines else 0)
     fig.tight_layout(rect=(0, h, 1, 1))
 
 
@@ -340,7 +531,7 @@ def _distance_plot(ds, stat: str = "median"):
         raise ValueError("figure 'distance-vs-alpha' needs a sweep over alpha (init.scale)")
     seeds = _seed_dims(ds)
     da, note = _fix_others(ds[var], set(seeds) | {"alpha", "depth"})
-    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
     depths = list(da["depth"].values) if "depth" in da.dims else [None]
     colors = plt.cm.plasma(np.linspace(0, 0.85, len(depths)))
     x = np.asarray(da["alpha"].values, dtype=float)
@@ -395,30 +586,35 @@ def _distance_plot(ds, stat: str = "median"):
         else "||W(t_final) - W*||_F / ||W*||_F",
         fontsize=8,
     )
-    ax.set_title(f"final distance to {target}" + (f"\n{text}" if text else ""), fontsize=9)
+    ax.set_title(f"Final distance to {target}", fontsize=9)
     ax.grid(alpha=0.3, which="both", lw=0.4)
     if depths[0] is not None:
-        ax.legend(fontsize=8)
-    _footnote(fig, note, marks.note())
+        _legend_outside(ax)
+    _footnote(fig, note, marks.note(), text)
     return fig
 
 
 def _figure(ds, name: str, stat: str):
     if name == "loss":
-        return _time_plot(ds, "loss", "loss f(W(t))", "loss", logy=True, stat=stat)
+        return _time_plot(ds, "loss", "loss f(W(t))", "Loss f(W(t))", logy=True, stat=stat)
     if name == "singular-values":
         return _time_plot(
             ds,
             "singular_values",
             "singular values of W(t)",
-            "top singular values",
+            "Top singular values of W(t)",
             logy=True,
             top_k=3,
             stat=stat,
         )
     if name == "effective-rank":
         return _time_plot(
-            ds, "rank_ratio", "effective rank (ratio)", "effective rank", logy=False, stat=stat
+            ds,
+            "rank_ratio",
+            "effective rank (ratio)",
+            "Effective rank of W(t)",
+            logy=False,
+            stat=stat,
         )
     return _distance_plot(ds, stat)
 
@@ -442,12 +638,58 @@ def _kind(kind) -> str:
     return k
 
 
+_TITLES = {
+    "loss": "Loss f(W(t))",
+    "singular_values": "Singular values of W(t)",
+    "effective_rank": "Effective rank of W(t)",
+    "grad_norm": "Gradient norm",
+}
+_METHODS = {"gradient_flow": "gradient flow", "gradient_descent": "gradient descent"}
+
+
+def _floor_handle():
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color="0.72", lw=0.8), "below float resolution: eps*sigma_1*max(m,n)"
+
+
+def _status_note(ax, status: str, own_figure: bool) -> None:
+    """A small red note for a run that did not end well (none otherwise): under the axes in a
+    figure of our own (where it hides no curve), else in the axes' lower left corner."""
+    from .status import describe, ended_well
+
+    if ended_well(status) or status == "unknown":  # "unknown": a file without a status
+        return
+    text = f"run {status}: {describe(status)}"
+    if own_figure:
+        ax.figure.text(0.01, 0.01, text, fontsize=7, color="C3", va="bottom")
+    else:
+        ax.text(
+            0.02,
+            0.03,
+            text,
+            transform=ax.transAxes,
+            fontsize=7,
+            color="C3",
+            bbox=dict(fc="white", ec="none", alpha=0.8, pad=1.5),
+        )
+
+
 def plot_trajectory(
     traj, kind: str = "loss", *, ax=None, top_k: int | None = 5, rank_kind: str = "ratio"
 ):
     """Draw one quantity of one run (``kind`` in :data:`TRAJECTORY_KINDS`) into ``ax`` (or a
     new figure) and return the Axes; see ``Trajectory.plot``. Same panel code and axes as the
-    sweep figures: log time (GD: log step), log values except the effective rank."""
+    sweep figures: log time (GD: log step), log values except the effective rank.
+
+    Framing: the time axis runs from just before the first visible change of a drawn curve
+    (:data:`VISIBLE_CHANGE` of the panel's value span) to just after the last one (a run that
+    did not end well: to its last record, where it stopped). A gradient flow that stopped at
+    its steady state before that margin has its last values held, dotted and labelled
+    :data:`HELD_LABEL`, so that the final plateau shows. Singular values below
+    the float resolution floor ``eps * sigma_1 * max(m, n)`` are drawn thin and grey. The
+    title says what is shown; a run that did not end well gets a red note with its status."""
+    from .status import RunStatus, ended_well
     from .trajectory import Trajectory
 
     if not isinstance(traj, Trajectory):
@@ -458,90 +700,185 @@ def plot_trajectory(
         if top_k < 1:
             raise ValueError(f"`top_k` must be >= 1 or None, got {top_k}")
     var, ylabel, logy = _KIND[kind]
+    title = _TITLES[kind]
     if kind == "effective_rank":
         traj.effective_rank(rank_kind)  # validates rank_kind, fills the cache
         var, ylabel = f"rank_{rank_kind}", f"effective rank ({rank_kind})"
+        title = f"Effective rank ({rank_kind}) of W(t)"
     ds = traj.to_xarray()
     tdim = "time"
     if traj.steps is not None:
         ds, tdim = ds.swap_dims({"time": "step"}), "step"
+    new = ax is None
     if ax is None:
-        _, ax = _plt().subplots(figsize=(5, 3.8))
-    k = None
+        # singular values: room for the legend right of the axes
+        fig, ax = _plt().subplots(figsize=(6.8 if kind == "singular_values" else 5.6, 3.8))
+    k = scale = None
     if kind == "singular_values":
         k = ds.sizes["sv"] if top_k is None else top_k
-    _time_panel(ax, ds[var], np.asarray(ds[tdim].values, dtype=float), [], "median", logy, k)
-    title = {
-        "loss": "loss",
-        "singular_values": "top singular values",
-        "effective_rank": "effective rank",
-        "grad_norm": "gradient norm",
-    }[kind]
-    _style_time_axis(
-        ax, tdim, logy, f"{title} ({traj.info.get('method', 'run')}, status {traj.status})", ylabel
+        scale = _floor_scale(np.shape(traj.final_matrix), traj.info.get("dtype", "float64"))
+    x = np.asarray(ds[tdim].values, dtype=float)
+    lines: list = []
+    _, curves, below = _time_panel(
+        ax, ds[var], x, [], "median", logy, k, floor_scale=scale, center=lines
     )
-    if kind == "singular_values":
-        ax.legend(fontsize=7, ncol=2)
+    method = traj.info.get("method", "run")
+    _style_time_axis(ax, tdim, logy, f"{title}, {_METHODS.get(method, method)}", ylabel)
+    xs = x[x > 0]
+    if xs.size:
+        left, right = _frame(xs, curves, logy)
+        if not ended_well(traj.status):
+            right = float(xs[-1]) * 10**0.05  # show where the run stopped
+        elif right > xs[-1] and traj.steps is None and traj.status == RunStatus.STEADY_STATE:
+            # the flow stopped as its last value arrived: hold the last values so that the
+            # final plateau shows, marked as not computed
+            for i, (line, y) in enumerate(zip(lines, curves, strict=True)):
+                ok = np.flatnonzero(np.isfinite(y))
+                if ok.size:
+                    ax.plot(
+                        [xs[-1], right],
+                        [y[ok[-1]]] * 2,
+                        color=line.get_color(),
+                        ls=":",
+                        lw=1.4,
+                        alpha=0.7,
+                        label=HELD_LABEL if i == 0 else None,
+                    )
+        else:
+            right = min(right, float(xs[-1]) * 10**0.05)
+        ax.set_xlim(left, right)
+        _sparse_minor_labels(ax)
+    _status_note(ax, traj.status, new)
+    handles, labels = ax.get_legend_handles_labels()
+    if below:
+        h, lab = _floor_handle()
+        handles, labels = [*handles, h], [*labels, lab]
+    if handles and kind == "singular_values":
+        _legend_outside(ax, handles, labels)
+    elif handles:  # the one held line: small, where the curve is not
+        ax.legend(handles, labels, fontsize=7, loc="best")
+    if new:
+        # room for the status note under the axes: one 7 pt line
+        h = (7 * 1.3 / 72 / fig.get_figheight() + 0.015) if fig.texts else 0.0
+        fig.tight_layout(rect=(0, h, 1, 1))
     return ax
 
 
 # ---------------------------------------------------------------------------- GLRL
+def _level_labels(ax, levels: np.ndarray, names, fontsize: float = 7) -> None:
+    """``f(W_r) = ...`` to the right of ``ax`` at each level, pushed apart vertically so
+    that no two overlap (levels closer than a line of text on the log axis would); ``names``:
+    the ``r`` of each level."""
+    fig = ax.figure
+    ys = []
+    for lev in levels:
+        ys.append(ax.transData.transform((1.0, lev))[1] * 72 / fig.dpi)  # points
+    ys = np.asarray(ys)
+    order = np.argsort(ys)
+    gap = fontsize * 1.35
+    pos = ys.copy()
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        pos[b] = max(pos[b], pos[a] + gap)
+    top = ax.transAxes.transform((0, 1))[1] * 72 / fig.dpi
+    excess = pos[order[-1]] - top
+    if excess > 0:  # pushed past the top: shift the stack down
+        pos -= excess
+    for r, lev, y, p in zip(names, levels, ys, pos, strict=True):
+        ax.annotate(
+            f"f(W_{r}) = {lev:.3g}",
+            (1.0, lev),
+            xycoords=("axes fraction", "data"),
+            xytext=(3, p - y),
+            textcoords="offset points",
+            fontsize=fontsize,
+            color="0.3",
+            va="center",
+            annotation_clip=False,
+        )
+
+
 def plot_glrl(res, axes=None):
     """The GLRL staircase: loss on the phases' joint clock with the plateau levels
-    ``f(W_0), ..., f(W_R)`` (dashed), and the singular values of ``W`` (one grows per phase).
+    ``f(W_0), ..., f(W_R)`` (dashed, labelled to the right), and the singular values of ``W``
+    (phase ``r`` draws ``sigma_1 .. sigma_r``, the others are zero by construction).
 
-    Phase ``r`` starts when phase ``r - 1`` has converged (its own clock from 0). ``axes``:
-    two Axes (default: a new figure). Returns the two Axes (loss, singular values)."""
+    Phase ``r`` starts when phase ``r - 1`` has converged (its own clock from 0). Singular
+    values below the float resolution floor ``eps * sigma_1 * max(m, n)`` (rounding noise) are
+    drawn thin and grey. A phase that did not converge is named in a red note. ``axes``: two
+    Axes (default: a new figure). Returns the two Axes (loss, singular values)."""
     plt = _plt()
+    new = axes is None
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+        fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.8))
     ax_l, ax_s = axes
     t0 = 0.0
     R = len(res.phases)
     colors = plt.cm.tab10(np.arange(max(R, 1)) % 10)
+    below = False
     for p in res.phases:
         tr = p.trajectory
         t = tr.times + t0
         ax_l.plot(t, np.where(tr.loss > 0, tr.loss, np.nan), color="C0", lw=1.5)
-        for j in range(min(R, tr.singular_values.shape[1])):
-            s = tr.singular_values[:, j]
+        sv = np.asarray(tr.singular_values, dtype=float)
+        floor = _resolution_floor(sv, np.shape(p.W), tr.info.get("dtype", "float64"))
+        for j in range(min(p.rank, sv.shape[1])):
+            s = np.where(sv[:, j] > 0, sv[:, j], np.nan)
+            low = s < floor
+            if low.any():
+                below = True
+                ax_s.plot(t, s, color="0.72", lw=0.8)
             ax_s.plot(
                 t,
-                np.where(s > 0, s, np.nan),
+                np.where(low, np.nan, s),
                 color=colors[j],
                 lw=1.4,
-                label=f"sigma_{j + 1}" if p.rank == 1 else None,
+                label=f"sigma_{j + 1}" if p.rank == j + 1 else None,
             )
         for ax in (ax_l, ax_s):
             ax.axvline(t0, color="0.6", lw=0.6, ls=":")
         t0 = float(t[-1])
-    for r, lev in enumerate(res.levels):
+    levels = np.asarray(res.levels, dtype=float)
+    for lev in levels:
         if lev > 0:
             ax_l.axhline(lev, color="0.4", lw=0.7, ls="--")
-            ax_l.annotate(
-                f"f(W_{r}) = {lev:.3g}",
-                (0, lev),
-                xycoords=("axes fraction", "data"),
-                fontsize=7,
-                color="0.3",
-                va="bottom",
-            )
     for ax, title, ylabel in (
         (
             ax_l,
-            f"GLRL loss staircase ({'PSD' if res.symmetric else 'asymmetric'}"
-            f", eps={res.eps:.0e}, status {res.status})",
+            f"GLRL loss staircase ({'PSD' if res.symmetric else 'asymmetric'}, eps={res.eps:.0e})",
             "loss f(W)",
         ),
-        (ax_s, "singular values of W per phase", "singular values"),
+        (ax_s, "Singular values of W, GLRL phases back to back", "singular values of W"),
     ):
         ax.set_yscale("log")
         ax.set_xlabel("time (phases back to back)")
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3, which="both", lw=0.4)
-    if R:
-        ax_s.legend(fontsize=7)
+    bad = [p.rank for p in res.phases if not p.converged]
+    if bad:
+        ax_l.text(
+            0.02,
+            0.03,
+            f"phase(s) {', '.join(map(str, bad))} did not converge (phase_gtol)",
+            transform=ax_l.transAxes,
+            fontsize=7,
+            color="C3",
+            bbox=dict(fc="white", ec="none", alpha=0.8, pad=1.5),
+        )
+    handles, labels = ax_s.get_legend_handles_labels()
+    if below:
+        h, lab = _floor_handle()
+        handles, labels = [*handles, h], [*labels, lab]
+    if handles:
+        ax_s.legend(handles, labels, fontsize=7, loc="lower right")
+    pos = levels > 0
+    if new:  # the level labels are spaced at the final axes height
+        fig.tight_layout()
+    if pos.any():
+        idx = np.flatnonzero(pos)
+        _level_labels(ax_l, levels[idx], names=idx)
+    if new:
+        fig.tight_layout()
     return np.asarray(axes)
 
 
@@ -553,8 +890,9 @@ def plot_comparison(cmp, ax=None):
     ``e^b alpha^c`` and a line of the predicted slope ``(1 - lam_2/lam_1)/2`` through the
     phase-1 fit at the geometric middle of its alphas. Log axes. Returns the Axes."""
     plt = _plt()
+    new = ax is None
     if ax is None:
-        _, ax = plt.subplots(figsize=(5.4, 4.0))
+        fig, ax = plt.subplots(figsize=(8.0, 4.0))  # room for the legend right of the axes
     a = np.asarray(cmp.alphas, dtype=float)
     o = np.argsort(a)
     end = cmp.distances["end"]
@@ -630,12 +968,14 @@ def plot_comparison(cmp, ax=None):
     ax.set_xlabel("initialization scale alpha")
     ax.set_ylabel("||W_GF - W_GLRL||_F")
     ax.set_title(
-        f"distance to {cmp.info.get('glrl_variant', 'GLRL')} GLRL, "
+        f"Distance to {cmp.info.get('glrl_variant', 'GLRL')} GLRL, "
         f"depth {cmp.info.get('depth', '?')}, {end.shape[1]} seed(s)",
         fontsize=9,
     )
     ax.grid(alpha=0.3, which="both", lw=0.4)
-    ax.legend(fontsize=7)
+    _legend_outside(ax)  # seven entries: inside, they hid the lines
+    if new:
+        fig.tight_layout()
     return ax
 
 

@@ -320,8 +320,13 @@ class Trajectory:
             top_k: number of singular values drawn (``None``: all).
             rank_kind: which effective rank (``"ratio"``, ``"entropy"``, ...).
 
-        Returns the Axes. The time axis is logarithmic (``t = 0`` is left out); GD runs are
-        drawn against the step. Raises ``ValueError`` for an unknown ``kind``.
+        Returns the Axes. The time axis is logarithmic (``t = 0`` is left out; GD runs are
+        drawn against the step) and frames the dynamics, from just before the first visible
+        change to the final plateau; a flow that stopped at its steady state as its last
+        value arrived has its last values held (dotted). Singular values below the float
+        resolution floor ``eps * sigma_1 * max(m, n)`` are grey; a run that did not end well
+        gets a red status note (see :func:`rankbias.plots.plot_trajectory`). Raises
+        ``ValueError`` for an unknown ``kind``.
         """
         from .plots import plot_trajectory
 
