@@ -610,16 +610,21 @@ def test_status_exit_codes_done_pending_failed(cfg, tmp_path, capsys):
     store = Store(out)
     keys = store.manifest()["runs"]
     capsys.readouterr()
+    # the counts, before any "; k done run(s) did not end well" (these tiny GD runs may end
+    # not_stationary: results, not failures, so they leave the exit code alone)
+    def counts() -> str:
+        return capsys.readouterr().out.splitlines()[0].split(";")[0]
+
     assert main(["status", str(out)]) == 0
-    assert capsys.readouterr().out == "4/4 done, 0 pending, 0 failed\n"  # GD: all completed
+    assert counts() == "4/4 done, 0 pending, 0 failed"
     store.remove(keys[0])
     assert main(["status", str(out)]) == 3
-    assert capsys.readouterr().out == "3/4 done, 1 pending, 0 failed\n"
+    assert counts() == "3/4 done, 1 pending, 0 failed"
     store.remove(keys[1])
     store.write_failure(keys[1], {}, "FloatingPointError: boom")
     assert main(["status", str(out)]) == 1  # failed wins over pending
     o = capsys.readouterr().out
-    assert o.startswith("2/4 done, 1 pending, 1 failed\n") and "boom" in o
+    assert o.split(";")[0].split("\n")[0] == "2/4 done, 1 pending, 1 failed" and "boom" in o
     assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0  # resumes all
     assert main(["status", str(out)]) == 0
 
