@@ -1,5 +1,6 @@
 """The results store: atomic checksummed run files, corruption, resume after interrupts."""
 
+import json
 import os
 import signal
 import subprocess
@@ -212,6 +213,7 @@ def test_unwritable_folder(tmp_path):
 # sweep could finish first), and a signal sent when the file count was reached could land
 # inside the next run's JAX computation instead of the hold.
 SLOW_MOD = """
+import json
 import os
 import time
 from pathlib import Path
@@ -378,3 +380,157 @@ def test_sigterm_stops_and_reaps_process_workers(tmp_path):
     alive = [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
     assert not alive, [(k.pid, k.cmdline()[:3]) for k in alive]
     assert not list((out / "runs").rglob("*.npz")) and not (out / ".lock").exists()
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _contend(root, go, conn, release):
+    """A forked contender: wait for ``go``, try the lock, report, hold it until ``release``."""
+    from rankbias.store import StoreLockedError
+
+    go.wait()
+    try:
+        with Store(root).lock():
+            conn.send("held")
+            release.wait(30)
+    except StoreLockedError:
+        conn.send("refused")
+    os._exit(0)
+
+
+def test_stale_lock_takeover_has_one_winner(tmp_path):
+    """4 processes race for a lock left by a dead process, 40 times: exactly one holds it
+    each time (a read-unlink-create takeover let two or three win)."""
+    import json
+    import multiprocessing as mp
+    import socket
+
+    ctx = mp.get_context("fork")  # no JAX in the contenders: the store only
+    dead = _dead_pid()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fork of a multithreaded (JAX) process
+        for trial in range(40):
+            (tmp_path / ".lock").write_text(
+                json.dumps({"pid": dead, "host": socket.gethostname(), "started": "then"})
+            )
+            go, release = ctx.Event(), ctx.Event()
+            pipes = [ctx.Pipe(duplex=False) for _ in range(4)]
+            procs = [
+                ctx.Process(target=_contend, args=(tmp_path, go, w, release)) for _, w in pipes
+            ]
+            for p in procs:
+                p.start()
+            go.set()
+            got = sorted(r.recv() if r.poll(30) else "no answer" for r, _ in pipes)
+            release.set()
+            for p in procs:
+                p.join(30)
+            assert got == ["held", "refused", "refused", "refused"], (trial, got)
+            assert not (tmp_path / ".lock").exists()  # the holder removed it
+
+
+def test_lock_is_released_by_a_killed_holder(tmp_path):
+    """The kernel drops the lock of a killed holder: the next writer takes it over and says
+    so; a live holder is refused with its pid."""
+    from rankbias.store import StoreLockedError
+
+    code = (
+        "import sys, time; from rankbias.store import Store\n"
+        "with Store(sys.argv[1]).lock():\n"
+        "    print('locked', flush=True); time.sleep(60)\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "locked"
+        with pytest.raises(
+            StoreLockedError, match=f"in use by another `rankbias run` .pid {p.pid}"
+        ):
+            with Store(tmp_path).lock():
+                pass
+    finally:
+        p.kill()
+        p.wait()
+    said = []
+    with Store(tmp_path).lock(said.append):
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    assert said and f"pid {p.pid}" in said[0] and "no longer running" in said[0]
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_folder_being_created_by_another_writer_is_in_use_not_foreign(tmp_path):
+    """A writer that holds the lock creates runs/ and a temp manifest before experiment.json;
+    a second writer is told the folder is in use, not that it is a foreign folder."""
+    from rankbias.store import StoreLockedError
+
+    out = tmp_path / "o"
+    with Store(out).lock():
+        (out / "runs").mkdir()
+        (out / f".experiment.json.{os.uname().nodename}~{os.getpid()}.abc123.tmp").write_text("{")
+        with pytest.raises(StoreLockedError, match="in use by another `rankbias run`"):
+            ex.run_sweep(ex.expand(ex.parse_config(TINY)), out, progress=False)
+    from rankbias.experiments.folder import check_out
+
+    (out / "runs").rmdir()
+    assert check_out(out) == out  # temp files of writers are not content of a foreign folder
+
+
+def test_temp_files_of_dead_writers_are_removed(done_store, tmp_path):
+    """A run's next `run` removes the temp files of dead writers of this host and the stale
+    ones it cannot attribute, and keeps those of live writers."""
+    import socket
+
+    out = _copy(done_store, tmp_path / "s")
+    store = Store(out)
+    key = store.manifest()["runs"][0]
+    sub = store.path(key).parent
+    host = socket.gethostname()
+    dead, live = _dead_pid(), os.getpid()
+    names = {
+        sub / f".{key}.npz.{host}~{dead}.k2j4h5g6.tmp": False,  # dead writer: removed
+        out / f".experiment.json.{host}~{dead}.abcdefgh.tmp": False,
+        sub / f".{key}.npz.{host}~{live}.abcdefgh.tmp": True,  # live writer: kept
+        sub / f".{key}.npz.other-node~{dead}.abcdefgh.tmp": True,  # another host, fresh
+        sub / f".{key}.npz.q1w2e3r4.tmp": True,  # older versions' name, fresh
+    }
+    stale = {
+        sub / f".{key}.npz.other-node~{dead}.zzzzzzzz.tmp",  # old: removed
+        sub / f".{key}.npz.z9x8c7v6.tmp",
+    }
+    for p in list(names) + list(stale):
+        p.write_bytes(b"half a file")
+    for p in stale:
+        os.utime(p, (time.time() - 2 * 86400,) * 2)
+    said = []
+    ex.run_sweep(ex.expand(ex.parse_config(TINY)), out, progress=False, log=said.append)
+    for p, kept in names.items():
+        assert p.exists() == kept, p.name
+    assert not any(p.exists() for p in stale)
+    assert any("removed 4 temp file(s) left by killed writers" in m for m in said), said
+    assert Store(out).status(verify=True)["done"] == 4
+
+
+def test_temp_file_of_a_killed_write_is_removed(tmp_path):
+    """kill -9 during an atomic write leaves its temp file; the next lock holder removes it."""
+    code = (
+        "import sys, time; from pathlib import Path; from rankbias._io import atomic_write\n"
+        "def w(fh):\n"
+        "    fh.write(b'x' * 1000); fh.flush(); print('writing', flush=True); time.sleep(60)\n"
+        "atomic_write(Path(sys.argv[1]) / 'runs' / 'ab' / 'ab.npz', w, binary=True)\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "writing"
+    p.kill()
+    p.wait()
+    left = list((tmp_path / "runs" / "ab").iterdir())
+    assert len(left) == 1 and left[0].name.endswith(".tmp") and f"~{p.pid}." in left[0].name
+    with Store(tmp_path).lock():
+        assert Store(tmp_path).clean_temp_files() == 1
+    assert not list((tmp_path / "runs" / "ab").iterdir())

@@ -31,6 +31,7 @@ it raises :class:`RunReadError` and is never deleted.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -47,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write, json_default
+from ._io import atomic_write, is_temp_name, json_default, temp_prefix, temp_writer
 from .trajectory import atomic_write_npz
 
 __all__ = [
@@ -69,6 +70,7 @@ MANIFEST = "experiment.json"
 LOCK = ".lock"
 _SWEEP_FIELDS = ("runs", "axes", "time_grid", "time_dim", "metrics", "max_rank", "method")
 _BLOCK = 256  # runs per lazy-load task
+_STALE_TEMP_AGE = 24 * 3600.0  # s: an unmodified temp file whose writer cannot be checked
 
 
 class StoreError(RuntimeError):
@@ -181,6 +183,14 @@ def _read_lock(path: Path) -> dict | None:
         return d if isinstance(d, dict) else None
     except (OSError, ValueError):
         return None
+
+
+def _in_use(root: Path, path: Path, holder: dict) -> str:
+    return (
+        f"{root} is in use by another `rankbias run` (pid {holder.get('pid', '?')} "
+        f"on {holder.get('host', '?')}, since {holder.get('started', '?')}); wait for it "
+        f"to finish, or, if that process is gone, delete {path}"
+    )
 
 
 def _unlink(path: Path) -> None:
@@ -338,7 +348,7 @@ class Store:
         """Create the folder, or raise :class:`StoreError` saying why it cannot be written."""
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".probe.")
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=temp_prefix("probe"), suffix=".tmp")
             os.close(fd)
             os.unlink(tmp)
         except OSError as e:
@@ -376,9 +386,14 @@ class Store:
     def lock(self, log=None):
         """Hold ``.lock`` (pid, host, start time) while writing; refuse a live holder.
 
-        A lock left by a dead process of this host is taken over (``log`` says so); a lock
-        of another host cannot be checked and is refused, naming it. Raises
-        :class:`StoreLockedError`.
+        The lock is an ``flock`` on ``.lock`` held by this process: the kernel takes it away
+        when the process ends, however it ends, so taking over after a dead holder is one
+        atomic step (two contenders cannot both win, as with a read-unlink-create takeover).
+        The file's JSON content names the holder for messages and for ``rankbias`` versions
+        that only know the file: a lock file naming a live process of this host is refused
+        even if unlocked, and one of another host cannot be checked and is refused, naming
+        it. A lock left by a dead process of this host is taken over (``log`` says so).
+        Raises :class:`StoreLockedError`.
         """
         path = self.root / LOCK
         try:
@@ -392,39 +407,81 @@ class Store:
             "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = _read_lock(path)
-                if holder is None:  # removed between our open and read, or half written
-                    time.sleep(0.05)
-                    if _read_lock(path) is None:
-                        _unlink(path)
-                    continue
-                if holder.get("host") == me["host"] and not _pid_alive(holder.get("pid")):
-                    if log:
-                        log(
-                            f"taking over the stale lock of {self.root} (pid {holder.get('pid')} "
-                            f"on {holder.get('host')} is no longer running)"
-                        )
-                    _unlink(path)
-                    continue
-                raise StoreLockedError(
-                    f"{self.root} is in use by another `rankbias run` (pid {holder.get('pid')} "
-                    f"on {holder.get('host')}, since {holder.get('started', '?')}); wait for it "
-                    f"to finish, or, if that process is gone, delete {path}"
-                ) from None
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(me))
-            break
-        else:
-            raise StoreLockedError(f"cannot take the lock {path}")
+        fd = self._take_lock(path, me, log)
         try:
             yield
         finally:
+            # unlink while still holding the flock: a contender that opened this file then
+            # sees that its inode is no longer the one at the path and starts again
             if (_read_lock(path) or {}).get("pid") == me["pid"]:
                 _unlink(path)
+            os.close(fd)
+
+    def _take_lock(self, path: Path, me: dict, log) -> int:
+        """The descriptor of ``path``, flocked and holding ``me``; see :meth:`lock`."""
+        for _ in range(100):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+            except OSError as e:
+                raise StoreError(f"cannot create the lock {path}: {e.strerror or e}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                holder = _read_lock(path) or {}
+                raise StoreLockedError(_in_use(self.root, path, holder)) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder removed the file between our open and flock
+                os.close(fd)
+                continue
+            holder = _read_lock(path)
+            if holder and holder.get("pid") != me["pid"]:
+                if holder.get("host") != me["host"] or _pid_alive(holder.get("pid")):
+                    os.close(fd)  # a live writer of an older version, or one we cannot check
+                    raise StoreLockedError(_in_use(self.root, path, holder))
+                if log:
+                    log(
+                        f"taking over the stale lock of {self.root} (pid {holder.get('pid')} "
+                        f"on {holder.get('host')} is no longer running)"
+                    )
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+            return fd
+        raise StoreLockedError(f"cannot take the lock {path} (it keeps being replaced)")
+
+    def clean_temp_files(self, log=None) -> int:
+        """Remove the temp files that killed writers left in the folder and ``runs/``; returns
+        how many. Call it holding :meth:`lock`, in a folder known to be a results folder.
+
+        A temp file is removed if its writer (host and pid in its name) is a process of this
+        host that is no longer running, or if it has not been modified for
+        ``_STALE_TEMP_AGE`` seconds (temp files of another host or of older versions, whose
+        writer cannot be checked: a live writer writes its file in one go). A temp file of a
+        live writer is never removed.
+        """
+        now = time.time()
+        dirs = [self.root]
+        if self.runs_dir.is_dir():
+            dirs += [Path(e.path) for e in os.scandir(self.runs_dir) if e.is_dir()]
+        removed = 0
+        for d in dirs:
+            for e in os.scandir(d):
+                if not is_temp_name(e.name) or not e.is_file(follow_symlinks=False):
+                    continue
+                pid = temp_writer(e.name)
+                try:
+                    old = now - e.stat(follow_symlinks=False).st_mtime > _STALE_TEMP_AGE
+                except FileNotFoundError:
+                    continue
+                if old or (pid is not None and not _pid_alive(pid)):
+                    _unlink(Path(e.path))
+                    removed += 1
+        if removed and log:
+            log(f"removed {removed} temp file(s) left by killed writers in {self.root}")
+        return removed
 
     # -- runs ----------------------------------------------------------------------------------
     def scan(self) -> Scan:

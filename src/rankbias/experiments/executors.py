@@ -263,11 +263,13 @@ def run_sweep(
     from .folder import check_out, claim
 
     log = log or (lambda msg: None)
-    store = Store(check_out(out))
+    store = Store(check_out(out, locked=False))
     man = manifest_for(sweep, versions())
     man["quick"] = bool(quick)
     with store.lock(log):
+        check_out(out)  # under the lock: another writer may be creating the folder
         store.create()
+        store.clean_temp_files(log)
         man = claim(store, man, add=add)
         store.write_manifest(man)
         atomic_write_text(
