@@ -534,3 +534,71 @@ def test_temp_file_of_a_killed_write_is_removed(tmp_path):
     with Store(tmp_path).lock():
         assert Store(tmp_path).clean_temp_files() == 1
     assert not list((tmp_path / "runs" / "ab").iterdir())
+
+
+# Holds every run while RB_HOLD exists (touching RB_HOLD_MARK), then lets it finish.
+HOLD_MOD = """
+import os
+import time
+from pathlib import Path
+
+
+def held(traj, problem, cfg):
+    while Path(os.environ["RB_HOLD"]).exists():
+        Path(os.environ["RB_HOLD_MARK"]).touch()
+        time.sleep(0.02)
+    return {"final_sv1": float(traj.singular_values[-1, 0])}
+"""
+
+
+def test_process_workers_end_with_a_killed_command(tmp_path):
+    """`kill -9` of `rankbias run --executor processes` while its 2 workers are inside a
+    run: within 5 s no worker (nor the resource tracker) is alive, and when the hold is
+    lifted no run file is written (the workers used to live on and write their runs)."""
+    import psutil
+
+    (tmp_path / "heldmetric_mod.py").write_text(HOLD_MOD)
+    cfg = tmp_path / "held.toml"
+    cfg.write_text(
+        TINY.replace("batch_size = 2", "batch_size = 1")
+        + '[record]\ncustom = ["heldmetric_mod:held"]\n'
+    )
+    out, hold, mark = tmp_path / "o", tmp_path / "hold", tmp_path / "held"
+    hold.touch()
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        RB_HOLD=str(hold),
+        RB_HOLD_MARK=str(mark),
+    )
+    cmd = [sys.executable, "-m", "rankbias", "run", str(cfg), "--out", str(out)]
+    proc = subprocess.Popen(
+        cmd + ["--no-progress", "--executor", "processes", "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    t0 = time.time()
+    while time.time() - t0 < 240 and not mark.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None and mark.exists()
+    time.sleep(1.0)  # let the second worker reach the hold too
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    assert len(kids) >= 2  # the workers (and the resource tracker)
+    proc.kill()
+    proc.wait()
+    hold.unlink()  # a worker still alive would now finish its run and write it
+
+    def alive():
+        return [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+
+    try:
+        t0 = time.time()
+        while alive() and time.time() - t0 < 5:
+            time.sleep(0.1)
+        assert not alive(), [(k.pid, k.cmdline()[:3]) for k in alive()]
+        time.sleep(1.0)
+        assert not list((out / "runs").rglob("*.npz"))
+    finally:
+        for k in alive():  # a failed check leaves no orphans behind
+            k.kill()

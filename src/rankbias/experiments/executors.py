@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -48,13 +51,49 @@ class InProcessExecutor:
             yield i, fn(*args)
 
 
+def _die_with_parent(parent: int, poll: float = 0.5) -> None:
+    """End this process (SIGTERM's default action, or ``os._exit``) when the process
+    ``parent`` is gone, however it ended (``kill -9`` included).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, delivered by the kernel at once. Everywhere:
+    a daemon thread that polls ``os.getppid()`` (an orphan is re-parented), the fallback and
+    the guard against a parent that died before the ``prctl``.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(143)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(143)
+
+    threading.Thread(target=watch, name="rankbias-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent: int) -> None:
+    """Initializer of every ``processes`` worker: it ends with the command (a worker left
+    alive after ``kill -9`` of the command would go on writing run files with no lock
+    held), takes SIGTERM at once (the default action: no Python handler waits for a JAX
+    computation to return) and ignores Ctrl-C, which the terminal sends to the whole process
+    group: the command handles it and stops the workers itself."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+
+
 class ProcessExecutor:
     """Run chunks in ``workers`` local processes (``spawn``: JAX does not survive ``fork``).
 
     Leaving the ``with`` block on an exception (Ctrl-C, SIGTERM turned into an interrupt, a
     lost worker) terminates the workers and reaps them: a pool shut down without waiting
     would let the workers finish the chunks already queued to them and stay alive after the
-    command exits, racing a resumed run.
+    command exits, racing a resumed run. Workers also end when the command's process dies
+    without a word (``kill -9``, a crash): see :func:`_init_worker`.
     """
 
     def __init__(self, workers: int | None = None):
@@ -65,7 +104,12 @@ class ProcessExecutor:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
+        )
         return self
 
     def __exit__(self, *exc):
