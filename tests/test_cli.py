@@ -627,3 +627,31 @@ def test_interrupt_at_any_point_of_the_import_is_one_line(tmp_path, cmd, sig, co
     command's time varies by ~25 % between runs, so from 0.6 on it may have ended first."""
     after = fraction * _import_to_exit_seconds(cmd) if fraction else 0.0
     _check_interrupted_in_import(tmp_path, cmd, sig, code, after, late_ok=fraction >= 0.6)
+
+
+@pytest.mark.parametrize("argv0", ["rankbias", "/site/rankbias/__main__.py"])
+def test_workers_of_the_command_print_nothing_on_signals(argv0):
+    """A spawned worker of the command (its argv copied from the command's, its own command
+    line ending in --multiprocessing-fork) gets no startup guard: SIGTERM keeps its default
+    action (no "terminated while starting" when the command stops it) and SIGINT is ignored
+    (the command handles Ctrl-C and stops its workers)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        f"sys.argv = [{argv0!r}, 'run', 'x']\n"
+        "import rankbias._startup as s\n"
+        "s.guard()\n"
+        "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,"
+        " signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, "--multiprocessing-fork"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True"], r.stdout

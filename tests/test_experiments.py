@@ -277,6 +277,30 @@ def test_process_workers_are_terminated_on_interrupt():
     assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
 
 
+def test_interrupted_pool_releases_its_semaphores():
+    """After an interrupt the pool's 5 semaphores are unlinked before the command's
+    ``os._exit`` (else the resource tracker warns of "5 leaked semaphore objects")."""
+    import time
+    from multiprocessing import synchronize, util
+
+    from rankbias.experiments.executors import ProcessExecutor
+
+    def semaphores():
+        return sum(
+            getattr(f, "_callback", None) is synchronize.SemLock._cleanup
+            for f in list(util._finalizer_registry.values())
+        )
+
+    before = semaphores()
+    with pytest.raises(KeyboardInterrupt):
+        with ProcessExecutor(1) as pool:
+            assert pool._pool is not None
+            pool._pool.submit(time.sleep, 60)
+            assert semaphores() == before + 5  # the call queue's 3, the result queue's 2
+            raise KeyboardInterrupt
+    assert semaphores() == before
+
+
 def test_unreachable_scheduler():
     with pytest.raises(ExecutorError, match="cannot connect to the Dask scheduler"):
         with DaskExecutor("tcp://127.0.0.1:9", timeout=1):

@@ -536,7 +536,8 @@ def test_temp_file_of_a_killed_write_is_removed(tmp_path):
     assert not list((tmp_path / "runs" / "ab").iterdir())
 
 
-# Holds every run while RB_HOLD exists (touching RB_HOLD_MARK), then lets it finish.
+# Once RB_HOLD_AFTER run files exist in RB_HOLD_DIR (default 0), holds every run while RB_HOLD
+# exists (touching RB_HOLD_MARK), then lets it finish.
 HOLD_MOD = """
 import os
 import time
@@ -544,7 +545,11 @@ from pathlib import Path
 
 
 def held(traj, problem, cfg):
-    while Path(os.environ["RB_HOLD"]).exists():
+    after = int(os.environ.get("RB_HOLD_AFTER", "0"))
+    runs = Path(os.environ.get("RB_HOLD_DIR", ".")) / "runs"
+    while Path(os.environ["RB_HOLD"]).exists() and (
+        after == 0 or len(list(runs.rglob("*.npz"))) >= after
+    ):
         Path(os.environ["RB_HOLD_MARK"]).touch()
         time.sleep(0.02)
     return {"final_sv1": float(traj.singular_values[-1, 0])}
@@ -602,3 +607,101 @@ def test_process_workers_end_with_a_killed_command(tmp_path):
     finally:
         for k in alive():  # a failed check leaves no orphans behind
             k.kill()
+
+
+@pytest.mark.parametrize("executor", ["processes", "dask"])
+def test_ctrl_c_with_workers_is_one_line(tmp_path, executor):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) after 2 runs were
+    saved, with the 2 workers inside runs: exit 130 and exactly the one line of the command.
+    The workers used to print "interrupted while starting (nothing was run)" each, or
+    Dask's warnings, and a stopped worker "terminated while starting"."""
+    (tmp_path / "heldmetric_mod.py").write_text(HOLD_MOD)
+    cfg = tmp_path / "held.toml"
+    cfg.write_text(
+        TINY.replace("batch_size = 2", "batch_size = 1").replace(
+            "seed = [0, 1]", "seed = [0, 1, 2, 3]"
+        )
+        + '[record]\ncustom = ["heldmetric_mod:held"]\n'
+    )
+    out, hold, mark = tmp_path / "o", tmp_path / "hold", tmp_path / "held"
+    hold.touch()
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        RB_HOLD=str(hold),
+        RB_HOLD_MARK=str(mark),
+        RB_HOLD_AFTER="2",
+        RB_HOLD_DIR=str(out),
+    )
+    # the console script's process: its argv[0] is "rankbias", which spawned workers copy
+    script = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv[0] = 'rankbias'; from rankbias.cli import run; run()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, "run", str(cfg), "--out", str(out), "--no-progress"]
+        + ["--executor", executor, "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, for the Ctrl-C below
+    )
+    t0 = time.time()
+    while time.time() - t0 < 240 and not mark.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None and mark.exists(), proc.communicate()[1]
+    time.sleep(1.0)  # let the second worker reach the hold too
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == (
+        "interrupted: finished runs are saved; run the same command again to resume"
+    ), err
+    n = len(list((out / "runs").rglob("*.npz")))
+    assert n >= 2  # (two workers may both pass the hold at 1 file)
+    time.sleep(1.0)
+    assert len(list((out / "runs").rglob("*.npz"))) == n  # no worker writes on
+
+
+FULL_MOD = """
+import errno
+import json
+import os
+
+
+def full(traj, problem, cfg):
+    with open(os.environ["RB_CALLS"], "a") as fh:
+        fh.write(json.dumps(cfg["init"], sort_keys=True) + "\\n")
+    raise OSError(errno.ENOSPC, "No space left on device", os.environ["RB_FULL"])
+"""
+
+
+def test_full_disk_on_dask_is_one_line_and_not_retried(tmp_path):
+    """A chunk that fails with ENOSPC on a Dask worker stops the sweep: exit 1, one line,
+    no run tried twice (Dask retried it, and its workers printed ~35 lines of tracebacks)."""
+    (tmp_path / "fullmetric_mod.py").write_text(FULL_MOD)
+    cfg = tmp_path / "full.toml"
+    cfg.write_text(
+        TINY.replace("batch_size = 2", "batch_size = 1")
+        + '[record]\ncustom = ["fullmetric_mod:full"]\n'
+    )
+    out, calls = tmp_path / "o", tmp_path / "calls"
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        RB_CALLS=str(calls),
+        RB_FULL=str(out),
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "rankbias", "run", str(cfg), "--out", str(out), "--no-progress"]
+        + ["--executor", "dask", "--workers", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == f"rankbias: error: No space left on device ({out})\n", r.stderr
+    tried = calls.read_text().splitlines()
+    assert tried and len(tried) == len(set(tried)), tried  # no chunk retried

@@ -120,7 +120,21 @@ class ProcessExecutor:
         procs = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
         _stop(procs)
+        self._release_pool()
         return False
+
+    def _release_pool(self, timeout: float = 5.0) -> None:
+        """Free the pool's queues once its workers are gone: their semaphores are unlinked
+        by finalizers that run when the queues are collected or at interpreter exit, and
+        the command ends an interrupt with ``os._exit``, so without this the resource
+        tracker printed "There appear to be 5 leaked semaphore objects" after Ctrl-C."""
+        import gc
+
+        manager = getattr(self._pool, "_executor_manager_thread", None)
+        if manager is not None:  # it closes the queues on seeing the workers dead, then ends
+            manager.join(timeout)
+        self._pool = None
+        gc.collect()
 
     def map(self, fn, items):
         from concurrent.futures import as_completed
@@ -158,13 +172,34 @@ def _stop(procs, grace: float = 2.0) -> None:
                 p.join(1.0)
 
 
+class _OSErrorResult:
+    """An ``OSError`` of a chunk, returned to the driver as a value (see :func:`_dask_chunk`)."""
+
+    def __init__(self, error: OSError):
+        self.error = error
+
+
+def _dask_chunk(*args) -> object:
+    """:func:`run_chunk` on a Dask worker, an ``OSError`` (a full disk, a lost folder) returned
+    instead of raised: raised, the worker logs it with its traceback (about 35 lines for a
+    full disk) and Dask retries the chunk, which fails the same way. The driver raises it."""
+    try:
+        return run_chunk(*args)
+    except OSError as e:
+        return _OSErrorResult(e)
+
+
 class DaskExecutor:
     """Run chunks on a Dask distributed cluster.
 
     ``scheduler``: an address (``tcp://host:8786``) of a running scheduler, or ``None`` to start
     a :class:`distributed.LocalCluster` with ``workers`` single-threaded worker processes.
     A chunk whose worker is killed is retried by Dask (``retries``); if it still fails its
-    runs stay pending and the sweep reports them.
+    runs stay pending and the sweep reports them. An ``OSError`` of a chunk (a full disk)
+    stops the sweep at once, without a retry. Leaving the ``with`` block on an exception
+    (Ctrl-C, SIGTERM, that ``OSError``) kills the worker processes of a ``LocalCluster``
+    before its futures are cancelled and it is closed, so that nothing is printed by the
+    workers and closing does not wait for runs that cannot be stopped.
     """
 
     def __init__(
@@ -181,6 +216,7 @@ class DaskExecutor:
             retries,
         )
         self._client = self._cluster = None
+        self._futures: list = []
 
     def __enter__(self):
         try:
@@ -208,31 +244,58 @@ class DaskExecutor:
         return self
 
     def __exit__(self, *exc):
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
-        if self._cluster is not None:
-            with contextlib.suppress(Exception):
-                self._cluster.close()
+        import logging
+
+        quiet = exc[0] is not None
+        level = logging.getLogger("distributed").level
+        if quiet:  # the nannies' warnings about the workers killed below
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+            self._kill_local_workers()
+        try:
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.cancel(self._futures)
+                with contextlib.suppress(Exception):
+                    self._client.close()
+            if self._cluster is not None:
+                with contextlib.suppress(Exception):
+                    self._cluster.close()
+        finally:
+            logging.getLogger("distributed").setLevel(level)
         return False
+
+    def _kill_local_workers(self) -> None:
+        """SIGKILL the worker processes of our ``LocalCluster`` (none for a remote scheduler)."""
+        import signal
+
+        nannies = getattr(self._cluster, "workers", None) or {}
+        for nanny in list(nannies.values()):
+            pid = getattr(getattr(nanny, "process", None), "pid", None)
+            if isinstance(pid, int):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
     def map(self, fn, items):
         from distributed import as_completed
 
         assert self._client is not None, "use the executor in a `with` block"
-        futs = [self._client.submit(fn, *args, pure=False, retries=self.retries) for args in items]
+        task = _dask_chunk if fn is run_chunk else fn
+        futs = [
+            self._client.submit(task, *args, pure=False, retries=self.retries) for args in items
+        ]
+        self._futures = futs
         index = {f.key: i for i, f in enumerate(futs)}
-        try:
-            for f in as_completed(futs):
-                try:
-                    yield index[f.key], f.result()
-                except OSError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - e.g. KilledWorker: runs stay pending
-                    yield index[f.key], e
-        finally:
-            for f in futs:
-                f.cancel()
+        for f in as_completed(futs):
+            try:
+                res = f.result()
+            except OSError:
+                raise
+            except Exception as e:  # noqa: BLE001 - e.g. KilledWorker: runs stay pending
+                yield index[f.key], e
+                continue
+            if isinstance(res, _OSErrorResult):
+                raise res.error
+            yield index[f.key], res
 
 
 def make_executor(
