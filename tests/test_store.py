@@ -161,7 +161,9 @@ def test_status_counts_a_run_once(done_store, tmp_path):
     out = _copy(done_store, tmp_path / "s")
     p = out / "experiment.json"
     man = json.loads(p.read_text())
-    man["runs"] = man["runs"] + man["runs"][:1] * 5
+    # an outer axis that does not change the runs: 12 grid points, the same 4 runs 3 times
+    man["axes"] = [{"name": "rep", "keys": ["rep"], "values": [[0, 1, 2]]}] + man["axes"]
+    man["runs"] = man["runs"] * 3
     p.write_text(json.dumps(man))
     st = Store(out).status()
     assert st["total"] == 4 and st["done"] == 4

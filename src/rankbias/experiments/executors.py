@@ -99,17 +99,20 @@ class ProcessExecutor:
     def __init__(self, workers: int | None = None):
         self.workers = workers or max(1, (os.cpu_count() or 2) // 2)
         self._pool = None
+        self._semaphores: set = set()
 
     def __enter__(self):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
+        before = set(_semaphore_finalizers())
         self._pool = ProcessPoolExecutor(
             self.workers,
             mp_context=mp.get_context("spawn"),
             initializer=_init_worker,
             initargs=(os.getpid(),),
         )
+        self._semaphores = set(_semaphore_finalizers()) - before  # its queues' (5)
         return self
 
     def __exit__(self, *exc):
@@ -124,17 +127,22 @@ class ProcessExecutor:
         return False
 
     def _release_pool(self, timeout: float = 5.0) -> None:
-        """Free the pool's queues once its workers are gone: their semaphores are unlinked
-        by finalizers that run when the queues are collected or at interpreter exit, and
-        the command ends an interrupt with ``os._exit``, so without this the resource
-        tracker printed "There appear to be 5 leaked semaphore objects" after Ctrl-C."""
-        import gc
-
+        """Unlink the pool's semaphores once its workers are gone. Their finalizers run when
+        the queues are collected or at interpreter exit, and the command ends an interrupt
+        with ``os._exit``: the resource tracker then printed "There appear to be 5 leaked
+        semaphore objects" after Ctrl-C. Unlinking only removes the names; the semaphores
+        stay valid for any thread of the pool still holding them."""
         manager = getattr(self._pool, "_executor_manager_thread", None)
         if manager is not None:  # it closes the queues on seeing the workers dead, then ends
             manager.join(timeout)
         self._pool = None
-        gc.collect()
+        registry = _semaphore_finalizers()
+        for key in self._semaphores:
+            finalizer = registry.get(key)
+            if finalizer is not None:
+                with contextlib.suppress(Exception):
+                    finalizer()  # SemLock._cleanup: sem_unlink and unregister, once
+        self._semaphores = set()
 
     def map(self, fn, items):
         from concurrent.futures import as_completed
@@ -154,6 +162,15 @@ class ProcessExecutor:
         finally:
             for f in futs:
                 f.cancel()
+
+
+def _semaphore_finalizers() -> dict:
+    """multiprocessing's pending finalizers that unlink a named semaphore, by their key."""
+    from multiprocessing import synchronize, util
+
+    registry = getattr(util, "_finalizer_registry", {})
+    cleanup = getattr(synchronize.SemLock, "_cleanup", None)
+    return {k: f for k, f in list(registry.items()) if getattr(f, "_callback", 0) is cleanup}
 
 
 def _stop(procs, grace: float = 2.0) -> None:
