@@ -635,13 +635,19 @@ def test_ctrl_c_with_workers_is_one_line(tmp_path, executor):
         RB_HOLD_AFTER="2",
         RB_HOLD_DIR=str(out),
     )
-    # the console script's process: its argv[0] is "rankbias", which spawned workers copy
-    script = (
-        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "sys.argv[0] = 'rankbias'; from rankbias.cli import run; run()"
+    # like the console script: a file named `rankbias`, which spawn runs again (as
+    # __mp_main__) in each worker before the worker's own setup
+    script = tmp_path / "bin" / "rankbias"
+    script.parent.mkdir()
+    script.write_text(
+        "import signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # see _CLI_WITH_SIGINT\n"
+        "from rankbias.cli import run\n"
+        "if __name__ == '__main__':\n"
+        "    run()\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, "run", str(cfg), "--out", str(out), "--no-progress"]
+        [sys.executable, str(script), "run", str(cfg), "--out", str(out), "--no-progress"]
         + ["--executor", executor, "--workers", "2"],
         env=env,
         stdout=subprocess.PIPE,
