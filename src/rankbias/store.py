@@ -313,8 +313,7 @@ def validate_manifest(man: dict, path: str | os.PathLike) -> None:
     else:
         what = f"{field} must be {expected}, got {got if isinstance(got, _Text) else _shown(got)}"
     raise StoreError(
-        f"{path} is not a valid rankbias manifest: {what}; edit it back or re-create the "
-        f"folder (run the experiment into a new --out)"
+        f"{path} is not a valid rankbias manifest: {what}; edit it back or re-create the folder"
     )
 
 
