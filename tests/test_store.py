@@ -465,6 +465,33 @@ def test_lock_is_released_by_a_killed_holder(tmp_path):
     assert not (tmp_path / ".lock").exists()
 
 
+def test_lock_without_flock_falls_back_to_the_file(tmp_path, monkeypatch):
+    """On a file system without flock (ENOLCK) the lock is the file alone: taken, a live
+    holder refused, a dead one taken over, removed on release."""
+    import errno
+    import fcntl
+    import socket
+
+    from rankbias.store import StoreLockedError
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    lock = tmp_path / ".lock"
+    with Store(tmp_path).lock():
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        with pytest.raises(StoreLockedError, match=f"pid {os.getpid()} on"):
+            with Store(tmp_path).lock():
+                pass
+    assert not lock.exists()
+    lock.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
+    said = []
+    with Store(tmp_path).lock(said.append):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert said and "no longer running" in said[0] and not lock.exists()
+
+
 def test_folder_being_created_by_another_writer_is_in_use_not_foreign(tmp_path):
     """A writer that holds the lock creates runs/ and a temp manifest before experiment.json;
     a second writer is told the folder is in use, not that it is a foreign folder."""

@@ -425,10 +425,13 @@ class Store:
                 raise StoreError(f"cannot create the lock {path}: {e.strerror or e}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except BlockingIOError:
                 os.close(fd)
                 holder = _read_lock(path) or {}
                 raise StoreLockedError(_in_use(self.root, path, holder)) from None
+            except OSError:  # no flock on this file system (e.g. Lustre without -o flock)
+                os.close(fd)
+                return self._take_lock_file(path, me, log)
             try:
                 same = os.fstat(fd).st_ino == os.stat(path).st_ino
             except FileNotFoundError:
@@ -450,6 +453,33 @@ class Store:
             os.pwrite(fd, json.dumps(me).encode(), 0)
             return fd
         raise StoreLockedError(f"cannot take the lock {path} (it keeps being replaced)")
+
+    def _take_lock_file(self, path: Path, me: dict, log) -> int:
+        """The lock as a file alone, where the file system has no ``flock``: created with
+        ``O_EXCL``; a holder that is dead (or a file left empty) is replaced. Not atomic
+        against several runs taking over the same stale lock at once."""
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+            except FileExistsError:
+                holder = _read_lock(path)
+                if holder is None:  # being written, or left empty
+                    time.sleep(0.05)
+                    if _read_lock(path) is None:
+                        _unlink(path)
+                    continue
+                if holder.get("host") == me["host"] and not _pid_alive(holder.get("pid")):
+                    if log:
+                        log(
+                            f"taking over the stale lock of {self.root} (pid {holder.get('pid')} "
+                            f"on {holder.get('host')} is no longer running)"
+                        )
+                    _unlink(path)
+                    continue
+                raise StoreLockedError(_in_use(self.root, path, holder)) from None
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+            return fd
+        raise StoreLockedError(f"cannot take the lock {path}")
 
     def clean_temp_files(self, log=None) -> int:
         """Remove the temp files that killed writers left in the folder and ``runs/``; returns
