@@ -286,13 +286,14 @@ def test_interrupted_pool_releases_its_semaphores():
     from rankbias.experiments.executors import ProcessExecutor
 
     def semaphores():
+        cleanup = synchronize.SemLock._cleanup  # pyright: ignore[reportAttributeAccessIssue]
+        registry = util._finalizer_registry  # pyright: ignore[reportAttributeAccessIssue]
         return {
-            f._args[0]
-            for f in list(util._finalizer_registry.values())
-            if getattr(f, "_callback", None) is synchronize.SemLock._cleanup
+            f._args[0] for f in list(registry.values()) if getattr(f, "_callback", None) is cleanup
         }
 
     before = semaphores()
+    pools: set = set()
     with pytest.raises(KeyboardInterrupt):
         with ProcessExecutor(1) as pool:
             assert pool._pool is not None

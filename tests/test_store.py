@@ -534,7 +534,8 @@ def test_temp_files_of_dead_writers_are_removed(done_store, tmp_path):
     for p in list(names) + list(stale):
         p.write_bytes(b"half a file")
     for p in stale:
-        os.utime(p, (time.time() - 2 * 86400,) * 2)
+        then = time.time() - 2 * 86400
+        os.utime(p, (then, then))
     said = []
     ex.run_sweep(ex.expand(ex.parse_config(TINY)), out, progress=False, log=said.append)
     for p, kept in names.items():
