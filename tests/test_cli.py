@@ -273,6 +273,70 @@ def test_manifest_without_runs_is_one_line(cfg, tmp_path, capsys):
         assert "missing 'runs'" in err and "Traceback" not in err and err.count("\n") == 1
 
 
+@pytest.fixture(scope="module")
+def done_cli(tmp_path_factory):
+    out = tmp_path_factory.mktemp("done") / "res"
+    cfg = out.parent / "tiny.toml"
+    cfg.write_text(TINY)
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (
+            "runs",
+            [{"a": 1}],
+            'runs must be a list of run keys (32 hex digits each), got [{"a": 1}]',
+        ),
+        ("runs", [1, 2, 3], "runs must be a list of run keys (32 hex digits each), got [1, 2, 3]"),
+        ("runs", "abc", 'runs must be a list of run keys (32 hex digits each), got "abc"'),
+        ("axes", [{"name": "alpha"}], 'axes[0] must be an object {"name": str'),
+        ("description", 5, "description must be a string, got 5"),
+        ("time_grid", "abc", "time_grid must be a non-empty list of finite numbers"),
+        ("time_grid", [0, "x", 3], 'in increasing order, got [0, "x", 3]'),
+        ("time_grid", [5.0, 1.0, 2.0], "in increasing order, got [5.0, 1.0, 2.0]"),
+        ("time_grid", [], "in increasing order, got []"),
+        ("max_rank", "6", 'max_rank must be a positive integer, got "6"'),
+    ],
+)
+def test_hand_edited_manifest_is_one_line(done_cli, tmp_path, capsys, field, value, message):
+    """A hand edit of experiment.json fails when the manifest is loaded: exit 1, one line
+    naming the file, the field, the expected and the received value, and the way out."""
+    import json
+    import shutil
+
+    out = tmp_path / "res"
+    shutil.copytree(done_cli, out)
+    man = json.loads((out / "experiment.json").read_text())
+    man[field] = value
+    (out / "experiment.json").write_text(json.dumps(man))
+    capsys.readouterr()
+    for argv in (["status", str(out), "--verify"], ["plot", str(out)], ["report", str(out)]):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"{out / 'experiment.json'} is not a valid rankbias manifest: " in err
+        assert message in err
+        assert "edit it back or re-create the folder" in err
+    assert not (out / "report.html").exists() and not (out / "figures").exists()
+
+
+def test_axes_must_match_the_runs(done_cli, tmp_path, capsys):
+    import json
+    import shutil
+
+    out = tmp_path / "res"
+    shutil.copytree(done_cli, out)
+    man = json.loads((out / "experiment.json").read_text())
+    man["axes"][0]["values"] = [[1e-2]]  # 1 x 1 x 2 grid points for 4 runs
+    (out / "experiment.json").write_text(json.dumps(man))
+    assert main(["plot", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "runs must be 2 run keys (one per point of the axes' grid), got 4" in err
+
+
 def test_failing_reproduction_runner_is_one_line(tmp_path, capsys, monkeypatch):
     mod = tmp_path / "failing_repro_mod.py"
     mod.write_text("def reproduce(out, quick=False):\n    raise RuntimeError('boom at step 3')\n")
@@ -610,6 +674,7 @@ def test_status_exit_codes_done_pending_failed(cfg, tmp_path, capsys):
     store = Store(out)
     keys = store.manifest()["runs"]
     capsys.readouterr()
+
     # the counts, before any "; k done run(s) did not end well" (these tiny GD runs may end
     # not_stationary: results, not failures, so they leave the exit code alone)
     def counts() -> str:
@@ -668,3 +733,31 @@ def test_statuses_are_counted_by_name_even_unknown_ones(capsys):
         "  1 exploded: exploded",  # a status of a newer version: shown as it is
         "  1 no status: the run file records none",
     ]
+
+
+@pytest.mark.parametrize("argv0", ["rankbias", "/site/rankbias/__main__.py"])
+def test_workers_of_the_command_print_nothing_on_signals(argv0):
+    """A spawned worker of the command (its argv copied from the command's, its own command
+    line ending in --multiprocessing-fork) gets no startup guard: SIGTERM keeps its default
+    action (no "terminated while starting" when the command stops it) and SIGINT is ignored
+    (the command handles Ctrl-C and stops its workers)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        f"sys.argv = [{argv0!r}, 'run', 'x']\n"
+        "import rankbias._startup as s\n"
+        "s.guard()\n"
+        "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,"
+        " signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, "--multiprocessing-fork"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True"], r.stdout

@@ -282,6 +282,33 @@ def test_process_workers_are_terminated_on_interrupt():
     assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
 
 
+def test_interrupted_pool_releases_its_semaphores():
+    """After an interrupt the pool's 5 semaphores are unlinked before the command's
+    ``os._exit`` (else the resource tracker warns of "5 leaked semaphore objects")."""
+    import time
+    from multiprocessing import synchronize, util
+
+    from rankbias.experiments.executors import ProcessExecutor
+
+    def semaphores():
+        cleanup = synchronize.SemLock._cleanup  # pyright: ignore[reportAttributeAccessIssue]
+        registry = util._finalizer_registry  # pyright: ignore[reportAttributeAccessIssue]
+        return {
+            f._args[0] for f in list(registry.values()) if getattr(f, "_callback", None) is cleanup
+        }
+
+    before = semaphores()
+    pools: set = set()
+    with pytest.raises(KeyboardInterrupt):
+        with ProcessExecutor(1) as pool:
+            assert pool._pool is not None
+            pool._pool.submit(time.sleep, 60)
+            pools = semaphores() - before
+            assert len(pools) == 5  # the call queue's 3, the result queue's 2
+            raise KeyboardInterrupt
+    assert not pools & semaphores()
+
+
 def test_unreachable_scheduler():
     with pytest.raises(ExecutorError, match="cannot connect to the Dask scheduler"):
         with DaskExecutor("tcp://127.0.0.1:9", timeout=1):

@@ -1,5 +1,6 @@
 """The results store: atomic checksummed run files, corruption, resume after interrupts."""
 
+import json
 import os
 import signal
 import subprocess
@@ -160,7 +161,9 @@ def test_status_counts_a_run_once(done_store, tmp_path):
     out = _copy(done_store, tmp_path / "s")
     p = out / "experiment.json"
     man = json.loads(p.read_text())
-    man["runs"] = man["runs"] + man["runs"][:1] * 5
+    # an outer axis that does not change the runs: 12 grid points, the same 4 runs 3 times
+    man["axes"] = [{"name": "rep", "keys": ["rep"], "values": [[0, 1, 2]]}] + man["axes"]
+    man["runs"] = man["runs"] * 3
     p.write_text(json.dumps(man))
     st = Store(out).status()
     assert st["total"] == 4 and st["done"] == 4
@@ -212,6 +215,7 @@ def test_unwritable_folder(tmp_path):
 # sweep could finish first), and a signal sent when the file count was reached could land
 # inside the next run's JAX computation instead of the hold.
 SLOW_MOD = """
+import json
 import os
 import time
 from pathlib import Path
@@ -425,3 +429,362 @@ def test_each_run_says_how_it_ended(flow_ends, done_store, tmp_path):
     part = ex.load(out).load()
     assert list(part["status"].values) == ["max_steps", "", "steady_state"]
     assert Store(out).status()["statuses"] == {"max_steps": 1, "steady_state": 1}
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _contend(root, go, conn, release):
+    """A forked contender: wait for ``go``, try the lock, report, hold it until ``release``."""
+    from rankbias.store import StoreLockedError
+
+    go.wait()
+    try:
+        with Store(root).lock():
+            conn.send("held")
+            release.wait(30)
+    except StoreLockedError:
+        conn.send("refused")
+    os._exit(0)
+
+
+def test_stale_lock_takeover_has_one_winner(tmp_path):
+    """4 processes race for a lock left by a dead process, 40 times: exactly one holds it
+    each time (a read-unlink-create takeover let two or three win)."""
+    import json
+    import multiprocessing as mp
+    import socket
+
+    ctx = mp.get_context("fork")  # no JAX in the contenders: the store only
+    dead = _dead_pid()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fork of a multithreaded (JAX) process
+        for trial in range(40):
+            (tmp_path / ".lock").write_text(
+                json.dumps({"pid": dead, "host": socket.gethostname(), "started": "then"})
+            )
+            go, release = ctx.Event(), ctx.Event()
+            pipes = [ctx.Pipe(duplex=False) for _ in range(4)]
+            procs = [
+                ctx.Process(target=_contend, args=(tmp_path, go, w, release)) for _, w in pipes
+            ]
+            for p in procs:
+                p.start()
+            go.set()
+            got = sorted(r.recv() if r.poll(30) else "no answer" for r, _ in pipes)
+            release.set()
+            for p in procs:
+                p.join(30)
+            assert got == ["held", "refused", "refused", "refused"], (trial, got)
+            assert not (tmp_path / ".lock").exists()  # the holder removed it
+
+
+def test_lock_is_released_by_a_killed_holder(tmp_path):
+    """The kernel drops the lock of a killed holder: the next writer takes it over and says
+    so; a live holder is refused with its pid."""
+    from rankbias.store import StoreLockedError
+
+    code = (
+        "import sys, time; from rankbias.store import Store\n"
+        "with Store(sys.argv[1]).lock():\n"
+        "    print('locked', flush=True); time.sleep(60)\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "locked"
+        with pytest.raises(
+            StoreLockedError, match=f"in use by another `rankbias run` .pid {p.pid}"
+        ):
+            with Store(tmp_path).lock():
+                pass
+    finally:
+        p.kill()
+        p.wait()
+    said = []
+    with Store(tmp_path).lock(said.append):
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    assert said and f"pid {p.pid}" in said[0] and "no longer running" in said[0]
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_lock_without_flock_falls_back_to_the_file(tmp_path, monkeypatch):
+    """On a file system without flock (ENOLCK) the lock is the file alone: taken, a live
+    holder refused, a dead one taken over, removed on release."""
+    import errno
+    import fcntl
+    import socket
+
+    from rankbias.store import StoreLockedError
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    lock = tmp_path / ".lock"
+    with Store(tmp_path).lock():
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        with pytest.raises(StoreLockedError, match=f"pid {os.getpid()} on"):
+            with Store(tmp_path).lock():
+                pass
+    assert not lock.exists()
+    lock.write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}))
+    said = []
+    with Store(tmp_path).lock(said.append):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert said and "no longer running" in said[0] and not lock.exists()
+
+
+def test_folder_being_created_by_another_writer_is_in_use_not_foreign(tmp_path):
+    """A writer that holds the lock creates runs/ and a temp manifest before experiment.json;
+    a second writer is told the folder is in use, not that it is a foreign folder."""
+    from rankbias.store import StoreLockedError
+
+    out = tmp_path / "o"
+    with Store(out).lock():
+        (out / "runs").mkdir()
+        (out / f".experiment.json.{os.uname().nodename}~{os.getpid()}.abc123.tmp").write_text("{")
+        with pytest.raises(StoreLockedError, match="in use by another `rankbias run`"):
+            ex.run_sweep(ex.expand(ex.parse_config(TINY)), out, progress=False)
+    from rankbias.experiments.folder import check_out
+
+    (out / "runs").rmdir()
+    assert check_out(out) == out  # temp files of writers are not content of a foreign folder
+
+
+def test_temp_files_of_dead_writers_are_removed(done_store, tmp_path):
+    """A run's next `run` removes the temp files of dead writers of this host and the stale
+    ones it cannot attribute, and keeps those of live writers."""
+    import socket
+
+    out = _copy(done_store, tmp_path / "s")
+    store = Store(out)
+    key = store.manifest()["runs"][0]
+    sub = store.path(key).parent
+    host = socket.gethostname()
+    dead, live = _dead_pid(), os.getpid()
+    names = {
+        sub / f".{key}.npz.{host}~{dead}.k2j4h5g6.tmp": False,  # dead writer: removed
+        out / f".experiment.json.{host}~{dead}.abcdefgh.tmp": False,
+        sub / f".{key}.npz.{host}~{live}.abcdefgh.tmp": True,  # live writer: kept
+        sub / f".{key}.npz.other-node~{dead}.abcdefgh.tmp": True,  # another host, fresh
+        sub / f".{key}.npz.q1w2e3r4.tmp": True,  # older versions' name, fresh
+    }
+    stale = {
+        sub / f".{key}.npz.other-node~{dead}.zzzzzzzz.tmp",  # old: removed
+        sub / f".{key}.npz.z9x8c7v6.tmp",
+    }
+    for p in list(names) + list(stale):
+        p.write_bytes(b"half a file")
+    for p in stale:
+        then = time.time() - 2 * 86400
+        os.utime(p, (then, then))
+    said = []
+    ex.run_sweep(ex.expand(ex.parse_config(TINY)), out, progress=False, log=said.append)
+    for p, kept in names.items():
+        assert p.exists() == kept, p.name
+    assert not any(p.exists() for p in stale)
+    assert any("removed 4 temp file(s) left by killed writers" in m for m in said), said
+    assert Store(out).status(verify=True)["done"] == 4
+
+
+def test_temp_file_of_a_killed_write_is_removed(tmp_path):
+    """kill -9 during an atomic write leaves its temp file; the next lock holder removes it."""
+    code = (
+        "import sys, time; from pathlib import Path; from rankbias._io import atomic_write\n"
+        "def w(fh):\n"
+        "    fh.write(b'x' * 1000); fh.flush(); print('writing', flush=True); time.sleep(60)\n"
+        "atomic_write(Path(sys.argv[1]) / 'runs' / 'ab' / 'ab.npz', w, binary=True)\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "writing"
+    p.kill()
+    p.wait()
+    left = list((tmp_path / "runs" / "ab").iterdir())
+    assert len(left) == 1 and left[0].name.endswith(".tmp") and f"~{p.pid}." in left[0].name
+    with Store(tmp_path).lock():
+        assert Store(tmp_path).clean_temp_files() == 1
+    assert not list((tmp_path / "runs" / "ab").iterdir())
+
+
+# Once RB_HOLD_AFTER run files exist in RB_HOLD_DIR (default 0), holds every run while RB_HOLD
+# exists (touching RB_HOLD_MARK), then lets it finish.
+HOLD_MOD = """
+import os
+import time
+from pathlib import Path
+
+
+def held(traj, problem, cfg):
+    after = int(os.environ.get("RB_HOLD_AFTER", "0"))
+    runs = Path(os.environ.get("RB_HOLD_DIR", ".")) / "runs"
+    while Path(os.environ["RB_HOLD"]).exists() and (
+        after == 0 or len(list(runs.rglob("*.npz"))) >= after
+    ):
+        Path(os.environ["RB_HOLD_MARK"]).touch()
+        time.sleep(0.02)
+    return {"final_sv1": float(traj.singular_values[-1, 0])}
+"""
+
+
+def test_process_workers_end_with_a_killed_command(tmp_path):
+    """`kill -9` of `rankbias run --executor processes` while its 2 workers are inside a
+    run: within 5 s no worker (nor the resource tracker) is alive, and when the hold is
+    lifted no run file is written (the workers used to live on and write their runs)."""
+    import psutil
+
+    (tmp_path / "heldmetric_mod.py").write_text(HOLD_MOD)
+    cfg = tmp_path / "held.toml"
+    cfg.write_text(
+        TINY.replace("batch_size = 2", "batch_size = 1")
+        + '[record]\ncustom = ["heldmetric_mod:held"]\n'
+    )
+    out, hold, mark = tmp_path / "o", tmp_path / "hold", tmp_path / "held"
+    hold.touch()
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        RB_HOLD=str(hold),
+        RB_HOLD_MARK=str(mark),
+    )
+    cmd = [sys.executable, "-m", "rankbias", "run", str(cfg), "--out", str(out)]
+    proc = subprocess.Popen(
+        cmd + ["--no-progress", "--executor", "processes", "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    t0 = time.time()
+    while time.time() - t0 < 240 and not mark.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None and mark.exists()
+    time.sleep(1.0)  # let the second worker reach the hold too
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    assert len(kids) >= 2  # the workers (and the resource tracker)
+    proc.kill()
+    proc.wait()
+    hold.unlink()  # a worker still alive would now finish its run and write it
+
+    def alive():
+        return [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+
+    try:
+        t0 = time.time()
+        while alive() and time.time() - t0 < 5:
+            time.sleep(0.1)
+        assert not alive(), [(k.pid, k.cmdline()[:3]) for k in alive()]
+        time.sleep(1.0)
+        assert not list((out / "runs").rglob("*.npz"))
+    finally:
+        for k in alive():  # a failed check leaves no orphans behind
+            k.kill()
+
+
+@pytest.mark.parametrize("executor", ["processes", "dask"])
+def test_ctrl_c_with_workers_is_one_line(tmp_path, executor):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) after 2 runs were
+    saved, with the 2 workers inside runs: exit 130 and exactly the one line of the command.
+    The workers used to print "interrupted while starting (nothing was run)" each, or
+    Dask's warnings, and a stopped worker "terminated while starting"."""
+    (tmp_path / "heldmetric_mod.py").write_text(HOLD_MOD)
+    cfg = tmp_path / "held.toml"
+    cfg.write_text(
+        TINY.replace("batch_size = 2", "batch_size = 1").replace(
+            "seed = [0, 1]", "seed = [0, 1, 2, 3]"
+        )
+        + '[record]\ncustom = ["heldmetric_mod:held"]\n'
+    )
+    out, hold, mark = tmp_path / "o", tmp_path / "hold", tmp_path / "held"
+    hold.touch()
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        RB_HOLD=str(hold),
+        RB_HOLD_MARK=str(mark),
+        RB_HOLD_AFTER="2",
+        RB_HOLD_DIR=str(out),
+    )
+    # like the console script: a file named `rankbias`, which spawn runs again (as
+    # __mp_main__) in each worker before the worker's own setup
+    script = tmp_path / "bin" / "rankbias"
+    script.parent.mkdir()
+    script.write_text(
+        "import signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # see _CLI_WITH_SIGINT\n"
+        "from rankbias.cli import run\n"
+        "if __name__ == '__main__':\n"
+        "    run()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "run", str(cfg), "--out", str(out), "--no-progress"]
+        + ["--executor", executor, "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, for the Ctrl-C below
+    )
+    t0 = time.time()
+    while time.time() - t0 < 240 and not mark.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None and mark.exists(), proc.communicate()[1]
+    time.sleep(1.0)  # let the second worker reach the hold too
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == (
+        "interrupted: finished runs are saved; run the same command again to resume"
+    ), err
+    n = len(list((out / "runs").rglob("*.npz")))
+    assert n >= 2  # (two workers may both pass the hold at 1 file)
+    time.sleep(1.0)
+    assert len(list((out / "runs").rglob("*.npz"))) == n  # no worker writes on
+
+
+FULL_MOD = """
+import errno
+import json
+import os
+
+
+def full(traj, problem, cfg):
+    with open(os.environ["RB_CALLS"], "a") as fh:
+        fh.write(json.dumps(cfg["init"], sort_keys=True) + "\\n")
+    raise OSError(errno.ENOSPC, "No space left on device", os.environ["RB_FULL"])
+"""
+
+
+def test_full_disk_on_dask_is_one_line_and_not_retried(tmp_path):
+    """A chunk that fails with ENOSPC on a Dask worker stops the sweep: exit 1, one line,
+    no run tried twice (Dask retried it, and its workers printed ~35 lines of tracebacks)."""
+    (tmp_path / "fullmetric_mod.py").write_text(FULL_MOD)
+    cfg = tmp_path / "full.toml"
+    cfg.write_text(
+        TINY.replace("batch_size = 2", "batch_size = 1")
+        + '[record]\ncustom = ["fullmetric_mod:full"]\n'
+    )
+    out, calls = tmp_path / "o", tmp_path / "calls"
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        RB_CALLS=str(calls),
+        RB_FULL=str(out),
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "rankbias", "run", str(cfg), "--out", str(out), "--no-progress"]
+        + ["--executor", "dask", "--workers", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == f"rankbias: error: No space left on device ({out})\n", r.stderr
+    tried = calls.read_text().splitlines()
+    assert tried and len(tried) == len(set(tried)), tried  # no chunk retried

@@ -3,22 +3,53 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+# Temp files are named ``.<target>.<host>~<pid>.<random>.tmp``: the writer's host and pid say
+# whether a leftover belongs to a dead writer (see ``temp_writer``). Older versions wrote
+# ``.<target>.<random>.tmp``.
+_TEMP_PID = re.compile(r"~(?P<pid>\d+)\.[a-z0-9_]+\.tmp$")
+
+
+def _host() -> str:
+    return socket.gethostname().replace("~", "-").replace("/", "-")
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of this process's temp files for the target file name ``name``."""
+    return f".{name}.{_host()}~{os.getpid()}."
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is a temp file of :func:`atomic_write` (any version)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def temp_writer(name: str) -> int | None:
+    """The pid of the writer of the temp file ``name`` if it is a process of this host;
+    ``None`` for another host's or an older version's temp file (cannot be checked)."""
+    m = _TEMP_PID.search(name)
+    if not is_temp_name(name) or m is None or not name[: m.start()].endswith(f".{_host()}"):
+        return None
+    return int(m["pid"])
+
 
 def atomic_write(path: Path, write: Callable, *, binary: bool) -> Path:
     """Write through a temp file in the same folder, fsync, then ``os.replace``.
 
     A reader sees the old file or the new one, never a half-written one, even after Ctrl-C
-    or a killed process (at worst a dot-prefixed ``.tmp`` file is left behind).
+    or a killed process (at worst a dot-prefixed ``.tmp`` file is left behind, named with
+    the writer's host and pid: :meth:`rankbias.store.Store.clean_temp_files` removes it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=".tmp")
     try:
         # mkstemp creates 0600 files; results are meant to be shared (cluster file systems).
         umask = os.umask(0)

@@ -21,8 +21,12 @@ handlers, CPython resets the signal handlers to the default and then tears the m
 runs last, and once :func:`finish` has been given the command's exit code it flushes the
 standard streams and leaves with ``os._exit``. Nothing of ours is left to tear down then;
 files are closed and runs are on disk when ``main`` returns. ``import rankbias`` in a script or notebook, in-process calls of ``cli.main``
-and the workers of ``--executor processes`` (spawned with the parent's ``sys.argv``) are left
-alone. Standard library only: this module must be cheap to import.
+and the workers of ``--executor processes`` or a Dask ``LocalCluster`` (spawned with the
+parent's ``sys.argv``) get no message: the terminal sends Ctrl-C to the whole process
+group, so a pool worker of the command ignores SIGINT (the command stops it) and a Dask
+worker ends silently (a worker used to print "interrupted while starting (nothing was run)" after runs had
+been saved, or "terminated while starting" when the command stopped it). Standard library
+only: this module must be cheap to import.
 """
 
 from __future__ import annotations
@@ -41,10 +45,29 @@ _exit_code: list[int] = []  # the command's exit code, once finish() has it
 _registered: list[bool] = []
 
 
+def _is_spawned() -> bool:
+    """Whether this process is a ``spawn`` (or ``forkserver``) child of multiprocessing: a
+    worker of ``--executor processes`` or of a Dask ``LocalCluster``. Its own command line
+    says so; ``parent_process()`` is still ``None`` while the child imports what it runs
+    (that is when ``import rankbias`` happens there)."""
+    return "--multiprocessing-fork" in sys.orig_argv
+
+
+def _is_a_worker_of_the_command() -> bool:
+    """Whether this process is a spawned worker of the ``rankbias`` command (spawn gives
+    it the command's ``sys.argv`` before it imports anything of ours)."""
+    if not _is_spawned() or not sys.argv:
+        return False
+    first = sys.argv[0].replace(os.sep, "/")
+    return os.path.splitext(os.path.basename(first))[0] == "rankbias" or first.endswith(
+        ("rankbias/__main__.py", "rankbias/cli.py")
+    )
+
+
 def _is_the_command() -> bool:
     """Whether this process is ``rankbias ...`` or ``python -m rankbias[.cli] ...``."""
     mp = sys.modules.get("multiprocessing")
-    if mp is not None and mp.parent_process() is not None:
+    if _is_spawned() or (mp is not None and mp.parent_process() is not None):
         return False  # a worker: spawn copies the parent's argv
     if os.path.splitext(os.path.basename(sys.argv[0]))[0] == "rankbias":
         return True  # the console script (argv[0] is its path while it imports us)
@@ -72,8 +95,19 @@ def _exit_now(signum, frame):  # pragma: no cover - runs in a child process
 def guard() -> None:
     """In the ``rankbias`` command's process, exit with one line on SIGINT/SIGTERM until
     :func:`release`. A signal that is ignored (``SIG_IGN``, e.g. SIGINT in a background job)
-    stays ignored. Does nothing elsewhere, outside the main thread, or when already active."""
+    stays ignored. In the command's spawned workers, print nothing: a pool worker ignores
+    SIGINT (the command stops it), a Dask worker ends at once. Does nothing elsewhere, outside the main thread, or when already
+    active."""
     if _saved or threading.current_thread() is not threading.main_thread():
+        return
+    if _is_a_worker_of_the_command():
+        # The terminal sends Ctrl-C to the whole process group, workers included; they must
+        # not print anything. A pool worker ignores it (the command stops it with SIGTERM:
+        # dying first would look like a lost worker); a Dask worker (its task runs in a
+        # thread the nanny cannot stop) ends at once, silently, by the default action.
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            dask = "distributed" in sys.modules
+            signal.signal(signal.SIGINT, signal.SIG_DFL if dask else signal.SIG_IGN)
         return
     if not _is_the_command():
         return

@@ -34,11 +34,13 @@ it raises :class:`RunReadError` and is never deleted.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
 import platform
+import re
 import socket
 import sys
 import tempfile
@@ -49,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write, json_default
+from ._io import atomic_write, is_temp_name, json_default, temp_prefix, temp_writer
 from .trajectory import atomic_write_npz
 
 __all__ = [
@@ -65,12 +67,14 @@ __all__ = [
     "load",
     "checksum",
     "atomic_write_text",
+    "validate_manifest",
 ]
 
 MANIFEST = "experiment.json"
 LOCK = ".lock"
 _SWEEP_FIELDS = ("runs", "axes", "time_grid", "time_dim", "metrics", "max_rank", "method")
 _BLOCK = 256  # runs per lazy-load task
+_STALE_TEMP_AGE = 24 * 3600.0  # s: an unmodified temp file whose writer cannot be checked
 
 
 class StoreError(RuntimeError):
@@ -202,6 +206,14 @@ def _read_lock(path: Path) -> dict | None:
         return None
 
 
+def _in_use(root: Path, path: Path, holder: dict) -> str:
+    return (
+        f"{root} is in use by another `rankbias run` (pid {holder.get('pid', '?')} "
+        f"on {holder.get('host', '?')}, since {holder.get('started', '?')}); wait for it "
+        f"to finish, or, if that process is gone, delete {path}"
+    )
+
+
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -217,6 +229,113 @@ def _pid_alive(pid) -> bool:
     except PermissionError:
         return True  # exists, another user's
     return True
+
+
+_KEY = re.compile(r"[0-9a-f]{32}")  # run_key: 32 hex digits
+
+
+def _shown(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+class _Text(str):
+    """A received value already put in words (shown as is, not as JSON)."""
+
+
+def _manifest_problem(man: dict) -> tuple[str, str, object] | None:
+    """The first structural problem of a parsed manifest as (field, expected, received)."""
+    kind = man.get("kind", "sweep")
+    if kind not in ("sweep", "reproduction"):
+        return "kind", '"sweep" or "reproduction"', kind
+    for f in ("name", "description", "created"):
+        if f in man and not isinstance(man[f], str):
+            return f, "a string", man[f]
+    for f in ("config", "versions"):
+        if f in man and not isinstance(man[f], dict):
+            return f, "a JSON object", man[f]
+    if kind == "reproduction":
+        return None
+    missing = [f for f in _SWEEP_FIELDS if f not in man]
+    if missing:
+        return ", ".join(map(repr, missing)), "present (a sweep needs it)", _Text("missing")
+    runs, axes, grid = man["runs"], man["axes"], man["time_grid"]
+    if not isinstance(runs, list) or not all(
+        isinstance(k, str) and _KEY.fullmatch(k) for k in runs
+    ):
+        return "runs", "a list of run keys (32 hex digits each)", runs
+    if man["time_dim"] not in ("time", "step"):
+        return "time_dim", '"time" or "step"', man["time_dim"]
+    if (
+        not isinstance(grid, list)
+        or not grid
+        or not all(_is_number(t) and np.isfinite(t) for t in grid)
+        or any(b <= a for a, b in zip(grid, grid[1:], strict=False))
+    ):
+        return "time_grid", "a non-empty list of finite numbers in increasing order", grid
+    for f in ("metrics", "scalar_metrics", "custom"):
+        v = man.get(f, [])
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            return f, "a list of strings", v
+    if not isinstance(man["max_rank"], int) or isinstance(man["max_rank"], bool):
+        return "max_rank", "a positive integer", man["max_rank"]
+    if man["max_rank"] < 1:
+        return "max_rank", "a positive integer", man["max_rank"]
+    if not isinstance(man["method"], str):
+        return "method", "a string", man["method"]
+    if not isinstance(axes, list):
+        return "axes", "a list of axes", axes
+    size = 1
+    for i, a in enumerate(axes):
+        ok = (
+            isinstance(a, dict)
+            and isinstance(a.get("name"), str)
+            and isinstance(a.get("keys"), list)
+            and len(a["keys"]) >= 1
+            and all(isinstance(k, str) for k in a["keys"])
+            and isinstance(a.get("values"), list)
+            and len(a["values"]) == len(a["keys"])
+            and all(isinstance(v, list) for v in a["values"])
+            and len({len(v) for v in a["values"]}) == 1
+            and len(a["values"][0]) >= 1
+        )
+        if not ok:
+            return (
+                f"axes[{i}]",
+                'an object {"name": str, "keys": [str, ...], "values": [[...], ...]} with one '
+                "non-empty list of values per key, all of the same length",
+                a,
+            )
+        size *= len(a["values"][0])
+    if len(runs) != size:
+        return "runs", f"{size} run keys (one per point of the axes' grid)", _Text(f"{len(runs)}")
+    hist = man.get("history", [])
+    if not isinstance(hist, list) or not all(isinstance(h, dict) for h in hist):
+        return "history", "a list of JSON objects", hist
+    return None
+
+
+def validate_manifest(man: dict, path: str | os.PathLike) -> None:
+    """Raise :class:`StoreError` naming ``path``, the field, what it must be and what it holds
+    if the parsed manifest ``man`` is not structurally sound (types of ``runs``, ``axes`` with
+    names, keys and values of consistent lengths matching ``runs``, ``time_grid`` finite and
+    increasing, ``description`` a string, ...): a hand-edited ``experiment.json`` then fails
+    in one line when it is loaded, not deep inside ``status``, ``plot`` or ``report``."""
+    problem = _manifest_problem(man)
+    if problem is None:
+        return
+    field, expected, got = problem
+    if got == "missing" and isinstance(got, _Text):
+        what = f"missing {field}"
+    else:
+        what = f"{field} must be {expected}, got {got if isinstance(got, _Text) else _shown(got)}"
+    raise StoreError(
+        f"{path} is not a valid rankbias manifest: {what}; edit it back or re-create the folder"
+    )
 
 
 @dataclass
@@ -249,7 +368,7 @@ class Store:
         """Create the folder, or raise :class:`StoreError` saying why it cannot be written."""
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".probe.")
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=temp_prefix("probe"), suffix=".tmp")
             os.close(fd)
             os.unlink(tmp)
         except OSError as e:
@@ -279,14 +398,7 @@ class Store:
             raise StoreError(f"cannot read {p}: {e}") from None
         if not isinstance(man, dict):
             raise StoreError(f"{p} is not a rankbias manifest (not a JSON object)")
-        if man.get("kind", "sweep") == "sweep":
-            missing = [f for f in _SWEEP_FIELDS if f not in man]
-            if missing:
-                raise StoreError(
-                    f"{p} is not a valid sweep manifest: missing {', '.join(map(repr, missing))}"
-                )
-            if not isinstance(man["runs"], list):
-                raise StoreError(f"{p} is not a valid sweep manifest: 'runs' is not a list")
+        validate_manifest(man, p)
         return man
 
     # -- lock ----------------------------------------------------------------------------------
@@ -294,9 +406,14 @@ class Store:
     def lock(self, log=None):
         """Hold ``.lock`` (pid, host, start time) while writing; refuse a live holder.
 
-        A lock left by a dead process of this host is taken over (``log`` says so); a lock
-        of another host cannot be checked and is refused, naming it. Raises
-        :class:`StoreLockedError`.
+        The lock is an ``flock`` on ``.lock`` held by this process: the kernel takes it away
+        when the process ends, however it ends, so taking over after a dead holder is one
+        atomic step (two contenders cannot both win, as with a read-unlink-create takeover).
+        The file's JSON content names the holder for messages and for ``rankbias`` versions
+        that only know the file: a lock file naming a live process of this host is refused
+        even if unlocked, and one of another host cannot be checked and is refused, naming
+        it. A lock left by a dead process of this host is taken over (``log`` says so).
+        Raises :class:`StoreLockedError`.
         """
         path = self.root / LOCK
         try:
@@ -310,12 +427,64 @@ class Store:
             "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        fd = self._take_lock(path, me, log)
+        try:
+            yield
+        finally:
+            # unlink while still holding the flock: a contender that opened this file then
+            # sees that its inode is no longer the one at the path and starts again
+            if (_read_lock(path) or {}).get("pid") == me["pid"]:
+                _unlink(path)
+            os.close(fd)
+
+    def _take_lock(self, path: Path, me: dict, log) -> int:
+        """The descriptor of ``path``, flocked and holding ``me``; see :meth:`lock`."""
+        for _ in range(100):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+            except OSError as e:
+                raise StoreError(f"cannot create the lock {path}: {e.strerror or e}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holder = _read_lock(path) or {}
+                raise StoreLockedError(_in_use(self.root, path, holder)) from None
+            except OSError:  # no flock on this file system (e.g. Lustre without -o flock)
+                os.close(fd)
+                return self._take_lock_file(path, me, log)
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder removed the file between our open and flock
+                os.close(fd)
+                continue
+            holder = _read_lock(path)
+            if holder and holder.get("pid") != me["pid"]:
+                if holder.get("host") != me["host"] or _pid_alive(holder.get("pid")):
+                    os.close(fd)  # a live writer of an older version, or one we cannot check
+                    raise StoreLockedError(_in_use(self.root, path, holder))
+                if log:
+                    log(
+                        f"taking over the stale lock of {self.root} (pid {holder.get('pid')} "
+                        f"on {holder.get('host')} is no longer running)"
+                    )
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+            return fd
+        raise StoreLockedError(f"cannot take the lock {path} (it keeps being replaced)")
+
+    def _take_lock_file(self, path: Path, me: dict, log) -> int:
+        """The lock as a file alone, where the file system has no ``flock``: created with
+        ``O_EXCL``; a holder that is dead (or a file left empty) is replaced. Not atomic
+        against several runs taking over the same stale lock at once."""
         for _ in range(3):
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
             except FileExistsError:
                 holder = _read_lock(path)
-                if holder is None:  # removed between our open and read, or half written
+                if holder is None:  # being written, or left empty
                     time.sleep(0.05)
                     if _read_lock(path) is None:
                         _unlink(path)
@@ -328,21 +497,41 @@ class Store:
                         )
                     _unlink(path)
                     continue
-                raise StoreLockedError(
-                    f"{self.root} is in use by another `rankbias run` (pid {holder.get('pid')} "
-                    f"on {holder.get('host')}, since {holder.get('started', '?')}); wait for it "
-                    f"to finish, or, if that process is gone, delete {path}"
-                ) from None
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(me))
-            break
-        else:
-            raise StoreLockedError(f"cannot take the lock {path}")
-        try:
-            yield
-        finally:
-            if (_read_lock(path) or {}).get("pid") == me["pid"]:
-                _unlink(path)
+                raise StoreLockedError(_in_use(self.root, path, holder)) from None
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+            return fd
+        raise StoreLockedError(f"cannot take the lock {path}")
+
+    def clean_temp_files(self, log=None) -> int:
+        """Remove the temp files that killed writers left in the folder and ``runs/``; returns
+        how many. Call it holding :meth:`lock`, in a folder known to be a results folder.
+
+        A temp file is removed if its writer (host and pid in its name) is a process of this
+        host that is no longer running, or if it has not been modified for
+        ``_STALE_TEMP_AGE`` seconds (temp files of another host or of older versions, whose
+        writer cannot be checked: a live writer writes its file in one go). A temp file of a
+        live writer is never removed.
+        """
+        now = time.time()
+        dirs = [self.root]
+        if self.runs_dir.is_dir():
+            dirs += [Path(e.path) for e in os.scandir(self.runs_dir) if e.is_dir()]
+        removed = 0
+        for d in dirs:
+            for e in os.scandir(d):
+                if not is_temp_name(e.name) or not e.is_file(follow_symlinks=False):
+                    continue
+                pid = temp_writer(e.name)
+                try:
+                    old = now - e.stat(follow_symlinks=False).st_mtime > _STALE_TEMP_AGE
+                except FileNotFoundError:
+                    continue
+                if old or (pid is not None and not _pid_alive(pid)):
+                    _unlink(Path(e.path))
+                    removed += 1
+        if removed and log:
+            log(f"removed {removed} temp file(s) left by killed writers in {self.root}")
+        return removed
 
     # -- runs ----------------------------------------------------------------------------------
     def scan(self) -> Scan:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -48,24 +51,68 @@ class InProcessExecutor:
             yield i, fn(*args)
 
 
+def _die_with_parent(parent: int, poll: float = 0.5) -> None:
+    """End this process (SIGTERM's default action, or ``os._exit``) when the process
+    ``parent`` is gone, however it ended (``kill -9`` included).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, delivered by the kernel at once. Everywhere:
+    a daemon thread that polls ``os.getppid()`` (an orphan is re-parented), the fallback and
+    the guard against a parent that died before the ``prctl``.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(143)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(143)
+
+    threading.Thread(target=watch, name="rankbias-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent: int) -> None:
+    """Initializer of every ``processes`` worker: it ends with the command (a worker left
+    alive after ``kill -9`` of the command would go on writing run files with no lock
+    held), takes SIGTERM at once (the default action: no Python handler waits for a JAX
+    computation to return) and ignores Ctrl-C, which the terminal sends to the whole process
+    group: the command handles it and stops the workers itself."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+
+
 class ProcessExecutor:
     """Run chunks in ``workers`` local processes (``spawn``: JAX does not survive ``fork``).
 
     Leaving the ``with`` block on an exception (Ctrl-C, SIGTERM turned into an interrupt, a
     lost worker) terminates the workers and reaps them: a pool shut down without waiting
     would let the workers finish the chunks already queued to them and stay alive after the
-    command exits, racing a resumed run.
+    command exits, racing a resumed run. Workers also end when the command's process dies
+    without a word (``kill -9``, a crash): see :func:`_init_worker`.
     """
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or max(1, (os.cpu_count() or 2) // 2)
         self._pool = None
+        self._semaphores: set = set()
 
     def __enter__(self):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        before = set(_semaphore_finalizers())
+        self._pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
+        )
+        self._semaphores = set(_semaphore_finalizers()) - before  # its queues' (5)
         return self
 
     def __exit__(self, *exc):
@@ -76,7 +123,26 @@ class ProcessExecutor:
         procs = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
         _stop(procs)
+        self._release_pool()
         return False
+
+    def _release_pool(self, timeout: float = 5.0) -> None:
+        """Unlink the pool's semaphores once its workers are gone. Their finalizers run when
+        the queues are collected or at interpreter exit, and the command ends an interrupt
+        with ``os._exit``: the resource tracker then printed "There appear to be 5 leaked
+        semaphore objects" after Ctrl-C. Unlinking only removes the names; the semaphores
+        stay valid for any thread of the pool still holding them."""
+        manager = getattr(self._pool, "_executor_manager_thread", None)
+        if manager is not None:  # it closes the queues on seeing the workers dead, then ends
+            manager.join(timeout)
+        self._pool = None
+        registry = _semaphore_finalizers()
+        for key in self._semaphores:
+            finalizer = registry.get(key)
+            if finalizer is not None:
+                with contextlib.suppress(Exception):
+                    finalizer()  # SemLock._cleanup: sem_unlink and unregister, once
+        self._semaphores = set()
 
     def map(self, fn, items):
         from concurrent.futures import as_completed
@@ -98,6 +164,15 @@ class ProcessExecutor:
                 f.cancel()
 
 
+def _semaphore_finalizers() -> dict:
+    """multiprocessing's pending finalizers that unlink a named semaphore, by their key."""
+    from multiprocessing import synchronize, util
+
+    registry = getattr(util, "_finalizer_registry", {})
+    cleanup = getattr(synchronize.SemLock, "_cleanup", None)
+    return {k: f for k, f in list(registry.items()) if getattr(f, "_callback", 0) is cleanup}
+
+
 def _stop(procs, grace: float = 2.0) -> None:
     """SIGTERM the processes, wait up to ``grace`` seconds, SIGKILL the rest, reap all."""
     for p in procs:
@@ -114,13 +189,34 @@ def _stop(procs, grace: float = 2.0) -> None:
                 p.join(1.0)
 
 
+class _OSErrorResult:
+    """An ``OSError`` of a chunk, returned to the driver as a value (see :func:`_dask_chunk`)."""
+
+    def __init__(self, error: OSError):
+        self.error = error
+
+
+def _dask_chunk(*args) -> object:
+    """:func:`run_chunk` on a Dask worker, an ``OSError`` (a full disk, a lost folder) returned
+    instead of raised: raised, the worker logs it with its traceback (about 35 lines for a
+    full disk) and Dask retries the chunk, which fails the same way. The driver raises it."""
+    try:
+        return run_chunk(*args)
+    except OSError as e:
+        return _OSErrorResult(e)
+
+
 class DaskExecutor:
     """Run chunks on a Dask distributed cluster.
 
     ``scheduler``: an address (``tcp://host:8786``) of a running scheduler, or ``None`` to start
     a :class:`distributed.LocalCluster` with ``workers`` single-threaded worker processes.
     A chunk whose worker is killed is retried by Dask (``retries``); if it still fails its
-    runs stay pending and the sweep reports them.
+    runs stay pending and the sweep reports them. An ``OSError`` of a chunk (a full disk)
+    stops the sweep at once, without a retry. Leaving the ``with`` block on an exception
+    (Ctrl-C, SIGTERM, that ``OSError``) kills the worker processes of a ``LocalCluster``
+    before its futures are cancelled and it is closed, so that nothing is printed by the
+    workers and closing does not wait for runs that cannot be stopped.
     """
 
     def __init__(
@@ -137,6 +233,7 @@ class DaskExecutor:
             retries,
         )
         self._client = self._cluster = None
+        self._futures: list = []
 
     def __enter__(self):
         try:
@@ -164,31 +261,58 @@ class DaskExecutor:
         return self
 
     def __exit__(self, *exc):
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
-        if self._cluster is not None:
-            with contextlib.suppress(Exception):
-                self._cluster.close()
+        import logging
+
+        quiet = exc[0] is not None
+        level = logging.getLogger("distributed").level
+        if quiet:  # the nannies' warnings about the workers killed below
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+            self._kill_local_workers()
+        try:
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.cancel(self._futures)
+                with contextlib.suppress(Exception):
+                    self._client.close()
+            if self._cluster is not None:
+                with contextlib.suppress(Exception):
+                    self._cluster.close()
+        finally:
+            logging.getLogger("distributed").setLevel(level)
         return False
+
+    def _kill_local_workers(self) -> None:
+        """SIGKILL the worker processes of our ``LocalCluster`` (none for a remote scheduler)."""
+        import signal
+
+        nannies = getattr(self._cluster, "workers", None) or {}
+        for nanny in list(nannies.values()):
+            pid = getattr(getattr(nanny, "process", None), "pid", None)
+            if isinstance(pid, int):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
     def map(self, fn, items):
         from distributed import as_completed
 
         assert self._client is not None, "use the executor in a `with` block"
-        futs = [self._client.submit(fn, *args, pure=False, retries=self.retries) for args in items]
+        task = _dask_chunk if fn is run_chunk else fn
+        futs = [
+            self._client.submit(task, *args, pure=False, retries=self.retries) for args in items
+        ]
+        self._futures = futs
         index = {f.key: i for i, f in enumerate(futs)}
-        try:
-            for f in as_completed(futs):
-                try:
-                    yield index[f.key], f.result()
-                except OSError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - e.g. KilledWorker: runs stay pending
-                    yield index[f.key], e
-        finally:
-            for f in futs:
-                f.cancel()
+        for f in as_completed(futs):
+            try:
+                res = f.result()
+            except OSError:
+                raise
+            except Exception as e:  # noqa: BLE001 - e.g. KilledWorker: runs stay pending
+                yield index[f.key], e
+                continue
+            if isinstance(res, _OSErrorResult):
+                raise res.error
+            yield index[f.key], res
 
 
 def make_executor(
@@ -263,11 +387,13 @@ def run_sweep(
     from .folder import check_out, claim
 
     log = log or (lambda msg: None)
-    store = Store(check_out(out))
+    store = Store(check_out(out, locked=False))
     man = manifest_for(sweep, versions())
     man["quick"] = bool(quick)
     with store.lock(log):
+        check_out(out)  # under the lock: another writer may be creating the folder
         store.create()
+        store.clean_temp_files(log)
         man = claim(store, man, add=add)
         store.write_manifest(man)
         atomic_write_text(

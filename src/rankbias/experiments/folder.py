@@ -24,19 +24,34 @@ class ResultsFolderError(ConfigError):
     experiment's store); the message says why and what to do instead."""
 
 
-def check_out(out: str | os.PathLike) -> Path:
-    """The results folder ``out`` as a path, refusing an empty name and a folder that is
-    neither empty nor a rankbias store; raises :class:`ResultsFolderError`."""
-    from ..store import MANIFEST
-
+def _out_path(out: str | os.PathLike) -> Path:
+    """The results folder ``out`` as a path, refusing an empty name (which would be the
+    working folder); raises :class:`ResultsFolderError`."""
     if str(out).strip() == "":
         raise ResultsFolderError("--out is empty; name a results folder, e.g. --out results/my")
-    path = Path(out)
+    return Path(out)
+
+
+def check_out(out: str | os.PathLike, *, locked: bool = True) -> Path:
+    """The results folder ``out`` as a path, refusing an empty name and a folder that is
+    neither empty nor a rankbias store; raises :class:`ResultsFolderError`.
+
+    The lock file and writers' temp files (``.*.tmp``) do not count as content. The verdict
+    holds only under the folder's lock (``locked``): a writer that holds it may be creating
+    the folder (its ``runs/`` appears before ``experiment.json``). Without the lock (a cheap
+    first check that touches nothing), a folder with a lock file is not judged."""
+    from .._io import is_temp_name
+    from ..store import LOCK, MANIFEST
+
+    path = _out_path(out)
     if path.is_dir() and not (path / MANIFEST).exists():
         try:
-            entries = [e for e in os.listdir(path) if e != ".lock"]
+            names = os.listdir(path)
         except OSError as e:
             raise ResultsFolderError(f"cannot list {path}: {e.strerror or e}") from None
+        if not locked and LOCK in names:
+            return path  # being written: judged again under the lock
+        entries = [e for e in names if e != LOCK and not is_temp_name(e)]
         if entries:
             raise ResultsFolderError(
                 f"{path} is not empty and is not a rankbias results folder (no {MANIFEST}; it "

@@ -141,7 +141,7 @@ def run_reproduction(
     from ..store import Store, atomic_write_text, versions
     from .folder import check_out, claim
 
-    store = Store(check_out(out))
+    store = Store(check_out(out, locked=False))
     fn = _runner(raw["runner"])
     man = {
         "format": 1,
@@ -154,7 +154,9 @@ def run_reproduction(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     with store.lock(log):
+        check_out(out)  # under the lock: another writer may be creating the folder
         store.create()
+        store.clean_temp_files(log)
         man = claim(store, man)
         store.write_manifest(man)
         atomic_write_text(
