@@ -90,48 +90,91 @@ def golden() -> dict:
     return json.loads(GOLDEN.read_text())
 
 
-def test_golden_file_is_of_this_results_version(golden):
-    from rankbias.store import RESULTS_VERSION
+def _version(name: str) -> str:
+    """The results version of the golden run ``name`` (base plus its method's bump)."""
+    from rankbias.experiments.config import expand
+    from rankbias.store import results_version
 
-    assert golden["results_version"] == RESULTS_VERSION, (
-        f"RESULTS_VERSION is {RESULTS_VERSION!r} but {GOLDEN.name} was made with "
-        f"{golden['results_version']!r}: regenerate it with `{REGENERATE}`"
-    )
+    raw = tomllib.loads(f'name = "golden-{name}"\nkind = "sweep"\n{_PROBLEM}{RUNS[name]}\n')
+    return results_version(expand(raw).runs[0].config)
+
+
+def test_golden_file_is_of_this_results_version(golden):
     assert set(golden["runs"]) == set(RUNS)
+    for name in RUNS:
+        made = golden["runs"][name].get("results_version")
+        assert made == _version(name), (
+            f"the {name} run's results version is {_version(name)!r} but {GOLDEN.name} was "
+            f"made with {made!r}: regenerate it with `{REGENERATE}`"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_results_unchanged_at_this_results_version(name, golden, tmp_path):
-    from rankbias.store import RESULTS_VERSION
-
-    if golden["results_version"] != RESULTS_VERSION:
-        pytest.skip("golden file of another RESULTS_VERSION (the test above says so)")
-    diff = _differences(golden["runs"][name], _numbers(name, tmp_path))
+    if golden["runs"][name].get("results_version") != _version(name):
+        pytest.skip("golden run of another results version (the test above says so)")
+    want = {k: v for k, v in golden["runs"][name].items() if k != "results_version"}
+    diff = _differences(want, _numbers(name, tmp_path))
     assert not diff, (
-        f"the results changed ({name} run: {'; '.join(diff)}): bump RESULTS_VERSION in "
-        f"src/rankbias/store.py (stored runs must be recomputed) and regenerate with "
-        f"`{REGENERATE}`"
+        f"the results changed ({name} run: {'; '.join(diff)}): bump RESULTS_VERSION (or "
+        f"the method's entry of METHOD_RESULTS) in src/rankbias/store.py (stored runs must be "
+        f"recomputed) and regenerate with `{REGENERATE}`"
     )
 
 
-# A key made by the code before RESULTS_VERSION existed (main at 29d86aa, __version__ 0.1.0):
-# RESULTS_VERSION starts at the string the keys hashed then, so keys on disk stay valid.
+# Keys made by the code before RESULTS_VERSION existed (main at 29d86aa, __version__ 0.1.0):
+# RESULTS_VERSION starts at the string the keys hashed then, so flow keys on disk stay valid;
+# GD and optimizer runs got a method bump (METHOD_RESULTS: they now classify how they ended),
+# so their old keys are recomputed, on purpose.
 _OLD_CONFIG = {"problem": {"shape": [6, 6], "rank": 1}, "dynamics": {"method": "gd", "lr": 0.2}}
 _OLD_KEY = "48fa4879336cf6873825bf69dbc209f8"
 _OLD_SWEEP_KEY = "bd8c0b257b5bce12a8e52c7cd0dc26b0"  # tiny_sweep("tiny-key", alpha 1e-2, seed 0)
+_OLD_FLOW_CONFIG = {
+    "problem": {"shape": [6, 6], "rank": 1},
+    "dynamics": {"method": "flow", "t_max": 100.0},
+}
+_OLD_FLOW_KEY = "e86cc7e5cd773261c129960ad2bac4e4"
+_OLD_FLOW_SWEEP_KEY = "f668de222b76e15441dd9ad903e04189"
+_FLOW_SWEEP = """
+name = "tiny-flow-key"
+kind = "sweep"
+[problem]
+type = "completion"
+shape = [6, 6]
+rank = 1
+fraction = 0.7
+[dynamics]
+method = "flow"
+t_max = 100.0
+n_save = 10
+[sweep]
+grid = { alpha = [1e-2], seed = [0] }
+"""
 
 
-def test_existing_keys_are_unchanged():
-    from _configs import tiny_sweep
-
+def test_existing_flow_keys_are_unchanged():
     from rankbias.experiments.config import expand
     from rankbias.store import run_key
 
-    assert run_key(_OLD_CONFIG) == _OLD_KEY
+    assert run_key(_OLD_FLOW_CONFIG) == _OLD_FLOW_KEY
+    assert expand(tomllib.loads(_FLOW_SWEEP)).runs[0].key == _OLD_FLOW_SWEEP_KEY
+
+
+def test_gd_keys_follow_their_method_bump():
+    from _configs import tiny_sweep
+
+    from rankbias.experiments.config import expand
+    from rankbias.store import METHOD_RESULTS, RESULTS_VERSION, run_key
+
+    assert METHOD_RESULTS["gd"] == "gd.2" and METHOD_RESULTS["optax"] == "optax.2"
+    assert run_key(_OLD_CONFIG) != _OLD_KEY  # GD runs of before are recomputed
+    assert run_key(_OLD_CONFIG, RESULTS_VERSION) == _OLD_KEY  # the same formula, base version
     raw = tomllib.loads(
         tiny_sweep("tiny-key", "{ alpha = [1e-2], seed = [0] }", steps=100, n_save=10)
     )
-    assert expand(raw).runs[0].key == _OLD_SWEEP_KEY
+    spec = expand(raw).runs[0]
+    assert spec.key != _OLD_SWEEP_KEY
+    assert run_key(spec.config, RESULTS_VERSION) == _OLD_SWEEP_KEY
 
 
 def test_package_version_does_not_enter_keys(monkeypatch):
@@ -139,11 +182,14 @@ def test_package_version_does_not_enter_keys(monkeypatch):
     import rankbias.store as store
 
     before = store.run_key(_OLD_CONFIG)
+    flow = store.run_key(_OLD_FLOW_CONFIG)
     monkeypatch.setattr(rankbias, "__version__", "9.9.9")
     assert store.run_key(_OLD_CONFIG) == before
     assert store.versions()["rankbias"] == "9.9.9"  # still recorded with the results
+    monkeypatch.setattr(store, "METHOD_RESULTS", {**store.METHOD_RESULTS, "gd": "gd.3"})
+    assert store.run_key(_OLD_CONFIG) != before and store.run_key(_OLD_FLOW_CONFIG) == flow
     monkeypatch.setattr(store, "RESULTS_VERSION", "0.1.0+changed")
-    assert store.run_key(_OLD_CONFIG) != before
+    assert store.run_key(_OLD_FLOW_CONFIG) != flow
 
 
 def _regenerate() -> None:  # pragma: no cover - run by hand after a RESULTS_VERSION bump
@@ -155,7 +201,7 @@ def _regenerate() -> None:  # pragma: no cover - run by hand after a RESULTS_VER
     runs = {}
     for name in sorted(RUNS):
         with tempfile.TemporaryDirectory() as d:
-            runs[name] = _numbers(name, Path(d))
+            runs[name] = {"results_version": _version(name), **_numbers(name, Path(d))}
     GOLDEN.write_text(
         json.dumps({"results_version": RESULTS_VERSION, "runs": runs}, indent=1) + "\n"
     )

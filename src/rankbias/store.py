@@ -62,6 +62,8 @@ __all__ = [
     "StoreLockedError",
     "run_key",
     "RESULTS_VERSION",
+    "METHOD_RESULTS",
+    "results_version",
     "code_version",
     "versions",
     "load",
@@ -103,17 +105,32 @@ class StoreLockedError(StoreError):
 #: that every key already on disk stays valid.
 RESULTS_VERSION = "0.1.0"
 
+#: Bumps of one method's numbers on top of :data:`RESULTS_VERSION`: a change that alters what
+#: only one ``dynamics.method`` computes bumps its entry here, so that the stored runs of the
+#: other methods (hours of gradient flows) stay valid. ``gd.2``/``optax.2``: GD and optimizer
+#: runs classify how they ended (``completed`` or ``not_stationary``, with
+#: ``info["stationarity"]``); a stored run of before said ``completed`` for any run.
+METHOD_RESULTS = {"gd": "gd.2", "optax": "optax.2"}
 
-def code_version() -> str:
-    """The version that enters every run key: :data:`RESULTS_VERSION` (not ``__version__``)."""
-    return RESULTS_VERSION
+
+def results_version(config: dict | None = None) -> str:
+    """The results version of a run config: :data:`RESULTS_VERSION`, plus its method's bump in
+    :data:`METHOD_RESULTS` (``"0.1.0+gd.2"``); configs without a method get the base."""
+    dyn = (config or {}).get("dynamics")
+    bump = METHOD_RESULTS.get(dyn.get("method")) if isinstance(dyn, dict) else None
+    return RESULTS_VERSION if bump is None else f"{RESULTS_VERSION}+{bump}"
+
+
+def code_version(config: dict | None = None) -> str:
+    """The version that enters a run's key: :func:`results_version` (not ``__version__``)."""
+    return results_version(config)
 
 
 def run_key(config: dict, version: str | None = None) -> str:
     """SHA-256 (hex, 32 digits) of the canonical JSON of ``config`` and ``version``
-    (default :data:`RESULTS_VERSION`)."""
+    (default :func:`results_version` of ``config``)."""
     payload = json.dumps(
-        {"config": config, "version": version or code_version()},
+        {"config": config, "version": version or code_version(config)},
         sort_keys=True,
         separators=(",", ":"),
         default=float,
@@ -136,6 +153,7 @@ def versions() -> dict[str, str]:
         "processor": platform.processor() or "unknown",
         "rankbias": _package_version(),
         "results_version": RESULTS_VERSION,
+        "method_results": ",".join(f"{k}:{v}" for k, v in sorted(METHOD_RESULTS.items())),
     }
     from importlib import metadata
 
@@ -190,7 +208,7 @@ def _check_binding(path: Path, key: str, arrays: dict) -> None:
         cfg = json.loads(str(arrays["run_config"]))
     except (KeyError, ValueError):
         raise CorruptRunError(f"run file {path} has no readable run_config") from None
-    version = str(arrays.get("__code_version__", code_version()))
+    version = str(arrays.get("__code_version__", code_version(cfg)))
     if run_key(cfg, version) != key:
         raise CorruptRunError(
             f"run file {path}: its run_config does not hash to its key "
@@ -557,7 +575,11 @@ class Store:
         ``__code_version__`` and ``__checksum__``); clears a failure note."""
         arrays = dict(arrays)
         arrays["__key__"] = np.array(key)
-        arrays["__code_version__"] = np.array(code_version())
+        try:
+            cfg = json.loads(str(arrays["run_config"]))
+        except (KeyError, ValueError):
+            cfg = None
+        arrays["__code_version__"] = np.array(code_version(cfg if isinstance(cfg, dict) else None))
         arrays["__checksum__"] = np.array(checksum(arrays))
         path = atomic_write_npz(self.path(key), arrays)
         try:
