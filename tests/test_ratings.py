@@ -92,8 +92,8 @@ def test_load_ratings_keeps_the_mapping_and_old_unpacking(tmp_path):
 
 
 def test_malformed_files_name_the_line_not_its_text(tmp_path):
-    (tmp_path / "a.dat").write_text("1::2::5::9\n1::SECRET::4\n")
-    with pytest.raises(ValueError, match=r"a.dat:2: expected 4 fields") as e:
+    (tmp_path / "a.dat").write_text("1::2::5::9\n1::SECRET\n")
+    with pytest.raises(ValueError, match=r"a.dat:2: expected 3 or 4 fields") as e:
         read_ratings(tmp_path / "a.dat")
     assert "SECRET" not in str(e.value)
     (tmp_path / "b.txt").write_text("1 2 3\n1 SECRET 4\n")
@@ -278,3 +278,23 @@ def test_biases_both_solvers_on_a_wide_case(ratings, monkeypatch, dense_max):
     )  # the transposed problem: biases swap roles
     np.testing.assert_allclose(pred.user_bias, ref.item_bias, atol=1e-8, rtol=0)
     np.testing.assert_allclose(pred.item_bias, ref.user_bias, atol=1e-8, rtol=0)
+
+
+def test_optional_timestamp_bom_and_copies(tmp_path):
+    # u.data-style lines with and without a timestamp were accepted before: still are
+    (tmp_path / "mixed.txt").write_text("1 2 4 881250949\n2 1 3\n2 2 5 881250950\n")
+    R = read_ratings(tmp_path / "mixed.txt")
+    assert R.values.tolist() == [4.0, 3.0, 5.0] and R.lines.tolist() == [1, 2, 3]
+    # a CSV saved with a byte-order mark keeps its first header name
+    (tmp_path / "bom.csv").write_bytes("userId,movieId,rating\n7,8,2.5\n".encode("utf-8-sig"))
+    B = read_ratings(tmp_path / "bom.csv", columns=("userId", "movieId", "rating"))
+    assert B.shape == (7, 8) and B.values.tolist() == [2.5]
+    import copy
+    import pickle
+
+    s = rb.problems.load_ratings(tmp_path / "mixed.txt", test_fraction=0.4, seed=1)
+    for c in (copy.deepcopy(s), pickle.loads(pickle.dumps(s))):
+        assert c.info == s.info and c.test_index.tolist() == s.test_index.tolist()
+        assert c.heldout.values.tolist() == s.heldout.values.tolist()
+    g = rb.problems.load_ratings(tmp_path / "mixed.txt", seed=np.random.default_rng(1))
+    assert g.seed is None and len(g) == 2  # a Generator seed, as before; not recorded

@@ -89,9 +89,9 @@ class Ratings:
 
 def _lookup(ids: np.ndarray, wanted, name: str) -> np.ndarray:
     table = {k: i for i, k in enumerate(ids.tolist())}
-    want = np.atleast_1d(np.asarray(wanted, dtype=ids.dtype if ids.dtype != object else object))
+    want = np.atleast_1d(np.asarray(wanted, dtype=object)).ravel().tolist()
     try:
-        return np.asarray([table[k] for k in want.tolist()], np.int64)
+        return np.asarray([table[k] for k in want], np.int64)
     except KeyError as e:
         raise ValueError(f"`{name}`: id {e.args[0]!r} is not in the ratings") from None
 
@@ -127,7 +127,8 @@ def _parse(path, delimiter, columns, header):
     # Errors give the line number and what is wrong, never the line itself: `path` may be
     # any file the user (or a config) names, and its content is not ours to print.
     try:
-        with open(path) as fh:
+        # utf-8-sig: a CSV saved with a byte-order mark keeps its first header name
+        with open(path, encoding="utf-8-sig") as fh:
             for lineno, line in enumerate(fh, 1):
                 s = line.strip()
                 if not s or s.startswith("#"):
@@ -138,7 +139,7 @@ def _parse(path, delimiter, columns, header):
                     parts = _split_line(s, delimiter)
                     is_header = header
                     if header is None:  # a header's rating field is not a number
-                        idx = columns[2] if columns and isinstance(columns[2], int) else 2
+                        idx = 2 if not columns or isinstance(columns[2], str) else int(columns[2])
                         is_header = any(isinstance(c, str) for c in columns or ()) or (
                             len(parts) > idx and not _is_number(parts[idx])
                         )
@@ -156,9 +157,11 @@ def _parse(path, delimiter, columns, header):
                             f"{path}:{lineno}: expected at least {max(max(cols) + 1, 3)} "
                             f"{where}-separated fields, got {width}; {_HINT}"
                         )
-                elif len(parts) != width:
+                elif len(parts) != width and not (width in (3, 4) and len(parts) in (3, 4)):
+                    # 3 or 4: the timestamp is optional line by line, as it always was
+                    want = "3 or 4" if width in (3, 4) else f"{width}"
                     raise ValueError(
-                        f"{path}:{lineno}: expected {width} fields (as on the first line), "
+                        f"{path}:{lineno}: expected {want} fields (as on the first line), "
                         f"got {len(parts)}; {_HINT}"
                     )
                 try:

@@ -17,6 +17,11 @@ it came from (its id mapping turns rows and columns back into the file's ids).
 :func:`kfold_split`         fold ``i`` of ``k`` seeded folds (disjoint, covering)
 :func:`movielens_split`     MovieLens' own ``u1.base`` / ``u1.test`` files, one id mapping
 ==========================  =============================================================
+
+Every split also takes ``duplicates`` (``"error"``, ``"mean"`` or ``"last"``: a rating
+given twice for one entry) and ``normalization`` (``"sum"`` or ``"mean"``) of the
+training :class:`~rankbias.MatrixCompletion` (see
+:meth:`~rankbias.MatrixCompletion.from_triplets`).
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ class RatingsSplit(tuple):
             setattr(self, k, v)
         return self
 
+    def __getnewargs__(self):  # pickle and deepcopy: the attributes follow as __dict__
+        return (self.train, self.heldout)
+
     def __repr__(self) -> str:
         from ._repr import render
 
@@ -117,14 +125,18 @@ def _check_ratings(ratings) -> Ratings:
 
 
 def random_split(
-    ratings: Ratings, test_fraction: float = 0.1, seed: int = 0, **kwargs
+    ratings: Ratings,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    *,
+    duplicates: str = "error",
+    normalization: str = "sum",
 ) -> RatingsSplit:
     """Hold out ``round(test_fraction * N)`` ratings drawn by a seeded permutation.
 
     The permutation is ``np.random.default_rng(seed).permutation(N)``, its first ratings
     are the test set: the split of :func:`rankbias.problems.load_ratings` (and of sweeps'
-    ``problem.type = "ratings"``). ``kwargs``: ``duplicates``, ``normalization`` of the
-    training :class:`~rankbias.MatrixCompletion`.
+    ``problem.type = "ratings"``).
 
     Raises:
         ValueError: ``test_fraction`` outside ``[0, 1)``, no training rating left.
@@ -140,11 +152,13 @@ def random_split(
         raise ValueError(f"`test_fraction`={tf} leaves no training rating of {len(ratings)}")
     return _make(
         ratings, perm[k:], perm[:k], "random", rng_seed if isinstance(rng_seed, int) else None,
-        {"test_fraction": tf}, **kwargs,
+        {"test_fraction": tf}, duplicates=duplicates, normalization=normalization,
     )  # fmt: skip
 
 
-def index_split(ratings: Ratings, test_index, **kwargs) -> RatingsSplit:
+def index_split(
+    ratings: Ratings, test_index, *, duplicates: str = "error", normalization: str = "sum"
+) -> RatingsSplit:
     """Hold out the ratings at positions ``test_index`` (0-based, in file order).
 
     Raises:
@@ -164,10 +178,21 @@ def index_split(ratings: Ratings, test_index, **kwargs) -> RatingsSplit:
         raise ValueError("`test_index` repeats a position: give each held-out rating once")
     keep = np.ones(N, bool)
     keep[t] = False
-    return _make(ratings, np.flatnonzero(keep), t, "index", None, {}, **kwargs)
+    return _make(
+        ratings,
+        np.flatnonzero(keep),
+        t,
+        "index",
+        None,
+        {},
+        duplicates=duplicates,
+        normalization=normalization,
+    )
 
 
-def file_order_split(ratings: Ratings, n_train: int, **kwargs) -> RatingsSplit:
+def file_order_split(
+    ratings: Ratings, n_train: int, *, duplicates: str = "error", normalization: str = "sum"
+) -> RatingsSplit:
     """The first ``n_train`` ratings (in file order) train, the rest are held out: the
     split of Arora et al.'s reference code (no shuffling).
 
@@ -178,12 +203,21 @@ def file_order_split(ratings: Ratings, n_train: int, **kwargs) -> RatingsSplit:
     N = len(ratings)
     n = check_int(n_train, "n_train", minimum=1, maximum=N)
     idx = np.arange(N)
-    return _make(ratings, idx[:n], idx[n:], "file_order", None, {"n_train": n}, **kwargs)
+    return _make(
+        ratings,
+        idx[:n],
+        idx[n:],
+        "file_order",
+        None,
+        {"n_train": n},
+        duplicates=duplicates,
+        normalization=normalization,
+    )
 
 
 def per_user_split(
     ratings: Ratings, k: int | None = None, *, fraction: float | None = None, seed: int = 0,
-    **kwargs,
+    duplicates: str = "error", normalization: str = "sum",
 ) -> RatingsSplit:  # fmt: skip
     """Hold out, for each user, ``k`` of their ratings (or ``round(fraction * n_u)``),
     drawn at random (seeded), always keeping at least one for training: a user with
@@ -221,11 +255,26 @@ def per_user_split(
     is_test = pos_in_user < np.repeat(want, counts)
     test, train = np.sort(order[is_test]), np.sort(order[~is_test])
     params = {"k": k} if k is not None else {"fraction": fraction}
-    return _make(ratings, train, test, "per_user", seed, params, **kwargs)
+    return _make(
+        ratings,
+        train,
+        test,
+        "per_user",
+        seed,
+        params,
+        duplicates=duplicates,
+        normalization=normalization,
+    )
 
 
 def kfold_split(
-    ratings: Ratings, fold: int, k: int = 5, *, seed: int = 0, **kwargs
+    ratings: Ratings,
+    fold: int,
+    k: int = 5,
+    *,
+    seed: int = 0,
+    duplicates: str = "error",
+    normalization: str = "sum",
 ) -> RatingsSplit:
     """Fold ``fold`` (0-based) of ``k``: a seeded permutation cut into ``k`` near-equal
     parts (sizes differ by at most one); part ``fold`` is held out. Over
@@ -242,7 +291,16 @@ def kfold_split(
     parts = np.array_split(np.random.default_rng(seed).permutation(N), k)
     test = np.sort(parts[fold])
     train = np.sort(np.concatenate([p for j, p in enumerate(parts) if j != fold]))
-    return _make(ratings, train, test, "kfold", seed, {"fold": fold, "k": k}, **kwargs)
+    return _make(
+        ratings,
+        train,
+        test,
+        "kfold",
+        seed,
+        {"fold": fold, "k": k},
+        duplicates=duplicates,
+        normalization=normalization,
+    )
 
 
 def movielens_split(
