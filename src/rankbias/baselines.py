@@ -645,14 +645,23 @@ class MeanPredictor:
         return float(np.sqrt(np.mean(r * r)))
 
     def __repr__(self) -> str:
-        from ._repr import num, render
+        from ._repr import render
+
+        return render(f"MeanPredictor(kind={self.kind!r})", self._rows())
+
+    def _repr_html_(self) -> str:
+        from ._repr import render_html
+
+        return render_html(f"MeanPredictor(kind={self.kind!r})", self._rows())
+
+    def _rows(self):
+        from ._repr import num
 
         rows = [("shape", str(self.shape)), ("mu", num(self.mu, 6))]
         if self.kind == "biases":
             rows.append(("lam", num(self.lam)))
         rows.append(("clip", "-" if self.clip is None else f"[{self.clip[0]:g}, {self.clip[1]:g}]"))
-        rows += [(k, num(v)) for k, v in self.info.items()]
-        return render(f"MeanPredictor(kind={self.kind!r})", rows)
+        return rows + [(k, num(v)) for k, v in self.info.items()]
 
 
 def _train_triplets(train) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:

@@ -666,7 +666,7 @@ def load_ratings(
     path,
     *,
     test_fraction: float = 0.1,
-    seed: int = 0,
+    seed: int | np.random.Generator = 0,
     shape=None,
     one_based: bool = True,
     duplicates: str = "error",

@@ -75,16 +75,23 @@ class Ratings:
         """Column indices of the item ids ``items`` (``ValueError`` if unknown)."""
         return _lookup(self.item_ids, items, "items")
 
-    def __repr__(self) -> str:
-        from ._repr import render
-
-        rows = [
+    def _rows(self):
+        return [
             ("ratings", str(len(self))),
             ("shape", str(self.shape)),
             ("files", ", ".join(self.sources)),
             ("range", f"[{self.values.min():g}, {self.values.max():g}]" if len(self) else "-"),
         ]
-        return render("Ratings", rows)
+
+    def __repr__(self) -> str:
+        from ._repr import render
+
+        return render("Ratings", self._rows())
+
+    def _repr_html_(self) -> str:
+        from ._repr import render_html
+
+        return render_html("Ratings", self._rows())
 
 
 def _lookup(ids: np.ndarray, wanted, name: str) -> np.ndarray:

@@ -76,12 +76,19 @@ class RatingsSplit(tuple):
     def __getnewargs__(self):  # pickle and deepcopy: the attributes follow as __dict__
         return (self.train, self.heldout)
 
+    def _rows(self):
+        rows = [(k, str(v)) for k, v in self.info.items() if k != "kind"]
+        return rows + [("shape", str(self.train.shape))]
+
     def __repr__(self) -> str:
         from ._repr import render
 
-        rows = [(k, str(v)) for k, v in self.info.items() if k != "kind"]
-        rows.append(("shape", str(self.train.shape)))
-        return render(f"RatingsSplit(kind={self.kind!r})", rows)
+        return render(f"RatingsSplit(kind={self.kind!r})", self._rows())
+
+    def _repr_html_(self) -> str:
+        from ._repr import render_html
+
+        return render_html(f"RatingsSplit(kind={self.kind!r})", self._rows())
 
 
 def _make(
@@ -127,7 +134,7 @@ def _check_ratings(ratings) -> Ratings:
 def random_split(
     ratings: Ratings,
     test_fraction: float = 0.1,
-    seed: int = 0,
+    seed: int | np.random.Generator = 0,
     *,
     duplicates: str = "error",
     normalization: str = "sum",
