@@ -92,7 +92,7 @@ def test_load_ratings_keeps_the_mapping_and_old_unpacking(tmp_path):
 
 
 def test_malformed_files_name_the_line_not_its_text(tmp_path):
-    (tmp_path / "a.dat").write_text("1::2::5::9\n1::SECRET\n")
+    (tmp_path / "a.dat").write_text("1::2::5::9\n1::SECRET::4::0::7\n")
     with pytest.raises(ValueError, match=r"a.dat:2: expected 3 or 4 fields") as e:
         read_ratings(tmp_path / "a.dat")
     assert "SECRET" not in str(e.value)
@@ -298,3 +298,17 @@ def test_optional_timestamp_bom_and_copies(tmp_path):
         assert c.heldout.values.tolist() == s.heldout.values.tolist()
     g = rb.problems.load_ratings(tmp_path / "mixed.txt", seed=np.random.default_rng(1))
     assert g.seed is None and len(g) == 2  # a Generator seed, as before; not recorded
+
+
+def test_header_detection_does_not_swallow_a_bad_first_rating(tmp_path):
+    # "1 2 x" was an error at line 1 and stays one (a header would drop a rating silently)
+    (tmp_path / "x.txt").write_text("1 2 x\n1 3 4\n")
+    with pytest.raises(ValueError, match=r"x.txt:1: the rating \(column 2\) must be a number"):
+        read_ratings(tmp_path / "x.txt")
+    (tmp_path / "h.txt").write_text("user item rating ts\n1 2 4 0\n1 3 4\n")
+    assert len(read_ratings(tmp_path / "h.txt")) == 2  # a header, then 4- and 3-field lines
+    # a line too short for the columns asked for is named, not an IndexError
+    with pytest.raises(ValueError, match=r"h.txt:3: expected at least 4 whitespace-separated"):
+        read_ratings(tmp_path / "h.txt", columns=(0, 1, 3))
+    with pytest.raises(ValueError, match="3 different columns"):
+        read_ratings(tmp_path / "h.txt", columns=(0, 0, 2))

@@ -145,10 +145,16 @@ def _parse(path, delimiter, columns, header):
                         delimiter = _guess_delimiter(s)
                     parts = _split_line(s, delimiter)
                     is_header = header
-                    if header is None:  # a header's rating field is not a number
-                        idx = 2 if not columns or isinstance(columns[2], str) else int(columns[2])
+                    if header is None:
+                        # a header's rating field is not a number and its id fields are not
+                        # integers: "1 2 x" stays a malformed rating (an error), not a header
+                        idx = [0, 1, 2] if not columns else columns
+                        f = [parts[int(i)] if isinstance(i, int) and i < len(parts) else None
+                             for i in idx]  # fmt: skip
                         is_header = any(isinstance(c, str) for c in columns or ()) or (
-                            len(parts) > idx and not _is_number(parts[idx])
+                            f[2] is not None
+                            and not _is_number(f[2])
+                            and not any(x is not None and _is_int(x) for x in f[:2])
                         )
                     if is_header:
                         cols = _resolve_columns(columns, parts, path, lineno)
@@ -158,13 +164,14 @@ def _parse(path, delimiter, columns, header):
                 parts = _split_line(s, delimiter)
                 if width is None:
                     width = len(parts)
-                    if width < max(cols) + 1 or width < 3:
-                        where = "whitespace" if delimiter is None else repr(delimiter)
-                        raise ValueError(
-                            f"{path}:{lineno}: expected at least {max(max(cols) + 1, 3)} "
-                            f"{where}-separated fields, got {width}; {_HINT}"
-                        )
-                elif len(parts) != width and not (width in (3, 4) and len(parts) in (3, 4)):
+                need = max(max(cols) + 1, 3)
+                if len(parts) < need:
+                    where = "whitespace" if delimiter is None else repr(delimiter)
+                    raise ValueError(
+                        f"{path}:{lineno}: expected at least {need} {where}-separated fields, "
+                        f"got {len(parts)}; {_HINT}"
+                    )
+                if len(parts) != width and not (width in (3, 4) and len(parts) in (3, 4)):
                     # 3 or 4: the timestamp is optional line by line, as it always was
                     want = "3 or 4" if width in (3, 4) else f"{width}"
                     raise ValueError(
@@ -311,6 +318,10 @@ def read_ratings(
                 raise ValueError(
                     f"`columns` entries must be column indices >= 0 or header names, got {c!r}"
                 )
+        if len(set(columns)) != 3:
+            raise ValueError(
+                f"`columns` must name 3 different columns (user, item, rating), got {columns!r}"
+            )
     if header is not None:
         header = check_bool(header, "header")
     modes = (ids, ids) if isinstance(ids, str) else tuple(ids)
