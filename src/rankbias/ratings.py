@@ -284,7 +284,8 @@ def read_ratings(
         columns: the user, item and rating columns: indices (0-based) or header names,
             e.g. ``("userId", "movieId", "rating")``. Default ``(0, 1, 2)``.
         header: whether the first line is a header. ``None`` (default): it is when its
-            rating field is not a number, or when ``columns`` names fields.
+            rating field is not a number and its user and item fields are not integers (so
+            ``1 2 x`` is a malformed rating, an error), or when ``columns`` names fields.
         ids: ``"auto"`` (default), ``"index"`` or ``"map"``, or a pair for users and
             items, e.g. ``("index", "map")``: see the module docstring.
         one_based: for ``"index"`` axes, whether ids start at 1 (MovieLens; default).

@@ -4,19 +4,18 @@ A :class:`RatingsSplit` unpacks as ``(train, heldout)``: a
 :class:`~rankbias.MatrixCompletion` on the training ratings and a
 :class:`~rankbias.problems.HeldOut` with the test ratings (score a prediction with
 ``heldout.rmse(W)``). It also records the split: ``kind``, ``seed``, the sizes, the
-positions (in file order) of the train and test ratings, and the :class:`~rankbias.ratings.Ratings`
-it came from (its id mapping turns rows and columns back into the file's ids).
+positions (in file order) of the train and test ratings, and the
+:class:`~rankbias.ratings.Ratings` it came from (its id mapping turns rows and columns back
+into the file's ids).
 
-==========================  =============================================================
-:func:`random_split`        a seeded random fraction (``rankbias.problems.load_ratings``)
-:func:`index_split`         the test ratings given by their positions in file order
-:func:`file_order_split`    the first ``n_train`` ratings of the file train, the rest test
-                            (the split of Arora et al.'s reference code)
-:func:`per_user_split`      ``k`` (or a fraction) of each user's ratings held out, at least
-                            one kept for training
-:func:`kfold_split`         fold ``i`` of ``k`` seeded folds (disjoint, covering)
-:func:`movielens_split`     MovieLens' own ``u1.base`` / ``u1.test`` files, one id mapping
-==========================  =============================================================
+* :func:`random_split`: a seeded random fraction (the split of ``load_ratings``);
+* :func:`index_split`: the test ratings given by their positions in file order;
+* :func:`file_order_split`: the first ``n_train`` ratings train, the rest are held out (the
+  split of Arora et al.'s reference code);
+* :func:`per_user_split`: ``k`` (or a fraction) of each user's ratings held out, at least one
+  kept for training;
+* :func:`kfold_split`: fold ``i`` of ``k`` seeded folds (disjoint, covering);
+* :func:`movielens_split`: MovieLens' own ``u1.base`` / ``u1.test`` files, one id mapping.
 
 Every split also takes ``duplicates`` (``"error"``, ``"mean"`` or ``"last"``: a rating
 given twice for one entry) and ``normalization`` (``"sum"`` or ``"mean"``) of the
