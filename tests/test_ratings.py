@@ -312,3 +312,14 @@ def test_header_detection_does_not_swallow_a_bad_first_rating(tmp_path):
         read_ratings(tmp_path / "h.txt", columns=(0, 1, 3))
     with pytest.raises(ValueError, match="3 different columns"):
         read_ratings(tmp_path / "h.txt", columns=(0, 0, 2))
+
+
+def test_a_sweep_reads_a_csv_with_string_ids(tmp_path):
+    # problem.type = "ratings" goes through load_ratings: a CSV with string ids was refused
+    from rankbias import experiments as ex
+
+    trip = _triplets(5)
+    path = _write(tmp_path / "r.csv", [(f"u{u}", f"m{i}", r) for u, i, r in trip], "csv")
+    raw = ex.parse_config(f'name = "r"\n[problem]\ntype = "ratings"\npath = "{path}"\n')
+    cfg = ex.expand(raw).runs[0].config["problem"]
+    assert cfg["shape"] == [len({t[0] for t in trip}), len({t[1] for t in trip})]
