@@ -42,6 +42,8 @@ PUBLIC_MODULES = (
     "compare",
     "metrics",
     "problems",
+    "ratings",
+    "splits",
     "models",
     "dynamics",
 )

@@ -20,7 +20,18 @@ from ._cache import cache_dir, setup_cache as _setup_cache
 _setup_cache()
 
 # experiments: xarray/dask load lazily
-from . import baselines, dynamics, experiments, metrics, models, optimizers, problems, theory
+from . import (
+    baselines,
+    dynamics,
+    experiments,
+    metrics,
+    models,
+    optimizers,
+    problems,
+    ratings,
+    splits,
+    theory,
+)
 from .compare import compare_with_glrl
 from .dynamics import (
     RKC,
@@ -87,5 +98,7 @@ __all__ = [
     "glrl",
     "compare_with_glrl",
     "baselines",
+    "ratings",
+    "splits",
     "cache_dir",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
@@ -39,6 +40,9 @@ from ._validation import (
     check_shape,
     check_symmetric_values,
 )
+
+if TYPE_CHECKING:
+    from .splits import RatingsSplit
 
 __all__ = [
     "Problem",
@@ -662,92 +666,57 @@ def load_ratings(
     path,
     *,
     test_fraction: float = 0.1,
-    seed: int = 0,
+    seed: int | np.random.Generator = 0,
     shape=None,
     one_based: bool = True,
     duplicates: str = "error",
     normalization: str = "sum",
-) -> tuple[MatrixCompletion, HeldOut]:
-    r"""Read a ``user item rating [timestamp]`` file (MovieLens ``u.data`` layout: one rating
-    a line, whitespace- or tab-separated, ids from 1) and split it at random.
+    delimiter: str | None = None,
+    columns=None,
+    header: bool | None = None,
+    ids="auto",
+) -> RatingsSplit:
+    r"""Read a ratings file and split it at random into ``(train, heldout)``.
 
-    Entry ``(user - 1, item - 1)`` of an ``(num_users, num_items)`` matrix holds the rating
-    (``one_based=False``: ids are 0-based). A seeded permutation puts
-    ``round(test_fraction * k)`` of the ``k`` ratings in the held-out set; the rest make the
-    training :class:`MatrixCompletion`. Blank lines and lines starting with ``#`` are skipped.
+    The file is read by :func:`rankbias.ratings.read_ratings` (whitespace/tab, ``::`` or
+    CSV with a header; ``delimiter``, ``columns``, ``header``, ``ids``, ``one_based``,
+    ``shape`` are its arguments): by default a ``user item rating [timestamp]`` line
+    (MovieLens ``u.data``) puts the rating at entry ``(user - 1, item - 1)`` of an
+    ``(num_users, num_items)`` matrix; string ids are numbered in sorted order. A seeded
+    permutation puts ``round(test_fraction * k)`` of the ``k`` ratings in the held-out set;
+    the rest make the training :class:`MatrixCompletion` (:func:`rankbias.splits.random_split`;
+    other splits are in :mod:`rankbias.splits`). Blank lines and lines starting with ``#``
+    are skipped.
 
     Arguments:
         path: the text file.
         test_fraction: in ``[0, 1)``; ``seed``: of the split.
-        shape: ``(num_users, num_items)``; default: the largest ids seen.
+        shape: ``(num_users, num_items)``; default: what the ids need.
         duplicates: ``"error"``, ``"mean"`` or ``"last"`` (see
             :meth:`MatrixCompletion.from_triplets`).
 
     Returns:
-        ``(train, heldout)``: the training problem and a :class:`HeldOut` (score a
-        prediction with ``heldout.rmse(W)``).
+        A :class:`~rankbias.splits.RatingsSplit`: it unpacks as ``(train, heldout)``, the
+        training problem and a :class:`HeldOut` (score a prediction with
+        ``heldout.rmse(W)``), and keeps the id mapping (``.ratings.user_ids``,
+        ``.ratings.item_ids``) and the split (``.info``).
 
     Raises:
         ValueError: a malformed line (its number is given, its text never is: the file may
-            be any file), a file that is not UTF-8 text, a non-integer id, an id below
-            the base, a non-finite rating, ``test_fraction`` outside ``[0, 1)``, or a split
-            that leaves no training entry.
+            be any file), a file that is not UTF-8 text, a non-integer id (integer ids from
+            the first line on; ``ids="map"`` for strings), an id below the base, a
+            non-finite rating, ``test_fraction`` outside ``[0, 1)``, or a split that leaves
+            no training entry.
     """
+    from .ratings import read_ratings
+    from .splits import random_split
+
     tf = check_positive(test_fraction, "test_fraction", allow_zero=True)
-    if tf >= 1:
+    if tf >= 1:  # before reading: a bad argument is named before a large file is parsed
         raise ValueError(f"`test_fraction` must be in [0, 1), got {tf}")
-    one_based = check_bool(one_based, "one_based")
-    rng = np.random.default_rng(check_seed(seed))
-    users, items, ratings = [], [], []
-    # Errors give the line number and what is wrong, never the line itself: `path` may be
-    # any file the user (or a config) names, and its content is not ours to print.
-    hint = "is it a ratings file ('user item rating [timestamp]' a line)?"
-    try:
-        with open(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                s = line.strip()
-                if not s or s.startswith("#"):
-                    continue
-                parts = s.split()
-                if len(parts) not in (3, 4):
-                    raise ValueError(
-                        f"{path}:{lineno}: expected 3 or 4 whitespace-separated fields, got "
-                        f"{len(parts)}; {hint}"
-                    )
-                try:
-                    u, i, rt = int(parts[0]), int(parts[1]), float(parts[2])
-                except ValueError:
-                    raise ValueError(
-                        f"{path}:{lineno}: user and item must be integers and the rating a "
-                        f"number; {hint}"
-                    ) from None
-                users.append(u)
-                items.append(i)
-                ratings.append(rt)
-    except UnicodeDecodeError:
-        # its message quotes the undecodable bytes
-        raise ValueError(f"{path}: not a UTF-8 text file; {hint}") from None
-    if not ratings:
-        raise ValueError(f"{path}: no rating found")
-    base = 1 if one_based else 0
-    u = np.asarray(users, np.int64) - base
-    i = np.asarray(items, np.int64) - base
-    if u.min() < 0 or i.min() < 0:
-        raise ValueError(
-            f"{path}: ids must be >= {base} (one_based={one_based}), got min user "
-            f"{u.min() + base}, min item {i.min() + base}"
-        )
-    v = np.asarray(ratings)
-    check_finite(v, "ratings")
-    if shape is None:
-        shape = (int(u.max()) + 1, int(i.max()) + 1)
-    perm = rng.permutation(v.size)
-    k_test = int(round(tf * v.size))
-    test, train = perm[:k_test], perm[k_test:]
-    if train.size == 0:
-        raise ValueError(f"`test_fraction`={tf} leaves no training rating of {v.size}")
-    prob = MatrixCompletion.from_triplets(
-        u[train], i[train], v[train], shape, duplicates=duplicates, normalization=normalization
-    )
-    r, c, vt, shp = _check_triplets(u[test], i[test], v[test], shape)
-    return prob, HeldOut(r, c, vt, shp)
+    check_seed(seed)
+    ratings = read_ratings(
+        path, delimiter=delimiter, columns=columns, header=header, ids=ids,
+        one_based=one_based, shape=shape,
+    )  # fmt: skip
+    return random_split(ratings, tf, seed, duplicates=duplicates, normalization=normalization)
