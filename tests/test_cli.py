@@ -723,7 +723,7 @@ def test_status_help_documents_the_exit_codes(capsys):
 def test_statuses_are_counted_by_name_even_unknown_ones(capsys):
     from rankbias.cli import _print_status
 
-    st = {"total": 5, "done": 4, "pending": 1, "failed": 0}
+    st: dict = {"total": 5, "done": 4, "pending": 1, "failed": 0}
     st["statuses"] = {"completed": 1, "not_stationary": 1, "exploded": 1, "": 1}
     _print_status(st)
     assert capsys.readouterr().out.splitlines() == [

@@ -117,7 +117,7 @@ def results_version(config: dict | None = None) -> str:
     """The results version of a run config: :data:`RESULTS_VERSION`, plus its method's bump in
     :data:`METHOD_RESULTS` (``"0.1.0+gd.2"``); configs without a method get the base."""
     dyn = (config or {}).get("dynamics")
-    bump = METHOD_RESULTS.get(dyn.get("method")) if isinstance(dyn, dict) else None
+    bump = METHOD_RESULTS.get(str(dyn.get("method"))) if isinstance(dyn, dict) else None
     return RESULTS_VERSION if bump is None else f"{RESULTS_VERSION}+{bump}"
 
 
