@@ -21,13 +21,18 @@ The ratio ``flow per evaluation / bare loss_and_grad`` is the target of issue 30
 the ratios are measured in the same process and stay meaningful on a shared machine (the
 script prints ``uptime``'s load).
 
-Usage: python benchmarks/bench_flow_eval.py [--depths 3 4] [--repeat 200]
+``--variants`` adds, per depth, the flow with RKC / controller variants (power iterations,
+safety factor, PID coefficients, the Tsit5 switch), each compiled afresh: the suspects of
+the rejected steps.
+
+Usage: python benchmarks/bench_flow_eval.py [--depths 3 4] [--repeat 200] [--variants]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import platform
 import time
@@ -190,10 +195,65 @@ def breakdown(r: dict) -> list[tuple[str, int, float, float]]:
     return [(k, n, ms, n * ms / 1e3) for k, n, ms in rows]
 
 
+#: Solver variants of ``--variants``: RKC's settings and the PID controller's coefficients.
+VARIANTS = {
+    "default": ({}, {}),
+    "power_iterations=4": (dict(power_iterations=4), {}),
+    "safety=1.5": (dict(safety=1.5), {}),
+    "PID pcoeff=0.3 icoeff=0.4": ({}, dict(pcoeff=0.3, icoeff=0.4)),
+    "tsit5_limit=1.0": (dict(tsit5_limit=1.0), {}),
+    "tsit5_limit=-1 (no Tsit5 steps)": (dict(tsit5_limit=-1.0), {}),
+}
+
+
+def variants(L: int) -> None:
+    """Steps, rejections and wall time of the flow with RKC / controller variants (the
+    suspects of the rejected steps), each compiled afresh; accuracy: error to the truth."""
+    import diffrax
+    import equinox as eqx
+
+    import rankbias._aot as aot
+    from rankbias.dynamics import _flow as engine
+    from rankbias.dynamics._rkc import RKC
+    from rankbias.reproduce.arora2019 import relative_error
+
+    M, prob = _instance(D, RANK, K, SEED)
+    model = rb.DeepFactorization((D, D), depth=L)
+    p0 = _flow_init(model, D, SEED, 1e-3, None)
+    make, pid = engine._make_solver, diffrax.PIDController
+    stored, aot.aot_dir = aot.aot_dir, lambda: None  # the stored program is the default's
+    print(
+        f"\n| depth {L}: variant | status | t_end | wall s | steps | rejected | num_vf_evals "
+        "| error to truth |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    try:
+        for name, (rkc, ctrl) in VARIANTS.items():
+            jax.clear_caches()
+            engine._solve_jit = eqx.filter_jit(engine._solve)  # traced again with the variant
+            engine._make_solver = (lambda n, size=None, kw=rkc: RKC(**kw)) if rkc else make
+            engine.diffrax.PIDController = functools.partial(pid, **ctrl) if ctrl else pid
+            _flow(prob, model, p0, t_max=1e-3)  # compiles
+            tr = _flow(prob, model, p0)
+            i = tr.info
+            print(
+                f"| {name} | {i['status']} | {i['t_final']:.4g} | {i['wall_time']:.2f} | "
+                f"{i['num_steps']} | {i['num_rejected']} "
+                f"({100 * i['num_rejected'] / i['num_steps']:.0f}%) | {i['num_vf_evals']} | "
+                f"{relative_error(tr.final_matrix, M):.3e} |"
+            )
+    finally:
+        engine._make_solver, engine.diffrax.PIDController, aot.aot_dir = make, pid, stored
+        engine._solve_jit = aot.aot_jit(engine._solve)
+
+
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--depths", type=int, nargs="+", default=[3, 4])
     ap.add_argument("--repeat", type=int, default=200)
+    ap.add_argument(
+        "--variants", action="store_true", help="also time RKC / controller variants (slow)"
+    )
     args = ap.parse_args(argv)
     load = os.getloadavg()
     print(
@@ -235,6 +295,9 @@ def main(argv=None) -> None:
             f"{1e3 * rest / max(r['steps'], 1):.3f} per step | {rest:.2f} | "
             f"{100 * rest / r['wall']:.0f}% |"
         )
+    if args.variants:
+        for L in args.depths:
+            variants(L)
     load = os.getloadavg()
     print(f"\n# load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
