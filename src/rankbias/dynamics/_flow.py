@@ -379,7 +379,7 @@ def _solve(
         num_steps=sol.stats["num_steps"],
         num_accepted=sol.stats["num_accepted_steps"],
         num_rejected=sol.stats["num_rejected_steps"],
-        nfe=_count_evals(cfg, y0.size, sol, resume),
+        nfe=_count_evals(cfg, sol, resume),
         solver_state=sol.solver_state if own else None,
         dt_next=sol.controller_state[2],
         loss0=loss0,
@@ -392,13 +392,14 @@ def _solve(
 _RK_STAGES = {"tsit5": 7, "dopri5": 7, "dopri8": 14}
 
 
-def _count_evals(cfg: _FlowConfig, size: int, sol, resume):
+def _count_evals(cfg: _FlowConfig, sol, resume):
     """Vector-field evaluations of one segment (a JVP counts as one), or ``None`` where the
     solver does not expose them (``"kvaerno5"``: its Newton iterations are not counted).
 
-    Beyond the solver's own: the steady-state test (one gradient at the start of the segment and after every step; its
-    Lanczos products, run only where the gradient is already below ``gtol``, are not
-    counted), and the records (one gradient per saved time, plus the segment's end).
+    Beyond the solver's own: the steady-state test (one gradient at the start of the
+    segment and after every step; its Lanczos products, run only where the gradient is
+    already below ``gtol``, are not counted) and the records (one gradient per saved time,
+    plus the segment's end).
     """
     steps = sol.stats["num_steps"]
     if cfg.solver in _OWN:
