@@ -379,14 +379,44 @@ def _solve(
         num_steps=sol.stats["num_steps"],
         num_accepted=sol.stats["num_accepted_steps"],
         num_rejected=sol.stats["num_rejected_steps"],
-        nfe=sol.solver_state[3]
-        if own and sol.solver_state is not None
-        else None,  # only RKC counts them
+        nfe=_count_evals(cfg, sol, resume),
         solver_state=sol.solver_state if own else None,
         dt_next=sol.controller_state[2],
         loss0=loss0,
         gnorm0=gnorm0,
     )
+
+
+#: Stages of diffrax's explicit Runge-Kutta solvers (all FSAL: a step evaluates ``stages - 1``
+#: of them, the first step all of them).
+_RK_STAGES = {"tsit5": 7, "dopri5": 7, "dopri8": 14}
+
+
+def _count_evals(cfg: _FlowConfig, sol, resume):
+    """Vector-field evaluations of one segment (a JVP counts as one), or ``None`` where the
+    solver does not expose them (``"kvaerno5"``: its Newton iterations are not counted).
+
+    Beyond the solver's own: the steady-state test (one gradient at the start of the
+    segment and after every step; its Lanczos products, run only where the gradient is
+    already below ``gtol``, are not counted) and the records (one gradient per saved time,
+    plus the segment's end).
+    """
+    steps = sol.stats["num_steps"]
+    if cfg.solver in _OWN:
+        solver_nfe = sol.solver_state[3]  # RKC counts its stages, power iterations and init
+        if resume is not None:
+            solver_nfe = solver_nfe - resume[2][3]  # the counter carries over segments
+    elif cfg.solver in _RK_STAGES:
+        # FSAL: the first step also evaluates f(y0) (exact unless the first step is rejected,
+        # which repeats it: the initial step selection makes that rare).
+        solver_nfe = (_RK_STAGES[cfg.solver] - 1) * steps + (steps > 0)
+    else:
+        return None
+    # No initial step-size selection: diffrax's PID picks dt0 = 0.01 without evaluations
+    # for the wrapped terms that diffeqsolve passes it.
+    extra = steps + 1 if cfg.steady_stop else 0
+    saved = jnp.sum(jnp.isfinite(sol.ts[0])) + 1
+    return (solver_nfe + extra + saved).astype(jnp.int64)
 
 
 _solve_jit = aot_jit(_solve)
@@ -410,6 +440,7 @@ def _resume(problem, first, ts, t_max, tols, model, cfg, max_steps: int):
     ts_np = np.asarray(ts)
     recs = {k: np.array(v) for k, v in out["recs"].items()}
     counts = {k: int(out[k]) for k in ("num_steps", "num_accepted", "num_rejected")}
+    nfe = None if out["nfe"] is None else int(out["nfe"])  # per segment: summed
     offset, restarts, builds = 0.0, 0, 0
     y = out["y_final"]
     rank = _krylov_rank(_make_solver(cfg.solver, y.size), y.size)
@@ -437,10 +468,13 @@ def _resume(problem, first, ts, t_max, tols, model, cfg, max_steps: int):
             recs[k][saved] = np.asarray(out["recs"][k])[saved]
         for k in counts:
             counts[k] += int(out[k])
+        if nfe is not None:
+            nfe += int(out["nfe"])
     result = int(out["result"])
     if result in (_RESTART, _NEW_BASIS):  # the step budget ran out first
         result = int(diffrax.RESULTS.max_steps_reached._value)
-    nfe = None if out["nfe"] is None else int(out["nfe"]) + 3 * rank * builds  # the builds' JVPs
+    if nfe is not None:
+        nfe += 3 * rank * builds  # the builds' JVPs
     return dict(
         out,
         recs=recs,
@@ -962,7 +996,10 @@ def gradient_flow(
 
     Returns:
         :class:`Trajectory` with ``info`` holding ``status`` (``"t_max"``, ``"steady_state"``,
-        ``"max_steps"``), ``num_steps``, ``num_rejected``, ``num_vf_evals``, ``wall_time`` and
+        ``"max_steps"``), ``num_steps``, ``num_rejected``, ``num_vf_evals`` (gradient
+        evaluations and JVPs of the whole solve, stopping tests and records included; a lower
+        bound for the RKC-based solvers, which lose rejected attempts; ``None`` for
+        ``"kvaerno5"``; docs: the gradient-flow guide), ``wall_time`` and
         ``restarts``: how often the clock was reset to 0 because the steps stayed below
         ``TIME_RESOLUTION`` times the time integrated (escapes at ``t >~ 1e12``; the flow is
         autonomous, so the solve goes on exactly; step counts and ``max_steps`` cover all

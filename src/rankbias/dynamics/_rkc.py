@@ -120,7 +120,8 @@ class RKC(AbstractAdaptiveSolver):
         v0 = jnp.cos(jnp.arange(y0.size, dtype=y0.dtype) * 1.618033988749895 + 0.3)
         v0 = v0 / jnp.linalg.norm(v0)
         v, rho = self._power(terms, t0, y0, args, v0, 20)
-        state = (f0, v, rho, jnp.zeros((), jnp.int32))
+        # The evaluation counter starts with f0 and the 20 power iterations.
+        state = (f0, v, rho, jnp.asarray(21, jnp.int32))
         if self.krylov_stages is not None:
             state += (jnp.ones((), jnp.int32),)  # accepted steps since the basis was built
         return state
@@ -254,6 +255,7 @@ class RKC(AbstractAdaptiveSolver):
             f1,
             v,
             jnp.where(jnp.isfinite(rho_new), rho_new, rho_prev),
-            nfe + s + 1 + self.power_iterations,
+            # s: the step's own evaluations (f1 included; f0 is FSAL unless after a jump).
+            nfe + s + self.power_iterations + jnp.asarray(made_jump, jnp.int32),
         ) + since
         return ys, y_error, dense_info, new_state, RESULTS.successful
