@@ -1,4 +1,4 @@
-"""The tiny 6x6 GD sweep shared by the experiment, store, CLI and report tests."""
+"""The tiny sweeps shared by the experiment, store, CLI and report tests."""
 
 
 def tiny_sweep(
@@ -41,3 +41,25 @@ def tiny_sweep(
     if batch_size is not None:
         lines.append(f"batch_size = {batch_size}")
     return "\n" + "\n".join(lines) + "\n"
+
+
+def tiny_flow_sweep(name: str, zip_table: str) -> str:
+    """TOML of a rank-1 4x4 completion swept with gradient flow (scale 0.1, 8 records);
+    ``zip_table`` is the ``[sweep] zip`` inline table (e.g. of ``dynamics.t_max`` and
+    ``dynamics.max_steps``, to make runs end in different ways)."""
+    return f"""
+name = "{name}"
+kind = "sweep"
+[problem]
+type = "completion"
+shape = [4, 4]
+rank = 1
+fraction = 0.8
+[init]
+scale = 0.1
+[dynamics]
+method = "flow"
+n_save = 8
+[sweep]
+zip = {zip_table}
+"""

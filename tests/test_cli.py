@@ -3,7 +3,7 @@
 import errno
 
 import pytest
-from _configs import tiny_sweep
+from _configs import tiny_flow_sweep, tiny_sweep
 
 from rankbias.cli import main
 
@@ -629,22 +629,9 @@ def test_interrupt_at_any_point_of_the_import_is_one_line(tmp_path, cmd, sig, co
     _check_interrupted_in_import(tmp_path, cmd, sig, code, after, late_ok=fraction >= 0.6)
 
 
-FLOW_CUT_SHORT = """
-name = "tiny-flow-cut"
-kind = "sweep"
-[problem]
-type = "completion"
-shape = [4, 4]
-rank = 1
-fraction = 0.8
-[init]
-scale = 0.1
-[dynamics]
-method = "flow"
-n_save = 8
-[sweep]
-zip = { "dynamics.t_max" = [1e6, 1.0], "dynamics.max_steps" = [5, 100000] }
-"""
+FLOW_CUT_SHORT = tiny_flow_sweep(
+    "tiny-flow-cut", '{ "dynamics.t_max" = [1e6, 1.0], "dynamics.max_steps" = [5, 100000] }'
+)
 
 
 def test_runs_cut_short_are_counted_by_status_not_just_done(tmp_path, capsys):

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
-from _configs import tiny_sweep
+from _configs import tiny_flow_sweep, tiny_sweep
 
 import rankbias.experiments as ex
 from rankbias.store import CorruptRunError, Store, _on_grid, checksum
@@ -386,22 +386,10 @@ def test_sigterm_stops_and_reaps_process_workers(tmp_path):
 
 # A flow sweep whose runs end three ways: cut short by max_steps (t = 0.4 of t_max = 1e6),
 # stopped at t_max = 1 without a steady state, and at a certified steady state.
-FLOW_ENDS = """
-name = "tiny-flow-ends"
-kind = "sweep"
-[problem]
-type = "completion"
-shape = [4, 4]
-rank = 1
-fraction = 0.8
-[init]
-scale = 0.1
-[dynamics]
-method = "flow"
-n_save = 8
-[sweep]
-zip = { "dynamics.t_max" = [1e6, 1.0, 1e6], "dynamics.max_steps" = [5, 100000, 100000] }
-"""
+FLOW_ENDS = tiny_flow_sweep(
+    "tiny-flow-ends",
+    '{ "dynamics.t_max" = [1e6, 1.0, 1e6], "dynamics.max_steps" = [5, 100000, 100000] }',
+)
 
 
 @pytest.fixture(scope="module")
