@@ -75,6 +75,31 @@ def test_saddle_plateau_is_completed():
     assert abs(tr.loss[-1] - tr.loss[0]) < 1e-12 * tr.loss[0]
 
 
+def test_a_run_that_barely_moved_is_not_called_completed():
+    # A large init with a tiny lr: the gradient (O(1)) never used, the loss unchanged to 1e-5.
+    p = MODEL.init("gaussian", scale=0.5, seed=0)
+    tr = rb.gradient_descent(PROB, MODEL, p, lr=1e-7, steps=100, n_save=10)
+    st = tr.info["stationarity"]
+    assert abs(tr.loss[-1] - tr.loss[0]) < 1e-3 * tr.loss[0]  # the oracle: it did not move
+    assert tr.grad_norm[-1] > 0.5 * tr.grad_norm.max()  # ... at a gradient not small
+    assert tr.status == "not_stationary" and st["verdict"] == "stalled"
+
+
+def test_minibatch_noise_floor_is_not_called_oscillating():
+    # Minibatch SGD at its noise floor: the loss fluctuates between records but does not rise
+    # over the last half; not a step too large, so no warning and no reruns.
+    Mr = rb.random_low_rank(shape=(10, 10), rank=3, seed=1)
+    prob = rb.MatrixCompletion.uniform(Mr, fraction=0.6, seed=1)
+    model = rb.DeepFactorization(shape=(10, 10), depth=2, width=1)
+    p = model.init("gaussian", scale=1e-2, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        tr = rb.train(prob, model, p, "sgd", lr=0.01, steps=20_000, batch_size=5, n_save=40)
+    half = tr.loss[len(tr.loss) // 2 :]
+    assert half[-1] <= half[0] * (1 + 1e-3)  # the oracle: no net rise over the tail
+    assert tr.info["stationarity"]["verdict"] != "oscillating"
+
+
 def test_batch_statuses_per_run_and_one_warning():
     with pytest.warns(RuntimeWarning, match=r"run 1: the loss rose") as rec:
         runs = rb.gradient_descent_batch(

@@ -413,7 +413,16 @@ DESCENT_RTOL = 1e-3
 RISE_FRACTION = 0.05
 
 
-def stationarity(rec_steps, loss, grad_norm, tail_rises: int | None) -> dict[str, Any]:
+#: ``stationarity``: a run whose gradient ends above this fraction of its largest recorded
+#: gradient, and whose loss never moved, is ``"stalled"`` (nothing can be said of it).
+STALL_RATIO = 0.5
+#: ``stationarity``: ``g |theta| / |f|`` below this is a saddle's plateau, not a stalled run.
+SADDLE_RTOL = 1e-2
+
+
+def stationarity(
+    rec_steps, loss, grad_norm, tail_rises: int | None, *, param_norm: float | None = None
+) -> dict[str, Any]:
     r"""How far from a stationary point a run that ran all its steps ended.
 
     With ``g_k`` the recorded gradient norms, ``f_k`` the recorded losses and the *tail* the
@@ -432,9 +441,17 @@ def stationarity(rec_steps, loss, grad_norm, tail_rises: int | None) -> dict[str
     ``tail_rise_fraction > RISE_FRACTION`` (``0.05``), without it, that and a tail drop
     ``<= DESCENT_RTOL`` (a step size too large: no descent at a large gradient); else
     ``"descending"`` if ``tail_drop > DESCENT_RTOL`` (``1e-3``: still going down, too few
-    steps); else ``"plateau"`` (a flat loss with a gradient too small to move it: a saddle's
-    plateau, not a defect of the run). ``"oscillating"`` and ``"descending"`` end with
-    status ``not_stationary``, the others ``completed``.
+    steps); else ``"stalled"`` if the loss changed by at most ``DESCENT_RTOL`` over the whole
+    run while ``grad_ratio > STALL_RATIO`` (``0.5``: the gradient never fell from its largest
+    value) and the gradient is not small against the loss, ``g_end |theta_end| >
+    SADDLE_RTOL |f_end|`` (``1e-2``; ``|theta|`` the factors' norm, ``param_norm``): ``lr x
+    steps`` was too short to say anything (a tiny ``lr``); else ``"plateau"`` (a flat loss at a
+    gradient too small to move it: a saddle's plateau, e.g. the one at 0 from a small init,
+    not a defect of the run).
+    ``"oscillating"``, ``"descending"`` and ``"stalled"`` end with status ``not_stationary``,
+    the others ``completed``. The rises are judged only with ``tail_rises`` (per-step
+    counts): the losses of minibatches and adaptive optimizers fluctuate at their noise floor,
+    so for them only a net rise over the tail is ``"oscillating"``.
 
     Arguments:
         rec_steps: the record steps (sorted, the last is ``S``), ``Trajectory.steps``.
@@ -461,18 +478,29 @@ def stationarity(rec_steps, loss, grad_norm, tail_rises: int | None) -> dict[str
     else:
         d = np.diff(f[i0:])
         rise = float(np.mean(d > 1e-5 * np.abs(f[i0:-1]))) if d.size else 0.0
-    rises = rise > RISE_FRACTION and (tail_rises is not None or drop <= DESCENT_RTOL)
+    # Only the per-step count judges rises: minibatch and adaptive losses fluctuate at their
+    # noise floor (rises between records there are noise, not a step size too large).
+    rises = rise > RISE_FRACTION and tail_rises is not None
+    f_0 = float(f[0])
+    moved = abs(f_0 - float(f[-1])) > DESCENT_RTOL * max(abs(f_0), 1e-300)
+    # g |theta| / f is dimensionless (for a depth-L factorization near 0 it is ~ L times the
+    # end-to-end scale): tiny at a saddle near the origin, O(1) away from stationary points
+    saddle = param_norm is not None and float(g[-1]) * param_norm <= SADDLE_RTOL * abs(float(f[-1]))
     if steps == 0 or ratio <= GRAD_RTOL:
         verdict = "near_stationary"
     elif rises or drop < -DESCENT_RTOL:
         verdict = "oscillating"
     elif drop > DESCENT_RTOL:
         verdict = "descending"
+    elif not moved and ratio > STALL_RATIO and not saddle:
+        # the loss never moved, the gradient is still at its largest and not small against
+        # the loss: lr x steps was too short to say anything (e.g. a tiny lr)
+        verdict = "stalled"
     else:
         verdict = "plateau"
     status = (
         RunStatus.NOT_STATIONARY
-        if verdict in ("oscillating", "descending")
+        if verdict in ("oscillating", "descending", "stalled")
         else RunStatus.COMPLETED
     ).value  # a plain str, as the flow's statuses (reprs, JSON)
     return dict(
@@ -615,11 +643,13 @@ def loop_stationarity(out, rec_steps, monotone: bool = True) -> dict[str, Any]:
     """:func:`stationarity` of a finished loop output (records cut to ``rec_steps``);
     ``monotone``: a rule whose healthy steps all lower the loss (GD, full-batch sgd)."""
     n = rec_steps.size
+    leaves = jax.tree_util.tree_leaves(out["params"])
     return stationarity(
         rec_steps,
         np.asarray(out["recs"]["loss"])[:n],
         np.asarray(out["recs"]["grad_norm"])[:n],
         int(out["tail_rises"]) if monotone else None,
+        param_norm=float(np.sqrt(sum(float(np.sum(np.square(x))) for x in leaves))),
     )
 
 
