@@ -20,8 +20,11 @@ every later band on a slow rise, which changed the chosen plateau with ``n_save`
 The interpolation is trusted only where the records resolve the curve: from ``argmin r`` on,
 consecutive records may be at most ``min_log_duration / min_records`` apart in ``ln t`` (GD
 records of consecutive steps always pass: they are the solver's own steps), so that every
-plateau holds at least ``min_records`` records; sparser records raise a ``ValueError`` that says
-how densely to record.
+plateau holds at least ``min_records`` records; sparser records give a
+:class:`SparseRecordsWarning` that says how densely to record (the plateaus are still found on
+the interpolated curve, but one of about ``min_log_duration`` may come and go with the grid; a
+default gradient flow, 200 log-spaced records to ``t_max = 1e8``, is such a case). A record at
+``t = 0`` is not judged (it stands at half the first positive time).
 
 **Rules** (:func:`early_stopping`).
 
@@ -42,6 +45,7 @@ The stopping record is the record nearest (in ``ln t``) to the point at fraction
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,6 +57,7 @@ if TYPE_CHECKING:
     from .trajectory import Trajectory
 
 __all__ = [
+    "SparseRecordsWarning",
     "DetectedPlateau",
     "StoppingResult",
     "detect_plateaus",
@@ -187,8 +192,17 @@ def _band_ends(r: np.ndarray, tol: float) -> np.ndarray:
     return end
 
 
-def _check_resolution(u, steps, k0, min_log_duration, min_records) -> None:
-    """Raise unless the records from ``k0`` on resolve plateaus of ``min_log_duration``."""
+class SparseRecordsWarning(RuntimeWarning):
+    """The records are sparser than the plateaus they are asked to resolve: a plateau of
+    about ``min_log_duration`` may be missed or merged, so the stop may depend on the grid."""
+
+
+def _check_resolution(u, steps, k0, min_log_duration, min_records, zero_first) -> None:
+    """Warn (:class:`SparseRecordsWarning`) unless the records from ``k0`` on resolve
+    plateaus of ``min_log_duration``. A record at ``t = 0`` stands at half the first positive
+    time (``_positive_times``): its gap is no record density, so it is not judged."""
+    if zero_first:
+        k0 = max(k0, 1)
     if min_log_duration == 0 or u.size - k0 < 2:
         return  # no resolution claimed: plateaus of any length, kept if they hold min_records
     gaps = np.diff(u[k0:])
@@ -203,12 +217,17 @@ def _check_resolution(u, steps, k0, min_log_duration, min_records) -> None:
         # 25 % above span / limit: GD rounds log-spaced records to whole steps, which widens
         # some gaps (at n_save = span / limit + 2 they still fail by ~5 %)
         need = math.ceil(1.25 * span / limit) + 2
-        raise ValueError(
+        # A warning, not an error: the plateaus of a coarse grid are still found on the
+        # interpolated curve, only those near min_log_duration may come and go with the grid.
+        warnings.warn(
             f"the records are too sparse to resolve plateaus of log-duration "
             f"`min_log_duration` = {min_log_duration:g}: records {k0 + i} and {k0 + i + 1} "
             f"(t = {a:.4g} and {b:.4g}) are ln(t2/t1) = {gaps[i]:.3g} apart, more than "
-            f"min_log_duration / min_records = {limit:.3g}; record more densely (log-spaced "
-            f"records need about n_save >= {need}) or raise `min_log_duration`"
+            f"min_log_duration / min_records = {limit:.3g}, so a plateau of about that length "
+            f"may be missed and the stop may depend on the record grid; record more densely "
+            f"(log-spaced records need about n_save >= {need}) or raise `min_log_duration`",
+            SparseRecordsWarning,
+            stacklevel=3,
         )
 
 
@@ -226,8 +245,8 @@ def detect_plateaus(
     See the module docstring: ``tol`` is the half-width of a plateau's band (``r`` units), a
     plateau lasts at least ``min_log_duration`` in ``ln t`` and holds at least ``min_records``
     records. ``steps`` (``(T,)``, optional): the GD step of each record; records of consecutive
-    steps count as resolved in the density check. Raises ``ValueError`` when the records are
-    too sparse for ``min_log_duration`` (see the module docstring).
+    steps count as resolved in the density check. Warns (:class:`SparseRecordsWarning`) when the
+    records are too sparse for ``min_log_duration`` (see the module docstring).
     """
     r = np.asarray(r, dtype=np.float64)
     t = _positive_times(times)
@@ -260,7 +279,8 @@ def detect_plateaus(
             f"the first non-finite one"
         )
     u_rec = np.log(t)
-    _check_resolution(u_rec, steps, int(np.argmin(r)), min_log_duration, min_records)
+    zero_first = bool(np.asarray(times, dtype=np.float64)[0] <= 0)
+    _check_resolution(u_rec, steps, int(np.argmin(r)), min_log_duration, min_records, zero_first)
 
     # The lattice u = k h, with the first and last record times: the same points for every
     # record grid of the same run, so the bands below depend on the curve only.
@@ -324,8 +344,9 @@ def early_stopping(
     and ``tie_margin`` (relative, in ``[0, 1)``: plateaus at least ``1 - tie_margin`` times as
     long as the longest tie with it under ``rule="auto"``, and the earliest of them wins).
 
-    Raises ``ValueError`` when no plateau (or no plateau ``level``) is found, or when the
-    records are too sparse to resolve plateaus of ``min_log_duration``: record more densely
+    Raises ``ValueError`` when no plateau (or no plateau ``level``) is found; warns
+    (:class:`SparseRecordsWarning`) when the records are too sparse to resolve plateaus of
+    ``min_log_duration``: record more densely
     (``n_save``), run longer, or lower ``min_log_duration``.
     """
     check_choice(rule, "rule", ("plateau", "auto"))
