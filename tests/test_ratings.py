@@ -66,6 +66,9 @@ def test_named_columns_delimiter_and_string_ids_round_trip(tmp_path):
         R.rows_of("nobody")
     # the same columns by index
     R2 = read_ratings(path, delimiter=";", columns=(3, 2, 1), header=True)
+    # NumPy integer column indices detect the header like Python ints
+    R3 = read_ratings(path, delimiter=";", columns=tuple(np.int64(i) for i in (3, 2, 1)))
+    assert R3.shape == R2.shape and np.array_equal(R3.values, R2.values)
     np.testing.assert_array_equal(R2.rows, R.rows)
     np.testing.assert_array_equal(R2.values, R.values)
 

@@ -346,6 +346,9 @@ def test_legitimate_inputs_still_accepted():
     prob = rb.MatrixCompletion(SQ4, (np.array([0, 1]), np.array([1.0, 0.0])), symmetric=True)
     assert prob.symmetric and prob.num_observed == 2
     assert rb.matrix_from_spectrum([1.0, 0.0]).shape == (2, 2)  # a zero among others is fine
+    # 0-d arrays (NumPy or JAX) and integer arrays are shapes too
+    assert rb.random_low_rank((np.array(3), jnp.asarray(4)), 1).shape == (3, 4)
+    assert rb.random_low_rank(jnp.array([3, 3]), 1).shape == (3, 3)
 
 
 def test_symmetry_tolerance_is_relative():

@@ -87,6 +87,8 @@ def check_finite(arr: np.ndarray, name: str) -> None:
 def _as_int(x) -> int | None:
     """``x`` as an ``int`` when it is an integer (Python or NumPy, not ``bool``) or an
     integral float (``3.0``); ``None`` otherwise (``2.5``, ``"3"``, ``True``, ``nan``)."""
+    if hasattr(x, "shape") and getattr(x, "shape", None) == () and hasattr(x, "dtype"):
+        x = np.asarray(x).item()  # a 0-d NumPy or JAX array: its scalar
     if isinstance(x, (bool, np.bool_)):
         return None
     if isinstance(x, (int, np.integer)):

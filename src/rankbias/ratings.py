@@ -149,7 +149,7 @@ def _parse(path, delimiter, columns, header):
                         # a header's rating field is not a number and its id fields are not
                         # integers: "1 2 x" stays a malformed rating (an error), not a header
                         idx = [0, 1, 2] if not columns else columns
-                        f = [parts[int(i)] if isinstance(i, int) and i < len(parts) else None
+                        f = [parts[int(i)] if isinstance(i, (int, np.integer)) and i < len(parts) else None
                              for i in idx]  # fmt: skip
                         is_header = any(isinstance(c, str) for c in columns or ()) or (
                             f[2] is not None

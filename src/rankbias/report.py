@@ -216,8 +216,9 @@ def _not_well_html(ds) -> str:
     return (
         f'<p class="muted">* not ended well: {k} of {int(ds["done"].sum())} done runs did '
         f"not reach a certified steady state (flows) or a stationary point (GD, optimizers); "
-        f"their values at <code>t_final</code> are included in the means above and marked "
-        f"with an x in the figures. These runs{more}:</p>" + _table(rows[:50])
+        f"they are marked with an x in the figures; a run that stopped before the end of "
+        f"the time grid has no values after its <code>t_final</code> (NaN), so its end values "
+        f"are left out of the means above. These runs{more}:</p>" + _table(rows[:50])
     )
 
 

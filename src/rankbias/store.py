@@ -208,12 +208,28 @@ def _check_binding(path: Path, key: str, arrays: dict) -> None:
         cfg = json.loads(str(arrays["run_config"]))
     except (KeyError, ValueError):
         raise CorruptRunError(f"run file {path} has no readable run_config") from None
-    version = str(arrays.get("__code_version__", code_version(cfg)))
-    if run_key(cfg, version) != key:
+    # a file without __code_version__ predates it: its key hashed the base version (or, for
+    # a file rewritten without it, the config's current one)
+    stored_version = arrays.get("__code_version__")
+    versions = (
+        [str(stored_version)]
+        if stored_version is not None
+        else [RESULTS_VERSION, code_version(cfg if isinstance(cfg, dict) else None)]
+    )
+    if all(run_key(cfg, v) != key for v in versions):
         raise CorruptRunError(
             f"run file {path}: its run_config does not hash to its key "
             f"(a file of another run{'' if stored is not None else ', or of another code version'})"
         )
+
+
+def _write_holder(fd: int, me: dict) -> None:
+    """Write the holder's pid, host and start into the lock file and fsync it: on a shared
+    file system whose ``flock`` is local to each machine (NFS ``nolock``, Lustre
+    ``localflock``) the content is the only guard between machines, and an unflushed write
+    would leave another machine reading an empty file."""
+    os.pwrite(fd, json.dumps(me).encode(), 0)
+    os.fsync(fd)
 
 
 def _read_lock(path: Path) -> dict | None:
@@ -489,7 +505,7 @@ class Store:
                         f"on {holder.get('host')} is no longer running)"
                     )
             os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(me).encode(), 0)
+            _write_holder(fd, me)
             return fd
         raise StoreLockedError(f"cannot take the lock {path} (it keeps being replaced)")
 
@@ -503,7 +519,7 @@ class Store:
             except FileExistsError:
                 holder = _read_lock(path)
                 if holder is None:  # being written, or left empty
-                    time.sleep(0.05)
+                    time.sleep(1.0)  # a writer's content is fsynced within ms, even over NFS
                     if _read_lock(path) is None:
                         _unlink(path)
                     continue
@@ -516,7 +532,7 @@ class Store:
                     _unlink(path)
                     continue
                 raise StoreLockedError(_in_use(self.root, path, holder)) from None
-            os.pwrite(fd, json.dumps(me).encode(), 0)
+            _write_holder(fd, me)
             return fd
         raise StoreLockedError(f"cannot take the lock {path}")
 
