@@ -748,3 +748,24 @@ def test_workers_of_the_command_print_nothing_on_signals(argv0):
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "True"], r.stdout
+
+
+def test_runs_of_an_older_results_version_are_stale_not_done(cfg, tmp_path, monkeypatch, capsys):
+    import rankbias.store as store
+
+    out = tmp_path / "res"
+    # a GD folder written before GD runs classified how they ended (no method bump then)
+    monkeypatch.setattr(store, "METHOD_RESULTS", {})
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 3  # work remains: the next run recomputes them
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(
+        "4/4 done, 0 pending, 0 failed, 4 made by an older results version (their code "
+        "changed what they compute: `rankbias run` recomputes them)"
+    )
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    assert "older results version" not in capsys.readouterr().out

@@ -10,8 +10,8 @@ Exit codes (every command; ``EXIT_*`` below):
 1     failure: a run raised (``failed``), a store, executor or I/O error, or ``status
       --verify`` found corrupt or unreadable run files
 2     bad input: an argument, a config, a folder that holds another experiment
-3     pending: ``run``/``status`` of a sweep with runs still to do and none failed
-      (``rankbias run`` again resumes it)
+3     pending: ``run``/``status`` of a sweep with runs still to do and none failed, or with
+      runs made by an older results version (``rankbias run`` again resumes or recomputes)
 130   interrupted (Ctrl-C); 143: terminated (SIGTERM)
 ====  ======================================================================================
 
@@ -46,7 +46,7 @@ EXIT_PENDING = 3  # a sweep with runs still pending (and none failed)
 _EXIT_EPILOG = (
     "exit codes: 0 every run done (runs that ended without a steady state are counted "
     "in the output, not an error); 1 failed runs, or with --verify corrupt or unreadable run files; "
-    "2 bad input; 3 runs still pending (`rankbias run` resumes)"
+    "2 bad input; 3 runs still pending, or made by an older results version (`rankbias run` resumes)"
 )
 
 
@@ -180,6 +180,11 @@ def _print_status(st: dict) -> None:
         line += f", {st['corrupt']} corrupt (`rankbias run` again deletes and re-runs them)"
     if st.get("unreadable"):
         line += f", {st['unreadable']} unreadable (kept; check their permissions)"
+    if st.get("stale"):
+        line += (
+            f", {st['stale']} made by an older results version (their code changed what they "
+            f"compute: `rankbias run` recomputes them)"
+        )
     bad = {k: n for k, n in st.get("statuses", {}).items() if not ended_well(k)}
     if bad:
         # on the first line, so that `| head -1` and logs cannot show "done" alone
@@ -241,7 +246,7 @@ def _exit_code(st: dict) -> int:
         return EXIT_FAILURE
     if st.get("lost_chunks_runs"):  # an executor lost their results: a failure, not pending
         return EXIT_FAILURE
-    if st.get("pending"):
+    if st.get("pending") or st.get("stale"):  # stale runs are recomputed by the next run
         return EXIT_PENDING
     return EXIT_OK
 

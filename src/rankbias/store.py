@@ -658,10 +658,18 @@ class Store:
         Reads only the ``info`` entry (not the checksum: :meth:`read_run` verifies). Raises
         ``FileNotFoundError``, :class:`CorruptRunError` for a file whose ``info`` cannot be
         parsed, or :class:`RunReadError` for a file that cannot be read."""
+        return self._run_end(key)[0]
+
+    def _run_end(self, key: str) -> tuple[str, bool]:
+        """``(status, stale)`` of the finished run ``key``: ``stale`` when the file was made
+        by another results version than its config has now (:func:`results_version`): its
+        numbers or status are of older code, and ``rankbias run`` recomputes it."""
         path = self.path(key)
         try:
             with np.load(path, allow_pickle=False) as z:
                 text = str(z["info"])
+                made = str(z["__code_version__"]) if "__code_version__" in z.files else None
+                cfg_text = str(z["run_config"]) if "run_config" in z.files else None
         except FileNotFoundError:
             raise
         except OSError as e:
@@ -672,7 +680,14 @@ class Store:
             info = json.loads(text)
         except ValueError:
             raise CorruptRunError(f"run file {path} has no readable info") from None
-        return str(info.get("status", "")) if isinstance(info, dict) else ""
+        status = str(info.get("status", "")) if isinstance(info, dict) else ""
+        try:
+            cfg = json.loads(cfg_text) if cfg_text is not None else None
+        except ValueError:
+            cfg = None
+        now = results_version(cfg if isinstance(cfg, dict) else None)
+        stale = (made or RESULTS_VERSION) != now
+        return status, stale
 
     def remove(self, key: str) -> None:
         try:
@@ -717,12 +732,14 @@ class Store:
         done_keys = [k for k in keys if k in scan.done and k not in corrupt | unreadable]
         done = len(done_keys)
         statuses: dict[str, int] = {}
+        stale = 0
         for k in done_keys:
             try:
-                s = self.run_status(k)
+                s, old = self._run_end(k)
             except (FileNotFoundError, StoreError):
                 continue  # removed meanwhile, or damaged: `--verify` reports those
             statuses[s] = statuses.get(s, 0) + 1
+            stale += old
         failed = {k: scan.failed[k] for k in keys if k in scan.failed and k not in scan.done}
         hist = man.get("history", [])
         return {
@@ -739,6 +756,7 @@ class Store:
             "earlier_configs": len(hist),
             "statuses": dict(sorted(statuses.items())),
             "not_ended_well": sum(n for s, n in statuses.items() if not ended_well(s)),
+            "stale": stale,
         }
 
 
