@@ -149,8 +149,12 @@ def _parse(path, delimiter, columns, header):
                         # a header's rating field is not a number and its id fields are not
                         # integers: "1 2 x" stays a malformed rating (an error), not a header
                         idx = [0, 1, 2] if not columns else columns
-                        f = [parts[int(i)] if isinstance(i, (int, np.integer)) and i < len(parts) else None
-                             for i in idx]  # fmt: skip
+                        f = [
+                            parts[int(i)]
+                            if isinstance(i, (int, np.integer)) and i < len(parts)
+                            else None
+                            for i in idx
+                        ]
                         is_header = any(isinstance(c, str) for c in columns or ()) or (
                             f[2] is not None
                             and not _is_number(f[2])
@@ -263,7 +267,7 @@ def read_ratings(
     paths,
     *,
     delimiter: str | None = None,
-    columns: Sequence[int | str] | None = None,
+    columns: Sequence[int | np.integer | str] | None = None,
     header: bool | None = None,
     ids: str = "auto",
     one_based: bool = True,
