@@ -29,7 +29,7 @@ from typing import Any
 
 from .._validation import check_shape
 from ..dynamics import BACKENDS, SOLVERS
-from ..dynamics._flow import MAX_SAVE, MAX_STEPS_CAP
+from ..dynamics._flow import MAX_SAVE, MAX_STEPS_CAP, flow_defaults
 from ..dynamics._gd import MAX_STEPS
 from ..optimizers import OPTIMIZERS, check_hyperparams
 
@@ -1003,12 +1003,6 @@ _KEY_NEUTRAL = {
 LEGACY_DEFAULTS: dict[str, object] = {"dynamics.n_save": 100}
 
 
-def _flow_defaults(dtype: str) -> dict:
-    from ..dynamics._flow import flow_defaults
-
-    return flow_defaults(dtype)
-
-
 def _normalise_run(cfg: dict) -> dict:
     """Drop the keys a run does not use, so that they do not change its hash."""
     cfg = copy.deepcopy(cfg)
@@ -1035,7 +1029,7 @@ def _normalise_run(cfg: dict) -> dict:
     if d["method"] == "flow":
         # the dtype's defaults, resolved: a float64 run's key holds rtol = 1e-8 and
         # gtol = 1e-10, as when these were the schema's defaults
-        tol = _flow_defaults(d.get("dtype") or "float64")
+        tol = flow_defaults(d.get("dtype") or "float64")
         if d["rtol"] is None:
             d["rtol"] = tol["rtol"]
         if d["gtol"] == "auto":
