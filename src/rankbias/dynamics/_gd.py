@@ -639,6 +639,22 @@ def check_divergence(
     raise DivergenceError(msg, step=step, loss=loss, lr_hint=hint, index=index)
 
 
+def end_stationarity(
+    out, rec_steps, problem, model, rerun, first_lr: Callable[[], float | None], monotone=True
+) -> tuple[str, dict[str, Any]]:
+    """``(status, stationarity)`` of a finished run: :func:`loop_stationarity`, and for an
+    oscillating run the verified stable step from ``first_lr()`` (called only then, as it may
+    measure a sharpness; ``None`` or no ``rerun``: no step to offer)."""
+    stat = loop_stationarity(out, rec_steps, monotone)
+    status = stat.pop("status")
+    if stat["verdict"] == "oscillating":
+        stat["lr_hint"], stat["lr_verified"] = None, False
+        first = first_lr() if rerun is not None else None
+        if first is not None:
+            stat["lr_hint"], stat["lr_verified"] = _verified_lr(first, rerun, problem, model)
+    return status, stat
+
+
 def loop_stationarity(out, rec_steps, monotone: bool = True) -> dict[str, Any]:
     """:func:`stationarity` of a finished loop output (records cut to ``rec_steps``);
     ``monotone``: a rule whose healthy steps all lower the loss (GD, full-batch sgd)."""
@@ -739,12 +755,12 @@ def _finish(out, rec_steps, lr, problem, model, info, params0, schedule_vals, in
     n = rec_steps.size
     recs = {k: np.asarray(v)[:n] for k, v in out["recs"].items() if k != "time"}
     times = _times(rec_steps, lr, schedule_vals)
-    stat = loop_stationarity(out, rec_steps)
-    status = stat.pop("status")
-    if stat["verdict"] == "oscillating":
+
+    def first() -> float:  # the sharpness is measured only for an oscillating run
         s = _sharp(problem, model, out["params"])
-        first = min(0.95 * 2.0 / s if np.isfinite(s) and s > 0 else np.inf, 0.7 * lr)
-        stat["lr_hint"], stat["lr_verified"] = _verified_lr(first, rerun, problem, model)
+        return min(0.95 * 2.0 / s if np.isfinite(s) and s > 0 else np.inf, 0.7 * lr)
+
+    status, stat = end_stationarity(out, rec_steps, problem, model, rerun, first)
     info = dict(
         method="gradient_descent",
         lr=float(lr),

@@ -39,10 +39,9 @@ from ._gd import (
     _GDConfig,
     _run_batched,
     _run_jit,
-    _verified_lr,
     check_divergence,
     check_loop_args,
-    loop_stationarity,
+    end_stationarity,
     record_steps,
     warn_not_stationary,
 )
@@ -293,14 +292,16 @@ def _finish(
         else rec_steps.astype(np.float64)
     )
     recs.pop("time", None)
-    stat = loop_stationarity(out, rec_steps, _monotone(rule))
-    status = stat.pop("status")
-    if stat["verdict"] == "oscillating":
-        stat["lr_hint"], stat["lr_verified"] = None, False
-        if rerun is not None and info.get("lr") is not None:
-            stat["lr_hint"], stat["lr_verified"] = _verified_lr(
-                0.5 * info["lr"], rerun, problem, model
-            )
+    lr = info.get("lr")
+    status, stat = end_stationarity(
+        out,
+        rec_steps,
+        problem,
+        model,
+        rerun,
+        lambda: None if lr is None else 0.5 * lr,
+        _monotone(rule),
+    )
     info = dict(
         info,
         time_axis="effective" if effective else "step",
