@@ -32,6 +32,7 @@ from . import (
     splits,
     theory,
 )
+from ._version import __version__
 from .compare import compare_with_glrl
 from .dynamics import (
     RKC,
@@ -62,8 +63,6 @@ from .problems import (
 )
 from .status import RunStatus
 from .trajectory import Trajectory
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Problem",

@@ -66,7 +66,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
     from .experiments.executors import EXECUTORS
     from .plots import FIGURES
 

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write, is_temp_name, json_default, temp_prefix, temp_writer
+from ._version import __version__
 from .trajectory import atomic_write_npz
 
 __all__ = [
@@ -139,8 +140,6 @@ def run_key(config: dict, version: str | None = None) -> str:
 
 
 def _package_version() -> str:
-    from . import __version__
-
     return __version__
 
 

@@ -19,6 +19,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..dynamics._flow import gradient_flow_batch
+from ..dynamics._gd import gradient_descent_batch
+from ..dynamics._train import train_batch
+from ..models import DeepFactorization, SymmetricFactorization
+from ..problems import (
+    HeldOut,
+    MatrixCompletion,
+    MatrixEstimation,
+    MatrixSensing,
+    load_ratings,
+    random_low_rank,
+)
 from .config import RunSpec, Sweep, check_custom
 
 __all__ = [
@@ -49,46 +61,40 @@ def _canon(d: dict) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _problem_cached(pjson: str):
-    import rankbias as rb
-
     p = json.loads(pjson)
     shape = tuple(p["shape"])
     if p["type"] == "ratings":
-        return rb.problems.load_ratings(
+        return load_ratings(
             p["path"], test_fraction=p["test_fraction"], seed=p["seed"], shape=shape
         )[0]
-    M = rb.random_low_rank(
-        shape, p["rank"], psd=p["psd"], seed=p["seed"], spectrum=p.get("spectrum")
-    )
+    M = random_low_rank(shape, p["rank"], psd=p["psd"], seed=p["seed"], spectrum=p.get("spectrum"))
     sym = bool(p["psd"])
     if p["type"] == "completion":
-        return rb.MatrixCompletion.uniform(M, p["fraction"], p["seed"], symmetric=sym)
+        return MatrixCompletion.uniform(M, p["fraction"], p["seed"], symmetric=sym)
     if p["type"] == "sensing":
-        return rb.MatrixSensing.gaussian(
+        return MatrixSensing.gaussian(
             M, p["measurements"], p["seed"], symmetric=sym, noise=p["noise"]
         )
     rng = np.random.default_rng([p["seed"], 1])
     noise = p["noise"] * rng.standard_normal(shape)
     if sym:
         noise = (noise + noise.T) / np.sqrt(2)
-    return rb.MatrixEstimation(M + noise, truth=M)
+    return MatrixEstimation(M + noise, truth=M)
 
 
 @functools.lru_cache(maxsize=256)
 def _heldout_cached(pjson: str):
-    import rankbias as rb
-
     p = json.loads(pjson)
     if p["type"] == "ratings":
-        return rb.problems.load_ratings(
+        return load_ratings(
             p["path"], test_fraction=p["test_fraction"], seed=p["seed"], shape=tuple(p["shape"])
         )[1]
     prob = _problem_cached(pjson)
-    assert isinstance(prob, rb.MatrixCompletion)  # the config allows no other type here
+    assert isinstance(prob, MatrixCompletion)  # the config allows no other type here
     rows, cols = np.nonzero(~prob.mask)
     truth = np.asarray(prob.target)
     m, n = prob.shape
-    return rb.problems.HeldOut(rows, cols, truth[rows, cols], (int(m), int(n)))
+    return HeldOut(rows, cols, truth[rows, cols], (int(m), int(n)))
 
 
 def build_heldout(cfg: dict):
@@ -106,12 +112,10 @@ def build_problem(cfg: dict):
 
 
 def build_model(cfg: dict):
-    import rankbias as rb
-
     m, shape = cfg["model"], tuple(cfg["problem"]["shape"])
     if m["type"] == "symmetric":
-        return rb.SymmetricFactorization(size=shape[0], width=m["width"])
-    return rb.DeepFactorization(shape=shape, depth=m["depth"], width=m["width"])
+        return SymmetricFactorization(size=shape[0], width=m["width"])
+    return DeepFactorization(shape=shape, depth=m["depth"], width=m["width"])
 
 
 def build_init(model, cfg: dict):
@@ -220,8 +224,6 @@ def _dyn_kwargs(d: dict) -> dict:
 
 
 def _run_batch(configs, save_matrices: bool):
-    import rankbias as rb
-
     cfg0 = configs[0]
     model = build_model(cfg0)
     probs = [build_problem(c) for c in configs]
@@ -230,7 +232,7 @@ def _run_batch(configs, save_matrices: bool):
     params = [build_init(model, c) for c in configs]
     d = cfg0["dynamics"]
     if d["method"] == "flow":
-        return rb.gradient_flow_batch(
+        return gradient_flow_batch(
             problems, model, params, save_matrices=save_matrices, **_dyn_kwargs(d)
         ), probs
     lrs = [c["dynamics"]["lr"] for c in configs]
@@ -238,7 +240,7 @@ def _run_batch(configs, save_matrices: bool):
         from ..optimizers import OPTIMIZERS
 
         hyper = {k: d[k] for k in OPTIMIZERS[d["optimizer"]].defaults if d.get(k) is not None}
-        return rb.train_batch(
+        return train_batch(
             problems,
             model,
             params,
@@ -251,7 +253,7 @@ def _run_batch(configs, save_matrices: bool):
             **hyper,
             **_dyn_kwargs(d),
         ), probs
-    return rb.gradient_descent_batch(
+    return gradient_descent_batch(
         problems,
         model,
         params,
