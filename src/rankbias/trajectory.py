@@ -328,7 +328,7 @@ class Trajectory:
         gets a red status note (see :func:`rankbias.plots.plot_trajectory`). Raises
         ``ValueError`` for an unknown ``kind``.
         """
-        from .plots import plot_trajectory
+        from .plots.trajectory import plot_trajectory
 
         return plot_trajectory(self, kind, ax=ax, top_k=top_k, rank_kind=rank_kind)
 
