@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import Store, atomic_write_text
+from .experiments.config import ConfigError, dump_toml
+from .plots.files import plot_all
+from .status import describe, ended_well
+from .store import Store, atomic_write_text, load
 
 __all__ = ["write_report", "summary_table"]
 
@@ -98,8 +101,6 @@ def _flatten(d, prefix=""):
 
 
 def _config_text(cfg: dict) -> str:
-    from .experiments.config import ConfigError, dump_toml
-
     try:
         return dump_toml(cfg)
     except ConfigError:
@@ -128,8 +129,6 @@ def _config_html(man: dict, root: Path) -> str:
 
 def _not_well(ds):
     """Boolean per run: done and did not end well (``status``; all False without it)."""
-    from .status import ended_well
-
     if "status" not in ds:
         return ds["done"] & False
     st = ds["status"]
@@ -177,8 +176,6 @@ def summary_table(ds) -> list[dict]:
 
 def _status_html(status: dict) -> str:
     """The status table (counts, and the done runs by how they ended)."""
-    from .status import describe, ended_well
-
     keys = ("total", "done", "pending", "failed")
     row = {k: status[k] for k in keys}
     if status.get("kind") != "reproduction":
@@ -224,9 +221,6 @@ def _not_well_html(ds) -> str:
 
 def write_report(root: str | os.PathLike, *, title: str | None = None) -> Path:
     """Write ``root/report.html`` (redrawing a sweep's figures first); returns its path."""
-    from . import plots
-    from .store import load
-
     root = Path(root)
     store = Store(root)
     man = store.manifest()
@@ -265,7 +259,7 @@ def write_report(root: str | os.PathLike, *, title: str | None = None) -> Path:
         parts.append("<h2>Numbers</h2>" + _table(numbers))
     else:
         ds = load(root).load()
-        made = plots.plot_all(ds, root / "figures")
+        made = plot_all(ds, root / "figures")
         figs = [paths[0] for paths in made.values()]
         parts.append(
             "<h2>Figures</h2>"
