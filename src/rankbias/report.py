@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .experiments.config import ConfigError, dump_toml
+from .plots._marks import not_ended_well
+from .plots._stats import seed_dims
 from .plots.files import plot_all
 from .status import describe, ended_well
 from .store import Store, atomic_write_text, load
@@ -132,8 +134,7 @@ def _not_well(ds):
     if "status" not in ds:
         return ds["done"] & False
     st = ds["status"]
-    flat = [bool(x) and not ended_well(str(x)) for x in np.ravel(st.values)]
-    return st.copy(data=np.asarray(flat, dtype=bool).reshape(st.shape)) & ds["done"]
+    return st.copy(data=not_ended_well(st.values)) & ds["done"]
 
 
 def summary_table(ds) -> list[dict]:
@@ -142,7 +143,7 @@ def summary_table(ds) -> list[dict]:
     stopped at ``t_max``/``max_steps`` without a steady state, a diverged run, ...; see
     :mod:`rankbias.status`); their values are in the means, marked, not dropped."""
     axes = list(ds["done"].dims)
-    seeds = [d for d in axes if "seed" in d or d == "problem"]
+    seeds = seed_dims(ds)  # the axes the figures summarise too
     keep = [d for d in axes if d not in seeds]
     tdim = "time" if "time" in ds.dims else "step"
     scal = {"final loss": ds["final_loss"], "t_final": ds["t_final"]}

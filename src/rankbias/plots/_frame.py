@@ -73,7 +73,7 @@ def _frame(x: np.ndarray, curves: list[np.ndarray], logy: bool) -> tuple[float, 
 def _sparse_minor_labels(ax) -> None:
     """On a log time axis shorter than two decades matplotlib labels minor ticks densely
     (``3x10^1``, ``4x10^1``: they collide at the default size); label only ``2x`` and ``5x``."""
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter  # at the first drawing, as in _style._plt
 
     left, right = ax.get_xlim()
     if not (left > 0 and np.log10(right / left) < 2):

@@ -17,7 +17,7 @@ def _run_statuses(st, seeds: list[str]) -> np.ndarray:
     return np.asarray(st.stack(_run=seeds).transpose("_run", ...).values, dtype=object)
 
 
-def _not_well(statuses: np.ndarray) -> np.ndarray:
+def not_ended_well(statuses: np.ndarray) -> np.ndarray:
     """Which entries are runs that are done ("" is a run not done) and did not end well."""
     flat = [bool(s) and not ended_well(str(s)) for s in np.ravel(statuses)]
     return np.asarray(flat, dtype=bool).reshape(np.shape(statuses))
@@ -34,7 +34,7 @@ class _Marks:
         for s in np.ravel(statuses):
             if s:
                 self.shown += 1
-        for s in np.ravel(statuses)[np.ravel(_not_well(statuses))]:
+        for s in np.ravel(statuses)[np.ravel(not_ended_well(statuses))]:
             self.bad[str(s)] = self.bad.get(str(s), 0) + 1
 
     def note(self) -> str:
@@ -48,7 +48,7 @@ class _Marks:
 def _mark_ends(ax, x, vals: np.ndarray, statuses: np.ndarray, color, logy: bool) -> None:
     """An ``x`` at the last finite point of each run (row of ``vals``) that did not end well:
     where a run cut short by ``max_steps``/``t_max`` or gone wrong stopped."""
-    for y, bad in zip(vals, _not_well(statuses), strict=True):
+    for y, bad in zip(vals, not_ended_well(statuses), strict=True):
         ok = np.isfinite(y) & ((y > 0) if logy else True)
         if bad and ok.any():
             i = np.flatnonzero(ok)[-1]

@@ -13,7 +13,9 @@ MAX_THIN = 10
 _QUANTILES = (0.25, 0.75)
 
 
-def _seed_dims(ds) -> list[str]:
+def seed_dims(ds) -> list[str]:
+    """The sweep axes that figures and report tables summarise over (their statistic): every
+    axis whose name mentions ``seed``, and ``problem``."""
     return [d for d in _axes(ds) if "seed" in d or d == "problem"]
 
 

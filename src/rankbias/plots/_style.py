@@ -48,7 +48,7 @@ def _legend_outside(ax, handles=None, labels=None, title: str | None = None) -> 
 
 def _floor_handle():
     """The legend entry of the grey parts of a line: below the float resolution floor."""
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # at the first drawing, as in _style._plt
 
     return Line2D([], [], color="0.72", lw=0.8), "below float resolution: eps*sigma_1*max(m,n)"
 

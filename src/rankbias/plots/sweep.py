@@ -8,9 +8,9 @@ import numpy as np
 
 from ._floor import _sweep_floor_scale
 from ._frame import _set_frame
-from ._marks import _Marks, _not_well, _run_statuses
+from ._marks import _Marks, _run_statuses, not_ended_well
 from ._panel import _draw, _time_panel
-from ._stats import MAX_THIN, _fix_others, _seed_dims, _stat_text, _summary, _take
+from ._stats import MAX_THIN, _fix_others, _stat_text, _summary, _take, seed_dims
 from ._style import _STYLES, _floor_handle, _legend_outside, _plt, _style_time_axis
 
 FIGURES = ("loss", "singular-values", "effective-rank", "distance-vs-alpha")
@@ -29,14 +29,14 @@ def _time_plot(
     stat: str = "median",
 ):
     plt = _plt()
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # at the first drawing, as in _style._plt
 
     tdim = "time" if "time" in ds.dims else "step"
     panels = list(ds["depth"].values) if "depth" in ds.dims else [None]
     fig, axs = plt.subplots(
         1, len(panels), figsize=(4.6 * len(panels) + 1.2, 3.8), squeeze=False, sharey=True
     )
-    seeds = _seed_dims(ds)
+    seeds = seed_dims(ds)
     note = ""
     t = np.asarray(ds[tdim].values, dtype=float)
     marks = _Marks()
@@ -57,7 +57,9 @@ def _time_plot(
         # one-line titles: the statistic (the same in every panel) goes to the footnote, two
         # lines of neighbouring panels ran into each other
         _style_time_axis(ax, tdim, logy, title if depth is None else f"{title}, depth {depth}")
-        keep_end = st is not None and bool(_not_well(np.asarray(st.values, dtype=object)).any())
+        keep_end = st is not None and bool(
+            not_ended_well(np.asarray(st.values, dtype=object)).any()
+        )
         _set_frame(ax, t[t > 0], curves, logy, keep_end)
     axs[0][0].set_ylabel(ylabel)
     handles, labels = axs[0][0].get_legend_handles_labels()
@@ -114,7 +116,7 @@ def _distance_plot(ds, stat: str = "median"):
         )
     if "alpha" not in ds.dims:
         raise ValueError("figure 'distance-vs-alpha' needs a sweep over alpha (init.scale)")
-    seeds = _seed_dims(ds)
+    seeds = seed_dims(ds)
     da, note = _fix_others(ds[var], set(seeds) | {"alpha", "depth"})
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     depths = list(da["depth"].values) if "depth" in da.dims else [None]
@@ -134,7 +136,7 @@ def _distance_plot(ds, stat: str = "median"):
             st = _run_statuses(st, seeds)[:, order]
             vals = (m[None] if runs is None else runs)[:, order]
             with np.errstate(invalid="ignore"):
-                bad = _not_well(st) & (vals > 0)  # log axes: NaN and <= 0 have no place
+                bad = not_ended_well(st) & (vals > 0)  # log axes: NaN and <= 0 have no place
             if bad.any():
                 ax.plot(
                     x[order][np.nonzero(bad)[1]],
