@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 import rankbias as rb  # noqa: E402
 from rankbias import plots  # noqa: E402
+from rankbias.plots.sweep import _figure  # noqa: E402
 from rankbias.status import describe, ended_well  # noqa: E402
 
 
@@ -139,7 +140,7 @@ def _sweep(n_seeds=5):
 
 def test_sweep_figures_default_to_the_median_with_a_quantile_band():
     ds = _sweep()
-    fig = plots._figure(ds, "loss", "median")
+    fig = _figure(ds, "loss", "median")
     ax = fig.axes[0]
     keep = ds["time"].values > 0
     centers = [ln for ln in ax.get_lines() if ln.get_linewidth() > 1]
@@ -156,7 +157,7 @@ def test_sweep_figures_default_to_the_median_with_a_quantile_band():
     (foot,) = [x.get_text() for x in fig.texts]
     assert "median" in foot and "25-75%" in foot and "5 runs" in foot
     assert ax.get_title() == "Loss f(W(t))"
-    mean = plots._figure(ds, "loss", "mean")
+    mean = _figure(ds, "loss", "mean")
     line = [ln for ln in mean.axes[0].get_lines() if ln.get_linewidth() > 1][0]
     np.testing.assert_allclose(np.asarray(line.get_ydata()), ds["loss"].values[0].mean(0)[keep])
     assert "mean" in mean.texts[0].get_text()
@@ -165,13 +166,13 @@ def test_sweep_figures_default_to_the_median_with_a_quantile_band():
 
 
 def test_many_seeds_are_not_drawn_one_by_one():
-    ax = plots._figure(_sweep(n_seeds=12), "loss", "median").axes[0]
+    ax = _figure(_sweep(n_seeds=12), "loss", "median").axes[0]
     assert all(ln.get_linewidth() > 1 for ln in ax.get_lines())
 
 
 def test_distance_figure_median_and_glrl_variant_label():
     ds = _sweep()
-    fig = plots._figure(ds, "distance-vs-alpha", "median")
+    fig = _figure(ds, "distance-vs-alpha", "median")
     ax = fig.axes[0]
     line = _center_line(ax)
     order = np.argsort(ds["alpha"].values)  # drawn in increasing alpha
@@ -300,18 +301,18 @@ def test_runs_that_did_not_end_well_are_marked_and_counted():
     status = np.full((2, 5), "steady_state", dtype=object)
     status[0, 2], status[1, 3], status[1, 4] = "t_max", "max_steps", ""  # "": not done
     ds = ds.assign(loss=(("alpha", "seed", "time"), loss), status=(("alpha", "seed"), status))
-    fig = plots._figure(ds, "loss", "median")
+    fig = _figure(ds, "loss", "median")
     t = ds["time"].values
     # an x where each such run stopped: its last finite point (the run not done is not one)
     assert sorted(_marks(fig.axes[0])) == sorted([(t[-1], loss[0, 2, -1]), (t[19], loss[1, 3, 19])])
     notes = [line for x in fig.texts for line in x.get_text().splitlines()]
     assert "x: a run that did not end well (2 of 9 runs: 1 max_steps, 1 t_max)" in notes
-    fig = plots._figure(ds, "distance-vs-alpha", "median")
+    fig = _figure(ds, "distance-vs-alpha", "median")
     d = ds["glrl_distance"].values
     assert sorted(_marks(fig.axes[0])) == sorted([(1e-2, d[0, 2]), (1e-4, d[1, 3])])
     assert any("2 of 9 runs" in x.get_text() for x in fig.texts)
     # without statuses (older datasets, one Trajectory): no marks, no footnote line on them
-    fig = plots._figure(ds.drop_vars("status"), "loss", "median")
+    fig = _figure(ds.drop_vars("status"), "loss", "median")
     assert not _marks(fig.axes[0]) and "did not end well" not in fig.texts[0].get_text()
 
 
@@ -402,9 +403,7 @@ def _plot_kinds():
     out.append(("glrl-close-levels", lambda runs, g: _close_levels_glrl().plot()[0].figure))
     out.append(("comparison", lambda runs, g: _comparison(g).plot().figure))
     for name in plots.FIGURES:
-        out.append(
-            (f"sweep-{name}", lambda runs, g, n=name: plots._figure(_full_sweep(), n, "median"))
-        )
+        out.append((f"sweep-{name}", lambda runs, g, n=name: _figure(_full_sweep(), n, "median")))
     return out
 
 
@@ -481,7 +480,7 @@ def test_trajectory_plot_of_a_run_cut_short_shows_its_stop_and_status():
 
 
 def test_sweep_singular_values_legend_names_colors_and_line_styles():
-    fig = plots._figure(_full_sweep(), "singular-values", "median")
+    fig = _figure(_full_sweep(), "singular-values", "median")
     leg = fig.axes[-1].get_legend()
     assert leg is not None
     labels = [x.get_text() for x in leg.get_texts()]
@@ -524,7 +523,7 @@ def test_sweep_singular_values_below_the_resolution_floor_are_grey():
     ds = ds.assign(singular_values=(ds["singular_values"].dims, sv))
 
     def sigma3_grey(attrs) -> bool:
-        fig = plots._figure(ds.assign_attrs(attrs), "singular-values", "median")
+        fig = _figure(ds.assign_attrs(attrs), "singular-values", "median")
         ax = fig.axes[0]
         dotted = [
             ln for ln in ax.get_lines() if ln.get_linestyle() == ":" and ln.get_linewidth() > 1.5

@@ -91,6 +91,21 @@ def test_equality_sees_every_array_and_info(gd):
     assert (gd == "not a trajectory") is False
 
 
+def test_replace_builds_a_variant_and_leaves_the_run_alone(gd):
+    before = dataclasses.replace(gd, info=dict(gd.info), effective_ranks=dict(gd.effective_ranks))
+    shifted = gd.replace(times=gd.times + 1.0)
+    assert np.array_equal(shifted.times, gd.times + 1.0) and shifted.loss is gd.loss
+    shifted.info["note"] = "variant"  # the copy's info is its own
+    assert "note" not in gd.info and gd == before and gd.replace() == gd
+    sv = np.array(gd.singular_values)
+    sv[:, 1:] = 0.0  # rank one: the effective ranks follow the new singular values
+    one = gd.replace(singular_values=sv)
+    assert np.allclose(one.effective_rank("ratio"), 1.0)
+    assert not np.allclose(gd.effective_rank("ratio"), 1.0)
+    with pytest.raises(TypeError):
+        gd.replace(time=gd.times)
+
+
 def test_equality_is_nan_aware_and_trajectories_are_unhashable(gd, tmp_path):
     loss = np.array(gd.loss)
     loss[3] = np.nan

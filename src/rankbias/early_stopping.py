@@ -51,7 +51,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._repr import num, render, render_html
 from ._validation import check_choice, check_int, check_matrix, check_positive
+from .dynamics._gd import gradient_descent
+from .models import DeepFactorization
+from .problems import MatrixEstimation
 
 if TYPE_CHECKING:
     from .trajectory import Trajectory
@@ -128,8 +132,6 @@ class StoppingResult:
         return self.plateau.level
 
     def _rows(self):
-        from ._repr import num
-
         where = f"step {self.step}, " if self.step is not None else ""
         return [
             ("stop", f"{where}t = {num(self.time)} (record {self.index}), r = {num(self.rank, 4)}"),
@@ -154,13 +156,9 @@ class StoppingResult:
         )
 
     def __repr__(self) -> str:
-        from ._repr import render
-
         return render(self._title(), self._rows())
 
     def _repr_html_(self) -> str:
-        from ._repr import render_html
-
         return render_html(self._title(), self._rows())
 
 
@@ -430,8 +428,6 @@ class DenoisingResult:
     truth: np.ndarray
 
     def __repr__(self) -> str:
-        from ._repr import num, render
-
         return render(
             f"DenoisingResult({tuple(np.shape(self.Y))}, stop on plateau {self.stop.level} "
             f"at r = {self.stop.plateau_rank:.3f})",
@@ -484,10 +480,6 @@ def denoise(
     the trajectory alone. Model: ``rb.DeepFactorization((m, n), depth)`` with ``init`` at
     per-factor scale ``alpha``; ``n_save`` log-spaced records with matrices.
     """
-    from .dynamics import gradient_descent
-    from .models import DeepFactorization
-    from .problems import MatrixEstimation
-
     W = check_matrix(truth, "truth")
     Y = check_matrix(Y, "Y", shape=W.shape)
     depth = check_int(depth, "depth", minimum=1)

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import Store, atomic_write_text
+from .experiments.config import ConfigError, dump_toml
+from .plots._marks import not_ended_well
+from .plots._stats import seed_dims
+from .plots.files import plot_all
+from .status import describe, ended_well
+from .store import Store, atomic_write_text, load
 
 __all__ = ["write_report", "summary_table"]
 
@@ -98,8 +103,6 @@ def _flatten(d, prefix=""):
 
 
 def _config_text(cfg: dict) -> str:
-    from .experiments.config import ConfigError, dump_toml
-
     try:
         return dump_toml(cfg)
     except ConfigError:
@@ -128,13 +131,10 @@ def _config_html(man: dict, root: Path) -> str:
 
 def _not_well(ds):
     """Boolean per run: done and did not end well (``status``; all False without it)."""
-    from .status import ended_well
-
     if "status" not in ds:
         return ds["done"] & False
     st = ds["status"]
-    flat = [bool(x) and not ended_well(str(x)) for x in np.ravel(st.values)]
-    return st.copy(data=np.asarray(flat, dtype=bool).reshape(st.shape)) & ds["done"]
+    return st.copy(data=not_ended_well(st.values)) & ds["done"]
 
 
 def summary_table(ds) -> list[dict]:
@@ -143,7 +143,7 @@ def summary_table(ds) -> list[dict]:
     stopped at ``t_max``/``max_steps`` without a steady state, a diverged run, ...; see
     :mod:`rankbias.status`); their values are in the means, marked, not dropped."""
     axes = list(ds["done"].dims)
-    seeds = [d for d in axes if "seed" in d or d == "problem"]
+    seeds = seed_dims(ds)  # the axes the figures summarise too
     keep = [d for d in axes if d not in seeds]
     tdim = "time" if "time" in ds.dims else "step"
     scal = {"final loss": ds["final_loss"], "t_final": ds["t_final"]}
@@ -177,8 +177,6 @@ def summary_table(ds) -> list[dict]:
 
 def _status_html(status: dict) -> str:
     """The status table (counts, and the done runs by how they ended)."""
-    from .status import describe, ended_well
-
     keys = ("total", "done", "pending", "failed")
     row = {k: status[k] for k in keys}
     if status.get("kind") != "reproduction":
@@ -224,9 +222,6 @@ def _not_well_html(ds) -> str:
 
 def write_report(root: str | os.PathLike, *, title: str | None = None) -> Path:
     """Write ``root/report.html`` (redrawing a sweep's figures first); returns its path."""
-    from . import plots
-    from .store import load
-
     root = Path(root)
     store = Store(root)
     man = store.manifest()
@@ -265,7 +260,7 @@ def write_report(root: str | os.PathLike, *, title: str | None = None) -> Path:
         parts.append("<h2>Numbers</h2>" + _table(numbers))
     else:
         ds = load(root).load()
-        made = plots.plot_all(ds, root / "figures")
+        made = plot_all(ds, root / "figures")
         figs = [paths[0] for paths in made.values()]
         parts.append(
             "<h2>Figures</h2>"

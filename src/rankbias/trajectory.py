@@ -20,6 +20,7 @@ key                    shape                meaning
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -57,6 +58,7 @@ class Trajectory:
 
     ``print(traj)`` is a short summary; ``traj == other`` compares every array exactly (NaN
     equal to NaN) and ``info`` (as saved: JSON); :meth:`to_xarray` and :meth:`plot` present it.
+    A run is a record: build a variant with :meth:`replace`, do not assign to its attributes.
     """
 
     times: np.ndarray
@@ -75,6 +77,25 @@ class Trajectory:
             self.effective_ranks = {
                 k: effective_ranks_from_sv(self.singular_values, k) for k in EFFECTIVE_RANKS
             }
+
+    def replace(self, **changes) -> Trajectory:
+        """A copy of this run with the given fields changed; this run is left as it is.
+
+        Build variants of a run with this instead of assigning to its attributes, e.g.
+        ``traj.replace(times=traj.times + t0)`` for a run on a shifted clock. ``changes`` are
+        field names (``times``, ``loss``, ``grad_norm``, ``singular_values``, ``final_params``,
+        ``final_matrix``, ``steps``, ``matrices``, ``info``, ``effective_ranks``); an unknown
+        name raises ``TypeError``. Arrays not changed are shared with this run, not copied
+        (treat them as read-only); ``info`` and ``effective_ranks`` are new dicts, so that a
+        change to the copy's ``info`` leaves this run's alone. New ``singular_values`` without
+        new ``effective_ranks`` recompute the effective ranks (every kind of
+        :data:`rankbias.metrics.EFFECTIVE_RANKS`) from them.
+        """
+        if "singular_values" in changes and "effective_ranks" not in changes:
+            changes["effective_ranks"] = {}  # __post_init__ computes them from the new values
+        changes.setdefault("info", dict(self.info))
+        changes.setdefault("effective_ranks", dict(self.effective_ranks))
+        return dataclasses.replace(self, **changes)
 
     def effective_rank(self, kind: str = "ratio") -> np.ndarray:
         """Effective rank of ``W(t)`` at every recorded time (see :mod:`rankbias.metrics`)."""
@@ -328,7 +349,12 @@ class Trajectory:
         gets a red status note (see :func:`rankbias.plots.plot_trajectory`). Raises
         ``ValueError`` for an unknown ``kind``.
         """
-        from .plots import plot_trajectory
+        # Presentation depends on data, not the reverse: the figure code knows a run only by
+        # the members it reads (rankbias.plots._protocol.RunRecord) and never imports this
+        # module, so this convenience closes no import cycle. It is imported here, when a
+        # figure is asked for, so that every engine that builds a Trajectory does not load
+        # the figure code (matplotlib is imported at the first drawing).
+        from .plots.trajectory import plot_trajectory
 
         return plot_trajectory(self, kind, ax=ax, top_k=top_k, rank_kind=rank_kind)
 

@@ -1,0 +1,39 @@
+"""What the figures read from one run: the :class:`RunRecord` protocol.
+
+The figure code recognises a run by what it has, not by its class, and so never imports
+:mod:`rankbias.trajectory`: data flows one way (engines -> :class:`~rankbias.Trajectory` ->
+figures), and :meth:`rankbias.Trajectory.plot`, a convenience that forwards to
+:func:`rankbias.plots.plot_trajectory` when called, closes no import cycle. A
+:class:`~rankbias.Trajectory` satisfies the protocol, as does any object with these members.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+
+@runtime_checkable
+class RunRecord(Protocol):
+    """One recorded run as the figures read it (the members of :class:`~rankbias.Trajectory`
+    that :func:`~rankbias.plots.plot_trajectory` uses).
+
+    ``times`` ``(T,)``; ``steps`` ``(T,)`` or ``None`` (gradient flow); ``final_matrix``
+    ``(m, n)``; ``info`` (``"method"``, ``"dtype"``, ...); ``status`` (``info["status"]``);
+    ``effective_rank(kind)`` ``(T,)``; ``to_xarray()`` the run as a one-run dataset."""
+
+    times: np.ndarray
+    steps: np.ndarray | None
+    final_matrix: np.ndarray
+    info: dict
+
+    @property
+    def status(self) -> str: ...
+
+    def effective_rank(self, kind: str = "ratio") -> np.ndarray: ...
+
+    def to_xarray(self) -> xr.Dataset: ...
