@@ -168,19 +168,19 @@ def test_glrl_distance_sweep_metric():
 @pytest.mark.slow
 @pytest.mark.parametrize("symmetric_mask,symmetric", [(True, True), (False, True), (False, False)])
 def test_factor_only_path_matches_dense_path(monkeypatch, symmetric_mask, symmetric):
-    # Same GLRL, two implementations: dense W with the engine's flow (d <= DENSE_LIMIT), and
+    # Same GLRL, two implementations: dense W with the engine's flow (d <= DENSE_MAX_SIDE), and
     # the factor-only flow + Newton-CG polish with ELL gathers (one gather table when the
-    # pattern is symmetric). Forced on a 12 x 12 problem by lowering DENSE_LIMIT.
+    # pattern is symmetric). Forced on a 12 x 12 problem by lowering DENSE_MAX_SIDE.
     import importlib
 
-    G = importlib.import_module("rankbias.glrl")
+    G = importlib.import_module("rankbias.glrl._directions")
 
     M = rb.random_low_rank((8, 8), 2, psd=symmetric, seed=4)
     prob = rb.MatrixCompletion.uniform(M, 0.7, seed=2, symmetric=symmetric_mask, dense=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dense = glrl(prob, eps=1e-30, symmetric=symmetric)
-        monkeypatch.setattr(G, "DENSE_LIMIT", 5)
+        monkeypatch.setattr(G, "DENSE_MAX_SIDE", 5)
         sparse = glrl(prob, eps=1e-30, symmetric=symmetric)
     assert all(ph.trajectory.info.get("backend") == "sparse" for ph in sparse.phases)
     assert sparse.rank == dense.rank >= 2
@@ -194,7 +194,7 @@ def test_newton_polish_reaches_the_precision_floor():
     # From a perturbed minimiser the Newton-CG polish (no value-based line search) must bring
     # ||grad L|| to ~1e-13 in a few steps and return the minimiser of the rank-2 factor problem
     # (the truth: rank-2 data observed generously).
-    from rankbias.glrl import _polish
+    from rankbias.glrl._polish import newton_polish as _polish
 
     M = rb.random_low_rank((10, 10), 2, psd=True, seed=1)
     prob = rb.MatrixCompletion.uniform(M, 0.7, seed=3, symmetric=True, dense=False)
