@@ -308,3 +308,15 @@ def test_compare_marks_and_warns_about_uncertified_end_points():
     assert cmp.t_final[0, 0] == pytest.approx(1.0)
     assert any("did not reach a certified steady state" in str(x.message) for x in w)
     assert np.isnan(cmp.fit["c"])  # uncertified end points are left out of the fit
+
+
+def test_dense_limit_is_a_deprecated_alias_that_warns_once():
+    import importlib
+
+    G = importlib.import_module("rankbias.glrl")
+    G._warned.discard("DENSE_LIMIT")
+    with pytest.warns(DeprecationWarning, match="DENSE_MAX_SIDE"):
+        assert G.DENSE_LIMIT == G.DENSE_MAX_SIDE == 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert G.DENSE_LIMIT == 200  # once only
