@@ -320,3 +320,27 @@ def test_dense_limit_is_a_deprecated_alias_that_warns_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert G.DENSE_LIMIT == 200  # once only
+
+
+def test_glrl_distance_metric_keeps_a_bounded_cache(monkeypatch):
+    import importlib
+    from collections import OrderedDict
+
+    from rankbias.compare import glrl_distance_metric
+
+    C = importlib.import_module("rankbias.compare")
+    monkeypatch.setattr(C, "_GLRL_LIMITS", OrderedDict())
+    monkeypatch.setattr(C, "_GLRL_LIMITS_MAX", 2)
+    for a in (3.0, 2.0, 1.5):
+        Y = np.diag([a, 0.5])  # PSD: the GLRL limit is Y itself
+        tr = rb.Trajectory(
+            times=np.array([0.0, 1.0]),
+            loss=np.zeros(2),
+            grad_norm=np.zeros(2),
+            singular_values=np.array([[a, 0.5]] * 2),
+            final_params=(np.sqrt(Y),),
+            final_matrix=Y,
+        )
+        out = glrl_distance_metric(tr, rb.MatrixEstimation(Y), {"model": {"type": "symmetric"}})
+        assert out["glrl_distance"] < 1e-8
+    assert len(C._GLRL_LIMITS) == 2  # the oldest problem was dropped

@@ -256,6 +256,6 @@ def glrl(
             # what a replay of a phase needs (rankbias.glrl._replay): the dense path pads
             # the width and rescales these tolerances by sqrt(r / R); the factor-only path
             # chooses its solver per phase when "auto" (in each phase's trajectory info)
-            replay=dict(rtol=rtol, atol=atol_r, padded=True, solver=solver),
+            replay=dict(rtol=rtol, atol=float(atol_r), padded=True, solver=solver),
         ),
     )
