@@ -168,19 +168,19 @@ def test_glrl_distance_sweep_metric():
 @pytest.mark.slow
 @pytest.mark.parametrize("symmetric_mask,symmetric", [(True, True), (False, True), (False, False)])
 def test_factor_only_path_matches_dense_path(monkeypatch, symmetric_mask, symmetric):
-    # Same GLRL, two implementations: dense W with the engine's flow (d <= DENSE_LIMIT), and
+    # Same GLRL, two implementations: dense W with the engine's flow (d <= DENSE_MAX_SIDE), and
     # the factor-only flow + Newton-CG polish with ELL gathers (one gather table when the
-    # pattern is symmetric). Forced on a 12 x 12 problem by lowering DENSE_LIMIT.
+    # pattern is symmetric). Forced on a 12 x 12 problem by lowering DENSE_MAX_SIDE.
     import importlib
 
-    G = importlib.import_module("rankbias.glrl")
+    G = importlib.import_module("rankbias.glrl._directions")
 
     M = rb.random_low_rank((8, 8), 2, psd=symmetric, seed=4)
     prob = rb.MatrixCompletion.uniform(M, 0.7, seed=2, symmetric=symmetric_mask, dense=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dense = glrl(prob, eps=1e-30, symmetric=symmetric)
-        monkeypatch.setattr(G, "DENSE_LIMIT", 5)
+        monkeypatch.setattr(G, "DENSE_MAX_SIDE", 5)
         sparse = glrl(prob, eps=1e-30, symmetric=symmetric)
     assert all(ph.trajectory.info.get("backend") == "sparse" for ph in sparse.phases)
     assert sparse.rank == dense.rank >= 2
@@ -194,7 +194,7 @@ def test_newton_polish_reaches_the_precision_floor():
     # From a perturbed minimiser the Newton-CG polish (no value-based line search) must bring
     # ||grad L|| to ~1e-13 in a few steps and return the minimiser of the rank-2 factor problem
     # (the truth: rank-2 data observed generously).
-    from rankbias.glrl import _polish
+    from rankbias.glrl._polish import newton_polish as _polish
 
     M = rb.random_low_rank((10, 10), 2, psd=True, seed=1)
     prob = rb.MatrixCompletion.uniform(M, 0.7, seed=3, symmetric=True, dense=False)
@@ -308,3 +308,39 @@ def test_compare_marks_and_warns_about_uncertified_end_points():
     assert cmp.t_final[0, 0] == pytest.approx(1.0)
     assert any("did not reach a certified steady state" in str(x.message) for x in w)
     assert np.isnan(cmp.fit["c"])  # uncertified end points are left out of the fit
+
+
+def test_dense_limit_is_a_deprecated_alias_that_warns_once():
+    import importlib
+
+    G = importlib.import_module("rankbias.glrl")
+    G._warned.discard("DENSE_LIMIT")
+    with pytest.warns(DeprecationWarning, match="DENSE_MAX_SIDE"):
+        assert G.DENSE_LIMIT == G.DENSE_MAX_SIDE == 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert G.DENSE_LIMIT == 200  # once only
+
+
+def test_glrl_distance_metric_keeps_a_bounded_cache(monkeypatch):
+    import importlib
+    from collections import OrderedDict
+
+    from rankbias.compare import glrl_distance_metric
+
+    C = importlib.import_module("rankbias.compare")
+    monkeypatch.setattr(C, "_GLRL_LIMITS", OrderedDict())
+    monkeypatch.setattr(C, "_GLRL_LIMITS_MAX", 2)
+    for a in (3.0, 2.0, 1.5):
+        Y = np.diag([a, 0.5])  # PSD: the GLRL limit is Y itself
+        tr = rb.Trajectory(
+            times=np.array([0.0, 1.0]),
+            loss=np.zeros(2),
+            grad_norm=np.zeros(2),
+            singular_values=np.array([[a, 0.5]] * 2),
+            final_params=(np.sqrt(Y),),
+            final_matrix=Y,
+        )
+        out = glrl_distance_metric(tr, rb.MatrixEstimation(Y), {"model": {"type": "symmetric"}})
+        assert out["glrl_distance"] < 1e-8
+    assert len(C._GLRL_LIMITS) == 2  # the oldest problem was dropped

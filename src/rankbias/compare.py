@@ -32,19 +32,26 @@ decays like ``alpha^(c/2)``. :func:`fit_power_law` measures the exponent.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import _repr
+from ._quiet import quietly
 from ._validation import check_positive
-from .dynamics import gradient_flow, gradient_flow_batch, save_times
-from .dynamics._common import deliberate_atol
-from .glrl import GLRLResult, _mid_time, glrl
+from .dynamics._flow import gradient_flow_batch, save_times
+from .glrl._alignment import mid_time
+from .glrl._greedy import glrl
+from .glrl._replay import replay_phase_matrices
+from .glrl._results import GLRLResult
 from .models import DeepFactorization, Model, SymmetricFactorization
+from .plots import plot_comparison
 from .problems import Problem
 from .trajectory import Trajectory
 
@@ -241,8 +248,6 @@ class GLRLComparison:
         """Distance against alpha: end distances per seed (certified or not), their median,
         the phase-1 distance at its mid crossing, the fitted power laws and the predicted
         exponent (see :func:`rankbias.plots.plot_comparison`); returns the Axes."""
-        from .plots import plot_comparison
-
         return plot_comparison(self, ax)
 
 
@@ -272,52 +277,19 @@ def default_t_max(res: GLRLResult, alpha: float, depth: int) -> float:
 
 def _glrl_at(problem, res: GLRLResult, r: int, times: np.ndarray) -> np.ndarray:
     """``W`` of GLRL phase ``r`` (1-based) at the given phase-clock times (exact, by re-running
-    the phase flow with these save times)."""
-    ph = res.phases[r - 1]
-    m, n = problem.shape
-    s = np.sqrt(res.eps)
-    if res.symmetric:
-        assert isinstance(ph.direction, np.ndarray)  # symmetric GLRL: one vector u
-        start = (
-            np.concatenate(
-                [
-                    res.phases[r - 2].factors[0] if r > 1 else np.zeros((m, 0)),
-                    s * ph.direction[:, None],
-                ],
-                axis=1,
-            ),
-        )
-        model = SymmetricFactorization(m, width=r)
-    else:  # W = U V^T as the depth-2 product W_2 W_1, W_1 = V^T (r, n), W_2 = U (m, r)
-        u, v = ph.direction
-        V1, U2 = res.phases[r - 2].factors if r > 1 else (np.zeros((0, n)), np.zeros((m, 0)))
-        start = (
-            np.concatenate([V1, s * v[None, :]], axis=0),
-            np.concatenate([U2, s * u[:, None]], axis=1),
-        )
-        model = DeepFactorization((m, n), depth=2, width=r)
-    times = np.asarray(times, dtype=np.float64)
-    tmax = float(max(times.max(), 1e-6))
-    # The same absolute tolerance as the GLRL phase itself (glrl.py): the appended column has
-    # entries ~sqrt(eps), and a larger atol would let its escape time drift from the t_mid
-    # used for the alignment.
-    with deliberate_atol():
-        tr = gradient_flow(
-            problem,
-            model,
-            start,
-            t_max=tmax,
-            gtol=None,
-            rtol=1e-10,
-            atol=min(1e-14, 1e-3 * np.sqrt(res.eps)),
-            n_save=2,
-            save_at=times,
-            save_matrices=True,
-        )
-    idx = np.searchsorted(tr.times, times)
-    idx = np.clip(idx, 0, len(tr.times) - 1)
-    assert tr.matrices is not None  # save_matrices=True
-    return tr.matrices[idx]
+    the phase flow with these save times).
+
+    With the settings this comparison has always used, not those the phase ran with
+    (``res.info["replay"]``: padded width, tolerances rescaled by ``sqrt(r / R)``, the
+    user's ``rtol``): width ``r``, ``rtol = 1e-10`` and the phases' default absolute
+    tolerance ``min(1e-14, 1e-3 sqrt(eps))`` (the appended column has entries
+    ``~sqrt(eps)``; a larger atol would let its escape time drift from the ``t_mid`` used
+    for the alignment). The published distances were measured so.
+    """
+    eps_atol = min(1e-14, 1e-3 * np.sqrt(res.eps))
+    return replay_phase_matrices(
+        problem, res, r, times, rtol=1e-10, atol=eps_atol, padded=False, solver="rkc"
+    )
 
 
 def compare_with_glrl(
@@ -404,19 +376,8 @@ def compare_with_glrl(
         # The factors start at alpha^(1/L): the absolute tolerance must sit below that, or
         # the small directions (whose relative sizes decide the limit) are not resolved.
         atol_a = min(atol, 1e-4 * a ** (1.0 / depth))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            runs = gradient_flow_batch(
-                problem,
-                model,
-                params,
-                t_max=tm,
-                rtol=rtol,
-                atol=atol_a,
-                n_save=n_save,
-                gtol=gtol,
-                save_matrices=True,
-            )
+        flows = dict(rtol=rtol, atol=atol_a, gtol=gtol)
+        runs = _flow_runs(problem, model, params, t_max=tm, n_save=n_save, **flows)
         # Second pass: the same runs recorded densely around each phase's loss drop, so
         # that the mid-level crossings (the alignment) are accurate to far below 1/lam.
         extra = []
@@ -434,20 +395,7 @@ def compare_with_glrl(
         # then `n_end` log-spaced ones up to the stop.
         grid = np.union1d(save_times(tm, n_save), grid if grid is not None else [])
         n_end = max(50, n_save // 4)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            runs = gradient_flow_batch(
-                problem,
-                model,
-                params,
-                t_max=te,
-                rtol=rtol,
-                atol=atol_a,
-                n_save=n_end,
-                save_at=grid,
-                gtol=gtol,
-                save_matrices=True,
-            )
+        runs = _flow_runs(problem, model, params, t_max=te, n_save=n_end, save_at=grid, **flows)
         for j, (s, tr) in enumerate(zip(seeds, runs, strict=True)):
             trajs[(a, s)] = tr
             end[i, j] = float(np.linalg.norm(tr.final_matrix - res.matrix))
@@ -493,8 +441,7 @@ def compare_with_glrl(
         if res.symmetric
         else np.linalg.svd(negG0, compute_uv=False)
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # alphas without a certified run: NaN
+    with quietly(RuntimeWarning):  # alphas without a certified run: NaN
         fit = fit_power_law(alphas, np.nanmedian(np.where(cert, end, np.nan), axis=1))
     fit["certified_only"] = True
     # Linear regime: U(t) = e^{Gt} sqrt(alpha) U0, G = -grad f(0). When the top component of W
@@ -530,36 +477,37 @@ def compare_with_glrl(
     )
 
 
+def _flow_runs(problem, model, params, *, t_max, rtol, atol, n_save, gtol, save_at=None):
+    """The comparison's gradient-flow runs, ``W`` recorded. Their statuses are read from the
+    runs (``status``, ``certified``) and warned about once, by :func:`compare_with_glrl`."""
+    with quietly(RuntimeWarning):
+        return gradient_flow_batch(
+            problem,
+            model,
+            params,
+            t_max=t_max,
+            rtol=rtol,
+            atol=atol,
+            n_save=n_save,
+            save_at=save_at,
+            gtol=gtol,
+            save_matrices=True,
+        )
+
+
 def _mids(tr: Trajectory, levels, R: int) -> list[float]:
     mids = []
     for r in range(1, R + 1):
         prev = mids[-1] if mids and np.isfinite(mids[-1]) else 0.0
-        mids.append(_mid_time(tr, levels[r - 1], levels[r], prev))
+        mids.append(mid_time(tr, levels[r - 1], levels[r], prev))
     return mids
 
 
-def _gf_mid(tr: Trajectory, f_before: float, f_after: float, after: float) -> float:
-    """First time ``>= after`` at which the GF loss crosses the phase's mid level (NaN if never)."""
-    level = 0.5 * (f_before + f_after)
-    sel = tr.times >= after
-    idx = np.nonzero(sel & (tr.loss <= level))[0]
-    if idx.size == 0:
-        return float("nan")
-    i = int(idx[0])
-    if i == 0 or not sel[i - 1]:
-        return float(tr.times[i])
-    sub = Trajectory(
-        times=tr.times[i - 1 : i + 1],
-        loss=tr.loss[i - 1 : i + 1],
-        grad_norm=tr.grad_norm[i - 1 : i + 1],
-        singular_values=tr.singular_values[i - 1 : i + 1],
-        final_params=(),
-        final_matrix=tr.final_matrix,
-    )
-    return _mid_time(sub, f_before, f_after)
-
-
-_GLRL_LIMITS: dict[str, np.ndarray] = {}
+#: GLRL limits of the problems met in this process, most recently used last: a sweep
+#: worker meets each problem once per run of it. Bounded: a limit is a dense ``(m, n)``
+#: matrix and a long-lived process meets many problems.
+_GLRL_LIMITS: OrderedDict[str, np.ndarray] = OrderedDict()
+_GLRL_LIMITS_MAX = 16
 
 
 def glrl_distance_metric(trajectory: Trajectory, problem: Problem, run_config: dict) -> dict:
@@ -570,11 +518,7 @@ def glrl_distance_metric(trajectory: Trajectory, problem: Problem, run_config: d
     ``glrl_symmetric`` (1.0: PSD, 0.0: asymmetric), a dataset variable that the figures
     read. Without a model in ``run_config`` the variant is inferred from the trajectory (one
     factor ``U`` with ``W = U U^T``: symmetric). Computed once per problem and variant in
-    each worker process."""
-    import hashlib
-
-    import jax
-
+    each worker process (the last 16 problems and variants)."""
     mtype = (run_config or {}).get("model", {}).get("type")
     if mtype is not None:
         symmetric = mtype == "symmetric"
@@ -588,10 +532,13 @@ def glrl_distance_metric(trajectory: Trajectory, problem: Problem, run_config: d
         h.update(str(a.shape).encode())
         h.update(a.tobytes())
     key = h.hexdigest()
-    if key not in _GLRL_LIMITS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+    if key in _GLRL_LIMITS:
+        _GLRL_LIMITS.move_to_end(key)
+    else:
+        with quietly(RuntimeWarning):  # GLRL's own notes (gap, max_rank) are not the run's
             _GLRL_LIMITS[key] = glrl(problem, eps=1e-30, symmetric=symmetric).matrix
+        if len(_GLRL_LIMITS) > _GLRL_LIMITS_MAX:
+            _GLRL_LIMITS.popitem(last=False)
     return {
         "glrl_distance": float(np.linalg.norm(trajectory.final_matrix - _GLRL_LIMITS[key])),
         "glrl_symmetric": float(symmetric),
