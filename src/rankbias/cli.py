@@ -68,7 +68,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     from ._version import __version__
     from .experiments.executors import EXECUTORS
-    from .plots import FIGURES
+    from .plots.sweep import FIGURES
 
     p = _Parser(
         prog="rankbias",

@@ -51,7 +51,7 @@ from .glrl._greedy import glrl
 from .glrl._replay import replay_phase_matrices
 from .glrl._results import GLRLResult
 from .models import DeepFactorization, Model, SymmetricFactorization
-from .plots import plot_comparison
+from .plots.glrl import plot_comparison
 from .problems import Problem
 from .trajectory import Trajectory
 

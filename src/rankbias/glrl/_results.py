@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._repr import num, render, render_html
-from ..plots import plot_glrl
+from ..plots.glrl import plot_glrl
 from ..trajectory import Trajectory
 
 __all__ = ["GLRLPhase", "GLRLResult"]
