@@ -14,7 +14,8 @@ import xarray as xr
 from _configs import tiny_flow_sweep, tiny_sweep
 
 import rankbias.experiments as ex
-from rankbias.store import CorruptRunError, Store, _on_grid, checksum
+from rankbias.store import CorruptRunError, Store, checksum
+from rankbias.store._dataset import _on_grid
 
 TINY = tiny_sweep(
     "tiny-store",

@@ -14,7 +14,7 @@ A file is named by the SHA-256 of: the function's module and name, a hash of ran
 source files, the versions of jax, jaxlib, equinox and diffrax, the backend and device
 kind, ``jax_enable_x64``, ``EQX_ON_ERROR``, the argument tree (static fields included:
 model shapes, solver names, ...) with the shape, dtype and weak type of each array leaf,
-and the repr of every non-array leaf. Writes are atomic (temporary file + ``os.replace``).
+and the repr of every non-array leaf. Writes are atomic (:func:`rankbias._io.atomic_write`).
 A file that cannot be read or deserialized, or whose avals differ, is ignored and
 rewritten: never an error for the user.
 
@@ -33,14 +33,15 @@ import hashlib
 import importlib.metadata
 import os
 import re
-import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 import jax
 
 from ._cache import cache_dir
+from ._io import atomic_write_bytes
 
 __all__ = ["aot_jit", "aot_dir", "STATS"]
 
@@ -102,20 +103,6 @@ def _key(fun: Callable, treedef, leaves: list, statics: list) -> str | None:
         ]
     )
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _write(path: str, blob: bytes) -> None:
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _read(path: str, in_avals: list) -> Any:
@@ -187,7 +174,7 @@ def aot_jit(fun: Callable) -> Callable:
                 _UNSUPPORTED.add(key)
                 return plain(*args)
             try:
-                _write(path, bytes(blob))
+                atomic_write_bytes(Path(path), bytes(blob))
             except OSError:
                 pass  # read-only or full disk: this process still uses the program
             STATS["stored"] += 1

@@ -1,7 +1,13 @@
-"""Atomic file writes and JSON encoding shared by trajectories, the store and reports."""
+"""Atomic file writes and JSON encoding: the one writer and the one canonical JSON of rankbias.
+
+Every file rankbias writes for a user (run files, manifests, tables, caches) goes through
+:func:`atomic_write` (bytes, text and ``.npz`` are thin callers), and every JSON text that is
+hashed or compared goes through :func:`canonical_json`.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -67,6 +73,31 @@ def atomic_write(path: Path, write: Callable, *, binary: bool) -> Path:
             pass
         raise
     return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: fh.write(data), binary=True)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: fh.write(text), binary=False)
+
+
+def atomic_write_npz(path, arrays: dict) -> Path:
+    """Write ``arrays`` to ``path`` (``.npz`` appended if missing) atomically."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays), binary=True)
+
+
+def canonical_json(obj) -> str:
+    """The canonical JSON text of ``obj``: keys sorted, no spaces, non-JSON numbers as
+    ``float`` (NumPy scalars). Run keys hash this text (:func:`rankbias.store.run_key`), so its
+    bytes must never change: a change would re-key every stored run."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=float)
 
 
 def json_default(o):

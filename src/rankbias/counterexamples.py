@@ -27,9 +27,11 @@ from pathlib import Path
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from ._io import atomic_write_text
+from ._quiet import quietly
 from ._validation import check_int, check_int_seed, check_positive
 from .baselines import min_nuclear_norm
-from .dynamics import gradient_flow
+from .dynamics._flow import gradient_flow
 from .glrl import glrl
 from .models import DeepFactorization, SymmetricFactorization
 from .problems import MatrixCompletion
@@ -326,8 +328,7 @@ def search(
     t0 = time.perf_counter()
     for k in range(n_trials):
         prob = _random_instance(rng, d, rank, n_pairs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with quietly(RuntimeWarning):
             try:
                 res = glrl(prob, eps=1e-30)
                 sol = min_nuclear_norm(prob, psd=True)
@@ -340,7 +341,6 @@ def search(
             dict(
                 trial=k,
                 M=np.asarray(prob.dense_values + 0).tolist(),
-                Mfull=None,
                 mask=prob.mask.astype(int).tolist(),
                 glrl_trace=float(np.trace(res.matrix)),
                 min_trace=sol.objective,
@@ -368,8 +368,6 @@ def search(
         best=best,
         wall_time=time.perf_counter() - t0,
     )
-    from .store import atomic_write_text  # never a half-written file
-
     atomic_write_text(out_dir / "counterexamples.json", json.dumps(out, indent=1, default=float))
     return out
 

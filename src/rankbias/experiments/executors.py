@@ -17,7 +17,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .config import Sweep
+import numpy as np
+
+from .._io import atomic_write_text
+from ..store import Store, StoreError, versions
+from .config import Sweep, dump_toml
+from .folder import check_out, claim
 from .runner import Chunk, manifest_for, plan_chunks, run_chunk
 
 __all__ = [
@@ -283,8 +288,6 @@ class DaskExecutor:
 
     def _kill_local_workers(self) -> None:
         """SIGKILL the worker processes of our ``LocalCluster`` (none for a remote scheduler)."""
-        import signal
-
         nannies = getattr(self._cluster, "workers", None) or {}
         for nanny in list(nannies.values()):
             pid = getattr(getattr(nanny, "process", None), "pid", None)
@@ -382,10 +385,6 @@ def run_sweep(
     (the CLI prints them), e.g. ``"12 already done, 4 to run"``.
     Returns the store's status counts plus ``wall_time``.
     """
-    from ..store import Store, StoreError, atomic_write_text, versions
-    from .config import dump_toml
-    from .folder import check_out, claim
-
     log = log or (lambda msg: None)
     store = Store(check_out(out, locked=False))
     man = manifest_for(sweep, versions())
@@ -449,8 +448,6 @@ def _discover_metrics(store, man: dict) -> None:
     """Add the names of custom scalar metrics (known only from a run file) to the manifest."""
     if not man["custom"]:
         return
-    import numpy as np
-
     for key in man["runs"]:
         try:
             with np.load(store.path(key)) as z:

@@ -10,10 +10,12 @@ is an empty ``--out``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from .._io import canonical_json, is_temp_name
+from ..store._errors import StoreError
+from ..store._manifest import LOCK, MANIFEST
 from .config import ConfigError, config_diff, short
 
 __all__ = ["ResultsFolderError", "check_out", "claim"]
@@ -40,9 +42,6 @@ def check_out(out: str | os.PathLike, *, locked: bool = True) -> Path:
     holds only under the folder's lock (``locked``): a writer that holds it may be creating
     the folder (its ``runs/`` appears before ``experiment.json``). Without the lock (a cheap
     first check that touches nothing), a folder with a lock file is not judged."""
-    from .._io import is_temp_name
-    from ..store import LOCK, MANIFEST
-
     path = _out_path(out)
     if path.is_dir() and not (path / MANIFEST).exists():
         try:
@@ -62,10 +61,7 @@ def check_out(out: str | os.PathLike, *, locked: bool = True) -> Path:
 
 
 def _same(a: dict, b: dict) -> bool:
-    def canon(d):
-        return json.dumps(d, sort_keys=True, default=float)
-
-    return canon(a) == canon(b)
+    return canonical_json(a) == canonical_json(b)
 
 
 def claim(store, manifest: dict, *, add: bool = False) -> dict:
@@ -77,8 +73,6 @@ def claim(store, manifest: dict, *, add: bool = False) -> dict:
     experiment is appended to ``history`` (name, config, run keys, created) and the new one
     becomes current. Reproductions and sweeps never share a folder.
     """
-    from ..store import MANIFEST, StoreError
-
     if not (store.root / MANIFEST).exists():
         return manifest
     try:

@@ -25,17 +25,19 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-import rankbias as rb
-
+from .._io import atomic_write_text, canonical_json
+from .._quiet import quietly
 from ..baselines import min_nuclear_norm
-from ..store import Store, atomic_write_text, run_key
-from .paper1 import _save, plt
+from ..dynamics._flow import gradient_flow
+from ..models import DeepFactorization
+from ..problems import MatrixCompletion, random_low_rank
+from ..store import Store, run_key
+from ._output import plt, save_figure
 
 __all__ = ["completion_study", "observed_entries", "relative_error", "METHODS"]
 
@@ -70,8 +72,8 @@ def relative_error(W, truth) -> float:
 
 
 def _instance(d: int, rank: int, k: int, seed: int):
-    M = rb.random_low_rank((d, d), rank, seed=seed)
-    return M, rb.MatrixCompletion(M, observed_entries(d, k, seed), truth=M)
+    M = random_low_rank((d, d), rank, seed=seed)
+    return M, MatrixCompletion(M, observed_entries(d, k, seed), truth=M)
 
 
 def _flow_init(model, d: int, seed: int, init_std: float | None, scale: float | None):
@@ -84,12 +86,11 @@ def _flow_init(model, d: int, seed: int, init_std: float | None, scale: float | 
 
 
 def _flow_run(M, prob, d, L, seed, init_std, scale, t_max, rtol, residual_tol, n_save) -> dict:
-    model = rb.DeepFactorization((d, d), depth=L)
+    model = DeepFactorization((d, d), depth=L)
     p0 = _flow_init(model, d, seed, init_std, scale)
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tr = rb.gradient_flow(
+    with quietly():
+        tr = gradient_flow(
             prob,
             model,
             p0,
@@ -120,8 +121,7 @@ def _flow_run(M, prob, d, L, seed, init_std, scale, t_max, rtol, residual_tol, n
 
 def _nuclear_run(M, prob, solver: str) -> dict:
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quietly():
         sol = min_nuclear_norm(prob, solver=solver)
     wall = time.perf_counter() - t0
     return dict(
@@ -136,15 +136,25 @@ def _nuclear_run(M, prob, solver: str) -> dict:
 
 
 def _cached(store: Store, spec: dict, compute, log, only_stored: bool = False) -> dict | None:
-    """The stored arrays of run ``spec``, or compute and store them (atomic, checksummed);
-    ``None`` for a run not in the store with ``only_stored``."""
+    """The stored arrays of run ``spec``, or compute and store them; ``None`` for a run not in
+    the store with ``only_stored``.
+
+    A thin caller of the store, not a second mechanism: the key is the sweeps' :func:`run_key`
+    (so the folders users already have resume with nothing recomputed), the file is written by
+    :meth:`Store.write_run` (atomic, checksummed, bound to its key and results version) and read
+    back by :meth:`Store.read_run` (every check of a sweep's run). The sweep runner itself does
+    not fit: its chunks, executors and axes manifest are for one engine's runs over a grid, and
+    this study mixes a convex baseline with flows whose arrays differ, one run at a time.
+    """
     key = run_key(spec)
     if store.verify(key):
         return store.read_run(key)
     if only_stored:
         return None
     arrays = compute()
-    arrays["run_config"] = np.array(json.dumps(spec, sort_keys=True))
+    # the config as JSON; a reader parses it (json.loads) and re-hashes it, so files written
+    # before this used `json.dumps(spec, sort_keys=True)` (spaces after separators) stay valid
+    arrays["run_config"] = np.array(canonical_json(spec))
     store.write_run(key, arrays)
     log(spec, arrays)
     return arrays
@@ -400,4 +410,4 @@ def _figure(out_dir: Path, runs, curves, table, counts, methods, d, rank, seeds,
         ax2.plot(t[keep], np.maximum(e[keep], 1e-16), c=c, lw=0.8, alpha=0.8, label=label)
     ax2.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, out_dir, "arora2019-completion")
+    save_figure(fig, out_dir, "arora2019-completion")

@@ -15,15 +15,18 @@ time, and the distance to the flow against time.
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-import rankbias as rb
-
+from .._quiet import quietly
+from ..dynamics._flow import gradient_flow
+from ..dynamics._train import train_batch
+from ..flow_distance import distance_to_flow
 from ..glrl import glrl
-from .paper1 import _dump, _save, plt
+from ..models import DeepFactorization
+from ..problems import MatrixCompletion, random_low_rank
+from ._output import dump_json, plt, save_figure
 
 __all__ = ["optimizers_vs_flow", "OPTIMIZERS"]
 
@@ -64,19 +67,18 @@ def optimizers_vs_flow(
     if quick:
         depths, steps = (2,), 12_000
     t_start = time.perf_counter()
-    M = rb.random_low_rank((d, d), rank, seed=seed)
-    prob = rb.MatrixCompletion.uniform(M, fraction, seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    M = random_low_rank((d, d), rank, seed=seed)
+    prob = MatrixCompletion.uniform(M, fraction, seed=seed)
+    with quietly():
         ref = glrl(prob, symmetric=False)
     W_glrl = np.asarray(ref.matrix)
     rows, curves = [], {}
     for L in depths:
-        model = rb.DeepFactorization((d, d), depth=L)
+        model = DeepFactorization((d, d), depth=L)
         inits = [model.init("gaussian", scale=a, seed=seed) for a in scales]
         runs = {}
         for name, (opt, kw) in OPTIMIZERS.items():
-            runs[name] = rb.train_batch(
+            runs[name] = train_batch(
                 prob,
                 model,
                 inits,
@@ -91,9 +93,8 @@ def optimizers_vs_flow(
                 [r[i].times for r in runs.values() if r[i].info["time_axis"] == "effective"]
             )
             t_max = float(eff.max())
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                flow = rb.gradient_flow(
+            with quietly():
+                flow = gradient_flow(
                     prob,
                     model,
                     inits[i],
@@ -122,7 +123,7 @@ def optimizers_vs_flow(
             for name, r in runs.items():
                 tr = r[i]
                 effective = tr.info["time_axis"] == "effective"
-                dist = rb.distance_to_flow(tr, flow) if effective else None
+                dist = distance_to_flow(tr, flow) if effective else None
                 curves[(L, a, name)] = (
                     tr.times if effective else tr.steps.astype(float),
                     tr.loss,
@@ -161,7 +162,7 @@ def optimizers_vs_flow(
         ),
         wall_time=time.perf_counter() - t_start,
     )
-    _dump(out_dir, "optimizers-vs-flow", out)
+    dump_json(out_dir, "optimizers-vs-flow", out)
     return out
 
 
@@ -184,8 +185,11 @@ def _figure(out_dir: Path, curves: dict, depths, scales) -> None:
                     label=name,
                 )
         top.set_title(f"depth {L}, init {a:g}")
-        top.set_xlabel("effective time  sum eta_k"), bot.set_xlabel("effective time")
-        top.set_ylabel("loss"), bot.set_ylabel("||W - W_flow||_F / ||W_flow(T)||_F")
-    axes[0, 0].legend(fontsize=7), axes[1, 0].legend(fontsize=7)
+        top.set_xlabel("effective time  sum eta_k")
+        bot.set_xlabel("effective time")
+        top.set_ylabel("loss")
+        bot.set_ylabel("||W - W_flow||_F / ||W_flow(T)||_F")
+    axes[0, 0].legend(fontsize=7)
+    axes[1, 0].legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, out_dir, "optimizers-vs-flow")
+    save_figure(fig, out_dir, "optimizers-vs-flow")

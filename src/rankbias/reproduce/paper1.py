@@ -6,38 +6,26 @@ JSON/CSV tables into ``out_dir`` and returns the measured numbers.
 
 from __future__ import annotations
 
-import json
-import warnings
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import rankbias as rb  # noqa: E402
-
-from ..baselines import min_nuclear_norm  # noqa: E402
-from ..compare import compare_with_glrl  # noqa: E402
-from ..glrl import glrl  # noqa: E402
+from .. import counterexamples as ce
+from .._quiet import quietly
+from ..baselines import min_nuclear_norm
+from ..compare import compare_with_glrl
+from ..dynamics._flow import gradient_flow, gradient_flow_batch
+from ..glrl import glrl
+from ..models import DeepFactorization, SymmetricFactorization
+from ..problems import MatrixCompletion, MatrixSensing, random_low_rank
+from ._output import dump_json, plt, save_figure
 
 __all__ = ["calibration", "figure5", "staircase", "sensing_recovery", "counterexamples"]
 
 
-def _save(fig, out_dir: Path, name: str) -> None:
-    for ext in ("png", "svg"):
-        fig.savefig(out_dir / f"{name}.{ext}", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _dump(out_dir: Path, name: str, obj) -> None:
-    (out_dir / f"{name}.json").write_text(json.dumps(obj, indent=1, default=float))
-
-
 def _calib_problem(seed: int = 0):
-    M = rb.random_low_rank((12, 12), 2, psd=True, seed=seed)
-    return rb.MatrixCompletion.uniform(M, 0.5, seed=seed, symmetric=True)
+    M = random_low_rank((12, 12), 2, psd=True, seed=seed)
+    return MatrixCompletion.uniform(M, 0.5, seed=seed, symmetric=True)
 
 
 def calibration(
@@ -55,13 +43,14 @@ def calibration(
     seeds = (0,) if quick else tuple(seeds)
     alphas = tuple(alphas)[:3] if quick else tuple(alphas)
     cmp = compare_with_glrl(
-        prob, rb.SymmetricFactorization(12), alphas, seeds, t_max=3e3 if quick else t_max
+        prob, SymmetricFactorization(12), alphas, seeds, t_max=3e3 if quick else t_max
     )
     table = cmp.table
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.loglog([r["alpha"] for r in table], [max(r["end_median"], 1e-16) for r in table], "o-")
-    ax.set_xlabel("alpha"), ax.set_ylabel("||W_GF - W_GLRL||_F (end)")
-    _save(fig, out_dir, "calibration")
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("||W_GF - W_GLRL||_F (end)")
+    save_figure(fig, out_dir, "calibration")
     out = dict(
         table=table,
         fit=cmp.fit,
@@ -70,7 +59,7 @@ def calibration(
         "PSD completion)"
         + (" [quick mode: alphas 1e-8..1e-32, one seed, t_max 3e3]" if quick else ""),
     )
-    _dump(out_dir, "calibration", out)
+    dump_json(out_dir, "calibration", out)
     return out
 
 
@@ -108,19 +97,18 @@ def figure5(
             2,
             1e5,
         )
-    M = rb.random_low_rank((d, d), rank, seed=0)
-    prob = rb.MatrixCompletion.uniform(M, fraction, seed=0)
+    M = random_low_rank((d, d), rank, seed=0)
+    prob = MatrixCompletion.uniform(M, fraction, seed=0)
     fig, axes = plt.subplots(
         1, len(depths) + 1, figsize=(4 * (len(depths) + 1), 3.2), layout="constrained"
     )
     out = {}
     for ax, L in zip(np.atleast_1d(axes)[:-1], depths, strict=True):
-        model = rb.DeepFactorization((d, d), depth=L)
+        model = DeepFactorization((d, d), depth=L)
         for a in scales:
             params = [model.init("gaussian", scale=a, seed=s) for s in range(seeds)]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                runs = rb.gradient_flow_batch(
+            with quietly():
+                runs = gradient_flow_batch(
                     prob,
                     model,
                     params,
@@ -140,24 +128,29 @@ def figure5(
                 rel_error=err,
                 eff_rank=[float(r.effective_rank("ratio")[-1]) for r in runs],
             )
-        ax.set_xscale("log"), ax.set_title(f"depth {L}"), ax.set_xlabel("t")
+        ax.set_xscale("log")
+        ax.set_title(f"depth {L}")
+        ax.set_xlabel("t")
     axes = np.atleast_1d(axes)
-    axes[0].set_ylabel("log10 loss"), axes[0].legend(fontsize=7)
+    axes[0].set_ylabel("log10 loss")
+    axes[0].legend(fontsize=7)
     # The claim itself: the end point's distance to the low-rank truth against the scale.
     for L in depths:
         err = [float(np.median(out[f"L{L}_a{a:g}"]["rel_error"])) for a in scales]
         axes[-1].loglog(scales, np.maximum(err, 1e-16), "o-", label=f"depth {L}")
-    axes[-1].set_xlabel("init scale"), axes[-1].set_ylabel("||W - M|| / ||M|| (median)")
-    axes[-1].invert_xaxis(), axes[-1].legend(fontsize=7)
+    axes[-1].set_xlabel("init scale")
+    axes[-1].set_ylabel("||W - M|| / ||M|| (median)")
+    axes[-1].invert_xaxis()
+    axes[-1].legend(fontsize=7)
     axes[-1].set_title(f"{d}x{d} rank {rank}, {fraction:.0%} observed")
-    _save(fig, out_dir, "figure5")
+    save_figure(fig, out_dir, "figure5")
     out["shows"] = (
         f"{d}x{d} rank-{rank} completion ({fraction:.0%} observed), depths {list(depths)}: "
         "loss against time, and the end point's relative error against the init scale; "
         "deeper factorizations reach the low-rank truth at larger (practical) scales"
         + (" [quick mode: reduced size]" if quick else "")
     )
-    _dump(out_dir, "figure5", out)
+    dump_json(out_dir, "figure5", out)
     return out
 
 
@@ -168,13 +161,13 @@ def staircase(out_dir: Path, quick: bool = False, d: int = 12, alpha: float = 1e
     prob = (
         _calib_problem(0)
         if d == 12
-        else rb.MatrixCompletion.uniform(
-            rb.random_low_rank((d, d), 2, psd=True, seed=0), 0.5, seed=0, symmetric=True
+        else MatrixCompletion.uniform(
+            random_low_rank((d, d), 2, psd=True, seed=0), 0.5, seed=0, symmetric=True
         )
     )
     res = glrl(prob, eps=1e-30)
-    model = rb.SymmetricFactorization(prob.shape[0])
-    tr = rb.gradient_flow(
+    model = SymmetricFactorization(prob.shape[0])
+    tr = gradient_flow(
         prob,
         model,
         model.init("gaussian", scale=alpha, seed=0),
@@ -190,8 +183,11 @@ def staircase(out_dir: Path, quick: bool = False, d: int = 12, alpha: float = 1e
     for p in res.phases:
         for s in np.linalg.svd(p.W, compute_uv=False)[: p.rank]:
             a2.axhline(s, ls="--", c="gray", lw=0.8)
-    a1.set_xlabel("t"), a1.set_ylabel("loss"), a2.set_xlabel("t"), a2.set_ylabel("singular values")
-    _save(fig, out_dir, "staircase")
+    a1.set_xlabel("t")
+    a1.set_ylabel("loss")
+    a2.set_xlabel("t")
+    a2.set_ylabel("singular values")
+    save_figure(fig, out_dir, "staircase")
     out = dict(
         levels=res.levels.tolist(),
         final_distance=float(np.linalg.norm(tr.final_matrix - res.matrix)),
@@ -199,7 +195,7 @@ def staircase(out_dir: Path, quick: bool = False, d: int = 12, alpha: float = 1e
         "its singular values matching the GLRL phases"
         + (" [quick mode: t_max 3e3]" if quick else ""),
     )
-    _dump(out_dir, "staircase", out)
+    dump_json(out_dir, "staircase", out)
     return out
 
 
@@ -217,18 +213,17 @@ def sensing_recovery(
     out_dir.mkdir(parents=True, exist_ok=True)
     if quick:
         d, ms = 6, (10, 30)
-    M = rb.random_low_rank((d, d), rank, psd=True, seed=seed)
+    M = random_low_rank((d, d), rank, psd=True, seed=seed)
     rows = []
     for m in ms:
-        prob = rb.MatrixSensing.gaussian(M, m, seed=seed, symmetric=True)
+        prob = MatrixSensing.gaussian(M, m, seed=seed, symmetric=True)
         e = lambda W: float(np.linalg.norm(np.asarray(W) - M) / np.linalg.norm(M))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quietly():
             g = glrl(prob, eps=1e-30, max_rank=d)
             row = dict(m=m, glrl=e(g.matrix), nuclear=e(min_nuclear_norm(prob, psd=True)))
             for L in (2, 3):
-                model = rb.DeepFactorization((d, d), depth=L)
-                tr = rb.gradient_flow(
+                model = DeepFactorization((d, d), depth=L)
+                tr = gradient_flow(
                     prob,
                     model,
                     model.init("gaussian", scale=alpha, seed=seed),
@@ -241,9 +236,11 @@ def sensing_recovery(
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for k in ("glrl", "gf_depth2", "gf_depth3", "nuclear"):
         ax.semilogy([r["m"] for r in rows], [max(r[k], 1e-16) for r in rows], "o-", label=k)
-    ax.set_xlabel("measurements m"), ax.set_ylabel("relative error"), ax.legend()
-    _save(fig, out_dir, "sensing_recovery")
-    _dump(out_dir, "sensing_recovery", rows)
+    ax.set_xlabel("measurements m")
+    ax.set_ylabel("relative error")
+    ax.legend()
+    save_figure(fig, out_dir, "sensing_recovery")
+    dump_json(out_dir, "sensing_recovery", rows)
     return dict(
         rows=rows,
         shows=f"Gaussian sensing of a {d}x{d} rank-{rank} PSD matrix: GLRL, GF "
@@ -266,14 +263,11 @@ def counterexamples(
     seed for (b); both still show the claim (the nuclear norm grows and sigma_min falls; the
     excess trace is certified).
     """
-    from .. import counterexamples as ce
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_max = 1e6 if quick else t_max
     rc = ce.razin_cohen(t_max=t_max, alpha=alpha)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the naive run's det flip is the point
+    with quietly(RuntimeWarning):  # the naive run's det flip is the point
         naive = ce.razin_cohen_naive(t_max=min(t_max, 1e4), alpha=alpha)
     cert = ce.certify(ce.shipped_instance(), seeds=(0,) if quick else (0, 1))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -282,12 +276,14 @@ def counterexamples(
     a1.loglog(t, np.abs(rc["W11"][1:]), label="|W_11| (log-singular-value flow)")
     a1.loglog(t, rc["nuclear_norm"][1:], "--", label="||W||_*")
     a1.loglog(naive["times"][1:], np.abs(naive["W11"][1:]), ":", label="|W_11| (naive factors)")
-    a1.set_xlabel("t"), a1.legend(fontsize=7)
+    a1.set_xlabel("t")
+    a1.legend(fontsize=7)
     a1.set_title("Razin-Cohen 2x2: norms diverge", fontsize=10)
     a2.semilogx(t, rc["log10_sigma_min"][1:])
-    a2.set_xlabel("t"), a2.set_ylabel("log10 sigma_min(W)")
+    a2.set_xlabel("t")
+    a2.set_ylabel("log10 sigma_min(W)")
     a2.set_title(f"sigma_min -> 0, det W > 0 (alpha = {alpha:g})", fontsize=10)
-    _save(fig, out_dir, "counterexamples")
+    save_figure(fig, out_dir, "counterexamples")
 
     def pick(a):  # values at the times the gallery quotes, interpolated in log t
         return [
@@ -311,5 +307,5 @@ def counterexamples(
         ),
         certificate={k: v for k, v in cert.items()},
     )
-    _dump(out_dir, "counterexamples", out)
+    dump_json(out_dir, "counterexamples", out)
     return out

@@ -14,18 +14,24 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import warnings
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .. import theory as T  # noqa: E402
-from ..early_stopping import denoise  # noqa: E402
+from .._io import atomic_write_text
+from .._quiet import quietly, recorded
+from ..dynamics._gd import gradient_descent
+from ..early_stopping import denoise
+from ..models import DeepFactorization
+from ..problems import MatrixEstimation, MatrixSensing
+from ..theory._decoupled import identical_init, perturbed_init
+from ..theory._layerwise import DriftWarning, layerwise_check
+from ..theory._plateaus import plateau_levels
+from ..theory._stability import StabilityWarning
+from ..theory._targets import EXAMPLE_1, EXAMPLE_2, paper_basis
+from ._output import plt, save_figure
 
 __all__ = ["examples", "depth_sweep", "early_stopping_study", "beyond_decoupling", "PAPER_TABLE"]
 
@@ -42,21 +48,12 @@ PAPER_TABLE = {
 }
 
 
-def _save(fig, out_dir: Path, name: str) -> list[str]:
-    paths = []
-    for ext in ("png", "svg"):
-        p = out_dir / f"{name}.{ext}"
-        fig.savefig(p, dpi=120, bbox_inches="tight")
-        paths.append(p.name)
-    plt.close(fig)
-    return paths
-
-
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def _md_table(rows: list[dict]) -> str:
@@ -69,8 +66,7 @@ def _md_table(rows: list[dict]) -> str:
 
 def _quiet(fn, *a, **k):
     # The paper's eta = 0.01 exceeds the sufficient bound: the warning is expected here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", T.StabilityWarning)
+    with quietly(StabilityWarning):
         return fn(*a, **k)
 
 
@@ -81,15 +77,15 @@ def examples(
     """Ex.1 / Ex.2 with identical and perturbed init; tables checked against the paper file."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    exs = {"Ex.1": T.EXAMPLE_1, "Ex.2": T.EXAMPLE_2}
+    exs = {"Ex.1": EXAMPLE_1, "Ex.2": EXAMPLE_2}
     runs = {}
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex="col")
     for row, (name, lam) in enumerate(exs.items()):
         for col, init in enumerate(("identical", "perturbed")):
             if init == "identical":
-                th = _quiet(T.identical_init, lam, 3, alpha, lr, 2000)
+                th = _quiet(identical_init, lam, 3, alpha, lr, 2000)
             else:
-                th = _quiet(T.perturbed_init, lam, 3, alpha, beta, lr, 4000)
+                th = _quiet(perturbed_init, lam, 3, alpha, beta, lr, 4000)
             runs[(name, init)] = th
             ax = axes[row, col]
             for i, l in enumerate(lam):
@@ -100,13 +96,13 @@ def examples(
             ax.set_xlabel("k")
             ax.set_ylabel("eigen-component of W(k)")
             ax.legend(fontsize=7)
-    figs = _save(fig, out_dir, "paper2_examples_components")
+    figs = save_figure(fig, out_dir, "paper2_examples_components")
 
     # 50%-times table (Ex.1), flow and asymptotic predictions
     t50_rows, t50 = [], {}
     for N, eta in [(3, 0.01), (4, 0.01), (2, 0.01), (3, 0.001)]:
         steps = int(1500 * 0.01 / eta)
-        es = _quiet(T.identical_init, T.EXAMPLE_1, N, alpha, eta, steps).escape_steps(0.5)
+        es = _quiet(identical_init, EXAMPLE_1, N, alpha, eta, steps).escape_steps(0.5)
         t50[(N, eta)] = es
         t50_rows.append(
             {
@@ -115,7 +111,7 @@ def examples(
                 **{
                     f"lam={l:g}": f"{int(s)} (flow {f:.1f}, asym {a:.1f})"
                     for l, s, f, a in zip(
-                        T.EXAMPLE_1[:3],
+                        EXAMPLE_1[:3],
                         es.simulated[:3],
                         es.flow[:3],
                         es.asymptotic[:3],
@@ -127,12 +123,12 @@ def examples(
     plat = {
         N: runs[("Ex.1", "identical")].plateaus(0.05)
         if N == 3
-        else _quiet(T.identical_init, T.EXAMPLE_1, N, alpha, lr, 1500 if N == 4 else 2000).plateaus(
+        else _quiet(identical_init, EXAMPLE_1, N, alpha, lr, 1500 if N == 4 else 2000).plateaus(
             0.05
         )
         for N in (2, 3, 4)
     }
-    n2_min = float(_quiet(T.identical_init, T.EXAMPLE_1, 2, alpha, lr, 2000).effective_rank().min())
+    n2_min = float(_quiet(identical_init, EXAMPLE_1, 2, alpha, lr, 2000).effective_rank().min())
     pert99 = runs[("Ex.1", "perturbed")].escape_steps(0.99)
 
     matches = {
@@ -160,13 +156,12 @@ def examples(
         for init in ("identical", "perturbed"):
             steps = 3000 if init == "identical" else 4000
             th = (
-                _quiet(T.identical_init, lam, 3, alpha, lr, steps)
+                _quiet(identical_init, lam, 3, alpha, lr, steps)
                 if init == "identical"
-                else _quiet(T.perturbed_init, lam, 3, alpha, beta, lr, steps)
+                else _quiet(perturbed_init, lam, 3, alpha, beta, lr, steps)
             )
-            with warnings.catch_warnings(record=True) as w:
-                warnings.simplefilter("always", T.DriftWarning)
-                rep = T.layerwise_check(th, every=every)
+            with recorded(DriftWarning) as w:
+                rep = layerwise_check(th, every=every)
             lw_rows.append(
                 {
                     "example": name,
@@ -176,23 +171,23 @@ def examples(
                     "drift_step": rep.drift_step,
                     "final_layerwise": [round(float(x), 4) for x in rep.final_components],
                     "final_recursion": [round(float(x), 4) for x in th.product_eigenvalues[-1]],
-                    "warned": any(issubclass(x.category, T.DriftWarning) for x in w),
+                    "warned": any(issubclass(x.category, DriftWarning) for x in w),
                 }
             )
 
     # r(W(k)) and plateaus figure
     fig, ax = plt.subplots(figsize=(7, 4))
     for N in (2, 3, 4):
-        th = _quiet(T.identical_init, T.EXAMPLE_1, N, alpha, lr, 2000)
+        th = _quiet(identical_init, EXAMPLE_1, N, alpha, lr, 2000)
         ax.plot(th.step_index, th.effective_rank(), label=f"N={N}")
-    for lev in T.plateau_levels(T.EXAMPLE_1)[:3]:
+    for lev in plateau_levels(EXAMPLE_1)[:3]:
         ax.axhline(lev, color="0.7", ls="--", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("k")
     ax.set_ylabel("r(W(k))")
     ax.set_title("Ex.1, identical init: effective rank plateaus at r(W^_L)")
     ax.legend()
-    figs += _save(fig, out_dir, "paper2_examples_rank")
+    figs += save_figure(fig, out_dir, "paper2_examples_rank")
 
     plateau_rows = [
         {
@@ -218,7 +213,7 @@ def examples(
         + json.dumps(matches, indent=1)
         + "\n```\n"
     )
-    (out_dir / "paper2_examples.md").write_text(md)
+    atomic_write_text(out_dir / "paper2_examples.md", md)
     _write_csv(out_dir / "paper2_layerwise.csv", lw_rows)
     return {
         "t50": {
@@ -258,7 +253,7 @@ def depth_sweep(
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     summary = {}
     for N in depths:
-        th = _quiet(T.identical_init, T.EXAMPLE_1, N, alpha, lr, steps)
+        th = _quiet(identical_init, EXAMPLE_1, N, alpha, lr, steps)
         k = th.step_index[1:]
         axes[0].plot(k, th.product_eigenvalues[1:, 1], label=f"N={N}")
         axes[1].plot(k, th.effective_rank()[1:], label=f"N={N}")
@@ -279,15 +274,15 @@ def depth_sweep(
         ax.set_xlabel("k")
         ax.set_ylabel(yl)
         ax.legend(fontsize=8)
-    for lev in T.plateau_levels(T.EXAMPLE_1)[:3]:
+    for lev in plateau_levels(EXAMPLE_1)[:3]:
         axes[1].axhline(lev, color="0.7", ls="--", lw=0.8)
     fig.suptitle(f"Ex.1, identical init, alpha={alpha}, eta={lr}: depth sharpens the stages")
-    figs = _save(fig, out_dir, "paper2_depth_sweep")
+    figs = save_figure(fig, out_dir, "paper2_depth_sweep")
     rows = [
         {"depth": k, **{kk: vv for kk, vv in v.items() if kk != "plateaus"}}
         for k, v in summary.items()
     ]
-    (out_dir / "paper2_depth_sweep.md").write_text(_md_table(rows))
+    atomic_write_text(out_dir / "paper2_depth_sweep.md", _md_table(rows))
     return {
         "depths": summary,
         "figures": figs,
@@ -336,7 +331,7 @@ def early_stopping_study(
                 ev = np.linalg.eigvalsh(Y)[::-1]
                 pred = [
                     p
-                    for p in _quiet(T.identical_init, ev, N, alpha, lr, steps).plateaus(0.05)
+                    for p in _quiet(identical_init, ev, N, alpha, lr, steps).plateaus(0.05)
                     if p.L == rank
                 ]
                 d.in_predicted = bool(pred) and d.stop.step in pred[0]
@@ -361,7 +356,7 @@ def early_stopping_study(
                 }
             )
     _write_csv(out_dir / "paper2_early_stopping.csv", rows)
-    (out_dir / "paper2_early_stopping.md").write_text(_md_table(rows))
+    atomic_write_text(out_dir / "paper2_early_stopping.md", _md_table(rows))
 
     fig, axes = plt.subplots(1, len(depths), figsize=(4.5 * len(depths), 3.8), sharey=True)
     for ax, N in zip(np.atleast_1d(axes), depths, strict=True):
@@ -372,7 +367,7 @@ def early_stopping_study(
         ax.set_xlabel("noise sigma")
     np.atleast_1d(axes)[0].set_ylabel("||W - W*||_F / ||W*||_F")
     np.atleast_1d(axes)[0].legend()
-    figs = _save(fig, out_dir, "paper2_early_stopping")
+    figs = save_figure(fig, out_dir, "paper2_early_stopping")
 
     if example is not None:
         sigma, N, d, pred = example
@@ -392,7 +387,7 @@ def early_stopping_study(
         ax2.set_ylabel("relative error")
         ax.legend(loc="upper left", fontsize=8)
         ax.set_title(f"denoising, sigma={sigma}, N={N}")
-        figs += _save(fig, out_dir, "paper2_early_stopping_example")
+        figs += save_figure(fig, out_dir, "paper2_early_stopping_example")
     return {
         "rows": rows,
         "figures": figs,
@@ -431,26 +426,22 @@ def beyond_decoupling(
     and ``max_k ||W(k) - V diag(p(k)) V^T||_F / ||W^||_F`` over the run. Sensing uses
     ``measurements`` i.i.d. Gaussian measurements of the 16 entries and identity init.
     """
-    from ..dynamics import gradient_descent
-    from ..models import DeepFactorization
-    from ..problems import MatrixEstimation, MatrixSensing
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if quick:
         depths, scales = depths[1:], scales[1:]
-    lam = np.array(T.EXAMPLE_1)
-    V = T.paper_basis()
+    lam = np.array(EXAMPLE_1)
+    V = paper_basis()
     target = (V * lam) @ V.T
     rows = []
     curves = {}
     for N in depths:
         for a in scales:
             # The flow's 99%-time of lam = 5 (exact quadrature) sizes the run without simulating it.
-            t99 = _quiet(T.identical_init, lam, N, a, lr, 0).escape_steps(0.99).flow
+            t99 = _quiet(identical_init, lam, N, a, lr, 0).escape_steps(0.99).flow
             # Random init starts with smaller (and mixed) components than alpha^N: run 6x longer.
             steps = int(min(max(6 * t99[2], 500), 400000))
-            th = _quiet(T.identical_init, lam, N, a, lr, steps)
+            th = _quiet(identical_init, lam, N, a, lr, steps)
             rec = np.unique(np.round(np.geomspace(1, steps, 300)).astype(int))
             for setting in ("gaussian", "orthogonal", "sensing"):
                 model = DeepFactorization((4, 4), depth=N)
@@ -504,8 +495,8 @@ def beyond_decoupling(
                 if a == scales[min(1, len(scales) - 1)]:
                     curves[(N, setting)] = (k, r, th.effective_rank()[k])
     _write_csv(out_dir / "paper2_beyond.csv", [r for r in rows if "error" not in r] or rows)
-    (out_dir / "paper2_beyond.md").write_text(
-        _md_table([r for r in rows if "error" not in r] or rows)
+    atomic_write_text(
+        out_dir / "paper2_beyond.md", _md_table([r for r in rows if "error" not in r] or rows)
     )
     fig, axes = plt.subplots(1, len(depths), figsize=(4.8 * len(depths), 3.8))
     for ax, N in zip(np.atleast_1d(axes), depths, strict=True):
@@ -520,7 +511,7 @@ def beyond_decoupling(
         ax.set_title(f"N={N}, scale={scales[min(1, len(scales) - 1)]}")
         ax.set_ylabel("r(W(k))")
         ax.legend(fontsize=7)
-    figs = _save(fig, out_dir, "paper2_beyond")
+    figs = save_figure(fig, out_dir, "paper2_beyond")
     return {
         "rows": rows,
         "figures": figs,

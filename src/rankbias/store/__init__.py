@@ -29,31 +29,42 @@ that fails any check is *corrupt* (:class:`CorruptRunError`: bit rot, a truncate
 file copied or renamed under another key); it is never loaded and ``rankbias run`` deletes
 and re-runs it. A file that cannot be *read* (permissions, I/O errors) is not proven corrupt:
 it raises :class:`RunReadError` and is never deleted.
+
+Modules: :mod:`._errors` (the errors), :mod:`._manifest` (``experiment.json``: names and
+validation), :mod:`._lock` (the writer's lock, temp-file clean-up), :mod:`._dataset` (run files
+as an :class:`xarray.Dataset`). This module holds the results version, the run keys and the
+:class:`Store` that binds each run file to its key: the version constants are read from this
+module's globals by every key and check, so setting ``rankbias.store.METHOD_RESULTS`` (or
+``RESULTS_VERSION``) is seen everywhere.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import io
 import json
 import os
 import platform
-import re
-import socket
 import sys
 import tempfile
-import time
 import warnings
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write, is_temp_name, json_default, temp_prefix, temp_writer
-from ._version import __version__
-from .trajectory import atomic_write_npz
+from .._io import atomic_write_npz, atomic_write_text, canonical_json, json_default, temp_prefix
+from .._version import __version__
+from ..status import ended_well
+from . import _lock
+
+# LOCK, MANIFEST and run_variables are re-exported: `rankbias.store.<name>` is where users and
+# the CLI found them
+from ._dataset import assemble, empty_block, put_run, run_variables as run_variables
+from ._errors import CorruptRunError, RunReadError, StoreError, StoreLockedError
+from ._manifest import LOCK as LOCK, MANIFEST, validate_manifest
 
 __all__ = [
     "Store",
@@ -72,29 +83,6 @@ __all__ = [
     "atomic_write_text",
     "validate_manifest",
 ]
-
-MANIFEST = "experiment.json"
-LOCK = ".lock"
-_SWEEP_FIELDS = ("runs", "axes", "time_grid", "time_dim", "metrics", "max_rank", "method")
-_BLOCK = 256  # runs per lazy-load task
-_STALE_TEMP_AGE = 24 * 3600.0  # s: an unmodified temp file whose writer cannot be checked
-
-
-class StoreError(RuntimeError):
-    """A results folder is missing, unreadable or not a rankbias store."""
-
-
-class CorruptRunError(StoreError):
-    """A run file exists but fails its checksum, cannot be parsed, or belongs to another key."""
-
-
-class RunReadError(StoreError):
-    """A run file exists but cannot be read (permissions, I/O): not proven corrupt, kept."""
-
-
-class StoreLockedError(StoreError):
-    """Another live ``rankbias run`` holds the results folder's lock."""
-
 
 #: The version of the *numbers* a run produces; it enters every run key (:func:`run_key`).
 #: Bump it (any new string, e.g. ``"0.1.0+r2"``) in the commit that changes what some run
@@ -130,17 +118,14 @@ def code_version(config: dict | None = None) -> str:
 def run_key(config: dict, version: str | None = None) -> str:
     """SHA-256 (hex, 32 digits) of the canonical JSON of ``config`` and ``version``
     (default :func:`results_version` of ``config``)."""
-    payload = json.dumps(
-        {"config": config, "version": version or code_version(config)},
-        sort_keys=True,
-        separators=(",", ":"),
-        default=float,
-    )
+    payload = canonical_json({"config": config, "version": version or code_version(config)})
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
 def _package_version() -> str:
-    return __version__
+    # The facade's `__version__` once the package is loaded (a patched or vendored one is what
+    # gets recorded); read from sys.modules, as importing the facade here would be a cycle.
+    return getattr(sys.modules.get("rankbias"), "__version__", __version__)
 
 
 def versions() -> dict[str, str]:
@@ -154,8 +139,6 @@ def versions() -> dict[str, str]:
         "results_version": RESULTS_VERSION,
         "method_results": ",".join(f"{k}:{v}" for k, v in sorted(METHOD_RESULTS.items())),
     }
-    from importlib import metadata
-
     for pkg in (
         "jax",
         "jaxlib",
@@ -190,11 +173,6 @@ def checksum(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` through a temp file in the same folder and ``os.replace``."""
-    return atomic_write(path, lambda fh: fh.write(text), binary=False)
-
-
 def _check_binding(path: Path, key: str, arrays: dict) -> None:
     """Raise :class:`CorruptRunError` unless the file holds the run ``key``: its ``__key__``
     and the hash of its ``run_config`` with its code version (old files: the current one)."""
@@ -220,155 +198,6 @@ def _check_binding(path: Path, key: str, arrays: dict) -> None:
             f"run file {path}: its run_config does not hash to its key "
             f"(a file of another run{'' if stored is not None else ', or of another code version'})"
         )
-
-
-def _write_holder(fd: int, me: dict) -> None:
-    """Write the holder's pid, host and start into the lock file and fsync it: on a shared
-    file system whose ``flock`` is local to each machine (NFS ``nolock``, Lustre
-    ``localflock``) the content is the only guard between machines, and an unflushed write
-    would leave another machine reading an empty file."""
-    os.pwrite(fd, json.dumps(me).encode(), 0)
-    os.fsync(fd)
-
-
-def _read_lock(path: Path) -> dict | None:
-    try:
-        d = json.loads(path.read_text())
-        return d if isinstance(d, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _in_use(root: Path, path: Path, holder: dict) -> str:
-    return (
-        f"{root} is in use by another `rankbias run` (pid {holder.get('pid', '?')} "
-        f"on {holder.get('host', '?')}, since {holder.get('started', '?')}); wait for it "
-        f"to finish, or, if that process is gone, delete {path}"
-    )
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def _pid_alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, another user's
-    return True
-
-
-_KEY = re.compile(r"[0-9a-f]{32}")  # run_key: 32 hex digits
-
-
-def _shown(value) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-class _Text(str):
-    """A received value already put in words (shown as is, not as JSON)."""
-
-
-def _manifest_problem(man: dict) -> tuple[str, str, object] | None:
-    """The first structural problem of a parsed manifest as (field, expected, received)."""
-    kind = man.get("kind", "sweep")
-    if kind not in ("sweep", "reproduction"):
-        return "kind", '"sweep" or "reproduction"', kind
-    for f in ("name", "description", "created"):
-        if f in man and not isinstance(man[f], str):
-            return f, "a string", man[f]
-    for f in ("config", "versions"):
-        if f in man and not isinstance(man[f], dict):
-            return f, "a JSON object", man[f]
-    if kind == "reproduction":
-        return None
-    missing = [f for f in _SWEEP_FIELDS if f not in man]
-    if missing:
-        return ", ".join(map(repr, missing)), "present (a sweep needs it)", _Text("missing")
-    runs, axes, grid = man["runs"], man["axes"], man["time_grid"]
-    if not isinstance(runs, list) or not all(
-        isinstance(k, str) and _KEY.fullmatch(k) for k in runs
-    ):
-        return "runs", "a list of run keys (32 hex digits each)", runs
-    if man["time_dim"] not in ("time", "step"):
-        return "time_dim", '"time" or "step"', man["time_dim"]
-    if (
-        not isinstance(grid, list)
-        or not grid
-        or not all(_is_number(t) and np.isfinite(t) for t in grid)
-        or any(b <= a for a, b in zip(grid, grid[1:], strict=False))
-    ):
-        return "time_grid", "a non-empty list of finite numbers in increasing order", grid
-    for f in ("metrics", "scalar_metrics", "custom"):
-        v = man.get(f, [])
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            return f, "a list of strings", v
-    if not isinstance(man["max_rank"], int) or isinstance(man["max_rank"], bool):
-        return "max_rank", "a positive integer", man["max_rank"]
-    if man["max_rank"] < 1:
-        return "max_rank", "a positive integer", man["max_rank"]
-    if not isinstance(man["method"], str):
-        return "method", "a string", man["method"]
-    if not isinstance(axes, list):
-        return "axes", "a list of axes", axes
-    size = 1
-    for i, a in enumerate(axes):
-        ok = (
-            isinstance(a, dict)
-            and isinstance(a.get("name"), str)
-            and isinstance(a.get("keys"), list)
-            and len(a["keys"]) >= 1
-            and all(isinstance(k, str) for k in a["keys"])
-            and isinstance(a.get("values"), list)
-            and len(a["values"]) == len(a["keys"])
-            and all(isinstance(v, list) for v in a["values"])
-            and len({len(v) for v in a["values"]}) == 1
-            and len(a["values"][0]) >= 1
-        )
-        if not ok:
-            return (
-                f"axes[{i}]",
-                'an object {"name": str, "keys": [str, ...], "values": [[...], ...]} with one '
-                "non-empty list of values per key, all of the same length",
-                a,
-            )
-        size *= len(a["values"][0])
-    if len(runs) != size:
-        return "runs", f"{size} run keys (one per point of the axes' grid)", _Text(f"{len(runs)}")
-    hist = man.get("history", [])
-    if not isinstance(hist, list) or not all(isinstance(h, dict) for h in hist):
-        return "history", "a list of JSON objects", hist
-    return None
-
-
-def validate_manifest(man: dict, path: str | os.PathLike) -> None:
-    """Raise :class:`StoreError` naming ``path``, the field, what it must be and what it holds
-    if the parsed manifest ``man`` is not structurally sound (types of ``runs``, ``axes`` with
-    names, keys and values of consistent lengths matching ``runs``, ``time_grid`` finite and
-    increasing, ``description`` a string, ...): a hand-edited ``experiment.json`` then fails
-    in one line when it is loaded, not deep inside ``status``, ``plot`` or ``report``."""
-    problem = _manifest_problem(man)
-    if problem is None:
-        return
-    field, expected, got = problem
-    if got == "missing" and isinstance(got, _Text):
-        what = f"missing {field}"
-    else:
-        what = f"{field} must be {expected}, got {got if isinstance(got, _Text) else _shown(got)}"
-    raise StoreError(
-        f"{path} is not a valid rankbias manifest: {what}; edit it back or re-create the folder"
-    )
 
 
 @dataclass
@@ -435,136 +264,15 @@ class Store:
         return man
 
     # -- lock ----------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self, log=None):
-        """Hold ``.lock`` (pid, host, start time) while writing; refuse a live holder.
-
-        The lock is an ``flock`` on ``.lock`` held by this process: the kernel takes it away
-        when the process ends, however it ends, so taking over after a dead holder is one
-        atomic step (two contenders cannot both win, as with a read-unlink-create takeover).
-        The file's JSON content names the holder for messages and for ``rankbias`` versions
-        that only know the file: a lock file naming a live process of this host is refused
-        even if unlocked, and one of another host cannot be checked and is refused, naming
-        it. A lock left by a dead process of this host is taken over (``log`` says so).
-        Raises :class:`StoreLockedError`.
-        """
-        path = self.root / LOCK
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(
-                f"cannot write to results folder {self.root}: {e.strerror or e}"
-            ) from None
-        me = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        fd = self._take_lock(path, me, log)
-        try:
-            yield
-        finally:
-            # unlink while still holding the flock: a contender that opened this file then
-            # sees that its inode is no longer the one at the path and starts again
-            if (_read_lock(path) or {}).get("pid") == me["pid"]:
-                _unlink(path)
-            os.close(fd)
-
-    def _take_lock(self, path: Path, me: dict, log) -> int:
-        """The descriptor of ``path``, flocked and holding ``me``; see :meth:`lock`."""
-        for _ in range(100):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-            except OSError as e:
-                raise StoreError(f"cannot create the lock {path}: {e.strerror or e}") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                holder = _read_lock(path) or {}
-                raise StoreLockedError(_in_use(self.root, path, holder)) from None
-            except OSError:  # no flock on this file system (e.g. Lustre without -o flock)
-                os.close(fd)
-                return self._take_lock_file(path, me, log)
-            try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:  # the holder removed the file between our open and flock
-                os.close(fd)
-                continue
-            holder = _read_lock(path)
-            if holder and holder.get("pid") != me["pid"]:
-                if holder.get("host") != me["host"] or _pid_alive(holder.get("pid")):
-                    os.close(fd)  # a live writer of an older version, or one we cannot check
-                    raise StoreLockedError(_in_use(self.root, path, holder))
-                if log:
-                    log(
-                        f"taking over the stale lock of {self.root} (pid {holder.get('pid')} "
-                        f"on {holder.get('host')} is no longer running)"
-                    )
-            os.ftruncate(fd, 0)
-            _write_holder(fd, me)
-            return fd
-        raise StoreLockedError(f"cannot take the lock {path} (it keeps being replaced)")
-
-    def _take_lock_file(self, path: Path, me: dict, log) -> int:
-        """The lock as a file alone, where the file system has no ``flock``: created with
-        ``O_EXCL``; a holder that is dead (or a file left empty) is replaced. Not atomic
-        against several runs taking over the same stale lock at once."""
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
-            except FileExistsError:
-                holder = _read_lock(path)
-                if holder is None:  # being written, or left empty
-                    time.sleep(1.0)  # a writer's content is fsynced within ms, even over NFS
-                    if _read_lock(path) is None:
-                        _unlink(path)
-                    continue
-                if holder.get("host") == me["host"] and not _pid_alive(holder.get("pid")):
-                    if log:
-                        log(
-                            f"taking over the stale lock of {self.root} (pid {holder.get('pid')} "
-                            f"on {holder.get('host')} is no longer running)"
-                        )
-                    _unlink(path)
-                    continue
-                raise StoreLockedError(_in_use(self.root, path, holder)) from None
-            _write_holder(fd, me)
-            return fd
-        raise StoreLockedError(f"cannot take the lock {path}")
+    def lock(self, log=None) -> AbstractContextManager[None]:
+        """Hold ``.lock`` (pid, host, start time) while writing; refuse a live holder
+        (:class:`StoreLockedError`). See :func:`rankbias.store._lock.hold`."""
+        return _lock.hold(self.root, log)
 
     def clean_temp_files(self, log=None) -> int:
         """Remove the temp files that killed writers left in the folder and ``runs/``; returns
-        how many. Call it holding :meth:`lock`, in a folder known to be a results folder.
-
-        A temp file is removed if its writer (host and pid in its name) is a process of this
-        host that is no longer running, or if it has not been modified for
-        ``_STALE_TEMP_AGE`` seconds (temp files of another host or of older versions, whose
-        writer cannot be checked: a live writer writes its file in one go). A temp file of a
-        live writer is never removed.
-        """
-        now = time.time()
-        dirs = [self.root]
-        if self.runs_dir.is_dir():
-            dirs += [Path(e.path) for e in os.scandir(self.runs_dir) if e.is_dir()]
-        removed = 0
-        for d in dirs:
-            for e in os.scandir(d):
-                if not is_temp_name(e.name) or not e.is_file(follow_symlinks=False):
-                    continue
-                pid = temp_writer(e.name)
-                try:
-                    old = now - e.stat(follow_symlinks=False).st_mtime > _STALE_TEMP_AGE
-                except FileNotFoundError:
-                    continue
-                if old or (pid is not None and not _pid_alive(pid)):
-                    _unlink(Path(e.path))
-                    removed += 1
-        if removed and log:
-            log(f"removed {removed} temp file(s) left by killed writers in {self.root}")
-        return removed
+        how many (see :func:`rankbias.store._lock.clean_temp_files`)."""
+        return _lock.clean_temp_files(self.root, self.runs_dir, log)
 
     # -- runs ----------------------------------------------------------------------------------
     def scan(self) -> Scan:
@@ -702,8 +410,6 @@ class Store:
         cannot be read is left out) and ``not_ended_well`` is how many of them did not reach
         what they were asked to (:func:`~rankbias.status.ended_well`): a flow stopped at
         ``t_max`` or ``max_steps`` without a steady state, a diverged run, ...)."""
-        from .status import ended_well
-
         man = self.manifest()
         if man.get("kind") == "reproduction":
             done = (self.root / "summary.json").exists()
@@ -763,60 +469,11 @@ class Store:
 # The labelled dataset
 
 
-def _on_grid(times: np.ndarray, values: np.ndarray, grid: np.ndarray, hold: bool) -> np.ndarray:
-    """Values of a run at the sweep's grid: exact where the run recorded that time, linear
-    interpolation between recorded times, the last value after a steady-state stop
-    (``hold``), NaN beyond the run otherwise."""
-    values = np.asarray(values, dtype=np.float64)
-    out = np.full((grid.size,) + values.shape[1:], np.nan)
-    inside = (grid >= times[0]) & (grid <= times[-1])
-    flat = values.reshape(values.shape[0], -1)
-    res = np.empty((int(inside.sum()), flat.shape[1]))
-    for j in range(flat.shape[1]):
-        res[:, j] = np.interp(grid[inside], times, flat[:, j])
-    pos = np.searchsorted(times, grid[inside])
-    pos = np.minimum(pos, times.size - 1)
-    exact = times[pos] == grid[inside]
-    res[exact] = flat[pos[exact]]
-    out[inside] = res.reshape((-1,) + values.shape[1:])
-    if hold:
-        out[grid > times[-1]] = values[-1]
-    return out
-
-
-def run_variables(manifest: dict) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
-    """Variable name -> (extra dims, extra shape) of the dataset, from the manifest alone."""
-    tdim = manifest["time_dim"]
-    T = len(manifest["time_grid"])
-    k = int(manifest["max_rank"])
-    metrics = manifest["metrics"]
-    out = {}
-    if "loss" in metrics:
-        out["loss"] = ((tdim,), (T,))
-    if "grad_norm" in metrics:
-        out["grad_norm"] = ((tdim,), (T,))
-    if "heldout_rmse" in metrics:
-        out["heldout_rmse"] = ((tdim,), (T,))
-    if "singular_values" in metrics:
-        out["singular_values"] = ((tdim, "sv"), (T, k))
-    if "effective_rank" in metrics:
-        for kind in ("ratio", "entropy", "stable", "numerical"):
-            out[f"rank_{kind}"] = ((tdim,), (T,))
-    out["final_loss"] = ((), ())
-    out["t_final"] = ((), ())
-    out["steady_state"] = ((), ())
-    for name in manifest.get("scalar_metrics", []):
-        out[name] = ((), ())
-    return out
-
-
 def _load_block(root: str, keys: list[str], manifest: dict) -> dict[str, np.ndarray]:
+    """The arrays of the runs ``keys``, each verified by :meth:`Store.read_run` (a damaged or
+    unreadable file loads as missing, with a warning)."""
     store = Store(root)
-    grid = np.asarray(manifest["time_grid"], dtype=np.float64)
-    spec = run_variables(manifest)
-    out = {v: np.full((len(keys),) + shape, np.nan) for v, (_, shape) in spec.items()}
-    out["done"] = np.zeros(len(keys), dtype=bool)
-    out["status"] = np.full(len(keys), "", dtype=object)
+    out = empty_block(len(keys), manifest)
     for i, key in enumerate(keys):
         try:
             a = store.read_run(key)
@@ -832,26 +489,7 @@ def _load_block(root: str, keys: list[str], manifest: dict) -> dict[str, np.ndar
         except RunReadError as e:
             warnings.warn(f"{e}; loaded as missing (NaN, done=False)", RuntimeWarning, stacklevel=2)
             continue
-        out["done"][i] = True
-        info = json.loads(str(a["info"]))
-        out["status"][i] = str(info.get("status", ""))
-        hold = info.get("status") == "steady_state"
-        t = a["steps"].astype(np.float64) if manifest["time_dim"] == "step" else a["times"]
-        for v in spec:
-            if v == "singular_values":
-                sv = _on_grid(t, a["singular_values"], grid, hold)
-                out[v][i, :, : sv.shape[1]] = sv
-            elif v in ("loss", "grad_norm", "heldout_rmse") or v.startswith("rank_"):
-                if v in a:
-                    out[v][i] = _on_grid(t, a[v], grid, hold)
-            elif v == "final_loss":
-                out[v][i] = float(a["loss"][-1]) if "loss" in a else np.nan
-            elif v == "t_final":
-                out[v][i] = float(t[-1])
-            elif v == "steady_state":
-                out[v][i] = float(hold)
-            elif f"metric_{v}" in a:
-                out[v][i] = float(a[f"metric_{v}"])
+        put_run(out, i, a, manifest)
     return out
 
 
@@ -876,50 +514,10 @@ def load(root: str | os.PathLike, *, lazy: bool = True):
 
     Raises :class:`StoreError` for a folder without a valid sweep manifest.
     """
-    import dask.array as da
-    import xarray as xr
-    from dask.delayed import delayed  # `dask.delayed` is not re-exported for type checkers
-
-    store = Store(root)
-    man = store.manifest()
+    man = Store(root).manifest()
     if man.get("kind") == "reproduction":
         raise StoreError(
             f"{root} holds a reproduction ({man.get('name')}), not a sweep; its "
             f"numbers are in {Path(root) / 'summary.json'}"
         )
-    keys = man["runs"]
-    axes = man["axes"]
-    shape = tuple(len(a["values"][0]) for a in axes)
-    spec = run_variables(man)
-    data_vars = {}
-    blocks = [keys[i : i + _BLOCK] for i in range(0, len(keys), _BLOCK)]
-    loaded = [delayed(_load_block, pure=True)(str(root), b, man) for b in blocks]
-    spec = dict(spec, done=((), ()), status=((), ()))
-    for v, (dims, vshape) in spec.items():
-        dtype = {"done": bool, "status": object}.get(v, np.float64)
-        parts = [
-            da.from_delayed(
-                delayed(lambda d, v=v: d[v], pure=True)(blk), shape=(len(b),) + vshape, dtype=dtype
-            )
-            for blk, b in zip(loaded, blocks, strict=True)
-        ]
-        arr = da.concatenate(parts, axis=0).reshape(shape + vshape)
-        if not lazy:
-            arr = arr.compute()
-        data_vars[v] = ([a["name"] for a in axes] + list(dims), arr)
-    coords = {}
-    for a in axes:
-        coords[a["name"]] = (a["name"], list(a["values"][0]))
-        for key, vals in zip(a["keys"][1:], a["values"][1:], strict=True):
-            coords[key.replace(".", "_")] = (a["name"], list(vals))
-    coords[man["time_dim"]] = (man["time_dim"], np.asarray(man["time_grid"], dtype=np.float64))
-    if "singular_values" in spec:
-        coords["sv"] = ("sv", np.arange(1, int(man["max_rank"]) + 1))
-    attrs = {
-        "name": man["name"],
-        "description": man.get("description", ""),
-        "config": json.dumps(man["config"]),
-        "versions": json.dumps(man["versions"]),
-        "method": man["method"],
-    }
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    return assemble(str(root), man, _load_block, lazy)
