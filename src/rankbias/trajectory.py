@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _repr
-from ._io import atomic_write, json_default
+from ._io import atomic_write_npz, json_default
 from .metrics import EFFECTIVE_RANKS, effective_ranks_from_sv
 
 __all__ = ["Trajectory", "TrajectoryFileError", "atomic_write_npz"]
@@ -384,11 +384,3 @@ def _json_equal(a, b) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
-
-
-def atomic_write_npz(path, arrays: dict) -> Path:
-    """Write ``arrays`` to ``path`` (``.npz`` appended if missing) atomically."""
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-    return atomic_write(path, lambda fh: np.savez(fh, **arrays), binary=True)
