@@ -13,6 +13,7 @@ import rankbias.experiments as ex
 from rankbias.cli import main
 from rankbias.experiments import config as C
 from rankbias.experiments.config import ConfigError
+from rankbias.experiments.schema import DYNAMICS, dynamics_spec
 from rankbias.store import RESULTS_VERSION, Store, run_key
 
 TINY = tiny_sweep("tiny", "{ alpha = [1e-2], seed = [0] }", steps=20, n_save=5)
@@ -53,6 +54,7 @@ METHOD_OF = {
     "gradient_descent_batch": "gd",
     "train": "optax",
     "train_batch": "optax",
+    "glrl": "glrl",
 }
 
 
@@ -70,7 +72,7 @@ def test_schema_offers_every_library_option_with_its_default(fname):
         if prm.default is inspect.Parameter.empty:
             assert key in SCHEMA_DEFAULT_ONLY, f"{fname}({name}) is required"
         elif not (method == "optax" and name == "lr"):  # None: only for an optax factory
-            default = dyn[key][1]
+            default = dynamics_spec(method)[key][1]  # a shared key: its method's default
             assert default == prm.default, (
                 f"[dynamics] {key}: schema {default!r}, {fname} {prm.default!r}"
             )
@@ -87,6 +89,15 @@ def test_every_schema_dynamics_key_reaches_the_library():
             continue
         for m in C._METHODS.get(key, ("flow", "gd", "optax")):
             assert key in names[m], (key, m)
+
+
+def test_flow_gd_and_optax_read_a_shared_key_alike():
+    """SCHEMA["dynamics"] holds one entry per key: the option classes of flow, gd and optax
+    agree on it (GLRL reads rtol, atol, solver, n_save and eps its own way)."""
+    for key, entry in C.SCHEMA["dynamics"].items():
+        for m in ("flow", "gd", "optax"):
+            if key in DYNAMICS[m]:
+                assert DYNAMICS[m][key] == entry, (key, m)
 
 
 def test_runner_passes_the_new_options():

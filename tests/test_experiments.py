@@ -547,3 +547,41 @@ def test_sweeps_guide_lists_the_schema():
     guide = (Path(__file__).parents[1] / "docs" / "guides" / "sweeps.md").read_text()
     for row in ex.config.schema_table().splitlines()[2:]:
         assert row in guide, row
+
+
+GLRL = """
+name = "tiny-glrl"
+[problem]
+type = "completion"
+shape = [8, 8]
+fraction = 0.7
+[dynamics]
+method = "glrl"
+max_rank = 2
+[sweep]
+grid = { rank = [1, 2] }
+"""
+
+
+def test_glrl_sweep_stores_the_limit_path_and_its_status(tmp_path):
+    """method = "glrl": GLRL's own options, no [model] nor [init]; each run stores its limit
+    path, one record per plateau (the `step` axis is the rank), and how it ended."""
+    from rankbias.status import RunStatus, ended_well
+
+    sweep = ex.expand(parse(GLRL))
+    cfg = sweep.runs[0].config
+    assert "model" not in cfg and "init" not in cfg
+    assert cfg["dynamics"]["eps"] == 1e-30 and cfg["dynamics"]["solver"] == "auto"
+    st = ex.run_sweep(sweep, tmp_path, progress=False)
+    assert st["done"] == 2 and st["failed"] == 0
+    ds = ex.load(tmp_path)
+    assert ds.attrs["method"] == "glrl" and ds["step"].values.tolist() == [0.0, 1.0, 2.0]
+    status = ds["status"].values.tolist()
+    assert all(s in (RunStatus.KKT, RunStatus.MAX_RANK) for s in status), status
+    assert ended_well(status[0])  # a rank-1 truth: one phase, then the KKT test holds
+    loss = ds["loss"].sel(rank=1).values
+    assert loss[1] < 1e-20 * loss[0] and np.isnan(loss[2])
+    with pytest.raises(ConfigError, match=r"\[init\] is not used by dynamics.method = 'glrl'"):
+        parse(GLRL + "[init]\nscale = 1e-3\n")
+    with pytest.raises(ConfigError, match="did you mean dynamics.eps"):
+        parse(GLRL.replace("max_rank = 2", "alpha = 1e-3"))

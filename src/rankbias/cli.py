@@ -160,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list(args) -> int:
-    from .experiments import list_experiments
+    from .experiments.registry import list_experiments
 
     exps = list_experiments()
     if not exps:
@@ -206,6 +206,7 @@ def _log(msg: str) -> None:
 
 
 def _cmd_run(args) -> int:
+    # the package's name, not registry's: tests replace rankbias.experiments.run_experiment
     from .experiments import run_experiment
 
     if args.workers is not None and args.workers < 1:
@@ -310,7 +311,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .experiments import run_experiment
+    from .experiments.registry import run_experiment
     from .report import write_report
 
     print(f"running quick-demo into {args.out} ...", flush=True)
@@ -441,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
-    from .experiments import ConfigError, ExecutorError
+    from .experiments.errors import ConfigError
+    from .experiments.executors import ExecutorError
     from .experiments.registry import ReproductionError
     from .store import StoreError
 

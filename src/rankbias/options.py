@@ -11,7 +11,7 @@ Each engine has one frozen option object:
 The public functions keep plain keyword arguments and build the object, which validates itself
 once (``ValueError`` naming the argument). A field marked ``static`` changes what is compiled
 (a solver, a record count, a dtype); the others are values the compiled code takes as
-arguments. The sweep schema (:mod:`rankbias.experiments.config`) is generated from these
+arguments. The sweep schema (:mod:`rankbias.experiments.schema`) is generated from these
 fields, so a default or an allowed key cannot differ between the library and a TOML file (a
 test compares each public signature with its option object).
 
@@ -188,7 +188,10 @@ class FlowOptions(_Checked):
 
 @dataclass(frozen=True)
 class DescentOptions(_Checked):
-    """Settings of gradient descent ``x_{k+1} = x_k - lr * s(k) * grad L(x_k)``."""
+    """Settings of gradient descent ``x_{k+1} = x_k - lr * s(k) * grad L(x_k)``.
+
+    ``lr`` and ``steps`` are required arguments of :func:`rankbias.gradient_descent`; their
+    defaults here are a sweep config's (``dynamics.lr``, ``dynamics.steps``)."""
 
     lr: float = option(0.01, "float", (">", 0.0))
     steps: int = option(1000, "int", ("between", 1, MAX_STEPS, STEPS_WHY))
@@ -201,7 +204,12 @@ class DescentOptions(_Checked):
 @dataclass(frozen=True)
 class TrainOptions(_Checked):
     """Settings of an optax optimizer run (:func:`rankbias.train`); the optimizer's
-    hyper-parameters are keys of their own (:data:`rankbias.optimizers.OPTIMIZERS`)."""
+    hyper-parameters are keys of their own (:data:`rankbias.optimizers.OPTIMIZERS`).
+
+    The defaults of ``optimizer``, ``lr`` and ``steps`` are a sweep config's: ``train``
+    requires ``optimizer`` and ``steps``, and its ``lr=None`` means the optimizer factory's
+    own step size (a config always gives a number). The allowed optimizer names are the
+    config schema's (:mod:`rankbias.experiments.schema`): this module imports no optimizer."""
 
     optimizer: str = option("group_rmsprop", "str", static=True)
     lr: float | None = option(0.01, "float", (">", 0.0))

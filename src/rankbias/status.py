@@ -6,7 +6,8 @@ runs by it. A :class:`RunStatus` is a ``str`` (``RunStatus.STEADY_STATE == "stea
 so results saved before this module existed compare and load unchanged.
 
 A run *ended well* when it reached what it was asked to reach: a certified steady state (a
-flow) or all its steps near a stationary point (gradient descent, optimizers). Every other
+flow), all its steps near a stationary point (gradient descent, optimizers) or a KKT point
+(GLRL). Every other
 status is a run cut short or gone wrong, and is counted and marked as such.
 """
 
@@ -35,10 +36,14 @@ class RunStatus(enum.StrEnum):
     NOT_STATIONARY = "not_stationary"
     #: gradient descent / optimizers: the loss became non-finite or grew past the limit.
     DIVERGED = "diverged"
+    #: GLRL: stopped by the KKT test (top eigenvalue of ``-grad f`` at most ``tol``).
+    KKT = "kkt"
+    #: GLRL: stopped by the rank budget (``max_rank``) before the KKT test held.
+    MAX_RANK = "max_rank"
 
 
 #: the statuses of a run that reached what it was asked to reach.
-_WELL = frozenset({RunStatus.STEADY_STATE, RunStatus.COMPLETED})
+_WELL = frozenset({RunStatus.STEADY_STATE, RunStatus.COMPLETED, RunStatus.KKT})
 
 _WORDS = {
     RunStatus.STEADY_STATE: "certified steady state",
@@ -48,11 +53,14 @@ _WORDS = {
     RunStatus.COMPLETED: "all steps, near a stationary point",
     RunStatus.NOT_STATIONARY: "all steps, but far from a stationary point",
     RunStatus.DIVERGED: "diverged",
+    RunStatus.KKT: "KKT point (GLRL's eigenvalue test)",
+    RunStatus.MAX_RANK: "stopped at max_rank before a KKT point",
 }
 
 
 def ended_well(status: str) -> bool:
-    """Whether a run with this status reached what it was asked to (steady state/completed)."""
+    """Whether a run with this status reached what it was asked to (steady state, completed,
+    KKT)."""
     return status in _WELL
 
 

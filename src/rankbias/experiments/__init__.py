@@ -8,21 +8,10 @@
 """
 
 from ..store import load
-from .config import (
-    ALIASES,
-    Axis,
-    ConfigError,
-    RunSpec,
-    Sweep,
-    apply_overrides,
-    apply_quick,
-    dump_toml,
-    expand,
-    load_config,
-    parse_config,
-    validate,
-)
+from . import config  # noqa: F401 - the public module path rankbias.experiments.config
+from .errors import ConfigError
 from .executors import EXECUTORS, ExecutorError, make_executor, run_sweep
+from .expand import Axis, RunSpec, Sweep, expand
 from .folder import ResultsFolderError
 from .registry import (
     Experiment,
@@ -34,6 +23,9 @@ from .registry import (
     run_reproduction,
 )
 from .runner import Chunk, build_model, build_problem, plan_chunks, run_chunk
+from .schema import ALIASES
+from .toml_io import apply_overrides, apply_quick, dump_toml, load_config, parse_config
+from .validate import validate
 
 run = run_experiment
 

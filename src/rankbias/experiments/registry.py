@@ -14,18 +14,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import (
-    LEGACY_DEFAULTS,
-    ConfigError,
-    Sweep,
+from ..store import MANIFEST, Store, atomic_write_text, versions
+from .errors import ConfigError, short
+from .executors import run_sweep
+from .expand import LEGACY_DEFAULTS, Sweep, expand
+from .folder import check_out, claim
+from .toml_io import (
     apply_overrides,
     apply_quick,
     dump_toml,
-    expand,
     load_config,
     parse_config,
     read_config_text,
-    short,
 )
 
 __all__ = [
@@ -138,9 +138,6 @@ def run_reproduction(
     The folder is checked and locked as for a sweep (:func:`~rankbias.experiments.run_sweep`).
     Raises :class:`ReproductionError` if the runner raises (no summary is written).
     """
-    from ..store import Store, atomic_write_text, versions
-    from .folder import check_out, claim
-
     store = Store(check_out(out, locked=False))
     fn = _runner(raw["runner"])
     man = {
@@ -219,8 +216,6 @@ def run_experiment(
     then records the config as run. ``add`` lets a sweep join a folder that holds another
     config (both are recorded); ``log`` receives one-line progress messages.
     """
-    from .executors import run_sweep
-
     raw, _ = resolve(name_or_path, overrides, config_dir)
     if raw.get("kind") == "reproduction":
         return run_reproduction(raw, out, quick=quick, log=log)
@@ -242,11 +237,9 @@ def run_experiment(
 
 def _keep_stored_keys(sweep: Sweep, out) -> Sweep:
     """``sweep``, or the same config expanded with the schema's earlier defaults
-    (:data:`~rankbias.experiments.config.LEGACY_DEFAULTS`) when ``out`` holds exactly those
+    (:data:`~rankbias.experiments.expand.LEGACY_DEFAULTS`) when ``out`` holds exactly those
     runs: a folder written before a default changed (``dynamics.n_save`` 100 -> 200) is
     resumed as it was computed, not silently re-computed under new keys."""
-    from ..store import MANIFEST
-
     try:
         man = json.loads((Path(out) / MANIFEST).read_text())
     except (OSError, ValueError):

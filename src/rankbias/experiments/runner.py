@@ -17,21 +17,29 @@ import json
 import time
 from dataclasses import dataclass
 
+import jax
 import numpy as np
 
-from ..dynamics._flow import gradient_flow_batch
-from ..dynamics._gd import gradient_descent_batch
+from .._quiet import quietly
+from ..dynamics._flow import gradient_flow_batch, save_times
+from ..dynamics._gd import gradient_descent_batch, save_steps
 from ..dynamics._train import train_batch
+from ..glrl import glrl
 from ..models import DeepFactorization, SymmetricFactorization
+from ..optimizers import OPTIMIZERS
 from ..problems import (
     HeldOut,
     MatrixCompletion,
     MatrixEstimation,
     MatrixSensing,
+    heldout_rmse,
     load_ratings,
     random_low_rank,
 )
-from .config import RunSpec, Sweep, check_custom
+from ..store import Store
+from ..trajectory import Trajectory
+from .expand import RunSpec, Sweep
+from .validate import check_custom
 
 __all__ = [
     "Chunk",
@@ -56,7 +64,19 @@ class Chunk:
 
 
 def _canon(d: dict) -> str:
+    # one of the package's canonical-JSON helpers (rankbias._io is to hold the one): its text
+    # keys the problem caches and the chunk groups, so it must not change
     return json.dumps(d, sort_keys=True, default=float)
+
+
+def _truth(p: dict) -> np.ndarray:
+    return random_low_rank(
+        tuple(p["shape"]), p["rank"], psd=p["psd"], seed=p["seed"], spectrum=p.get("spectrum")
+    )
+
+
+def _completion(p: dict) -> MatrixCompletion:
+    return MatrixCompletion.uniform(_truth(p), p["fraction"], p["seed"], symmetric=bool(p["psd"]))
 
 
 @functools.lru_cache(maxsize=256)
@@ -67,10 +87,10 @@ def _problem_cached(pjson: str):
         return load_ratings(
             p["path"], test_fraction=p["test_fraction"], seed=p["seed"], shape=shape
         )[0]
-    M = random_low_rank(shape, p["rank"], psd=p["psd"], seed=p["seed"], spectrum=p.get("spectrum"))
-    sym = bool(p["psd"])
     if p["type"] == "completion":
-        return MatrixCompletion.uniform(M, p["fraction"], p["seed"], symmetric=sym)
+        return _completion(p)
+    M = _truth(p)
+    sym = bool(p["psd"])
     if p["type"] == "sensing":
         return MatrixSensing.gaussian(
             M, p["measurements"], p["seed"], symmetric=sym, noise=p["noise"]
@@ -89,8 +109,7 @@ def _heldout_cached(pjson: str):
         return load_ratings(
             p["path"], test_fraction=p["test_fraction"], seed=p["seed"], shape=tuple(p["shape"])
         )[1]
-    prob = _problem_cached(pjson)
-    assert isinstance(prob, MatrixCompletion)  # the config allows no other type here
+    prob = _completion(p)  # the config allows no other type here (validate)
     rows, cols = np.nonzero(~prob.mask)
     truth = np.asarray(prob.target)
     m, n = prob.shape
@@ -126,14 +145,12 @@ def build_init(model, cfg: dict):
 
 
 def _group_key(cfg: dict) -> str:
-    import jax
-
     prob = build_problem(cfg)
     leaves = [(tuple(x.shape), str(x.dtype)) for x in jax.tree_util.tree_leaves(prob)]
     dyn = {k: v for k, v in cfg["dynamics"].items() if k not in ("lr", "batch_seed")}
     return _canon(
         {
-            "model": cfg["model"],
+            "model": cfg.get("model"),  # a GLRL run has none
             "dyn": dyn,
             "rec": cfg["record"],
             "ptype": type(prob).__name__,
@@ -186,8 +203,6 @@ def _arrays(traj, cfg: dict, problem) -> dict[str, np.ndarray]:
             )
     if "heldout_rmse" in metrics:
         # RMSE at every recorded time, from the matrices (kept only if `matrices` is asked)
-        from ..problems import heldout_rmse
-
         held = build_heldout(cfg)
         Ws = np.asarray(traj.matrices)
         r = Ws[:, held.rows, held.cols] - held.values
@@ -223,22 +238,67 @@ def _dyn_kwargs(d: dict) -> dict:
     return dict(steps=d["steps"], n_save=d["n_save"], **opt)
 
 
+def glrl_path(result, save_matrices: bool = False) -> Trajectory:
+    """The limit path of a GLRL run (:class:`~rankbias.glrl.GLRLResult`) as a trajectory with
+    one record per plateau: record ``r`` is ``W_r``, the limit after ``r`` phases (``W_0 = 0``).
+
+    ``steps`` is ``r`` (the sweep's ``step`` axis of a GLRL sweep is the rank), ``times`` the
+    GLRL time at which phase ``r`` ends (the phases' flow times summed), ``loss`` the plateaus
+    ``f(W_r)`` (:attr:`~rankbias.glrl.GLRLResult.levels`), ``grad_norm`` the factors' gradient
+    norm at the end of each phase (0 for the empty factorization of ``W_0``);
+    ``info["status"]`` is ``"kkt"`` or ``"max_rank"`` (:class:`rankbias.status.RunStatus`).
+    """
+    m, n = np.shape(result.matrix)
+    k = min(m, n)
+    Ws = np.stack([np.zeros((m, n))] + [np.asarray(p.W, dtype=np.float64) for p in result.phases])
+    sv = np.stack([np.linalg.svd(W, compute_uv=False)[:k] for W in Ws])
+    ends = [float(p.trajectory.times[-1]) for p in result.phases]
+    return Trajectory(
+        times=np.concatenate([[0.0], np.cumsum(ends)]),
+        loss=np.asarray(result.levels, dtype=np.float64),
+        grad_norm=np.array([0.0] + [float(p.grad_norm) for p in result.phases]),
+        singular_values=sv,
+        final_params=tuple(np.asarray(f) for f in result.factors),
+        final_matrix=np.asarray(result.matrix, dtype=np.float64),
+        steps=np.arange(len(Ws)),
+        matrices=Ws if save_matrices else None,
+        info={
+            "method": "glrl",
+            "status": result.status,
+            "rank": result.rank,
+            "final_lambda": result.final_lambda,
+            "kkt": result.kkt,
+            **result.info,
+        },
+    )
+
+
+def _run_glrl(configs, save_matrices: bool):
+    """GLRL runs one at a time (each grows its own factors: nothing to batch)."""
+    probs = [build_problem(c) for c in configs]
+    out = []
+    for c, p in zip(configs, probs, strict=True):
+        opts = {k: v for k, v in c["dynamics"].items() if k != "method"}
+        out.append(glrl_path(glrl(p, **opts), save_matrices))
+    return out, probs
+
+
 def _run_batch(configs, save_matrices: bool):
     cfg0 = configs[0]
+    d = cfg0["dynamics"]
+    if d["method"] == "glrl":
+        return _run_glrl(configs, save_matrices)
     model = build_model(cfg0)
     probs = [build_problem(c) for c in configs]
     same = all(_canon(c["problem"]) == _canon(cfg0["problem"]) for c in configs)
     problems = probs[0] if same else probs
     params = [build_init(model, c) for c in configs]
-    d = cfg0["dynamics"]
     if d["method"] == "flow":
         return gradient_flow_batch(
             problems, model, params, save_matrices=save_matrices, **_dyn_kwargs(d)
         ), probs
     lrs = [c["dynamics"]["lr"] for c in configs]
     if d["method"] == "optax":
-        from ..optimizers import OPTIMIZERS
-
         hyper = {k: d[k] for k in OPTIMIZERS[d["optimizer"]].defaults if d.get(k) is not None}
         return train_batch(
             problems,
@@ -270,17 +330,12 @@ def run_chunk(root: str, chunk: Chunk, skip: frozenset | set = frozenset()) -> d
     Runs in worker processes too (it only needs the store's folder): everything it needs
     travels in ``chunk``.
     """
-    import warnings
-
-    from ..store import Store
-
     store = Store(root)
     rec = chunk.configs[0]["record"]["metrics"]
     save_m = "matrices" in rec or "heldout_rmse" in rec
     t0 = time.perf_counter()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with quietly(RuntimeWarning):  # each run's status is stored with it
             results, probs = _run_batch(chunk.configs, save_m)
     except Exception:  # noqa: BLE001 - fall back to one run at a time, below
         results = None
@@ -291,8 +346,7 @@ def run_chunk(root: str, chunk: Chunk, skip: frozenset | set = frozenset()) -> d
             continue
         try:
             if results is None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
+                with quietly(RuntimeWarning):
                     (res,), (prob,) = _run_batch([cfg], save_m)
             else:
                 res, prob = results[i], probs[i]
@@ -313,8 +367,6 @@ def run_chunk(root: str, chunk: Chunk, skip: frozenset | set = frozenset()) -> d
 
 def manifest_for(sweep: Sweep, versions: dict) -> dict:
     """The ``experiment.json`` of a sweep: config, axes, keys in grid order, time grid."""
-    from ..dynamics import save_steps, save_times
-
     methods = {r.config["dynamics"]["method"] for r in sweep.runs}
     method = methods.pop()
     grids = set()
@@ -322,6 +374,11 @@ def manifest_for(sweep: Sweep, versions: dict) -> dict:
         d = r.config["dynamics"]
         if method == "flow":
             grids.add(tuple(save_times(d["t_max"], d["n_save"], d["t_min"]).tolist()))
+        elif method == "glrl":  # the rank of each plateau (glrl_path)
+            ranks = (
+                d["max_rank"] if d["max_rank"] is not None else min(r.config["problem"]["shape"])
+            )
+            grids.add(tuple(float(s) for s in range(ranks + 1)))
         else:
             grids.add(tuple(float(s) for s in save_steps(d["steps"], d["n_save"])))
     grid = sorted(set().union(*grids))
