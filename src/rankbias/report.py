@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .experiments.config import ConfigError, dump_toml
+from .experiments.errors import ConfigError
+from .experiments.toml_io import dump_toml
 from .plots._marks import not_ended_well
 from .plots._stats import seed_dims
 from .plots.files import plot_all

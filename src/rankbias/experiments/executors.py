@@ -21,9 +21,10 @@ import numpy as np
 
 from .._io import atomic_write_text
 from ..store import Store, StoreError, versions
-from .config import Sweep, dump_toml
+from .expand import Sweep
 from .folder import check_out, claim
 from .runner import Chunk, manifest_for, plan_chunks, run_chunk
+from .toml_io import dump_toml
 
 __all__ = [
     "ExecutorError",

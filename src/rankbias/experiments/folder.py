@@ -16,7 +16,8 @@ from pathlib import Path
 from .._io import canonical_json, is_temp_name
 from ..store._errors import StoreError
 from ..store._manifest import LOCK, MANIFEST
-from .config import ConfigError, config_diff, short
+from .errors import ConfigError, short
+from .toml_io import config_diff
 
 __all__ = ["ResultsFolderError", "check_out", "claim"]
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..status import RunStatus
+
 _BLOCK = 256  # runs per lazy-load task
 
 
@@ -70,13 +72,18 @@ def empty_block(n: int, manifest: dict) -> dict[str, np.ndarray]:
     return out
 
 
+_HOLD = (RunStatus.STEADY_STATE.value, RunStatus.KKT.value)
+
+
 def put_run(out: dict[str, np.ndarray], i: int, a: dict, manifest: dict) -> None:
     """Put the run file's arrays ``a`` at row ``i`` of ``out`` (:func:`empty_block`)."""
     grid = np.asarray(manifest["time_grid"], dtype=np.float64)
     out["done"][i] = True
     info = json.loads(str(a["info"]))
     out["status"][i] = str(info.get("status", ""))
-    hold = info.get("status") == "steady_state"
+    # a run that stopped at a certified fixed point (a flow's steady state, GLRL's KKT point)
+    # keeps its last values after its last record; one cut short does not
+    hold = info.get("status") in _HOLD
     t = a["steps"].astype(np.float64) if manifest["time_dim"] == "step" else a["times"]
     for v in run_variables(manifest):
         if v == "singular_values":
