@@ -44,7 +44,7 @@ from .dynamics._common import deliberate_atol
 from .dynamics._flow import _vector_field
 from .dynamics._sparse import SparseCompletion, record
 from .models import DeepFactorization, SymmetricFactorization
-from .problems import MatrixCompletion, Problem
+from .problems.base import Problem
 from .trajectory import Trajectory
 
 __all__ = ["glrl", "GLRLResult", "GLRLPhase", "top_direction", "kkt_residuals"]
@@ -250,11 +250,12 @@ def _grad_operator(problem: Problem, factors, symmetric: bool):
     never form ``W``: ``W_ij = <U_i, U_j>`` only at the observed ``(i, j)``.
     """
     d = max(problem.shape)
-    if isinstance(problem, MatrixCompletion) and d > DENSE_LIMIT:
-        rows = np.asarray(problem.rows)
-        cols = np.asarray(problem.cols)
-        vals = np.asarray(problem.values)
-        w = float(problem.weight)
+    entries = problem.observed_entries()
+    if entries is not None and d > DENSE_LIMIT:
+        rows = np.asarray(entries.rows)
+        cols = np.asarray(entries.cols)
+        vals = np.asarray(entries.values)
+        w = float(entries.weight)
         if symmetric:
             (U,) = factors
             Wo = np.einsum("ij,ij->i", U[rows], U[cols]) if U.shape[1] else np.zeros(rows.size)
@@ -916,7 +917,7 @@ def glrl(
                 solver=solver,
                 record_matrices=record_matrices,
                 polish=polish,
-                sparse=not dense and isinstance(problem, MatrixCompletion),
+                sparse=not dense and problem.observed_entries() is not None,
             )
         except (FloatingPointError, RuntimeError) as e:
             raise RuntimeError(

@@ -90,8 +90,9 @@ def _heldout_cached(pjson: str):
             p["path"], test_fraction=p["test_fraction"], seed=p["seed"], shape=tuple(p["shape"])
         )[1]
     prob = _problem_cached(pjson)
-    assert isinstance(prob, MatrixCompletion)  # the config allows no other type here
-    rows, cols = np.nonzero(~prob.mask)
+    entries = prob.observed_entries()
+    assert entries is not None  # the config allows no other type than completion here
+    rows, cols = np.nonzero(~entries.mask(prob.shape))
     truth = np.asarray(prob.target)
     m, n = prob.shape
     return HeldOut(rows, cols, truth[rows, cols], (int(m), int(n)))

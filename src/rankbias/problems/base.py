@@ -6,21 +6,15 @@ the engines can exploit; each such method has a default here that either works f
 or says clearly that the structure is absent, so a problem type added in one file either runs
 everywhere or gets a clear error:
 
-==========================  =======================================  ===========================
-method                      used by                                  default
-==========================  =======================================  ===========================
-:meth:`observed_entries`    sparse backend, GLRL's sparse gradient,  ``None`` (no entry form)
-                            ALM's fast adjoint, rating baselines
-:meth:`linear_map`          exact-constraint baselines               ``None`` (no constraints)
-                            (``min ||X||_* s.t. A(X) = b``)
-:meth:`measure`             ALM's constraint ``A(U V^T)`` (traced)   ``NotImplementedError``
-:meth:`interpolant`         ``min_nuclear_norm`` closed form         ``None``
-:attr:`is_quadratic`        Soft-Impute's factored polish            ``False``
-:meth:`lipschitz`           Soft-Impute's step ``1 / Lip``           power iteration
-:meth:`host_grad`           Soft-Impute's iteration (NumPy)          compiled ``grad``
-:attr:`num_terms`,          ``train(batch_size=...)``                ``None`` / ``NotImplemented
-:meth:`minibatch`                                                    Error``
-==========================  =======================================  ===========================
+* :meth:`~Problem.observed_entries` (default ``None``: no entry form): the sparse backend,
+  GLRL's sparse gradient, the fast adjoint of the ALM baseline, the rating baselines;
+* :meth:`~Problem.linear_map` (default ``None``: no exact constraints) and
+  :meth:`~Problem.measure` (default: ``NotImplementedError``): ``min_nuclear_norm``;
+* :meth:`~Problem.interpolant` (default ``None``): ``min_nuclear_norm``'s closed form;
+* :attr:`~Problem.is_quadratic` (default ``False``), :meth:`~Problem.lipschitz` (default:
+  power iteration), :meth:`~Problem.host_grad` (default: the compiled gradient): Soft-Impute;
+* :attr:`~Problem.num_terms` (default ``None``), :meth:`~Problem.minibatch` (default:
+  ``NotImplementedError``): ``train(batch_size=...)``.
 """
 
 from __future__ import annotations
