@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import optax.tree_utils as otu
+import scipy.sparse.linalg as sla
 
 from .problems.base import LinearMap, Problem
 
@@ -74,11 +75,10 @@ _DENSE_ADJOINT_MIN_FRACTION = 0.05
 
 def _entry_orders(problem: Problem):
     """``(row_order, col_order, dense)``: the permutations that sort the observed entries
-    by row and by column (traced), and whether the adjoint goes through a dense matrix;
-    ``None`` for a problem without observed entries."""
+    by row and by column (traced), and whether the adjoint goes through a dense matrix
+    (``problem`` has observed entries)."""
     entries = problem.observed_entries()
-    if entries is None:
-        return None
+    assert entries is not None  # callers check
     rows, cols = np.asarray(entries.rows), np.asarray(entries.cols)
     m, n = problem.shape
     dense = rows.size >= _DENSE_ADJOINT_MIN_FRACTION * m * n
@@ -211,8 +211,6 @@ def _top_pairs(Y: np.ndarray, psd: bool, k: int):
     to machine precision) instead of a full factorisation: a full 500x500 SVD per outer
     step was 15% of a 500x500 solve."""
     if min(Y.shape) > 200 and k < min(Y.shape) // 10:
-        import scipy.sparse.linalg as sla
-
         v0 = np.ones(min(Y.shape))  # deterministic start
         if psd:
             w, Q = sla.eigsh(0.5 * (Y + Y.T), k=k, which="LA", v0=v0, tol=0)
@@ -275,7 +273,7 @@ def alm_min_nuclear(
     y = np.zeros_like(bn)
     mu = 100.0
     bj = jnp.asarray(bn)
-    orders = _entry_orders(problem)
+    orders = _entry_orders(problem) if problem.observed_entries() is not None else None
     evals = 0
     res_prev = np.inf
     converged = False

@@ -19,15 +19,15 @@ r"""Convex and rank-constrained baselines for the implicit bias of gradient flow
   must beat on real ratings.
 
 Layout: :mod:`.solution` (:class:`ConvexSolution`, :func:`nuclear_norm`), :mod:`.nuclear`
-(:func:`min_nuclear_norm`), :mod:`.soft_impute`, :mod:`.rank_fit` (:func:`best_rank_fit`),
-:mod:`.predictors` (:class:`MeanPredictor`, :func:`mean_baseline`, :func:`bias_baseline`); the
-numerical engines are in :mod:`rankbias._nuclear`.
+(:func:`min_nuclear_norm`), :mod:`.proximal` (Soft-Impute), :mod:`.rank_fit`
+(:func:`best_rank_fit`), :mod:`.predictors` (:class:`MeanPredictor`, :func:`mean_baseline`,
+:func:`bias_baseline`); the numerical engines are in :mod:`rankbias._nuclear`.
 """
 
 from .nuclear import min_nuclear_norm
 from .predictors import MeanPredictor, bias_baseline, mean_baseline
+from .proximal import soft_impute, soft_impute_path
 from .rank_fit import best_rank_fit
-from .soft_impute import soft_impute, soft_impute_path
 from .solution import ConvexSolution, nuclear_norm
 
 __all__ = [

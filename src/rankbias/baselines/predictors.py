@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
+from .._repr import num, render, render_html
 from .._validation import check_choice, check_positive
 from ..problems.base import Problem
 
@@ -69,18 +73,12 @@ class MeanPredictor:
         return float(np.sqrt(np.mean(r * r)))
 
     def __repr__(self) -> str:
-        from .._repr import render
-
         return render(f"MeanPredictor(kind={self.kind!r})", self._rows())
 
     def _repr_html_(self) -> str:
-        from .._repr import render_html
-
         return render_html(f"MeanPredictor(kind={self.kind!r})", self._rows())
 
     def _rows(self):
-        from .._repr import num
-
         rows = [("shape", str(self.shape)), ("mu", num(self.mu, 6))]
         if self.kind == "biases":
             rows.append(("lam", num(self.lam)))
@@ -179,9 +177,6 @@ def _bias_normal(r, c, v, m, n, lam):
 
 def _bias_schur(r, c, v, m, n, lam, cu, ci):
     """Exact solve, eliminating the ``m`` row biases: a dense ``(n + 1)`` SPD system."""
-    import scipy.linalg
-    import scipy.sparse as sp
-
     C = sp.csr_matrix((np.ones(v.size), (r, c)), shape=(m, n))  # train holds no repeats
     w = 1.0 / (cu + lam)
     gb = np.bincount(r, weights=v, minlength=m)
@@ -227,8 +222,6 @@ def bias_baseline(train, lam: float = 1.0, *, clip=None, rtol: float = 1e-10) ->
         else:
             mu, d, b = _bias_schur(c, r, v, n, m, lam, ci, cu)
     else:
-        import scipy.sparse.linalg as spla
-
         method = "cg"
         diag = np.concatenate([[v.size], cu + lam, ci + lam])
         size = 1 + m + n

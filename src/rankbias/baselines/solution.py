@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._repr import num, render, render_html
 from .._validation import check_matrix
 
 __all__ = ["ConvexSolution", "nuclear_norm"]
@@ -52,8 +53,6 @@ class ConvexSolution:
         return self.matrix.shape
 
     def _rows(self):
-        from .._repr import num
-
         return [
             ("matrix", f"{self.matrix.shape}" + (" PSD" if self.psd else "")),
             ("objective", num(self.objective, 8)),
@@ -63,15 +62,11 @@ class ConvexSolution:
         ] + [(k, num(v)) for k, v in self.info.items() if isinstance(v, (int, float, str))][:6]
 
     def __repr__(self) -> str:
-        from .._repr import render
-
         return render(
             f"ConvexSolution(status={self.status!r}, solver={self.solver!r})", self._rows()
         )
 
     def _repr_html_(self) -> str:
-        from .._repr import render_html
-
         return render_html(
             f"ConvexSolution(status={self.status!r}, solver={self.solver!r})", self._rows()
         )

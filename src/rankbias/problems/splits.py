@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._repr import render, render_html
 from .._validation import check_int, check_int_seed, check_positive, check_seed
 from ..ratings import Ratings, read_ratings
 from .completion import MatrixCompletion, _check_indices
@@ -83,13 +84,9 @@ class RatingsSplit(tuple):
         return rows + [("shape", str(self.train.shape))]
 
     def __repr__(self) -> str:
-        from .._repr import render
-
         return render(f"RatingsSplit(kind={self.kind!r})", self._rows())
 
     def _repr_html_(self) -> str:
-        from .._repr import render_html
-
         return render_html(f"RatingsSplit(kind={self.kind!r})", self._rows())
 
 
