@@ -142,3 +142,46 @@ def test_symmetric_grad_fd_and_half_convention(d, k, seed):
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize(
+    "model",
+    [rb.SymmetricFactorization(5, width=3), rb.DeepFactorization((5, 4), depth=3, width=[3, 2])],
+)
+def test_factor_form_gives_the_product_and_the_parameter_gradient(model):
+    # W = A B^T, and back(G B, G^T A) is the gradient of objective_weight * f(W) that the
+    # dense path gets from autodiff (any G: here that of an asymmetric estimation problem).
+    params = model.init("gaussian", scale=1.0, seed=3)
+    A, B, back = model.factors_vjp(params)
+    np.testing.assert_allclose(A @ B.T, model.product(params), atol=1e-12)
+    for a, b in zip(model.factors(params), (A, B), strict=True):
+        np.testing.assert_array_equal(a, b)
+    prob = rb.MatrixEstimation(np.random.default_rng(4).standard_normal(model.shape))
+    G = prob.grad(model.product(params))
+    for g, want in zip(back(G @ B, G.T @ A), model.grad(prob, params), strict=True):
+        np.testing.assert_allclose(g, want, atol=1e-12)
+    assert model.max_rank == (3 if model.factor_form == "symmetric" else 2)
+
+
+def test_a_model_of_your_own_has_no_factor_form_and_no_init():
+    class Square(rb.models.Model):
+        def __init__(self):
+            self.shape = (2, 2)
+
+        @property
+        def depth(self):
+            return 1
+
+        @property
+        def param_shapes(self):
+            return ((2, 2),)
+
+        def product(self, params):
+            return params[0] @ params[0]
+
+    model = Square()
+    assert model.factor_form is None and model.max_rank == 2
+    with pytest.raises(NotImplementedError, match="Square has no factor form"):
+        model.factors_vjp((jnp.eye(2),))
+    with pytest.raises(NotImplementedError, match="pass the factors as a tuple"):
+        model.init()

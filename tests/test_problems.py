@@ -247,3 +247,68 @@ def test_uniform_accepts_psd_alias():
     assert a.symmetric and np.array_equal(a.mask, a.mask.T)
     with pytest.raises(ValueError, match="disagree"):
         rb.MatrixCompletion.uniform(M, 0.5, symmetric=True, psd=False)
+
+
+# ---- the optional methods engines ask a problem through ---------------------------------
+
+
+def _three_problems():
+    M = rb.random_low_rank((5, 4), 2, seed=7)
+    return (
+        rb.MatrixCompletion.uniform(M, 0.6, seed=7, normalization="mean"),
+        rb.MatrixSensing.gaussian(M, 12, seed=7),
+        rb.MatrixEstimation(M + 0.1),
+    )
+
+
+def test_linear_map_is_the_loss_and_its_adjoint_is_the_adjoint():
+    # f(W) = c/2 ||A(W) - b||^2 with c = weight (completion) or 1/k (sensing); <A X, y> =
+    # <X, A^* y>; measure (traced) and apply (NumPy) are the same map.
+    rng = np.random.default_rng(0)
+    mc, ms, _ = _three_problems()
+    for prob, c in ((mc, float(mc.weight)), (ms, 1 / 12)):
+        lm = prob.linear_map()
+        X, y = rng.standard_normal(prob.shape), rng.standard_normal(lm.b.size)
+        np.testing.assert_allclose(np.asarray(prob.measure(jnp.asarray(X))), lm.apply(X))
+        r = lm.apply(X) - lm.b
+        assert float(prob.loss(X)) == pytest.approx(0.5 * c * r @ r, rel=1e-12)
+        assert lm.apply(X) @ y == pytest.approx(np.sum(X * lm.adjoint(y)), rel=1e-12)
+    assert _three_problems()[2].linear_map() is None
+
+
+def test_closed_form_lipschitz_and_host_grad_match_the_generic_defaults():
+    # The closed forms against the base class's power iteration and compiled gradient.
+    X = np.random.default_rng(1).standard_normal((5, 4))
+    for prob in _three_problems():
+        assert prob.is_quadratic
+        assert prob.lipschitz() == pytest.approx(rb.Problem.lipschitz(prob), rel=1e-6)
+        np.testing.assert_allclose(prob.host_grad()(X), rb.Problem.host_grad(prob)(X), atol=1e-13)
+
+
+def test_a_minibatch_of_every_term_is_the_full_loss():
+    W = jnp.asarray(np.random.default_rng(2).standard_normal((5, 4)))
+    for prob in _three_problems():
+        batch = prob.minibatch(jnp.arange(prob.num_terms))
+        f, g = batch.loss_and_grad(W)
+        f0, g0 = prob.loss_and_grad(W)
+        assert float(f) == pytest.approx(float(f0), rel=1e-12)
+        np.testing.assert_allclose(g, g0, atol=1e-12)
+
+
+def test_a_problem_of_your_own_gets_clear_refusals():
+    class Quartic(rb.Problem):
+        def __init__(self):
+            self.shape = (3, 3)
+
+        def loss(self, W):
+            return jnp.sum(W**4)
+
+    prob = Quartic()
+    assert prob.observed_entries() is None and prob.linear_map() is None
+    assert prob.interpolant() is None and prob.num_terms is None and not prob.is_quadratic
+    with pytest.raises(NotImplementedError, match="Quartic defines no minibatch"):
+        prob.minibatch(jnp.arange(2))
+    with pytest.raises(NotImplementedError, match="Quartic defines no linear measurement"):
+        prob.measure(jnp.zeros((3, 3)))
+    with pytest.raises(ValueError, match="exact data constraints"):
+        rb.baselines.min_nuclear_norm(prob)

@@ -271,7 +271,7 @@ def test_clipping_and_bad_arguments(ratings):
 @pytest.mark.parametrize("dense_max", [0, 10**9])
 def test_biases_both_solvers_on_a_wide_case(ratings, monkeypatch, dense_max):
     # more items than users (the eliminated side swaps) and the conjugate-gradient path
-    monkeypatch.setattr(baselines, "_BIAS_DENSE_MAX", dense_max)
+    monkeypatch.setattr(baselines.predictors, "_BIAS_DENSE_MAX", dense_max)
     R = ratings
     T = rb.MatrixCompletion.from_triplets(R.cols, R.rows, R.values, R.shape[::-1])
     pred = baselines.bias_baseline(T, 0.05)

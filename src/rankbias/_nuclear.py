@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import optax.tree_utils as otu
+import scipy.sparse.linalg as sla
 
-from .problems import MatrixCompletion, MatrixSensing, Problem
+from .problems.base import LinearMap, Problem
 
 # One BLAS thread for small dense factorisations: a 100x100 SVD took 70 ms with OpenBLAS
 # threads on 2 shared cores against 3.7 ms single-threaded (same machine, same minute).
@@ -50,18 +51,19 @@ def blas_threads(shape):
 
 
 # ----------------------------------------------------------------------------------------
-# The linear map A and its adjoint, for completion and sensing
+# The linear map A and its adjoint (the problem's `linear_map` and `measure`)
 
 
 def _forward(problem: Problem, U: jax.Array, V: jax.Array, orders=None) -> jax.Array:
-    """``A(U V^T)`` without forming ``U V^T`` for completion; ``orders`` (from
-    :func:`_entry_orders`) gives it the fast adjoint of :func:`_pair_products`."""
-    if isinstance(problem, MatrixCompletion):
+    """``A(U V^T)``: without forming ``U V^T`` for a problem with observed entries
+    (``orders`` from :func:`_entry_orders` gives it the fast adjoint of
+    :func:`_pair_products`), else the problem's traced ``measure``."""
+    entries = problem.observed_entries()
+    if entries is not None:
         if orders is not None:
-            return _pair_products(U, V, problem.rows, problem.cols, *orders)
-        return jnp.sum(U[problem.rows] * V[problem.cols], axis=1)
-    assert isinstance(problem, MatrixSensing)  # the two kinds the public entry points accept
-    return jnp.tensordot(problem.A, U @ V.T, axes=([1, 2], [0, 1]))
+            return _pair_products(U, V, entries.rows, entries.cols, *orders)
+        return jnp.sum(U[entries.rows] * V[entries.cols], axis=1)
+    return problem.measure(U @ V.T)
 
 
 # Above this fraction observed, the adjoint scatters into a dense (m, n) matrix and
@@ -71,10 +73,13 @@ def _forward(problem: Problem, U: jax.Array, V: jax.Array, orders=None) -> jax.A
 _DENSE_ADJOINT_MIN_FRACTION = 0.05
 
 
-def _entry_orders(problem: MatrixCompletion):
+def _entry_orders(problem: Problem):
     """``(row_order, col_order, dense)``: the permutations that sort the observed entries
-    by row and by column (traced), and whether the adjoint goes through a dense matrix."""
-    rows, cols = np.asarray(problem.rows), np.asarray(problem.cols)
+    by row and by column (traced), and whether the adjoint goes through a dense matrix
+    (``problem`` has observed entries)."""
+    entries = problem.observed_entries()
+    assert entries is not None  # callers check
+    rows, cols = np.asarray(entries.rows), np.asarray(entries.cols)
     m, n = problem.shape
     dense = rows.size >= _DENSE_ADJOINT_MIN_FRACTION * m * n
     return (
@@ -151,32 +156,20 @@ def _inner_solve(
     return z, otu.tree_get(state, "count")
 
 
-def linear_map(problem: Problem):
-    """``(A, A_adj, b)`` as NumPy functions: ``A(X)`` of shape ``(k,)``, ``A_adj(y)`` of
-    shape ``(m, n)``, the data ``b`` of shape ``(k,)``."""
-    if isinstance(problem, MatrixCompletion):
-        rows, cols = np.asarray(problem.rows), np.asarray(problem.cols)
-        b = np.asarray(problem.values, dtype=np.float64)
+def linear_map(problem: Problem) -> LinearMap:
+    """The problem's exact data constraints ``A(X) = b``
+    (:meth:`~rankbias.problems.base.Problem.linear_map`).
 
-        def A_adj(y):
-            out = np.zeros(problem.shape)
-            np.add.at(out, (rows, cols), y)
-            return out
-
-        return (lambda X: np.asarray(X)[rows, cols]), A_adj, b
-    if isinstance(problem, MatrixSensing):
-        A = np.asarray(problem.A, dtype=np.float64)
-        Amat = A.reshape(A.shape[0], -1)
-        b = np.asarray(problem.y, dtype=np.float64)
-        return (
-            lambda X: Amat @ np.asarray(X).ravel(),
-            lambda y: (Amat.T @ y).reshape(problem.shape),
-            b,
+    Raises:
+        ValueError: a problem without them.
+    """
+    lm = problem.linear_map()
+    if lm is None:
+        raise ValueError(
+            f"`problem` must be a MatrixCompletion or MatrixSensing (exact data "
+            f"constraints), got {type(problem).__name__}"
         )
-    raise ValueError(
-        f"`problem` must be a MatrixCompletion or MatrixSensing (exact data "
-        f"constraints), got {type(problem).__name__}"
-    )
+    return lm
 
 
 # ----------------------------------------------------------------------------------------
@@ -218,8 +211,6 @@ def _top_pairs(Y: np.ndarray, psd: bool, k: int):
     to machine precision) instead of a full factorisation: a full 500x500 SVD per outer
     step was 15% of a 500x500 solve."""
     if min(Y.shape) > 200 and k < min(Y.shape) // 10:
-        import scipy.sparse.linalg as sla
-
         v0 = np.ones(min(Y.shape))  # deterministic start
         if psd:
             w, Q = sla.eigsh(0.5 * (Y + Y.T), k=k, which="LA", v0=v0, tol=0)
@@ -256,7 +247,8 @@ def alm_min_nuclear(
     """
     t0 = time.perf_counter()
     m, n = problem.shape
-    A, A_adj, b_np = linear_map(problem)
+    lm = linear_map(problem)
+    A, A_adj, b_np = lm.apply, lm.adjoint, lm.b
     scale = float(np.max(np.abs(b_np))) if b_np.size else 0.0
     if scale == 0.0:  # b = 0: X = 0 is optimal, y = 0 certifies it
         return (
@@ -281,7 +273,7 @@ def alm_min_nuclear(
     y = np.zeros_like(bn)
     mu = 100.0
     bj = jnp.asarray(bn)
-    orders = _entry_orders(problem) if isinstance(problem, MatrixCompletion) else None
+    orders = _entry_orders(problem) if problem.observed_entries() is not None else None
     evals = 0
     res_prev = np.inf
     converged = False

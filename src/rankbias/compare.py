@@ -52,7 +52,7 @@ from .glrl._replay import replay_phase_matrices
 from .glrl._results import GLRLResult
 from .models import DeepFactorization, Model, SymmetricFactorization
 from .plots.glrl import plot_comparison
-from .problems import Problem
+from .problems.base import Problem
 from .trajectory import Trajectory
 
 __all__ = [
@@ -70,10 +70,9 @@ def glrl_variant_for(model) -> bool:
     GLRL, ``W = U U^T``) for :class:`SymmetricFactorization`, ``False`` (asymmetric GLRL,
     ``W = U V^T``) for :class:`DeepFactorization` (any depth). Raises ``TypeError`` for
     other models."""
-    if isinstance(model, SymmetricFactorization):
-        return True
-    if isinstance(model, DeepFactorization):
-        return False
+    form = model.factor_form  # "symmetric" (W = U U^T) or "product" (W = A B^T)
+    if form is not None:
+        return form == "symmetric"
     raise TypeError(
         f"no GLRL variant for model {type(model).__name__}; expected "
         "SymmetricFactorization or DeepFactorization"

@@ -30,11 +30,11 @@ from scipy.integrate import solve_ivp
 from ._io import atomic_write_text
 from ._quiet import quietly
 from ._validation import check_int, check_int_seed, check_positive
-from .baselines import min_nuclear_norm
+from .baselines.nuclear import min_nuclear_norm
 from .dynamics._flow import gradient_flow
 from .glrl import glrl
 from .models import DeepFactorization, SymmetricFactorization
-from .problems import MatrixCompletion
+from .problems.completion import MatrixCompletion
 
 __all__ = [
     "razin_cohen_problem",

@@ -55,7 +55,7 @@ from ._repr import num, render, render_html
 from ._validation import check_choice, check_int, check_matrix, check_positive
 from .dynamics._gd import gradient_descent
 from .models import DeepFactorization
-from .problems import MatrixEstimation
+from .problems.estimation import MatrixEstimation
 
 if TYPE_CHECKING:
     from .trajectory import Trajectory

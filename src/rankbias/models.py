@@ -54,7 +54,20 @@ Params = tuple[jax.Array, ...]
 
 
 class Model(eqx.Module):
-    """Base class: maps a tuple of factor arrays to a matrix ``W`` of shape ``self.shape``."""
+    """Base class: maps a tuple of factor arrays to a matrix ``W`` of shape ``self.shape``.
+
+    A subclass defines the field ``shape`` (``(m, n)``, static) and its own static fields,
+    and implements :attr:`depth`, :attr:`param_shapes` and :meth:`product`; with these it runs
+    through ``gradient_flow``, ``gradient_flow_batch``, ``gradient_descent`` and ``train``
+    (dense backend). Everything else has a default here. Optional, for the engines that work
+    on factors:
+
+    * :attr:`factor_form` (default ``None``): ``"symmetric"`` or ``"product"`` when ``W`` is
+      ``A B^T`` of two factors (then also :meth:`factors` and :meth:`factors_vjp`): the sparse
+      backend and GLRL use it; ``None`` keeps the model on the dense backend.
+    * :attr:`max_rank` (default ``min(m, n)``): a bound on ``rank W`` from the widths.
+    * :meth:`objective_weight` (default 1), :meth:`optimality_gap` (default ``None``).
+    """
 
     shape: tuple[int, int] = eqx.field(static=True)
 
@@ -103,6 +116,83 @@ class Model(eqx.Module):
     def num_params(self) -> int:
         return int(sum(a * b for a, b in self.param_shapes))
 
+    def init(
+        self,
+        name: str = "gaussian",
+        scale: float = 1e-3,
+        seed: int = 0,
+        *,
+        per_factor: bool = False,
+        beta: float | None = None,
+        dtype=jnp.float64,
+    ) -> Params:
+        """Initial factors (``(W_1, ..., W_L)``, or ``(U,)`` for ``W = U U^T``); see the
+        module docstring for what ``scale`` means for each model.
+
+        Arguments:
+            name: one of ``"gaussian", "identity", "perturbed_identity", "balanced",
+               "orthogonal"``.
+            scale: end-to-end scale (> 0), or the per-factor value with ``per_factor``.
+            seed: random seed (numpy ``default_rng``).
+            beta: per-factor perturbation of ``W_1`` for ``"perturbed_identity"``
+               (``DeepFactorization`` only).
+            dtype: ``float64`` (default) or ``float32``; integer (factors rounded to 0),
+               float16 and complex dtypes raise a ``ValueError``.
+
+        Raises:
+            ValueError: a bad argument, or factors larger than this machine's memory.
+
+        A model of your own gets this method by defining ``_init_factors(name, s,
+        per_factor, beta, rng)`` (``s`` the validated ``scale``, ``rng`` a NumPy
+        generator) that returns the factors as NumPy arrays; without it, build the
+        parameter tuple yourself (any tuple of arrays of shapes :attr:`param_shapes`).
+        """
+        check_choice(name, "init", INITS)
+        s = check_positive(scale, "scale")
+        per_factor = check_bool(per_factor, "per_factor")
+        dtype = check_float_dtype(dtype)
+        check_memory(self.num_params(), f"initialising factors of shapes {self.param_shapes}")
+        rng = np.random.default_rng(check_seed(seed))
+        factors = self._init_factors(name, s, per_factor, beta, rng)
+        return tuple(jnp.asarray(p, dtype=dtype) for p in factors)
+
+    def _init_factors(self, name: str, s: float, per_factor: bool, beta, rng) -> list:
+        raise NotImplementedError(
+            f"{type(self).__name__} defines no initialization (`_init_factors`); pass "
+            f"the factors as a tuple of arrays of shapes {self.param_shapes}"
+        )
+
+    # -- factor form (optional) -----------------------------------------------------------
+
+    @property
+    def factor_form(self) -> str | None:
+        """How ``W`` splits into two factors ``W = A B^T`` (``A`` ``(m, k)``, ``B`` ``(n, k)``):
+
+        * ``"symmetric"``: ``params == (U,)``, ``W = U U^T`` (``A = B = U``), objective
+          ``1/2 f(W)``: GLRL's PSD variant;
+        * ``"product"``: ``W = A B^T`` with ``B = W_1^T`` and ``A`` the product of the other
+          factors: GLRL's asymmetric variant (the sparse backend needs depth >= 2);
+        * ``None`` (default): no factor form (dense backend only, no GLRL variant).
+        """
+        return None
+
+    @property
+    def max_rank(self) -> int:
+        """An upper bound on ``rank W`` over all parameters: ``min(m, n)`` (default) or a
+        smaller hidden width (a width-limited model)."""
+        return min(self.shape)
+
+    def factors(self, params: Params) -> tuple[jax.Array, jax.Array]:
+        """``(A, B)`` with ``W = A B^T`` (see :attr:`factor_form`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no factor form W = A B^T")
+
+    def factors_vjp(self, params: Params):
+        """``(A, B, back)``: :meth:`factors` and ``back(G B, G^T A) -> grad L(params)``,
+        the parameter gradient of ``L = objective_weight * f(A B^T)`` from the two products
+        with ``G = grad f(W)``. For ``"symmetric"``, ``G^T A`` may be ``None`` (``G``
+        symmetric: ``G B`` serves both)."""
+        raise NotImplementedError(f"{type(self).__name__} has no factor form W = A B^T")
+
     def flatten(self, params: Params) -> jax.Array:
         """Concatenate the factors into one vector of length :meth:`num_params`."""
         return jnp.concatenate([jnp.ravel(p) for p in params])
@@ -140,10 +230,12 @@ class Model(eqx.Module):
         return tuple(out)
 
 
-def _check_init(name: str, scale, per_factor: bool, depth: int) -> float:
-    check_choice(name, "init", INITS)
-    s = check_positive(scale, "scale")
-    return s if per_factor else s ** (1.0 / depth)
+def _chain(ps):
+    """``W_L ... W_2`` (``ps = (W_2, ..., W_L)``), ``(m, k_1)``."""
+    A = ps[0]
+    for P in ps[1:]:
+        A = P @ A
+    return A
 
 
 def _haar(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
@@ -219,38 +311,34 @@ class DeepFactorization(Model):
             W = P @ W
         return W
 
-    def init(
-        self,
-        name: str = "gaussian",
-        scale: float = 1e-3,
-        seed: int = 0,
-        *,
-        per_factor: bool = False,
-        beta: float | None = None,
-        dtype=jnp.float64,
-    ) -> Params:
-        """Initial factors ``(W_1, ..., W_L)``; see the module docstring for ``scale``.
+    @property
+    def factor_form(self) -> str:
+        """``"product"``: ``A = W_L ... W_2`` (``(m, k_1)``), ``B = W_1^T`` (``(n, k_1)``)."""
+        return "product"
 
-        Arguments:
-            name: one of ``"gaussian", "identity", "perturbed_identity", "balanced",
-               "orthogonal"``.
-            scale: end-to-end scale (> 0), or the per-factor value with ``per_factor``.
-            seed: random seed (numpy ``default_rng``).
-            beta: per-factor perturbation of ``W_1`` for ``"perturbed_identity"``.
-            dtype: ``float64`` (default) or ``float32``; integer (factors rounded to 0),
-               float16 and complex dtypes raise a ``ValueError``.
+    @property
+    def max_rank(self) -> int:
+        return min(*self.widths, *self.shape)
 
-        Raises:
-            ValueError: a bad argument, or factors larger than this machine's memory.
-        """
-        check_choice(name, "init", INITS)
-        s = check_positive(scale, "scale")
-        per_factor = check_bool(per_factor, "per_factor")
-        dtype = check_float_dtype(dtype)
-        a = s if per_factor else _per_factor_pow(s, self.depth)
-        rng = np.random.default_rng(check_seed(seed))
+    def factors(self, params: Params):
+        return _chain(tuple(params[1:])), params[0].T
+
+    def factors_vjp(self, params: Params):
+        """``grad_{W_1} L = A^T G = (G^T A)^T``; ``grad_{W_j} L`` (``j >= 2``) the backward
+        pass of ``(W_2, ..., W_L) -> A`` applied to ``G B``."""
+        A, vjp = jax.vjp(_chain, tuple(params[1:]))
+
+        def back(GB, GtA):
+            assert GtA is not None  # a product form always gets G^T A
+            (g_upper,) = vjp(GB)
+            return (GtA.T, *g_upper)
+
+        return A, params[0].T, back
+
+    def _init_factors(self, name, s, per_factor, beta, rng):
+        """The factors of :meth:`Model.init` (see the module docstring for ``scale``)."""
         shapes = self.param_shapes
-        check_memory(self.num_params(), f"initialising factors of shapes {shapes}")
+        a = s if per_factor else _per_factor_pow(s, self.depth)
         if name == "gaussian":
             ps = [a * rng.standard_normal(sh) / np.sqrt(sh[1]) for sh in shapes]
         elif name == "identity":
@@ -283,7 +371,7 @@ class DeepFactorization(Model):
             ps = [(Q[j + 1] * Sp) @ Q[j].T for j in range(self.depth)]
         if beta is not None and name != "perturbed_identity":
             raise ValueError(f"`beta` is only used by init 'perturbed_identity', not {name!r}")
-        return tuple(jnp.asarray(p, dtype=dtype) for p in ps)
+        return ps
 
 
 class SymmetricFactorization(Model):
@@ -317,6 +405,23 @@ class SymmetricFactorization(Model):
     def objective_weight(self) -> float:
         return 0.5
 
+    @property
+    def factor_form(self) -> str:
+        """``"symmetric"``: ``A = B = U``."""
+        return "symmetric"
+
+    @property
+    def max_rank(self) -> int:
+        return min(self.width, self.shape[0])
+
+    def factors(self, params: Params):
+        return params[0], params[0]
+
+    def factors_vjp(self, params: Params):
+        """``grad L = 1/2 (G U + G^T U) = sym(G) U`` (``G U`` when ``G^T U`` is ``None``)."""
+        (U,) = params
+        return U, U, lambda GB, GtA: (GB if GtA is None else 0.5 * (GB + GtA),)
+
     def optimality_gap(self, G):
         """``max(0, -lambda_min(sym grad f(W)))``: with ``||grad_U L|| = ||grad f(W) U||`` small
         this is the KKT residual of ``min f`` over the PSD cone (width >= size only)."""
@@ -325,29 +430,13 @@ class SymmetricFactorization(Model):
         S = 0.5 * (G + G.T)
         return jnp.maximum(0.0, -jnp.linalg.eigvalsh(S)[0])
 
-    def init(
-        self,
-        name: str = "gaussian",
-        scale: float = 1e-3,
-        seed: int = 0,
-        *,
-        per_factor: bool = False,
-        beta: float | None = None,
-        dtype=jnp.float64,
-    ) -> Params:
-        """Initial ``(U,)``; ``scale`` is the scale of ``U U^T`` (``per_factor``: of ``U``);
-        ``dtype`` is ``float64`` (default) or ``float32`` (see :meth:`DeepFactorization.init`)."""
-        check_choice(name, "init", INITS)
-        s = check_positive(scale, "scale")
-        per_factor = check_bool(per_factor, "per_factor")
-        dtype = check_float_dtype(dtype)
-        check_memory(self.num_params(), f"initialising U of shape {self.param_shapes[0]}")
+    def _init_factors(self, name, s, per_factor, beta, rng):
+        """``(U,)``; ``scale`` is that of ``U U^T`` (``per_factor``: of ``U``)."""
         if name == "perturbed_identity":
             raise ValueError("init 'perturbed_identity' is defined for DeepFactorization only")
         if beta is not None:
             raise ValueError("`beta` is not used by SymmetricFactorization")
         a = s if per_factor else float(np.sqrt(s))
-        rng = np.random.default_rng(check_seed(seed))
         d, k = self.shape[0], self.width
         if name == "gaussian":
             U = a * rng.standard_normal((d, k)) / np.sqrt(k)
@@ -355,4 +444,4 @@ class SymmetricFactorization(Model):
             U = a * np.eye(d, k)
         else:
             U = a * _haar(rng, d, k)
-        return (jnp.asarray(U, dtype=dtype),)
+        return [U]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._repr import render, render_html
 from ._validation import check_bool, check_choice, check_finite, check_shape
 
 __all__ = ["Ratings", "read_ratings"]
@@ -84,13 +85,9 @@ class Ratings:
         ]
 
     def __repr__(self) -> str:
-        from ._repr import render
-
         return render("Ratings", self._rows())
 
     def _repr_html_(self) -> str:
-        from ._repr import render_html
-
         return render_html("Ratings", self._rows())
 
 

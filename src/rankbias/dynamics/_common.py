@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models import Model
-from ..problems import Problem
+from ..problems.base import Problem
 from ..trajectory import Trajectory
 from ._sparse import (
     SparseCompletion,

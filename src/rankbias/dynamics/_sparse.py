@@ -36,8 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..models import DeepFactorization, SymmetricFactorization
-from ..problems import MatrixCompletion
+from ..problems.base import Problem
 
 __all__ = ["BACKENDS", "SparseCompletion", "choose_backend", "sparse_supported"]
 
@@ -83,7 +82,7 @@ class SparseCompletion(eqx.Module):
         """Tables for ``problems`` (one :class:`MatrixCompletion` or a list of them, of one
         shape), stacked along a leading axis for a list; every problem of a list gets the
         same (largest) table widths."""
-        single = isinstance(problems, MatrixCompletion)
+        single = isinstance(problems, Problem)
         if single:
             key = _cache_key(problems, model)
             hit = _TABLES.get(key)
@@ -91,16 +90,17 @@ class SparseCompletion(eqx.Module):
                 return hit[1]
         plist = [problems] if single else list(problems)
         m, n = plist[0].shape
-        raw = [_entries(p) for p in plist]
-        row_only = isinstance(model, SymmetricFactorization) and all(
+        ents = [_observed(p) for p in plist]
+        raw = [_entries(e) for e in ents]
+        row_only = model.factor_form == "symmetric" and all(
             _symmetric_pattern(r, c, v, n) for r, c, v in raw
         )
         Kr = _block(max(int(np.bincount(r, minlength=m).max()) for r, _, _ in raw))
         Kc = _block(max(int(np.bincount(c, minlength=n).max()) for _, c, _ in raw))
-        dtype = plist[0].values.dtype
+        dtype = ents[0].values.dtype
         tables = [_tables(r, c, v, m, n, Kr, Kc, row_only) for r, c, v in raw]
         out = []
-        for p, (ridx, rval, rmask, cidx, cperm, cmask) in zip(plist, tables, strict=True):
+        for e, (ridx, rval, rmask, cidx, cperm, cmask) in zip(ents, tables, strict=True):
             cast = lambda a, dt: None if a is None else jnp.asarray(a, dt)
             out.append(
                 cls(
@@ -110,7 +110,7 @@ class SparseCompletion(eqx.Module):
                     cidx=cast(cidx, jnp.int32),
                     cperm=cast(cperm, jnp.int32),
                     cmask=cast(cmask, dtype),
-                    weight=jnp.asarray(p.weight, dtype),
+                    weight=jnp.asarray(e.weight, dtype),
                     shape=(m, n),
                 )
             )
@@ -159,33 +159,23 @@ class SparseCompletion(eqx.Module):
         return jnp.zeros(self.shape, res.dtype).at[rows, self.ridx].add(res)
 
     def loss_and_grad(self, model, params):
-        """``(f(W), grad L(params), residuals)`` in ``O(|Omega| k + m k^2 L)``."""
-        if isinstance(model, SymmetricFactorization):
-            (U,) = params
-            Ug = self.gather(U)
-            res = self.residuals(U, Ug)
-            GU, GtU = self.products(res, U, Ug)
-            g = (GU if GtU is None else 0.5 * (GU + GtU),)
-            return self.loss(res), g, res
-        A, back = jax.vjp(_chain, tuple(params[1:]))
-        B = params[0].T
+        """``(f(W), grad L(params), residuals)`` in ``O(|Omega| k + m k^2 L)``; the
+        gradient from ``G B`` and ``G^T A`` by the model's :meth:`~rankbias.models.Model.
+        factors_vjp`."""
+        A, B, back = model.factors_vjp(params)
         Bg = self.gather(B)
         res = self.residuals(A, Bg)
         GB, GtA = self.products(res, A, Bg)
-        assert GtA is not None  # deep models always get column tables
-        (g_upper,) = back(GB)
-        return self.loss(res), (GtA.T, *g_upper), res
+        return self.loss(res), back(GB, GtA), res
 
     def factors(self, model, params):
-        """``(A, B)`` with ``W = A B^T``."""
-        if isinstance(model, SymmetricFactorization):
-            return params[0], params[0]
-        return _chain(tuple(params[1:])), params[0].T
+        """``(A, B)`` with ``W = A B^T`` (:meth:`~rankbias.models.Model.factors`)."""
+        return model.factors(params)
 
     def singular_values(self, model, params):
         """All ``min(m, n)`` singular values of ``W``, descending, from the factors."""
         k = min(self.shape)
-        if isinstance(model, SymmetricFactorization):
+        if model.factor_form == "symmetric":  # W = U U^T: sigma_i(U)^2
             s = jnp.linalg.svd(params[0], compute_uv=False) ** 2
         else:
             A, B = self.factors(model, params)
@@ -203,38 +193,39 @@ _TABLES: dict = {}
 _TABLES_KEPT = 4
 
 
-def _cache_key(problem: MatrixCompletion, model):
+def _observed(problem: Problem):
+    entries = problem.observed_entries()
+    if entries is None:  # choose_backend refuses such a problem before tables are built
+        raise ValueError(f"the sparse backend needs observed entries, got {type(problem).__name__}")
+    return entries
+
+
+def _cache_key(problem: Problem, model):
+    e = _observed(problem)
     return (
-        id(problem.rows),
-        id(problem.cols),
-        id(problem.values),
-        float(problem.weight),
-        str(problem.values.dtype),
-        isinstance(model, SymmetricFactorization),
+        id(e.rows),
+        id(e.cols),
+        id(e.values),
+        float(e.weight),
+        str(e.values.dtype),
+        model.factor_form == "symmetric",
     )
 
 
-def _remember(key, problem: MatrixCompletion, tables: SparseCompletion) -> None:
+def _remember(key, problem: Problem, tables: SparseCompletion) -> None:
     while len(_TABLES) >= _TABLES_KEPT:
         _TABLES.pop(next(iter(_TABLES)))  # the oldest
-    _TABLES[key] = ((problem.rows, problem.cols, problem.values), tables)
-
-
-def _chain(ps):
-    """``W_L ... W_2`` (``ps = (W_2, ..., W_L)``), ``(m, k_1)``."""
-    A = ps[0]
-    for P in ps[1:]:
-        A = P @ A
-    return A
+    e = _observed(problem)
+    _TABLES[key] = ((e.rows, e.cols, e.values), tables)
 
 
 def _block(k: int) -> int:
     return max(-(-max(k, 1) // ELL_BLOCK) * ELL_BLOCK, ELL_BLOCK)
 
 
-def _entries(problem: MatrixCompletion):
-    rows, cols = np.asarray(problem.rows), np.asarray(problem.cols)
-    return rows.astype(np.int64), cols.astype(np.int64), np.asarray(problem.values)
+def _entries(entries):
+    rows, cols = np.asarray(entries.rows), np.asarray(entries.cols)
+    return rows.astype(np.int64), cols.astype(np.int64), np.asarray(entries.values)
 
 
 def _tables(rows, cols, vals, m: int, n: int, Kr: int, Kc: int, row_only: bool):
@@ -279,22 +270,21 @@ def _symmetric_pattern(rows, cols, vals, n) -> bool:
 
 
 def sparse_supported(problem, model) -> str | None:
-    """``None`` when the sparse backend can run ``model`` on ``problem``, else the reason."""
-    if not isinstance(problem, MatrixCompletion):
+    """``None`` when the sparse backend can run ``model`` on ``problem``, else the reason.
+
+    It needs a problem with observed entries (:meth:`~rankbias.problems.base.Problem.
+    observed_entries`) and a model with a factor form ``W = A B^T``
+    (:attr:`~rankbias.models.Model.factor_form`; a ``"product"`` of depth >= 2)."""
+    if problem.observed_entries() is None:
         return f"it needs a MatrixCompletion problem, got {type(problem).__name__}"
-    if isinstance(model, SymmetricFactorization):
-        return None
-    if isinstance(model, DeepFactorization):
-        if model.depth < 2:
-            return "it needs a factorization (depth >= 2), got a depth-1 DeepFactorization"
-        return None
-    return f"it supports SymmetricFactorization and DeepFactorization, got {type(model).__name__}"
-
-
-def _width(model) -> int:
-    if isinstance(model, SymmetricFactorization):
-        return model.width
-    return min(model.widths)
+    form = model.factor_form
+    if form is None:
+        return (
+            f"it supports SymmetricFactorization and DeepFactorization, got {type(model).__name__}"
+        )
+    if form == "product" and model.depth < 2:
+        return f"it needs a factorization (depth >= 2), got a depth-1 {type(model).__name__}"
+    return None
 
 
 def choose_backend(backend: str, problem, model) -> str:
@@ -323,9 +313,10 @@ def choose_backend(backend: str, problem, model) -> str:
     if why is not None:
         return "dense"
     m, n = problem.shape
-    if _width(model) >= min(m, n):
+    if model.max_rank >= min(m, n):
         return "dense"
-    big = m * n >= SPARSE_MIN_ENTRIES and m * n >= SPARSE_RATIO * problem.num_observed
+    num_observed = int(_observed(problem).rows.shape[0])
+    big = m * n >= SPARSE_MIN_ENTRIES and m * n >= SPARSE_RATIO * num_observed
     return "sparse" if big else "dense"
 
 

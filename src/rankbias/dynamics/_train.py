@@ -30,7 +30,6 @@ import optax
 
 from .._validation import check_bool, check_int, check_positive
 from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
-from ..problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
 from ..trajectory import Trajectory
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
 from ._gd import (
@@ -54,55 +53,16 @@ __all__ = ["train", "train_batch"]
 # rescaled so that the loss and its gradient are unbiased estimates of the full ones.
 
 
-class _EntryBatch(Problem):
-    """``f_B(W) = 1/2 * scale * sum_{b in B} (W[r_b, c_b] - v_b)^2``."""
-
-    rows: jax.Array
-    cols: jax.Array
-    values: jax.Array
-    scale: jax.Array
-
-    def __init__(self, shape, rows, cols, values, scale):
-        self.shape, self.rows, self.cols, self.values, self.scale = shape, rows, cols, values, scale
-
-    def loss_and_grad(self, W):
-        r = W[self.rows, self.cols] - self.values
-        g = jnp.zeros(self.shape, W.dtype).at[self.rows, self.cols].add(self.scale * r)
-        return 0.5 * self.scale * jnp.sum(r * r), g
-
-    def loss(self, W):
-        return self.loss_and_grad(W)[0]
-
-
-class _MeasurementBatch(Problem):
-    """``f_B(W) = 1/(2 |B|) * sum_{b in B} (<A_b, W> - y_b)^2``."""
-
-    A: jax.Array
-    y: jax.Array
-
-    def __init__(self, shape, A, y):
-        self.shape, self.A, self.y = shape, A, y
-
-    def loss_and_grad(self, W):
-        r = jnp.tensordot(self.A, W, axes=([1, 2], [0, 1])) - self.y
-        return 0.5 * jnp.mean(r * r), jnp.tensordot(r, self.A, axes=(0, 0)) / r.shape[0]
-
-    def loss(self, W):
-        return self.loss_and_grad(W)[0]
-
-
 def batch_population(problem) -> int:
-    """How many items a minibatch samples from: observed entries, measurements or entries."""
-    if isinstance(problem, MatrixCompletion):
-        return problem.num_observed
-    if isinstance(problem, MatrixSensing):
-        return problem.num_measurements
-    if isinstance(problem, MatrixEstimation):
-        return int(problem.shape[0] * problem.shape[1])
-    raise ValueError(
-        f"`batch_size` needs a MatrixCompletion, MatrixSensing or MatrixEstimation "
-        f"problem (entries or measurements to sample), got {type(problem).__name__}"
-    )
+    """How many items a minibatch samples from (``problem.num_terms``: observed entries,
+    measurements or entries)."""
+    population = problem.num_terms
+    if population is None:
+        raise ValueError(
+            f"`batch_size` needs a MatrixCompletion, MatrixSensing or MatrixEstimation "
+            f"problem (entries or measurements to sample), got {type(problem).__name__}"
+        )
+    return population
 
 
 def batch_indices(seed, k, population: int, batch_size: int):
@@ -113,24 +73,8 @@ def batch_indices(seed, k, population: int, batch_size: int):
 
 
 def minibatch(problem, idx):
-    """The minibatch loss of ``problem`` on the items ``idx`` (see :func:`batch_population`)."""
-    B = idx.shape[0]
-    if isinstance(problem, MatrixCompletion):
-        N = problem.rows.shape[0]
-        return _EntryBatch(
-            problem.shape,
-            problem.rows[idx],
-            problem.cols[idx],
-            problem.values[idx],
-            problem.weight * (N / B),
-        )
-    if isinstance(problem, MatrixSensing):
-        return _MeasurementBatch(problem.shape, problem.A[idx], problem.y[idx])
-    m, n = problem.shape
-    rows, cols = idx // n, idx % n
-    return _EntryBatch(
-        problem.shape, rows, cols, problem.Y[rows, cols], jnp.asarray(m * n / B, problem.Y.dtype)
-    )
+    """The minibatch loss of ``problem`` on the items ``idx`` (``problem.minibatch``)."""
+    return problem.minibatch(idx)
 
 
 # ---------------------------------------------------------------------------------------------

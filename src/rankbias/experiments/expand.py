@@ -18,7 +18,7 @@ from pathlib import Path
 from .._validation import check_shape
 from ..dynamics._flow import flow_defaults
 from ..optimizers import OPTIMIZERS, check_hyperparams
-from ..problems import load_ratings
+from ..problems.splits import load_ratings
 from ..store import run_key
 from .errors import ConfigError, _Errors, short
 from .overrides import zip_list

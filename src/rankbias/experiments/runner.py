@@ -27,15 +27,12 @@ from ..dynamics._train import train_batch
 from ..glrl import glrl
 from ..models import DeepFactorization, SymmetricFactorization
 from ..optimizers import OPTIMIZERS
-from ..problems import (
-    HeldOut,
-    MatrixCompletion,
-    MatrixEstimation,
-    MatrixSensing,
-    heldout_rmse,
-    load_ratings,
-    random_low_rank,
-)
+from ..problems.completion import MatrixCompletion
+from ..problems.estimation import MatrixEstimation
+from ..problems.heldout import HeldOut, heldout_rmse
+from ..problems.matrices import random_low_rank
+from ..problems.sensing import MatrixSensing
+from ..problems.splits import load_ratings
 from ..store import Store
 from ..trajectory import Trajectory
 from .expand import RunSpec, Sweep

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..problems import Problem
+from ..problems.base import Problem
 from ..trajectory import Trajectory
 from ._replay import replay_flow
 

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ..problems import MatrixCompletion, Problem
+from ..problems.base import Problem
 from ._factors import product
 
 __all__ = ["DENSE_MAX_SIDE", "is_dense", "grad_operator", "top_direction", "kkt_residuals"]
@@ -42,11 +42,12 @@ def grad_operator(problem: Problem, factors, symmetric: bool):
     never form ``W``: ``W_ij = <U_i, U_j>`` only at the observed ``(i, j)``.
     """
     d = max(problem.shape)
-    if isinstance(problem, MatrixCompletion) and d > DENSE_MAX_SIDE:
-        rows = np.asarray(problem.rows)
-        cols = np.asarray(problem.cols)
-        vals = np.asarray(problem.values)
-        w = float(problem.weight)
+    entries = problem.observed_entries()
+    if entries is not None and d > DENSE_MAX_SIDE:
+        rows = np.asarray(entries.rows)
+        cols = np.asarray(entries.cols)
+        vals = np.asarray(entries.values)
+        w = float(entries.weight)
         if symmetric:
             (U,) = factors
             Wo = np.einsum("ij,ij->i", U[rows], U[cols]) if U.shape[1] else np.zeros(rows.size)

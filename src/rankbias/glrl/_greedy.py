@@ -11,7 +11,7 @@ import numpy as np
 
 from .._validation import check_bool, check_choice, check_int, check_int_seed, check_positive
 from ..dynamics._flow import SOLVERS
-from ..problems import MatrixCompletion, Problem
+from ..problems.base import Problem
 from ._alignment import mid_time, refine_mid
 from ._directions import grad_operator, is_dense, kkt_residuals, norm2, top_direction
 from ._factors import append_direction, product, zero_factors
@@ -175,7 +175,7 @@ def glrl(
                 solver=solver,
                 record_matrices=record_matrices,
                 polish=polish,
-                sparse=not dense and isinstance(problem, MatrixCompletion),
+                sparse=not dense and problem.observed_entries() is not None,
             )
         except (FloatingPointError, RuntimeError) as e:
             raise RuntimeError(

@@ -24,7 +24,7 @@ from ..dynamics._flow import _vector_field, gradient_flow
 from ..dynamics._rkc import RKC
 from ..dynamics._sparse import SparseCompletion, record
 from ..models import Model
-from ..problems import Problem
+from ..problems.base import Problem
 from ..trajectory import Trajectory
 from ._factors import padded_model, product, unpad, width
 from ._polish import POLISH_FACTOR, newton_polish

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..dynamics._common import deliberate_atol
 from ..dynamics._flow import gradient_flow
-from ..problems import Problem
+from ..problems.base import Problem
 from ..trajectory import Trajectory
 from ._factors import append_direction, padded_model, phase_model, width, zero_factors
 from ._results import GLRLResult

@@ -32,10 +32,11 @@ import numpy as np
 
 from .._io import atomic_write_text, canonical_json
 from .._quiet import quietly
-from ..baselines import min_nuclear_norm
+from ..baselines.nuclear import min_nuclear_norm
 from ..dynamics._flow import gradient_flow
 from ..models import DeepFactorization
-from ..problems import MatrixCompletion, random_low_rank
+from ..problems.completion import MatrixCompletion
+from ..problems.matrices import random_low_rank
 from ..store import Store, run_key
 from ._output import plt, save_figure
 

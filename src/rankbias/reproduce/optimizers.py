@@ -25,7 +25,8 @@ from ..dynamics._train import train_batch
 from ..flow_distance import distance_to_flow
 from ..glrl import glrl
 from ..models import DeepFactorization
-from ..problems import MatrixCompletion, random_low_rank
+from ..problems.completion import MatrixCompletion
+from ..problems.matrices import random_low_rank
 from ._output import dump_json, plt, save_figure
 
 __all__ = ["optimizers_vs_flow", "OPTIMIZERS"]

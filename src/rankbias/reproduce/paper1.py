@@ -12,12 +12,14 @@ import numpy as np
 
 from .. import counterexamples as ce
 from .._quiet import quietly
-from ..baselines import min_nuclear_norm
+from ..baselines.nuclear import min_nuclear_norm
 from ..compare import compare_with_glrl
 from ..dynamics._flow import gradient_flow, gradient_flow_batch
 from ..glrl import glrl
 from ..models import DeepFactorization, SymmetricFactorization
-from ..problems import MatrixCompletion, MatrixSensing, random_low_rank
+from ..problems.completion import MatrixCompletion
+from ..problems.matrices import random_low_rank
+from ..problems.sensing import MatrixSensing
 from ._output import dump_json, plt, save_figure
 
 __all__ = ["calibration", "figure5", "staircase", "sensing_recovery", "counterexamples"]

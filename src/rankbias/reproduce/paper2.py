@@ -25,7 +25,8 @@ from .._quiet import quietly, recorded
 from ..dynamics._gd import gradient_descent
 from ..early_stopping import denoise
 from ..models import DeepFactorization
-from ..problems import MatrixEstimation, MatrixSensing
+from ..problems.estimation import MatrixEstimation
+from ..problems.sensing import MatrixSensing
 from ..theory._decoupled import identical_init, perturbed_init
 from ..theory._layerwise import DriftWarning, layerwise_check
 from ..theory._plateaus import plateau_levels

@@ -12,7 +12,7 @@ from .._repr import num, nums, render
 from .._validation import check_int
 from ..dynamics._gd import gradient_descent
 from ..models import DeepFactorization
-from ..problems import MatrixEstimation
+from ..problems.estimation import MatrixEstimation
 from ._decoupled import DecoupledDynamics
 from ._targets import paper_basis
 
