@@ -4,7 +4,8 @@ r"""Training with optax optimizers (and GroupRMSprop) on the gradient-descent en
 an optax ``GradientTransformation`` ``tx``; ``g_k`` is the full gradient or, with
 ``batch_size``, an unbiased minibatch estimate of it. The loop, the recording and the
 divergence test are those of :func:`rankbias.gradient_descent` (:mod:`.descent.loop`); only
-the step rule differs (:class:`_OptaxRule`).
+the step rule differs (:class:`_OptaxRule`), whose gradient comes from the engines' dense/sparse
+dispatch (:func:`rankbias.dynamics._sparse.loss_and_grad`).
 
 Time axis (``Trajectory.times``): the sum of effective step sizes ``sum_k eta_k`` where the
 optimizer has one (``info["time_axis"] == "effective"``): ``sgd`` (``eta_k = lr``),
@@ -33,6 +34,7 @@ from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
 from ..problems import MatrixCompletion, MatrixEstimation, MatrixSensing, Problem
 from ..trajectory import Trajectory
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
+from ._sparse import loss_and_grad
 from .descent.batching import check_initial_losses, collect, run_problem
 from .descent.hints import Rerun, check_divergence, end_stationarity
 from .descent.loop import LoopConfig, LoopSpec
@@ -161,7 +163,9 @@ class _OptaxRule:
             problem = minibatch(
                 problem, batch_indices(hyper["seed"], k, self.population, self.batch_size)
             )
-        f, g, _ = model.loss_and_grad(problem, params)
+        # The engines' dispatch: on a dense problem it is model.loss_and_grad (the same
+        # program, the same bits); sparse tables would take their factor-form path.
+        f, g, _ = loss_and_grad(problem, model, params)
         updates, state = self.transform(hyper).update(g, state, params)
         effective = None if self.name is None else OPTIMIZERS[self.name].effective
         eff = jnp.nan if effective is None else effective(state, hyper, k)
