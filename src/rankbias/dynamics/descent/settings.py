@@ -3,6 +3,12 @@
 :meth:`LoopSettings.check` validates ``steps``, ``n_save``, ``divergence_factor`` and
 ``save_at`` once, with messages naming the argument; the engine then trusts the object. The
 bounds are the constants of :mod:`rankbias.options` (``MAX_STEPS``, ``MAX_SAVE``).
+
+Why not :class:`rankbias.options.DescentOptions` itself: its checks are the sweep schema's
+(``steps >= 1``, ``divergence_factor > 0``, plain ``<= 100000000`` messages) while the
+library accepts ``steps = 0``, requires ``divergence_factor > 1`` and its messages name
+``MAX_STEPS`` (tests match them); building it here would change what users get. Once the two
+agree, :meth:`LoopSettings.check` can build the option object instead.
 """
 
 from __future__ import annotations
