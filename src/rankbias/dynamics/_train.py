@@ -249,7 +249,7 @@ def _label(optimizer) -> str:
 
 def _monotone(rule) -> bool:
     """Whether each healthy step lowers the loss (full-batch sgd: GD), so that a rise counts
-    as oscillation (:func:`rankbias.dynamics._gd.stationarity`)."""
+    as oscillation (:func:`rankbias.dynamics.descent.stationarity.stationarity`)."""
     return rule.name == "sgd" and rule.batch_size is None
 
 
