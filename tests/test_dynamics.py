@@ -272,7 +272,7 @@ def test_batch_strategies_give_the_same_runs():
 
 
 def test_batch_strategy_size_rule():
-    from rankbias.dynamics._gd import VMAP_MAX_DIM
+    from rankbias.dynamics.descent.batching import VMAP_MAX_DIM
 
     pick = rb.dynamics.batch_strategy
     assert pick(rb.DeepFactorization((6, 6), depth=3), 1) == "loop"

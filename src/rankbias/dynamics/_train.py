@@ -3,8 +3,9 @@ r"""Training with optax optimizers (and GroupRMSprop) on the gradient-descent en
 ``params_{k+1} = params_k + u_k`` with ``(u_k, s_{k+1}) = tx.update(g_k, s_k, params_k)`` for
 an optax ``GradientTransformation`` ``tx``; ``g_k`` is the full gradient or, with
 ``batch_size``, an unbiased minibatch estimate of it. The loop, the recording and the
-divergence test are those of :func:`rankbias.gradient_descent` (``_gd._run``); only the step
-rule differs (:class:`_OptaxRule`).
+divergence test are those of :func:`rankbias.gradient_descent` (:mod:`.descent.loop`); only
+the step rule differs (:class:`_OptaxRule`), whose gradient comes from the engines' dense/sparse
+dispatch (:func:`rankbias.dynamics._sparse.loss_and_grad`).
 
 Time axis (``Trajectory.times``): the sum of effective step sizes ``sum_k eta_k`` where the
 optimizer has one (``info["time_axis"] == "effective"``): ``sgd`` (``eta_k = lr``),
@@ -32,18 +33,12 @@ from .._validation import check_bool, check_int, check_positive
 from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
 from ..trajectory import Trajectory
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
-from ._gd import (
-    DivergenceError,
-    Rerun,
-    _GDConfig,
-    _run_batched,
-    _run_jit,
-    check_divergence,
-    check_loop_args,
-    end_stationarity,
-    record_steps,
-    warn_not_stationary,
-)
+from ._sparse import loss_and_grad
+from .descent.batching import check_initial_losses, collect, run_problem
+from .descent.hints import Rerun, check_divergence, end_stationarity
+from .descent.loop import LoopConfig, LoopSpec
+from .descent.settings import LoopSettings, check_on_divergence
+from .descent.stationarity import warn_not_stationary
 
 __all__ = ["train", "train_batch"]
 
@@ -112,7 +107,9 @@ class _OptaxRule:
             problem = minibatch(
                 problem, batch_indices(hyper["seed"], k, self.population, self.batch_size)
             )
-        f, g, _ = model.loss_and_grad(problem, params)
+        # The engines' dispatch: on a dense problem it is model.loss_and_grad (the same
+        # program, the same bits); sparse tables would take their factor-form path.
+        f, g, _ = loss_and_grad(problem, model, params)
         updates, state = self.transform(hyper).update(g, state, params)
         effective = None if self.name is None else OPTIMIZERS[self.name].effective
         eff = jnp.nan if effective is None else effective(state, hyper, k)
@@ -196,11 +193,11 @@ def _label(optimizer) -> str:
 
 def _monotone(rule) -> bool:
     """Whether each healthy step lowers the loss (full-batch sgd: GD), so that a rise counts
-    as oscillation (:func:`rankbias.dynamics._gd.stationarity`)."""
+    as oscillation (:func:`rankbias.dynamics.descent.stationarity.stationarity`)."""
     return rule.name == "sgd" and rule.batch_size is None
 
 
-def _rerun(rule, problem, model, params, padded, rec_steps, hyper, divergence_factor, dtype):
+def _rerun(rule, problem, params, spec: LoopSpec, hyper):
     """The :class:`Rerun` of one run for its step-size hints, or None where ``lr`` is not a
     traced hyper-parameter (an optax transform fixes its own)."""
     if rule.tx is not None:
@@ -208,21 +205,17 @@ def _rerun(rule, problem, model, params, padded, rec_steps, hyper, divergence_fa
     return Rerun(
         lambda: problem,
         params,
-        padded,
-        rec_steps,
+        spec,
         hyper,
-        divergence_factor,
-        model,
-        _GDConfig(False, rule),
-        dtype,
         monotone=_monotone(rule),
         sharpness=rule.name == "sgd",
     )
 
 
 def _finish(
-    out, rec_steps, problem, model, rule, info, params0, index=None, rerun=None
+    out, spec: LoopSpec, problem, rule, info, params0, index=None, rerun=None
 ) -> Trajectory:
+    model, rec_steps = spec.model, spec.rec_steps
     label = info["optimizer"]
     check_divergence(
         out, problem, model, f"training with {label}", info.get("lr"), index, params0, rerun
@@ -269,13 +262,33 @@ def _hyper_tree(values: dict, B: int | None, dtype):
     return tree, axes
 
 
-def _common_args(steps, n_save, divergence_factor, seed, save_at):
-    steps, n_save, divergence_factor, save_at = check_loop_args(
-        steps, n_save, divergence_factor, save_at
-    )
+def _common_args(steps, n_save, divergence_factor, seed, save_at) -> LoopSettings:
+    settings = LoopSettings.check(steps, n_save, divergence_factor, save_at)
     for s in np.atleast_1d(np.asarray(seed)).ravel():
         check_int(s, "seed", minimum=0)
-    return steps, divergence_factor, *record_steps(steps, n_save, save_at)
+    return settings
+
+
+def _spec(settings: LoopSettings, save_matrices, rule, model, dtype) -> LoopSpec:
+    cfg = LoopConfig(check_bool(save_matrices, "save_matrices"), rule)
+    rec_steps, padded = settings.record_steps()
+    return LoopSpec(rec_steps, padded, settings.divergence_factor, model, cfg, dtype)
+
+
+def _info(optimizer, hyper: dict, rule, seed: int, wall: float, dtype, **batch) -> dict:
+    """``Trajectory.info`` of a run (before the status): ``batch_size`` is the minibatch size
+    (``None``: full batch), the run count of a batch is ``batch_runs``."""
+    return dict(
+        method="train",
+        optimizer=_label(optimizer),
+        lr=hyper.get("lr"),
+        hyperparams={k: v for k, v in hyper.items() if k != "lr"},
+        batch_size=rule.batch_size,
+        seed=seed,
+        wall_time=wall,
+        dtype=str(jnp.dtype(dtype)),
+        **batch,
+    )
 
 
 def train(
@@ -343,9 +356,7 @@ def train(
         rerun (names and factories; :func:`rankbias.gradient_descent`).
     """
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
-    steps, divergence_factor, rec_steps, padded = _common_args(
-        steps, n_save, divergence_factor, seed, save_at
-    )
+    settings = _common_args(steps, n_save, divergence_factor, seed, save_at)
     if kind == "factory":
         lr = check_positive(lr, "lr")
         hyper = dict(lr=float(lr), **{k: float(v) for k, v in hyperparams.items()})
@@ -355,33 +366,14 @@ def train(
     problem, params, dtype = check_run(problem, model, params, dtype)
     check_initial_loss(problem, model, params)
     rule = _rule(kind, obj, batch_size, problem)
-    cfg = _GDConfig(check_bool(save_matrices, "save_matrices"), rule)
+    spec = _spec(settings, save_matrices, rule, model, dtype)
     tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(
-        _run_jit(
-            problem,
-            params,
-            jnp.asarray(padded),
-            tree,
-            jnp.asarray(divergence_factor, dtype),
-            model,
-            cfg,
-        )
-    )
+    out = spec.run(problem, params, tree)
     wall = time.perf_counter() - t0
-    info = dict(
-        method="train",
-        optimizer=_label(optimizer),
-        lr=hyper.get("lr"),
-        hyperparams={k: v for k, v in hyper.items() if k != "lr"},
-        batch_size=rule.batch_size,
-        seed=int(seed),
-        wall_time=wall,
-        dtype=str(jnp.dtype(dtype)),
-    )
-    rerun = _rerun(rule, problem, model, params, padded, rec_steps, tree, divergence_factor, dtype)
-    traj = _finish(out, rec_steps, problem, model, rule, info, params, None, rerun)
+    info = _info(optimizer, hyper, rule, int(seed), wall, dtype)
+    rerun = _rerun(rule, problem, params, spec, tree)
+    traj = _finish(out, spec, problem, rule, info, params, None, rerun)
     warn_not_stationary(
         f"training with {info['optimizer']}", [(None, info["lr"], traj.info["stationarity"])]
     )
@@ -418,12 +410,9 @@ def train_batch(
     ------
     ValueError, TypeError: as :func:`train`, and for per-run lists of the wrong length.
     """
-    if on_divergence not in ("raise", "return"):
-        raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
+    check_on_divergence(on_divergence)
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
-    steps, divergence_factor, rec_steps, padded = _common_args(
-        steps, n_save, divergence_factor, seed, save_at
-    )
+    settings = _common_args(steps, n_save, divergence_factor, seed, save_at)
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
     if kind == "name":
         # Per-run values: validated one by one (check_hyperparams saw the first only).
@@ -436,82 +425,29 @@ def train_batch(
         for v in np.atleast_1d(np.asarray(lr, dtype=np.float64)):
             check_positive(v, "lr")
         hyper = dict(hyperparams, lr=lr)
-    rule = _rule(kind, obj, batch_size, problem if p_axis is None else index_tree(problem, 0))
-    for i in range(B):
-        check_initial_loss(
-            problem if p_axis is None else index_tree(problem, i),
-            model,
-            index_tree(params, i),
-            name=f"params_list[{i}]",
-        )
-    cfg = _GDConfig(check_bool(save_matrices, "save_matrices"), rule)
+    rule = _rule(kind, obj, batch_size, run_problem(problem, p_axis, 0))
+    check_initial_losses(problem, p_axis, model, params, B)
+    spec = _spec(settings, save_matrices, rule, model, dtype)
     tree, axes = _hyper_tree(dict(hyper, seed=seed), B, dtype)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(
-        _run_batched(
-            problem,
-            params,
-            jnp.asarray(padded),
-            tree,
-            jnp.asarray(divergence_factor, dtype),
-            model,
-            cfg,
-            p_axis,
-            axes,
-        )
-    )
+    out = spec.run_batched(problem, params, tree, p_axis, axes)
     wall = time.perf_counter() - t0
-    result, ended = [], []
     seeds = np.asarray(seed)
-    for i in range(B):
-        prob_i = problem if p_axis is None else index_tree(problem, i)
+
+    def finish(i: int) -> Trajectory:
+        prob_i = run_problem(problem, p_axis, i)
         h_i = {
             k: float(a.ravel()[i] if a.ndim else a)
             for k, a in ((k, np.asarray(v)) for k, v in hyper.items())
         }
         seed_i = int(seeds.ravel()[i] if seeds.ndim else seeds)
-        info = dict(
-            method="train",
-            optimizer=_label(optimizer),
-            lr=h_i.get("lr"),
-            hyperparams={k: v for k, v in h_i.items() if k != "lr"},
-            batch_size=rule.batch_size,
-            seed=seed_i,
-            wall_time=wall / B,
-            dtype=str(jnp.dtype(dtype)),
-            batch_index=i,
-            batch_runs=B,
-        )
-        rerun = _rerun(
-            rule,
-            prob_i,
-            model,
-            index_tree(params, i),
-            padded,
-            rec_steps,
-            _hyper_tree(dict(h_i, seed=seed_i), None, dtype)[0],
-            divergence_factor,
-            dtype,
-        )
-        try:
-            result.append(
-                _finish(
-                    index_tree(out, i),
-                    rec_steps,
-                    prob_i,
-                    model,
-                    rule,
-                    info,
-                    index_tree(params, i),
-                    i,
-                    rerun,
-                )
-            )
-            ended.append((i, info["lr"], result[-1].info["stationarity"]))
-        except DivergenceError as e:
-            if on_divergence == "raise":
-                raise
-            result.append(e)
+        info = _info(optimizer, h_i, rule, seed_i, wall / B, dtype, batch_index=i, batch_runs=B)
+        params_i = index_tree(params, i)
+        h_tree = _hyper_tree(dict(h_i, seed=seed_i), None, dtype)[0]
+        rerun = _rerun(rule, prob_i, params_i, spec, h_tree)
+        return _finish(index_tree(out, i), spec, prob_i, rule, info, params_i, i, rerun)
+
+    result, ended = collect(B, finish, on_divergence)
     warn_not_stationary(f"training with {_label(optimizer)}", ended)
     return result
 
