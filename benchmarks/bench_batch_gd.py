@@ -37,7 +37,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import rankbias as rb  # noqa: E402
-from rankbias.dynamics import _gd  # noqa: E402
+from rankbias.dynamics.descent.grid import record_steps  # noqa: E402
+from rankbias.dynamics.descent.loop import LoopConfig, _run  # noqa: E402
+from rankbias.dynamics.descent.rules import GDRule  # noqa: E402
 from rankbias.dynamics._common import batch_apply, prepare_batch  # noqa: E402
 
 
@@ -53,7 +55,7 @@ def _lax_map_runner():
     @eqx.filter_jit
     def run(problem, params, rec_steps, hyper, divergence_factor, model, cfg):
         return batch_apply(
-            lambda x: _gd._run(problem, x, rec_steps, hyper, divergence_factor, model, cfg),
+            lambda x: _run(problem, x, rec_steps, hyper, divergence_factor, model, cfg),
             (0,),
             (params,),
             cpu_vmap=False,
@@ -61,8 +63,8 @@ def _lax_map_runner():
 
     def call(prob, model, inits, lr, steps, n_save):
         problem, _, params, dtype, _ = prepare_batch(prob, model, inits, None)
-        cfg = _gd._GDConfig(False, _gd._GDRule(None))
-        _, padded = _gd.record_steps(steps, n_save, None)
+        cfg = LoopConfig(False, GDRule(None))
+        _, padded = record_steps(steps, n_save, None)
         out = run(
             problem,
             params,

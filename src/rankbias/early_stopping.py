@@ -53,7 +53,7 @@ import numpy as np
 
 from ._repr import num, render, render_html
 from ._validation import check_choice, check_int, check_matrix, check_positive
-from .dynamics._gd import gradient_descent
+from .dynamics.descent.api import gradient_descent
 from .models import DeepFactorization
 from .problems.estimation import MatrixEstimation
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._io import atomic_write_text
 from .._quiet import quietly, recorded
-from ..dynamics._gd import gradient_descent
+from ..dynamics.descent.api import gradient_descent
 from ..early_stopping import denoise
 from ..models import DeepFactorization
 from ..problems.estimation import MatrixEstimation

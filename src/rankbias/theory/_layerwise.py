@@ -10,7 +10,7 @@ import numpy as np
 
 from .._repr import num, nums, render
 from .._validation import check_int
-from ..dynamics._gd import gradient_descent
+from ..dynamics.descent.api import gradient_descent
 from ..models import DeepFactorization
 from ..problems.estimation import MatrixEstimation
 from ._decoupled import DecoupledDynamics
