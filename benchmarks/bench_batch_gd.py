@@ -37,10 +37,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import rankbias as rb  # noqa: E402
+from rankbias.dynamics._common import batch_apply, prepare_batch  # noqa: E402
 from rankbias.dynamics.descent.grid import record_steps  # noqa: E402
 from rankbias.dynamics.descent.loop import LoopConfig, _run  # noqa: E402
 from rankbias.dynamics.descent.rules import GDRule  # noqa: E402
-from rankbias.dynamics._common import batch_apply, prepare_batch  # noqa: E402
 
 
 @jax.jit

@@ -142,7 +142,7 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_no_type_switch_on_concrete_problem_or_model_classes():
     pattern = re.compile(r"isinstance\([^)]*\b(" + "|".join(CONCRETE) + r")\b")
     found = []
-    for m, (p, _) in _modules().items():
+    for p, _ in _modules().values():
         rel = str(p.relative_to(PKG).with_suffix(""))
         for i, line in enumerate(p.read_text().splitlines(), 1):
             for cls in pattern.findall(line):
