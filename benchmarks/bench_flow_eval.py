@@ -43,7 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import rankbias as rb
-from rankbias.dynamics._flow import _check_initial_state, _steady_event, _tols, _vector_field
 from rankbias.dynamics._sparse import (
     backend_data,
     choose_backend,
@@ -51,6 +50,10 @@ from rankbias.dynamics._sparse import (
     loss_and_grad_norm,
     record,
 )
+from rankbias.dynamics.flow.initial import check_initial_state as _check_initial_state
+from rankbias.dynamics.flow.settings import traced_tolerances as _tols
+from rankbias.dynamics.flow.solvers import FlowArgs, vector_field as _vector_field
+from rankbias.dynamics.flow.steady import steady_event as _steady_event
 from rankbias.problems import MatrixCompletion
 from rankbias.reproduce.arora2019 import _flow_init, _instance
 
@@ -156,7 +159,9 @@ def measure(L: int, repeat: int) -> dict:
             v,
             repeat=repeat,
         ),
-        event=_ms(jax.jit(lambda z: cond_fn(0.0, z, (data, loss0, g0, tols))), y, repeat=repeat),
+        event=_ms(
+            jax.jit(lambda z: cond_fn(0.0, z, FlowArgs(data, loss0, g0, tols))), y, repeat=repeat
+        ),
         record=_ms(
             jax.jit(lambda z: record(data, model, model.unflatten(z), True)), y, repeat=repeat
         ),

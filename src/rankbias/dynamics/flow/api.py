@@ -277,7 +277,7 @@ def gradient_flow_batch(
     out = solve_batch(data, y0, i.ts, i.t_max, i.tols, model, i.config, p_axis)
     out = jax.block_until_ready(out)
     wall = time.perf_counter() - t0
-    result: list[Trajectory | FloatingPointError] = []
+    result: list[Any] = []  # Trajectory, or FloatingPointError with on_failure="return"
     for k in range(B):
         data_k = data if p_axis is None else index_tree(data, k)
         run_info = dict(dtype=str(jnp.dtype(dtype)), backend=backend, batch_size=B, batch_index=k)
