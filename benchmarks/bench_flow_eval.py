@@ -218,14 +218,14 @@ def variants(L: int) -> None:
     import equinox as eqx
 
     import rankbias._aot as aot
-    from rankbias.dynamics import _flow as engine
     from rankbias.dynamics._rkc import RKC
+    from rankbias.dynamics.flow import api, segments as engine
     from rankbias.reproduce.arora2019 import relative_error
 
     M, prob = _instance(D, RANK, K, SEED)
     model = rb.DeepFactorization((D, D), depth=L)
     p0 = _flow_init(model, D, SEED, 1e-3, None)
-    make, pid = engine._make_solver, diffrax.PIDController
+    make, pid = engine.make_solver, diffrax.PIDController
     stored, aot.aot_dir = aot.aot_dir, lambda: None  # the stored program is the default's
     print(
         f"\n| depth {L}: variant | status | t_end | wall s | steps | rejected | num_vf_evals "
@@ -235,8 +235,9 @@ def variants(L: int) -> None:
     try:
         for name, (rkc, ctrl) in VARIANTS.items():
             jax.clear_caches()
-            engine._solve_jit = eqx.filter_jit(engine._solve)  # traced again with the variant
-            engine._make_solver = (lambda n, size=None, kw=rkc: RKC(**kw)) if rkc else make
+            # traced again with the variant (api holds its own reference to the solve)
+            engine.solve = api.solve = eqx.filter_jit(engine._solve)
+            engine.make_solver = (lambda n, size=None, kw=rkc: RKC(**kw)) if rkc else make
             engine.diffrax.PIDController = functools.partial(pid, **ctrl) if ctrl else pid
             _flow(prob, model, p0, t_max=1e-3)  # compiles
             tr = _flow(prob, model, p0)
@@ -248,8 +249,8 @@ def variants(L: int) -> None:
                 f"{relative_error(tr.final_matrix, M):.3e} |"
             )
     finally:
-        engine._make_solver, engine.diffrax.PIDController, aot.aot_dir = make, pid, stored
-        engine._solve_jit = aot.aot_jit(engine._solve)
+        engine.make_solver, engine.diffrax.PIDController, aot.aot_dir = make, pid, stored
+        engine.solve = api.solve = aot.aot_jit(engine._solve)
 
 
 def main(argv=None) -> None:
