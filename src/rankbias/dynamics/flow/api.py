@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..._validation import check_bool
-from ...options import FlowOptions
+from ...options import MAX_SAVE, FlowOptions
 from ...trajectory import Trajectory
 from .._common import batch_data, batch_runs, check_run, index_tree, prepare_batch, resolve_dtype
 from .._sparse import backend_data, choose_backend
@@ -39,9 +39,15 @@ def _settings(args: dict[str, Any], stacklevel: int) -> FlowSettings:
     """The settings of a public call, from its arguments (its ``locals()`` on entry): one
     :class:`FlowOptions` (``ValueError`` naming a bad argument), resolved for the dtype."""
     dtype = resolve_dtype(args["dtype"])
-    gtol = args["gtol"]
+    # Two messages more specific than FlowOptions' generic ones (tests and users match them).
+    gtol, n_save = args["gtol"], args["n_save"]
     if isinstance(gtol, str) and gtol != "auto":
         raise ValueError(f"`gtol` must be a positive number, None or 'auto', got {gtol!r}")
+    if isinstance(n_save, int | np.integer) and n_save > MAX_SAVE:
+        raise ValueError(
+            f"`n_save` must be <= {MAX_SAVE} (each record holds the loss, the "
+            f"gradient norm and all singular values), got {n_save}"
+        )
     fields = {k: args[k] for k in _OPTION_FIELDS if k != "dtype"}
     options = FlowOptions(**fields, dtype=jnp.dtype(dtype).name)
     save_matrices = check_bool(args["save_matrices"], "save_matrices")
@@ -64,43 +70,53 @@ def _start(
     return settings
 
 
-class _Inputs(NamedTuple):
+class _Solves(NamedTuple):
     """What every solve of a call shares: the record times (host and traced), ``t_max``,
-    the traced tolerances and the static configuration."""
+    the traced tolerances, the static configuration and the model."""
 
     ts_np: np.ndarray
     ts: jax.Array
     t_max: jax.Array
     tols: Tolerances
     config: FlowConfig
+    model: Any
 
     @classmethod
-    def of(cls, settings: FlowSettings) -> _Inputs:
+    def of(cls, settings: FlowSettings, model) -> _Solves:
         ts_np = settings.save_times()
         ts = jnp.asarray(ts_np, settings.dtype)
         tm = jnp.asarray(settings.options.t_max, settings.dtype)
-        return cls(ts_np, ts, tm, settings.tolerances(), settings.config)
+        return cls(ts_np, ts, tm, settings.tolerances(), settings.config, model)
 
+    def first(self, data, y0) -> Segment:
+        """The first segment of one run (``y0`` ``(P,)``)."""
+        return Segment(**solve(data, y0, self.ts, self.t_max, self.tols, self.model, self.config))
 
-def _finish(
-    problem,
-    first: Segment,
-    inputs: _Inputs,
-    model,
-    settings: FlowSettings,
-    run_info: dict,
-    since: float,
-    stacklevel: int,
-    wall_share: float = 0.0,
-) -> Trajectory:
-    """One run's trajectory: its later segments, if any (runs that outgrew float64 time
-    resolution, rare: escapes at ``t >~ 1e12``), then the records; ``wall_time`` is
-    ``wall_share`` plus the time since ``since``."""
-    i = inputs
-    out = continue_segments(problem, first, i.ts, i.t_max, i.tols, model, i.config)
-    out = jax.block_until_ready(out)
-    wall = wall_share + time.perf_counter() - since
-    return to_trajectory(out, i.ts_np, model, settings, wall, run_info, stacklevel + 1)
+    def first_batch(self, data, y0, p_axis) -> dict:
+        """The first segments of a batch (``y0`` ``(B, P)``), stacked."""
+        return solve_batch(
+            data, y0, self.ts, self.t_max, self.tols, self.model, self.config, p_axis
+        )
+
+    def finish(
+        self,
+        problem,
+        first: Segment,
+        settings: FlowSettings,
+        run_info: dict,
+        since: float,
+        stacklevel: int,
+        wall_share: float = 0.0,
+    ) -> Trajectory:
+        """One run's trajectory: its later segments, if any (runs that outgrew float64 time
+        resolution, rare: escapes at ``t >~ 1e12``), then the records; ``wall_time`` is
+        ``wall_share`` plus the time since ``since``."""
+        out = continue_segments(
+            problem, first, self.ts, self.t_max, self.tols, self.model, self.config
+        )
+        out = jax.block_until_ready(out)
+        wall = wall_share + time.perf_counter() - since
+        return to_trajectory(out, self.ts_np, self.model, settings, wall, run_info, stacklevel + 1)
 
 
 def _flow(problem, model, params, settings: FlowSettings, backend: str, stacklevel: int):
@@ -109,13 +125,12 @@ def _flow(problem, model, params, settings: FlowSettings, backend: str, stacklev
     flat0 = np.concatenate([np.ravel(np.asarray(p)) for p in params])
     settings = _start(settings, model, [(problem, params, "params")], flat0[None], stacklevel + 1)
     data = backend_data(problem, model, backend)
-    inputs = _Inputs.of(settings)
+    solves = _Solves.of(settings, model)
     y0 = model.flatten(params)
     t0 = time.perf_counter()
-    first = Segment(**solve(data, y0, inputs.ts, inputs.t_max, inputs.tols, model, inputs.config))
+    first = solves.first(data, y0)
     run_info = dict(dtype=str(jnp.dtype(settings.dtype)), backend=backend)
-    traj = _finish(data, first, inputs, model, settings, run_info, t0, stacklevel + 1)
-    return traj, settings
+    return solves.finish(data, first, settings, run_info, t0, stacklevel + 1), settings
 
 
 def gradient_flow(
@@ -270,12 +285,10 @@ def gradient_flow_batch(
     y0 = jax.vmap(model.flatten)(params)
     runs = batch_runs(problem, p_axis, params, B)
     settings = _start(settings, model, runs, np.asarray(y0), stacklevel=2)
-    inputs = _Inputs.of(settings)
+    solves = _Solves.of(settings, model)
     data = batch_data(problem, p_axis, model, backend, B)
     t0 = time.perf_counter()
-    i = inputs
-    out = solve_batch(data, y0, i.ts, i.t_max, i.tols, model, i.config, p_axis)
-    out = jax.block_until_ready(out)
+    out = jax.block_until_ready(solves.first_batch(data, y0, p_axis))
     wall = time.perf_counter() - t0
     result: list[Any] = []  # Trajectory, or FloatingPointError with on_failure="return"
     for k in range(B):
@@ -284,9 +297,7 @@ def gradient_flow_batch(
         try:
             first = Segment(**index_tree(out, k))
             since = time.perf_counter()
-            result.append(
-                _finish(data_k, first, inputs, model, settings, run_info, since, 2, wall / B)
-            )
+            result.append(solves.finish(data_k, first, settings, run_info, since, 2, wall / B))
         except FloatingPointError as e:
             if on_failure == "raise":
                 raise FloatingPointError(f"run {k} of the batch: {e}") from None
