@@ -49,7 +49,8 @@ import warnings
 import numpy as np
 
 import rankbias as rb
-from rankbias.dynamics._flow import DENSE_LIMIT, below_rounding_floor
+from rankbias.dynamics.flow.precision import below_rounding_floor
+from rankbias.dynamics.flow.solvers import DENSE_LIMIT
 
 try:
     import torch

@@ -43,7 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 
 import rankbias as rb
-from rankbias.dynamics._flow import _check_initial_state, _steady_event, _tols, _vector_field
 from rankbias.dynamics._sparse import (
     backend_data,
     choose_backend,
@@ -51,6 +50,10 @@ from rankbias.dynamics._sparse import (
     loss_and_grad_norm,
     record,
 )
+from rankbias.dynamics.flow.initial import check_initial_state as _check_initial_state
+from rankbias.dynamics.flow.settings import traced_tolerances as _tols
+from rankbias.dynamics.flow.solvers import FlowArgs, vector_field as _vector_field
+from rankbias.dynamics.flow.steady import steady_event as _steady_event
 from rankbias.problems import MatrixCompletion
 from rankbias.reproduce.arora2019 import _flow_init, _instance
 
@@ -156,7 +159,9 @@ def measure(L: int, repeat: int) -> dict:
             v,
             repeat=repeat,
         ),
-        event=_ms(jax.jit(lambda z: cond_fn(0.0, z, (data, loss0, g0, tols))), y, repeat=repeat),
+        event=_ms(
+            jax.jit(lambda z: cond_fn(0.0, z, FlowArgs(data, loss0, g0, tols))), y, repeat=repeat
+        ),
         record=_ms(
             jax.jit(lambda z: record(data, model, model.unflatten(z), True)), y, repeat=repeat
         ),
@@ -213,14 +218,14 @@ def variants(L: int) -> None:
     import equinox as eqx
 
     import rankbias._aot as aot
-    from rankbias.dynamics import _flow as engine
     from rankbias.dynamics._rkc import RKC
+    from rankbias.dynamics.flow import api, segments as engine
     from rankbias.reproduce.arora2019 import relative_error
 
     M, prob = _instance(D, RANK, K, SEED)
     model = rb.DeepFactorization((D, D), depth=L)
     p0 = _flow_init(model, D, SEED, 1e-3, None)
-    make, pid = engine._make_solver, diffrax.PIDController
+    make, pid = engine.make_solver, diffrax.PIDController
     stored, aot.aot_dir = aot.aot_dir, lambda: None  # the stored program is the default's
     print(
         f"\n| depth {L}: variant | status | t_end | wall s | steps | rejected | num_vf_evals "
@@ -230,8 +235,9 @@ def variants(L: int) -> None:
     try:
         for name, (rkc, ctrl) in VARIANTS.items():
             jax.clear_caches()
-            engine._solve_jit = eqx.filter_jit(engine._solve)  # traced again with the variant
-            engine._make_solver = (lambda n, size=None, kw=rkc: RKC(**kw)) if rkc else make
+            # traced again with the variant (api holds its own reference to the solve)
+            engine.solve = api.solve = eqx.filter_jit(engine._solve)
+            engine.make_solver = (lambda n, size=None, kw=rkc: RKC(**kw)) if rkc else make
             engine.diffrax.PIDController = functools.partial(pid, **ctrl) if ctrl else pid
             _flow(prob, model, p0, t_max=1e-3)  # compiles
             tr = _flow(prob, model, p0)
@@ -243,8 +249,8 @@ def variants(L: int) -> None:
                 f"{relative_error(tr.final_matrix, M):.3e} |"
             )
     finally:
-        engine._make_solver, engine.diffrax.PIDController, aot.aot_dir = make, pid, stored
-        engine._solve_jit = aot.aot_jit(engine._solve)
+        engine.make_solver, engine.diffrax.PIDController, aot.aot_dir = make, pid, stored
+        engine.solve = api.solve = aot.aot_jit(engine._solve)
 
 
 def main(argv=None) -> None:

@@ -427,7 +427,7 @@ def test_atol_large_against_the_init_warns(issue15_problem):
         warnings.simplefilter("error", rb.PrecisionWarning)
         rb.gradient_flow(prob, model, small, t_max=1.0, atol=0.9e-3 * top, n_save=5)
         # The default atol of every default init (scale 1e-3) stays below the bound.
-        from rankbias.dynamics._flow import _warn_atol, default_atol
+        from rankbias.dynamics.flow.precision import default_atol, warn_atol as _warn_atol
 
         for name in ("gaussian", "identity", "balanced", "orthogonal"):
             y0 = np.concatenate([np.ravel(p) for p in model.init(name, seed=0)])

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import rankbias as rb
-from rankbias.dynamics._flow import _vector_field
 from rankbias.dynamics._sparse import loss_and_grad_norm
+from rankbias.dynamics.flow.initial import check_initial_state
+from rankbias.dynamics.flow.solvers import vector_field as _vector_field
 
 _CALLS = [0]
 
@@ -54,9 +55,7 @@ def counted():
     assert per_eval == {2}
     # Outside the solve: the boundary checks (eager) and the stopping test's references.
     outside = _callbacks(
-        lambda: rb.dynamics._flow._check_initial_state(
-            prob, model, p0, jnp.float64, 1.0, 1000, "tsit5"
-        )
+        lambda: check_initial_state(prob, model, p0, jnp.float64, 1.0, 1000, "tsit5")
     )
     outside += _callbacks(lambda: jax.jit(lambda z: loss_and_grad_norm(prob, model, z))(p0))
     return prob, model, p0, outside

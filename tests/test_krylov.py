@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 
 import rankbias as rb
-from rankbias.dynamics import _flow
-from rankbias.dynamics._flow import _make_solver, _vector_field
 from rankbias.dynamics._krylov import dominant_eigenpairs, gmres, spectral_inverse
 from rankbias.dynamics._rkc import RKC
 from rankbias.dynamics._rosenbrock import rodas4_krylov_step, rodas4_step
+from rankbias.dynamics.flow import solvers as _flow
+from rankbias.dynamics.flow.solvers import (
+    make_solver as _make_solver,
+    vector_field as _vector_field,
+)
 
 
 def _spectrum(P=200, seed=0):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import rankbias as rb
-from rankbias.dynamics._flow import _make_solver
 from rankbias.dynamics._rosenbrock import rodas4_step
+from rankbias.dynamics.flow.solvers import make_solver as _make_solver
 
 
 def _riccati(y0, t):
@@ -75,7 +75,7 @@ def test_stiff_linear_flow_in_few_steps(name):
 
 
 def test_hybrid_uses_rodas_only_below_dense_limit():
-    from rankbias.dynamics import _flow
+    from rankbias.dynamics.flow import solvers as _flow
 
     below, above = (
         _make_solver("hybrid", _flow.DENSE_LIMIT),

@@ -88,8 +88,8 @@ def test_train_steps_bound():
 
 def test_save_at_is_a_set_of_times():
     # Any order is accepted and sorted (the records are at sorted times either way).
-    from rankbias.dynamics._flow import check_save_at
     from rankbias.dynamics.descent.grid import check_save_steps
+    from rankbias.dynamics.flow.save import check_save_at
 
     np.testing.assert_array_equal(check_save_at([5.0, 1.0, 5.0], 10.0), [1.0, 5.0, 5.0])
     np.testing.assert_array_equal(check_save_steps([7, 2], 10), [2, 7])

@@ -1,14 +1,14 @@
 """Dynamics: gradient descent and gradient flow on factorized models.
 
 * :func:`gradient_descent`, :func:`gradient_descent_batch` (``_gd.py``)
-* :func:`gradient_flow`, :func:`gradient_flow_batch` (``_flow.py``)
+* :func:`gradient_flow`, :func:`gradient_flow_batch` (the :mod:`.flow` subpackage)
 * :func:`train`, :func:`train_batch`: optax optimizers on the GD engine (``_train.py``)
 * :func:`choose_backend`: dense or sparse (factor-form completion) evaluation (``_sparse.py``)
 * :class:`RKC`, the stiff-capable stabilised explicit solver (``_rkc.py``)
 """
 
+from ..options import BACKENDS, SOLVERS
 from ._common import PrecisionWarning, ResolutionWarning
-from ._flow import SOLVERS, flow_defaults, gradient_flow, gradient_flow_batch, save_times
 from ._gd import (
     MAX_STEPS,
     DivergenceError,
@@ -19,9 +19,12 @@ from ._gd import (
     sharpness,
     stationarity,
 )
-from ._rkc import RKC
-from ._sparse import BACKENDS, choose_backend
+from ._rkc import RKC, spectral_radius
+from ._sparse import choose_backend
 from ._train import train, train_batch
+from .flow.api import gradient_flow, gradient_flow_batch
+from .flow.precision import flow_defaults
+from .flow.save import save_times
 
 __all__ = [
     "gradient_flow",
@@ -33,6 +36,7 @@ __all__ = [
     "PrecisionWarning",
     "ResolutionWarning",
     "RKC",
+    "spectral_radius",
     "BACKENDS",
     "choose_backend",
     "SOLVERS",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._quiet import quietly
 from ..models import Model
 from ..problems.base import Problem
 from ..trajectory import Trajectory
@@ -28,14 +29,13 @@ class PrecisionWarning(UserWarning):
 def deliberate_atol():
     """For internal flows whose ``atol`` is below the factors' rounding on purpose (GLRL's new
     escape direction starts far below the learned factors): no :class:`PrecisionWarning`."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PrecisionWarning)
+    with quietly(PrecisionWarning):
         yield
 
 
 class ResolutionWarning(UserWarning):
     """Float resolution cannot resolve the directions that escape after the first one
-    (depth >= 3 from tiny factors; see ``rankbias.dynamics._flow.warn_resolution``)."""
+    (depth >= 3 from tiny factors; see ``rankbias.dynamics.flow.precision.warn_resolution``)."""
 
 
 @contextlib.contextmanager
@@ -178,6 +178,14 @@ def stack_trees(trees: Sequence):
 
 def index_tree(tree, i):
     return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+def batch_runs(problem, p_axis, params, B: int) -> Iterator[tuple]:
+    """The runs of a batch of :func:`prepare_batch`, one by one: ``(problem, params, name)``,
+    with ``name = "params_list[i]"`` for the boundary checks' messages."""
+    for i in range(B):
+        run_problem = problem if p_axis is None else index_tree(problem, i)
+        yield run_problem, index_tree(params, i), f"params_list[{i}]"
 
 
 def batch_data(problem, p_axis, model, backend: str, B: int):

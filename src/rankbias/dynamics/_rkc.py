@@ -56,6 +56,42 @@ from ._rosenbrock import rodas4_krylov_step, rodas4_step
 
 _EPS_DAMP = 2.0 / 13.0
 
+__all__ = ["RKC", "power_iteration", "spectral_radius", "start_vector"]
+
+
+def start_vector(y: jax.Array) -> jax.Array:
+    """The power iteration's deterministic, generic unit start vector for states like ``y``:
+    ``v_i ~ cos(1.618... i + 0.3)`` (length ``y.size``, ``y``'s dtype)."""
+    v0 = jnp.cos(jnp.arange(y.size, dtype=y.dtype) * 1.618033988749895 + 0.3)
+    return v0 / jnp.linalg.norm(v0)
+
+
+def power_iteration(fun: Callable, y: jax.Array, v: jax.Array, n: int):
+    """``n`` power iterations on the Jacobian ``J = d fun / dy`` at ``y`` from the unit vector
+    ``v``, by exact Jacobian-vector products (``jax.jvp``); returns ``(v, ||J v_prev||)``: the
+    last direction and the last growth factor, an estimate of the spectral radius from below.
+    A non-finite or zero product keeps the previous direction and reports 0."""
+
+    def body(_, carry):
+        v, _ = carry
+        _, w = jax.jvp(fun, (y,), (v,))
+        nw = jnp.linalg.norm(w)
+        ok = jnp.isfinite(nw) & (nw > 0)
+        v = jnp.where(ok, w / jnp.where(ok, nw, 1.0), v)
+        return v, jnp.where(ok, nw, 0.0)
+
+    return jax.lax.fori_loop(0, n, body, (v, jnp.zeros((), y.dtype)))
+
+
+def spectral_radius(fun: Callable, y: jax.Array, iterations: int = 30) -> jax.Array:
+    r"""Estimate of the spectral radius ``rho(J)`` of the Jacobian ``J = d fun / dy`` at ``y``
+    (``y`` flat, length ``P``; ``fun: (P,) -> (P,)``), from below: ``iterations`` power
+    iterations (:func:`power_iteration`) from :func:`start_vector`, as RKC estimates the
+    stiffness of a flow (a gradient flow's ``J = -H`` has a real spectrum, so the iteration
+    converges to ``max |lambda(H)|``). Costs ``iterations`` JVPs; traceable (``jit``/``vmap``).
+    """
+    return power_iteration(fun, y, start_vector(y), iterations)[1]
+
 
 class RKC(AbstractAdaptiveSolver):
     """Damped 2nd-order Runge--Kutta--Chebyshev (stabilised explicit) solver.
@@ -75,8 +111,8 @@ class RKC(AbstractAdaptiveSolver):
             thousand. Under ``vmap`` every branch runs on every step: keep ``None`` there.
         krylov_stages: matrix-free Rodas4 step (:func:`rodas4_krylov_step`) where a Chebyshev
             step would need more stages than this; ``None``: never. ``args[-1]`` must then be
-            the basis ``(Vt, theta)`` (``krylov_rank x P``; zeros: none yet) that the driver
-            builds when a step asks (``y_error`` all ``-inf``), see
+            the basis ``(Vt, theta)`` (``krylov_rank x P``; zeros: none yet; the driver's
+            ``FlowArgs.basis``, its last field) that the driver builds when a step asks (``y_error`` all ``-inf``), see
             :mod:`rankbias.dynamics._krylov`.
         krylov_rank, krylov_tol, krylov_maxiter, krylov_rebuild: basis size, GMRES tolerance
             and iteration cap per solve, and the iteration count above which a basis that has
@@ -104,22 +140,14 @@ class RKC(AbstractAdaptiveSolver):
         return 3
 
     def _power(self, terms, t, y, args, v, n):
-        def body(_, carry):
-            v, _ = carry
-            _, w = jax.jvp(lambda z: terms.vf(t, z, args), (y,), (v,))
-            nw = jnp.linalg.norm(w)
-            ok = jnp.isfinite(nw) & (nw > 0)
-            v = jnp.where(ok, w / jnp.where(ok, nw, 1.0), v)
-            return v, jnp.where(ok, nw, 0.0)
-
-        return jax.lax.fori_loop(0, n, body, (v, jnp.zeros((), y.dtype)))
+        """``n`` power iterations on the Jacobian of ``terms.vf(t, ., args)`` at ``y``
+        (:func:`power_iteration`)."""
+        return power_iteration(lambda z: terms.vf(t, z, args), y, v, n)
 
     def init(self, terms, t0, t1, y0, args):
         f0 = terms.vf(t0, y0, args)
         # Deterministic, generic start vector; refined by many iterations once.
-        v0 = jnp.cos(jnp.arange(y0.size, dtype=y0.dtype) * 1.618033988749895 + 0.3)
-        v0 = v0 / jnp.linalg.norm(v0)
-        v, rho = self._power(terms, t0, y0, args, v0, 20)
+        v, rho = self._power(terms, t0, y0, args, start_vector(y0), 20)
         # The evaluation counter starts with f0 and the 20 power iterations.
         state = (f0, v, rho, jnp.asarray(21, jnp.int32))
         if self.krylov_stages is not None:
@@ -241,7 +269,7 @@ class RKC(AbstractAdaptiveSolver):
             )
         dense_info = dict(y0=y0, y1=ys, k0=h * f0, k1=h * f1)
         # -inf errors (a Krylov step asking for a new basis; diffrax turns NaN into +inf)
-        # pass: the controller ends the segment on them (rankbias.dynamics._flow._Segmented).
+        # pass: the controller ends the segment on them (rankbias.dynamics.flow.controller).
         finite = jnp.all(jnp.isfinite(ys))
         # A non-finite stage (overflow from a too-long step) or error estimate becomes an
         # infinite error: the controller rejects the step and shrinks it. Only the all -inf
