@@ -45,7 +45,8 @@ import numpy as np
 from . import _repr
 from ._quiet import quietly
 from ._validation import check_positive
-from .dynamics._flow import gradient_flow_batch, save_times
+from .dynamics.flow.api import gradient_flow_batch
+from .dynamics.flow.save import save_times
 from .glrl._alignment import mid_time
 from .glrl._greedy import glrl
 from .glrl._replay import replay_phase_matrices

@@ -31,7 +31,7 @@ from ._io import atomic_write_text
 from ._quiet import quietly
 from ._validation import check_int, check_int_seed, check_positive
 from .baselines.nuclear import min_nuclear_norm
-from .dynamics._flow import gradient_flow
+from .dynamics.flow.api import gradient_flow
 from .glrl import glrl
 from .models import DeepFactorization, SymmetricFactorization
 from .problems.completion import MatrixCompletion

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._validation import check_shape
-from ..dynamics._flow import flow_defaults
+from ..dynamics.flow.precision import flow_defaults
 from ..optimizers import OPTIMIZERS, check_hyperparams
 from ..problems.splits import load_ratings
 from ..store import run_key

@@ -21,10 +21,11 @@ import jax
 import numpy as np
 
 from .._quiet import quietly
-from ..dynamics._flow import gradient_flow_batch, save_times
 from ..dynamics._train import train_batch
 from ..dynamics.descent.api import gradient_descent_batch
 from ..dynamics.descent.grid import save_steps
+from ..dynamics.flow.api import gradient_flow_batch
+from ..dynamics.flow.save import save_times
 from ..glrl import glrl
 from ..models import DeepFactorization, SymmetricFactorization
 from ..optimizers import OPTIMIZERS

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_bool, check_choice, check_int, check_int_seed, check_positive
-from ..dynamics._flow import SOLVERS
+from ..options import SOLVERS
 from ..problems.base import Problem
 from ._alignment import mid_time, refine_mid
 from ._directions import grad_operator, is_dense, kkt_residuals, norm2, top_direction

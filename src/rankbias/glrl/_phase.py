@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
 from ..dynamics._common import deliberate_atol
-from ..dynamics._flow import _vector_field, gradient_flow
-from ..dynamics._rkc import RKC
+from ..dynamics._rkc import spectral_radius
 from ..dynamics._sparse import SparseCompletion, record
+from ..dynamics.flow.api import gradient_flow
+from ..dynamics.flow.solvers import vector_field as _vector_field
 from ..models import Model
 from ..problems.base import Problem
 from ..trajectory import Trajectory
@@ -197,11 +197,10 @@ def _with_polished_end(traj: Trajectory, last: dict, params, symmetric: bool, ni
 @eqx.filter_jit
 def _sparse_rho(data, model, y0, iters: int = 30):
     """Spectral radius of the factor objective's Hessian at ``y0``: the RKC solver's own
-    power iteration on exact JVPs of the sparse backend's vector field."""
+    power iteration (:func:`~rankbias.dynamics.spectral_radius`) on exact JVPs of the sparse
+    backend's vector field."""
     vf = _vector_field(model)
-    term = diffrax.ODETerm(lambda t, y, args: vf(t, y, data))
-    v0 = jnp.cos(jnp.arange(y0.size, dtype=y0.dtype) * 1.618033988749895 + 0.3)
-    return RKC()._power(term, 0.0, y0, None, v0 / jnp.linalg.norm(v0), iters)[1]
+    return spectral_radius(lambda y: vf(0.0, y, data), y0, iters)
 
 
 def _auto_solver(data, model, params, horizon) -> str:

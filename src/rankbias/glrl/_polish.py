@@ -12,8 +12,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..dynamics._flow import _vector_field
 from ..dynamics._sparse import SparseCompletion
+from ..dynamics.flow.solvers import vector_field as _vector_field
 from ._factors import padded_model, unpad, width
 
 __all__ = ["POLISH_FACTOR", "newton_polish", "neg_grad"]

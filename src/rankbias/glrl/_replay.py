@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..dynamics._common import deliberate_atol
-from ..dynamics._flow import gradient_flow
+from ..dynamics.flow.api import gradient_flow
 from ..problems.base import Problem
 from ..trajectory import Trajectory
 from ._factors import append_direction, padded_model, phase_model, width, zero_factors

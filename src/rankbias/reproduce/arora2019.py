@@ -33,7 +33,7 @@ import numpy as np
 from .._io import atomic_write_text, canonical_json
 from .._quiet import quietly
 from ..baselines.nuclear import min_nuclear_norm
-from ..dynamics._flow import gradient_flow
+from ..dynamics.flow.api import gradient_flow
 from ..models import DeepFactorization
 from ..problems.completion import MatrixCompletion
 from ..problems.matrices import random_low_rank

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .._quiet import quietly
-from ..dynamics._flow import gradient_flow
 from ..dynamics._train import train_batch
+from ..dynamics.flow.api import gradient_flow
 from ..flow_distance import distance_to_flow
 from ..glrl import glrl
 from ..models import DeepFactorization

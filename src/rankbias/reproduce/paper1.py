@@ -14,7 +14,7 @@ from .. import counterexamples as ce
 from .._quiet import quietly
 from ..baselines.nuclear import min_nuclear_norm
 from ..compare import compare_with_glrl
-from ..dynamics._flow import gradient_flow, gradient_flow_batch
+from ..dynamics.flow.api import gradient_flow, gradient_flow_batch
 from ..glrl import glrl
 from ..models import DeepFactorization, SymmetricFactorization
 from ..problems.completion import MatrixCompletion
