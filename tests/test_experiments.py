@@ -1,6 +1,7 @@
 """Configs (parsing, validation, overrides, grid expansion), batching, executors, reproductions."""
 
 import json
+import re
 import textwrap
 
 import numpy as np
@@ -483,7 +484,8 @@ def test_dask_external_scheduler_on_loopback(inprocess, tmp_path):
         (
             "n_save = 12",
             "n_save = 100000000",
-            "dynamics.n_save must be between 2 and 100,000, got 100000000",
+            "dynamics.n_save must be between 2 and 100,000 (each record holds the loss, the "
+            "gradient norm and all singular values), got 100000000",
         ),
         (
             'method = "gd"\nlr = 0.2\nsteps = 200',
@@ -503,7 +505,7 @@ def test_dask_external_scheduler_on_loopback(inprocess, tmp_path):
     ],
 )
 def test_bounds_and_orderings(old, new, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         ex.expand(parse(TINY.replace(old, new)))
 
 

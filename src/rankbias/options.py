@@ -24,10 +24,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._validation import check_bool, check_choice, check_int, check_positive
+import numpy as np
+
+from ._validation import (
+    check_bool,
+    check_choice,
+    check_float_dtype,
+    check_int,
+    check_positive,
+)
 
 #: Gradient-flow solvers (:func:`rankbias.gradient_flow`, ``solver=``).
 SOLVERS = ("hybrid", "rkc", "rodas4", "krylov", "tsit5", "dopri5", "dopri8", "kvaerno5")
@@ -46,6 +55,8 @@ MAX_STEPS = 100_000_000
 A step costs at least ~10 us on a CPU even on tiny problems (17 us measured at 8 x 8), so
 ``10^8`` steps already take about half an hour; a larger count is a typo or a run that never
 ends: the gradient flow is the tool for long horizons."""
+DIVERGENCE_WHY = "a growth factor of the loss"
+N_SAVE_WHY = "each record holds the loss, the gradient norm and all singular values"
 STEPS_WHY = (
     "10^8 steps already take about half an hour on the smallest problem; a larger count is a "
     "typo or a run that never ends: use the gradient flow (method = 'flow') for long horizons"
@@ -57,14 +68,20 @@ class Option:
     """How one option is checked, compiled and written in TOML.
 
     ``kind``: ``"float"``, ``"float_or_auto"`` (a number or ``"auto"``), ``"int"``, ``"str"``,
-    ``"bool"``. ``toml``: the key a sweep config uses (``None``: not a TOML value, ``why`` says
-    why). ``static``: part of the compile key."""
+    ``"bool"``. ``check``: the bound (the grammar above) that a TOML value and, unless
+    ``validate`` is given, a library argument must meet. ``validate``: the library's own check
+    ``(value, name) -> value`` where it accepts more than one TOML value can hold (per-run
+    sequences, dtype objects, optax transforms); a TOML value must then meet both, and a test
+    checks that every value ``check`` accepts, ``validate`` accepts too. ``toml``: the key a
+    sweep config uses (``None``: not a TOML value, ``why`` says why). ``static``: part of the
+    compile key."""
 
     kind: str
     check: tuple | None = None
     static: bool = False
     toml: str | None = ""  # "": the field's own name
     why: str = ""
+    validate: Callable[[Any, str], Any] | None = None
 
 
 def option(
@@ -75,9 +92,11 @@ def option(
     static: bool = False,
     toml: str | None = "",
     why: str = "",
+    validate: Callable[[Any, str], Any] | None = None,
 ) -> Any:
     """A dataclass field carrying its :class:`Option` (its default is the library's)."""
-    return field(default=default, metadata={"option": Option(kind, check, static, toml, why)})
+    o = Option(kind, check, static, toml, why, validate)
+    return field(default=default, metadata={"option": o})
 
 
 def options_of(cls) -> dict[str, tuple[Any, Option]]:
@@ -105,7 +124,10 @@ def check_value(name: str, value: Any, o: Option) -> Any:
     ``ValueError`` naming ``name``, with the messages of :mod:`rankbias._validation`."""
     if value is None:
         return None
+    if o.validate is not None:
+        return o.validate(value, name)
     c = o.check
+    why = f" ({c[-1]})" if c is not None and isinstance(c[-1], str) and c[0] != "choice" else ""
     if o.kind == "bool":
         return check_bool(value, name)
     if o.kind == "str":
@@ -119,21 +141,61 @@ def check_value(name: str, value: Any, o: Option) -> Any:
         hi = c[2] if c is not None and c[0] == "between" else None
         v = check_int(value, name, minimum=lo)
         if hi is not None and v > hi:
-            why = f" ({c[3]})" if c is not None and len(c) > 3 else ""
             raise ValueError(f"`{name}` must be <= {hi}{why}, got {v}")
         return v
-    if c is not None and c[0] == ">" and c[1] == 0.0:
-        return check_positive(value, name)
-    if c is not None and c[0] == ">=" and c[1] == 0.0:
-        return check_positive(value, name, allow_zero=True)
-    v = check_positive(value, name, allow_zero=True) if c is not None else float(value)
-    if c is not None and c[0] in ("range", "between"):
-        lo, hi = c[1], c[2]
-        ok = (lo < v <= hi) if c[0] == "range" else (lo <= v <= hi)
+    if c is None:
+        return float(value)
+    op, lo = c[0], c[1]
+    v = check_positive(value, name, allow_zero=not (op == ">" and lo == 0.0))
+    if op == ">" and not v > lo:
+        raise ValueError(f"`{name}` must be > {lo:g}{why}, got {v}")
+    if op == ">=" and not v >= lo:
+        raise ValueError(f"`{name}` must be >= {lo:g}{why}, got {v}")
+    if op in ("range", "between"):
+        hi = c[2]
+        ok = (lo < v <= hi) if op == "range" else (lo <= v <= hi)
         if not ok:
-            what = f"in ({lo}, {hi}]" if c[0] == "range" else f"in [{lo}, {hi}]"
-            raise ValueError(f"`{name}` must be {what}, got {v}")
+            what = f"in ({lo}, {hi}]" if op == "range" else f"in [{lo}, {hi}]"
+            raise ValueError(f"`{name}` must be {what}{why}, got {v}")
     return v
+
+
+def check_steps(steps, name: str = "steps") -> int:
+    """``steps`` as an int in ``[0, MAX_STEPS]`` (the library runs zero steps: the record of
+    the initialization); raises ``ValueError`` naming ``name``."""
+    steps = check_int(steps, name, minimum=0)
+    if steps > MAX_STEPS:
+        raise ValueError(
+            f"`{name}` must be <= {MAX_STEPS:_} (MAX_STEPS: at >= ~10 us per step such a run "
+            f"would not finish), got {steps:_}; run fewer steps, or chain runs from "
+            f"the previous run's final_params"
+        )
+    return steps
+
+
+def check_lr(lr, name: str = "lr"):
+    """``lr``: a positive number or (batches) one per run, returned as given."""
+    try:
+        lrs = np.atleast_1d(np.asarray(lr, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`{name}` must be a positive number (or one per run), got {lr!r}"
+        ) from None
+    for v in lrs:
+        check_positive(v, name)
+    return lr
+
+
+def check_dtype_name(dtype, name: str = "dtype") -> str:
+    """A float dtype (``"float64"``, ``jnp.float32``, ...) as its name; ``ValueError`` else."""
+    return check_float_dtype(dtype, name).name
+
+
+def check_seeds(seed, name: str = "seed"):
+    """A non-negative integer seed, or (batches) one per run, returned as given."""
+    for s in np.atleast_1d(np.asarray(seed)).ravel():
+        check_int(s, name, minimum=0)
+    return seed
 
 
 class _Checked:
@@ -166,10 +228,12 @@ class FlowOptions(_Checked):
     gtol: float | str | None = option("auto", "float_or_auto", (">", 0.0))
     curvature_tol: float | None = option(None, "float", (">", 0.0))
     certificate_tol: float | None = option(None, "float", (">", 0.0))
-    n_save: int = option(200, "int", ("between", 2, MAX_SAVE), static=True)
+    n_save: int = option(200, "int", ("between", 2, MAX_SAVE, N_SAVE_WHY), static=True)
     t_min: float | None = option(None, "float", (">", 0.0))
     max_steps: int = option(1_000_000, "int", ("between", 1, MAX_STEPS_CAP), static=True)
-    dtype: str | None = option(None, "str", ("choice", DTYPES), static=True)
+    dtype: str | None = option(
+        None, "str", ("choice", DTYPES), static=True, validate=check_dtype_name
+    )
     backend: str = option("auto", "str", ("choice", BACKENDS), static=True)
 
     def __post_init__(self) -> None:
@@ -193,11 +257,15 @@ class DescentOptions(_Checked):
     ``lr`` and ``steps`` are required arguments of :func:`rankbias.gradient_descent`; their
     defaults here are a sweep config's (``dynamics.lr``, ``dynamics.steps``)."""
 
-    lr: float = option(0.01, "float", (">", 0.0))
-    steps: int = option(1000, "int", ("between", 1, MAX_STEPS, STEPS_WHY))
-    n_save: int = option(200, "int", ("between", 2, MAX_SAVE), static=True)
-    divergence_factor: float = option(1e8, "float", (">", 0.0))
-    dtype: str | None = option(None, "str", ("choice", DTYPES), static=True)
+    lr: float = option(0.01, "float", (">", 0.0), validate=check_lr)
+    # A sweep run takes at least one step (zero steps record nothing to compare); the library
+    # also runs zero steps (the record of the initialization).
+    steps: int = option(1000, "int", ("between", 1, MAX_STEPS, STEPS_WHY), validate=check_steps)
+    n_save: int = option(200, "int", ("between", 2, MAX_SAVE, N_SAVE_WHY), static=True)
+    divergence_factor: float = option(1e8, "float", (">", 1.0, DIVERGENCE_WHY))
+    dtype: str | None = option(
+        None, "str", ("choice", DTYPES), static=True, validate=check_dtype_name
+    )
     backend: str = option("auto", "str", ("choice", BACKENDS), static=True)
 
 
@@ -212,13 +280,15 @@ class TrainOptions(_Checked):
     config schema's (:mod:`rankbias.experiments.schema`): this module imports no optimizer."""
 
     optimizer: str = option("group_rmsprop", "str", static=True)
-    lr: float | None = option(0.01, "float", (">", 0.0))
-    steps: int = option(1000, "int", ("between", 1, MAX_STEPS, STEPS_WHY))
+    lr: float | None = option(0.01, "float", (">", 0.0), validate=check_lr)
+    steps: int = option(1000, "int", ("between", 1, MAX_STEPS, STEPS_WHY), validate=check_steps)
     batch_size: int | None = option(None, "int", (">=", 1), static=True)
-    seed: int = option(0, "int", (">=", 0), toml="batch_seed")
-    n_save: int = option(200, "int", ("between", 2, MAX_SAVE), static=True)
-    divergence_factor: float = option(1e8, "float", (">", 0.0))
-    dtype: str | None = option(None, "str", ("choice", DTYPES), static=True)
+    seed: int = option(0, "int", (">=", 0), toml="batch_seed", validate=check_seeds)
+    n_save: int = option(200, "int", ("between", 2, MAX_SAVE, N_SAVE_WHY), static=True)
+    divergence_factor: float = option(1e8, "float", (">", 1.0, DIVERGENCE_WHY))
+    dtype: str | None = option(
+        None, "str", ("choice", DTYPES), static=True, validate=check_dtype_name
+    )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import optax
 
 from .._validation import check_bool, check_int, check_positive
 from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
+from ..options import TrainOptions
 from ..trajectory import Trajectory
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
 from ._sparse import loss_and_grad
@@ -263,10 +264,12 @@ def _hyper_tree(values: dict, B: int | None, dtype):
 
 
 def _common_args(steps, n_save, divergence_factor, seed, save_at) -> LoopSettings:
-    settings = LoopSettings.check(steps, n_save, divergence_factor, save_at)
-    for s in np.atleast_1d(np.asarray(seed)).ravel():
-        check_int(s, "seed", minimum=0)
-    return settings
+    """One :class:`TrainOptions` of the loop settings and the minibatch seed(s), then
+    ``save_at``."""
+    options = TrainOptions(
+        steps=steps, n_save=n_save, divergence_factor=divergence_factor, seed=seed
+    )
+    return LoopSettings.from_options(options, save_at)
 
 
 def _spec(settings: LoopSettings, save_matrices, rule, model, dtype) -> LoopSpec:

@@ -117,14 +117,14 @@ def _bound(path: str, check, v) -> None:
     op = check[0]
     if op == "choice" and v not in check[1]:
         raise ConfigError(f"{path} must be one of {', '.join(map(repr, check[1]))}, got {short(v)}")
+    why = f" ({check[-1]})" if op != "choice" and isinstance(check[-1], str) else ""
     if op == ">" and not v > check[1]:
-        raise ConfigError(f"{path} must be > {check[1]:g}, got {short(v)}")
+        raise ConfigError(f"{path} must be > {check[1]:g}{why}, got {short(v)}")
     if op == ">=" and not v >= check[1]:
-        raise ConfigError(f"{path} must be >= {check[1]:g}, got {short(v)}")
+        raise ConfigError(f"{path} must be >= {check[1]:g}{why}, got {short(v)}")
     if op == "range" and not (check[1] < v <= check[2]):
         raise ConfigError(f"{path} must be in ({check[1]:g}, {check[2]:g}], got {short(v)}")
     if op == "between" and not (check[1] <= v <= check[2]):
-        why = f" ({check[3]})" if len(check) > 3 else ""
         raise ConfigError(
             f"{path} must be between {check[1]:,} and {check[2]:,}{why}, got {short(v)}"
         )

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..._validation import check_bool
+from ...options import DescentOptions
 from .._common import (
     batch_data,
     build_trajectory,
@@ -31,7 +32,7 @@ from .batching import batch_strategy, check_initial_losses, collect, run_problem
 from .hints import Rerun, check_divergence, end_stationarity
 from .loop import LoopConfig, LoopSpec
 from .rules import GDRule, check_schedule, gd_times, schedule_values
-from .settings import LoopSettings, check_lr, check_on_divergence
+from .settings import LoopSettings, check_on_divergence
 from .sharpness import sharp
 from .stationarity import warn_not_stationary
 
@@ -39,10 +40,11 @@ __all__ = ["gradient_descent", "gradient_descent_batch"]
 
 
 def _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at) -> LoopSettings:
-    """The boundary checks of both public functions, in the order users see their errors."""
-    settings = LoopSettings.check(steps, n_save, divergence_factor, save_at)
+    """The boundary checks of both public functions: one :class:`DescentOptions` (``lr`` may
+    hold one value per run of a batch), then ``save_at`` and the schedule."""
+    options = DescentOptions(lr=lr, steps=steps, n_save=n_save, divergence_factor=divergence_factor)
+    settings = LoopSettings.from_options(options, save_at)
     check_schedule(lr_schedule)
-    check_lr(lr)
     return settings
 
 

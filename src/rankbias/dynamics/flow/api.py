@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..._validation import check_bool
-from ...options import MAX_SAVE, FlowOptions
+from ...options import FlowOptions
 from ...trajectory import Trajectory
 from .._common import batch_data, batch_runs, check_run, index_tree, prepare_batch, resolve_dtype
 from .._sparse import backend_data, choose_backend
@@ -39,15 +39,10 @@ def _settings(args: dict[str, Any], stacklevel: int) -> FlowSettings:
     """The settings of a public call, from its arguments (its ``locals()`` on entry): one
     :class:`FlowOptions` (``ValueError`` naming a bad argument), resolved for the dtype."""
     dtype = resolve_dtype(args["dtype"])
-    # Two messages more specific than FlowOptions' generic ones (tests and users match them).
-    gtol, n_save = args["gtol"], args["n_save"]
+    # A message more specific than FlowOptions' generic one (tests and users match it).
+    gtol = args["gtol"]
     if isinstance(gtol, str) and gtol != "auto":
         raise ValueError(f"`gtol` must be a positive number, None or 'auto', got {gtol!r}")
-    if isinstance(n_save, int | np.integer) and n_save > MAX_SAVE:
-        raise ValueError(
-            f"`n_save` must be <= {MAX_SAVE} (each record holds the loss, the "
-            f"gradient norm and all singular values), got {n_save}"
-        )
     fields = {k: args[k] for k in _OPTION_FIELDS if k != "dtype"}
     options = FlowOptions(**fields, dtype=jnp.dtype(dtype).name)
     save_matrices = check_bool(args["save_matrices"], "save_matrices")
