@@ -162,6 +162,14 @@ class Model(eqx.Module):
             f"the factors as a tuple of arrays of shapes {self.param_shapes}"
         )
 
+    @property
+    def factor_chain(self) -> bool:
+        """``True`` when ``params`` are the chain ``(W_1, ..., W_L)`` of ``W = W_L ... W_1``:
+        the gradient flow then conserves each imbalance ``W_{j+1}^T W_{j+1} - W_j W_j^T``,
+        which bounds the Hessian radius from below (the flow's pre-check of a large init
+        uses it). ``False`` (default): no such invariant is assumed."""
+        return False
+
     # -- factor form (optional) -----------------------------------------------------------
 
     @property
@@ -315,6 +323,11 @@ class DeepFactorization(Model):
     def factor_form(self) -> str:
         """``"product"``: ``A = W_L ... W_2`` (``(m, k_1)``), ``B = W_1^T`` (``(n, k_1)``)."""
         return "product"
+
+    @property
+    def factor_chain(self) -> bool:
+        """``True``: ``params = (W_1, ..., W_L)``, ``W = W_L ... W_1``."""
+        return True
 
     @property
     def max_rank(self) -> int:

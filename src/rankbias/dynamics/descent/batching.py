@@ -43,8 +43,7 @@ def batch_strategy(model, batch: int) -> str:
         return "loop"
     if jax.default_backend() != "cpu":
         return "vmap"
-    dims = tuple(getattr(model, "shape", ())) + tuple(getattr(model, "widths", None) or ())
-    dims += (int(getattr(model, "width", 0) or 0),)
+    dims = (*model.shape, *(n for shape in model.param_shapes for n in shape))
     return "vmap" if max(dims) <= VMAP_MAX_DIM else "loop"
 
 

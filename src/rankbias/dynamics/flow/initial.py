@@ -56,7 +56,7 @@ def check_initial_state(
     W0, f, G = check_initial_loss(problem, model, params, name)
     if (
         depth < 2
-        or not hasattr(model, "widths")
+        or not model.factor_chain
         or solver in ("rodas4", "kvaerno5", "hybrid", "krylov")
     ):
         return

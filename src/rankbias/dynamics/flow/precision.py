@@ -116,9 +116,9 @@ def warn_atol(atol: float, y0: np.ndarray, rtol: float, stacklevel: int = 2) -> 
 
 
 def _deep_scale(model, y0: np.ndarray) -> tuple[int, float, float]:
-    """``(L, max|y0|, eps of y0's dtype)``; ``L = 0`` for models without a depth."""
+    """``(L, max|y0|, eps of y0's dtype)`` with ``L = model.depth``."""
     top = float(np.max(np.abs(y0))) if y0.size else 0.0
-    return getattr(model, "depth", 0), top, float(np.finfo(y0.dtype).eps)
+    return model.depth, top, float(np.finfo(y0.dtype).eps)
 
 
 def below_rounding_floor(model, y0: np.ndarray) -> bool:
