@@ -104,6 +104,8 @@ def test_replace_builds_a_variant_and_leaves_the_run_alone(gd):
     assert not np.allclose(gd.effective_rank("ratio"), 1.0)
     with pytest.raises(TypeError):
         gd.replace(time=gd.times)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a run is a record
+        gd.times = gd.times + 1.0  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def test_equality_is_nan_aware_and_trajectories_are_unhashable(gd, tmp_path):

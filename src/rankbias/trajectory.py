@@ -46,7 +46,7 @@ class TrajectoryFileError(ValueError):
     """``Trajectory.load`` was given a file that is not a (complete) rankbias trajectory."""
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Trajectory:
     """A recorded gradient-flow or gradient-descent run (all arrays are NumPy, float64).
 
@@ -58,7 +58,8 @@ class Trajectory:
 
     ``print(traj)`` is a short summary; ``traj == other`` compares every array exactly (NaN
     equal to NaN) and ``info`` (as saved: JSON); :meth:`to_xarray` and :meth:`plot` present it.
-    A run is a record: build a variant with :meth:`replace`, do not assign to its attributes.
+    A run is a record: its attributes cannot be assigned (``dataclasses.FrozenInstanceError``);
+    build a variant with :meth:`replace`.
     """
 
     times: np.ndarray
@@ -73,10 +74,9 @@ class Trajectory:
     effective_ranks: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
-        if not self.effective_ranks:
-            self.effective_ranks = {
-                k: effective_ranks_from_sv(self.singular_values, k) for k in EFFECTIVE_RANKS
-            }
+        if not self.effective_ranks:  # frozen: set once, here
+            ranks = {k: effective_ranks_from_sv(self.singular_values, k) for k in EFFECTIVE_RANKS}
+            object.__setattr__(self, "effective_ranks", ranks)
 
     def replace(self, **changes) -> Trajectory:
         """A copy of this run with the given fields changed; this run is left as it is.
