@@ -26,10 +26,18 @@ class RunRecord(Protocol):
     ``(m, n)``; ``info`` (``"method"``, ``"dtype"``, ...); ``status`` (``info["status"]``);
     ``effective_rank(kind)`` ``(T,)``; ``to_xarray()`` the run as a one-run dataset."""
 
-    times: np.ndarray
-    steps: np.ndarray | None
-    final_matrix: np.ndarray
-    info: dict
+    # read-only members: a Trajectory is frozen
+    @property
+    def times(self) -> np.ndarray: ...
+
+    @property
+    def steps(self) -> np.ndarray | None: ...
+
+    @property
+    def final_matrix(self) -> np.ndarray: ...
+
+    @property
+    def info(self) -> dict: ...
 
     @property
     def status(self) -> str: ...
