@@ -12,6 +12,7 @@ import numpy as np
 
 from .._quiet import quietly
 from ..models import Model
+from ..options import MAX_SAVE
 from ..problems.base import Problem
 from ..trajectory import Trajectory
 from ._sparse import (
@@ -254,3 +255,27 @@ def batch_apply(fn, in_axes, args, cpu_vmap: bool = False):
         )
 
     return jax.lax.map(one, mapped)
+
+
+def check_record_points(save_at, end, *, steps: bool) -> np.ndarray:
+    """``save_at`` (record points in any order) as a sorted vector in ``[0, end]``: int64
+    step indices up to ``end = steps`` (gradient descent, optimizers) or float64 times up to
+    ``end = t_max`` (gradient flow); at most ``MAX_SAVE`` of them. Raises ``ValueError`` for
+    a non-numeric, non-finite, out-of-range or (steps) non-integer point."""
+    what, noun = ("step indices", "steps") if steps else ("times", "times")
+    try:
+        a = np.asarray(save_at, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"`save_at` must be an array of {what}, got {save_at!r}") from None
+    if a.size > MAX_SAVE:
+        raise ValueError(f"`save_at` holds {a.size} {noun}; at most {MAX_SAVE}")
+    if steps and (not np.all(np.isfinite(a)) or np.any(a != np.round(a))):
+        raise ValueError(
+            "`save_at` must hold integer step indices (gradient descent records after whole steps)"
+        )
+    ok = np.isfinite(a) & (a >= 0) & (a <= end)
+    if not ok.all():
+        bound = f"steps={end}" if steps else f"t_max={end:g}"
+        raise ValueError(f"`save_at` {noun} must lie in [0, {bound}], got {a[~ok][0]:g}")
+    a = np.sort(a)  # a set of record points: any order
+    return a.astype(np.int64) if steps else a

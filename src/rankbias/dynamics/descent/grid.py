@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...options import MAX_SAVE
+from .._common import check_record_points
 
 __all__ = ["save_steps", "check_save_steps", "record_steps"]
 
@@ -24,20 +24,7 @@ def save_steps(steps: int, n_save: int, extra=None) -> np.ndarray:
 def check_save_steps(save_at, steps: int) -> np.ndarray:
     """``save_at`` (integer steps in any order) as a sorted int64 vector in ``[0, steps]``;
     raises ``ValueError`` for non-integer or out-of-range steps."""
-    try:
-        a = np.asarray(save_at, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise ValueError(f"`save_at` must be an array of step indices, got {save_at!r}") from None
-    if a.size > MAX_SAVE:
-        raise ValueError(f"`save_at` holds {a.size} steps; at most {MAX_SAVE}")
-    if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-        raise ValueError(
-            "`save_at` must hold integer step indices (gradient descent records after whole steps)"
-        )
-    if np.any(a < 0) or np.any(a > steps):
-        bad = a[(a < 0) | (a > steps)][0]
-        raise ValueError(f"`save_at` steps must lie in [0, steps={steps}], got {bad:g}")
-    return np.sort(a).astype(np.int64)  # a set of record steps: any order
+    return check_record_points(save_at, steps, steps=True)
 
 
 def _padded(rec_steps: np.ndarray, n_save: int, n_extra: int) -> np.ndarray:

@@ -54,11 +54,7 @@ def check_initial_state(
             f"and the flow's stiffness overflow); use a smaller init `scale`"
         )
     W0, f, G = check_initial_loss(problem, model, params, name)
-    if (
-        depth < 2
-        or not model.factor_chain
-        or solver in ("rodas4", "kvaerno5", "hybrid", "krylov")
-    ):
+    if depth < 2 or not model.factor_chain or solver in ("rodas4", "kvaerno5", "hybrid", "krylov"):
         return
     Ws = [np.asarray(p, dtype=np.float64) for p in params]
     delta = max(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...options import MAX_SAVE
+from .._common import check_record_points
 
 
 def save_times(t_max: float, n_save: int, t_min: float | None = None, extra=None) -> np.ndarray:
@@ -25,13 +25,4 @@ def save_times(t_max: float, n_save: int, t_min: float | None = None, extra=None
 def check_save_at(save_at, t_max: float) -> np.ndarray:
     """``save_at`` (times in any order) as a sorted float64 vector in ``[0, t_max]``; raises
     ``ValueError`` for non-finite or out-of-range times, or more than ``MAX_SAVE``."""
-    try:
-        a = np.asarray(save_at, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise ValueError(f"`save_at` must be an array of times, got {save_at!r}") from None
-    if a.size > MAX_SAVE:
-        raise ValueError(f"`save_at` holds {a.size} times; at most {MAX_SAVE}")
-    if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a > t_max):
-        bad = a[~(np.isfinite(a) & (a >= 0) & (a <= t_max))][0]
-        raise ValueError(f"`save_at` times must lie in [0, t_max={t_max:g}], got {bad:g}")
-    return np.sort(a)  # a set of record times: any order, duplicates merged
+    return check_record_points(save_at, t_max, steps=False)
