@@ -250,3 +250,66 @@ def test_perturbed_identity_and_beta_are_refused_at_any_depth():
         model.init("perturbed_identity", beta=0.1)
     with pytest.raises(ValueError, match="`beta` is not used"):
         model.init("identity", beta=0.1)
+
+
+# ----------------------------------------------------------------------------- in a sweep
+
+SWEEP = """
+name = "sym"
+kind = "sweep"
+[problem]
+type = "completion"
+shape = [6, 6]
+rank = 1
+psd = true
+fraction = 0.7
+[model]
+type = "symmetric"
+{depth}
+[dynamics]
+method = "gd"
+lr = 0.2
+steps = 5
+n_save = 3
+[sweep]
+grid = {{ alpha = [1e-2], seed = [0] }}
+"""
+
+
+def test_a_sweep_builds_the_symmetric_model_of_its_depth():
+    from rankbias.experiments import expand, parse_config
+    from rankbias.experiments.runner import build_model
+
+    unset, two, four = (
+        expand(parse_config(SWEEP.format(depth=d))).runs[0] for d in ("", "depth = 2", "depth = 4")
+    )
+    # depth 2 is today's model (depth was ignored for symmetric): its run key is unchanged
+    assert "depth" not in unset.config["model"] and unset.key == two.key
+    assert four.key != two.key and four.config["model"]["depth"] == 4
+    assert build_model(two.config) == rb.SymmetricFactorization(D)
+    assert build_model(four.config) == rb.SymmetricFactorization(D, depth=4)
+
+
+def test_a_deep_symmetric_sweep_runs(tmp_path):
+    from rankbias.experiments import expand, load, parse_config, run_sweep
+    from rankbias.experiments.runner import build_problem
+
+    sweep = expand(parse_config(SWEEP.format(depth="depth = 4")))
+    st = run_sweep(sweep, tmp_path, progress=False)
+    assert st["done"] == 1 and st["failed"] == 0
+    # the stored losses are those of the depth-4 model's GD from the run's init
+    cfg = sweep.runs[0].config
+    model = rb.SymmetricFactorization(D, depth=4)
+    p0 = model.init("gaussian", cfg["init"]["scale"], seed=cfg["init"]["seed"])
+    gd = rb.gradient_descent(build_problem(cfg), model, p0, lr=0.2, steps=5)
+    ds = load(tmp_path)
+    assert np.isfinite(gd.loss[-1]) and gd.loss[-1] > 0
+    np.testing.assert_allclose(ds["loss"].values.ravel()[-1], gd.loss[-1], rtol=1e-12)
+
+
+def test_a_sweep_refuses_an_odd_symmetric_depth():
+    from rankbias.experiments import expand, parse_config
+    from rankbias.experiments.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.depth = 3 is odd.*model.type = 'deep'"):
+        expand(parse_config(SWEEP.format(depth="depth = 3")))
