@@ -1,4 +1,5 @@
-r"""Factorizations ``W = W_L ... W_1`` and ``W = U U^T``, and their initializations.
+r"""Factorizations ``W = W_L ... W_1`` and ``W = P P^T`` (``P = U_L ... U_1``), and their
+initializations.
 
 Conventions (tested in ``tests/test_models.py``):
 
@@ -8,9 +9,14 @@ Conventions (tested in ``tests/test_models.py``):
 * **Objective.** Deep models minimise ``L(params) = f(W_L ... W_1)``. The symmetric model
   minimises ``L(U) = 1/2 f(U U^T)`` (Li et al.), so that ``dU/dt = -grad f(W) U`` and
   ``dW/dt = -(grad f(W) W + W grad f(W))``: the same flow as the depth-2 model
-  ``W_2 W_1`` from a balanced start ``W_2 = W_1^T = U^T``.
+  ``W_2 W_1`` from a balanced start ``W_2 = W_1^T = U^T``. The deep symmetric model
+  ``W = P P^T``, ``P = U_L ... U_1``, minimises ``1/2 f(P P^T)`` too: its flow is that of
+  ``W_{2L} ... W_1`` from the mirrored start ``(U_L^T, ..., U_1^T, U_1, ..., U_L)`` (each
+  ``U_j`` appears twice, which doubles its gradient; the weight 1/2 undoes it).
 * **Scale.** ``scale`` is the scale of the end-to-end product. Each of the ``L`` factors
-  gets ``scale ** (1/L)``:
+  gets ``scale ** (1/L)`` (for ``W = P P^T`` of depth ``2L``: each ``U_j`` gets
+  ``scale ** (1/(2L))``, so ``W(0)`` has scale ``scale``; see
+  :class:`SymmetricFactorization`):
 
   - ``"gaussian"``: entries of ``W_j`` are N(0, scale^(2/L) / k_{j-1}) (fan-in ``k_0 = n``),
     the convention of Arora et al. 2019; ``W(0)`` is ``scale`` times an O(1) random matrix.
@@ -126,7 +132,7 @@ class Model(eqx.Module):
         beta: float | None = None,
         dtype=jnp.float64,
     ) -> Params:
-        """Initial factors (``(W_1, ..., W_L)``, or ``(U,)`` for ``W = U U^T``); see the
+        """Initial factors (``(W_1, ..., W_L)``, or ``(U_1, ..., U_L)`` for ``W = P P^T``); see the
         module docstring for what ``scale`` means for each model.
 
         Arguments:
@@ -176,8 +182,8 @@ class Model(eqx.Module):
     def factor_form(self) -> str | None:
         """How ``W`` splits into two factors ``W = A B^T`` (``A`` ``(m, k)``, ``B`` ``(n, k)``):
 
-        * ``"symmetric"``: ``params == (U,)``, ``W = U U^T`` (``A = B = U``), objective
-          ``1/2 f(W)``: GLRL's PSD variant;
+        * ``"symmetric"``: ``W = P P^T`` (``A = B = P``; ``P = U`` and ``params == (U,)`` at
+          depth 2), objective ``1/2 f(W)``: GLRL's PSD variant;
         * ``"product"``: ``W = A B^T`` with ``B = W_1^T`` and ``A`` the product of the other
           factors: GLRL's asymmetric variant (the sparse backend needs depth >= 2);
         * ``None`` (default): no factor form (dense backend only, no GLRL variant).
@@ -252,6 +258,13 @@ def _haar(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
         q, r = np.linalg.qr(rng.standard_normal((rows, cols)))
         return q * np.sign(np.diag(r))
     return _haar(rng, cols, rows).T
+
+
+#: The sparse backend's singular values of a ``"symmetric"`` model are those of
+#: ``params[0]`` squared (:mod:`rankbias.dynamics._sparse`), right only when ``params ==
+#: (U,)``: a deeper :class:`SymmetricFactorization` refuses that backend (in
+#: ``factors_vjp``, which the backend calls first) until it reads ``factors(params)[0]``.
+_SPARSE_READS_FACTORS = False
 
 
 def _per_factor_pow(scale: float, depth: int) -> float:
@@ -388,39 +401,76 @@ class DeepFactorization(Model):
 
 
 class SymmetricFactorization(Model):
-    r"""``W = U U^T`` with ``U`` of shape ``(d, k)``; objective ``L(U) = 1/2 f(U U^T)``.
+    r"""``W = P P^T`` with ``P = U_L ... U_1`` of shape ``(d, k)``; objective
+    ``L(U_1, ..., U_L) = 1/2 f(P P^T)``.
 
-    Init ``scale`` is that of ``W(0) = U U^T``: ``U`` gets ``sqrt(scale)`` (``"gaussian"``:
-    entries N(0, scale / k); ``"identity"``: ``sqrt(scale) I``; ``"orthogonal"``:
-    ``sqrt(scale) Q``). ``"balanced"`` is the same as ``"orthogonal"`` for this model
-    (``U U^T`` is balanced by construction) and ``"perturbed_identity"`` is rejected.
+    ``params`` is ``(U_1, ..., U_L)`` with ``L = depth / 2``: ``U_1, ..., U_{L-1}`` of shape
+    ``(k, k)`` and ``U_L`` of shape ``(d, k)`` (``U_1`` acts first, as in
+    :class:`DeepFactorization`). At the default ``depth = 2`` this is ``W = U U^T`` with
+    ``params == (U,)``, ``U`` of shape ``(d, k)`` (Li et al.). ``depth`` counts the factors of
+    the end-to-end product ``W = U_L ... U_1 U_1^T ... U_L^T``, like
+    :attr:`DeepFactorization.depth`, so depth-``N`` results (escape times ``~ alpha^(2/N - 2)``
+    for ``N >= 3``) apply with ``N = depth``: the flow of this model from ``(U_1, ..., U_L)``
+    is that of ``DeepFactorization((d, d), depth)`` from the mirrored factors
+    ``(U_L^T, ..., U_1^T, U_1, ..., U_L)``.
+
+    Arguments:
+        size: ``d`` (``W`` is ``(d, d)``).
+        width: ``k``, the number of columns of ``P`` and the size of the inner factors
+           (one width for all; default ``d``, no rank constraint).
+        depth: an even number ``>= 2`` of factors of ``W``; an odd depth raises a
+           ``ValueError`` (use :class:`DeepFactorization` with a symmetric problem).
+
+    Init ``scale`` is that of ``W(0) = P P^T``: each of the ``depth`` factors of ``W`` gets
+    ``a = scale^(1/depth)`` (``per_factor=True``: ``scale`` is ``a``), so ``U_j`` gets ``a``
+    (``"gaussian"``: entries N(0, a^2 / k); ``"identity"``: ``a I``; ``"orthogonal"``:
+    ``a Q``, ``Q`` Haar semi-orthogonal). ``"balanced"`` gives ``U_{j+1}^T U_{j+1} = U_j
+    U_j^T`` with all nonzero singular values ``a`` (at depth 2 it is ``"orthogonal"``:
+    ``U U^T`` is balanced by construction), so ``W(0) = scale Q Q^T``;
+    ``"perturbed_identity"`` is rejected.
     """
 
     width: int = eqx.field(static=True)
+    # `depth` is the base class's property; this field holds its value (2: W = U U^T).
+    _depth: int = eqx.field(static=True)
 
-    def __init__(self, size: int, width: int | None = None):
+    def __init__(self, size: int, width: int | None = None, depth: int = 2):
         d = check_int(size, "size", minimum=1)
+        depth = check_int(depth, "depth", minimum=2)
+        if depth % 2:
+            raise ValueError(
+                f"`depth` must be even for SymmetricFactorization, got {depth}: W = P P^T has "
+                f"two factors per factor of P; for an odd depth use "
+                f"DeepFactorization(({d}, {d}), depth={depth}) with a symmetric problem"
+            )
         self.shape = (d, d)
         self.width = d if width is None else check_int(width, "width", minimum=1)
+        self._depth = depth
+
+    def __repr__(self) -> str:
+        # Today's repr at depth 2 (no `_depth=2`): printed models in logs and docs keep theirs.
+        extra = "" if self._depth == 2 else f", depth={self._depth}"
+        return f"SymmetricFactorization(shape={self.shape}, width={self.width}{extra})"
 
     @property
     def depth(self) -> int:
-        return 2
+        return self._depth
 
     @property
     def param_shapes(self):
-        return ((self.shape[0], self.width),)
+        d, k = self.shape[0], self.width
+        return ((k, k),) * (self._depth // 2 - 1) + ((d, k),)
 
     def product(self, params: Params) -> jax.Array:
-        (U,) = params
-        return U @ U.T
+        P = _chain(params)
+        return P @ P.T
 
     def objective_weight(self) -> float:
         return 0.5
 
     @property
     def factor_form(self) -> str:
-        """``"symmetric"``: ``A = B = U``."""
+        """``"symmetric"``: ``A = B = P``."""
         return "symmetric"
 
     @property
@@ -428,15 +478,31 @@ class SymmetricFactorization(Model):
         return min(self.width, self.shape[0])
 
     def factors(self, params: Params):
-        return params[0], params[0]
+        P = _chain(params)
+        return P, P
 
     def factors_vjp(self, params: Params):
-        """``grad L = 1/2 (G U + G^T U) = sym(G) U`` (``G U`` when ``G^T U`` is ``None``)."""
-        (U,) = params
-        return U, U, lambda GB, GtA: (GB if GtA is None else 0.5 * (GB + GtA),)
+        """``grad_P L = 1/2 (G P + G^T P) = sym(G) P`` (``G P`` when ``G^T P`` is ``None``),
+        then the backward pass of ``(U_1, ..., U_L) -> P`` (depth > 2)."""
+        if self._depth == 2:
+            (U,) = params
+            return U, U, lambda GB, GtA: (GB if GtA is None else 0.5 * (GB + GtA),)
+        if not _SPARSE_READS_FACTORS:
+            raise ValueError(
+                f"`backend`='sparse' is not available for SymmetricFactorization of depth "
+                f"{self._depth} (the sparse backend reads the singular values of W = U U^T "
+                f"from params[0], which is P only at depth 2); pass backend='dense'"
+            )
+        P, vjp = jax.vjp(_chain, tuple(params))
+
+        def back(GB, GtA):
+            (g,) = vjp(GB if GtA is None else 0.5 * (GB + GtA))
+            return g
+
+        return P, P, back
 
     def optimality_gap(self, G):
-        """``max(0, -lambda_min(sym grad f(W)))``: with ``||grad_U L|| = ||grad f(W) U||`` small
+        """``max(0, -lambda_min(sym grad f(W)))``: with ``||grad_P L|| = ||grad f(W) P||`` small
         this is the KKT residual of ``min f`` over the PSD cone (width >= size only)."""
         if self.width < self.shape[0]:
             return None
@@ -444,17 +510,39 @@ class SymmetricFactorization(Model):
         return jnp.maximum(0.0, -jnp.linalg.eigvalsh(S)[0])
 
     def _init_factors(self, name, s, per_factor, beta, rng):
-        """``(U,)``; ``scale`` is that of ``U U^T`` (``per_factor``: of ``U``)."""
+        """``(U_1, ..., U_L)``; ``scale`` is that of ``P P^T`` (``per_factor``: of each
+        ``U_j``)."""
         if name == "perturbed_identity":
             raise ValueError("init 'perturbed_identity' is defined for DeepFactorization only")
         if beta is not None:
             raise ValueError("`beta` is not used by SymmetricFactorization")
-        a = s if per_factor else float(np.sqrt(s))
-        d, k = self.shape[0], self.width
+        # depth 2 keeps sqrt (not exp(log(s) / 2), which can differ in the last bit): the
+        # same factors as before depth was added.
+        root = float(np.sqrt(s)) if self._depth == 2 else _per_factor_pow(s, self._depth)
+        a = s if per_factor else root
+        shapes = self.param_shapes
         if name == "gaussian":
-            U = a * rng.standard_normal((d, k)) / np.sqrt(k)
-        elif name == "identity":
-            U = a * np.eye(d, k)
-        else:
-            U = a * _haar(rng, d, k)
-        return [U]
+            return [a * rng.standard_normal(sh) / np.sqrt(sh[1]) for sh in shapes]
+        if name == "identity":
+            return [a * np.eye(*sh) for sh in shapes]
+        if name == "orthogonal" or self._depth == 2:  # balanced at depth 2: any U is
+            return [a * _haar(rng, *sh) for sh in shapes]
+        return [a * Q for Q in _balanced_chain(rng, *shapes[-1], len(shapes))]
+
+
+def _balanced_chain(rng: np.random.Generator, d: int, k: int, L: int) -> list[np.ndarray]:
+    """``(Q_1, ..., Q_L)`` with ``Q_L`` Haar ``(d, k)`` and ``Q_{j+1}^T Q_{j+1} = Q_j Q_j^T``
+    (``(k, k)``), every nonzero singular value 1.
+
+    ``Q_L^T Q_L = V V^T`` with ``V`` the orthonormal basis of its row space (``I_k`` when
+    ``k <= d``); each factor below is ``V R^T`` with ``R`` Haar ``(k, r)``, ``r = min(d, k)``,
+    whose row space ``R`` is the next ``V``. (Square orthogonal factors, the ``"orthogonal"``
+    init, are balanced only when ``k <= d``.)"""
+    top = _haar(rng, d, k)
+    V = top.T if k > d else np.eye(k)
+    below = []
+    for _ in range(L - 1):
+        R = _haar(rng, k, min(d, k))
+        below.append(V @ R.T)
+        V = R
+    return [*below[::-1], top]

@@ -164,7 +164,9 @@ def _normalise_run(cfg: dict) -> dict:
     _normalise_dynamics(d)
     if i["name"] != "perturbed_identity":
         i.pop("beta")
-    if m["type"] == "symmetric":
+    if m["type"] == "symmetric" and m["depth"] == 2:
+        # depth 2 (W = U U^T) was the only symmetric model when depth was ignored for it:
+        # its runs keep their keys; a deeper one (W = P P^T) is another model, in its key.
         m.pop("depth")
     for sec in SECTIONS_UNUSED.get(d["method"], ()):
         cfg.pop(sec)
@@ -189,6 +191,11 @@ def _check_truth(p: dict, m: dict, where: str) -> None:
         )
     if m["type"] == "symmetric" and not p["psd"]:
         out.append(f"{where}model.type = 'symmetric' needs problem.psd = true")
+    if m["type"] == "symmetric" and m["depth"] % 2:
+        out.append(
+            f"{where}model.depth = {m['depth']} is odd: model.type = 'symmetric' (W = P P^T) "
+            f"needs an even depth; for an odd depth use model.type = 'deep' (psd = true)"
+        )
     if p.get("spectrum") is not None and len(p["spectrum"]) != p["rank"]:
         out.append(
             f"{where}problem.spectrum has {len(p['spectrum'])} values, "

@@ -132,7 +132,8 @@ def build_problem(cfg: dict):
 def build_model(cfg: dict):
     m, shape = cfg["model"], tuple(cfg["problem"]["shape"])
     if m["type"] == "symmetric":
-        return SymmetricFactorization(size=shape[0], width=m["width"])
+        # a depth-2 run's config holds no depth (expand drops it: the keys of before depth)
+        return SymmetricFactorization(size=shape[0], width=m["width"], depth=m.get("depth", 2))
     return DeepFactorization(shape=shape, depth=m["depth"], width=m["width"])
 
 
