@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import rankbias as rb
-from rankbias import models
 from rankbias.models import Model, _haar
 
 D = 6
@@ -204,10 +203,9 @@ def test_factor_form_and_the_certificate():
     assert float(full.optimality_gap(-jnp.eye(D))) == 1.0  # type: ignore[arg-type]
 
 
-def test_chain_rule_of_the_factor_form(monkeypatch):
-    # back(G P, G^T P) is the dense gradient (the sparse backend's path once it reads
-    # factors(params)[0]: see models._SPARSE_READS_FACTORS), for symmetric and general G.
-    monkeypatch.setattr(models, "_SPARSE_READS_FACTORS", True)
+def test_chain_rule_of_the_factor_form():
+    # back(G P, G^T P) is the dense gradient (the sparse backend's path), for symmetric and
+    # general G.
     model = rb.SymmetricFactorization(D, width=4, depth=6)
     Us = model.init("gaussian", scale=1.0, seed=3)
     A, B, back = model.factors_vjp(Us)
@@ -221,11 +219,18 @@ def test_chain_rule_of_the_factor_form(monkeypatch):
         np.testing.assert_allclose(g, want, atol=1e-12)
 
 
-def test_sparse_backend_refuses_a_deep_symmetric_model():
+def test_sparse_backend_matches_the_dense_one_for_a_deep_symmetric_model():
+    """The factor-form backend (W = P P^T at the observed entries only) integrates the same
+    flow as the dense one: same records to the flow's tolerance."""
     model = rb.SymmetricFactorization(D, width=2, depth=4)
     p0 = model.init("gaussian", scale=0.1, seed=0)
-    with pytest.raises(ValueError, match="backend='dense'"):
-        rb.gradient_flow(PROB, model, p0, t_max=1.0, backend="sparse", n_save=2)
+    kw = dict(t_max=5.0, n_save=6, rtol=1e-10, atol=1e-12)
+    dense = rb.gradient_flow(PROB, model, p0, backend="dense", **kw)
+    sparse = rb.gradient_flow(PROB, model, p0, backend="sparse", **kw)
+    assert sparse.info["backend"] == "sparse" and dense.info["backend"] == "dense"
+    np.testing.assert_allclose(sparse.times, dense.times)
+    np.testing.assert_allclose(sparse.singular_values, dense.singular_values, atol=1e-8)
+    np.testing.assert_allclose(sparse.final_matrix, dense.final_matrix, atol=1e-8)
 
 
 @pytest.mark.parametrize(

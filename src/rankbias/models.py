@@ -260,13 +260,6 @@ def _haar(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     return _haar(rng, cols, rows).T
 
 
-#: The sparse backend's singular values of a ``"symmetric"`` model are those of
-#: ``params[0]`` squared (:mod:`rankbias.dynamics._sparse`), right only when ``params ==
-#: (U,)``: a deeper :class:`SymmetricFactorization` refuses that backend (in
-#: ``factors_vjp``, which the backend calls first) until it reads ``factors(params)[0]``.
-_SPARSE_READS_FACTORS = False
-
-
 def _per_factor_pow(scale: float, depth: int) -> float:
     # Computed in log space so that scale = 1e-300 at depth 5 neither under- nor overflows.
     return float(np.exp(np.log(scale) / depth))
@@ -487,12 +480,6 @@ class SymmetricFactorization(Model):
         if self._depth == 2:
             (U,) = params
             return U, U, lambda GB, GtA: (GB if GtA is None else 0.5 * (GB + GtA),)
-        if not _SPARSE_READS_FACTORS:
-            raise ValueError(
-                f"`backend`='sparse' is not available for SymmetricFactorization of depth "
-                f"{self._depth} (the sparse backend reads the singular values of W = U U^T "
-                f"from params[0], which is P only at depth 2); pass backend='dense'"
-            )
         P, vjp = jax.vjp(_chain, tuple(params))
 
         def back(GB, GtA):

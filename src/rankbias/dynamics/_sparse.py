@@ -175,8 +175,8 @@ class SparseCompletion(eqx.Module):
     def singular_values(self, model, params):
         """All ``min(m, n)`` singular values of ``W``, descending, from the factors."""
         k = min(self.shape)
-        if model.factor_form == "symmetric":  # W = U U^T: sigma_i(U)^2
-            s = jnp.linalg.svd(params[0], compute_uv=False) ** 2
+        if model.factor_form == "symmetric":  # W = P P^T: sigma_i(P)^2
+            s = jnp.linalg.svd(self.factors(model, params)[0], compute_uv=False) ** 2
         else:
             A, B = self.factors(model, params)
             ra = jnp.linalg.qr(A, mode="r")

@@ -45,8 +45,8 @@ def check_initial_state(
     dname = jnp.dtype(dtype).name
     limit = MAX_INIT_SCALE[dname]
     width = max(max(np.shape(p)) for p in params)
-    # U U^T is a product of two factors of size max|U|.
-    w_bound = (np.sqrt(width) * top) ** (depth if depth > 1 else 2)
+    # W is a product of model.depth factors of size max|params| (U U^T: two of U).
+    w_bound = (np.sqrt(width) * top) ** max(model.depth, 2)
     if w_bound > limit:
         raise ValueError(
             f"`{name}`: the initial factors are too large for {dname} (init scale max|{name}| = "
