@@ -224,9 +224,10 @@ def test_sparse_backend_matches_the_dense_one_for_a_deep_symmetric_model():
     flow as the dense one: same records to the flow's tolerance."""
     model = rb.SymmetricFactorization(D, width=2, depth=4)
     p0 = model.init("gaussian", scale=0.1, seed=0)
-    kw = dict(t_max=5.0, n_save=6, rtol=1e-10, atol=1e-12)
-    dense = rb.gradient_flow(PROB, model, p0, backend="dense", **kw)
-    sparse = rb.gradient_flow(PROB, model, p0, backend="sparse", **kw)
+    dense, sparse = (
+        rb.gradient_flow(PROB, model, p0, 5.0, n_save=6, rtol=1e-10, atol=1e-12, backend=b)
+        for b in ("dense", "sparse")
+    )
     assert sparse.info["backend"] == "sparse" and dense.info["backend"] == "dense"
     np.testing.assert_allclose(sparse.times, dense.times)
     np.testing.assert_allclose(sparse.singular_values, dense.singular_values, atol=1e-8)
