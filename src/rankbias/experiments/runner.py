@@ -308,7 +308,7 @@ def _run_batch(configs, save_matrices: bool):
             batch_size=d["batch_size"],
             seed=[c["dynamics"].get("batch_seed", 0) for c in configs],
             save_matrices=save_matrices,
-            on_divergence="return",
+            on_failure="return",
             **hyper,
             **_dyn_kwargs(d),
         ), probs
@@ -318,7 +318,7 @@ def _run_batch(configs, save_matrices: bool):
         params,
         lrs,
         save_matrices=save_matrices,
-        on_divergence="return",
+        on_failure="return",
         **_dyn_kwargs(d),
     ), probs
 
