@@ -50,3 +50,15 @@ def test_on_divergence_is_on_failure(engine):
         run(on_failure="return", on_divergence="raise")
     with pytest.raises(ValueError, match="on_failure"):
         run(on_failure="ignore")
+
+
+def test_batch_runs_is_the_run_count_of_every_batch():
+    flows = rb.gradient_flow_batch(PROB, MODEL, [P0, P0], t_max=1.0, n_save=5)
+    gds = rb.gradient_descent_batch(PROB, MODEL, [P0, P0], 0.05, 10, n_save=5)
+    trains = rb.train_batch(PROB, MODEL, [P0, P0], "sgd", lr=0.05, steps=10, n_save=5)
+    for runs in (flows, gds, trains):
+        assert [r.info["batch_runs"] for r in runs] == [2, 2]
+        assert [r.info["batch_index"] for r in runs] == [0, 1]
+    for runs in (flows, gds):  # the deprecated spelling, kept for one release
+        assert [r.info["batch_size"] for r in runs] == [2, 2]
+    assert trains[0].info["batch_size"] is None  # train's: the minibatch size

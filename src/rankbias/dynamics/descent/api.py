@@ -243,7 +243,8 @@ def gradient_descent_batch(
             wall_time=wall / B,
             dtype=str(jnp.dtype(dtype)),
             backend=backend,
-            batch_size=B,
+            batch_size=B,  # deprecated spelling of batch_runs, kept for one release
+            batch_runs=B,
             batch_index=i,
             batch_strategy=strategy,
         )
