@@ -39,6 +39,7 @@ NOT_IN_SCHEMA = {
     "lr_schedule": "a Python function, not a TOML value",
     "on_failure": "a sweep records each failed run (run_chunk) and goes on",
     "on_divergence": "a sweep records each diverged run and goes on",
+    "symmetric": "deprecated spelling of glrl's psd (the schema has the new word only)",
     "strategy": "how the batch loop is compiled (the same numbers), not what is run",
     "error_estimate": "a diagnostic of a single flow, not stored by a sweep",
     "hyperparams": "one dynamics key per optimizer hyper-parameter (alpha, b1, ...)",

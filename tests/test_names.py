@@ -3,10 +3,12 @@ process with a FutureWarning naming the new spelling, and refuse to be combined 
 
 import warnings
 
+import numpy as np
 import pytest
 
 import rankbias as rb
 from rankbias import _deprecation
+from rankbias.glrl import kkt_residuals, top_direction
 
 M = rb.random_low_rank((6, 6), 2, psd=True, seed=0)
 PROB = rb.MatrixCompletion.uniform(M, 0.6, seed=0)
@@ -62,3 +64,53 @@ def test_batch_runs_is_the_run_count_of_every_batch():
     for runs in (flows, gds):  # the deprecated spelling, kept for one release
         assert [r.info["batch_size"] for r in runs] == [2, 2]
     assert trains[0].info["batch_size"] is None  # train's: the minibatch size
+
+
+def test_glrl_symmetric_is_psd():
+    Y = rb.matrix_from_spectrum([2.0, -1.0], (4, 4), seed=0, symmetric=True)
+    prob = rb.MatrixEstimation(Y)
+    new = rb.glrl(prob, psd=False)
+    with pytest.warns(FutureWarning, match=r"`symmetric` of glrl\(\).*use `psd`"):
+        old = rb.glrl(prob, symmetric=False)
+    assert not old.psd and not new.psd
+    assert (old.matrix == new.matrix).all()
+    with pytest.warns(FutureWarning, match="`symmetric` of GLRLResult"):
+        assert new.symmetric is False  # the old attribute, a read-only alias
+    with pytest.raises(ValueError, match="pass `psd` only"):
+        rb.glrl(prob, psd=False, symmetric=True)
+    with pytest.raises(ValueError, match="`symmetric` must be True or False"):
+        rb.glrl(prob, symmetric="no")  # pyright: ignore[reportArgumentType]
+    negG = -np.asarray(prob.grad(np.zeros((4, 4))))
+    with pytest.warns(FutureWarning, match="top_direction"):
+        assert top_direction(negG, symmetric=False)[0] == top_direction(negG, psd=False)[0]
+    with pytest.warns(FutureWarning, match="kkt_residuals"):
+        old_k = kkt_residuals(prob, Y, symmetric=False)
+    assert old_k == kkt_residuals(prob, Y, psd=False)
+
+
+def test_glrl_sweep_key_is_psd():
+    import textwrap
+
+    import rankbias.experiments as ex
+    from rankbias.experiments.config import ConfigError
+
+    def config(key: str):
+        return ex.parse_config(
+            textwrap.dedent(f"""
+            name = "g"
+            [problem]
+            type = "estimation"
+            shape = [4, 3]
+            psd = false
+            [dynamics]
+            method = "glrl"
+            {key}
+            """)
+        )
+
+    sweep = ex.expand(config("psd = false"))
+    assert sweep.runs[0].config["dynamics"]["psd"] is False
+    with pytest.raises(ConfigError, match="dynamics.psd = true"):
+        ex.expand(config("psd = true"))
+    with pytest.raises(ConfigError, match="symmetric"):  # glrl sweeps are new: no alias
+        config("symmetric = false")

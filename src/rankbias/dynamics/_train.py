@@ -418,7 +418,7 @@ def train_batch(
     ValueError, TypeError: as :func:`train`, and for per-run lists of the wrong length.
     """
     on_failure = renamed(
-        "train_batch", "on_divergence", on_divergence, "on_failure", on_failure, "raise"
+        "train_batch()", "on_divergence", on_divergence, "on_failure", on_failure, "raise"
     )
     check_choice(on_failure, "on_failure", ("raise", "return"))
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)

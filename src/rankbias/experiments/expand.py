@@ -204,12 +204,12 @@ def _check_dynamics(cfg: dict, where: str) -> list[str]:
         out.append(
             f"{where}dynamics.t_min must be < dynamics.t_max={d['t_max']:g}, got {d['t_min']:g}"
         )
-    if d["method"] == "glrl" and d["symmetric"]:
+    if d["method"] == "glrl" and d["psd"]:
         mm, nn = cfg["problem"]["shape"]
         if mm != nn:
             out.append(
-                f"{where}dynamics.symmetric = true (PSD GLRL, W = U U^T) needs a square "
-                f"problem.shape, got {cfg['problem']['shape']}; set dynamics.symmetric = false"
+                f"{where}dynamics.psd = true (PSD GLRL, W = U U^T) needs a square "
+                f"problem.shape, got {cfg['problem']['shape']}; set dynamics.psd = false"
             )
     if d["method"] != "optax":
         return out

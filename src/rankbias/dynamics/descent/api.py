@@ -195,7 +195,12 @@ def gradient_descent_batch(
     """
     settings = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at)
     on_failure = renamed(
-        "gradient_descent_batch", "on_divergence", on_divergence, "on_failure", on_failure, "raise"
+        "gradient_descent_batch()",
+        "on_divergence",
+        on_divergence,
+        "on_failure",
+        on_failure,
+        "raise",
     )
     check_choice(on_failure, "on_failure", ("raise", "return"))
     if strategy not in ("auto", "vmap", "loop"):
