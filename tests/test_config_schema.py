@@ -139,7 +139,7 @@ MAIN_KEYS = {
 
 def _main_configs():
     grid = "{ alpha = [1e-2, 1e-3], seed = [0, 1, 2] }"
-    tiny = tiny_sweep("tiny", grid, steps=200, n_save=12, depth=2, batch_size=2)
+    tiny = tiny_sweep("tiny", grid, steps=200, n_save=12, depth=2, chunk_size=2)
     flow = tiny.replace(
         'method = "gd"\nlr = 0.2\nsteps = 200\n', 'method = "flow"\nt_max = 100.0\n'
     )
@@ -264,7 +264,7 @@ def test_config_diff_lists_only_real_differences():
         "kind": "sweep",
         "dynamics": {"method": "gd", "lr": 0.2, "n_save": 200, "steps": 1000},
         "model": {"depth": 2},
-        "sweep": {"grid": {"alpha": [1, 2]}, "batch_size": 8},
+        "sweep": {"grid": {"alpha": [1, 2]}, "chunk_size": 8},
     }
     new = {
         "name": "a",

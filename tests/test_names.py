@@ -114,3 +114,29 @@ def test_glrl_sweep_key_is_psd():
         ex.expand(config("psd = true"))
     with pytest.raises(ConfigError, match="symmetric"):  # glrl sweeps are new: no alias
         config("symmetric = false")
+
+
+def test_sweep_batch_size_is_chunk_size():
+    import textwrap
+
+    from _configs import tiny_sweep
+
+    import rankbias.experiments as ex
+    from rankbias.experiments.config import ConfigError
+    from rankbias.experiments.folder import _same
+
+    new = tiny_sweep("t", "{ seed = [0, 1, 2] }", steps=5, n_save=2, chunk_size=2)
+    old = new.replace("chunk_size = 2", "batch_size = 2")
+    with pytest.warns(FutureWarning, match=r"`batch_size` of \[sweep\].*use `chunk_size`"):
+        sweep_old = ex.expand(ex.parse_config(textwrap.dedent(old)))
+    sweep_new = ex.expand(ex.parse_config(textwrap.dedent(new)))
+    assert sweep_old.chunk_size == sweep_new.chunk_size == 2
+    assert [r.key for r in sweep_old.runs] == [r.key for r in sweep_new.runs]
+    # a folder written with the old spelling is the same experiment as the config rewritten
+    assert _same(sweep_old.raw, sweep_new.raw)
+    with pytest.raises(ConfigError, match="deprecated spelling of sweep.chunk_size"):
+        ex.parse_config(
+            textwrap.dedent(old.replace("batch_size = 2", "batch_size = 2\nchunk_size = 2"))
+        )
+    with pytest.raises(ConfigError, match="sweep.batch_size must be >= 1"):
+        ex.parse_config(textwrap.dedent(old.replace("batch_size = 2", "batch_size = 0")))

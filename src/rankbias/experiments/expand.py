@@ -61,7 +61,7 @@ class Sweep:
     base: dict
     axes: list[Axis]
     runs: list[RunSpec] = field(default_factory=list)
-    batch_size: int = 8  # see DEFAULT_BATCH
+    chunk_size: int = 8  # runs per vmapped chunk; see DEFAULT_BATCH
     raw: dict = field(default_factory=dict)
 
     @property
@@ -324,7 +324,8 @@ def expand(raw: dict, code_version: str | None = None, *, defaults: dict | None 
         description=raw.get("description", ""),
         base=base,
         axes=axes,
-        batch_size=int(sw.get("batch_size", DEFAULT_BATCH)),
+        # [sweep] batch_size: the deprecated spelling (validate() warned)
+        chunk_size=int(sw.get("chunk_size", sw.get("batch_size", DEFAULT_BATCH))),
         raw=raw,
     )
     for idx in itertools.product(*(range(len(a)) for a in axes)):
