@@ -8,13 +8,13 @@ def tiny_sweep(
     steps: int,
     n_save: int,
     depth: int | None = None,
-    batch_size: int | None = None,
+    chunk_size: int | None = None,
     description: str | None = None,
 ) -> str:
     """TOML of a rank-1 6x6 completion sweep with GD (lr 0.2); ``grid`` is the inline table.
 
     Tests edit the text with ``str.replace`` on its lines (e.g. ``"lr = 0.2"``,
-    ``"batch_size = 2"``), so each line is emitted exactly as written here.
+    ``"chunk_size = 2"``), so each line is emitted exactly as written here.
     """
     lines = [f'name = "{name}"']
     if description is not None:
@@ -38,8 +38,8 @@ def tiny_sweep(
         "[sweep]",
         f"grid = {grid}",
     ]
-    if batch_size is not None:
-        lines.append(f"batch_size = {batch_size}")
+    if chunk_size is not None:
+        lines.append(f"chunk_size = {chunk_size}")
     return "\n" + "\n".join(lines) + "\n"
 
 

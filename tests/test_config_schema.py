@@ -39,6 +39,7 @@ NOT_IN_SCHEMA = {
     "lr_schedule": "a Python function, not a TOML value",
     "on_failure": "a sweep records each failed run (run_chunk) and goes on",
     "on_divergence": "a sweep records each diverged run and goes on",
+    "symmetric": "deprecated spelling of glrl's psd (the schema has the new word only)",
     "strategy": "how the batch loop is compiled (the same numbers), not what is run",
     "error_estimate": "a diagnostic of a single flow, not stored by a sweep",
     "hyperparams": "one dynamics key per optimizer hyper-parameter (alpha, b1, ...)",
@@ -138,7 +139,7 @@ MAIN_KEYS = {
 
 def _main_configs():
     grid = "{ alpha = [1e-2, 1e-3], seed = [0, 1, 2] }"
-    tiny = tiny_sweep("tiny", grid, steps=200, n_save=12, depth=2, batch_size=2)
+    tiny = tiny_sweep("tiny", grid, steps=200, n_save=12, depth=2, chunk_size=2)
     flow = tiny.replace(
         'method = "gd"\nlr = 0.2\nsteps = 200\n', 'method = "flow"\nt_max = 100.0\n'
     )
@@ -263,7 +264,7 @@ def test_config_diff_lists_only_real_differences():
         "kind": "sweep",
         "dynamics": {"method": "gd", "lr": 0.2, "n_save": 200, "steps": 1000},
         "model": {"depth": 2},
-        "sweep": {"grid": {"alpha": [1, 2]}, "batch_size": 8},
+        "sweep": {"grid": {"alpha": [1, 2]}, "chunk_size": 8},
     }
     new = {
         "name": "a",

@@ -317,7 +317,7 @@ def test_divergence_error_names_step_loss_and_hint():
         [model.init("gaussian", 1e-3)] * 2,
         lr=[1.0, 0.01],
         steps=200,
-        on_divergence="return",
+        on_failure="return",
     )
     assert isinstance(out[0], rb.DivergenceError) and isinstance(out[1], rb.Trajectory)
 

@@ -21,7 +21,7 @@ TINY = tiny_sweep(
     steps=200,
     n_save=12,
     depth=2,
-    batch_size=2,
+    chunk_size=2,
 )
 
 
@@ -107,8 +107,8 @@ def test_unknown_and_bad_values_name_the_key(extra, message):
         ("alpha = [1e-2, 1e-3]", "alpha = []", "sweep.grid.alpha must be a non-empty list"),
         ("alpha = [1e-2, 1e-3]", "alpha = [1e-2, -1.0]", r"sweep.grid.alpha\[1\] must be > 0"),
         ("alpha = [1e-2, 1e-3]", "alhpa = [1e-2]", "unknown sweep key 'alhpa'"),
-        ("batch_size = 2", "batch_size = 0", "sweep.batch_size must be >= 1"),
-        ("batch_size = 2", "batchsize = 2", "unknown key sweep.batchsize"),
+        ("chunk_size = 2", "chunk_size = 0", "sweep.chunk_size must be >= 1"),
+        ("chunk_size = 2", "chunksize = 2", "unknown key sweep.chunksize"),
         ('kind = "sweep"', 'kind = "other"', "kind must be"),
         ('name = "tiny"', "", "name must be a non-empty string"),
     ],
@@ -123,16 +123,16 @@ def test_semantic_errors_at_expansion():
         ex.expand(parse(TINY.replace("rank = 1", "rank = 7")))
     with pytest.raises(ConfigError, match="dynamics.method cannot be swept"):
         parse(
-            TINY.replace("batch_size = 2", 'batch_size = 2\nzip = { "dynamics.method" = ["gd"] }')
+            TINY.replace("chunk_size = 2", 'chunk_size = 2\nzip = { "dynamics.method" = ["gd"] }')
         )
     with pytest.raises(ConfigError, match="zipped lists must have equal lengths"):
         parse(
             TINY.replace(
-                "batch_size = 2", "batch_size = 2\nzip = { problem = [0, 1], fraction = [0.5] }"
+                "chunk_size = 2", "chunk_size = 2\nzip = { problem = [0, 1], fraction = [0.5] }"
             )
         )
     with pytest.raises(ConfigError, match="swept twice"):
-        parse(TINY.replace("batch_size = 2", 'batch_size = 2\nzip = { "init.scale" = [0.1] }'))
+        parse(TINY.replace("chunk_size = 2", 'chunk_size = 2\nzip = { "init.scale" = [0.1] }'))
 
 
 def test_bad_toml_and_missing_file(tmp_path):
@@ -180,7 +180,7 @@ def test_shipped_configs_are_valid():
 
 
 def test_chunks_group_by_shape_and_are_deterministic():
-    raw = parse(TINY.replace("batch_size = 2", "batch_size = 4\nzip = { problem = [0, 1] }"))
+    raw = parse(TINY.replace("chunk_size = 2", "chunk_size = 4\nzip = { problem = [0, 1] }"))
     sw = ex.expand(raw)
     chunks = ex.plan_chunks(sw)
     assert sum(len(c) for c in chunks) == 12

@@ -33,7 +33,7 @@ def test_full_observation_phases_are_eigencomponents_in_order():
 @pytest.mark.slow
 def test_asymmetric_variant_adds_singular_components():
     Y = rb.matrix_from_spectrum([2.0, 1.0], (4, 3), seed=2)
-    res = glrl(rb.MatrixEstimation(Y), eps=1e-30, symmetric=False)
+    res = glrl(rb.MatrixEstimation(Y), eps=1e-30, psd=False)
     assert res.rank == 2
     np.testing.assert_allclose(res.matrix, Y, atol=1e-8)
     assert res.phases[0].lam == pytest.approx(2.0, rel=1e-10)
@@ -179,9 +179,9 @@ def test_factor_only_path_matches_dense_path(monkeypatch, symmetric_mask, symmet
     prob = rb.MatrixCompletion.uniform(M, 0.7, seed=2, symmetric=symmetric_mask, dense=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dense = glrl(prob, eps=1e-30, symmetric=symmetric)
+        dense = glrl(prob, eps=1e-30, psd=symmetric)
         monkeypatch.setattr(G, "DENSE_MAX_SIDE", 5)
-        sparse = glrl(prob, eps=1e-30, symmetric=symmetric)
+        sparse = glrl(prob, eps=1e-30, psd=symmetric)
     assert all(ph.trajectory.info.get("backend") == "sparse" for ph in sparse.phases)
     assert sparse.rank == dense.rank >= 2
     np.testing.assert_allclose(sparse.matrix, dense.matrix, atol=1e-8)
@@ -281,8 +281,8 @@ def test_compare_reference_variant_follows_the_model_and_the_end_is_certified():
         warnings.simplefilter("ignore", RuntimeWarning)
         deep = rb.compare_with_glrl(prob, rb.DeepFactorization((2, 2), 2), alphas=[1e-4], seeds=[0])
         sym = rb.compare_with_glrl(prob, rb.SymmetricFactorization(2), alphas=[1e-4], seeds=[0])
-    assert deep.info["glrl_variant"] == "asymmetric" and not deep.glrl.symmetric
-    assert sym.info["glrl_variant"] == "PSD" and sym.glrl.symmetric
+    assert deep.info["glrl_variant"] == "asymmetric" and not deep.glrl.psd
+    assert sym.info["glrl_variant"] == "PSD" and sym.glrl.psd
     for cmp, limit in ((deep, np.diag([2.0, -3.0])), (sym, np.diag([2.0, 0.0]))):
         np.testing.assert_allclose(cmp.glrl.matrix, limit, atol=1e-8)
         assert cmp.status is not None and cmp.t_final is not None  # set in __post_init__

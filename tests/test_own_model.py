@@ -171,7 +171,7 @@ def test_batch_flow_is_two_single_flows():
 def test_flow_from_small_scales_tends_to_the_glrl_limit():
     # For symmetric grad f the asymmetric GLRL keeps B = A diag(+-1): its phases are the
     # phases of U U^T - V V^T (a new column joins U or V by the sign of the top eigenvalue).
-    limit = rb.glrl(PROB, symmetric=False)
+    limit = rb.glrl(PROB, psd=False)
     W = limit.matrix
     assert np.abs(W - W.T).max() < 1e-12
     dist = {}

@@ -23,7 +23,7 @@ TINY = tiny_sweep(
     steps=200,
     n_save=12,
     depth=2,
-    batch_size=2,
+    chunk_size=2,
 )
 
 
@@ -269,7 +269,7 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
     (tmp_path / "slowmetric_mod.py").write_text(SLOW_MOD)
     cfg = tmp_path / "slow.toml"
     cfg.write_text(
-        TINY.replace("batch_size = 2", "batch_size = 1").replace(
+        TINY.replace("chunk_size = 2", "chunk_size = 1").replace(
             "seed = [0, 1]", "seed = [0, 1, 2, 3]"
         )
         + '[record]\ncustom = ["slowmetric_mod:slow"]\n'
@@ -338,7 +338,7 @@ def test_sigterm_stops_and_reaps_process_workers(tmp_path):
     (tmp_path / "slowmetric_mod.py").write_text(SLOW_MOD)
     cfg = tmp_path / "slow.toml"
     cfg.write_text(
-        TINY.replace("batch_size = 2", "batch_size = 1")
+        TINY.replace("chunk_size = 2", "chunk_size = 1")
         + '[record]\ncustom = ["slowmetric_mod:slow"]\n'
     )
     out, mark = tmp_path / "o", tmp_path / "held"
@@ -636,7 +636,7 @@ def test_process_workers_end_with_a_killed_command(tmp_path):
     (tmp_path / "heldmetric_mod.py").write_text(HOLD_MOD)
     cfg = tmp_path / "held.toml"
     cfg.write_text(
-        TINY.replace("batch_size = 2", "batch_size = 1")
+        TINY.replace("chunk_size = 2", "chunk_size = 1")
         + '[record]\ncustom = ["heldmetric_mod:held"]\n'
     )
     out, hold, mark = tmp_path / "o", tmp_path / "hold", tmp_path / "held"
@@ -689,7 +689,7 @@ def test_ctrl_c_with_workers_is_one_line(tmp_path, executor):
     (tmp_path / "heldmetric_mod.py").write_text(HOLD_MOD)
     cfg = tmp_path / "held.toml"
     cfg.write_text(
-        TINY.replace("batch_size = 2", "batch_size = 1").replace(
+        TINY.replace("chunk_size = 2", "chunk_size = 1").replace(
             "seed = [0, 1]", "seed = [0, 1, 2, 3]"
         )
         + '[record]\ncustom = ["heldmetric_mod:held"]\n'
@@ -760,7 +760,7 @@ def test_full_disk_on_dask_is_one_line_and_not_retried(tmp_path):
     (tmp_path / "fullmetric_mod.py").write_text(FULL_MOD)
     cfg = tmp_path / "full.toml"
     cfg.write_text(
-        TINY.replace("batch_size = 2", "batch_size = 1")
+        TINY.replace("chunk_size = 2", "chunk_size = 1")
         + '[record]\ncustom = ["fullmetric_mod:full"]\n'
     )
     out, calls = tmp_path / "o", tmp_path / "calls"

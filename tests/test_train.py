@@ -168,7 +168,7 @@ def test_divergence_raises_as_gd_does():
             rb.train(PROB, MODEL, P0, opt, steps=200, n_save=5, **kw)
         assert e.value.step > 0 and "diverged at step" in str(e.value)
     out = rb.train_batch(
-        PROB, MODEL, [P0, P0], "sgd", lr=[0.05, 5.0], steps=200, n_save=5, on_divergence="return"
+        PROB, MODEL, [P0, P0], "sgd", lr=[0.05, 5.0], steps=200, n_save=5, on_failure="return"
     )
     assert isinstance(out[1], rb.DivergenceError) and out[1].index == 1
     assert isinstance(out[0], rb.Trajectory)

@@ -288,8 +288,8 @@ SYM_MODEL = rb.SymmetricFactorization(8)
             r"`symmetric` must be True or False",
         ),
         (
-            lambda: rb.glrl(rb.MatrixEstimation(SQ4), symmetric=_bad("no")),
-            r"`symmetric` must be True or False",
+            lambda: rb.glrl(rb.MatrixEstimation(SQ4), psd=_bad("no")),
+            r"`psd` must be True or False",
         ),
         # no upper bounds
         (lambda: rb.glrl(rb.MatrixEstimation(SQ4), tol=0.0), r"`tol` must be > 0, got 0.0"),

@@ -67,7 +67,7 @@ __all__ = [
 
 
 def glrl_variant_for(model) -> bool:
-    """``symmetric`` argument of :func:`rankbias.glrl` that matches ``model``: ``True`` (PSD
+    """``psd`` argument of :func:`rankbias.glrl` that matches ``model``: ``True`` (PSD
     GLRL, ``W = U U^T``) for :class:`SymmetricFactorization`, ``False`` (asymmetric GLRL,
     ``W = U V^T``) for :class:`DeepFactorization` (any depth). Raises ``TypeError`` for
     other models."""
@@ -315,7 +315,7 @@ def compare_with_glrl(
         problem: a rankbias problem (square for a :class:`SymmetricFactorization`).
         model: :class:`SymmetricFactorization` (depth 2) or :class:`DeepFactorization`.
         alphas: end-to-end init scales (``W(0) = alpha * O(1)``).
-        glrl_result: a precomputed reference (default: ``glrl(problem, eps, symmetric=...)``
+        glrl_result: a precomputed reference (default: ``glrl(problem, eps, psd=...)``
             in the variant of :func:`glrl_variant_for`; a given result is used as is and its
             variant recorded in ``info["glrl_variant"]``).
         t_max: horizon of the phase distances (default :func:`default_t_max` per alpha).
@@ -338,14 +338,14 @@ def compare_with_glrl(
         raise ValueError(f"`problem` must be a rankbias Problem, got {type(problem).__name__}")
     if not isinstance(model, Model):
         raise ValueError(f"`model` must be a rankbias Model, got {type(model).__name__}")
-    symmetric = glrl_variant_for(model)
+    psd = glrl_variant_for(model)
     if glrl_result is not None:
         if not isinstance(glrl_result, GLRLResult):
             raise ValueError(
                 f"`glrl_result` must be a GLRLResult, got {type(glrl_result).__name__}"
             )
-        symmetric = glrl_result.symmetric
-    if symmetric and problem.shape[0] != problem.shape[1]:
+        psd = glrl_result.psd
+    if psd and problem.shape[0] != problem.shape[1]:
         raise ValueError(f"`problem` must be square for PSD GLRL, got {problem.shape}")
     alphas = [check_positive(a, "alphas") for a in alphas]
     seeds = [int(s) for s in seeds]
@@ -354,7 +354,7 @@ def compare_with_glrl(
     gtol = check_positive(gtol, "gtol")
     if end_t_max is not None:
         end_t_max = check_positive(end_t_max, "end_t_max")
-    res = glrl(problem, eps=eps, symmetric=symmetric) if glrl_result is None else glrl_result
+    res = glrl(problem, eps=eps, psd=psd) if glrl_result is None else glrl_result
     R = len(res.phases)
     depth = model.depth
     A, S = len(alphas), len(seeds)
@@ -438,7 +438,7 @@ def compare_with_glrl(
     # singular values (asymmetric: (U, V) grows by [[0, G], [G^T, 0]], eigenvalues +- sigma).
     w = (
         np.linalg.eigvalsh(0.5 * (negG0 + negG0.T))[::-1]
-        if res.symmetric
+        if res.psd
         else np.linalg.svd(negG0, compute_uv=False)
     )
     with quietly(RuntimeWarning):  # alphas without a certified run: NaN
@@ -467,7 +467,7 @@ def compare_with_glrl(
             depth=depth,
             init=init,
             model=type(model).__name__,
-            glrl_variant="PSD" if res.symmetric else "asymmetric",
+            glrl_variant="PSD" if res.psd else "asymmetric",
             t_max=horizons,
             end_t_max=end_horizons,
             gtol=gtol,
@@ -521,12 +521,12 @@ def glrl_distance_metric(trajectory: Trajectory, problem: Problem, run_config: d
     each worker process (the last 16 problems and variants)."""
     mtype = (run_config or {}).get("model", {}).get("type")
     if mtype is not None:
-        symmetric = mtype == "symmetric"
+        psd = mtype == "symmetric"
     else:
-        symmetric = _looks_symmetric(trajectory)
-    if symmetric and problem.shape[0] != problem.shape[1]:
+        psd = _looks_symmetric(trajectory)
+    if psd and problem.shape[0] != problem.shape[1]:
         return {"glrl_distance": float("nan"), "glrl_symmetric": 1.0}
-    h = hashlib.sha256(f"{type(problem).__name__}:{symmetric}".encode())
+    h = hashlib.sha256(f"{type(problem).__name__}:{psd}".encode())
     for leaf in jax.tree_util.tree_leaves(problem):
         a = np.asarray(leaf)
         h.update(str(a.shape).encode())
@@ -536,12 +536,12 @@ def glrl_distance_metric(trajectory: Trajectory, problem: Problem, run_config: d
         _GLRL_LIMITS.move_to_end(key)
     else:
         with quietly(RuntimeWarning):  # GLRL's own notes (gap, max_rank) are not the run's
-            _GLRL_LIMITS[key] = glrl(problem, eps=1e-30, symmetric=symmetric).matrix
+            _GLRL_LIMITS[key] = glrl(problem, eps=1e-30, psd=psd).matrix
         if len(_GLRL_LIMITS) > _GLRL_LIMITS_MAX:
             _GLRL_LIMITS.popitem(last=False)
     return {
         "glrl_distance": float(np.linalg.norm(trajectory.final_matrix - _GLRL_LIMITS[key])),
-        "glrl_symmetric": float(symmetric),
+        "glrl_symmetric": float(psd),  # stored in sweeps: the name stays
     }
 
 

@@ -298,7 +298,7 @@ class GLRLOptions(_Checked):
 
     eps: float = option(1e-30, "float", ("range", 0.0, 1.0))
     tol: float = option(1e-9, "float", (">", 0.0))
-    symmetric: bool = option(True, "bool")
+    psd: bool = option(True, "bool")  # PSD GLRL (W = U U^T); False: W = U V^T
     max_rank: int | None = option(None, "int", (">=", 0))
     phase_gtol: float | None = option(None, "float", (">", 0.0))
     max_phase_time: float | None = option(None, "float", (">", 0.0))

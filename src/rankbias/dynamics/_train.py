@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._validation import check_bool, check_int, check_positive
+from .._deprecation import renamed
+from .._validation import check_bool, check_choice, check_int, check_positive
 from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
 from ..options import TrainOptions
 from ..trajectory import Trajectory
@@ -38,7 +39,7 @@ from ._sparse import loss_and_grad
 from .descent.batching import check_initial_losses, collect, run_problem
 from .descent.hints import Rerun, check_divergence, end_stationarity
 from .descent.loop import LoopConfig, LoopSpec
-from .descent.settings import LoopSettings, check_on_divergence
+from .descent.settings import LoopSettings
 from .descent.stationarity import warn_not_stationary
 
 __all__ = ["train", "train_batch"]
@@ -398,7 +399,8 @@ def train_batch(
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
     dtype=None,
-    on_divergence: str = "raise",
+    on_failure: str = "raise",
+    on_divergence: str | None = None,
     **hyperparams,
 ):
     """Many :func:`train` runs that share shapes and optimizer as one vmapped computation.
@@ -406,14 +408,19 @@ def train_batch(
     ``problems``: one problem or one per run; ``lr``, ``seed`` and every numeric
     hyper-parameter: a scalar or one value per run. Each run equals the :func:`train` run with
     its values (the same minibatches; the last bits of batched products may differ).
-    ``on_divergence="raise"`` raises for the first diverged run; ``"return"`` puts the
-    :class:`DivergenceError` in that run's place in the returned list.
+    ``on_failure="raise"`` raises for the first diverged run; ``"return"`` puts the
+    :class:`DivergenceError` in that run's place in the returned list (the word of
+    :func:`~rankbias.dynamics.gradient_flow_batch`). ``on_divergence``: its deprecated spelling
+    (same values; warns once).
 
     Raises
     ------
     ValueError, TypeError: as :func:`train`, and for per-run lists of the wrong length.
     """
-    check_on_divergence(on_divergence)
+    on_failure = renamed(
+        "train_batch()", "on_divergence", on_divergence, "on_failure", on_failure, "raise"
+    )
+    check_choice(on_failure, "on_failure", ("raise", "return"))
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
     settings = _common_args(steps, n_save, divergence_factor, seed, save_at)
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
@@ -450,7 +457,7 @@ def train_batch(
         rerun = _rerun(rule, prob_i, params_i, spec, h_tree)
         return _finish(index_tree(out, i), spec, prob_i, rule, info, params_i, i, rerun)
 
-    result, ended = collect(B, finish, on_divergence)
+    result, ended = collect(B, finish, on_failure)
     warn_not_stationary(f"training with {_label(optimizer)}", ended)
     return result
 

@@ -61,7 +61,7 @@ class Sweep:
     base: dict
     axes: list[Axis]
     runs: list[RunSpec] = field(default_factory=list)
-    batch_size: int = 8  # see DEFAULT_BATCH
+    chunk_size: int = 8  # runs per vmapped chunk; see DEFAULT_BATCH
     raw: dict = field(default_factory=dict)
 
     @property
@@ -211,12 +211,12 @@ def _check_dynamics(cfg: dict, where: str) -> list[str]:
         out.append(
             f"{where}dynamics.t_min must be < dynamics.t_max={d['t_max']:g}, got {d['t_min']:g}"
         )
-    if d["method"] == "glrl" and d["symmetric"]:
+    if d["method"] == "glrl" and d["psd"]:
         mm, nn = cfg["problem"]["shape"]
         if mm != nn:
             out.append(
-                f"{where}dynamics.symmetric = true (PSD GLRL, W = U U^T) needs a square "
-                f"problem.shape, got {cfg['problem']['shape']}; set dynamics.symmetric = false"
+                f"{where}dynamics.psd = true (PSD GLRL, W = U U^T) needs a square "
+                f"problem.shape, got {cfg['problem']['shape']}; set dynamics.psd = false"
             )
     if d["method"] != "optax":
         return out
@@ -331,7 +331,8 @@ def expand(raw: dict, code_version: str | None = None, *, defaults: dict | None 
         description=raw.get("description", ""),
         base=base,
         axes=axes,
-        batch_size=int(sw.get("batch_size", DEFAULT_BATCH)),
+        # [sweep] batch_size: the deprecated spelling (validate() warned)
+        chunk_size=int(sw.get("chunk_size", sw.get("batch_size", DEFAULT_BATCH))),
         raw=raw,
     )
     for idx in itertools.product(*(range(len(a)) for a in axes)):

@@ -17,7 +17,7 @@ from .._io import canonical_json, is_temp_name
 from ..store._errors import StoreError
 from ..store._manifest import LOCK, MANIFEST
 from .errors import ConfigError, short
-from .toml_io import config_diff
+from .toml_io import config_diff, same_spelling
 
 __all__ = ["ResultsFolderError", "check_out", "claim"]
 
@@ -62,7 +62,7 @@ def check_out(out: str | os.PathLike, *, locked: bool = True) -> Path:
 
 
 def _same(a: dict, b: dict) -> bool:
-    return canonical_json(a) == canonical_json(b)
+    return canonical_json(same_spelling(a)) == canonical_json(same_spelling(b))
 
 
 def claim(store, manifest: dict, *, add: bool = False) -> dict:

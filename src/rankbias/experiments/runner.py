@@ -2,7 +2,7 @@
 
 Runs are grouped by everything a vmapped batch must share (model, dynamics settings, problem
 type and array shapes; the problem data, the initialization and the GD step size may differ)
-and each group is cut into chunks of ``sweep.batch_size`` runs in key order. The chunks are a
+and each group is cut into chunks of ``sweep.chunk_size`` runs in key order. The chunks are a
 function of the whole sweep, not of what is already finished: a resumed sweep re-runs the
 unfinished chunks whole, so every run is computed in the same batch as in an uninterrupted
 sweep and the results are bit-identical (the last bits of batched products depend on the
@@ -171,8 +171,8 @@ def plan_chunks(sweep: Sweep) -> list[Chunk]:
     chunks = []
     for g in sorted(groups):
         runs = sorted(groups[g], key=lambda r: r.key)
-        for i in range(0, len(runs), sweep.batch_size):
-            part = runs[i : i + sweep.batch_size]
+        for i in range(0, len(runs), sweep.chunk_size):
+            part = runs[i : i + sweep.chunk_size]
             chunks.append(Chunk(tuple(r.key for r in part), tuple(r.config for r in part)))
     return chunks
 
@@ -309,7 +309,7 @@ def _run_batch(configs, save_matrices: bool):
             batch_size=d["batch_size"],
             seed=[c["dynamics"].get("batch_seed", 0) for c in configs],
             save_matrices=save_matrices,
-            on_divergence="return",
+            on_failure="return",
             **hyper,
             **_dyn_kwargs(d),
         ), probs
@@ -319,7 +319,7 @@ def _run_batch(configs, save_matrices: bool):
         params,
         lrs,
         save_matrices=save_matrices,
-        on_divergence="return",
+        on_failure="return",
         **_dyn_kwargs(d),
     ), probs
 
@@ -404,7 +404,7 @@ def manifest_for(sweep: Sweep, versions: dict) -> dict:
             for a in sweep.axes
         ],
         "runs": [r.key for r in sweep.runs],
-        "batch_size": sweep.batch_size,
+        "batch_size": sweep.chunk_size,  # the stored manifest keeps its key
         "versions": versions,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

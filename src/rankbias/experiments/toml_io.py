@@ -190,8 +190,18 @@ def _with_defaults(raw) -> dict:
                 table.pop(k)  # unset: nothing to compare
     sweep = raw.setdefault("sweep", {})
     if isinstance(sweep, dict):
-        sweep.setdefault("batch_size", DEFAULT_BATCH)
+        sweep.setdefault("chunk_size", sweep.pop("batch_size", DEFAULT_BATCH))
     return _jsonable(raw)
+
+
+def same_spelling(raw):
+    """``raw`` with ``[sweep] batch_size`` (the deprecated spelling) written ``chunk_size``: a
+    folder written with the old spelling is the same experiment as its config rewritten."""
+    sweep = raw.get("sweep") if isinstance(raw, dict) else None
+    if not isinstance(sweep, dict) or "batch_size" not in sweep or "chunk_size" in sweep:
+        return raw  # as given: nothing to respell
+    sweep = {("chunk_size" if k == "batch_size" else k): v for k, v in sweep.items()}
+    return {**raw, "sweep": sweep}
 
 
 def _jsonable(d: dict) -> dict:

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .._deprecation import warn_renamed
 from .errors import ConfigError, _Errors, short
 from .overrides import QUICK, quick_variant
 from .schema import _METHODS, ALIASES, HYPER, METHODS, METRICS, SCHEMA, SECTIONS_UNUSED, spec
@@ -21,7 +22,7 @@ from .schema import _METHODS, ALIASES, HYPER, METHODS, METRICS, SCHEMA, SECTIONS
 __all__ = ["validate", "check_value", "resolve_key", "check_custom"]
 
 _HEADER = {"name", "description", "kind"}
-_SWEEP_KEYS = {"grid", "zip", "batch_size"}
+_SWEEP_KEYS = {"grid", "zip", "chunk_size", "batch_size"}  # batch_size: chunk_size, deprecated
 
 # (key, method) -> the key the user probably meant (absent: the method has no such setting).
 _MEANT: dict[tuple[str, str], str] = {
@@ -351,9 +352,17 @@ def _validate_sweep(sw, method: str, errs: _Errors) -> None:
                 f"{', '.join(sorted(_SWEEP_KEYS))})"
                 + (f"; did you mean sweep.{close[0]}?" if (close := _close(k, _SWEEP_KEYS)) else "")
             )
-    if "batch_size" in sw:
-        with errs.check():
-            check_value("sweep.batch_size", "int", (">=", 1), sw["batch_size"])
+    if "batch_size" in sw:  # the old spelling of chunk_size (runs per vmapped chunk)
+        if "chunk_size" in sw:
+            errs.items.append(
+                "sweep.batch_size is the deprecated spelling of sweep.chunk_size: give one"
+            )
+        else:
+            warn_renamed("[sweep] of a config", "batch_size", "chunk_size")
+    for k in ("chunk_size", "batch_size"):
+        if k in sw:
+            with errs.check():
+                check_value(f"sweep.{k}", "int", (">=", 1), sw[k])
     seen: dict[str, str] = {}
     grid = sw.get("grid", {})
     if not isinstance(grid, dict):

@@ -62,7 +62,7 @@ def mid_time(traj: Trajectory, f_before: float, f_after: float, after: float = 0
 def refine_mid(
     problem: Problem,
     start,
-    symmetric: bool,
+    psd: bool,
     crude: float,
     lam: float,
     f_before: float,
@@ -90,7 +90,7 @@ def refine_mid(
     tr = replay_flow(
         problem,
         start,
-        symmetric,
+        psd,
         grid,
         t_max=float(grid[-1]),
         rtol=rtol,

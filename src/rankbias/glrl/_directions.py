@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .._deprecation import renamed
 from ..problems.base import Problem
 from ._factors import product
 
@@ -35,7 +36,7 @@ def is_dense(shape) -> bool:
     return max(shape) <= DENSE_MAX_SIDE
 
 
-def grad_operator(problem: Problem, factors, symmetric: bool):
+def grad_operator(problem: Problem, factors, psd: bool):
     """``-grad f(W)`` as a dense array, or as a scipy sparse matrix for completion.
 
     For completion the gradient is supported on the observed entries, so for large ``d`` we
@@ -48,7 +49,7 @@ def grad_operator(problem: Problem, factors, symmetric: bool):
         cols = np.asarray(entries.cols)
         vals = np.asarray(entries.values)
         w = float(entries.weight)
-        if symmetric:
+        if psd:
             (U,) = factors
             Wo = np.einsum("ij,ij->i", U[rows], U[cols]) if U.shape[1] else np.zeros(rows.size)
         else:
@@ -57,22 +58,25 @@ def grad_operator(problem: Problem, factors, symmetric: bool):
                 np.einsum("ij,ji->i", U2[rows], V1[:, cols]) if U2.shape[1] else np.zeros(rows.size)
             )
         return sp.csr_matrix((-w * (Wo - vals), (rows, cols)), shape=problem.shape)
-    W = product(factors, symmetric)
+    W = product(factors, psd)
     return -np.asarray(problem.grad(jnp.asarray(W)), dtype=np.float64)
 
 
-def top_direction(negG, symmetric: bool = True, *, seed: int = 0) -> tuple[float, Any, float]:
-    r"""Top eigenpair of ``sym(negG)`` (symmetric) or top singular triple of ``negG``.
+def top_direction(
+    negG, psd: bool = True, *, seed: int = 0, symmetric: bool | None = None
+) -> tuple[float, Any, float]:
+    r"""Top eigenpair of ``sym(negG)`` (``psd``) or top singular triple of ``negG``.
 
     ``negG`` is a dense ``(m, n)`` array or a scipy sparse matrix (``-grad f``). Dense
     matrices up to 200 use LAPACK; larger ones Lanczos (``eigsh`` / ``svds``), which only
     needs products with ``negG``.
 
     Returns ``(lam, u, gap)`` or ``(sigma, (u, v), gap)``; ``gap = lam_1 - lam_2`` (a tie makes
-    the greedy step ambiguous).
+    the greedy step ambiguous). ``symmetric``: deprecated spelling of ``psd`` (warns once).
     """
+    psd = renamed("top_direction()", "symmetric", symmetric, "psd", psd, True)
     m, n = negG.shape
-    if symmetric:
+    if psd:
         if sp.issparse(negG) or m > DENSE_MAX_SIDE:
             S = (negG + negG.T) * 0.5
             v0 = np.random.default_rng(seed).standard_normal(m)
@@ -96,31 +100,35 @@ def top_direction(negG, symmetric: bool = True, *, seed: int = 0) -> tuple[float
     return float(s[0]), (Uu[:, 0], Vt[0]), gap
 
 
-def kkt_residuals(problem: Problem, W=None, *, factors=None, symmetric: bool = True) -> dict:
+def kkt_residuals(
+    problem: Problem, W=None, *, factors=None, psd: bool = True, symmetric: bool | None = None
+) -> dict:
     r"""First-order optimality residuals of ``W`` (or of the product of ``factors``).
 
-    Symmetric (``min_{W PSD} f``): ``psd = max(0, -lambda_min(sym grad f))``,
+    PSD (``psd=True``, ``min_{W PSD} f``): ``psd = max(0, -lambda_min(sym grad f))``,
     ``complementarity = ||sym(grad f) W||_F``, ``feasibility = max(0, -lambda_min(W))``.
     Asymmetric (``min_W f``): ``stationarity = ||grad f(W)||_2``. Relative versions divide by
-    ``||grad f(0)||_2`` (and ``||W||_F``).
+    ``||grad f(0)||_2`` (and ``||W||_F``). ``symmetric``: deprecated spelling of ``psd``
+    (warns once).
     """
+    psd = renamed("kkt_residuals()", "symmetric", symmetric, "psd", psd, True)
     if W is None and factors is None:
         raise ValueError("give `W` or `factors`")
     if factors is not None:
         factors = tuple(np.asarray(f, dtype=np.float64) for f in factors)
     zero = (
         (np.zeros((problem.shape[0], 0)),)
-        if symmetric
+        if psd
         else (np.zeros((0, problem.shape[1])), np.zeros((problem.shape[0], 0)))
     )
-    g0 = norm2(grad_operator(problem, zero, symmetric))
+    g0 = norm2(grad_operator(problem, zero, psd))
     scale = max(g0, 1e-300)
     if factors is not None:
-        negG = grad_operator(problem, factors, symmetric)
+        negG = grad_operator(problem, factors, psd)
     else:
         W = np.asarray(W, dtype=np.float64)
         negG = -np.asarray(problem.grad(jnp.asarray(W)), dtype=np.float64)
-    if not symmetric:
+    if not psd:
         st = norm2(negG)
         return dict(stationarity=st, stationarity_rel=st / scale, grad0_norm=g0)
     lam = top_direction(negG, True)[0]

@@ -9,6 +9,7 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 
+from .._deprecation import renamed
 from .._validation import check_bool, check_choice, check_int, check_int_seed, check_positive
 from ..options import SOLVERS
 from ..problems.base import Problem
@@ -31,7 +32,7 @@ def glrl(
     eps: float = 1e-30,
     tol: float = 1e-9,
     *,
-    symmetric: bool = True,
+    psd: bool = True,
     max_rank: int | None = None,
     phase_gtol: float | None = None,
     max_phase_time: float | None = None,
@@ -42,17 +43,18 @@ def glrl(
     record_matrices: bool | None = None,
     seed: int = 0,
     polish: bool = True,
+    symmetric: bool | None = None,
 ) -> GLRLResult:
     r"""Greedy Low-Rank Learning on ``problem`` (see the module docstring for the algorithm).
 
     Arguments:
-        problem: a rankbias :class:`~rankbias.problems.Problem`; square for ``symmetric``.
+        problem: a rankbias :class:`~rankbias.problems.Problem`; square for ``psd``.
         eps: squared norm of each appended column (``U <- [U, sqrt(eps) u]``), ``> 0``.
         tol: stop when the top eigenvalue of ``-sym(grad f(W))`` (asymmetric: top singular
             value of ``-grad f(W)``) is ``<= tol``; at least ``1e-15 max(1, ||grad f(0)||_2)``
             (the float64 resolution of that eigenvalue: a smaller ``tol`` is never met, so
             it is refused).
-        symmetric: PSD GLRL on ``W = U U^T`` (default) or the singular-pair variant ``U V^T``.
+        psd: PSD GLRL on ``W = U U^T`` (default) or the singular-pair variant ``U V^T``.
         max_rank: at most this many phases (default ``min(m, n)``).
         phase_gtol: a phase has converged when ``||grad L(U)||_F <= phase_gtol`` (default
             ``1e-11 * max(1, ||grad f(0)||_2)``).
@@ -73,6 +75,7 @@ def glrl(
             above ~1e4, measured by power iteration at the phase start), else ``"rkc"``.
             Or any of :data:`rankbias.dynamics.SOLVERS`.
         seed: non-negative integer seed of the eigensolvers' start vectors.
+        symmetric: deprecated spelling of ``psd`` (same meaning; warns once).
 
     Returns:
         :class:`GLRLResult` (``phases``, ``matrix``, ``kkt``, ...).
@@ -87,13 +90,13 @@ def glrl(
         raise ValueError(f"`eps` must be small (0 < eps < 1), got {eps}")
     tol = check_positive(tol, "tol")
     seed = check_int_seed(seed)  # phase r uses seed + r
-    symmetric = check_bool(symmetric, "symmetric")
+    if symmetric is not None:
+        symmetric = check_bool(symmetric, "symmetric")
+    psd = check_bool(renamed("glrl()", "symmetric", symmetric, "psd", psd, True), "psd")
     polish = check_bool(polish, "polish")
     m, n = problem.shape
-    if symmetric and m != n:
-        raise ValueError(
-            f"symmetric GLRL needs a square problem, got shape {(m, n)}; use symmetric=False"
-        )
+    if psd and m != n:
+        raise ValueError(f"PSD GLRL needs a square problem, got shape {(m, n)}; use psd=False")
     max_rank = min(m, n) if max_rank is None else check_int(max_rank, "max_rank", minimum=0)
     if not problem.is_convex:
         warnings.warn(
@@ -111,8 +114,8 @@ def glrl(
     )
     n_save = (400 if dense else 3) if n_save is None else check_int(n_save, "n_save", minimum=2)
 
-    factors = zero_factors(problem.shape, symmetric)
-    negG = grad_operator(problem, factors, symmetric)
+    factors = zero_factors(problem.shape, psd)
+    negG = grad_operator(problem, factors, psd)
     g0 = norm2(negG)
     # Below the float64 resolution of the top eigenvalue (~1e-16 ||grad f||), `tol` can
     # never be met: every later phase starts from rounding noise, lam ~ 1e-16, whose escape
@@ -139,7 +142,7 @@ def glrl(
     status = "max_rank"
     lam = np.nan
     for r in range(1, max_rank + 2):
-        lam, direction, gap = top_direction(negG, symmetric, seed=seed + r)
+        lam, direction, gap = top_direction(negG, psd, seed=seed + r)
         if lam <= tol:
             status = "kkt"
             break
@@ -152,7 +155,7 @@ def glrl(
                 RuntimeWarning,
                 stacklevel=2,
             )
-        new = append_direction(factors, direction, eps, symmetric)
+        new = append_direction(factors, direction, eps, psd)
         t_escape = np.log(1.0 / eps) / (2.0 * lam)
         t_cap = (
             200.0 * t_escape
@@ -164,7 +167,7 @@ def glrl(
             traj, factors, conv, gn = run_phase(
                 problem,
                 new,
-                symmetric,
+                psd,
                 t_escape,
                 lam,
                 phase_gtol=phase_gtol,
@@ -189,7 +192,7 @@ def glrl(
                 RuntimeWarning,
                 stacklevel=2,
             )
-        W = product(factors, symmetric) if dense else None
+        W = product(factors, psd) if dense else None
         f_r = float(traj.loss[-1])
         phases.append(
             GLRLPhase(
@@ -206,7 +209,7 @@ def glrl(
                     refine_mid(
                         problem,
                         new,
-                        symmetric,
+                        psd,
                         mid_time(traj, f_prev, f_r),
                         lam,
                         f_prev,
@@ -225,12 +228,12 @@ def glrl(
             )
         )
         f_prev = f_r
-        negG = grad_operator(problem, factors, symmetric)
+        negG = grad_operator(problem, factors, psd)
     if not phases:
         matrix = np.zeros(problem.shape)
     else:
         matrix = phases[-1].W
-    kkt = kkt_residuals(problem, factors=factors, symmetric=symmetric)
+    kkt = kkt_residuals(problem, factors=factors, psd=psd)
     if status != "kkt":
         warnings.warn(
             f"GLRL stopped at max_rank={max_rank} with top eigenvalue {lam:.3g} > "
@@ -248,7 +251,7 @@ def glrl(
         status=status,
         eps=eps,
         tol=tol,
-        symmetric=symmetric,
+        psd=psd,
         info=dict(
             wall_time=time.perf_counter() - t_start,
             phase_gtol=phase_gtol,

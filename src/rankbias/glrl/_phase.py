@@ -107,7 +107,7 @@ class PhaseFlow:
 def run_phase(
     problem,
     factors,
-    symmetric: bool,
+    psd: bool,
     t_escape: float,
     lam: float,
     *,
@@ -125,14 +125,14 @@ def run_phase(
     ``max_time``; returns ``(trajectory, factors, converged, ||grad L||)`` at width ``r``.
 
     ``sparse``: the factor-only path, finished by Newton-CG when ``polish``."""
-    r = width(factors, symmetric)
+    r = width(factors, psd)
     # Large problems: the flow runs until it is past the escape and within POLISH_FACTOR
     # phase_gtol of stationarity, then Newton-CG polishes to phase_gtol.
     flow_gtol = POLISH_FACTOR * phase_gtol if (sparse and polish) else phase_gtol
     # First chunk: the escape plus a margin of a few local time constants 1/lam; later
     # chunks double.
     t_chunk = 1.5 * t_escape + 20.0 / lam
-    model, padded = padded_model(problem.shape, factors, symmetric)
+    model, padded = padded_model(problem.shape, factors, psd)
     if sparse:
         data = SparseCompletion.from_problems(problem, model)
         if solver == "auto":
@@ -142,7 +142,7 @@ def run_phase(
         flow = PhaseFlow(problem, model, rtol, atol, solver, n_save, record_matrices, flow_gtol)
         hold = 1.2 * t_escape  # the first chunk may not stop before the escape
     else:
-        k = float(np.sqrt(max(r, 1) / width(padded, symmetric)))  # RMS norm over the padding
+        k = float(np.sqrt(max(r, 1) / width(padded, psd)))  # RMS norm over the padding
         solver = "rkc" if solver == "auto" else solver
         flow = PhaseFlow(problem, model, rtol * k, atol * k, solver, n_save, record_matrices)
         hold = 0.0
@@ -166,16 +166,16 @@ def run_phase(
         t_chunk = min(2.0 * t_chunk, max_time - t0) if t0 < max_time else t_chunk
     traj = concat(pieces)
     if sparse and polish and not converged and gn <= flow_gtol:
-        params, gn, nit = newton_polish(problem, params, symmetric, phase_gtol, data=data)
+        params, gn, nit = newton_polish(problem, params, psd, phase_gtol, data=data)
         converged = gn <= phase_gtol
         last = record(data, model, tuple(jnp.asarray(p) for p in params), False)
-        traj = _with_polished_end(traj, last, params, symmetric, nit)
-    params = unpad(params, r, symmetric)
-    traj = replace(traj, final_params=unpad(traj.final_params, r, symmetric))
+        traj = _with_polished_end(traj, last, params, psd, nit)
+    params = unpad(params, r, psd)
+    traj = replace(traj, final_params=unpad(traj.final_params, r, psd))
     return traj, tuple(np.asarray(p, dtype=np.float64) for p in params), converged, gn
 
 
-def _with_polished_end(traj: Trajectory, last: dict, params, symmetric: bool, nit: int):
+def _with_polished_end(traj: Trajectory, last: dict, params, psd: bool, nit: int):
     """``traj`` with its last record replaced by the polished point (a new Trajectory).
     ``effective_ranks`` and ``matrices`` stay those of the flow's last record, as they
     always were."""
@@ -189,7 +189,7 @@ def _with_polished_end(traj: Trajectory, last: dict, params, symmetric: bool, ni
         grad_norm=grad_norm,
         singular_values=sv,
         final_params=final_params,
-        final_matrix=product(final_params, symmetric),
+        final_matrix=product(final_params, psd),
         info={**traj.info, "polish_iterations": nit},
     )
 

@@ -23,7 +23,7 @@ __all__ = ["POLISH_FACTOR", "newton_polish", "neg_grad"]
 POLISH_FACTOR = 1e7
 
 
-def newton_polish(problem, params, symmetric: bool, gtol: float, max_iter: int = 30, *, data=None):
+def newton_polish(problem, params, psd: bool, gtol: float, max_iter: int = 30, *, data=None):
     """Newton-CG on the factor objective of a completion problem, from a point the flow
     brought near a minimiser; returns (params, ||grad L||, Newton iterations) at the width
     of ``params`` (the sparse backend's evaluations, padded to a multiple of 8 columns).
@@ -34,9 +34,9 @@ def newton_polish(problem, params, symmetric: bool, gtol: float, max_iter: int =
     minimiser the loss decrease falls below float64 resolution long before the gradient
     does, which stalls value-based searches (L-BFGS stopped at ``||grad|| ~ 1e-9`` on
     1000 x 1000 completions). A step is accepted when ``||grad L||`` falls, else halved."""
-    r = width(params, symmetric)
+    r = width(params, psd)
     # zero columns stay zero: their gradient sym(G) 0 vanishes
-    model, padded = padded_model(problem.shape, params, symmetric)
+    model, padded = padded_model(problem.shape, params, psd)
     data = SparseCompletion.from_problems(problem, model) if data is None else data
     y = model.flatten(tuple(jnp.asarray(p) for p in padded))
     g = neg_grad(data, model, y)
@@ -56,7 +56,7 @@ def newton_polish(problem, params, symmetric: bool, gtol: float, max_iter: int =
         else:
             break  # no decrease: at the precision floor
         y, g, gn = y_new, g_new, gn_new
-    return unpad(model.unflatten(y), r, symmetric), gn, it
+    return unpad(model.unflatten(y), r, psd), gn, it
 
 
 @eqx.filter_jit

@@ -26,14 +26,14 @@ def phase_start(res: GLRLResult, r: int, shape) -> tuple[np.ndarray, ...]:
     """Factors at the start of phase ``r`` (1-based): those of ``W_{r-1}`` with
     ``sqrt(eps)`` times the phase's direction appended."""
     ph = res.phases[r - 1]
-    before = res.phases[r - 2].factors if r > 1 else zero_factors(shape, res.symmetric)
-    return append_direction(before, ph.direction, res.eps, res.symmetric)
+    before = res.phases[r - 2].factors if r > 1 else zero_factors(shape, res.psd)
+    return append_direction(before, ph.direction, res.eps, res.psd)
 
 
 def replay_flow(
     problem: Problem,
     start,
-    symmetric: bool,
+    psd: bool,
     times: np.ndarray,
     *,
     t_max: float,
@@ -55,12 +55,12 @@ def replay_flow(
     phase's own width ``r`` with the tolerances as given. ``solver``: as in
     :func:`rankbias.gradient_flow` (``"rkc"``, what the dense phases run by default).
     """
-    r = width(start, symmetric)
+    r = width(start, psd)
     if padded:
-        model, params = padded_model(problem.shape, start, symmetric)
-        k = float(np.sqrt(max(r, 1) / width(params, symmetric)))
+        model, params = padded_model(problem.shape, start, psd)
+        k = float(np.sqrt(max(r, 1) / width(params, psd)))
     else:
-        model, params, k = phase_model(problem.shape, symmetric, r), start, 1.0
+        model, params, k = phase_model(problem.shape, psd, r), start, 1.0
     # atol below the learned factors' rounding on purpose: the new column is ~sqrt(eps)
     with deliberate_atol():
         return gradient_flow(
@@ -102,7 +102,7 @@ def replay_phase_matrices(
     tr = replay_flow(
         problem,
         phase_start(res, r, problem.shape),
-        res.symmetric,
+        res.psd,
         times,
         t_max=float(max(times.max(), 1e-6)),
         rtol=rtol,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._deprecation import warn_renamed
 from .._repr import num, render, render_html
 from ..plots.glrl import plot_glrl
 from ..trajectory import Trajectory
@@ -86,6 +87,9 @@ class GLRLResult:
             when ``status == "kkt"``).
         kkt: residuals at the limit, see :func:`kkt_residuals`.
         status: ``"kkt"`` (stopped by the eigenvalue test), ``"max_rank"``.
+        eps, tol: the arguments of :func:`glrl`.
+        psd: PSD GLRL (``W = U U^T``) or asymmetric (``W = U V^T``); ``symmetric`` is its
+            deprecated spelling (a read-only property that warns once).
         info: ``wall_time``, ``phase_gtol``, ``grad0_norm`` and ``replay``, the settings the
             phase flows ran with (``rtol`` and ``atol`` as given to them before the padding's
             rescaling, ``padded``, ``solver``): what a replay of a phase needs
@@ -101,8 +105,14 @@ class GLRLResult:
     status: str
     eps: float
     tol: float
-    symmetric: bool
+    psd: bool
     info: dict = field(default_factory=dict)
+
+    @property
+    def symmetric(self) -> bool:
+        """Deprecated spelling of :attr:`psd` (warns once)."""
+        warn_renamed("GLRLResult", "symmetric", "psd")
+        return self.psd
 
     @property
     def rank(self) -> int:
@@ -117,7 +127,7 @@ class GLRLResult:
 
     def _title(self) -> str:
         return (
-            f"GLRLResult({'PSD' if self.symmetric else 'asymmetric'}, status={self.status!r}, "
+            f"GLRLResult({'PSD' if self.psd else 'asymmetric'}, status={self.status!r}, "
             f"rank={self.rank})"
         )
 

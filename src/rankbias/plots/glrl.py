@@ -93,7 +93,7 @@ def plot_glrl(res, axes=None):
     for ax, title, ylabel in (
         (
             ax_l,
-            f"GLRL loss staircase ({'PSD' if res.symmetric else 'asymmetric'}, eps={res.eps:.0e})",
+            f"GLRL loss staircase ({'PSD' if res.psd else 'asymmetric'}, eps={res.eps:.0e})",
             "loss f(W)",
         ),
         (ax_s, "Singular values of W, GLRL phases back to back", "singular values of W"),

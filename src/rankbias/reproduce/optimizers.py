@@ -71,7 +71,7 @@ def optimizers_vs_flow(
     M = random_low_rank((d, d), rank, seed=seed)
     prob = MatrixCompletion.uniform(M, fraction, seed=seed)
     with quietly():
-        ref = glrl(prob, symmetric=False)
+        ref = glrl(prob, psd=False)
     W_glrl = np.asarray(ref.matrix)
     rows, curves = [], {}
     for L in depths:

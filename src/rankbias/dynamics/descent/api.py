@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..._validation import check_bool
+from ..._deprecation import renamed
+from ..._validation import check_bool, check_choice
 from ...options import DescentOptions
 from .._common import (
     batch_data,
@@ -32,7 +33,7 @@ from .batching import batch_strategy, check_initial_losses, collect, run_problem
 from .hints import Rerun, check_divergence, end_stationarity
 from .loop import LoopConfig, LoopSpec
 from .rules import GDRule, check_schedule, gd_times, schedule_values
-from .settings import LoopSettings, check_on_divergence
+from .settings import LoopSettings
 from .sharpness import sharp
 from .stationarity import warn_not_stationary
 
@@ -168,16 +169,19 @@ def gradient_descent_batch(
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
     dtype=None,
-    on_divergence: str = "raise",
+    on_failure: str = "raise",
     strategy: str = "auto",
     backend: str = "auto",
+    on_divergence: str | None = None,
 ):
     """Many GD runs that share shapes, as one vmapped computation or a loop of single runs.
 
     ``problems``: one problem or one per run; ``lr``: a scalar or one per run. The settings
     are those of :func:`gradient_descent` (traced the same way, ``backend`` too).
-    ``on_divergence="raise"`` raises for the first diverged run; ``"return"`` puts the
-    :class:`DivergenceError` in that run's place in the returned list.
+    ``on_failure="raise"`` raises for the first diverged run; ``"return"`` puts the
+    :class:`DivergenceError` in that run's place in the returned list (the word of
+    :func:`~rankbias.dynamics.gradient_flow_batch`). ``on_divergence``: its deprecated spelling
+    (same values; warns once).
 
     ``strategy``: ``"vmap"`` (one batched computation: ``B`` runs step together, each matrix
     product a batched one), ``"loop"`` (the compiled program of :func:`gradient_descent`,
@@ -187,10 +191,18 @@ def gradient_descent_batch(
 
     Raises:
         ValueError: a bad argument (named), before anything is compiled.
-        DivergenceError: as :func:`gradient_descent` (``on_divergence="raise"``).
+        DivergenceError: as :func:`gradient_descent` (``on_failure="raise"``).
     """
     settings = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at)
-    check_on_divergence(on_divergence)
+    on_failure = renamed(
+        "gradient_descent_batch()",
+        "on_divergence",
+        on_divergence,
+        "on_failure",
+        on_failure,
+        "raise",
+    )
+    check_choice(on_failure, "on_failure", ("raise", "return"))
     if strategy not in ("auto", "vmap", "loop"):
         raise ValueError(f"`strategy` must be 'auto', 'vmap' or 'loop', got {strategy!r}")
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
@@ -236,13 +248,14 @@ def gradient_descent_batch(
             wall_time=wall / B,
             dtype=str(jnp.dtype(dtype)),
             backend=backend,
-            batch_size=B,
+            batch_size=B,  # deprecated spelling of batch_runs, kept for one release
+            batch_runs=B,
             batch_index=i,
             batch_strategy=strategy,
         )
         rerun = Rerun(data_i, index_tree(params, i), spec, {})
         return _finish(outs[i], spec, lr_i, prob_i, info, index_tree(params, i), sched, i, rerun)
 
-    result, ended = collect(B, finish, on_divergence)
+    result, ended = collect(B, finish, on_failure)
     warn_not_stationary("gradient descent", ended)
     return result

@@ -288,7 +288,15 @@ def gradient_flow_batch(
     result: list[Any] = []  # Trajectory, or FloatingPointError with on_failure="return"
     for k in range(B):
         data_k = data if p_axis is None else index_tree(data, k)
-        run_info = dict(dtype=str(jnp.dtype(dtype)), backend=backend, batch_size=B, batch_index=k)
+        # batch_runs: the word for a batch's run count (train's too); batch_size: its
+        # deprecated spelling, kept for one release (a dict key cannot warn).
+        run_info = dict(
+            dtype=str(jnp.dtype(dtype)),
+            backend=backend,
+            batch_size=B,
+            batch_runs=B,
+            batch_index=k,
+        )
         try:
             first = Segment(**index_tree(out, k))
             since = time.perf_counter()

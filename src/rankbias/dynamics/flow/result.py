@@ -72,7 +72,7 @@ def to_trajectory(
 ) -> Trajectory:
     """The :class:`Trajectory` of a solved flow: the records at the save times up to the
     stopping time, then the end point; ``info`` holds the settings used, the status and the
-    counts, then ``run_info`` (dtype, backend, a batch's size and index). Warns
+    counts, then ``run_info`` (dtype, backend, a batch's run count ``batch_runs`` and index). Warns
     (``RuntimeWarning``) when the flow ran out of steps; raises ``FloatingPointError`` when
     it became non-finite. ``stacklevel``: what the caller would pass to
     :func:`warnings.warn`."""
