@@ -1,5 +1,5 @@
 """How often a sweep checkpoints: wall time, first saved run and the longest gap between
-saved runs, for several ``sweep.batch_size`` values (a chunk is one vmapped batch and its
+saved runs, for several ``sweep.chunk_size`` values (a chunk is one vmapped batch and its
 runs are written when the batch ends, so the gap is what an interrupt can lose).
 
     python benchmarks/bench_checkpoint.py [--sizes 16,8,4] [--seeds 4] [--n 20] [--t-max 1e6]
@@ -36,7 +36,7 @@ atol = 1e-10  # explicit: a default atol (scaled to each init) recompiled per ru
 n_save = 200
 [sweep]
 grid = {{ alpha = [1e-2, 1e-4, 1e-6, 1e-8], seed = {seeds} }}
-batch_size = {bs}
+chunk_size = {bs}
 """
 
 
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--t-max", type=float, default=1e6)
     a = ap.parse_args()
     print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}\n")
-    print("| batch_size | runs | wall (s) | wall / first | first run saved (s) | longest gap (s) |")
+    print("| chunk_size | runs | wall (s) | wall / first | first run saved (s) | longest gap (s) |")
     print("|---:|---:|---:|---:|---:|---:|", flush=True)
     base = None
     for s in a.sizes.split(","):

@@ -15,14 +15,7 @@ import numpy as np
 from ...options import DescentOptions, TrainOptions, check_lr, check_steps
 from .grid import check_save_steps, record_steps
 
-__all__ = ["LoopSettings", "check_steps", "check_lr", "check_on_divergence"]
-
-
-def check_on_divergence(on_divergence: str) -> str:
-    """``"raise"`` or ``"return"`` (what a batch does with a diverged run)."""
-    if on_divergence not in ("raise", "return"):
-        raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
-    return on_divergence
+__all__ = ["LoopSettings", "check_steps", "check_lr"]
 
 
 @dataclass(frozen=True, eq=False)
