@@ -67,16 +67,17 @@ __all__ = [
 
 
 def glrl_variant_for(model) -> bool:
-    """``psd`` argument of :func:`rankbias.glrl` that matches ``model``: ``True`` (PSD
-    GLRL, ``W = U U^T``) for :class:`SymmetricFactorization`, ``False`` (asymmetric GLRL,
-    ``W = U V^T``) for :class:`DeepFactorization` (any depth). Raises ``TypeError`` for
-    other models."""
-    form = model.factor_form  # "symmetric" (W = U U^T) or "product" (W = A B^T)
+    """``psd`` argument of :func:`rankbias.glrl` that matches ``model``, from its factor form:
+    ``True`` (PSD GLRL, ``W = U U^T``) for a ``"symmetric"`` one (:class:`SymmetricFactorization`
+    of any depth), ``False`` (asymmetric GLRL, ``W = U V^T``) for a ``"product"`` one
+    (:class:`DeepFactorization`, any depth). Raises ``TypeError`` for anything else (a model
+    without a factor form, or not a model)."""
+    form = model.factor_form if isinstance(model, Model) else None
     if form is not None:
         return form == "symmetric"
     raise TypeError(
-        f"no GLRL variant for model {type(model).__name__}; expected "
-        "SymmetricFactorization or DeepFactorization"
+        f"no GLRL variant for model {type(model).__name__}; expected a model with a factor form "
+        "(SymmetricFactorization, DeepFactorization, or your own Model defining factor_form)"
     )
 
 
