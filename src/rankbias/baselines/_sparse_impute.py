@@ -8,8 +8,10 @@ For a completion loss ``f(X) = c/2 sum_Omega (X_ij - M_ij)^2`` the proximal-grad
 finder on that operator, warm-started from the previous step's right singular subspace
 (the dense :class:`rankbias._nuclear.SVT` does the same on a dense matrix). The iteration
 is the same restarted FISTA as :func:`rankbias._nuclear.fista_prox_grad` (same stopping
-rule ``||X_{k+1} - Y_k||_F <= tol max(1, ||X_{k+1}||_F)``, same one-time polish of the
-factored objective at ``sqrt(tol)``), so it converges to the same minimiser.
+rule ``||X_{k+1} - Y_k||_F <= tol max(1, ||X_{k+1}||_F)``), so it converges to the same
+minimiser. Unlike the dense path there is no L-BFGS polish of the factored objective: at
+943x1682, rank 92, the polish took 2,479 L-BFGS evaluations where FISTA alone needed 118
+steps.
 
 Why not ``scipy.sparse.linalg.svds`` on a ``LinearOperator``: ARPACK restarts from one
 vector at each call and cannot reuse the previous subspace; the warm-started range finder
@@ -20,8 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-
-from .._nuclear import lbfgs
 
 __all__ = ["SparseImpute"]
 
@@ -91,40 +91,11 @@ class SparseImpute:
         s = sv[keep] - thr
         return (Q @ Ub[:, keep]) * s, Vt[keep].T, s
 
-    def polish(self, L: np.ndarray, R: np.ndarray, thr: float, gtol: float):
-        """L-BFGS on ``1/2 ||P_Omega(U V^T - M)||^2 + thr (||U||^2 + ||V||^2) / 2`` from the
-        balanced factors of ``L R^T``: the sparse twin of
-        :func:`rankbias._nuclear.factored_polish` (a candidate the caller checks)."""
-        if L.shape[1] == 0:
-            return L, R
-        Qr, Rr = np.linalg.qr(L)
-        Qc, Rc = np.linalg.qr(R)
-        u, s, vt = np.linalg.svd(Rr @ Rc.T)
-        r = int(np.count_nonzero(s > 1e-14 * max(1.0, float(s[0]) if s.size else 1.0)))
-        if r == 0:
-            return L, R
-        m, n = self.shape
-        z0 = np.concatenate(
-            [(Qr @ u[:, :r] * np.sqrt(s[:r])).ravel(), (Qc @ vt[:r].T * np.sqrt(s[:r])).ravel()]
-        )
-
-        def fun(z):
-            U, V = z[: m * r].reshape(m, r), z[m * r :].reshape(n, r)
-            res = self.entries(U, V) - self.values
-            G = self._sparse(res)
-            f = 0.5 * float(res @ res) + 0.5 * thr * float(np.vdot(U, U) + np.vdot(V, V))
-            return f, np.concatenate([(G @ V + thr * U).ravel(), (G.T @ U + thr * V).ravel()])
-
-        z = lbfgs(fun, z0, gtol, 2_000, memory=5)
-        return z[: m * r].reshape(m, r), z[m * r :].reshape(n, r)
-
     def solve(self, thr: float, L: np.ndarray, R: np.ndarray, tol: float, max_iter: int):
         """Restarted FISTA from ``L R^T``: ``(L, R, iterations, converged)``."""
         X = (L, R)
         Y = X
         t = 1.0
-        coarse = max(tol, min(1e-5, np.sqrt(tol)))
-        polish = True
         for it in range(1, max_iter + 1):
             Ln, Rn, s = self.svt(*Y, thr)
             # d = X_{k+1} - Y_k and X_{k+1} - X_k as stacked factors.
@@ -133,12 +104,6 @@ class SparseImpute:
             gap = np.sqrt(max(_inner(dL, dR, dL, dR), 0.0))
             if gap <= tol * size:
                 return Ln, Rn, it, True
-            if polish and gap <= coarse * size:
-                # Same gtol as the dense polish (on this objective divided by c).
-                polish = False
-                Xp = self.polish(Ln, Rn, thr, 0.1 * tol * size)
-                X, Y, t = Xp, Xp, 1.0
-                continue
             eL, eR = np.hstack([Ln, -X[0]]), np.hstack([Rn, X[1]])
             if _inner(dL, dR, eL, eR) < 0.0:  # gradient restart (O'Donoghue & Candes)
                 t = 1.0

@@ -75,9 +75,10 @@ class _Solver:
     def solve(self, lam: float) -> np.ndarray:
         if self.sparse:
             # Step 1/c on f = c/2 ||P_Omega(X - M)||^2: threshold lam / c.
-            self.L, self.R, _, ok = self.engine.solve(
-                lam * self.step, self.L, self.R, self.tol, self.max_iter
-            )
+            with blas_threads(self.L.shape, thin=True):
+                self.L, self.R, _, ok = self.engine.solve(
+                    lam * self.step, self.L, self.R, self.tol, self.max_iter
+                )
             X = self.L @ self.R.T
         else:
             X, ok = self._dense(lam)
