@@ -31,6 +31,13 @@ def _inner(L1, R1, L2, R2) -> float:
     return float(np.sum((L1.T @ L2) * (R1.T @ R2)))
 
 
+def _fro(L, R) -> float:
+    """``||L R^T||_F`` through the triangular factors of ``L`` and ``R``: accurate to
+    ``eps ||L|| ||R||`` where ``sqrt(_inner(L, R, L, R))`` is only accurate to
+    ``sqrt(eps)`` (cancellation in the square), which stopped the iteration 1e-9 early."""
+    return float(np.linalg.norm(np.linalg.qr(L, mode="r") @ np.linalg.qr(R, mode="r").T))
+
+
 class SparseImpute:
     """Soft-Impute on the observed entries ``(rows, cols, values)`` of an ``(m, n)`` matrix.
 
@@ -101,7 +108,7 @@ class SparseImpute:
             # d = X_{k+1} - Y_k and X_{k+1} - X_k as stacked factors.
             dL, dR = np.hstack([Ln, -Y[0]]), np.hstack([Rn, Y[1]])
             size = max(1.0, float(np.linalg.norm(s)))
-            gap = np.sqrt(max(_inner(dL, dR, dL, dR), 0.0))
+            gap = _fro(dL, dR)
             if gap <= tol * size:
                 return Ln, Rn, it, True
             eL, eR = np.hstack([Ln, -X[0]]), np.hstack([Rn, X[1]])
