@@ -35,7 +35,8 @@ def _fro(L, R) -> float:
     """``||L R^T||_F`` through the triangular factors of ``L`` and ``R``: accurate to
     ``eps ||L|| ||R||`` where ``sqrt(_inner(L, R, L, R))`` is only accurate to
     ``sqrt(eps)`` (cancellation in the square), which stopped the iteration 1e-9 early."""
-    return float(np.linalg.norm(np.linalg.qr(L, mode="r") @ np.linalg.qr(R, mode="r").T))
+    tri = lambda A: np.asarray(np.linalg.qr(A, mode="r"))
+    return float(np.linalg.norm(tri(L) @ tri(R).T))
 
 
 class SparseImpute:
@@ -53,7 +54,9 @@ class SparseImpute:
         self.values = np.asarray(values, dtype=np.float64)
         k = self.values.size
         # CSR structure built once; each step only rewrites its data in this order.
-        S = sp.csr_matrix((np.arange(1, k + 1, dtype=np.float64), (self.rows, self.cols)), self.shape)
+        S = sp.csr_matrix(
+            (np.arange(1, k + 1, dtype=np.float64), (self.rows, self.cols)), self.shape
+        )
         self._perm = S.data.astype(np.int64) - 1
         self._S = S
         self.rng = np.random.default_rng(seed)

@@ -145,9 +145,7 @@ def min_nuclear_norm(
     if tried[0] == "ALM":
         name = "ALM"
         with blas_threads(problem.shape):
-            Xv, y, alm = alm_min_nuclear(
-                problem, psd, tol=tol, verbose=verbose, deadline=deadline
-            )
+            Xv, y, alm = alm_min_nuclear(problem, psd, tol=tol, verbose=verbose, deadline=deadline)
         status = "optimal" if alm["converged"] else "optimal_inaccurate"
         if alm["out_of_time"]:
             status = "time_budget"
