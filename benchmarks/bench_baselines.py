@@ -8,6 +8,13 @@ Rows:
   against the previous implementation (plain proximal gradient, jitted gradient, full SVD:
   ``--old-src`` points at a checkout that has it).
 
+* ``--movielens-size``: a synthetic 943x1682 ratings-like matrix (rank 10 plus noise, rounded
+  to 1..5, 90,000 observed entries, seeded): a Soft-Impute path of 5 lambdas on the sparse
+  factored engine (``svd="sparse"``, what ``"auto"`` picks) against the dense randomized one
+  (``svd="randomized"``, what ``"auto"`` picked before), each lambda's time as it finishes;
+  ``min_nuclear_norm`` with ``time_budget`` (status and gap at the stop) against no budget.
+  Each run is killed at ``--cap`` seconds; a killed run reports the lambdas it finished.
+
 Every competitor runs in a subprocess with a wall-clock limit (``--timeout``), so one that
 does not finish is reported as such. "obj err" is ``|obj - ref| / ref`` with ``ref`` the
 best certified value of the run (rankbias's objective when its relative gap is <= 1e-8).
@@ -83,6 +90,88 @@ print(json.dumps(dict(time=t, objs=f, err=float(np.linalg.norm(path[-1] - M) / n
 )
 
 
+ML = """
+import json, sys, time, numpy as np, rankbias as rb
+from rankbias import baselines
+m, n, k = 943, 1682, 90_000
+rng = np.random.default_rng(0)
+U, V = rng.standard_normal((m, 10)), rng.standard_normal((n, 10))
+M = np.clip(np.rint(3.5 + 0.9 * (U @ V.T) / np.sqrt(10) + 0.3 * rng.standard_normal((m, n))), 1, 5)
+pick = rng.choice(m * n, k, replace=False)
+prob = rb.MatrixCompletion(M, (pick // n, pick % n))
+"""
+
+ML_PATH = (
+    ML
+    + """
+lmax = float(np.linalg.norm(np.where(prob.mask, M, 0.0), 2))
+t0 = time.perf_counter(); last = [t0]
+def report(lam, X):
+    r = X[prob.mask] - M[prob.mask]
+    now = time.perf_counter()
+    print(json.dumps(dict(lam=lam, rank=int(np.linalg.matrix_rank(X, tol=1e-8 * lam)),
+          rmse=float(np.sqrt(np.mean(r * r))), time=now - last[0])), flush=True)
+    last[0] = now
+baselines.soft_impute_path(prob, lmax * np.geomspace(0.5, 0.02, 5), svd="{svd}", on_result=report)
+print(json.dumps(dict(total=time.perf_counter() - t0)))
+"""
+)
+
+ML_NUCLEAR = (
+    ML
+    + """
+t = time.perf_counter(); sol = baselines.min_nuclear_norm(prob, time_budget={budget})
+t = time.perf_counter() - t
+print(json.dumps(dict(time=t, status=sol.status, obj=sol.objective, dual=sol.dual_objective,
+     gap=sol.info["relative_gap"], res=sol.constraint_residual)))
+"""
+)
+
+
+def run_lines(code: str, cap: float) -> tuple[list[dict], bool]:
+    """The JSON lines a subprocess printed, and whether it was killed at ``cap`` seconds."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, timeout=cap
+        )
+        text, killed = out.stdout, False
+        if out.returncode != 0:
+            print(out.stderr.decode(errors="replace")[-500:])
+    except subprocess.TimeoutExpired as e:
+        text, killed = e.stdout or b"", True
+    lines = text.decode(errors="replace").splitlines() if isinstance(text, bytes) else []
+    return [json.loads(x) for x in lines if x.startswith("{")], killed
+
+
+def movielens_size(cap: float, budget: float) -> None:
+    print("| 943x1682, 90,000 entries | engine | per lambda: lam, rank, train RMSE, s | total |")
+    print("|---|---|---|---|")
+    for name, svd in (("new: sparse factored", "sparse"), ("old: dense randomized", "randomized")):
+        rows, killed = run_lines(ML_PATH.format(svd=svd), cap)
+        per = "; ".join(
+            f"{r['lam']:.3g}, {r['rank']}, {r['rmse']:.3f}, {r['time']:.1f}"
+            for r in rows
+            if "lam" in r
+        )
+        total = f"> {cap:.0f} s, killed" if killed else f"{rows[-1]['total']:.1f} s"
+        print(f"| Soft-Impute path, 5 lambdas | {name} | {per or '-'} | {total} |", flush=True)
+    print()
+    print(
+        "| 943x1682, 90,000 entries | min_nuclear_norm | time (s) | status | rel. gap | residual |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, b in ((f"new: time_budget={budget:g}", budget), ("old: no budget", None)):
+        rows, killed = run_lines(ML_NUCLEAR.format(budget=b), cap)
+        if killed or not rows:
+            print(f"| ALM | {name} | > {cap:.0f} s, killed | - | - | - |")
+            continue
+        r = rows[-1]
+        print(
+            f"| ALM | {name} | {r['time']:.1f} | {r['status']} | {r['gap']:.2e} | {r['res']:.1e} |",
+            flush=True,
+        )
+
+
 def run(code: str, timeout: float, src: str | None = None) -> dict:
     env = dict(os.environ)
     if src is not None:
@@ -114,13 +203,20 @@ def _fmt(r: dict, ref: float | None, timeout: float) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "convex baselines").splitlines()[0])
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--old-src", default=None, help="src folder of the previous implementation")
     ap.add_argument("--only", choices=("nuclear", "path"), default=None)
+    ap.add_argument("--movielens-size", action="store_true", help="only the 943x1682 case")
+    ap.add_argument("--cap", type=float, default=300.0, help="seconds before a run is killed")
+    ap.add_argument("--budget", type=float, default=60.0, help="min_nuclear_norm time_budget")
     args = ap.parse_args()
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.1f} (2 cores)\n")
+    if args.movielens_size:
+        movielens_size(args.cap, args.budget)
+        print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
+        return
     print("| problem | solver | time (s) | objective | obj err | residual | status |")
     print("|---|---|---|---|---|---|---|")
     cases = [

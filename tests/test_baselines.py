@@ -261,3 +261,69 @@ def test_auto_hands_a_time_limited_scs_answer_to_alm(monkeypatch):
     assert sol.solver == "ALM" and sol.status == "optimal"
     assert any("handed to ALM" in e for e in sol.info["errors"])
     assert sol.duality_gap <= 1e-7 * sol.objective and sol.constraint_residual <= 1e-8
+
+
+# -- real-data size (issue 26): sparse Soft-Impute, path callbacks, time budget -------------
+
+
+@pytest.mark.parametrize("normalization", ["sum", "mean"])
+def test_sparse_soft_impute_path_equals_dense_and_meets_kkt(normalization):
+    # The factored sparse-plus-low-rank iteration has the dense one's fixed point, and it is
+    # the minimiser: ||P_Omega(M - X)||_2 <= lam / c with equality (on X's support) as
+    # <P_Omega(M - X), X> = lam / c ||X||_* (c = 1 for "sum", 1/|Omega| for "mean").
+    _, M = _completion((60, 50), 3, 1200, seed=2)
+    base, _ = _completion((60, 50), 3, 1200, seed=2)
+    prob = rb.MatrixCompletion(M, (base.rows, base.cols), normalization=normalization)
+    c = prob.lipschitz()
+    lmax = c * np.linalg.norm(np.where(prob.mask, M, 0.0), 2)
+    lams = lmax * np.array([0.3, 0.05, 0.01])
+    dense = baselines.soft_impute_path(prob, lams, svd="full", tol=1e-12)
+    sparse = baselines.soft_impute_path(prob, lams, svd="sparse", tol=1e-12)
+    for lam, Xd, Xs in zip(lams, dense, sparse, strict=True):
+        np.testing.assert_allclose(Xs, Xd, atol=1e-8)
+        G = np.where(prob.mask, M - Xs, 0.0)
+        assert np.linalg.norm(G, 2) <= lam / c * (1 + 1e-6)
+        assert np.vdot(G, Xs) == pytest.approx(lam / c * baselines.nuclear_norm(Xs), rel=1e-6)
+
+
+def test_sparse_svd_needs_observed_entries():
+    with pytest.raises(ValueError, match="sparse"):
+        baselines.soft_impute(rb.MatrixEstimation(np.eye(3)), 0.1, svd="sparse")
+
+
+def test_path_delivers_each_lambda_and_stops_on_interrupt(capsys):
+    prob, M = _completion((30, 30), 2, 500, seed=4)
+    lams = [0.5, 2.0, 0.1, 1.0]
+    seen = []
+
+    def stop_after_two(lam, X):
+        seen.append((lam, X.shape))
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.warns(RuntimeWarning, match="2 of 4"):
+        out = baselines.soft_impute_path(prob, lams, on_result=stop_after_two, progress=True)
+    assert [lam for lam, _ in seen] == [2.0, 1.0]  # largest first
+    full = baselines.soft_impute_path(prob, [2.0, 1.0])
+    assert len(out) == 2
+    np.testing.assert_allclose(out[0], full[0], atol=1e-8)  # lams order: 2.0, then 1.0
+    np.testing.assert_allclose(out[1], full[1], atol=1e-8)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and "lam 2" in lines[0] and "rank" in lines[0] and " s" in lines[0]
+    assert "train RMSE" in lines[0]
+    assert capsys.readouterr().out == ""  # progress off by default (the path above)
+
+
+def test_min_nuclear_norm_time_budget_returns_certified_point():
+    # The rank-one recovery instance above: the optimum is sigma_1(M). Stopped after the
+    # first multiplier update, the point is not optimal but the dual bound is still valid.
+    prob, M = _completion((40, 40), 1, 480, seed=5)
+    sol = baselines.min_nuclear_norm(prob, solver="ALM", time_budget=1e-6)
+    assert sol.status == "time_budget"
+    vals = [sol.objective, sol.dual_objective, sol.duality_gap, sol.constraint_residual]
+    assert np.all(np.isfinite(vals))
+    assert sol.dual_objective <= np.linalg.svd(M, compute_uv=False)[0] * (1 + 1e-9)
+    assert sol.duality_gap == max(0.0, sol.objective - sol.dual_objective)
+    assert sol.info["iterations"] == 1
+    with pytest.raises(ValueError, match="time_budget"):
+        baselines.min_nuclear_norm(prob, time_budget=0.0)

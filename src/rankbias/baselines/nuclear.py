@@ -4,6 +4,7 @@ on the factors (:mod:`rankbias._nuclear`), with a certificate computed here."""
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -44,6 +45,7 @@ def min_nuclear_norm(
     solver: str | None = None,
     tol: float = 1e-9,
     verbose: bool = False,
+    time_budget: float | None = None,
 ) -> ConvexSolution:
     r"""Minimum nuclear norm (PSD: minimum trace) matrix that fits the data exactly.
 
@@ -76,13 +78,18 @@ def min_nuclear_norm(
         psd: PSD variant; default: ``problem.symmetric`` (symmetric completion).
         solver: ``"auto"``, ``"ALM"``, ``"CLARABEL"`` or ``"SCS"``.
         tol: ALM stopping tolerance (relative residual and dual infeasibility).
+        time_budget: seconds (``> 0``; default none). When the solve passes it, the solver
+            stops and returns its current point with the certificate above (objective,
+            dual bound, gap, residual) and ``status="time_budget"``, without a warning.
+            ALM looks at the clock between its multiplier updates and every 200 L-BFGS
+            steps; SCS and Clarabel get the remaining time as their time limit.
 
     Returns:
         :class:`ConvexSolution` (``np.asarray`` gives the ``(m, n)`` matrix).
 
     Raises:
         ValueError: a problem without exact linear constraints, an unknown ``solver``,
-            ``psd`` on a rectangular problem.
+            ``psd`` on a rectangular problem, a ``time_budget`` that is not positive.
         RuntimeError: every cvxpy solver failed.
     """
     if not isinstance(problem, Problem):
@@ -95,6 +102,9 @@ def min_nuclear_norm(
     if name not in ("AUTO", "ALM", "CLARABEL", "SCS"):
         raise ValueError(f"`solver` must be 'auto', 'ALM', 'CLARABEL' or 'SCS', got {solver!r}")
     tol = check_positive(tol, "tol")
+    deadline = None
+    if time_budget is not None:
+        deadline = time.perf_counter() + check_positive(time_budget, "time_budget")
     Y = problem.interpolant()
     if Y is not None:  # the data determine the matrix (full observation)
         obj = float(np.trace(Y)) if psd else nuclear_norm(Y)
@@ -112,9 +122,12 @@ def min_nuclear_norm(
                 [s for s in tried if s != "ALM"],
                 verbose,
                 scs_time_limit=_SCS_AUTO_TIME_LIMIT if "ALM" in tried else None,
+                deadline=deadline,
             )
             info.update(errors=errors)
-            if status != "optimal" and "ALM" in tried:
+            if status != "optimal" and _past(deadline):
+                status, tried = "time_budget", [name]
+            elif status != "optimal" and "ALM" in tried:
                 # An inaccurate or time-limited conic answer: the factor solver certifies.
                 info["errors"] = [*errors, f"{name}: status {status}, handed to ALM"]
                 tried = ["ALM"]
@@ -132,15 +145,17 @@ def min_nuclear_norm(
     if tried[0] == "ALM":
         name = "ALM"
         with blas_threads(problem.shape):
-            Xv, y, alm = alm_min_nuclear(problem, psd, tol=tol, verbose=verbose)
+            Xv, y, alm = alm_min_nuclear(problem, psd, tol=tol, verbose=verbose, deadline=deadline)
         status = "optimal" if alm["converged"] else "optimal_inaccurate"
+        if alm["out_of_time"]:
+            status = "time_budget"
         info.update(
             iterations=alm["outer"],
             gradient_evaluations=alm["evals"],
             factor_rank=alm["rank"],
             solve_time=alm["time"],
         )
-        if not alm["converged"]:
+        if status == "optimal_inaccurate":
             warnings.warn(
                 f"min_nuclear_norm: ALM did not reach tol={tol:g} in "
                 f"{alm['outer']} multiplier updates; the certificate says how "
@@ -170,9 +185,21 @@ def min_nuclear_norm(
     )
 
 
-def _cvxpy_solve(problem: Problem, psd: bool, tried: list[str], verbose: bool, scs_time_limit=None):
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.perf_counter() >= deadline
+
+
+def _cvxpy_solve(
+    problem: Problem,
+    psd: bool,
+    tried: list[str],
+    verbose: bool,
+    scs_time_limit=None,
+    deadline: float | None = None,
+):
     """The SDP through cvxpy: ``(X, y, status, solver, errors)``; SCS stops after
-    ``scs_time_limit`` seconds when given (then its status is not ``"optimal"``)."""
+    ``scs_time_limit`` seconds when given (then its status is not ``"optimal"``), SCS and
+    Clarabel at ``deadline`` (a ``time.perf_counter()`` value) when given."""
     import cvxpy as cp  # optional and slow to import: only when a conic solver runs
 
     m, n = problem.shape
@@ -193,11 +220,15 @@ def _cvxpy_solve(problem: Problem, psd: bool, tried: list[str], verbose: bool, s
     errors = []
     for name in tried:
         try:
-            kw = dict(eps=1e-9, max_iters=100_000) if name == "SCS" else {}
+            kw: dict = dict(eps=1e-9, max_iters=100_000) if name == "SCS" else {}
+            left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
             with warnings.catch_warnings():
-                if name == "SCS" and scs_time_limit is not None:
-                    kw["time_limit_secs"] = float(scs_time_limit)
+                if name == "SCS" and (scs_time_limit is not None or left is not None):
+                    kw["time_limit_secs"] = float(min(scs_time_limit or np.inf, left or np.inf))
                     # The caller hands an inaccurate answer to ALM: no warning for it.
+                    warnings.filterwarnings("ignore", "Solution may be inaccurate")
+                if name == "CLARABEL" and left is not None:
+                    kw["time_limit"] = float(left)
                     warnings.filterwarnings("ignore", "Solution may be inaccurate")
                 prob.solve(solver=name, verbose=verbose, **kw)
         except (cp.SolverError, ValueError) as e:

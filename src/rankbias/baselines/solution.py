@@ -33,6 +33,11 @@ class ConvexSolution:
     solver's multipliers), ``duality_gap = max(0, objective - dual_objective)`` (the raw,
     possibly slightly negative difference is ``info["duality_gap_raw"]``: ``X`` fits the
     data only up to ``constraint_residual = max |A(X) - b|``).
+
+    ``status``: ``"optimal"`` (the solver's tolerance met), ``"optimal_inaccurate"`` (not met:
+    the certificate says how far), ``"time_budget"`` (stopped at the caller's
+    ``time_budget``: the point at the stop, certified the same way) or ``"closed_form"``
+    (the data determine the matrix).
     """
 
     matrix: np.ndarray
