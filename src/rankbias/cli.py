@@ -445,7 +445,7 @@ def _main(argv: list[str] | None) -> int:
     from .experiments.errors import ConfigError
     from .experiments.executors import ExecutorError
     from .experiments.registry import ReproductionError
-    from .store import StoreError
+    from .store._errors import StoreError
 
     try:
         return _COMMANDS[args.command](args)

@@ -10,8 +10,9 @@ Each engine has one frozen option object:
 
 The public functions keep plain keyword arguments and build the object, which validates itself
 once (``ValueError`` naming the argument). A field marked ``static`` changes what is compiled
-(a solver, a record count, a dtype); the others are values the compiled code takes as
-arguments. The sweep schema (:mod:`rankbias.experiments.schema`) is generated from these
+(a solver, a record count, a dtype: each engine's static configuration, e.g.
+:class:`rankbias.dynamics.flow.settings.FlowConfig`, holds it or the shapes carry it); the
+others are values the compiled code takes as arguments. The sweep schema (:mod:`rankbias.experiments.schema`) is generated from these
 fields, so a default or an allowed key cannot differ between the library and a TOML file (a
 test compares each public signature with its option object).
 
@@ -73,14 +74,13 @@ class Option:
     ``(value, name) -> value`` where it accepts more than one TOML value can hold (per-run
     sequences, dtype objects, optax transforms); a TOML value must then meet both, and a test
     checks that every value ``check`` accepts, ``validate`` accepts too. ``toml``: the key a
-    sweep config uses (``None``: not a TOML value, ``why`` says why). ``static``: part of the
+    sweep config uses (``""``: the field's name). ``static``: part of the
     compile key."""
 
     kind: str
     check: tuple | None = None
     static: bool = False
-    toml: str | None = ""  # "": the field's own name
-    why: str = ""
+    toml: str = ""  # "": the field's own name
     validate: Callable[[Any, str], Any] | None = None
 
 
@@ -90,12 +90,11 @@ def option(
     check: tuple | None = None,
     *,
     static: bool = False,
-    toml: str | None = "",
-    why: str = "",
+    toml: str = "",
     validate: Callable[[Any, str], Any] | None = None,
 ) -> Any:
     """A dataclass field carrying its :class:`Option` (its default is the library's)."""
-    o = Option(kind, check, static, toml, why, validate)
+    o = Option(kind, check, static, toml, validate)
     return field(default=default, metadata={"option": o})
 
 
@@ -113,8 +112,6 @@ def toml_keys(cls) -> dict[str, tuple[str, Any, tuple | None]]:
     check)}`` (the config's tuple format), for the fields that are TOML values."""
     out = {}
     for name, (default, o) in options_of(cls).items():
-        if o.toml is None:
-            continue
         out[o.toml or name] = (o.kind, default, o.check)
     return out
 
@@ -209,12 +206,6 @@ class _Checked:
         """A copy with ``changes`` (validated again)."""
         return dataclasses.replace(self, **changes)  # pyright: ignore[reportArgumentType]
 
-    def static_key(self) -> tuple:
-        """The static fields' values: what a compiled function is cached by."""
-        return tuple(
-            (n, getattr(self, n)) for n, (_, o) in options_of(type(self)).items() if o.static
-        )
-
 
 @dataclass(frozen=True)
 class FlowOptions(_Checked):
@@ -230,7 +221,8 @@ class FlowOptions(_Checked):
     certificate_tol: float | None = option(None, "float", (">", 0.0))
     n_save: int = option(200, "int", ("between", 2, MAX_SAVE, N_SAVE_WHY), static=True)
     t_min: float | None = option(None, "float", (">", 0.0))
-    max_steps: int = option(1_000_000, "int", ("between", 1, MAX_STEPS_CAP), static=True)
+    # a step budget the compiled solve takes as a value (one program for every budget)
+    max_steps: int = option(1_000_000, "int", ("between", 1, MAX_STEPS_CAP))
     dtype: str | None = option(
         None, "str", ("choice", DTYPES), static=True, validate=check_dtype_name
     )

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write_text
 from .experiments.errors import ConfigError
 from .experiments.toml_io import dump_toml
 from .plots._marks import not_ended_well
 from .plots._stats import seed_dims
 from .plots.files import plot_all
 from .status import describe, ended_well
-from .store import Store, atomic_write_text, load
+from .store import Store, load
 
 __all__ = ["write_report", "summary_table"]
 

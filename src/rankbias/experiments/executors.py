@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_text
-from ..store import Store, StoreError, versions
+from ..store import Store, versions
+from ..store._errors import StoreError
 from .expand import Sweep
 from .folder import check_out, claim
 from .runner import Chunk, manifest_for, plan_chunks, run_chunk

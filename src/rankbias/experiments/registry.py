@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..store import MANIFEST, Store, atomic_write_text, versions
+from .._io import atomic_write_text, canonical_json
+from ..store import MANIFEST, Store, versions
 from .errors import ConfigError, short
 from .executors import run_sweep
 from .expand import LEGACY_DEFAULTS, Sweep, expand
@@ -249,9 +250,7 @@ def _keep_stored_keys(sweep: Sweep, out) -> Sweep:
     stored = set(man.get("runs") or [])
     if not stored or stored == {r.key for r in sweep.runs}:
         return sweep
-    if json.dumps(man.get("config"), sort_keys=True, default=float) != json.dumps(
-        sweep.raw, sort_keys=True, default=float
-    ):
+    if canonical_json(man.get("config")) != canonical_json(sweep.raw):
         return sweep
     legacy = expand(sweep.raw, defaults=LEGACY_DEFAULTS)
     return legacy if {r.key for r in legacy.runs} == stored else sweep

@@ -63,8 +63,8 @@ class Chunk:
 
 
 def _canon(d: dict) -> str:
-    # one of the package's canonical-JSON helpers (rankbias._io is to hold the one): its text
-    # keys the problem caches and the chunk groups, so it must not change
+    # Not rankbias._io.canonical_json (the run keys' text): this text is also stored as each
+    # run file's `run_config`, whose spacing new files keep so that they match older ones.
     return json.dumps(d, sort_keys=True, default=float)
 
 

@@ -26,9 +26,10 @@ from .save import check_save_at, save_times
 class FlowConfig:
     """The static part of a flow: with the shapes and dtypes, the compilation key.
 
-    Deliberately not :meth:`FlowOptions.static_key`: ``max_steps`` is a traced step budget
-    here (:class:`~.controller.Segmented`) and ``n_save`` is the shape of the save times,
-    so neither needs a key of its own."""
+    Of :class:`FlowOptions`' static fields, ``solver`` is here; ``n_save`` is the shape of the
+    save times and ``dtype`` that of the state, so they key the compilation through the shapes
+    and dtypes; ``backend`` chooses the problem's type (dense or factor form). ``max_steps`` is
+    a traced step budget (:class:`~.controller.Segmented`)."""
 
     solver: str
     steady_stop: bool  # gtol is not None: the steady-state event is compiled in
