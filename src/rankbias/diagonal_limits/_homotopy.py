@@ -53,6 +53,7 @@ def _signed_nnls(X: np.ndarray, y: np.ndarray, signs: np.ndarray) -> np.ndarray:
         return k
     x, _ = nnls(X[:, idx] * signs[idx], y, maxiter=50 * max(idx.size, 10))
     k[idx] = signs[idx] * x
+    k[k == 0.0] = 0.0  # no -0.0 in the saddles
     return k
 
 
