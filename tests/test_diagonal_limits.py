@@ -313,19 +313,27 @@ def _depth3_flow(X, y, alpha, init, tau):
     return sol.t, z[:, :d] * z[:, d : 2 * d] * z[:, 2 * d :]
 
 
-@pytest.mark.slow
 def test_depth3_flow_approaches_zhao_algorithm_path():
+    # a generic direction (signs mixed, smallest layer unique, last): weighted thresholds,
+    # jumps on the clock t alpha (h = 1/alpha at depth 3)
     X = np.array([[1.0, 0.4, -0.3], [0.2, -1.0, 0.8]])
     y = np.array([1.0, -0.6])
     init = np.array([[1.0, -1.2, 0.9], [0.8, 1.0, -1.1], [0.3, -0.2, 0.1]])
     lim = rb.diagonal_limit(X, y, 3, init=init)
+    assert len(lim.entering) == 2
     tau = np.linspace(1e-3, 1.6 * lim.times[-1], 400)
     dists = []
-    for a in (1e-2, 1e-3, 1e-4):
+    alphas = (1e-2, 1e-3, 1e-4)
+    for a in alphas:
         t, k = _depth3_flow(X, y, a, init, tau)
         dists.append(rb.limit_path_distance(lim, t, k, alpha=a, margin=0.06))
+        assert rb.activation_order(lim, t, k)[1] == [1, 0]
     assert dists[0] > dists[1] > dists[2]
-    assert dists[-1] < 0.1
+    assert dists[-1] < 1e-6
+    assert rb.fit_distance_rate(alphas, dists, against="alpha").slope > 1.0
+    # measured to the record spacing (0.007 here): the jumps are O(alpha) wide on this clock
+    meas = rb.measured_jump_times(lim, t, k, alpha=alphas[-1])
+    np.testing.assert_allclose(meas, lim.times[1:], atol=0.01)
 
 
 # --- comparisons on arrays ----------------------------------------------------------------------

@@ -74,7 +74,8 @@ def measured_jump_times(
     entering with plateau value ``b = limit.betas[p, j]``), the first rescaled time after
     ``(tau_{p-1} + tau_p) / 2`` at which the flow's ``beta_j`` crosses ``b / 2``
     (``sign(b) beta_j >= |b| / 2``), linearly interpolated between records; ``nan`` when it
-    never does. Compare with ``limit.times[1:]``."""
+    never does. Compare with ``limit.times[1:]``; the resolution is the spacing of the
+    flow's records around the jump (a jump is ``O(1/h(alpha))`` wide on this clock)."""
     tau, b = rescaled_path(
         flow, betas, alpha, limit.depth if depth is None else depth, two_branch,
         limit.betas.shape[1],
