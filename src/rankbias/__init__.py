@@ -38,11 +38,11 @@ from .diagonal_limits import (
     DiagonalLimit,
     activation_order,
     diagonal_limit,
+    diagonal_time_scale,
     fit_distance_rate,
     limit_path_distance,
     measured_jump_times,
     saddle_to_saddle,
-    time_scale as diagonal_time_scale,
 )
 from .dynamics import (
     RKC,

@@ -2,7 +2,7 @@
 
 * :func:`saddle_to_saddle`: Pesme & Flammarion (NeurIPS 2023), depth 2;
 * :func:`diagonal_limit`: Zhao, Wang, Yang, Bai, Zhang (ICML 2026), Algorithm 1, any depth;
-* :func:`growth_thresholds`, :func:`time_scale`: their thresholds ``t^+-`` and clock
+* :func:`growth_thresholds`, :func:`diagonal_time_scale`: their thresholds ``t^+-`` and clock
   ``h(alpha)``;
 * comparisons on arrays: :func:`limit_path_distance`, :func:`measured_jump_times`,
   :func:`activation_order`, :func:`fit_distance_rate`.
@@ -20,14 +20,14 @@ from ._compare import (
     measured_jump_times,
 )
 from ._result import DiagonalLimit
-from ._thresholds import default_init, growth_thresholds, time_scale
+from ._thresholds import default_init, diagonal_time_scale, growth_thresholds
 
 __all__ = [
     "saddle_to_saddle",
     "diagonal_limit",
     "DiagonalLimit",
     "growth_thresholds",
-    "time_scale",
+    "diagonal_time_scale",
     "default_init",
     "limit_path_distance",
     "measured_jump_times",

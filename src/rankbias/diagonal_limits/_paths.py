@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._thresholds import time_scale
+from ._thresholds import diagonal_time_scale
 
 __all__ = ["as_path", "rescaled_path"]
 
@@ -51,4 +51,4 @@ def rescaled_path(
     t, b = as_path(flow, betas)
     if d is not None and b.shape[1] != d:
         raise ValueError(f"flow: betas have {b.shape[1]} coordinates, the limit has {d}")
-    return t / time_scale(alpha, depth, two_branch=two_branch), b
+    return t / diagonal_time_scale(alpha, depth, two_branch=two_branch), b

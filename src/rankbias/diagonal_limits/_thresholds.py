@@ -16,7 +16,7 @@ import math
 import numpy as np
 from scipy import integrate
 
-__all__ = ["growth_thresholds", "time_scale", "default_init"]
+__all__ = ["growth_thresholds", "diagonal_time_scale", "default_init"]
 
 
 def default_init(depth: int, dim: int) -> np.ndarray:
@@ -100,7 +100,7 @@ def growth_thresholds(init: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tp, tm
 
 
-def time_scale(alpha: float, depth: int, *, two_branch: bool = False) -> float:
+def diagonal_time_scale(alpha: float, depth: int, *, two_branch: bool = False) -> float:
     """``h(alpha)``: flow time ``t`` corresponds to the limit's rescaled time ``t / h(alpha)``.
 
     For the loss ``1/2 ||X beta - y||^2`` (a loss ``||X beta - y||^2`` without the ``1/2``, as
