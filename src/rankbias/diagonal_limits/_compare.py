@@ -100,14 +100,15 @@ def measured_jump_times(
 def activation_order(limit, flow, betas=None) -> tuple[list[int], list[int]]:
     """``(predicted, measured)``: the coordinates in the order of their first activation in
     ``limit`` (``limit.entering`` without repeats), and in the order in which the flow's
-    ``|beta_j|`` first reaches half of ``max_p |limit.betas[p, j]|`` (the coordinates of
-    ``predicted`` only; one never reaching it is left out of ``measured``). Time units do not
-    matter here: only the order is compared."""
+    ``|beta_j|`` first reaches half of ``|limit.betas[p, j]|``, ``p`` the jump at which ``j``
+    first enters (the coordinates of ``predicted`` only; one never reaching it is left out of
+    ``measured``). Time units do not matter here: only the order is compared."""
     t, b = rescaled_path(flow, betas, 0.5, 2, False, limit.betas.shape[1])
     predicted = list(dict.fromkeys(int(j) for j in limit.entering))
     first = {}
     for j in predicted:
-        level = 0.5 * float(np.max(np.abs(limit.betas[:, j])))
+        p = 1 + int(np.flatnonzero(limit.entering == j)[0])
+        level = 0.5 * abs(float(limit.betas[p, j]))
         hit = np.flatnonzero(np.abs(b[:, j]) >= level)
         if hit.size:
             first[j] = int(hit[0])
