@@ -191,9 +191,9 @@ def test_distance_to_flow_is_first_order_in_lr():
         ds.append(d.max)
     assert 1.7 < ds[0] / ds[1] < 2.3  # GD is a first-order method
     adam = rb.train(prob, model, p, "adam", lr=0.02, steps=50, n_save=5, save_matrices=True)
-    with pytest.raises(ValueError, match="diagonal_time_scale"):
+    with pytest.raises(ValueError, match="time_scale"):
         rb.distance_to_flow(adam, flow)
-    assert rb.distance_to_flow(adam, flow, diagonal_time_scale=0.02).times.size == 5
+    assert rb.distance_to_flow(adam, flow, time_scale=0.02).times.size == 5
     with pytest.raises(ValueError, match="save_matrices"):
         rb.distance_to_flow(rb.train(prob, model, p, "sgd", lr=0.1, steps=3), flow)
 

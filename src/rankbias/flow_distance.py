@@ -2,7 +2,7 @@ r"""How far a discrete run (GD, SGD, GroupRMSprop, momentum...) is from the grad
 
 :func:`distance_to_flow` compares ``W`` of a run with ``W`` of a gradient-flow trajectory on a
 shared time axis: the run's own recorded times (its effective time, ``Trajectory.times`` with
-``info["time_axis"] == "effective"``, or ``steps * diagonal_time_scale``) that lie inside the flow's
+``info["time_axis"] == "effective"``, or ``steps * time_scale``) that lie inside the flow's
 recorded range. The flow's ``W`` at those times is its record where the times coincide
 (relative tolerance ``1e-9``) and otherwise the linear interpolation, in ``t``, between the two
 neighbouring records; record the flow at the run's times for an exact comparison::
@@ -63,7 +63,7 @@ def _matrices(tr, name: str) -> np.ndarray:
 
 
 def distance_to_flow(
-    tr: Trajectory, flow: Trajectory, *, diagonal_time_scale: float | None = None, relative: bool = True
+    tr: Trajectory, flow: Trajectory, *, time_scale: float | None = None, relative: bool = True
 ) -> FlowDistance:
     r"""Distance of ``W`` between a run ``tr`` and a gradient flow ``flow`` over time.
 
@@ -73,7 +73,7 @@ def distance_to_flow(
         ``save_matrices=True``.
     flow: a :func:`rankbias.gradient_flow` trajectory from the same initialization, with
         ``save_matrices=True``.
-    diagonal_time_scale: if given, the run's time is ``steps * diagonal_time_scale`` (e.g. ``lr`` for Adam,
+    time_scale: if given, the run's time is ``steps * time_scale`` (e.g. ``lr`` for Adam,
         whose ``times`` are steps); by default ``tr.times``, which must be an effective time.
     relative: divide by ``||W_flow(T)||_F`` (the flow's last record).
 
@@ -84,23 +84,23 @@ def distance_to_flow(
     Raises
     ------
     ValueError: no matrices recorded, shapes that differ, a run whose time axis is the step
-        index (``info["time_axis"] == "step"``) without ``diagonal_time_scale``, or no shared time.
+        index (``info["time_axis"] == "step"``) without ``time_scale``, or no shared time.
     TypeError: arguments that are not trajectories.
     """
     Wr, Wf = _matrices(tr, "tr"), _matrices(flow, "flow")
     if Wr.shape[1:] != Wf.shape[1:]:
         raise ValueError(f"`tr` records {Wr.shape[1:]} matrices, `flow` {Wf.shape[1:]}")
-    if diagonal_time_scale is not None:
+    if time_scale is not None:
         if tr.steps is None:
-            raise ValueError("`diagonal_time_scale` needs a run with recorded `steps`")
-        if not (np.isfinite(diagonal_time_scale) and diagonal_time_scale > 0):
-            raise ValueError(f"`diagonal_time_scale` must be > 0, got {diagonal_time_scale!r}")
-        t = tr.steps.astype(np.float64) * float(diagonal_time_scale)
+            raise ValueError("`time_scale` needs a run with recorded `steps`")
+        if not (np.isfinite(time_scale) and time_scale > 0):
+            raise ValueError(f"`time_scale` must be > 0, got {time_scale!r}")
+        t = tr.steps.astype(np.float64) * float(time_scale)
     else:
         if tr.info.get("time_axis") == "step":
             raise ValueError(
                 f"`tr` ({tr.info.get('optimizer', 'this optimizer')}) has no "
-                f"effective time: its `times` are steps. Pass `diagonal_time_scale` "
+                f"effective time: its `times` are steps. Pass `time_scale` "
                 f"(time per step, e.g. its lr) to compare it with the flow"
             )
         t = np.asarray(tr.times, dtype=np.float64)
