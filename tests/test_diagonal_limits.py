@@ -86,6 +86,17 @@ def test_deep_limit_ends_at_the_weighted_l1_minimiser(seed):
     np.testing.assert_allclose(res.limit, b_lp, atol=1e-7)
 
 
+def test_overdetermined_data_end_at_the_least_squares_solution():
+    # n > d, full column rank: no interpolator; the recursion stops at grad L = 0 (Pesme &
+    # Flammarion's criterion), i.e. at numpy's least-squares solution
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((9, 4))
+    y = rng.standard_normal(9)
+    res = rb.saddle_to_saddle(X, y)
+    assert res.converged
+    np.testing.assert_allclose(res.limit, np.linalg.lstsq(X, y, rcond=None)[0], atol=1e-10)
+
+
 def test_a_sign_with_infinite_threshold_never_activates():
     # every layer at 1 (outside the paper's unique-smallest-layer assumption): k = c^3 never
     # changes sign, t^- = inf; the limit is the min sum t^+ k over k >= 0, X k = y
