@@ -88,16 +88,18 @@ def growth_thresholds(init: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 "et al.'s assumption (a sign never escapes); use e.g. (sqrt(2), 0)"
             )
         return np.ones(d), np.ones(d)
-    tp, tm = np.empty(d), np.empty(d)
-    for i in range(d):
-        a = init[:, i]
+    # one quadrature per distinct direction (the default init repeats one column d times)
+    cols, inverse = np.unique(init.T, axis=0, return_inverse=True)
+    tp, tm = np.empty(len(cols)), np.empty(len(cols))
+    for i, a in enumerate(cols):
         m = int(np.argmin(a**2))
         mu = np.sqrt(np.maximum(np.delete(a, m) ** 2 - a[m] ** 2, 0.0))
         sign = 1.0 if np.prod(a) >= 0 else -1.0
         c0 = sign * abs(a[m])
         tp[i] = _escape_integral(c0, mu)
         tm[i] = _escape_integral(-c0, mu)
-    return tp, tm
+    inverse = np.ravel(inverse)
+    return tp[inverse], tm[inverse]
 
 
 def diagonal_time_scale(alpha: float, depth: int, *, two_branch: bool = False) -> float:
