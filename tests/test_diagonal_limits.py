@@ -160,6 +160,22 @@ def test_unit_thresholds_reduce_to_pesme_flammarion(seed):
     np.testing.assert_allclose(scaled.betas, ref.betas, atol=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_scaling_y_and_permuting_columns_act_as_the_flow_says(seed):
+    # y -> c y scales every correlation by c: the saddles scale by c, the jump times by 1/c;
+    # a permutation of the columns permutes the coordinates and leaves the times
+    X, y = _instance(seed + 30)
+    ref = rb.saddle_to_saddle(X, y)
+    sc = rb.saddle_to_saddle(X, 3.0 * y)
+    np.testing.assert_allclose(sc.times, ref.times / 3.0, rtol=1e-9)
+    np.testing.assert_allclose(sc.betas, 3.0 * ref.betas, atol=1e-9)
+    perm = np.random.default_rng(seed).permutation(X.shape[1])
+    pm = rb.saddle_to_saddle(X[:, perm], y)
+    np.testing.assert_allclose(pm.times, ref.times, rtol=1e-9)
+    np.testing.assert_allclose(pm.betas, ref.betas[:, perm], atol=1e-9)
+    np.testing.assert_array_equal(perm[pm.entering], ref.entering)
+
+
 # --- exact jump times on two coordinates -------------------------------------------------------
 
 
