@@ -68,7 +68,7 @@ def saddle_to_saddle(X, y, *, tol: float = 1e-10, max_steps: int | None = None) 
 
     until ``X^T (y - X beta) = 0``. Coordinates may deactivate (leave the support) and
     reactivate with the other sign. The end point is the minimum-l1 interpolator (when
-    ``X beta = y`` is solvable). The paper's loss ``1/(2n) ||.||^2`` is ours with
+    ``X beta = y`` is solvable). A loss normalised as ``1/(2n) ||.||^2`` is ours with
     ``X / sqrt(n), y / sqrt(n)``: it rescales ``u``, hence the jump times, by ``1/n``.
 
     A single coordinate with correlation ``c = x_i^T y`` (orthogonal columns) jumps at
