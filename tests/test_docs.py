@@ -38,6 +38,7 @@ PUBLIC_MODULES = (
     "counterexamples",
     "experiments",
     "plots",
+    "diagonal_limits",
     "glrl",
     "compare",
     "metrics",

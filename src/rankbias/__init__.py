@@ -34,6 +34,16 @@ from . import (
 )
 from ._version import __version__
 from .compare import compare_with_glrl
+from .diagonal_limits import (
+    DiagonalLimit,
+    activation_order,
+    diagonal_limit,
+    diagonal_time_scale,
+    fit_distance_rate,
+    limit_path_distance,
+    measured_jump_times,
+    saddle_to_saddle,
+)
 from .dynamics import (
     RKC,
     DivergenceError,
@@ -100,4 +110,12 @@ __all__ = [
     "ratings",
     "splits",
     "cache_dir",
+    "saddle_to_saddle",
+    "diagonal_limit",
+    "DiagonalLimit",
+    "diagonal_time_scale",
+    "limit_path_distance",
+    "measured_jump_times",
+    "activation_order",
+    "fit_distance_rate",
 ]
