@@ -304,3 +304,67 @@ def test_deep_flow_from_tiny_scale_warns_about_resolution():
     model = rb.DiagonalNetwork(2, 3)
     with pytest.warns(rb.ResolutionWarning):
         rb.gradient_flow(prob, model, model.init("zhao", scale=1e-20), t_max=1.0, **FLOW)
+
+
+# -- sweeps from TOML -------------------------------------------------------------------------
+
+SWEEP = """
+name = "diag-tiny"
+kind = "sweep"
+[problem]
+type = "regression"
+shape = [12, 1]
+rank = 2
+measurements = 8
+seed = 3
+[model]
+type = "diagonal"
+depth = 2
+form = "two_branch"
+[init]
+name = "uniform"
+[dynamics]
+method = "flow"
+t_max = 1e3
+n_save = 6
+[sweep]
+grid = { alpha = [1e-3, 1e-40] }
+"""
+
+
+def test_sweep_from_toml_runs_the_same_flows(tmp_path):
+    import rankbias.experiments as ex
+
+    sw = ex.expand(ex.parse_config(SWEEP))
+    cfg = sw.runs[0].config
+    assert cfg["model"] == {"type": "diagonal", "depth": 2, "form": "two_branch"}
+    assert "per_factor" not in cfg["init"] and "psd" not in cfg["problem"]
+    st = ex.run_sweep(sw, tmp_path, progress=False)
+    assert st["done"] == 2 and st["failed"] == 0
+    ds = ex.load(tmp_path, lazy=False)
+    assert ds.sizes["sv"] == 12  # d values: the sorted |beta_i|
+    prob = sparse_recovery(8, 12, 2, seed=3)
+    model = rb.DiagonalNetwork(12, 2, form="two_branch")
+    for j, alpha in enumerate((1e-3, 1e-40)):
+        one = rb.gradient_flow(prob, model, model.init(scale=alpha), t_max=1e3, n_save=6)
+        sv = ds["singular_values"].isel(alpha=j).values
+        # the batched run against a single run (each of a batch has its own steps)
+        np.testing.assert_allclose(sv[-1], one.singular_values[-1], rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('type = "regression"', 'type = "completion"', "go together"),
+        ("shape = [12, 1]", "shape = [12, 2]", r"\[d, 1\]"),
+        ("rank = 2", "rank = 13", "exceeds d"),
+        ('name = "uniform"', 'name = "identity"', "not an init"),
+        ('name = "uniform"', 'name = "zhao"', "form = 'product'"),
+    ],
+)
+def test_sweep_config_errors_name_the_key(old, new, message):
+    import rankbias.experiments as ex
+    from rankbias.experiments.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        ex.expand(ex.parse_config(SWEEP.replace(old, new)))
