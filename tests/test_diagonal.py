@@ -368,3 +368,37 @@ def test_sweep_config_errors_name_the_key(old, new, message):
 
     with pytest.raises(ConfigError, match=message):
         ex.expand(ex.parse_config(SWEEP.replace(old, new)))
+
+
+def test_depth_three_flow_is_the_one_coordinate_quadrature():
+    # beta = a^3 with every layer a (balanced, product form, "uniform"): da/dt = -a^2 (beta - y),
+    # so with s = a: dt = ds / (s^2 (y - s^3)); the plateau lasts ~ 1 / (alpha y) (not a log)
+    from scipy.integrate import quad
+
+    alpha, y = 1e-4, 1.0
+    model = rb.DiagonalNetwork(1, 3)
+    prob = rb.LinearRegression(np.eye(1), np.array([y]))
+    flow = rb.gradient_flow(
+        prob,
+        model,
+        model.init(scale=alpha),
+        t_max=2e4,
+        n_save=30,
+        gtol=None,
+        rtol=1e-10,
+        save_matrices=True,
+    )
+    assert flow.matrices is not None
+    beta = flow.matrices[:, 0, 0]
+    assert beta[-1] > 0.999  # escaped
+    checked = 0
+    for t, b in zip(flow.times[1:], beta[1:], strict=True):
+        if not 2 * alpha**3 < b < 0.99:
+            continue
+        s_end = np.cbrt(b)
+        t_ref = quad(
+            lambda s: 1.0 / (s * s * (y - s**3)), alpha, s_end, epsabs=0, epsrel=1e-12, limit=200
+        )[0]
+        assert t == pytest.approx(t_ref, rel=1e-6)
+        checked += 1
+    assert checked >= 3
