@@ -287,13 +287,21 @@ def test_sparse_recovery_instance():
 
 
 def test_minibatch_is_unbiased_and_exact_on_all_rows():
+    from itertools import combinations
+
     prob = sparse_recovery(6, 4, 2, noise=0.1, seed=0)
     W = jnp.asarray(np.random.default_rng(0).standard_normal((4, 1)))
-    full = prob.minibatch(jnp.arange(6))
-    f, g = full.loss_and_grad(W)
     f0, g0 = prob.loss_and_grad(W)
+    f, g = prob.minibatch(jnp.arange(6)).loss_and_grad(W)
     assert float(f) == pytest.approx(float(f0), rel=1e-13)
     np.testing.assert_allclose(g, g0, rtol=1e-13)
+    # unbiased: the mean over every batch of 2 rows is the full loss and gradient
+    parts = [prob.minibatch(jnp.asarray(b)).loss_and_grad(W) for b in combinations(range(6), 2)]
+    assert np.mean([float(p[0]) for p in parts]) == pytest.approx(float(f0), rel=1e-12)
+    np.testing.assert_allclose(np.mean([np.asarray(p[1]) for p in parts], axis=0), g0, rtol=1e-12)
+    model = rb.DiagonalNetwork(4, 2, form="two_branch")
+    sgd = rb.train(prob, model, model.init(scale=0.3), "sgd", lr=0.05, steps=300, batch_size=3)
+    assert sgd.loss[-1] < 0.2 * sgd.loss[0]
 
 
 FLOW: dict[str, Any] = dict(gtol=None, n_save=5)
