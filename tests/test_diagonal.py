@@ -360,6 +360,23 @@ def test_sweep_from_toml_runs_the_same_flows(tmp_path):
         np.testing.assert_allclose(sv[-1], one.singular_values[-1], rtol=0, atol=1e-8)
 
 
+def test_gd_sweep_is_gradient_descent(tmp_path):
+    # method = "gd" through the sweep machinery (batched GD): the stored loss is that of
+    # rb.gradient_descent on the same problem and init
+    import rankbias.experiments as ex
+
+    raw = SWEEP.replace('method = "flow"\nt_max = 1e3', 'method = "gd"\nlr = 0.1\nsteps = 200')
+    raw = raw.replace("alpha = [1e-3, 1e-40]", "alpha = [1e-2, 1e-3]")
+    sw = ex.expand(ex.parse_config(raw))
+    ex.run_sweep(sw, tmp_path, progress=False)
+    ds = ex.load(tmp_path, lazy=False)
+    prob = sparse_recovery(8, 12, 2, seed=3)
+    model = rb.DiagonalNetwork(12, 2, form="two_branch")
+    for j, alpha in enumerate((1e-2, 1e-3)):
+        one = rb.gradient_descent(prob, model, model.init(scale=alpha), lr=0.1, steps=200, n_save=6)
+        np.testing.assert_allclose(ds["loss"].isel(alpha=j).values, one.loss, rtol=1e-10)
+
+
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
