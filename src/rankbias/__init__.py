@@ -34,6 +34,7 @@ from . import (
 )
 from ._version import __version__
 from .compare import compare_with_glrl
+from .diagonal import DiagonalNetwork
 from .diagonal_limits import (
     DiagonalLimit,
     activation_order,
@@ -64,6 +65,7 @@ from .metrics import effective_rank, singular_values
 from .models import DeepFactorization, SymmetricFactorization
 from .problems import (
     CustomLoss,
+    LinearRegression,
     MatrixCompletion,
     MatrixEstimation,
     MatrixSensing,
@@ -84,6 +86,8 @@ __all__ = [
     "matrix_from_spectrum",
     "DeepFactorization",
     "SymmetricFactorization",
+    "DiagonalNetwork",
+    "LinearRegression",
     "gradient_flow",
     "gradient_flow_batch",
     "gradient_descent",

@@ -122,6 +122,15 @@ class Model(eqx.Module):
     def num_params(self) -> int:
         return int(sum(a * b for a, b in self.param_shapes))
 
+    def spectrum(self, W: jax.Array) -> jax.Array:
+        """The values a trajectory records as ``singular_values``, descending (jittable).
+
+        Default: the singular values of ``W``, ``min(m, n)`` of them. A model whose ``W``
+        stands for another linear map overrides it: :class:`~rankbias.DiagonalNetwork`'s
+        ``W`` is the column ``beta`` of ``diag(beta)``, whose singular values are the sorted
+        ``|beta_i|`` (``d`` of them)."""
+        return jnp.linalg.svd(W, compute_uv=False)
+
     def init(
         self,
         name: str = "gaussian",

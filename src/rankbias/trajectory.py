@@ -16,6 +16,11 @@ key                    shape                meaning
 ``final_param_<j>``    factor shapes        final factors ``W_1 ... W_L`` (``j = 0..L-1``)
 ``info``               scalar string        JSON: method, solver, statistics, status
 =====================  ===================  ============================================
+
+A model may record other values than the singular values of ``W``
+(:meth:`rankbias.models.Model.spectrum`): a :class:`~rankbias.DiagonalNetwork`, whose ``W``
+is the ``(d, 1)`` column ``beta``, records the ``d`` singular values of ``diag(beta)``, the
+sorted ``|beta_i|``.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ class Trajectory:
     """A recorded gradient-flow or gradient-descent run (all arrays are NumPy, float64).
 
     ``T`` records of ``W(t)`` (``(m, n)``, ``k = min(m, n)``): ``times`` ``(T,)``, ``loss``
-    ``(T,)``, ``grad_norm`` ``(T,)``, ``singular_values`` ``(T, k)`` (descending),
+    ``(T,)``, ``grad_norm`` ``(T,)``, ``singular_values`` ``(T, k)`` (descending; ``k = d``
+    for a diagonal network, see the module docstring),
     ``effective_ranks`` ``{kind: (T,)}``, optional ``steps`` ``(T,)`` (GD) and ``matrices``
     ``(T, m, n)``; ``final_params`` and ``final_matrix`` at the last time; ``info`` (method,
     solver, ``status``, statistics).

@@ -362,7 +362,7 @@ def optimality_gap(problem, model, aux):
 
 def record(problem, model, params, save_matrices: bool):
     """What a trajectory stores at a recorded time: ``loss``, ``grad_norm``, ``sv`` (all
-    ``min(m, n)`` singular values) and, with ``save_matrices``, ``W`` (jittable)."""
+    ``min(m, n)`` singular values, or the model's :meth:`~rankbias.models.Model.spectrum`) and, with ``save_matrices``, ``W`` (jittable)."""
     f, g, aux = loss_and_grad(problem, model, params)
     gn = jnp.sqrt(sum(jnp.sum(x * x) for x in g))
     if isinstance(problem, SparseCompletion):
@@ -371,7 +371,7 @@ def record(problem, model, params, save_matrices: bool):
             A, B = problem.factors(model, params)
             out["W"] = A @ B.T
         return out
-    out = {"loss": f, "grad_norm": gn, "sv": jnp.linalg.svd(aux, compute_uv=False)}
+    out = {"loss": f, "grad_norm": gn, "sv": model.spectrum(aux)}
     if save_matrices:
         out["W"] = aux
     return out

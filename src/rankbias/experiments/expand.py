@@ -118,10 +118,13 @@ def _normalise_problem(p: dict) -> None:
         p.pop("test_fraction")
     if p["type"] not in ("completion", "ratings"):
         p.pop("fraction")
-    if p["type"] != "sensing":
+    if p["type"] not in ("sensing", "regression"):  # regression: measurements = samples n
         p.pop("measurements")
     if p["type"] == "completion":
         p.pop("noise")
+    if p["type"] == "regression":  # a k-sparse truth: rank = k, no psd or spectrum
+        p.pop("psd")
+        p.pop("spectrum")
 
 
 def _dynamics_used(d: dict) -> set[str]:
@@ -164,6 +167,11 @@ def _normalise_run(cfg: dict) -> dict:
     _normalise_dynamics(d)
     if i["name"] != "perturbed_identity":
         i.pop("beta")
+    if m["type"] == "diagonal":  # no hidden width; its scale is per weight (no per_factor)
+        m.pop("width")
+        i.pop("per_factor")
+    else:  # model.form came with diagonal networks: the other models' keys stay as they were
+        m.pop("form")
     if m["type"] == "symmetric" and m["depth"] == 2:
         # depth 2 (W = U U^T) was the only symmetric model when depth was ignored for it:
         # its runs keep their keys; a deeper one (W = P P^T) is another model, in its key.
@@ -205,6 +213,39 @@ def _check_truth(p: dict, m: dict, where: str) -> None:
         raise ConfigError(errors=out)
 
 
+_DIAGONAL_INITS = ("uniform", "zhao", "gaussian")
+
+
+def _check_diagonal(cfg: dict, where: str) -> None:
+    """A diagonal network on a regression (``problem.shape = [d, 1]``, ``rank = k <= d``
+    nonzeros, ``measurements = n`` samples): the two go together."""
+    p, m, i, out = cfg["problem"], cfg["model"], cfg["init"], []
+    if p["type"] != "regression" or m["type"] != "diagonal":
+        out.append(
+            f"{where}model.type = 'diagonal' and problem.type = 'regression' go together "
+            f"(a diagonal network fits a vector), got model.type = {m['type']!r} and "
+            f"problem.type = {p['type']!r}"
+        )
+    d, one = p["shape"]
+    if one != 1:
+        out.append(
+            f"{where}problem.type = 'regression' needs problem.shape = [d, 1], got {p['shape']}"
+        )
+    if p["rank"] > d:
+        out.append(f"{where}problem.rank={p['rank']} (the sparsity k) exceeds d={d}")
+    if m["type"] == "diagonal" and i["name"] not in _DIAGONAL_INITS:
+        out.append(
+            f"{where}init.name = {i['name']!r} is not an init of model.type = 'diagonal' "
+            f"(one of {', '.join(_DIAGONAL_INITS)})"
+        )
+    if i["name"] == "zhao" and m["form"] != "product":
+        out.append(f"{where}init.name = 'zhao' needs model.form = 'product'")
+    if cfg["dynamics"]["method"] == "glrl":
+        out.append(f"{where}dynamics.method = 'glrl' grows matrices; it has no regression form")
+    if out:
+        raise ConfigError(errors=out)
+
+
 def _check_dynamics(cfg: dict, where: str) -> list[str]:
     d, out = cfg["dynamics"], []
     if d["method"] == "flow" and d.get("t_min") is not None and not d["t_min"] < d["t_max"]:
@@ -240,11 +281,18 @@ def _check_run(cfg: dict, where: str) -> None:
     errs = _Errors()
     p, m = cfg["problem"], cfg["model"]
     with errs.check():
-        if p["type"] == "ratings":  # no generated truth: rank, psd and spectrum do not apply
+        if p["type"] == "regression" or m["type"] == "diagonal":
+            _check_diagonal(cfg, where)
+        elif p["type"] == "ratings":  # no generated truth: rank, psd and spectrum do not apply
             if m["type"] == "symmetric":
                 raise ConfigError(f"{where}model.type = 'symmetric' cannot fit a ratings matrix")
         else:
             _check_truth(p, m, where)
+            if cfg["init"]["name"] in ("uniform", "zhao"):
+                raise ConfigError(
+                    f"{where}init.name = {cfg['init']['name']!r} is an init of model.type = "
+                    f"'diagonal' only"
+                )
     errs.items.extend(_check_dynamics(cfg, where))
     if cfg["init"]["name"] == "perturbed_identity" and cfg["init"].get("beta") is None:
         errs.items.append(f"{where}init.beta is required by init.name = 'perturbed_identity'")

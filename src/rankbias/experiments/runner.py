@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from .._quiet import quietly
+from ..diagonal import DiagonalNetwork
 from ..dynamics._train import train_batch
 from ..dynamics.descent.api import gradient_descent_batch
 from ..dynamics.descent.grid import save_steps
@@ -33,6 +34,7 @@ from ..problems.completion import MatrixCompletion
 from ..problems.estimation import MatrixEstimation
 from ..problems.heldout import HeldOut, heldout_rmse
 from ..problems.matrices import random_low_rank
+from ..problems.regression import sparse_recovery
 from ..problems.sensing import MatrixSensing
 from ..problems.splits import load_ratings
 from ..store import Store
@@ -88,6 +90,8 @@ def _problem_cached(pjson: str):
         )[0]
     if p["type"] == "completion":
         return _completion(p)
+    if p["type"] == "regression":
+        return sparse_recovery(p["measurements"], shape[0], p["rank"], p["noise"], p["seed"])
     M = _truth(p)
     sym = bool(p["psd"])
     if p["type"] == "sensing":
@@ -125,12 +129,15 @@ def build_problem(cfg: dict):
     """The problem of a run config (``problem`` table): the ground truth is
     ``random_low_rank(shape, rank, psd, seed, spectrum)``; completion observes entries with
     probability ``fraction`` (a symmetric mask when ``psd``), sensing takes ``measurements``
-    Gaussian measurements with ``noise``, estimation observes ``truth + noise * N(0, 1)``."""
+    Gaussian measurements with ``noise``, estimation observes ``truth + noise * N(0, 1)``;
+    regression is ``sparse_recovery(n = measurements, d = shape[0], k = rank, noise, seed)``."""
     return _problem_cached(_canon(cfg["problem"]))
 
 
 def build_model(cfg: dict):
     m, shape = cfg["model"], tuple(cfg["problem"]["shape"])
+    if m["type"] == "diagonal":
+        return DiagonalNetwork(shape[0], m["depth"], form=m["form"])
     if m["type"] == "symmetric":
         # a depth-2 run's config holds no depth (expand drops it: the keys of before depth)
         return SymmetricFactorization(size=shape[0], width=m["width"], depth=m.get("depth", 2))
@@ -139,6 +146,8 @@ def build_model(cfg: dict):
 
 def build_init(model, cfg: dict):
     i = cfg["init"]
+    if cfg["model"]["type"] == "diagonal":
+        return model.init(i["name"], i["scale"], i["seed"])
     return model.init(
         i["name"], i["scale"], i["seed"], per_factor=i["per_factor"], beta=i.get("beta")
     )
@@ -365,6 +374,13 @@ def run_chunk(root: str, chunk: Chunk, skip: frozenset | set = frozenset()) -> d
     return status
 
 
+def _num_sv(cfg: dict) -> int:
+    """How many values a run records as ``singular_values``: ``min(m, n)``; a diagonal
+    network's ``d`` (the singular values of ``diag(beta)``, ``Model.spectrum``)."""
+    shape = cfg["problem"]["shape"]
+    return shape[0] if cfg.get("model", {}).get("type") == "diagonal" else min(shape)
+
+
 def manifest_for(sweep: Sweep, versions: dict) -> dict:
     """The ``experiment.json`` of a sweep: config, axes, keys in grid order, time grid."""
     methods = {r.config["dynamics"]["method"] for r in sweep.runs}
@@ -398,7 +414,7 @@ def manifest_for(sweep: Sweep, versions: dict) -> dict:
         "metrics": metrics,
         "scalar_metrics": scalar,
         "custom": sweep.base["record"]["custom"],
-        "max_rank": max(min(r.config["problem"]["shape"]) for r in sweep.runs),
+        "max_rank": max(_num_sv(r.config) for r in sweep.runs),
         "axes": [
             {"name": a.name, "keys": list(a.keys), "values": [list(v) for v in a.values]}
             for a in sweep.axes

@@ -88,7 +88,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "type": (
             _S,
             "completion",
-            ("choice", ("completion", "sensing", "estimation", "ratings")),
+            ("choice", ("completion", "sensing", "estimation", "ratings", "regression")),
         ),
         "shape": ("shape", [10, 10], None),
         "rank": (_I, 2, (">=", 1)),
@@ -104,15 +104,29 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "test_fraction": (_F, 0.1, ("between", 0.0, 0.99)),
     },
     "model": {
-        "type": (_S, "deep", ("choice", ("deep", "symmetric"))),
+        "type": (_S, "deep", ("choice", ("deep", "symmetric", "diagonal"))),
         "depth": (_I, 2, (">=", 1)),
         "width": (_I, None, (">=", 1)),
+        # type = "diagonal" (rb.DiagonalNetwork): beta = u_1 * ... * u_L or u^L - v^L
+        "form": (_S, "product", ("choice", ("product", "two_branch"))),
     },
     "init": {
         "name": (
             _S,
             "gaussian",
-            ("choice", ("gaussian", "identity", "perturbed_identity", "balanced", "orthogonal")),
+            (
+                "choice",
+                (
+                    "gaussian",
+                    "identity",
+                    "perturbed_identity",
+                    "balanced",
+                    "orthogonal",
+                    # model.type = "diagonal" (its scale is per weight)
+                    "uniform",
+                    "zhao",
+                ),
+            ),
         ),
         "scale": (_F, 1e-3, (">", 0.0)),
         "per_factor": (_B, False, None),

@@ -10,13 +10,18 @@ Normalisations (tested in ``tests/test_problems.py``):
   ``E f(W) = 1/2 ||W - W*||_F^2 + noise`` (restricted isometry scaling).
 * :class:`MatrixEstimation`:  ``f(W) = 1/2 ||W - Y||_F^2`` (full observation / denoising).
 * :class:`CustomLoss`:  any differentiable JAX function ``f(W) -> scalar``.
+* :class:`LinearRegression`:  ``f(beta) = c/2 ||X beta - y||^2`` (``c = 1``, ``"sum"``, or
+  ``1/n``, ``"mean"``) on a vector ``beta``, the problem's ``(d, 1)`` matrix (diagonal
+  networks); :func:`sparse_recovery` draws ``X`` with ``N(0, 1/n)`` entries and a ``k``-sparse
+  ``+-1`` truth.
 
 Every problem is an ``equinox.Module`` (a pytree): its arrays are traced, so a jitted solver
 compiled for one problem is reused for any other problem of the same shapes.
 
 Layout (one job per module): :mod:`.base` (the :class:`Problem` base and the optional
 methods the engines ask a problem through), :mod:`.completion`, :mod:`.sensing`,
-:mod:`.estimation`, :mod:`.custom` (one problem type each), :mod:`.matrices` (ground truths),
+:mod:`.estimation`, :mod:`.custom`,
+:mod:`.regression` (one problem type each), :mod:`.matrices` (ground truths),
 :mod:`.heldout` (held-out ratings), :mod:`.splits` (reading and splitting ratings). A new
 problem type is one new module with a subclass of :class:`Problem`.
 """
@@ -27,6 +32,7 @@ from .custom import CustomLoss
 from .estimation import MatrixEstimation
 from .heldout import HeldOut, heldout_rmse
 from .matrices import matrix_from_spectrum, random_low_rank
+from .regression import LinearRegression, sparse_recovery
 from .sensing import MatrixSensing
 from .splits import load_ratings
 
@@ -36,6 +42,8 @@ __all__ = [
     "MatrixSensing",
     "MatrixEstimation",
     "CustomLoss",
+    "LinearRegression",
+    "sparse_recovery",
     "random_low_rank",
     "matrix_from_spectrum",
     "load_ratings",
