@@ -122,6 +122,8 @@ def _normalise_problem(p: dict) -> None:
         p.pop("measurements")
     if p["type"] == "completion":
         p.pop("noise")
+    if p["type"] not in ("completion", "ratings") or p.get("normalization", "sum") == "sum":
+        p.pop("normalization", None)  # added after runs were stored: in the key only at "mean"
 
 
 def _dynamics_used(d: dict) -> set[str]:
