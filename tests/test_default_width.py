@@ -47,7 +47,7 @@ def test_every_init_at_width_min(shape):
         np.testing.assert_allclose(np.linalg.svd(np.asarray(P), compute_uv=False), a, rtol=1e-12)
     # balanced: W_{j+1}^T W_{j+1} = W_j W_j^T and ||W(0)||_2 = scale
     ps = [np.asarray(p) for p in model.init("balanced", scale, seed=2)]
-    for lo, hi in zip(ps, ps[1:]):
+    for lo, hi in zip(ps[:-1], ps[1:], strict=True):
         np.testing.assert_allclose(hi.T @ hi, lo @ lo.T, atol=1e-13)
     assert np.linalg.norm(W(tuple(ps)), 2) == pytest.approx(scale, rel=1e-12)
     # gaussian: factor shapes at width min(m, n), finite product

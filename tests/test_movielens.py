@@ -52,8 +52,8 @@ def test_depth1_curve_matches_the_closed_form(split):
     ent = train.observed_entries()
     r, cc, v = np.asarray(ent.rows), np.asarray(ent.cols), np.asarray(ent.values)
     N = r.size
-    for k, tr_rmse, te_rmse in zip(c["steps"], c["train_rmse"], c["test_rmse"]):
-        Wk = W0[r, cc] * 0 + v + (1 - lr / N) ** k * (W0[r, cc] - v)
+    for k, tr_rmse, te_rmse in zip(c["steps"], c["train_rmse"], c["test_rmse"], strict=True):
+        Wk = v + (1 - lr / N) ** k * (W0[r, cc] - v)
         assert tr_rmse == pytest.approx(np.sqrt(np.mean((Wk - v) ** 2)), rel=1e-10)
         assert te_rmse == pytest.approx(held.rmse(W0), rel=1e-12)
     assert list(c["steps"]) == [0, 10, 20, 30] and not c["diverged"]
@@ -157,7 +157,7 @@ def test_reference_sgd_step_is_rankbias_gd_at_twice_the_step(normalization):
     model = rb.DeepFactorization(prob.shape, depth=2, width=h)
     lr = 2 * eta if normalization == "mean" else 2 * eta / ys.size
     traj = rb.gradient_descent(prob, model, (A1, A2), lr, 1, n_save=2)
-    for got, want in zip(traj.final_params, ref):
+    for got, want in zip(traj.final_params, ref, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
@@ -183,7 +183,7 @@ def test_reference_group_rmsprop_is_rankbias_group_rmsprop_at_half_eps():
         g = model.grad(prob, p)
         upd, state = opt.update(g, state, p)
         p = jax.tree_util.tree_map(lambda a, b: a + b, p, upd)
-    for got, want in zip(p, ref):
+    for got, want in zip(p, ref, strict=True):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10)
 
 

@@ -277,7 +277,9 @@ def movielens_study(
         "baselines": baselines,
         "reference_rmse": {f"depth {k}": v for k, v in REFERENCE_RMSE.items()},
         "curves": {
-            f"depth {L}": {k: np.asarray(c[k]).tolist() for k in ("steps", "test_rmse", "train_rmse")}
+            f"depth {L}": {
+                k: np.asarray(c[k]).tolist() for k in ("steps", "test_rmse", "train_rmse")
+            }
             for L, c in curves.items()
         },
         "wall_time": time.perf_counter() - t_all,
@@ -303,7 +305,10 @@ def _figure(out_dir: Path, curves: dict, baselines: dict) -> None:
 
 
 def _markdown(r: dict) -> str:
-    lines = ["| predictor | best test RMSE | at step | final test RMSE | wall (s) |", "|---|---|---|---|---|"]
+    lines = [
+        "| predictor | best test RMSE | at step | final test RMSE | wall (s) |",
+        "|---|---|---|---|---|",
+    ]
     for name, t in r["table"].items():
         lines.append(
             f"| {name} | {t['best_test_rmse']:.4f} | {t['best_step']} | "
