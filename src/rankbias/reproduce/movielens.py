@@ -65,9 +65,10 @@ def gd_heldout_curve(
             two records (``>= 1``; ``steps`` is rounded up to a multiple of it).
         heldout: a :class:`~rankbias.problems.HeldOut` (its ``rows``, ``cols``, ``values``).
         backend: ``"dense"`` (``W`` formed each step, as ``rb.gradient_descent``'s dense
-            backend), ``"sparse"`` (the engines' factor-form evaluation on the observed
-            entries, ``W = A B^T`` never formed: ``O(|Omega| k + m k^2 L)`` a step) or
-            ``"auto"``: sparse for a model of depth ``>= 2`` in factor form.
+            backend), ``"sparse"`` (the model's factor form ``W = A B^T``,
+            :meth:`~rankbias.models.Model.factors_vjp`, with ``G B`` and ``G^T A`` summed over
+            the observed entries: ``W`` is not formed, ``O(|Omega| k)`` plus the factor
+            chain a step) or ``"auto"``: sparse for a model of depth ``>= 2`` in factor form.
 
     Returns:
         ``{"steps": (T,), "test_rmse": (T,), "train_rmse": (T,), "params": final factors,
@@ -84,6 +85,10 @@ def gd_heldout_curve(
     if backend == "auto":
         backend = "sparse" if model.depth >= 2 and model.factor_form is not None else "dense"
     ent = problem.observed_entries()
+    if ent is None:
+        raise TypeError(
+            f"`problem` must be a MatrixCompletion (observed entries), got {type(problem).__name__}"
+        )
     tr = tuple(jnp.asarray(a) for a in (ent.rows, ent.cols, ent.values))
     te = tuple(jnp.asarray(a) for a in (heldout.rows, heldout.cols, heldout.values))
     dtype = params[0].dtype
