@@ -246,7 +246,11 @@ def movielens_study(
             log(f"Soft-Impute lam {lam:g}: test RMSE {r:.4f}, {now - t_si[0]:.1f} s")
             t_si[0] = now
 
-        soft_impute_path(summed, list(lams), on_result=got)
+        done = soft_impute_path(summed, list(lams), on_result=got)
+        if len(done) < len(lams):
+            # the path returns what it finished when interrupted (Ctrl-C, SIGTERM through the
+            # CLI); the study stops there too rather than start the depths
+            raise KeyboardInterrupt("interrupted during Soft-Impute")
     curves: dict[int, dict] = {}
     for L in (int(d) for d in depths):
         model = DeepFactorization(shape, depth=L, width=width)
