@@ -3,6 +3,7 @@
 # `--quick` for the reduced versions), then copies its PNG figures (shrunk below 200 KB) and a
 # record (summary, date, rankbias version, mode, wall time) into docs/gallery/figures/.
 #   bash scripts/gallery.sh [--quick] [EXPERIMENT ...]      (default: every reproduction)
+#   MOVIELENS_DATA=ratings-file bash scripts/gallery.sh movielens   (the data is not shipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=full; flag=()
@@ -12,11 +13,17 @@ if [ ${#names[@]} -eq 0 ]; then
   names=(paper2-examples paper2-depth-sweep paper2-early-stopping paper2-beyond
          paper1-staircase paper1-calibration paper1-counterexamples paper1-sensing-recovery
          paper1-figure5 arora2019-completion optimizers-vs-flow)
+  # movielens runs on a ratings file that cannot be shipped: only when one is given
+  if [ -n "${MOVIELENS_DATA:-}" ]; then names+=(movielens); fi
 fi
 for name in "${names[@]}"; do
   out="results/gallery-$mode/$name"
   echo "== $name ($mode) -> $out"
   start=$(date +%s)
-  rankbias run "$name" --out "$out" --no-progress "${flag[@]}"
+  data=()
+  if [ "$name" = movielens ]; then
+    data=(--data "${MOVIELENS_DATA:?set MOVIELENS_DATA to a ratings file, e.g. ml-100k/u.data}")
+  fi
+  rankbias run "$name" --out "$out" --no-progress "${flag[@]}" "${data[@]}"
   python3 scripts/gallery_collect.py "$name" "$out" "$mode" "$(( $(date +%s) - start ))"
 done

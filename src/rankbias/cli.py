@@ -28,6 +28,7 @@ Exit codes (every command; ``EXIT_*`` below):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -86,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a config value, e.g. dynamics.t_max=100 or alphas=[1e-4,1e-8]",
+    )
+    r.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="a ratings file for experiments that read one (movielens): the same as "
+        "--set params.path=PATH",
     )
     r.add_argument(
         "--quick",
@@ -213,10 +221,13 @@ def _cmd_run(args) -> int:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.scheduler and args.executor != "dask":
         raise ValueError("--scheduler needs --executor dask")
+    overrides = list(args.set)
+    if args.data is not None:
+        overrides.append(f"params.path={json.dumps(str(args.data))}")
     st = run_experiment(
         args.experiment,
         args.out,
-        overrides=args.set,
+        overrides=overrides,
         quick=args.quick,
         executor=args.executor,
         workers=args.workers,

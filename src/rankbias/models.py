@@ -281,7 +281,10 @@ class DeepFactorization(Model):
         shape: ``(m, n)``.
         depth: number of factors ``L`` (``L = 1`` is plain gradient descent on ``W``).
         width: one hidden width for all layers, or a list of ``L - 1`` widths. Default
-           ``max(m, n)`` (no rank constraint).
+           ``min(m, n)``: full rank (``rank W`` is at most ``min(m, n)`` anyway, so no rank
+           constraint) with the fewest parameters; the hidden sizes of Arora et al.'s
+           reference code. Results of non-square default-width runs stored before this
+           default (``max(m, n)``) are recomputed (:func:`rankbias.store.results_version`).
     """
 
     widths: tuple[int, ...] = eqx.field(static=True)
@@ -290,7 +293,7 @@ class DeepFactorization(Model):
         m, n = check_shape(shape)
         depth = check_int(depth, "depth", minimum=1)
         if width is None:
-            widths = (max(m, n),) * (depth - 1)
+            widths = (min(m, n),) * (depth - 1)
         elif isinstance(width, (int, np.integer)) and not isinstance(width, (bool, np.bool_)):
             widths = (check_int(width, "width", minimum=1),) * (depth - 1)
         elif not isinstance(width, (Sequence, np.ndarray)) or isinstance(width, str):

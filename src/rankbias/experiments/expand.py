@@ -125,6 +125,8 @@ def _normalise_problem(p: dict) -> None:
     if p["type"] == "regression":  # a k-sparse truth: rank = k, no psd or spectrum
         p.pop("psd")
         p.pop("spectrum")
+    if p["type"] not in ("completion", "ratings") or p.get("normalization", "sum") == "sum":
+        p.pop("normalization", None)  # added after runs were stored: in the key only at "mean"
 
 
 def _dynamics_used(d: dict) -> set[str]:

@@ -77,7 +77,13 @@ def _truth(p: dict) -> np.ndarray:
 
 
 def _completion(p: dict) -> MatrixCompletion:
-    return MatrixCompletion.uniform(_truth(p), p["fraction"], p["seed"], symmetric=bool(p["psd"]))
+    return MatrixCompletion.uniform(
+        _truth(p),
+        p["fraction"],
+        p["seed"],
+        symmetric=bool(p["psd"]),
+        normalization=p.get("normalization", "sum"),
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -86,7 +92,11 @@ def _problem_cached(pjson: str):
     shape = tuple(p["shape"])
     if p["type"] == "ratings":
         return load_ratings(
-            p["path"], test_fraction=p["test_fraction"], seed=p["seed"], shape=shape
+            p["path"],
+            test_fraction=p["test_fraction"],
+            seed=p["seed"],
+            shape=shape,
+            normalization=p.get("normalization", "sum"),
         )[0]
     if p["type"] == "completion":
         return _completion(p)

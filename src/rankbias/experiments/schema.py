@@ -102,6 +102,10 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         # random with `seed` into training entries and `test_fraction` held-out ones.
         "path": (_S, None, None),
         "test_fraction": (_F, 0.1, ("between", 0.0, 0.99)),
+        # completion and ratings: f = c/2 sum_Omega (W_ij - M_ij)^2 with c = 1 ("sum") or
+        # c = 1/|Omega| ("mean", the reference code's scale at half its lr); left out of the
+        # run key at "sum", so that the runs stored before it keep their keys
+        "normalization": (_S, "sum", ("choice", ("sum", "mean"))),
     },
     "model": {
         "type": (_S, "deep", ("choice", ("deep", "symmetric", "diagonal"))),

@@ -294,6 +294,11 @@ def _validate_record(raw: dict, errs: _Errors) -> None:
             "record.metrics: heldout_rmse needs problem.type 'completion' (scored on the "
             f"unobserved entries of the truth) or 'ratings' (the held-out split), got {ptype!r}"
         )
+    if problem.get("normalization", "sum") != "sum" and ptype not in ("completion", "ratings"):
+        errs.items.append(
+            f"problem.normalization = {short(str(problem.get('normalization')))} applies to "
+            f"problem.type 'completion' or 'ratings' only, got {ptype!r} (remove the key)"
+        )
     if ptype == "ratings" and not problem.get("path"):
         errs.items.append("problem.path (a ratings file) is required by problem.type = 'ratings'")
     custom = record.get("custom", [])

@@ -102,12 +102,41 @@ RESULTS_VERSION = "0.1.0"
 METHOD_RESULTS = {"gd": "gd.2", "optax": "optax.2"}
 
 
+#: The bump of runs whose model width changed with the default width: a deep model of depth
+#: ``>= 2`` with no ``model.width`` on a non-square problem had hidden width ``max(m, n)`` and
+#: has ``min(m, n)`` since issue 26 (another init draw, another product chain). Square
+#: problems, explicit widths and depth 1 compute what they did: their keys stay.
+WIDTH_RESULTS = "width.2"
+
+
+def _default_width_changed(config: dict) -> bool:
+    """Whether ``config`` is a deep, depth >= 2, default-width run on a non-square shape."""
+    model, problem = config.get("model"), config.get("problem")
+    if not isinstance(model, dict) or not isinstance(problem, dict):
+        return False
+    shape = problem.get("shape")
+    return (
+        model.get("type", "deep") == "deep"
+        and model.get("width") is None
+        and isinstance(model.get("depth"), int)
+        and model["depth"] >= 2
+        and isinstance(shape, (list, tuple))
+        and len(shape) == 2
+        and shape[0] != shape[1]
+    )
+
+
 def results_version(config: dict | None = None) -> str:
     """The results version of a run config: :data:`RESULTS_VERSION`, plus its method's bump in
-    :data:`METHOD_RESULTS` (``"0.1.0+gd.2"``); configs without a method get the base."""
-    dyn = (config or {}).get("dynamics")
+    :data:`METHOD_RESULTS` (``"0.1.0+gd.2"``), plus :data:`WIDTH_RESULTS` for a deep model of
+    depth >= 2 with the default width on a non-square shape (``"0.1.0+gd.2+width.2"``: the
+    default width went from ``max(m, n)`` to ``min(m, n)``); configs without a method get the
+    base."""
+    config = config or {}
+    dyn = config.get("dynamics")
     bump = METHOD_RESULTS.get(str(dyn.get("method"))) if isinstance(dyn, dict) else None
-    return RESULTS_VERSION if bump is None else f"{RESULTS_VERSION}+{bump}"
+    version = RESULTS_VERSION if bump is None else f"{RESULTS_VERSION}+{bump}"
+    return f"{version}+{WIDTH_RESULTS}" if _default_width_changed(config) else version
 
 
 def code_version(config: dict | None = None) -> str:
