@@ -227,7 +227,8 @@ def test_all_errors_are_reported_at_once():
         parse(text)
     assert e.value.errors == [
         "unknown key problem.rnak (allowed: type, shape, rank, psd, spectrum, fraction, "
-        "measurements, noise, seed, path, test_fraction); did you mean problem.rank?",
+        "measurements, noise, seed, path, test_fraction, normalization); did you mean "
+        "problem.rank?",
         "dynamics.lr must be > 0, got -1.0",
         "unknown key dynamics.stpes (allowed for method 'gd': method, dtype, backend, lr, "
         "steps, divergence_factor, n_save); did you mean dynamics.steps?",
