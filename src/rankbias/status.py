@@ -40,6 +40,9 @@ class RunStatus(enum.StrEnum):
     KKT = "kkt"
     #: GLRL: stopped by the rank budget (``max_rank``) before the KKT test held.
     MAX_RANK = "max_rank"
+    #: any engine run in the foreground (gradient flow, gradient descent, ``train``, GLRL):
+    #: interrupted (Ctrl-C); the result holds the trajectory up to the interrupt.
+    INTERRUPTED = "interrupted"
 
 
 #: the statuses of a run that reached what it was asked to reach.
@@ -55,6 +58,7 @@ _WORDS = {
     RunStatus.DIVERGED: "diverged",
     RunStatus.KKT: "KKT point (GLRL's eigenvalue test)",
     RunStatus.MAX_RANK: "stopped at max_rank before a KKT point",
+    RunStatus.INTERRUPTED: "interrupted (Ctrl-C); the trajectory up to the interrupt",
 }
 
 

@@ -38,7 +38,7 @@ from ._common import build_trajectory, check_initial_loss, check_run, index_tree
 from ._sparse import loss_and_grad
 from .descent.batching import check_initial_losses, collect, run_problem
 from .descent.hints import Rerun, check_divergence, end_stationarity
-from .descent.loop import LoopConfig, LoopSpec
+from .descent.loop import LoopConfig, LoopSpec, interrupted_status, run_foreground
 from .descent.settings import LoopSettings
 from .descent.stationarity import warn_not_stationary
 
@@ -222,6 +222,7 @@ def _finish(
     check_divergence(
         out, problem, model, f"training with {label}", info.get("lr"), index, params0, rerun
     )
+    stopped = interrupted_status(out, f"training with {label}", 3)
     effective = rule.name is not None and OPTIMIZERS[rule.name].effective is not None
     # The loop ran over record steps padded to a fixed length: keep the real ones.
     recs = {k: np.asarray(v)[: rec_steps.size] for k, v in out["recs"].items()}
@@ -232,7 +233,7 @@ def _finish(
     )
     recs.pop("time", None)
     lr = info.get("lr")
-    status, stat = end_stationarity(
+    status, stat = stopped or end_stationarity(
         out,
         rec_steps,
         problem,
@@ -373,11 +374,11 @@ def train(
     spec = _spec(settings, save_matrices, rule, model, dtype)
     tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
     t0 = time.perf_counter()
-    out = spec.run(problem, params, tree)
+    out, ran = run_foreground(spec, problem, params, tree, "train")
     wall = time.perf_counter() - t0
     info = _info(optimizer, hyper, rule, int(seed), wall, dtype)
     rerun = _rerun(rule, problem, params, spec, tree)
-    traj = _finish(out, spec, problem, rule, info, params, None, rerun)
+    traj = _finish(out, ran, problem, rule, info, params, None, rerun)
     warn_not_stationary(
         f"training with {info['optimizer']}", [(None, info["lr"], traj.info["stationarity"])]
     )

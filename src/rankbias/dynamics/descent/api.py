@@ -31,7 +31,7 @@ from .._common import (
 from .._sparse import backend_data, choose_backend
 from .batching import batch_strategy, check_initial_losses, collect, run_problem
 from .hints import Rerun, check_divergence, end_stationarity
-from .loop import LoopConfig, LoopSpec
+from .loop import LoopConfig, LoopSpec, interrupted_status, run_foreground
 from .rules import GDRule, check_schedule, gd_times, schedule_values
 from .settings import LoopSettings
 from .sharpness import sharp
@@ -55,9 +55,18 @@ def _spec(settings: LoopSettings, save_matrices, lr_schedule, model, dtype) -> L
     return LoopSpec(rec_steps, padded, settings.divergence_factor, model, cfg, dtype)
 
 
-def _finish(out, spec: LoopSpec, lr, problem, info, params0, schedule_vals, index, rerun):
+def _finish(
+    out, spec: LoopSpec, lr, problem, info, params0, schedule_vals, index, rerun, stacklevel=3
+):
     model, rec_steps = spec.model, spec.rec_steps
     check_divergence(out, problem, model, "gradient descent", lr, index, params0, rerun)
+    if (stopped := interrupted_status(out, "gradient descent", stacklevel + 1)) is not None:
+        status, stat = stopped
+        info = dict(method="gradient_descent", lr=float(lr), steps=int(rec_steps[-1]), **info)
+        info.update(status=status, stationarity=stat)
+        times = gd_times(rec_steps, lr, schedule_vals)
+        recs = {k: np.asarray(v) for k, v in out["recs"].items() if k != "time"}
+        return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
     n = rec_steps.size
     recs = {k: np.asarray(v)[:n] for k, v in out["recs"].items() if k != "time"}
     times = gd_times(rec_steps, lr, schedule_vals)
@@ -138,12 +147,14 @@ def gradient_descent(
     sched = schedule_values(lr_schedule, settings.steps)
     spec = _spec(settings, save_matrices, lr_schedule, model, dtype)
     t0 = time.perf_counter()
-    out = spec.run(data, params, {"lr": jnp.asarray(lr, dtype)})
+    out, ran = run_foreground(
+        spec, data, params, {"lr": jnp.asarray(lr, dtype)}, "gradient_descent"
+    )
     wall = time.perf_counter() - t0
     rerun = Rerun(lambda: data, params, spec, {})
     traj = _finish(
         out,
-        spec,
+        ran,
         float(lr),
         problem,
         dict(wall_time=wall, dtype=str(jnp.dtype(dtype)), backend=backend),

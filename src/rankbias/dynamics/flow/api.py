@@ -22,11 +22,12 @@ from ..._validation import check_bool
 from ...options import FlowOptions
 from ...trajectory import Trajectory
 from .._common import batch_data, batch_runs, check_run, index_tree, prepare_batch, resolve_dtype
+from .._interrupt import ChunkReport, report_chunk
 from .._sparse import backend_data, choose_backend
 from .initial import check_initial_state
 from .precision import warn_resolution
 from .result import to_trajectory
-from .segments import Segment, continue_segments, solve, solve_batch
+from .segments import CHUNK_STEPS, Segment, continue_segments, solve, solve_batch
 from .settings import FlowConfig, FlowSettings, Tolerances
 
 __all__ = ["gradient_flow", "gradient_flow_batch"]
@@ -83,9 +84,14 @@ class _Solves(NamedTuple):
         tm = jnp.asarray(settings.options.t_max, settings.dtype)
         return cls(ts_np, ts, tm, settings.tolerances(), settings.config, model)
 
-    def first(self, data, y0) -> Segment:
-        """The first segment of one run (``y0`` ``(P,)``)."""
-        return Segment(**solve(data, y0, self.ts, self.t_max, self.tols, self.model, self.config))
+    def first(self, data, y0, chunk: int | None = None) -> Segment:
+        """The first segment of one run (``y0`` ``(P,)``), of at most ``chunk`` steps when
+        given (a host-driven run, :func:`continue_segments`)."""
+        tols = self.tols
+        if chunk is not None:
+            budget = jnp.minimum(tols.max_steps, jnp.asarray(chunk, tols.max_steps.dtype))
+            tols = tols._replace(max_steps=budget)
+        return Segment(**solve(data, y0, self.ts, self.t_max, tols, self.model, self.config))
 
     def first_batch(self, data, y0, p_axis) -> dict:
         """The first segments of a batch (``y0`` ``(B, P)``), stacked."""
@@ -102,19 +108,43 @@ class _Solves(NamedTuple):
         since: float,
         stacklevel: int,
         wall_share: float = 0.0,
+        chunk: int | None = None,
+        on_chunk=None,
     ) -> Trajectory:
-        """One run's trajectory: its later segments, if any (runs that outgrew float64 time
-        resolution, rare: escapes at ``t >~ 1e12``), then the records; ``wall_time`` is
-        ``wall_share`` plus the time since ``since``."""
+        """One run's trajectory: its later segments, if any (the chunks of a host-driven run;
+        runs that outgrew float64 time resolution, rare: escapes at ``t >~ 1e12``), then the
+        records; ``wall_time`` is ``wall_share`` plus the time since ``since``."""
         out = continue_segments(
-            problem, first, self.ts, self.t_max, self.tols, self.model, self.config
+            problem, first, self.ts, self.t_max, self.tols, self.model, self.config, chunk, on_chunk
         )
         out = jax.block_until_ready(out)
         wall = wall_share + time.perf_counter() - since
         return to_trajectory(out, self.ts_np, self.model, settings, wall, run_info, stacklevel + 1)
 
 
-def _flow(problem, model, params, settings: FlowSettings, backend: str, stacklevel: int):
+def chunk_reporter(t_max: float, display=None):
+    """``on_chunk(segment, t, steps)`` of :func:`continue_segments` for a single flow: a
+    :class:`~.._interrupt.ChunkReport` to the hooks and ``display``."""
+
+    def on_chunk(seg: Segment, t: float, steps: int) -> None:
+        report_chunk(
+            ChunkReport(
+                "gradient_flow",
+                t,
+                t_max,
+                float(seg.final_rec["loss"]),
+                float(seg.final_rec["grad_norm"]),
+                steps,
+            ),
+            display,
+        )
+
+    return on_chunk
+
+
+def _flow(
+    problem, model, params, settings: FlowSettings, backend: str, stacklevel: int, display=None
+):
     """One checked run (``problem`` and ``params`` cast to the dtype): ``(trajectory, the
     settings resolved for its init)``."""
     flat0 = np.concatenate([np.ravel(np.asarray(p)) for p in params])
@@ -123,9 +153,13 @@ def _flow(problem, model, params, settings: FlowSettings, backend: str, stacklev
     solves = _Solves.of(settings, model)
     y0 = model.flatten(params)
     t0 = time.perf_counter()
-    first = solves.first(data, y0)
+    first = solves.first(data, y0, CHUNK_STEPS)
     run_info = dict(dtype=str(jnp.dtype(settings.dtype)), backend=backend)
-    return solves.finish(data, first, settings, run_info, t0, stacklevel + 1), settings
+    on_chunk = chunk_reporter(settings.options.t_max, display)
+    traj = solves.finish(
+        data, first, settings, run_info, t0, stacklevel + 1, 0.0, CHUNK_STEPS, on_chunk
+    )
+    return traj, settings
 
 
 def gradient_flow(
