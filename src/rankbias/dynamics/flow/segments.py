@@ -273,8 +273,13 @@ def continue_segments(
             return counts["num_steps"] < max_steps
         return chunk is not None and code == _MAX_STEPS and counts["num_steps"] < max_steps
 
-    if on_chunk is not None:
-        on_chunk(out, float(out.t_final), counts["num_steps"])
+    try:
+        if on_chunk is not None:
+            on_chunk(out, float(out.t_final), counts["num_steps"])
+    except KeyboardInterrupt:
+        if not interrupts_return():
+            raise
+        return out._replace(interrupted=goes_on(out, counts))  # ended anyway: not cut short
     if not goes_on(out, counts):
         return out
     recs = {k: np.array(v) for k, v in out.recs.items()}
