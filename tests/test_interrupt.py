@@ -167,3 +167,30 @@ def test_chunked_runs_equal_one_call_runs(monkeypatch):
     np.testing.assert_array_equal(gd_many.steps, gd_one.steps)
     np.testing.assert_allclose(gd_many.loss, gd_one.loss, rtol=1e-12, atol=0)
     np.testing.assert_allclose(gd_many.final_matrix, gd_one.final_matrix, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("where", ["between phases", "inside a phase"])
+def test_glrl_interrupt_returns_the_phases_finished(where):
+    """Oracle: phase r of GLRL on f = 1/2 ||W - Y||^2 adds lam_r v_r v_r^T (closed form)."""
+    spec = np.array([3.0, 2.0, 1.0, -0.5, -1.0])
+    Y = rb.matrix_from_spectrum(spec, (5, 5), seed=1, symmetric=True)
+    seen = []
+
+    def hook(report):
+        seen.append(report.method)
+        # "between": at the end of phase 1; "inside": at the first chunk of phase 2's flow.
+        if (where == "between phases" and report.method == "glrl") or (
+            where == "inside a phase" and seen.count("glrl") == 1 and report.method != "glrl"
+        ):
+            raise KeyboardInterrupt
+
+    _interrupt.add_chunk_hook(hook)
+    try:
+        with pytest.warns(RuntimeWarning, match="interrupted"):
+            res = rb.glrl(rb.MatrixEstimation(Y), eps=1e-30, tol=1e-9)
+    finally:
+        _interrupt.remove_chunk_hook(hook)
+    assert res.status == rb.RunStatus.INTERRUPTED and len(res.phases) == 1
+    w, V = np.linalg.eigh(Y)
+    np.testing.assert_allclose(res.matrix, 3.0 * np.outer(V[:, -1], V[:, -1]), atol=1e-8)
+    assert res.loss == pytest.approx(0.5 * np.sum(spec[1:] ** 2), rel=1e-8)

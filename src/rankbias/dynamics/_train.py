@@ -35,6 +35,7 @@ from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
 from ..options import TrainOptions
 from ..trajectory import Trajectory
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
+from ._progress import check_progress, progress_display
 from ._sparse import loss_and_grad
 from .descent.batching import check_initial_losses, collect, run_problem
 from .descent.hints import Rerun, check_divergence, end_stationarity
@@ -311,6 +312,7 @@ def train(
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
     dtype=None,
+    progress: bool | None = None,
     **hyperparams,
 ):
     r"""Train ``params`` with an optax optimizer for ``steps`` steps.
@@ -340,6 +342,9 @@ def train(
     save_matrices: also keep ``W`` at each record.
     divergence_factor: the run counts as diverged when the (minibatch) loss is non-finite or
         exceeds ``divergence_factor * max(f(W(0)), 1e-12)``.
+    progress: a live line (step, loss, rate) for runs over 2 s; ``None``: when standard
+        error is a terminal, not in a notebook (:mod:`rankbias.dynamics._progress`). Ctrl-C
+        returns the run so far with ``info["status"] == "interrupted"``.
 
     Returns
     -------
@@ -362,6 +367,7 @@ def train(
     """
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
     settings = _common_args(steps, n_save, divergence_factor, seed, save_at)
+    check_progress(progress)
     if kind == "factory":
         lr = check_positive(lr, "lr")
         hyper = dict(lr=float(lr), **{k: float(v) for k, v in hyperparams.items()})
@@ -374,7 +380,8 @@ def train(
     spec = _spec(settings, save_matrices, rule, model, dtype)
     tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
     t0 = time.perf_counter()
-    out, ran = run_foreground(spec, problem, params, tree, "train")
+    with progress_display(progress) as display:
+        out, ran = run_foreground(spec, problem, params, tree, "train", display)
     wall = time.perf_counter() - t0
     info = _info(optimizer, hyper, rule, int(seed), wall, dtype)
     rerun = _rerun(rule, problem, params, spec, tree)

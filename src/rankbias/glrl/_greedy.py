@@ -18,6 +18,7 @@ from ..dynamics._interrupt import (
     report_chunk,
     warn_interrupted,
 )
+from ..dynamics._progress import check_progress, progress_display
 from ..options import SOLVERS
 from ..problems.base import Problem
 from ..status import RunStatus
@@ -52,6 +53,7 @@ def glrl(
     seed: int = 0,
     polish: bool = True,
     symmetric: bool | None = None,
+    progress: bool | None = None,
 ) -> GLRLResult:
     r"""Greedy Low-Rank Learning on ``problem`` (see the module docstring for the algorithm).
 
@@ -83,6 +85,9 @@ def glrl(
             above ~1e4, measured by power iteration at the phase start), else ``"rkc"``.
             Or any of :data:`rankbias.dynamics.SOLVERS`.
         seed: non-negative integer seed of the eigensolvers' start vectors.
+        progress: a live line (phases done, loss) after each phase for runs over 2 s;
+            ``None``: when standard error is a terminal, not in a notebook. Ctrl-C returns the
+            phases finished (``status == "interrupted"``, a ``RuntimeWarning``).
         symmetric: deprecated spelling of ``psd`` (same meaning; warns once).
 
     Returns:
@@ -102,6 +107,7 @@ def glrl(
         symmetric = check_bool(symmetric, "symmetric")
     psd = check_bool(renamed("glrl()", "symmetric", symmetric, "psd", psd, True), "psd")
     polish = check_bool(polish, "polish")
+    check_progress(progress)
     m, n = problem.shape
     if psd and m != n:
         raise ValueError(f"PSD GLRL needs a square problem, got shape {(m, n)}; use psd=False")
@@ -152,7 +158,10 @@ def glrl(
     # What an interrupt returns: the state after the last finished phase (one store).
     done = (factors, f_prev, lam, 0)
     try:
-        with raise_interrupts():  # a phase cut short is no phase: its flow raises
+        with (
+            progress_display(progress) as display,
+            raise_interrupts(),
+        ):  # a phase cut short is no phase: its flow raises
             for r in range(1, max_rank + 2):
                 lam, direction, gap = top_direction(negG, psd, seed=seed + r)
                 if lam <= tol:
@@ -243,7 +252,8 @@ def glrl(
                 negG = grad_operator(problem, factors, psd)
                 done = (factors, f_prev, lam, len(phases))
                 report_chunk(
-                    ChunkReport("glrl", len(phases), max_rank, f_prev, float("nan"), len(phases))
+                    ChunkReport("glrl", len(phases), max_rank, f_prev, float("nan"), len(phases)),
+                    display,
                 )
     except KeyboardInterrupt:
         if not interrupts_return():

@@ -28,6 +28,7 @@ from .._common import (
     index_tree,
     prepare_batch,
 )
+from .._progress import check_progress
 from .._sparse import backend_data, choose_backend
 from .batching import batch_strategy, check_initial_losses, collect, run_problem
 from .hints import Rerun, check_divergence, end_stationarity
@@ -62,8 +63,14 @@ def _finish(
     check_divergence(out, problem, model, "gradient descent", lr, index, params0, rerun)
     if (stopped := interrupted_status(out, "gradient descent", stacklevel + 1)) is not None:
         status, stat = stopped
-        info = dict(method="gradient_descent", lr=float(lr), steps=int(rec_steps[-1]), **info)
-        info.update(status=status, stationarity=stat)
+        info = dict(
+            method="gradient_descent",
+            lr=float(lr),
+            steps=int(rec_steps[-1]),
+            status=status,
+            stationarity=stat,
+            **info,
+        )
         times = gd_times(rec_steps, lr, schedule_vals)
         recs = {k: np.asarray(v) for k, v in out["recs"].items() if k != "time"}
         return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
@@ -101,6 +108,7 @@ def gradient_descent(
     divergence_factor: float = 1e8,
     dtype=None,
     backend: str = "auto",
+    progress: bool | None = None,
 ):
     r"""Run ``steps`` steps of ``params <- params - lr * s(k) * grad L(params)``.
 
@@ -121,6 +129,9 @@ def gradient_descent(
             evaluated, as for :func:`rankbias.gradient_flow` (``"sparse"``: a
             :class:`MatrixCompletion` in factor form, ``O(|Omega| k)`` per step, no ``(m, n)``
             array; see :func:`rankbias.dynamics.choose_backend`); ``info["backend"]``.
+        progress: a live line (step, loss, rate) for runs over 2 s; ``None``: when standard
+            error is a terminal, not in a notebook. Ctrl-C returns the run so far
+            (``info["status"] == "interrupted"``, a ``RuntimeWarning``).
 
     Returns:
         :class:`Trajectory` with ``steps`` and ``times`` (``= cumulative step size``);
@@ -138,6 +149,7 @@ def gradient_descent(
             ``2 / sharpness`` before the blow-up grows along the run).
     """
     settings = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at)
+    check_progress(progress)
     if np.ndim(lr) != 0:
         raise ValueError("`lr` must be a scalar; use gradient_descent_batch for several")
     problem, params, dtype = check_run(problem, model, params, dtype)

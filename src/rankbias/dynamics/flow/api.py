@@ -20,9 +20,11 @@ import numpy as np
 
 from ..._validation import check_bool
 from ...options import FlowOptions
+from ...status import RunStatus
 from ...trajectory import Trajectory
 from .._common import batch_data, batch_runs, check_run, index_tree, prepare_batch, resolve_dtype
 from .._interrupt import ChunkReport, report_chunk
+from .._progress import check_progress, progress_display
 from .._sparse import backend_data, choose_backend
 from .initial import check_initial_state
 from .precision import warn_resolution
@@ -182,6 +184,7 @@ def gradient_flow(
     dtype=None,
     error_estimate: bool = False,
     backend: str = "auto",
+    progress: bool | None = None,
 ):
     r"""Integrate the gradient flow ``d params/dt = -grad L(params)`` from ``params``.
 
@@ -235,6 +238,10 @@ def gradient_flow(
             for width-limited models when ``m n >= SPARSE_RATIO |Omega|`` (see
             :func:`rankbias.dynamics.choose_backend`), else dense. Same flow, same stopping
             rules, equal to solver tolerance.
+        progress: a live line (time reached, loss, gradient norm, steps per second) for
+            runs over 2 s; ``None`` (default): when standard error is a terminal, not in a
+            notebook. Display only. Ctrl-C returns the trajectory so far
+            (``info["status"] == "interrupted"``, a ``RuntimeWarning``).
 
     Returns:
         :class:`Trajectory` with ``info`` holding ``status`` (``"t_max"``, ``"steady_state"``,
@@ -254,10 +261,12 @@ def gradient_flow(
             trajectory became non-finite.
     """
     settings = _settings(locals(), stacklevel=2)
+    check_progress(progress)
     problem, params, _ = check_run(problem, model, params, settings.dtype)
     backend = choose_backend(settings.options.backend, problem, model)
-    traj, used = _flow(problem, model, params, settings, backend, stacklevel=2)
-    if error_estimate:
+    with progress_display(progress) as display:
+        traj, used = _flow(problem, model, params, settings, backend, 2, display)
+    if error_estimate and traj.status != RunStatus.INTERRUPTED:
         fine, _ = _flow(problem, model, params, used.finer(stacklevel=2), backend, stacklevel=2)
         n = min(len(traj), len(fine))
         sv_err = float(np.max(np.abs(traj.singular_values[:n] - fine.singular_values[:n])))

@@ -116,16 +116,15 @@ def _solve(
     def term_fn(t, y, args: FlowArgs):
         return vf(t, y, args.problem)
 
-    def rec(t, y, args: FlowArgs):
+    def full(t, y, args: FlowArgs):
         return record(args.problem, model, model.unflatten(y), cfg.save_matrices)
 
-    if resume is not None:  # a later segment records only the times after its start
-        full = rec
+    def later(t, y, args: FlowArgs):  # a later segment records only the times after its start
+        shapes = jax.eval_shape(full, t, y, args)
+        zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        return jax.lax.cond(t > start, full, lambda *_: zeros, t, y, args)
 
-        def rec(t, y, args: FlowArgs):
-            shapes = jax.eval_shape(full, t, y, args)
-            zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-            return jax.lax.cond(t > start, full, lambda *_: zeros, t, y, args)
+    rec = full if resume is None else later
 
     own = cfg.solver in OWN
     saveat = diffrax.SaveAt(
