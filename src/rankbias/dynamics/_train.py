@@ -18,6 +18,7 @@ factory passed in) ``times`` is the step index (``info["time_axis"] == "step"``)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +37,7 @@ from ..options import TrainOptions
 from ..trajectory import Trajectory
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
 from ._progress import check_progress, progress_display
-from ._sparse import loss_and_grad
+from ._sparse import heldout_tables, loss_and_grad
 from .descent.batching import check_initial_losses, collect, run_problem
 from .descent.hints import Rerun, check_divergence, end_stationarity
 from .descent.loop import LoopConfig, LoopSpec, interrupted_status, run_foreground
@@ -313,6 +314,7 @@ def train(
     divergence_factor: float = 1e8,
     dtype=None,
     progress: bool | None = None,
+    heldout=None,
     **hyperparams,
 ):
     r"""Train ``params`` with an optax optimizer for ``steps`` steps.
@@ -345,6 +347,8 @@ def train(
     progress: a live line (step, loss, rate) for runs over 2 s; ``None``: when standard
         error is a terminal, not in a notebook (:mod:`rankbias.dynamics._progress`). Ctrl-C
         returns the run so far with ``info["status"] == "interrupted"``.
+    heldout: a :class:`rankbias.problems.HeldOut`: each record scores its RMSE
+        (``traj.metrics["heldout_rmse"]``), as in :func:`rankbias.gradient_descent`.
 
     Returns
     -------
@@ -378,6 +382,7 @@ def train(
     check_initial_loss(problem, model, params)
     rule = _rule(kind, obj, batch_size, problem)
     spec = _spec(settings, save_matrices, rule, model, dtype)
+    spec = dataclasses.replace(spec, heldout=heldout_tables(heldout, problem.shape, dtype))
     tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
     t0 = time.perf_counter()
     with progress_display(progress) as display:

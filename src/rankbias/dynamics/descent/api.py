@@ -9,6 +9,7 @@ the step, the loss and a stable step size. A finished run gets a status from
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable
@@ -28,8 +29,8 @@ from .._common import (
     index_tree,
     prepare_batch,
 )
-from .._progress import check_progress
-from .._sparse import backend_data, choose_backend
+from .._progress import check_progress, progress_display
+from .._sparse import backend_data, choose_backend, heldout_tables
 from .batching import batch_strategy, check_initial_losses, collect, run_problem
 from .hints import Rerun, check_divergence, end_stationarity
 from .loop import LoopConfig, LoopSpec, interrupted_status, run_foreground
@@ -109,6 +110,7 @@ def gradient_descent(
     dtype=None,
     backend: str = "auto",
     progress: bool | None = None,
+    heldout=None,
 ):
     r"""Run ``steps`` steps of ``params <- params - lr * s(k) * grad L(params)``.
 
@@ -132,6 +134,10 @@ def gradient_descent(
         progress: a live line (step, loss, rate) for runs over 2 s; ``None``: when standard
             error is a terminal, not in a notebook. Ctrl-C returns the run so far
             (``info["status"] == "interrupted"``, a ``RuntimeWarning``).
+        heldout: a :class:`rankbias.problems.HeldOut` of the problem's shape: every record
+            then scores ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)`` inside the compiled
+            record (a gather; the factor form never forms ``W``), in
+            ``traj.metrics["heldout_rmse"]`` ``(T,)``.
 
     Returns:
         :class:`Trajectory` with ``steps`` and ``times`` (``= cumulative step size``);
@@ -158,10 +164,11 @@ def gradient_descent(
     data = backend_data(problem, model, backend)
     sched = schedule_values(lr_schedule, settings.steps)
     spec = _spec(settings, save_matrices, lr_schedule, model, dtype)
+    spec = dataclasses.replace(spec, heldout=heldout_tables(heldout, problem.shape, dtype))
     t0 = time.perf_counter()
-    out, ran = run_foreground(
-        spec, data, params, {"lr": jnp.asarray(lr, dtype)}, "gradient_descent"
-    )
+    hyper = {"lr": jnp.asarray(lr, dtype)}
+    with progress_display(progress) as display:
+        out, ran = run_foreground(spec, data, params, hyper, "gradient_descent", display)
     wall = time.perf_counter() - t0
     rerun = Rerun(lambda: data, params, spec, {})
     traj = _finish(

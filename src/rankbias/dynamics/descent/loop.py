@@ -48,7 +48,7 @@ class LoopConfig:
     rule: Any  # a step rule: .init(params, hyper), .step(problem, model, params, state, k, hyper)
 
 
-def _parts(problem, hyper, limit, half, rise_tol: float, model, cfg: LoopConfig):
+def _parts(problem, hyper, limit, half, rise_tol: float, model, cfg: LoopConfig, heldout=None):
     """``(segment, rec)``: one record interval of the loop (``segment(carry, end)`` runs the
     steps up to step ``end``) and the record of a carry, for ``limit`` (the divergence
     threshold) and ``half`` (where the tail of the status starts)."""
@@ -85,7 +85,7 @@ def _parts(problem, hyper, limit, half, rise_tol: float, model, cfg: LoopConfig)
         )
 
     def rec(carry):
-        out = record(problem, model, carry[0], cfg.save_matrices)
+        out = record(problem, model, carry[0], cfg.save_matrices, heldout)
         out["time"] = carry[6]
         return out
 
@@ -165,21 +165,21 @@ def _run(problem, params, rec_steps, hyper, divergence_factor, model, cfg: LoopC
 
 
 @aot_jit
-def _chunk_start(problem, params, last, hyper, divergence_factor, model, cfg: LoopConfig):
+def _chunk_start(problem, params, last, hyper, divergence_factor, heldout, model, cfg: LoopConfig):
     """The host-driven run's start: ``(carry, limit, half, record at step 0)``."""
     init, limit, half, rise_tol = _start(
         problem, params, last, hyper, divergence_factor, model, cfg
     )
-    _, rec = _parts(problem, hyper, limit, half, rise_tol, model, cfg)
+    _, rec = _parts(problem, hyper, limit, half, rise_tol, model, cfg, heldout)
     return init, limit, half, rec(init)
 
 
 @aot_jit
-def _chunk(problem, carry, ends, keep, hyper, limit, half, model, cfg: LoopConfig):
+def _chunk(problem, carry, ends, keep, hyper, limit, half, heldout, model, cfg: LoopConfig):
     """One chunk of the host-driven run: the steps up to each of ``ends`` in turn, recorded
     where ``keep`` (elsewhere zeros: a boundary that only splits a long interval)."""
     rise_tol = max(1e-10, 100 * float(jnp.finfo(carry[10].dtype).eps))
-    advance, rec = _parts(problem, hyper, limit, half, rise_tol, model, cfg)
+    advance, rec = _parts(problem, hyper, limit, half, rise_tol, model, cfg, heldout)
     shapes = jax.eval_shape(rec, carry)
 
     def segment(carry, x):
@@ -263,6 +263,9 @@ class LoopSpec:
     model: Any
     cfg: LoopConfig
     dtype: Any
+    #: ``(rows, cols, values)`` of held-out entries scored at every record of a host-driven
+    #: run (:func:`~.._sparse.heldout_tables`), or ``None``.
+    heldout: Any = None
 
     @property
     def steps(self) -> int:
@@ -290,7 +293,9 @@ class LoopSpec:
         n = self.rec_steps.size
         state = None
         try:
-            carry, limit, half, rec0 = _chunk_start(data, params, last, hyper, df, model, cfg)
+            carry, limit, half, rec0 = _chunk_start(
+                data, params, last, hyper, df, self.heldout, model, cfg
+            )
             rec0 = {k: np.asarray(v)[None] for k, v in rec0.items()}
             state = (carry, [rec0])
             for ends, keep in chunk_plan(self.rec_steps, chunk_steps(model)):
@@ -302,6 +307,7 @@ class LoopSpec:
                     hyper,
                     limit,
                     half,
+                    self.heldout,
                     model,
                     cfg,
                 )

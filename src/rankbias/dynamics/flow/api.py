@@ -25,7 +25,7 @@ from ...trajectory import Trajectory
 from .._common import batch_data, batch_runs, check_run, index_tree, prepare_batch, resolve_dtype
 from .._interrupt import ChunkReport, report_chunk
 from .._progress import check_progress, progress_display
-from .._sparse import backend_data, choose_backend
+from .._sparse import backend_data, choose_backend, heldout_tables
 from .initial import check_initial_state
 from .precision import warn_resolution
 from .result import to_trajectory
@@ -86,14 +86,17 @@ class _Solves(NamedTuple):
         tm = jnp.asarray(settings.options.t_max, settings.dtype)
         return cls(ts_np, ts, tm, settings.tolerances(), settings.config, model)
 
-    def first(self, data, y0, chunk: int | None = None) -> Segment:
+    def first(self, data, y0, chunk: int | None = None, heldout=None) -> Segment:
         """The first segment of one run (``y0`` ``(P,)``), of at most ``chunk`` steps when
         given (a host-driven run, :func:`continue_segments`)."""
         tols = self.tols
         if chunk is not None:
             budget = jnp.minimum(tols.max_steps, jnp.asarray(chunk, tols.max_steps.dtype))
             tols = tols._replace(max_steps=budget)
-        return Segment(**solve(data, y0, self.ts, self.t_max, tols, self.model, self.config))
+        args = (data, y0, self.ts, self.t_max, tols, self.model, self.config)
+        if heldout is None:  # the call of every run before heldout= existed (its cache key)
+            return Segment(**solve(*args))
+        return Segment(**solve(*args, None, None, heldout))
 
     def first_batch(self, data, y0, p_axis) -> dict:
         """The first segments of a batch (``y0`` ``(B, P)``), stacked."""
@@ -112,12 +115,22 @@ class _Solves(NamedTuple):
         wall_share: float = 0.0,
         chunk: int | None = None,
         on_chunk=None,
+        heldout=None,
     ) -> Trajectory:
         """One run's trajectory: its later segments, if any (the chunks of a host-driven run;
         runs that outgrew float64 time resolution, rare: escapes at ``t >~ 1e12``), then the
         records; ``wall_time`` is ``wall_share`` plus the time since ``since``."""
         out = continue_segments(
-            problem, first, self.ts, self.t_max, self.tols, self.model, self.config, chunk, on_chunk
+            problem,
+            first,
+            self.ts,
+            self.t_max,
+            self.tols,
+            self.model,
+            self.config,
+            chunk,
+            on_chunk,
+            heldout,
         )
         out = jax.block_until_ready(out)
         wall = wall_share + time.perf_counter() - since
@@ -145,7 +158,14 @@ def chunk_reporter(t_max: float, display=None):
 
 
 def _flow(
-    problem, model, params, settings: FlowSettings, backend: str, stacklevel: int, display=None
+    problem,
+    model,
+    params,
+    settings: FlowSettings,
+    backend: str,
+    stacklevel: int,
+    display=None,
+    heldout=None,
 ):
     """One checked run (``problem`` and ``params`` cast to the dtype): ``(trajectory, the
     settings resolved for its init)``."""
@@ -155,11 +175,12 @@ def _flow(
     solves = _Solves.of(settings, model)
     y0 = model.flatten(params)
     t0 = time.perf_counter()
-    first = solves.first(data, y0, CHUNK_STEPS)
+    held = heldout_tables(heldout, problem.shape, settings.dtype)
+    first = solves.first(data, y0, CHUNK_STEPS, held)
     run_info = dict(dtype=str(jnp.dtype(settings.dtype)), backend=backend)
     on_chunk = chunk_reporter(settings.options.t_max, display)
     traj = solves.finish(
-        data, first, settings, run_info, t0, stacklevel + 1, 0.0, CHUNK_STEPS, on_chunk
+        data, first, settings, run_info, t0, stacklevel + 1, 0.0, CHUNK_STEPS, on_chunk, held
     )
     return traj, settings
 
@@ -185,6 +206,7 @@ def gradient_flow(
     error_estimate: bool = False,
     backend: str = "auto",
     progress: bool | None = None,
+    heldout=None,
 ):
     r"""Integrate the gradient flow ``d params/dt = -grad L(params)`` from ``params``.
 
@@ -242,6 +264,10 @@ def gradient_flow(
             runs over 2 s; ``None`` (default): when standard error is a terminal, not in a
             notebook. Display only. Ctrl-C returns the trajectory so far
             (``info["status"] == "interrupted"``, a ``RuntimeWarning``).
+        heldout: a :class:`rankbias.problems.HeldOut` of the problem's shape: every record
+            scores ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)`` inside the compiled
+            record (a gather; the sparse backend gathers rows of its factors), in
+            ``traj.metrics["heldout_rmse"]`` ``(T,)``.
 
     Returns:
         :class:`Trajectory` with ``info`` holding ``status`` (``"t_max"``, ``"steady_state"``,
@@ -265,7 +291,7 @@ def gradient_flow(
     problem, params, _ = check_run(problem, model, params, settings.dtype)
     backend = choose_backend(settings.options.backend, problem, model)
     with progress_display(progress) as display:
-        traj, used = _flow(problem, model, params, settings, backend, 2, display)
+        traj, used = _flow(problem, model, params, settings, backend, 2, display, heldout)
     if error_estimate and traj.status != RunStatus.INTERRUPTED:
         fine, _ = _flow(problem, model, params, used.finer(stacklevel=2), backend, stacklevel=2)
         n = min(len(traj), len(fine))

@@ -85,6 +85,7 @@ def _solve(
     cfg: FlowConfig,
     resume: Resume | None = None,
     basis=None,
+    heldout=None,
 ) -> dict[str, Any]:
     """One segment of the flow, on a clock that starts at 0.
 
@@ -117,7 +118,7 @@ def _solve(
         return vf(t, y, args.problem)
 
     def full(t, y, args: FlowArgs):
-        return record(args.problem, model, model.unflatten(y), cfg.save_matrices)
+        return record(args.problem, model, model.unflatten(y), cfg.save_matrices, heldout)
 
     def later(t, y, args: FlowArgs):  # a later segment records only the times after its start
         shapes = jax.eval_shape(full, t, y, args)
@@ -163,7 +164,7 @@ def _solve(
     # SaveAt(subs=..., controller_state=True, solver_state=own) saves these
     assert sol.ys is not None and sol.ts is not None and sol.controller_state is not None
     recs, yfinal = sol.ys
-    final_rec = record(problem, model, model.unflatten(yfinal[0]), cfg.save_matrices)
+    final_rec = record(problem, model, model.unflatten(yfinal[0]), cfg.save_matrices, heldout)
     return dict(
         recs=recs,
         ts=sol.ts[0],
@@ -242,6 +243,7 @@ def continue_segments(
     cfg: FlowConfig,
     chunk: int | None = None,
     on_chunk=None,
+    heldout=None,
 ) -> Segment:
     """Continue a solve that stopped on the time-resolution signal, asked for a new Krylov
     basis or (``chunk``: a host-driven run) spent its ``chunk`` steps, segment after segment.
@@ -317,7 +319,9 @@ def continue_segments(
                 out.gnorm0,
                 start,
             )
-            new = Segment(**solve(problem, out.y_final, ts, t_max, tols, model, cfg, resume, basis))
+            new = Segment(
+                **solve(problem, out.y_final, ts, t_max, tols, model, cfg, resume, basis, heldout)
+            )
             clock = np.asarray(new.ts)
             saved = np.isfinite(clock) & (clock > float(start))
             for k in recs:
