@@ -38,6 +38,7 @@ from ..trajectory import Trajectory
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
 from ._progress import check_progress, progress_display
 from ._sparse import heldout_tables, loss_and_grad
+from ._validation_stop import check_early_stopping
 from .descent.batching import check_initial_losses, collect, run_problem
 from .descent.hints import Rerun, check_divergence, end_stationarity
 from .descent.loop import LoopConfig, LoopSpec, interrupted_status, run_foreground
@@ -251,6 +252,8 @@ def _finish(
         status=status,
         stationarity=stat,
     )
+    if "validation_stop" in out:
+        info["early_stopping"] = out["validation_stop"]
     return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
 
 
@@ -315,6 +318,7 @@ def train(
     dtype=None,
     progress: bool | None = None,
     heldout=None,
+    early_stopping=None,
     **hyperparams,
 ):
     r"""Train ``params`` with an optax optimizer for ``steps`` steps.
@@ -349,6 +353,8 @@ def train(
         returns the run so far with ``info["status"] == "interrupted"``.
     heldout: a :class:`rankbias.problems.HeldOut`: each record scores its RMSE
         (``traj.metrics["heldout_rmse"]``), as in :func:`rankbias.gradient_descent`.
+    early_stopping: a :class:`rankbias.EarlyStopping` (with ``heldout``): validation early
+        stopping, as in :func:`rankbias.gradient_descent`.
 
     Returns
     -------
@@ -372,6 +378,7 @@ def train(
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
     settings = _common_args(steps, n_save, divergence_factor, seed, save_at)
     check_progress(progress)
+    stopping = check_early_stopping(early_stopping, heldout)
     if kind == "factory":
         lr = check_positive(lr, "lr")
         hyper = dict(lr=float(lr), **{k: float(v) for k, v in hyperparams.items()})
@@ -386,7 +393,7 @@ def train(
     tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
     t0 = time.perf_counter()
     with progress_display(progress) as display:
-        out, ran = run_foreground(spec, problem, params, tree, "train", display)
+        out, ran = run_foreground(spec, problem, params, tree, "train", display, stopping)
     wall = time.perf_counter() - t0
     info = _info(optimizer, hyper, rule, int(seed), wall, dtype)
     rerun = _rerun(rule, problem, params, spec, tree)

@@ -31,6 +31,7 @@ from .._common import (
 )
 from .._progress import check_progress, progress_display
 from .._sparse import backend_data, choose_backend, heldout_tables
+from .._validation_stop import check_early_stopping
 from .batching import batch_strategy, check_initial_losses, collect, run_problem
 from .hints import Rerun, check_divergence, end_stationarity
 from .loop import LoopConfig, LoopSpec, interrupted_status, run_foreground
@@ -72,6 +73,8 @@ def _finish(
             stationarity=stat,
             **info,
         )
+        if "validation_stop" in out:
+            info["early_stopping"] = out["validation_stop"]
         times = gd_times(rec_steps, lr, schedule_vals)
         recs = {k: np.asarray(v) for k, v in out["recs"].items() if k != "time"}
         return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
@@ -111,6 +114,7 @@ def gradient_descent(
     backend: str = "auto",
     progress: bool | None = None,
     heldout=None,
+    early_stopping=None,
 ):
     r"""Run ``steps`` steps of ``params <- params - lr * s(k) * grad L(params)``.
 
@@ -138,6 +142,11 @@ def gradient_descent(
             then scores ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)`` inside the compiled
             record (a gather; the factor form never forms ``W``), in
             ``traj.metrics["heldout_rmse"]`` ``(T,)``.
+        early_stopping: a :class:`rankbias.EarlyStopping` (with ``heldout``): stop at the
+            first record whose held-out RMSE has not improved by ``min_delta`` for
+            ``patience`` records; status ``"validation_stop"``, ``info["early_stopping"]``
+            (best and stopping record and step), ``final_params`` of the best record with
+            ``restore_best`` (:mod:`rankbias.dynamics._validation_stop`).
 
     Returns:
         :class:`Trajectory` with ``steps`` and ``times`` (``= cumulative step size``);
@@ -156,6 +165,7 @@ def gradient_descent(
     """
     settings = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at)
     check_progress(progress)
+    stopping = check_early_stopping(early_stopping, heldout)
     if np.ndim(lr) != 0:
         raise ValueError("`lr` must be a scalar; use gradient_descent_batch for several")
     problem, params, dtype = check_run(problem, model, params, dtype)
@@ -168,7 +178,7 @@ def gradient_descent(
     t0 = time.perf_counter()
     hyper = {"lr": jnp.asarray(lr, dtype)}
     with progress_display(progress) as display:
-        out, ran = run_foreground(spec, data, params, hyper, "gradient_descent", display)
+        out, ran = run_foreground(spec, data, params, hyper, "gradient_descent", display, stopping)
     wall = time.perf_counter() - t0
     rerun = Rerun(lambda: data, params, spec, {})
     traj = _finish(

@@ -25,6 +25,7 @@ from ...status import RunStatus
 from .._common import batch_apply
 from .._interrupt import ChunkReport, interrupts_return, report_chunk, warn_interrupted
 from .._sparse import loss, record
+from .._validation_stop import Monitor
 
 __all__ = ["LoopConfig", "LoopSpec"]
 
@@ -281,36 +282,59 @@ class LoopSpec:
         out = _run_jit(*self._args(data, params, hyper))
         return jax.block_until_ready(out) if block else out
 
-    def run_chunked(self, data, params, hyper: dict, method: str, display=None):
+    def run_chunked(self, data, params, hyper: dict, method: str, display=None, stopping=None):
         """The single run driven from the host chunk by chunk (:func:`chunk_plan`; equal to
         :meth:`run`): ``(out, reached)``, ``reached`` the number of records reached, fewer
         than ``rec_steps.size`` when a ``KeyboardInterrupt`` ended the run (outside
-        :func:`~.._interrupt.raise_interrupts`; within it the interrupt propagates). Every
-        chunk is reported (:func:`~.._interrupt.report_chunk`, then ``display``)."""
+        :func:`~.._interrupt.raise_interrupts`; within it the interrupt propagates) or
+        ``stopping`` (an :class:`~.._validation_stop.EarlyStopping`, with ``heldout``) stopped
+        it: then ``out["validation_stop"]`` says where, and the chunk that crossed the
+        stopping record (and, with ``restore_best``, the best one) is replayed from its start
+        to that record. Every chunk is reported (:func:`~.._interrupt.report_chunk`, then
+        ``display``)."""
         model, cfg = self.model, self.cfg
         last = jnp.asarray(self.steps, jnp.int64)
         df = jnp.asarray(self.divergence_factor, self.dtype)
         n = self.rec_steps.size
+        monitor = None if stopping is None else Monitor(stopping)
         state = None
+
+        def run(carry, ends, keep):
+            return _chunk(
+                data,
+                carry,
+                jnp.asarray(ends),
+                jnp.asarray(keep),
+                hyper,
+                limit,
+                half,
+                self.heldout,
+                model,
+                cfg,
+            )
+
+        def replay(at):  # the carry at a record: (chunk start carry, ends, keep, position)
+            start, ends, keep, q = at
+            if ends is None:
+                return start
+            i = int(np.nonzero(keep)[0][q])
+            ends, keep = ends.copy(), keep.copy()
+            ends[i + 1 :], keep[i + 1 :] = ends[i], False
+            return run(start, ends, keep)[0]
+
+        stop = None
         try:
             carry, limit, half, rec0 = _chunk_start(
                 data, params, last, hyper, df, self.heldout, model, cfg
             )
             rec0 = {k: np.asarray(v)[None] for k, v in rec0.items()}
             state = (carry, [rec0])
+            best_at = (carry, None, None, 0)
+            if monitor is not None:
+                monitor.feed(rec0["heldout_rmse"])
             for ends, keep in chunk_plan(self.rec_steps, chunk_steps(model)):
-                new, r = _chunk(
-                    data,
-                    state[0],
-                    jnp.asarray(ends),
-                    jnp.asarray(keep),
-                    hyper,
-                    limit,
-                    half,
-                    self.heldout,
-                    model,
-                    cfg,
-                )
+                start = state[0]
+                new, r = run(start, ends, keep)
                 part = {k: np.asarray(v)[keep] for k, v in r.items()}
                 state = (new, [*state[1], part])  # one store: an interrupt sees both or none
                 k_done = int(new[2])
@@ -329,6 +353,14 @@ class LoopSpec:
                     ),
                     display,
                 )
+                if monitor is not None:
+                    first = monitor.seen
+                    j = monitor.feed(part["heldout_rmse"])
+                    if monitor.best_record >= first:
+                        best_at = (start, ends, keep, monitor.best_record - first)
+                    if j is not None:
+                        stop = (j, (start, ends, keep, j - first), best_at)
+                        break
                 if bool(new[3]):  # diverged: the rest of the records repeat the frozen state
                     break
         except KeyboardInterrupt:
@@ -337,6 +369,27 @@ class LoopSpec:
         carry, parts = state
         recs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         reached = min(len(recs["loss"]), n)
+        if stop is not None:
+            assert monitor is not None and stopping is not None
+            j, stop_at, best_at = stop
+            carry = replay(stop_at)
+            reached = j + 1
+            recs = {k: v[:reached] for k, v in recs.items()}
+            b = monitor.best_record
+            out = _output(carry, recs)
+            if stopping.restore_best:
+                out["params"] = replay(best_at)[0]
+            out["validation_stop"] = dict(
+                best_record=b,
+                best_step=int(self.rec_steps[b]),
+                best_heldout_rmse=float(recs["heldout_rmse"][b]),
+                stop_record=j,
+                stop_step=int(self.rec_steps[j]),
+                patience=stopping.patience,
+                min_delta=stopping.min_delta,
+                restore_best=stopping.restore_best,
+            )
+            return out, reached
         if bool(carry[3]) and reached < n:
             recs = {
                 k: np.concatenate([v, np.repeat(v[-1:], n - reached, 0)]) for k, v in recs.items()
@@ -351,13 +404,17 @@ class LoopSpec:
         return jax.block_until_ready(out)
 
 
-def run_foreground(spec: LoopSpec, data, params, hyper: dict, method: str, display=None):
+def run_foreground(
+    spec: LoopSpec, data, params, hyper: dict, method: str, display=None, stopping=None
+):
     """A single run driven chunk by chunk (:meth:`LoopSpec.run_chunked`): ``(out, spec)``,
-    ``spec`` cut to the records reached when a ``KeyboardInterrupt`` ended the run early
-    (``out["interrupted"]`` then holds the step reached)."""
-    out, reached = spec.run_chunked(data, params, hyper, method, display)
+    ``spec`` cut to the records reached when a ``KeyboardInterrupt`` (``out["interrupted"]``
+    then holds the step reached) or validation early stopping (``out["validation_stop"]``)
+    ended the run early."""
+    out, reached = spec.run_chunked(data, params, hyper, method, display, stopping)
     if reached < spec.rec_steps.size:
-        out["interrupted"] = int(out["k"])
+        if "validation_stop" not in out:
+            out["interrupted"] = int(out["k"])
         recs = {k: v[:reached] for k, v in out["recs"].items()}
         out["recs"] = recs
         spec = dataclasses.replace(spec, rec_steps=spec.rec_steps[:reached])
@@ -365,8 +422,10 @@ def run_foreground(spec: LoopSpec, data, params, hyper: dict, method: str, displ
 
 
 def interrupted_status(out: dict, what: str, stacklevel: int) -> tuple[str, dict] | None:
-    """``(status, stationarity)`` of an interrupted run (warns ``RuntimeWarning``), else
-    ``None``."""
+    """``(status, stationarity)`` of an interrupted run (warns ``RuntimeWarning``) or one
+    stopped by validation early stopping, else ``None``."""
+    if "validation_stop" in out:
+        return RunStatus.VALIDATION_STOP.value, dict(verdict="validation_stop")
     if "interrupted" not in out:
         return None
     k = out["interrupted"]
