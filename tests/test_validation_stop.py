@@ -88,3 +88,27 @@ def test_bad_early_stopping_is_named():
         rb.gradient_descent(PROB, MODEL, P0, lr=0.1, steps=5, early_stopping=rb.EarlyStopping(3))
     with pytest.raises(TypeError, match="`early_stopping`"):
         rb.gradient_descent(PROB, MODEL, P0, lr=0.1, steps=5, heldout=HELD, early_stopping=3)
+
+
+def test_flow_stops_after_the_chunk_where_a_scan_of_the_full_curve_says(monkeypatch):
+    """A flow checks the rule after each chunk (here 50 steps) and stops at that chunk's end:
+    the stopping record is the scan's, the records are the full flow's first ones."""
+    from rankbias.dynamics.flow import api as flow_api
+
+    save = np.linspace(0, 400, 161)[1:]
+    kw = dict(t_max=400.0, n_save=2, save_at=save, gtol=None, heldout=HELD)
+    full = rb.gradient_flow(PROB, MODEL, P0, **kw)
+    v = full.metrics["heldout_rmse"]
+    j, b = _oracle(v, 10, 0.0)
+    assert j is not None
+    monkeypatch.setattr(flow_api, "CHUNK_STEPS", 50)
+    rule = rb.EarlyStopping(patience=10, restore_best=False)
+    tr = rb.gradient_flow(PROB, MODEL, P0, early_stopping=rule, **kw)
+    assert tr.status == rb.RunStatus.VALIDATION_STOP
+    es = tr.info["early_stopping"]
+    assert (es["stop_record"], es["best_record"]) == (j, b)
+    assert tr.times[j] == full.times[j] <= tr.times[-1] < full.times[-1]
+    n = len(tr) - 1  # the save times reached, then the chunk's end point
+    np.testing.assert_allclose(tr.metrics["heldout_rmse"][:n], v[:n], rtol=1e-10)
+    with pytest.raises(ValueError, match="restore_best=False"):
+        rb.gradient_flow(PROB, MODEL, P0, early_stopping=rb.EarlyStopping(10), **kw)

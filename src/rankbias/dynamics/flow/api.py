@@ -26,6 +26,7 @@ from .._common import batch_data, batch_runs, check_run, index_tree, prepare_bat
 from .._interrupt import ChunkReport, report_chunk
 from .._progress import check_progress, progress_display
 from .._sparse import backend_data, choose_backend, heldout_tables
+from .._validation_stop import Monitor, check_early_stopping
 from .initial import check_initial_state
 from .precision import warn_resolution
 from .result import to_trajectory
@@ -116,6 +117,7 @@ class _Solves(NamedTuple):
         chunk: int | None = None,
         on_chunk=None,
         heldout=None,
+        stop=None,
     ) -> Trajectory:
         """One run's trajectory: its later segments, if any (the chunks of a host-driven run;
         runs that outgrew float64 time resolution, rare: escapes at ``t >~ 1e12``), then the
@@ -131,6 +133,7 @@ class _Solves(NamedTuple):
             chunk,
             on_chunk,
             heldout,
+            stop,
         )
         out = jax.block_until_ready(out)
         wall = wall_share + time.perf_counter() - since
@@ -166,6 +169,7 @@ def _flow(
     stacklevel: int,
     display=None,
     heldout=None,
+    stopping=None,
 ):
     """One checked run (``problem`` and ``params`` cast to the dtype): ``(trajectory, the
     settings resolved for its init)``."""
@@ -176,12 +180,44 @@ def _flow(
     y0 = model.flatten(params)
     t0 = time.perf_counter()
     held = heldout_tables(heldout, problem.shape, settings.dtype)
+    monitor = None if stopping is None else Monitor(stopping)
+    where: dict[str, Any] = {}
+
+    def stop(recs: dict, t) -> bool:  # the rule at the save times reached so far
+        assert monitor is not None
+        reached = int(np.searchsorted(solves.ts_np, float(t), side="right"))
+        j = monitor.feed(recs["heldout_rmse"][monitor.seen : reached])
+        if j is not None:
+            where.update(best_record=monitor.best_record, stop_record=j)
+        return j is not None
+
     first = solves.first(data, y0, CHUNK_STEPS, held)
     run_info = dict(dtype=str(jnp.dtype(settings.dtype)), backend=backend)
     on_chunk = chunk_reporter(settings.options.t_max, display)
     traj = solves.finish(
-        data, first, settings, run_info, t0, stacklevel + 1, 0.0, CHUNK_STEPS, on_chunk, held
+        data,
+        first,
+        settings,
+        run_info,
+        t0,
+        stacklevel + 1,
+        0.0,
+        CHUNK_STEPS,
+        on_chunk,
+        held,
+        None if monitor is None else stop,
     )
+    if where and stopping is not None:
+        b, j = where["best_record"], where["stop_record"]
+        traj.info["early_stopping"] = dict(
+            where,
+            best_time=float(traj.times[b]),
+            best_heldout_rmse=float(traj.metrics["heldout_rmse"][b]),
+            stop_time=float(traj.times[j]),
+            patience=stopping.patience,
+            min_delta=stopping.min_delta,
+            restore_best=False,
+        )
     return traj, settings
 
 
@@ -207,6 +243,7 @@ def gradient_flow(
     backend: str = "auto",
     progress: bool | None = None,
     heldout=None,
+    early_stopping=None,
 ):
     r"""Integrate the gradient flow ``d params/dt = -grad L(params)`` from ``params``.
 
@@ -268,6 +305,12 @@ def gradient_flow(
             scores ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)`` inside the compiled
             record (a gather; the sparse backend gathers rows of its factors), in
             ``traj.metrics["heldout_rmse"]`` ``(T,)``.
+        early_stopping: a :class:`rankbias.EarlyStopping` with ``restore_best=False`` (a flow
+            keeps no parameters at its records) and ``heldout``: the rule of
+            :mod:`rankbias.dynamics._validation_stop` at the save times, checked after each
+            chunk; the flow stops at the end of the chunk in which it triggered (its records
+            run to there), status ``"validation_stop"``, ``info["early_stopping"]`` (best and
+            stopping record and time).
 
     Returns:
         :class:`Trajectory` with ``info`` holding ``status`` (``"t_max"``, ``"steady_state"``,
@@ -288,10 +331,17 @@ def gradient_flow(
     """
     settings = _settings(locals(), stacklevel=2)
     check_progress(progress)
+    stopping = check_early_stopping(early_stopping, heldout)
+    if stopping is not None and stopping.restore_best:
+        raise ValueError(
+            "`early_stopping`: a gradient flow keeps no parameters at its records, so it "
+            "cannot restore the best one; pass rb.EarlyStopping(..., restore_best=False) "
+            "(the best record's time is in info['early_stopping'])"
+        )
     problem, params, _ = check_run(problem, model, params, settings.dtype)
     backend = choose_backend(settings.options.backend, problem, model)
     with progress_display(progress) as display:
-        traj, used = _flow(problem, model, params, settings, backend, 2, display, heldout)
+        traj, used = _flow(problem, model, params, settings, backend, 2, display, heldout, stopping)
     if error_estimate and traj.status != RunStatus.INTERRUPTED:
         fine, _ = _flow(problem, model, params, used.finer(stacklevel=2), backend, stacklevel=2)
         n = min(len(traj), len(fine))

@@ -85,6 +85,8 @@ def to_trajectory(
         recs = {k: np.concatenate([v, np.asarray(out.final_rec[k])[None]]) for k, v in recs.items()}
         times = np.concatenate([times, [t_final]])
     stat = RunStatus.INTERRUPTED.value if out.interrupted else status(int(out.result))
+    if out.stopped:
+        stat = RunStatus.VALIDATION_STOP.value
     solver, t_max = settings.options.solver, settings.options.t_max
     info: dict[str, Any] = dict(
         method="gradient_flow",

@@ -73,6 +73,7 @@ class Segment(NamedTuple):
     restarts: int = 0
     krylov_builds: int = 0
     interrupted: bool = False
+    stopped: bool = False
 
 
 def _solve(
@@ -244,6 +245,7 @@ def continue_segments(
     chunk: int | None = None,
     on_chunk=None,
     heldout=None,
+    stop=None,
 ) -> Segment:
     """Continue a solve that stopped on the time-resolution signal, asked for a new Krylov
     basis or (``chunk``: a host-driven run) spent its ``chunk`` steps, segment after segment.
@@ -258,7 +260,8 @@ def continue_segments(
     and an end record per chunk, are not counted in ``nfe``). ``on_chunk(segment, t, steps)``
     is called after each segment (``t`` the global time reached, ``steps`` the steps so far). A ``KeyboardInterrupt``
     (outside :func:`~.._interrupt.raise_interrupts`) returns the segments finished so far,
-    marked ``interrupted``.
+    marked ``interrupted``. ``stop(records, t)`` (the merged host records, the global time
+    reached) is asked after each segment; ``True`` ends the run there, marked ``stopped``.
     """
     max_steps = int(tols.max_steps)
     out = first
@@ -283,6 +286,8 @@ def continue_segments(
         return out._replace(interrupted=goes_on(out, counts))  # ended anyway: not cut short
     if not goes_on(out, counts):
         return out
+    if stop is not None and stop({k: np.asarray(v) for k, v in out.recs.items()}, out.t_final):
+        return out._replace(stopped=True)
     recs = {k: np.array(v) for k, v in out.recs.items()}
     nfe = None if out.nfe is None else int(out.nfe)  # per segment: summed
     offset, restarts, builds = 0.0, 0, 0
@@ -292,7 +297,7 @@ def continue_segments(
     fsal = 1 if cfg.solver in RK_STAGES else 0
     steady = 1 if cfg.steady_stop else 0
     state = (out, offset, restarts, builds, basis, recs, counts, nfe)
-    interrupted = False
+    interrupted = stopped = False
     try:
         while goes_on(state[0], state[6]):
             out, offset, restarts, builds, basis, recs, counts, nfe = state
@@ -336,6 +341,10 @@ def continue_segments(
             state = (new, offset, restarts, builds, basis, recs, counts, nfe)
             if on_chunk is not None:
                 on_chunk(new, offset + float(new.t_final), counts["num_steps"])
+            if stop is not None and goes_on(new, counts):
+                if stop(recs, offset + float(new.t_final)):
+                    stopped = True
+                    break
     except KeyboardInterrupt:
         if not interrupts_return():
             raise
@@ -354,5 +363,6 @@ def continue_segments(
         result=result,
         nfe=nfe,
         interrupted=interrupted,
+        stopped=stopped,
         **counts,
     )
