@@ -87,7 +87,7 @@ class Trajectory:
         Build variants of a run with this instead of assigning to its attributes, e.g.
         ``traj.replace(times=traj.times + t0)`` for a run on a shifted clock. ``changes`` are
         field names (``times``, ``loss``, ``grad_norm``, ``singular_values``, ``final_params``,
-        ``final_matrix``, ``steps``, ``matrices``, ``info``, ``effective_ranks``); an unknown
+        ``final_matrix``, ``steps``, ``matrices``, ``info``, ``effective_ranks``, ``metrics``); an unknown
         name raises ``TypeError``. Arrays not changed are shared with this run, not copied
         (treat them as read-only); ``info`` and ``effective_ranks`` are new dicts, so that a
         change to the copy's ``info`` leaves this run's alone. New ``singular_values`` without

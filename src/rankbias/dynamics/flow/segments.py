@@ -1,5 +1,6 @@
-"""Solving the flow: one compiled segment on a clock that starts at 0, and the loop that
-continues a flow segment after segment (after a clock reset or a new Krylov basis).
+"""Solving the flow: one compiled segment on a clock that starts at 0 (or where the previous
+chunk ended), and the loop that continues a flow segment after segment (the host-driven
+chunks of a single run, a clock reset, a new Krylov basis).
 
 The compiled solve returns a dict (a pytree that :func:`rankbias._aot.aot_jit` can store
 across processes); the host side reads it as a :class:`Segment`.
@@ -88,7 +89,7 @@ def _solve(
     basis=None,
     heldout=None,
 ) -> dict[str, Any]:
-    """One segment of the flow, on a clock that starts at 0.
+    """One segment of the flow, on a clock that starts at 0 (``resume.start`` for a chunk).
 
     Everything that may differ between runs of the same shapes (data, ``y0``, save times
     ``ts``, ``t_max``, the tolerances and the step budget in ``tols``) is traced; ``model`` and
