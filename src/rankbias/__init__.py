@@ -58,6 +58,7 @@ from .dynamics import (
     train,
     train_batch,
 )
+from .dynamics._validation_stop import EarlyStopping
 from .early_stopping import early_stopping
 from .flow_distance import distance_to_flow
 from .glrl import glrl
@@ -101,6 +102,7 @@ __all__ = [
     "singular_values",
     "Trajectory",
     "RunStatus",
+    "EarlyStopping",
     "train",
     "train_batch",
     "distance_to_flow",

@@ -31,6 +31,7 @@ from ._io import atomic_write_text
 from ._quiet import quietly
 from ._validation import check_int, check_int_seed, check_positive
 from .baselines.nuclear import min_nuclear_norm
+from .dynamics._interrupt import raise_interrupts
 from .dynamics.flow.api import gradient_flow
 from .glrl import glrl
 from .models import DeepFactorization, SymmetricFactorization
@@ -131,6 +132,7 @@ def razin_cohen(
     )
 
 
+@raise_interrupts()  # a run cut short would be a wrong result: Ctrl-C propagates
 def razin_cohen_naive(
     t_max: float = 1e4, alpha: float = 1e-3, *, seed: int = 0, n_save: int = 400
 ) -> dict:
@@ -215,6 +217,7 @@ def instance_from_dict(inst: dict) -> MatrixCompletion:
     return MatrixCompletion(M, mask, dense=True)
 
 
+@raise_interrupts()  # a run cut short would be a wrong result: Ctrl-C propagates
 def certify(
     problem: MatrixCompletion,
     *,

@@ -53,6 +53,7 @@ import numpy as np
 
 from ._repr import num, render, render_html
 from ._validation import check_choice, check_int, check_matrix, check_positive
+from .dynamics._interrupt import raise_interrupts
 from .dynamics.descent.api import gradient_descent
 from .models import DeepFactorization
 from .problems.estimation import MatrixEstimation
@@ -457,6 +458,7 @@ class DenoisingResult:
         }
 
 
+@raise_interrupts()  # a run cut short would be a wrong result: Ctrl-C propagates
 def denoise(
     truth,
     Y,

@@ -7,7 +7,7 @@ so results saved before this module existed compare and load unchanged.
 
 A run *ended well* when it reached what it was asked to reach: a certified steady state (a
 flow), all its steps near a stationary point (gradient descent, optimizers) or a KKT point
-(GLRL). Every other
+(GLRL), or was stopped by validation early stopping. Every other
 status is a run cut short or gone wrong, and is counted and marked as such.
 """
 
@@ -40,10 +40,18 @@ class RunStatus(enum.StrEnum):
     KKT = "kkt"
     #: GLRL: stopped by the rank budget (``max_rank``) before the KKT test held.
     MAX_RANK = "max_rank"
+    #: any engine run in the foreground (gradient flow, gradient descent, ``train``, GLRL):
+    #: interrupted (Ctrl-C); the result holds the trajectory up to the interrupt.
+    INTERRUPTED = "interrupted"
+    #: gradient descent, ``train``, gradient flow with ``early_stopping=``: stopped because
+    #: the held-out RMSE stopped improving (validation early stopping).
+    VALIDATION_STOP = "validation_stop"
 
 
 #: the statuses of a run that reached what it was asked to reach.
-_WELL = frozenset({RunStatus.STEADY_STATE, RunStatus.COMPLETED, RunStatus.KKT})
+_WELL = frozenset(
+    {RunStatus.STEADY_STATE, RunStatus.COMPLETED, RunStatus.KKT, RunStatus.VALIDATION_STOP}
+)
 
 _WORDS = {
     RunStatus.STEADY_STATE: "certified steady state",
@@ -55,6 +63,8 @@ _WORDS = {
     RunStatus.DIVERGED: "diverged",
     RunStatus.KKT: "KKT point (GLRL's eigenvalue test)",
     RunStatus.MAX_RANK: "stopped at max_rank before a KKT point",
+    RunStatus.INTERRUPTED: "interrupted (Ctrl-C); the trajectory up to the interrupt",
+    RunStatus.VALIDATION_STOP: "stopped by validation early stopping",
 }
 
 

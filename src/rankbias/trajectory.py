@@ -12,6 +12,7 @@ key                    shape                meaning
 ``singular_values``    ``(T, min(m, n))``   all singular values of ``W(t)``, descending
 ``rank_<kind>``        ``(T,)``             effective ranks (``metrics.EFFECTIVE_RANKS``)
 ``matrices``           ``(T, m, n)``        optional snapshots of ``W(t)``
+``metric_<name>``      ``(T,)``             optional per-record metrics (``heldout_rmse``)
 ``final_matrix``       ``(m, n)``           ``W`` at the last time
 ``final_param_<j>``    factor shapes        final factors ``W_1 ... W_L`` (``j = 0..L-1``)
 ``info``               scalar string        JSON: method, solver, statistics, status
@@ -78,6 +79,8 @@ class Trajectory:
     matrices: np.ndarray | None = None
     info: dict = field(default_factory=dict)
     effective_ranks: dict[str, np.ndarray] = field(default_factory=dict)
+    #: per-record metrics, each ``(T,)``: ``heldout_rmse`` with ``heldout=`` (empty otherwise).
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.effective_ranks:  # frozen: set once, here
@@ -90,7 +93,7 @@ class Trajectory:
         Build variants of a run with this instead of assigning to its attributes, e.g.
         ``traj.replace(times=traj.times + t0)`` for a run on a shifted clock. ``changes`` are
         field names (``times``, ``loss``, ``grad_norm``, ``singular_values``, ``final_params``,
-        ``final_matrix``, ``steps``, ``matrices``, ``info``, ``effective_ranks``); an unknown
+        ``final_matrix``, ``steps``, ``matrices``, ``info``, ``effective_ranks``, ``metrics``); an unknown
         name raises ``TypeError``. Arrays not changed are shared with this run, not copied
         (treat them as read-only); ``info`` and ``effective_ranks`` are new dicts, so that a
         change to the copy's ``info`` leaves this run's alone. New ``singular_values`` without
@@ -101,6 +104,7 @@ class Trajectory:
             changes["effective_ranks"] = {}  # __post_init__ computes them from the new values
         changes.setdefault("info", dict(self.info))
         changes.setdefault("effective_ranks", dict(self.effective_ranks))
+        changes.setdefault("metrics", dict(self.metrics))
         return dataclasses.replace(self, **changes)
 
     def effective_rank(self, kind: str = "ratio") -> np.ndarray:
@@ -196,6 +200,10 @@ class Trajectory:
                     return False
             except ValueError:  # a kind one side cannot compute
                 return False
+        if self.metrics.keys() != other.metrics.keys() or not all(
+            _array_equal(v, other.metrics[k]) for k, v in self.metrics.items()
+        ):
+            return False
         return _json_equal(_as_saved(self.info), _as_saved(other.info))
 
     __hash__ = None  # pyright: ignore[reportAssignmentType]  # mutable arrays: unhashable, like a dataclass with eq
@@ -218,6 +226,8 @@ class Trajectory:
             out["matrices"] = self.matrices
         for k, v in self.effective_ranks.items():
             out[f"rank_{k}"] = v
+        for k, v in self.metrics.items():
+            out[f"metric_{k}"] = v
         for j, p in enumerate(self.final_params):
             out[f"final_param_{j}"] = np.asarray(p)
         return out
@@ -271,6 +281,7 @@ class Trajectory:
             params.append(d.pop(f"final_param_{j}"))
             j += 1
         ranks = {k[5:]: d.pop(k) for k in list(d) if k.startswith("rank_")}
+        metrics = {k[7:]: d.pop(k) for k in list(d) if k.startswith("metric_")}
         try:
             info = json.loads(str(d.pop("info")))
         except ValueError as e:
@@ -278,8 +289,8 @@ class Trajectory:
         if not isinstance(info, dict):
             raise bad(f"info is a {type(info).__name__}, not a JSON object")
         T = d["times"].shape[0] if d["times"].ndim == 1 else -1
-        for k in ("loss", "grad_norm", "steps", *[f"rank_{r}" for r in ranks]):
-            a = ranks[k[5:]] if k.startswith("rank_") else d.get(k)
+        for k in ("loss", "grad_norm", "steps", *[f"rank_{r}" for r in ranks], *metrics):
+            a = ranks[k[5:]] if k.startswith("rank_") else metrics.get(k, d.get(k))
             if a is not None and a.shape != (T,):
                 raise bad(f"{k!r} has shape {a.shape}, expected ({T},) like 'times'")
         if d["singular_values"].ndim != 2 or d["singular_values"].shape[0] != T:
@@ -297,6 +308,7 @@ class Trajectory:
             matrices=d.get("matrices"),
             info=info,
             effective_ranks=ranks,
+            metrics=metrics,
         )
 
     def to_xarray(self):
@@ -305,7 +317,8 @@ class Trajectory:
         Dimensions ``time`` (``T``; GD runs also carry the ``step`` coordinate on it), ``sv``
         (``k``, labelled ``1..k``) and, where present, ``row``/``col`` (``m``, ``n``).
         Variables: ``loss``, ``grad_norm`` ``(time,)``, ``singular_values`` ``(time, sv)``,
-        ``rank_<kind>`` ``(time,)``, ``final_matrix`` ``(row, col)``, ``matrices``
+        ``rank_<kind>`` ``(time,)``, each of :attr:`metrics` ``(time,)`` under its name
+        (``heldout_rmse``), ``final_matrix`` ``(row, col)``, ``matrices``
         ``(time, row, col)`` when saved. Attributes: the scalar entries of ``info`` (bools as
         0/1) and all of ``info`` as the JSON string ``attrs["info"]`` (netCDF-safe).
         """
@@ -325,6 +338,8 @@ class Trajectory:
         }
         for k, v in self.effective_ranks.items():
             data[f"rank_{k}"] = ("time", v)
+        for k, v in self.metrics.items():
+            data[k] = ("time", v)
         if self.matrices is not None:
             data["matrices"] = (("time", "row", "col"), self.matrices)
         attrs = {}
@@ -342,7 +357,8 @@ class Trajectory:
         Arguments:
             kind: ``"loss"`` (``f(W(t))``), ``"singular_values"`` (the ``top_k`` largest),
                 ``"effective_rank"`` (``rank_kind``, see :mod:`rankbias.metrics`) or
-                ``"grad_norm"`` (``||grad L||``); hyphenated names are accepted.
+                ``"grad_norm"`` (``||grad L||``), ``"heldout_rmse"`` (a run with
+                ``heldout=``); hyphenated names are accepted.
             ax: a matplotlib Axes to draw into (default: a new figure).
             top_k: number of singular values drawn (``None``: all).
             rank_kind: which effective rank (``"ratio"``, ``"entropy"``, ...).

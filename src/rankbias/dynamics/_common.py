@@ -170,6 +170,11 @@ def build_trajectory(rec: dict, times, final_params, model, info: dict, steps=No
         steps=None if steps is None else np.asarray(steps, dtype=np.int64),
         matrices=None if "W" not in rec else np.asarray(rec["W"], dtype=np.float64),
         info=info,
+        metrics={
+            k: np.asarray(v, dtype=np.float64)
+            for k, v in rec.items()
+            if k not in ("loss", "grad_norm", "sv", "W", "time")
+        },
     )
 
 

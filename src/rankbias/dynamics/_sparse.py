@@ -360,9 +360,12 @@ def optimality_gap(problem, model, aux):
     return model.optimality_gap(problem.grad(aux))
 
 
-def record(problem, model, params, save_matrices: bool):
+def record(problem, model, params, save_matrices: bool, heldout=None):
     """What a trajectory stores at a recorded time: ``loss``, ``grad_norm``, ``sv`` (all
-    ``min(m, n)`` singular values, or the model's :meth:`~rankbias.models.Model.spectrum`) and, with ``save_matrices``, ``W`` (jittable)."""
+    ``min(m, n)`` singular values, or the model's :meth:`~rankbias.models.Model.spectrum`),
+    with ``save_matrices`` ``W``, and with ``heldout`` (``(rows, cols, values)`` arrays of
+    :func:`heldout_tables`) ``heldout_rmse`` ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)``
+    (jittable; the factor form gathers rows of its factors, ``W`` is not formed)."""
     f, g, aux = loss_and_grad(problem, model, params)
     gn = jnp.sqrt(sum(jnp.sum(x * x) for x in g))
     if isinstance(problem, SparseCompletion):
@@ -370,8 +373,49 @@ def record(problem, model, params, save_matrices: bool):
         if save_matrices:
             A, B = problem.factors(model, params)
             out["W"] = A @ B.T
+        if heldout is not None:
+            A, B = problem.factors(model, params)
+            rows, cols, values = heldout
+            pred = jnp.sum(A[rows] * B[cols], axis=1)
+            out["heldout_rmse"] = jnp.sqrt(jnp.mean((pred - values) ** 2))
         return out
     out = {"loss": f, "grad_norm": gn, "sv": model.spectrum(aux)}
     if save_matrices:
         out["W"] = aux
+    if heldout is not None:
+        rows, cols, values = heldout
+        out["heldout_rmse"] = jnp.sqrt(jnp.mean((aux[rows, cols] - values) ** 2))
     return out
+
+
+def heldout_tables(heldout, shape, dtype):
+    """``heldout`` (a :class:`~rankbias.problems.heldout.HeldOut` of a matrix of ``shape``,
+    or ``None``) as the ``(rows, cols, values)`` device arrays that :func:`record` scores;
+    ``TypeError``/``ValueError`` naming ``heldout`` for another object, another shape, no
+    entry or an entry out of range."""
+    if heldout is None:
+        return None
+    for attr in ("rows", "cols", "values", "shape"):
+        if not hasattr(heldout, attr):
+            raise TypeError(
+                f"`heldout` must be a rankbias.problems.HeldOut (rows, cols, values, shape), "
+                f"got {type(heldout).__name__}"
+            )
+    if tuple(heldout.shape) != tuple(shape):
+        raise ValueError(
+            f"`heldout` is of a {tuple(heldout.shape)} matrix, the problem is {tuple(shape)}"
+        )
+    rows, cols = np.asarray(heldout.rows), np.asarray(heldout.cols)
+    values = np.asarray(heldout.values, dtype=np.float64)
+    if values.size == 0 or not (rows.shape == cols.shape == values.shape):
+        raise ValueError("`heldout` must hold at least one entry, with rows, cols, values alike")
+    m, n = shape
+    if rows.min() < 0 or rows.max() >= m or cols.min() < 0 or cols.max() >= n:
+        raise ValueError(f"`heldout` has an entry outside the {m} x {n} matrix")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("`heldout` values must be finite")
+    return (
+        jnp.asarray(rows, jnp.int32),
+        jnp.asarray(cols, jnp.int32),
+        jnp.asarray(values, dtype),
+    )

@@ -18,6 +18,7 @@ factory passed in) ``times`` is the step index (``info["time_axis"] == "step"``)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -35,10 +36,12 @@ from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
 from ..options import TrainOptions
 from ..trajectory import Trajectory
 from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
-from ._sparse import loss_and_grad
+from ._progress import check_progress, progress_display
+from ._sparse import heldout_tables, loss_and_grad
+from ._validation_stop import check_early_stopping
 from .descent.batching import check_initial_losses, collect, run_problem
 from .descent.hints import Rerun, check_divergence, end_stationarity
-from .descent.loop import LoopConfig, LoopSpec
+from .descent.loop import LoopConfig, LoopSpec, interrupted_status, run_foreground
 from .descent.settings import LoopSettings
 from .descent.stationarity import warn_not_stationary
 
@@ -222,6 +225,7 @@ def _finish(
     check_divergence(
         out, problem, model, f"training with {label}", info.get("lr"), index, params0, rerun
     )
+    stopped = interrupted_status(out, f"training with {label}", 3)
     effective = rule.name is not None and OPTIMIZERS[rule.name].effective is not None
     # The loop ran over record steps padded to a fixed length: keep the real ones.
     recs = {k: np.asarray(v)[: rec_steps.size] for k, v in out["recs"].items()}
@@ -232,7 +236,7 @@ def _finish(
     )
     recs.pop("time", None)
     lr = info.get("lr")
-    status, stat = end_stationarity(
+    status, stat = stopped or end_stationarity(
         out,
         rec_steps,
         problem,
@@ -248,6 +252,8 @@ def _finish(
         status=status,
         stationarity=stat,
     )
+    if "validation_stop" in out:
+        info["early_stopping"] = out["validation_stop"]
     return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
 
 
@@ -310,6 +316,9 @@ def train(
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
     dtype=None,
+    progress: bool | None = None,
+    heldout=None,
+    early_stopping=None,
     **hyperparams,
 ):
     r"""Train ``params`` with an optax optimizer for ``steps`` steps.
@@ -339,6 +348,13 @@ def train(
     save_matrices: also keep ``W`` at each record.
     divergence_factor: the run counts as diverged when the (minibatch) loss is non-finite or
         exceeds ``divergence_factor * max(f(W(0)), 1e-12)``.
+    progress: a live line (step, loss, rate) for runs over 2 s; ``None``: when standard
+        error is a terminal, not in a notebook (:mod:`rankbias.dynamics._progress`). Ctrl-C
+        returns the run so far with ``info["status"] == "interrupted"``.
+    heldout: a :class:`rankbias.problems.HeldOut`: each record scores its RMSE
+        (``traj.metrics["heldout_rmse"]``), as in :func:`rankbias.gradient_descent`.
+    early_stopping: a :class:`rankbias.EarlyStopping` (with ``heldout``): validation early
+        stopping, as in :func:`rankbias.gradient_descent`.
 
     Returns
     -------
@@ -361,6 +377,8 @@ def train(
     """
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
     settings = _common_args(steps, n_save, divergence_factor, seed, save_at)
+    check_progress(progress)
+    stopping = check_early_stopping(early_stopping, heldout)
     if kind == "factory":
         lr = check_positive(lr, "lr")
         hyper = dict(lr=float(lr), **{k: float(v) for k, v in hyperparams.items()})
@@ -371,13 +389,15 @@ def train(
     check_initial_loss(problem, model, params)
     rule = _rule(kind, obj, batch_size, problem)
     spec = _spec(settings, save_matrices, rule, model, dtype)
+    spec = dataclasses.replace(spec, heldout=heldout_tables(heldout, problem.shape, dtype))
     tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
     t0 = time.perf_counter()
-    out = spec.run(problem, params, tree)
+    with progress_display(progress) as display:
+        out, ran = run_foreground(spec, problem, params, tree, "train", display, stopping)
     wall = time.perf_counter() - t0
     info = _info(optimizer, hyper, rule, int(seed), wall, dtype)
     rerun = _rerun(rule, problem, params, spec, tree)
-    traj = _finish(out, spec, problem, rule, info, params, None, rerun)
+    traj = _finish(out, ran, problem, rule, info, params, None, rerun)
     warn_not_stationary(
         f"training with {info['optimizer']}", [(None, info["lr"], traj.info["stationarity"])]
     )

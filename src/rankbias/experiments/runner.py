@@ -22,6 +22,7 @@ import numpy as np
 
 from .._quiet import quietly
 from ..diagonal import DiagonalNetwork
+from ..dynamics._interrupt import raise_interrupts
 from ..dynamics._train import train_batch
 from ..dynamics.descent.api import gradient_descent_batch
 from ..dynamics.descent.grid import save_steps
@@ -302,6 +303,7 @@ def _run_glrl(configs, save_matrices: bool):
     return out, probs
 
 
+@raise_interrupts()  # a sweep stops on Ctrl-C and resumes later: never a partial run
 def _run_batch(configs, save_matrices: bool):
     cfg0 = configs[0]
     d = cfg0["dynamics"]

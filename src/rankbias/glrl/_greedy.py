@@ -11,8 +11,17 @@ import numpy as np
 
 from .._deprecation import renamed
 from .._validation import check_bool, check_choice, check_int, check_int_seed, check_positive
+from ..dynamics._interrupt import (
+    ChunkReport,
+    interrupts_return,
+    raise_interrupts,
+    report_chunk,
+    warn_interrupted,
+)
+from ..dynamics._progress import check_progress, progress_display
 from ..options import SOLVERS
 from ..problems.base import Problem
+from ..status import RunStatus
 from ._alignment import mid_time, refine_mid
 from ._directions import grad_operator, is_dense, kkt_residuals, norm2, top_direction
 from ._factors import append_direction, product, zero_factors
@@ -44,6 +53,7 @@ def glrl(
     seed: int = 0,
     polish: bool = True,
     symmetric: bool | None = None,
+    progress: bool | None = None,
 ) -> GLRLResult:
     r"""Greedy Low-Rank Learning on ``problem`` (see the module docstring for the algorithm).
 
@@ -75,6 +85,9 @@ def glrl(
             above ~1e4, measured by power iteration at the phase start), else ``"rkc"``.
             Or any of :data:`rankbias.dynamics.SOLVERS`.
         seed: non-negative integer seed of the eigensolvers' start vectors.
+        progress: a live line (phases done, loss) after each phase for runs over 2 s;
+            ``None``: when standard error is a terminal, not in a notebook. Ctrl-C returns the
+            phases finished (``status == "interrupted"``, a ``RuntimeWarning``).
         symmetric: deprecated spelling of ``psd`` (same meaning; warns once).
 
     Returns:
@@ -94,6 +107,7 @@ def glrl(
         symmetric = check_bool(symmetric, "symmetric")
     psd = check_bool(renamed("glrl()", "symmetric", symmetric, "psd", psd, True), "psd")
     polish = check_bool(polish, "polish")
+    check_progress(progress)
     m, n = problem.shape
     if psd and m != n:
         raise ValueError(f"PSD GLRL needs a square problem, got shape {(m, n)}; use psd=False")
@@ -141,100 +155,119 @@ def glrl(
     t_start = time.perf_counter()
     status = "max_rank"
     lam = np.nan
-    for r in range(1, max_rank + 2):
-        lam, direction, gap = top_direction(negG, psd, seed=seed + r)
-        if lam <= tol:
-            status = "kkt"
-            break
-        if r > max_rank:
-            break
-        if gap < 1e-8 * max(lam, 1e-300):
-            warnings.warn(
-                f"GLRL phase {r}: top eigenvalue {lam:.6g} is (nearly) degenerate "
-                f"(gap {gap:.3g}); the greedy direction is not unique",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        new = append_direction(factors, direction, eps, psd)
-        t_escape = np.log(1.0 / eps) / (2.0 * lam)
-        t_cap = (
-            200.0 * t_escape
-            if max_phase_time is None
-            else check_positive(max_phase_time, "max_phase_time")
-        )
-        w0 = time.perf_counter()
-        try:
-            traj, factors, conv, gn = run_phase(
-                problem,
-                new,
-                psd,
-                t_escape,
-                lam,
-                phase_gtol=phase_gtol,
-                max_time=t_cap,
-                n_save=n_save,
-                rtol=rtol,
-                atol=atol_r,
-                solver=solver,
-                record_matrices=record_matrices,
-                polish=polish,
-                sparse=not dense and problem.observed_entries() is not None,
-            )
-        except (FloatingPointError, RuntimeError) as e:
-            raise RuntimeError(
-                f"GLRL phase {r} (lam = {lam:.6g}): gradient flow failed: {e}"
-            ) from e
-        if not conv:
-            warnings.warn(
-                f"GLRL phase {r}: flow not converged by t = {traj.times[-1]:.4g} "
-                f"(||grad L|| = {gn:.3g} > phase_gtol = {phase_gtol:.3g}); "
-                "raise `max_phase_time`",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        W = product(factors, psd) if dense else None
-        f_r = float(traj.loss[-1])
-        phases.append(
-            GLRLPhase(
-                rank=r,
-                lam=lam,
-                direction=direction,
-                escape_time=float(t_escape),
-                W=W if W is not None else np.asarray(traj.final_matrix),
-                loss=f_r,
-                loss_before=f_prev,
-                factors=factors,
-                trajectory=traj,
-                t_mid=(
-                    refine_mid(
+    # What an interrupt returns: the state after the last finished phase (one store).
+    done = (factors, f_prev, lam, 0)
+    try:
+        with (
+            progress_display(progress) as display,
+            raise_interrupts(),
+        ):  # a phase cut short is no phase: its flow raises
+            for r in range(1, max_rank + 2):
+                lam, direction, gap = top_direction(negG, psd, seed=seed + r)
+                if lam <= tol:
+                    status = "kkt"
+                    break
+                if r > max_rank:
+                    break
+                if gap < 1e-8 * max(lam, 1e-300):
+                    warnings.warn(
+                        f"GLRL phase {r}: top eigenvalue {lam:.6g} is (nearly) degenerate "
+                        f"(gap {gap:.3g}); the greedy direction is not unique",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                new = append_direction(factors, direction, eps, psd)
+                t_escape = np.log(1.0 / eps) / (2.0 * lam)
+                t_cap = (
+                    200.0 * t_escape
+                    if max_phase_time is None
+                    else check_positive(max_phase_time, "max_phase_time")
+                )
+                w0 = time.perf_counter()
+                try:
+                    traj, factors, conv, gn = run_phase(
                         problem,
                         new,
                         psd,
-                        mid_time(traj, f_prev, f_r),
+                        t_escape,
                         lam,
-                        f_prev,
-                        f_r,
-                        rtol,
-                        atol_r,
-                        n_save,
-                        record_matrices,
+                        phase_gtol=phase_gtol,
+                        max_time=t_cap,
+                        n_save=n_save,
+                        rtol=rtol,
+                        atol=atol_r,
+                        solver=solver,
+                        record_matrices=record_matrices,
+                        polish=polish,
+                        sparse=not dense and problem.observed_entries() is not None,
                     )
-                    if dense
-                    else mid_time(traj, f_prev, f_r)
-                ),
-                converged=conv,
-                grad_norm=gn,
-                wall_time=time.perf_counter() - w0,
-            )
-        )
-        f_prev = f_r
-        negG = grad_operator(problem, factors, psd)
+                except (FloatingPointError, RuntimeError) as e:
+                    raise RuntimeError(
+                        f"GLRL phase {r} (lam = {lam:.6g}): gradient flow failed: {e}"
+                    ) from e
+                if not conv:
+                    warnings.warn(
+                        f"GLRL phase {r}: flow not converged by t = {traj.times[-1]:.4g} "
+                        f"(||grad L|| = {gn:.3g} > phase_gtol = {phase_gtol:.3g}); "
+                        "raise `max_phase_time`",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                W = product(factors, psd) if dense else None
+                f_r = float(traj.loss[-1])
+                phases.append(
+                    GLRLPhase(
+                        rank=r,
+                        lam=lam,
+                        direction=direction,
+                        escape_time=float(t_escape),
+                        W=W if W is not None else np.asarray(traj.final_matrix),
+                        loss=f_r,
+                        loss_before=f_prev,
+                        factors=factors,
+                        trajectory=traj,
+                        t_mid=(
+                            refine_mid(
+                                problem,
+                                new,
+                                psd,
+                                mid_time(traj, f_prev, f_r),
+                                lam,
+                                f_prev,
+                                f_r,
+                                rtol,
+                                atol_r,
+                                n_save,
+                                record_matrices,
+                            )
+                            if dense
+                            else mid_time(traj, f_prev, f_r)
+                        ),
+                        converged=conv,
+                        grad_norm=gn,
+                        wall_time=time.perf_counter() - w0,
+                    )
+                )
+                f_prev = f_r
+                negG = grad_operator(problem, factors, psd)
+                done = (factors, f_prev, lam, len(phases))
+                report_chunk(
+                    ChunkReport("glrl", len(phases), max_rank, f_prev, float("nan"), len(phases)),
+                    display,
+                )
+    except KeyboardInterrupt:
+        if not interrupts_return():
+            raise
+        status = RunStatus.INTERRUPTED.value
+        factors, f_prev, lam, n_done = done
+        phases = phases[:n_done]
+        warn_interrupted("glrl", f"phase {len(phases) + 1} ({len(phases)} finished)", 2)
     if not phases:
         matrix = np.zeros(problem.shape)
     else:
         matrix = phases[-1].W
     kkt = kkt_residuals(problem, factors=factors, psd=psd)
-    if status != "kkt":
+    if status == "max_rank":
         warnings.warn(
             f"GLRL stopped at max_rank={max_rank} with top eigenvalue {lam:.3g} > "
             f"tol={tol:g}: not a KKT point",

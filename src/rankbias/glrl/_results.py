@@ -86,7 +86,8 @@ class GLRLResult:
         final_lambda: top eigenvalue (singular value) of ``-grad f`` at the limit (``<= tol``
             when ``status == "kkt"``).
         kkt: residuals at the limit, see :func:`kkt_residuals`.
-        status: ``"kkt"`` (stopped by the eigenvalue test), ``"max_rank"``.
+        status: ``"kkt"`` (stopped by the eigenvalue test), ``"max_rank"``, ``"interrupted"``
+            (Ctrl-C: the phases finished before it).
         eps, tol: the arguments of :func:`glrl`.
         psd: PSD GLRL (``W = U U^T``) or asymmetric (``W = U V^T``); ``symmetric`` is its
             deprecated spelling (a read-only property that warns once).

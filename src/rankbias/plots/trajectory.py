@@ -14,6 +14,8 @@ from ._style import _floor_handle, _legend_outside, _plt, _status_note, _style_t
 
 #: What one :class:`~rankbias.Trajectory` can show (``Trajectory.plot(kind)``).
 TRAJECTORY_KINDS = ("loss", "singular_values", "effective_rank", "grad_norm")
+#: Per-record metrics a run may carry (``traj.metrics``), drawn on request only.
+METRIC_KINDS = ("heldout_rmse",)
 
 
 #: The legend label of the held last values of a flow stopped at its steady state.
@@ -25,13 +27,16 @@ _KIND = {
     "singular_values": ("singular_values", "singular values of W(t)", True),
     "effective_rank": (None, "effective rank", False),
     "grad_norm": ("grad_norm", "||grad L(params(t))||", True),
+    "heldout_rmse": ("heldout_rmse", "held-out RMSE", False),
 }
 
 
 def _kind(kind) -> str:
     k = str(kind).replace("-", "_")
-    if k not in TRAJECTORY_KINDS:
-        raise ValueError(f"unknown `kind` {kind!r}; expected one of {', '.join(TRAJECTORY_KINDS)}")
+    if k not in TRAJECTORY_KINDS + METRIC_KINDS:
+        raise ValueError(
+            f"unknown `kind` {kind!r}; expected one of {', '.join(TRAJECTORY_KINDS + METRIC_KINDS)}"
+        )
     return k
 
 
@@ -40,6 +45,7 @@ _TITLES = {
     "singular_values": "Singular values of W(t)",
     "effective_rank": "Effective rank of W(t)",
     "grad_norm": "Gradient norm",
+    "heldout_rmse": "Held-out RMSE of W(t)",
 }
 _METHODS = {"gradient_flow": "gradient flow", "gradient_descent": "gradient descent"}
 
@@ -65,6 +71,8 @@ def plot_trajectory(
         top_k = int(top_k)
         if top_k < 1:
             raise ValueError(f"`top_k` must be >= 1 or None, got {top_k}")
+    if kind in METRIC_KINDS and kind not in getattr(traj, "metrics", {}):
+        raise ValueError(f"the run has no {kind!r} records: run it with `heldout=`")
     var, ylabel, logy = _KIND[kind]
     title = _TITLES[kind]
     if kind == "effective_rank":

@@ -33,6 +33,7 @@ import numpy as np
 from .._io import atomic_write_text, canonical_json
 from .._quiet import quietly
 from ..baselines.nuclear import min_nuclear_norm
+from ..dynamics._interrupt import raise_interrupts
 from ..dynamics.flow.api import gradient_flow
 from ..models import DeepFactorization
 from ..problems.completion import MatrixCompletion
@@ -86,6 +87,7 @@ def _flow_init(model, d: int, seed: int, init_std: float | None, scale: float | 
     return model.init("gaussian", scale=init_std * np.sqrt(d), seed=seed, per_factor=True)
 
 
+@raise_interrupts()  # a run cut short would be a wrong result: Ctrl-C propagates
 def _flow_run(M, prob, d, L, seed, init_std, scale, t_max, rtol, residual_tol, n_save) -> dict:
     model = DeepFactorization((d, d), depth=L)
     p0 = _flow_init(model, d, seed, init_std, scale)

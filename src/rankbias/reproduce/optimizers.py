@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .._quiet import quietly
+from ..dynamics._interrupt import raise_interrupts
 from ..dynamics._train import train_batch
 from ..dynamics.flow.api import gradient_flow
 from ..flow_distance import distance_to_flow
@@ -46,6 +47,7 @@ def _rel(a, b) -> float:
     return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / max(np.linalg.norm(b), 1e-300))
 
 
+@raise_interrupts()  # a run cut short would be a wrong result: Ctrl-C propagates
 def optimizers_vs_flow(
     out_dir: Path,
     quick: bool = False,

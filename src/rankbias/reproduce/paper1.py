@@ -14,6 +14,7 @@ from .. import counterexamples as ce
 from .._quiet import quietly
 from ..baselines.nuclear import min_nuclear_norm
 from ..compare import compare_with_glrl
+from ..dynamics._interrupt import raise_interrupts
 from ..dynamics.flow.api import gradient_flow, gradient_flow_batch
 from ..glrl import glrl
 from ..models import DeepFactorization, SymmetricFactorization
@@ -156,6 +157,7 @@ def figure5(
     return out
 
 
+@raise_interrupts()  # a run cut short would be a wrong result: Ctrl-C propagates
 def staircase(out_dir: Path, quick: bool = False, d: int = 12, alpha: float = 1e-16) -> dict:
     """Loss and singular values vs time for depth-2 GF, with the GLRL levels overlaid."""
     out_dir = Path(out_dir)
@@ -201,6 +203,7 @@ def staircase(out_dir: Path, quick: bool = False, d: int = 12, alpha: float = 1e
     return out
 
 
+@raise_interrupts()  # a run cut short would be a wrong result: Ctrl-C propagates
 def sensing_recovery(
     out_dir: Path,
     quick: bool = False,

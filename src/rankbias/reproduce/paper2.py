@@ -22,6 +22,7 @@ import numpy as np
 
 from .._io import atomic_write_text
 from .._quiet import quietly, recorded
+from ..dynamics._interrupt import raise_interrupts
 from ..dynamics.descent.api import gradient_descent
 from ..early_stopping import denoise
 from ..models import DeepFactorization
@@ -410,6 +411,7 @@ def _rise_stats(r):
     return float(drops.max()) if drops.size else 0.0
 
 
+@raise_interrupts()  # a run cut short would be a wrong result: Ctrl-C propagates
 def beyond_decoupling(
     out_dir: Path,
     quick: bool = False,

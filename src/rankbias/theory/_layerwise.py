@@ -10,6 +10,7 @@ import numpy as np
 
 from .._repr import num, nums, render
 from .._validation import check_int
+from ..dynamics._interrupt import raise_interrupts
 from ..dynamics.descent.api import gradient_descent
 from ..models import DeepFactorization
 from ..problems.estimation import MatrixEstimation
@@ -80,6 +81,7 @@ class LayerwiseReport:
         return float(np.max(self.deviation[:k])) if k else 0.0
 
 
+@raise_interrupts()  # a run cut short would be a wrong result: Ctrl-C propagates
 def layerwise_check(
     theory: DecoupledDynamics, V=None, *, every: int = 1, drift_tol: float = 1e-6, warn: bool = True
 ) -> LayerwiseReport:

@@ -9,6 +9,7 @@ the step, the loss and a stable step size. A finished run gets a status from
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable
@@ -28,10 +29,12 @@ from .._common import (
     index_tree,
     prepare_batch,
 )
-from .._sparse import backend_data, choose_backend
+from .._progress import check_progress, progress_display
+from .._sparse import backend_data, choose_backend, heldout_tables
+from .._validation_stop import check_early_stopping
 from .batching import batch_strategy, check_initial_losses, collect, run_problem
 from .hints import Rerun, check_divergence, end_stationarity
-from .loop import LoopConfig, LoopSpec
+from .loop import LoopConfig, LoopSpec, interrupted_status, run_foreground
 from .rules import GDRule, check_schedule, gd_times, schedule_values
 from .settings import LoopSettings
 from .sharpness import sharp
@@ -55,9 +58,26 @@ def _spec(settings: LoopSettings, save_matrices, lr_schedule, model, dtype) -> L
     return LoopSpec(rec_steps, padded, settings.divergence_factor, model, cfg, dtype)
 
 
-def _finish(out, spec: LoopSpec, lr, problem, info, params0, schedule_vals, index, rerun):
+def _finish(
+    out, spec: LoopSpec, lr, problem, info, params0, schedule_vals, index, rerun, stacklevel=3
+):
     model, rec_steps = spec.model, spec.rec_steps
     check_divergence(out, problem, model, "gradient descent", lr, index, params0, rerun)
+    if (stopped := interrupted_status(out, "gradient descent", stacklevel + 1)) is not None:
+        status, stat = stopped
+        info = dict(
+            method="gradient_descent",
+            lr=float(lr),
+            steps=int(rec_steps[-1]),
+            status=status,
+            stationarity=stat,
+            **info,
+        )
+        if "validation_stop" in out:
+            info["early_stopping"] = out["validation_stop"]
+        times = gd_times(rec_steps, lr, schedule_vals)
+        recs = {k: np.asarray(v) for k, v in out["recs"].items() if k != "time"}
+        return build_trajectory(recs, times, out["params"], model, info, steps=rec_steps)
     n = rec_steps.size
     recs = {k: np.asarray(v)[:n] for k, v in out["recs"].items() if k != "time"}
     times = gd_times(rec_steps, lr, schedule_vals)
@@ -92,6 +112,9 @@ def gradient_descent(
     divergence_factor: float = 1e8,
     dtype=None,
     backend: str = "auto",
+    progress: bool | None = None,
+    heldout=None,
+    early_stopping=None,
 ):
     r"""Run ``steps`` steps of ``params <- params - lr * s(k) * grad L(params)``.
 
@@ -112,6 +135,18 @@ def gradient_descent(
             evaluated, as for :func:`rankbias.gradient_flow` (``"sparse"``: a
             :class:`MatrixCompletion` in factor form, ``O(|Omega| k)`` per step, no ``(m, n)``
             array; see :func:`rankbias.dynamics.choose_backend`); ``info["backend"]``.
+        progress: a live line (step, loss, rate) for runs over 2 s; ``None``: when standard
+            error is a terminal, not in a notebook. Ctrl-C returns the run so far
+            (``info["status"] == "interrupted"``, a ``RuntimeWarning``).
+        heldout: a :class:`rankbias.problems.HeldOut` of the problem's shape: every record
+            then scores ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)`` inside the compiled
+            record (a gather; the factor form never forms ``W``), in
+            ``traj.metrics["heldout_rmse"]`` ``(T,)``.
+        early_stopping: a :class:`rankbias.EarlyStopping` (with ``heldout``): stop at the
+            first record whose held-out RMSE has not improved by ``min_delta`` for
+            ``patience`` records; status ``"validation_stop"``, ``info["early_stopping"]``
+            (best and stopping record and step), ``final_params`` of the best record with
+            ``restore_best`` (:mod:`rankbias.dynamics._validation_stop`).
 
     Returns:
         :class:`Trajectory` with ``steps`` and ``times`` (``= cumulative step size``);
@@ -129,6 +164,8 @@ def gradient_descent(
             ``2 / sharpness`` before the blow-up grows along the run).
     """
     settings = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at)
+    check_progress(progress)
+    stopping = check_early_stopping(early_stopping, heldout)
     if np.ndim(lr) != 0:
         raise ValueError("`lr` must be a scalar; use gradient_descent_batch for several")
     problem, params, dtype = check_run(problem, model, params, dtype)
@@ -137,13 +174,16 @@ def gradient_descent(
     data = backend_data(problem, model, backend)
     sched = schedule_values(lr_schedule, settings.steps)
     spec = _spec(settings, save_matrices, lr_schedule, model, dtype)
+    spec = dataclasses.replace(spec, heldout=heldout_tables(heldout, problem.shape, dtype))
     t0 = time.perf_counter()
-    out = spec.run(data, params, {"lr": jnp.asarray(lr, dtype)})
+    hyper = {"lr": jnp.asarray(lr, dtype)}
+    with progress_display(progress) as display:
+        out, ran = run_foreground(spec, data, params, hyper, "gradient_descent", display, stopping)
     wall = time.perf_counter() - t0
     rerun = Rerun(lambda: data, params, spec, {})
     traj = _finish(
         out,
-        spec,
+        ran,
         float(lr),
         problem,
         dict(wall_time=wall, dtype=str(jnp.dtype(dtype)), backend=backend),

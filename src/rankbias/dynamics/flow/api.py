@@ -20,13 +20,17 @@ import numpy as np
 
 from ..._validation import check_bool
 from ...options import FlowOptions
+from ...status import RunStatus
 from ...trajectory import Trajectory
 from .._common import batch_data, batch_runs, check_run, index_tree, prepare_batch, resolve_dtype
-from .._sparse import backend_data, choose_backend
+from .._interrupt import ChunkReport, report_chunk
+from .._progress import check_progress, progress_display
+from .._sparse import backend_data, choose_backend, heldout_tables
+from .._validation_stop import Monitor, check_early_stopping
 from .initial import check_initial_state
 from .precision import warn_resolution
 from .result import to_trajectory
-from .segments import Segment, continue_segments, solve, solve_batch
+from .segments import CHUNK_STEPS, Segment, continue_segments, solve, solve_batch
 from .settings import FlowConfig, FlowSettings, Tolerances
 
 __all__ = ["gradient_flow", "gradient_flow_batch"]
@@ -83,9 +87,17 @@ class _Solves(NamedTuple):
         tm = jnp.asarray(settings.options.t_max, settings.dtype)
         return cls(ts_np, ts, tm, settings.tolerances(), settings.config, model)
 
-    def first(self, data, y0) -> Segment:
-        """The first segment of one run (``y0`` ``(P,)``)."""
-        return Segment(**solve(data, y0, self.ts, self.t_max, self.tols, self.model, self.config))
+    def first(self, data, y0, chunk: int | None = None, heldout=None) -> Segment:
+        """The first segment of one run (``y0`` ``(P,)``), of at most ``chunk`` steps when
+        given (a host-driven run, :func:`continue_segments`)."""
+        tols = self.tols
+        if chunk is not None:
+            budget = jnp.minimum(tols.max_steps, jnp.asarray(chunk, tols.max_steps.dtype))
+            tols = tols._replace(max_steps=budget)
+        args = (data, y0, self.ts, self.t_max, tols, self.model, self.config)
+        if heldout is None:  # the call of every run before heldout= existed (its cache key)
+            return Segment(**solve(*args))
+        return Segment(**solve(*args, None, None, heldout))
 
     def first_batch(self, data, y0, p_axis) -> dict:
         """The first segments of a batch (``y0`` ``(B, P)``), stacked."""
@@ -102,19 +114,63 @@ class _Solves(NamedTuple):
         since: float,
         stacklevel: int,
         wall_share: float = 0.0,
+        chunk: int | None = None,
+        on_chunk=None,
+        heldout=None,
+        stop=None,
     ) -> Trajectory:
-        """One run's trajectory: its later segments, if any (runs that outgrew float64 time
-        resolution, rare: escapes at ``t >~ 1e12``), then the records; ``wall_time`` is
-        ``wall_share`` plus the time since ``since``."""
+        """One run's trajectory: its later segments, if any (the chunks of a host-driven run;
+        runs that outgrew float64 time resolution, rare: escapes at ``t >~ 1e12``), then the
+        records; ``wall_time`` is ``wall_share`` plus the time since ``since``."""
         out = continue_segments(
-            problem, first, self.ts, self.t_max, self.tols, self.model, self.config
+            problem,
+            first,
+            self.ts,
+            self.t_max,
+            self.tols,
+            self.model,
+            self.config,
+            chunk,
+            on_chunk,
+            heldout,
+            stop,
         )
         out = jax.block_until_ready(out)
         wall = wall_share + time.perf_counter() - since
         return to_trajectory(out, self.ts_np, self.model, settings, wall, run_info, stacklevel + 1)
 
 
-def _flow(problem, model, params, settings: FlowSettings, backend: str, stacklevel: int):
+def chunk_reporter(t_max: float, display=None):
+    """``on_chunk(segment, t, steps)`` of :func:`continue_segments` for a single flow: a
+    :class:`~.._interrupt.ChunkReport` to the hooks and ``display``."""
+
+    def on_chunk(seg: Segment, t: float, steps: int) -> None:
+        report_chunk(
+            ChunkReport(
+                "gradient_flow",
+                t,
+                t_max,
+                float(seg.final_rec["loss"]),
+                float(seg.final_rec["grad_norm"]),
+                steps,
+            ),
+            display,
+        )
+
+    return on_chunk
+
+
+def _flow(
+    problem,
+    model,
+    params,
+    settings: FlowSettings,
+    backend: str,
+    stacklevel: int,
+    display=None,
+    heldout=None,
+    stopping=None,
+):
     """One checked run (``problem`` and ``params`` cast to the dtype): ``(trajectory, the
     settings resolved for its init)``."""
     flat0 = np.concatenate([np.ravel(np.asarray(p)) for p in params])
@@ -123,9 +179,46 @@ def _flow(problem, model, params, settings: FlowSettings, backend: str, stacklev
     solves = _Solves.of(settings, model)
     y0 = model.flatten(params)
     t0 = time.perf_counter()
-    first = solves.first(data, y0)
+    held = heldout_tables(heldout, problem.shape, settings.dtype)
+    monitor = None if stopping is None else Monitor(stopping)
+    where: dict[str, Any] = {}
+
+    def stop(recs: dict, t) -> bool:  # the rule at the save times reached so far
+        assert monitor is not None
+        reached = int(np.searchsorted(solves.ts_np, float(t), side="right"))
+        j = monitor.feed(recs["heldout_rmse"][monitor.seen : reached])
+        if j is not None:
+            where.update(best_record=monitor.best_record, stop_record=j)
+        return j is not None
+
+    first = solves.first(data, y0, CHUNK_STEPS, held)
     run_info = dict(dtype=str(jnp.dtype(settings.dtype)), backend=backend)
-    return solves.finish(data, first, settings, run_info, t0, stacklevel + 1), settings
+    on_chunk = chunk_reporter(settings.options.t_max, display)
+    traj = solves.finish(
+        data,
+        first,
+        settings,
+        run_info,
+        t0,
+        stacklevel + 1,
+        0.0,
+        CHUNK_STEPS,
+        on_chunk,
+        held,
+        None if monitor is None else stop,
+    )
+    if where and stopping is not None:
+        b, j = where["best_record"], where["stop_record"]
+        traj.info["early_stopping"] = dict(
+            where,
+            best_time=float(traj.times[b]),
+            best_heldout_rmse=float(traj.metrics["heldout_rmse"][b]),
+            stop_time=float(traj.times[j]),
+            patience=stopping.patience,
+            min_delta=stopping.min_delta,
+            restore_best=False,
+        )
+    return traj, settings
 
 
 def gradient_flow(
@@ -148,6 +241,9 @@ def gradient_flow(
     dtype=None,
     error_estimate: bool = False,
     backend: str = "auto",
+    progress: bool | None = None,
+    heldout=None,
+    early_stopping=None,
 ):
     r"""Integrate the gradient flow ``d params/dt = -grad L(params)`` from ``params``.
 
@@ -201,6 +297,20 @@ def gradient_flow(
             for width-limited models when ``m n >= SPARSE_RATIO |Omega|`` (see
             :func:`rankbias.dynamics.choose_backend`), else dense. Same flow, same stopping
             rules, equal to solver tolerance.
+        progress: a live line (time reached, loss, gradient norm, steps per second) for
+            runs over 2 s; ``None`` (default): when standard error is a terminal, not in a
+            notebook. Display only. Ctrl-C returns the trajectory so far
+            (``info["status"] == "interrupted"``, a ``RuntimeWarning``).
+        heldout: a :class:`rankbias.problems.HeldOut` of the problem's shape: every record
+            scores ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)`` inside the compiled
+            record (a gather; the sparse backend gathers rows of its factors), in
+            ``traj.metrics["heldout_rmse"]`` ``(T,)``.
+        early_stopping: a :class:`rankbias.EarlyStopping` with ``restore_best=False`` (a flow
+            keeps no parameters at its records) and ``heldout``: the rule of
+            :mod:`rankbias.dynamics._validation_stop` at the save times, checked after each
+            chunk; the flow stops at the end of the chunk in which it triggered (its records
+            run to there), status ``"validation_stop"``, ``info["early_stopping"]`` (best and
+            stopping record and time).
 
     Returns:
         :class:`Trajectory` with ``info`` holding ``status`` (``"t_max"``, ``"steady_state"``,
@@ -220,10 +330,19 @@ def gradient_flow(
             trajectory became non-finite.
     """
     settings = _settings(locals(), stacklevel=2)
+    check_progress(progress)
+    stopping = check_early_stopping(early_stopping, heldout)
+    if stopping is not None and stopping.restore_best:
+        raise ValueError(
+            "`early_stopping`: a gradient flow keeps no parameters at its records, so it "
+            "cannot restore the best one; pass rb.EarlyStopping(..., restore_best=False) "
+            "(the best record's time is in info['early_stopping'])"
+        )
     problem, params, _ = check_run(problem, model, params, settings.dtype)
     backend = choose_backend(settings.options.backend, problem, model)
-    traj, used = _flow(problem, model, params, settings, backend, stacklevel=2)
-    if error_estimate:
+    with progress_display(progress) as display:
+        traj, used = _flow(problem, model, params, settings, backend, 2, display, heldout, stopping)
+    if error_estimate and traj.status != RunStatus.INTERRUPTED:
         fine, _ = _flow(problem, model, params, used.finer(stacklevel=2), backend, stacklevel=2)
         n = min(len(traj), len(fine))
         sv_err = float(np.max(np.abs(traj.singular_values[:n] - fine.singular_values[:n])))

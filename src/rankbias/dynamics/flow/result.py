@@ -13,6 +13,7 @@ import numpy as np
 from ...status import RunStatus
 from ...trajectory import Trajectory
 from .._common import build_trajectory
+from .._interrupt import warn_interrupted
 from .precision import flow_defaults
 from .segments import Segment
 from .settings import FlowSettings
@@ -83,7 +84,9 @@ def to_trajectory(
     if times[-1] < t_final:
         recs = {k: np.concatenate([v, np.asarray(out.final_rec[k])[None]]) for k, v in recs.items()}
         times = np.concatenate([times, [t_final]])
-    stat = status(int(out.result))
+    stat = RunStatus.INTERRUPTED.value if out.interrupted else status(int(out.result))
+    if out.stopped:
+        stat = RunStatus.VALIDATION_STOP.value
     solver, t_max = settings.options.solver, settings.options.t_max
     info: dict[str, Any] = dict(
         method="gradient_flow",
@@ -104,6 +107,8 @@ def to_trajectory(
     )
     if out.krylov_builds:
         info["krylov_builds"] = int(out.krylov_builds)
+    if out.interrupted:
+        warn_interrupted("gradient_flow", f"t={t_final:.4g} of t_max={t_max:g}", stacklevel)
     if stat == "max_steps":
         advice = max_steps_advice(settings, info["num_rejected"], info["num_steps"])
         warnings.warn(
