@@ -160,8 +160,8 @@ class RKC(AbstractAdaptiveSolver):
     krylov_tol: float = 1e-10
     krylov_maxiter: int = 60
     krylov_rebuild: int = 20
-    rtol: object = None
-    atol: object = None
+    rtol: float | jax.Array | None = None
+    atol: float | jax.Array | None = None
 
     term_structure: ClassVar = AbstractTerm
     interpolation_cls: ClassVar[Callable] = diffrax.ThirdOrderHermitePolynomialInterpolation
@@ -276,6 +276,7 @@ class RKC(AbstractAdaptiveSolver):
 
     def _norm(self, e, y0, y1):
         """The controller's scaled error norm ``||e / (atol + rtol max(|y0|, |y1|))||_rms``."""
+        assert self.rtol is not None and self.atol is not None  # only where both are set
         scale = self.atol + self.rtol * jnp.maximum(jnp.abs(y0), jnp.abs(y1))
         return jnp.sqrt(jnp.mean(jnp.square(e / scale)))
 
