@@ -39,7 +39,7 @@ import numpy as np
 from ..problems.base import Problem
 from ._records import record_singular_values
 
-__all__ = ["BACKENDS", "SparseCompletion", "choose_backend", "sparse_supported"]
+__all__ = ["BACKENDS", "SparseCompletion", "batch_backend", "choose_backend", "sparse_supported"]
 
 #: The values of the `backend` argument of the flow and GD drivers.
 BACKENDS = ("auto", "dense", "sparse")
@@ -306,6 +306,21 @@ def choose_backend(backend: str, problem, model) -> str:
     num_observed = int(_observed(problem).rows.shape[0])
     big = m * n >= SPARSE_MIN_ENTRIES and m * n >= SPARSE_RATIO * num_observed
     return "sparse" if big else "dense"
+
+
+def batch_backend(backend: str, problem, model, batch_size: int | None) -> str:
+    """:func:`choose_backend` for an optimizer run: with minibatches (``batch_size`` not
+    None) the step evaluates ``problem.minibatch``, a dense problem, so ``"auto"`` is
+    ``"dense"`` and ``"sparse"`` raises ``ValueError``."""
+    if batch_size is None:
+        return choose_backend(backend, problem, model)
+    if backend == "sparse":
+        raise ValueError(
+            "`backend`='sparse' is not available with `batch_size` (minibatches are "
+            "evaluated densely); use backend='auto' or 'dense', or a full batch"
+        )
+    choose_backend(backend, problem, model)  # validates the name
+    return "dense"
 
 
 # -- dispatch: one engine, two evaluations ---------------------------------------------

@@ -34,8 +34,16 @@ from .._validation import check_bool, check_choice, check_int, check_positive
 from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
 from ..options import TrainOptions
 from ..trajectory import Trajectory
-from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
-from ._sparse import loss_and_grad
+from ._common import (
+    batch_data,
+    build_trajectory,
+    check_initial_loss,
+    check_run,
+    index_tree,
+    prepare_batch,
+)
+from ._records import lapack_threads
+from ._sparse import backend_data, batch_backend, loss_and_grad
 from .descent.batching import check_initial_losses, collect, run_problem
 from .descent.hints import Rerun, check_divergence, end_stationarity
 from .descent.loop import LoopConfig, LoopSpec
@@ -264,11 +272,18 @@ def _hyper_tree(values: dict, B: int | None, dtype):
     return tree, axes
 
 
-def _common_args(steps, n_save, divergence_factor, seed, save_at) -> LoopSettings:
+def _common_args(
+    steps, n_save, divergence_factor, seed, save_at, save_spacing="log"
+) -> LoopSettings:
     """One :class:`TrainOptions` of the loop settings and the minibatch seed(s), then
     ``save_at``."""
     options = TrainOptions(
-        steps=steps, n_save=n_save, divergence_factor=divergence_factor, seed=seed
+        steps=steps,
+        n_save=n_save,
+        divergence_factor=divergence_factor,
+        seed=seed,
+        save_spacing=save_spacing,
+        save_at=save_at,
     )
     return LoopSettings.from_options(options, save_at)
 
@@ -307,9 +322,11 @@ def train(
     seed: int = 0,
     n_save: int = 200,
     save_at=None,
+    save_spacing: str = "log",
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
     dtype=None,
+    backend: str = "auto",
     **hyperparams,
 ):
     r"""Train ``params`` with an optax optimizer for ``steps`` steps.
@@ -336,7 +353,12 @@ def train(
     steps: number of steps, at most :data:`rankbias.dynamics.MAX_STEPS` (``10^8``).
     batch_size, seed: minibatch size (None: full batch) and its random seed.
     n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``.
+    save_spacing: ``"log"`` (default) or ``"linear"`` (``round(steps j / (n_save - 1))``).
     save_matrices: also keep ``W`` at each record.
+    backend: ``"auto"`` (default), ``"dense"`` or ``"sparse"``: the loss and gradient of a
+        matrix completion in factor form, ``O(|Omega| k)`` (:func:`rankbias.gradient_descent`,
+        :func:`rankbias.dynamics.choose_backend`); full batch only (with ``batch_size``,
+        ``"auto"`` is dense). ``info["backend"]`` records the choice.
     divergence_factor: the run counts as diverged when the (minibatch) loss is non-finite or
         exceeds ``divergence_factor * max(f(W(0)), 1e-12)``.
 
@@ -360,7 +382,7 @@ def train(
         rerun (names and factories; :func:`rankbias.gradient_descent`).
     """
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
-    settings = _common_args(steps, n_save, divergence_factor, seed, save_at)
+    settings = _common_args(steps, n_save, divergence_factor, seed, save_at, save_spacing)
     if kind == "factory":
         lr = check_positive(lr, "lr")
         hyper = dict(lr=float(lr), **{k: float(v) for k, v in hyperparams.items()})
@@ -370,13 +392,16 @@ def train(
     problem, params, dtype = check_run(problem, model, params, dtype)
     check_initial_loss(problem, model, params)
     rule = _rule(kind, obj, batch_size, problem)
+    backend = batch_backend(backend, problem, model, rule.batch_size)
+    data = backend_data(problem, model, backend)
     spec = _spec(settings, save_matrices, rule, model, dtype)
     tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
     t0 = time.perf_counter()
-    out = spec.run(problem, params, tree)
+    with lapack_threads(model.shape):  # the records' QR/SVD on one BLAS thread above a size
+        out = spec.run(data, params, tree)
     wall = time.perf_counter() - t0
-    info = _info(optimizer, hyper, rule, int(seed), wall, dtype)
-    rerun = _rerun(rule, problem, params, spec, tree)
+    info = _info(optimizer, hyper, rule, int(seed), wall, dtype, backend=backend)
+    rerun = _rerun(rule, data, params, spec, tree)
     traj = _finish(out, spec, problem, rule, info, params, None, rerun)
     warn_not_stationary(
         f"training with {info['optimizer']}", [(None, info["lr"], traj.info["stationarity"])]
@@ -396,9 +421,11 @@ def train_batch(
     seed: int | Sequence[int] = 0,
     n_save: int = 200,
     save_at=None,
+    save_spacing: str = "log",
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
     dtype=None,
+    backend: str = "auto",
     on_failure: str = "raise",
     on_divergence: str | None = None,
     **hyperparams,
@@ -422,7 +449,7 @@ def train_batch(
     )
     check_choice(on_failure, "on_failure", ("raise", "return"))
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
-    settings = _common_args(steps, n_save, divergence_factor, seed, save_at)
+    settings = _common_args(steps, n_save, divergence_factor, seed, save_at, save_spacing)
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
     if kind == "name":
         # Per-run values: validated one by one (check_hyperparams saw the first only).
@@ -436,11 +463,14 @@ def train_batch(
             check_positive(v, "lr")
         hyper = dict(hyperparams, lr=lr)
     rule = _rule(kind, obj, batch_size, run_problem(problem, p_axis, 0))
+    backend = batch_backend(backend, run_problem(problem, p_axis, 0), model, rule.batch_size)
     check_initial_losses(problem, p_axis, model, params, B)
     spec = _spec(settings, save_matrices, rule, model, dtype)
     tree, axes = _hyper_tree(dict(hyper, seed=seed), B, dtype)
     t0 = time.perf_counter()
-    out = spec.run_batched(problem, params, tree, p_axis, axes)
+    out = spec.run_batched(
+        batch_data(problem, p_axis, model, backend, B), params, tree, p_axis, axes
+    )
     wall = time.perf_counter() - t0
     seeds = np.asarray(seed)
 
@@ -451,10 +481,21 @@ def train_batch(
             for k, a in ((k, np.asarray(v)) for k, v in hyper.items())
         }
         seed_i = int(seeds.ravel()[i] if seeds.ndim else seeds)
-        info = _info(optimizer, h_i, rule, seed_i, wall / B, dtype, batch_index=i, batch_runs=B)
+        info = _info(
+            optimizer,
+            h_i,
+            rule,
+            seed_i,
+            wall / B,
+            dtype,
+            backend=backend,
+            batch_index=i,
+            batch_runs=B,
+        )
         params_i = index_tree(params, i)
         h_tree = _hyper_tree(dict(h_i, seed=seed_i), None, dtype)[0]
-        rerun = _rerun(rule, prob_i, params_i, spec, h_tree)
+        data_i = backend_data(prob_i, model, backend)
+        rerun = _rerun(rule, data_i, params_i, spec, h_tree)
         return _finish(index_tree(out, i), spec, prob_i, rule, info, params_i, i, rerun)
 
     result, ended = collect(B, finish, on_failure)

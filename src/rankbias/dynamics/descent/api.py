@@ -28,6 +28,7 @@ from .._common import (
     index_tree,
     prepare_batch,
 )
+from .._records import lapack_threads
 from .._sparse import backend_data, choose_backend
 from .batching import batch_strategy, check_initial_losses, collect, run_problem
 from .hints import Rerun, check_divergence, end_stationarity
@@ -40,10 +41,19 @@ from .stationarity import warn_not_stationary
 __all__ = ["gradient_descent", "gradient_descent_batch"]
 
 
-def _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at) -> LoopSettings:
+def _check_gd_args(
+    lr, steps, n_save, divergence_factor, lr_schedule, save_at, save_spacing="log"
+) -> LoopSettings:
     """The boundary checks of both public functions: one :class:`DescentOptions` (``lr`` may
     hold one value per run of a batch), then ``save_at`` and the schedule."""
-    options = DescentOptions(lr=lr, steps=steps, n_save=n_save, divergence_factor=divergence_factor)
+    options = DescentOptions(
+        lr=lr,
+        steps=steps,
+        n_save=n_save,
+        divergence_factor=divergence_factor,
+        save_spacing=save_spacing,
+        save_at=save_at,
+    )
     settings = LoopSettings.from_options(options, save_at)
     check_schedule(lr_schedule)
     return settings
@@ -87,6 +97,7 @@ def gradient_descent(
     *,
     n_save: int = 200,
     save_at=None,
+    save_spacing: str = "log",
     lr_schedule: Callable | None = None,
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
@@ -104,6 +115,8 @@ def gradient_descent(
             ``eta < 2 / sharpness`` (:func:`sharpness`).
         steps: number of steps, at most :data:`MAX_STEPS` (``10^8``).
         lr_schedule: optional JAX-traceable ``s(k) >= 0`` multiplying ``lr`` at step ``k``.
+        save_spacing: ``"log"`` (default) or ``"linear"`` (``round(steps j / (n_save - 1))``
+            instead of the log-spaced steps below).
         n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``
             (sorted integers in ``[0, steps]``).
         divergence_factor: the run counts as diverged when the loss is non-finite or exceeds
@@ -128,7 +141,9 @@ def gradient_descent(
             by rerunning the run until it neither diverges nor oscillates (up to 5 tries:
             ``2 / sharpness`` before the blow-up grows along the run).
     """
-    settings = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at)
+    settings = _check_gd_args(
+        lr, steps, n_save, divergence_factor, lr_schedule, save_at, save_spacing
+    )
     if np.ndim(lr) != 0:
         raise ValueError("`lr` must be a scalar; use gradient_descent_batch for several")
     problem, params, dtype = check_run(problem, model, params, dtype)
@@ -138,7 +153,8 @@ def gradient_descent(
     sched = schedule_values(lr_schedule, settings.steps)
     spec = _spec(settings, save_matrices, lr_schedule, model, dtype)
     t0 = time.perf_counter()
-    out = spec.run(data, params, {"lr": jnp.asarray(lr, dtype)})
+    with lapack_threads(model.shape):  # the records' QR/SVD on one BLAS thread above a size
+        out = spec.run(data, params, {"lr": jnp.asarray(lr, dtype)})
     wall = time.perf_counter() - t0
     rerun = Rerun(lambda: data, params, spec, {})
     traj = _finish(
@@ -165,6 +181,7 @@ def gradient_descent_batch(
     *,
     n_save: int = 200,
     save_at=None,
+    save_spacing: str = "log",
     lr_schedule: Callable | None = None,
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
@@ -193,7 +210,9 @@ def gradient_descent_batch(
         ValueError: a bad argument (named), before anything is compiled.
         DivergenceError: as :func:`gradient_descent` (``on_failure="raise"``).
     """
-    settings = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at)
+    settings = _check_gd_args(
+        lr, steps, n_save, divergence_factor, lr_schedule, save_at, save_spacing
+    )
     on_failure = renamed(
         "gradient_descent_batch()",
         "on_divergence",
