@@ -34,7 +34,6 @@ NOT_IN_SCHEMA = {
     "model": "built from [model]",
     "params": "built from [init]",
     "params_list": "built from [init]",
-    "save_at": "a sweep records n_save log-spaced times, shared by all its runs' datasets",
     "save_matrices": "record.metrics = ['matrices']",
     "lr_schedule": "a Python function, not a TOML value",
     "on_failure": "a sweep records each failed run (run_chunk) and goes on",
