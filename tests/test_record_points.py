@@ -108,3 +108,9 @@ def test_train_sparse_backend_matches_dense(optimizer):
         rb.train(prob, model, p, optimizer, backend="sparse", batch_size=5, **kw)
     mb = rb.train(prob, model, p, optimizer, batch_size=5, **kw)
     assert mb.info["backend"] == "dense"
+
+
+def test_glrl_records_its_backend():
+    M = rb.random_low_rank((4, 4), 1, psd=True, seed=0)
+    prob = rb.MatrixCompletion.uniform(M, 0.8, 0, symmetric=True)
+    assert rb.glrl(prob, max_rank=1).info["backend"] == "dense"  # d <= 200: the dense path
