@@ -229,7 +229,7 @@ def test_all_errors_are_reported_at_once():
         "measurements, noise, seed, path, test_fraction); did you mean problem.rank?",
         "dynamics.lr must be > 0, got -1.0",
         "unknown key dynamics.stpes (allowed for method 'gd': method, dtype, backend, lr, "
-        "steps, divergence_factor, n_save); did you mean dynamics.steps?",
+        "steps, divergence_factor, n_save, save_spacing, save_at); did you mean dynamics.steps?",
     ]
     assert str(e.value).startswith("3 problems in the config:\n  - unknown key problem.rnak")
     # the errors of the runs of a grid too (at expansion)
