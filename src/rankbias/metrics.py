@@ -97,6 +97,8 @@ def effective_rank(
     """
     if check_bool(from_singular_values, "from_singular_values"):
         sv = check_real_array(W, "sv")
+        # NaN ("not computed", a top-k record) only through effective_ranks_from_sv
+        check_finite(sv, "sv")
         if np.any(sv < 0):
             raise ValueError(
                 f"`W` holds singular values (from_singular_values=True), which are >= 0; "
