@@ -72,8 +72,10 @@ def _sweep(extra: str, method: str = "gd") -> str:
 def test_a_sweep_records_the_requested_steps(tmp_path, extra, method, want):
     sw = ex.expand(ex.parse_config(textwrap.dedent(_sweep(extra, method))))
     ex.run_sweep(sw, tmp_path, progress=False)
-    run = Store(tmp_path).read_run(sw.runs[0].key)
+    store = Store(tmp_path)
+    run = store.read_run(sw.runs[0].key)
     np.testing.assert_array_equal(run["steps"], want)
+    np.testing.assert_array_equal(store.manifest()["time_grid"], want)  # the dataset's axis
     assert json.loads(str(run["info"]))["backend"] == "dense"
 
 
