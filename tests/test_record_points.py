@@ -116,3 +116,18 @@ def test_glrl_records_its_backend():
     M = rb.random_low_rank((4, 4), 1, psd=True, seed=0)
     prob = rb.MatrixCompletion.uniform(M, 0.8, 0, symmetric=True)
     assert rb.glrl(prob, max_rank=1).info["backend"] == "dense"  # d <= 200: the dense path
+
+
+def test_a_flow_sweep_records_at_the_requested_times(tmp_path):
+    text = _sweep('save_spacing = "linear"').replace(
+        'method = "gd"\nlr = 0.2\nsteps = 20\n', 'method = "flow"\nt_max = 100.0\n'
+    )
+    assert 'method = "flow"' in text
+    sw = ex.expand(ex.parse_config(textwrap.dedent(text)))
+    ex.run_sweep(sw, tmp_path, progress=False)
+    store = Store(tmp_path)
+    want = [0.0, 25.0, 50.0, 75.0, 100.0]  # t_max j / (n_save - 1)
+    np.testing.assert_allclose(store.manifest()["time_grid"], want, rtol=1e-12)
+    times = store.read_run(sw.runs[0].key)["times"]
+    np.testing.assert_allclose(times, want[: len(times)], rtol=1e-12)  # a steady state may
+    # end the flow early; every record it made is at a requested time
