@@ -131,3 +131,16 @@ def test_a_flow_sweep_records_at_the_requested_times(tmp_path):
     times = store.read_run(sw.runs[0].key)["times"]
     np.testing.assert_allclose(times, want[: len(times)], rtol=1e-12)  # a steady state may
     # end the flow early; every record it made is at a requested time
+
+
+def test_train_batch_sparse_matches_train():
+    M = rb.random_low_rank((12, 9), 2, seed=1)
+    prob = rb.MatrixCompletion.uniform(M, 0.5, seed=1)
+    model = rb.DeepFactorization((12, 9), depth=2, width=3)
+    ps = [model.init(scale=0.3, seed=s) for s in (0, 1)]
+    kw = dict(steps=20, n_save=4, backend="sparse")
+    batch = rb.train_batch(prob, model, ps, "sgd", lr=[0.05, 0.02], **kw)
+    for tr, p, lr in zip(batch, ps, (0.05, 0.02), strict=True):
+        one = rb.train(prob, model, p, "sgd", lr=lr, backend="dense", steps=20, n_save=4)
+        assert tr.info["backend"] == "sparse"
+        np.testing.assert_allclose(tr.loss, one.loss, rtol=1e-10, atol=1e-14)
