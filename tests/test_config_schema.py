@@ -34,7 +34,6 @@ NOT_IN_SCHEMA = {
     "model": "built from [model]",
     "params": "built from [init]",
     "params_list": "built from [init]",
-    "save_at": "a sweep records n_save log-spaced times, shared by all its runs' datasets",
     "save_matrices": "record.metrics = ['matrices']",
     "lr_schedule": "a Python function, not a TOML value",
     "on_failure": "a sweep records each failed run (run_chunk) and goes on",
@@ -235,7 +234,7 @@ def test_all_errors_are_reported_at_once():
         "problem.rank?",
         "dynamics.lr must be > 0, got -1.0",
         "unknown key dynamics.stpes (allowed for method 'gd': method, dtype, backend, lr, "
-        "steps, divergence_factor, n_save); did you mean dynamics.steps?",
+        "steps, divergence_factor, n_save, save_spacing, save_at); did you mean dynamics.steps?",
     ]
     assert str(e.value).startswith("3 problems in the config:\n  - unknown key problem.rnak")
     # the errors of the runs of a grid too (at expansion)

@@ -11,6 +11,13 @@ Effective-rank definitions (``sigma_1 >= sigma_2 >= ... >= 0`` the singular valu
 
 The zero matrix has effective rank 0 under every definition. All functions accept a
 matrix ``W`` (``(m, n)``), or singular values (``(..., k)``) with ``from_singular_values``.
+
+Top-``k`` records: above a size a trajectory records only the ``k`` largest singular values
+and NaN for the others (:mod:`rankbias.dynamics._records`). NaN entries of ``sv`` count as
+not computed: the ranks are then those of ``W_k``, the best rank-``k`` approximation of
+``W``. ``"ratio"``, ``"stable"`` and ``"numerical"`` of ``W_k`` are lower bounds of those of
+``W`` (equal when ``rank W <= k``; ``"numerical"`` also when fewer than ``k`` values exceed
+``tol * sigma_1``); ``"entropy"`` of ``W_k`` renormalises over the ``k`` values.
 """
 
 from __future__ import annotations
@@ -42,14 +49,21 @@ def singular_values(W) -> np.ndarray:
 
 
 def effective_ranks_from_sv(sv, kind: str = "ratio", *, tol: float = 1e-6) -> np.ndarray:
-    """Effective rank from singular values ``sv`` of shape ``(..., k)`` (any order)."""
+    """Effective rank from singular values ``sv`` of shape ``(..., k)`` (any order).
+
+    NaN entries are values not computed (a top-``k`` record): they are left out, and the
+    result is the effective rank of the best rank-``k`` approximation (module docstring); a
+    row of NaN only gives NaN. Infinite entries raise ``ValueError``."""
     check_choice(kind, "kind", EFFECTIVE_RANKS)
     s = check_real_array(sv, "sv")
     if s.ndim < 1 or s.shape[-1] == 0:
         raise ValueError(f"`sv` must hold at least one singular value, got shape {s.shape}")
-    check_finite(s, "sv")
+    if np.any(np.isinf(s)):
+        raise ValueError("`sv` must be finite (NaN marks a value not computed), got inf")
     check_positive(tol, "tol")
-    s = np.abs(s)
+    missing = np.isnan(s)
+    none = missing.all(axis=-1)
+    s = np.where(missing, 0.0, np.abs(s))
     top = s.max(axis=-1)
     safe = np.where(top > 0, top, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -65,7 +79,7 @@ def effective_ranks_from_sv(sv, kind: str = "ratio", *, tol: float = 1e-6) -> np
             p = s / np.where(total > 0, total, 1.0)[..., None]
             plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
             r = np.exp(-plogp.sum(axis=-1))
-    return np.where(top > 0, r, 0.0)
+    return np.where(none, np.nan, np.where(top > 0, r, 0.0))
 
 
 def effective_rank(
@@ -83,6 +97,8 @@ def effective_rank(
     """
     if check_bool(from_singular_values, "from_singular_values"):
         sv = check_real_array(W, "sv")
+        # NaN ("not computed", a top-k record) only through effective_ranks_from_sv
+        check_finite(sv, "sv")
         if np.any(sv < 0):
             raise ValueError(
                 f"`W` holds singular values (from_singular_values=True), which are >= 0; "

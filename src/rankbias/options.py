@@ -43,6 +43,9 @@ from ._validation import (
 SOLVERS = ("hybrid", "rkc", "rodas4", "krylov", "tsit5", "dopri5", "dopri8", "kvaerno5")
 #: Where the gradient of a completion problem is computed (``backend=``).
 BACKENDS = ("auto", "dense", "sparse")
+#: How the ``n_save`` record points are spaced (``save_spacing=``): ``"log"`` (the default:
+#: ``0`` then log-spaced) or ``"linear"`` (evenly spaced from ``0`` to the end).
+SPACINGS = ("log", "linear")
 #: Float dtypes a run may use (``dtype=``; ``None`` is float64).
 DTYPES = ("float64", "float32")
 #: The largest ``n_save``: a record holds ``min(m, n) + 2`` floats (and ``W`` with
@@ -188,6 +191,22 @@ def check_dtype_name(dtype, name: str = "dtype") -> str:
     return check_float_dtype(dtype, name).name
 
 
+def check_save_points(save_at, name: str = "save_at"):
+    """Explicit record points (times or steps, any order) as a tuple of floats, or ``None``;
+    their range is checked by the engine against ``t_max`` or ``steps``."""
+    if save_at is None:
+        return None
+    try:
+        a = np.asarray(save_at, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`{name}` must be a list of record times or steps, got {save_at!r}"
+        ) from None
+    if a.size > MAX_SAVE:
+        raise ValueError(f"`{name}` holds {a.size} points; at most {MAX_SAVE}")
+    return tuple(float(x) for x in a)
+
+
 def check_seeds(seed, name: str = "seed"):
     """A non-negative integer seed, or (batches) one per run, returned as given."""
     for s in np.atleast_1d(np.asarray(seed)).ravel():
@@ -221,6 +240,8 @@ class FlowOptions(_Checked):
     certificate_tol: float | None = option(None, "float", (">", 0.0))
     n_save: int = option(200, "int", ("between", 2, MAX_SAVE, N_SAVE_WHY), static=True)
     t_min: float | None = option(None, "float", (">", 0.0))
+    save_spacing: str = option("log", "str", ("choice", SPACINGS))
+    save_at: tuple | None = option(None, "floats", validate=check_save_points)
     # a step budget the compiled solve takes as a value (one program for every budget)
     max_steps: int = option(1_000_000, "int", ("between", 1, MAX_STEPS_CAP))
     dtype: str | None = option(
@@ -254,6 +275,8 @@ class DescentOptions(_Checked):
     # also runs zero steps (the record of the initialization).
     steps: int = option(1000, "int", ("between", 1, MAX_STEPS, STEPS_WHY), validate=check_steps)
     n_save: int = option(200, "int", ("between", 2, MAX_SAVE, N_SAVE_WHY), static=True)
+    save_spacing: str = option("log", "str", ("choice", SPACINGS))
+    save_at: tuple | None = option(None, "floats", validate=check_save_points)
     divergence_factor: float = option(1e8, "float", (">", 1.0, DIVERGENCE_WHY))
     dtype: str | None = option(
         None, "str", ("choice", DTYPES), static=True, validate=check_dtype_name
@@ -277,10 +300,13 @@ class TrainOptions(_Checked):
     batch_size: int | None = option(None, "int", (">=", 1), static=True)
     seed: int = option(0, "int", (">=", 0), toml="batch_seed", validate=check_seeds)
     n_save: int = option(200, "int", ("between", 2, MAX_SAVE, N_SAVE_WHY), static=True)
+    save_spacing: str = option("log", "str", ("choice", SPACINGS))
+    save_at: tuple | None = option(None, "floats", validate=check_save_points)
     divergence_factor: float = option(1e8, "float", (">", 1.0, DIVERGENCE_WHY))
     dtype: str | None = option(
         None, "str", ("choice", DTYPES), static=True, validate=check_dtype_name
     )
+    backend: str = option("auto", "str", ("choice", BACKENDS), static=True)
 
 
 @dataclass(frozen=True)
@@ -310,6 +336,7 @@ __all__ = [
     "MAX_STEPS",
     "MAX_STEPS_CAP",
     "SOLVERS",
+    "SPACINGS",
     "DescentOptions",
     "FlowOptions",
     "GLRLOptions",

@@ -15,7 +15,7 @@ The residuals ``r_ij = c (<A_i, B_j> - M_ij)`` on ``Omega``, ``f = 1/2 sum r^2 /
 and ``G^T A`` cost ``O(|Omega| k)``, and ``A`` costs ``O(m sum_j k_j k_{j+1})``: no ``(m, n)``
 array is formed. The singular values of ``W`` come from the factors (``W = Q_A (R_A R_B^T)
 Q_B^T``, QR of ``A`` and ``B``, ``O((m + n) k^2)``; symmetric: ``sigma_i(U)^2``); the
-``min(m, n) - k`` others are exactly 0.
+``min(m, n) - k`` others are exactly 0 (:mod:`._records`).
 
 The observed entries are held in padded row tables (ELL format: ``(m, K_r)`` column indices,
 values and a 0/1 mask, ``K_r`` the largest row count rounded up to a multiple of
@@ -37,8 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..problems.base import Problem
+from ._records import record_singular_values
 
-__all__ = ["BACKENDS", "SparseCompletion", "choose_backend", "sparse_supported"]
+__all__ = ["BACKENDS", "SparseCompletion", "batch_backend", "choose_backend", "sparse_supported"]
 
 #: The values of the `backend` argument of the flow and GD drivers.
 BACKENDS = ("auto", "dense", "sparse")
@@ -171,19 +172,6 @@ class SparseCompletion(eqx.Module):
     def factors(self, model, params):
         """``(A, B)`` with ``W = A B^T`` (:meth:`~rankbias.models.Model.factors`)."""
         return model.factors(params)
-
-    def singular_values(self, model, params):
-        """All ``min(m, n)`` singular values of ``W``, descending, from the factors."""
-        k = min(self.shape)
-        if model.factor_form == "symmetric":  # W = P P^T: sigma_i(P)^2
-            s = jnp.linalg.svd(self.factors(model, params)[0], compute_uv=False) ** 2
-        else:
-            A, B = self.factors(model, params)
-            ra = jnp.linalg.qr(A, mode="r")
-            rb = jnp.linalg.qr(B, mode="r")
-            s = jnp.linalg.svd(ra @ rb.T, compute_uv=False)
-        s = s[:k]
-        return jnp.concatenate([s, jnp.zeros((k - s.shape[0],), s.dtype)])
 
 
 #: The tables of the last few problems, keyed by the identity of their (immutable) entry
@@ -320,6 +308,21 @@ def choose_backend(backend: str, problem, model) -> str:
     return "sparse" if big else "dense"
 
 
+def batch_backend(backend: str, problem, model, batch_size: int | None) -> str:
+    """:func:`choose_backend` for an optimizer run: with minibatches (``batch_size`` not
+    None) the step evaluates ``problem.minibatch``, a dense problem, so ``"auto"`` is
+    ``"dense"`` and ``"sparse"`` raises ``ValueError``."""
+    if batch_size is None:
+        return choose_backend(backend, problem, model)
+    if backend == "sparse":
+        raise ValueError(
+            "`backend`='sparse' is not available with `batch_size` (minibatches are "
+            "evaluated densely); use backend='auto' or 'dense', or a full batch"
+        )
+    choose_backend(backend, problem, model)  # validates the name
+    return "dense"
+
+
 # -- dispatch: one engine, two evaluations ---------------------------------------------
 
 
@@ -361,15 +364,17 @@ def optimality_gap(problem, model, aux):
 
 
 def record(problem, model, params, save_matrices: bool, heldout=None):
-    """What a trajectory stores at a recorded time: ``loss``, ``grad_norm``, ``sv`` (all
-    ``min(m, n)`` singular values, or the model's :meth:`~rankbias.models.Model.spectrum`),
-    with ``save_matrices`` ``W``, and with ``heldout`` (``(rows, cols, values)`` arrays of
-    :func:`heldout_tables`) ``heldout_rmse`` ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)``
-    (jittable; the factor form gathers rows of its factors, ``W`` is not formed)."""
+    """What a trajectory stores at a recorded time: ``loss``, ``grad_norm``, ``sv`` (the
+    ``min(m, n)`` singular values of :func:`._records.record_singular_values`: all of them
+    exact up to ``EXACT_SV_MAX`` or from thin factors, else the top ``TOP_K`` and NaN; or the
+    model's :meth:`~rankbias.models.Model.spectrum`), with ``save_matrices`` ``W``, and with
+    ``heldout`` (``(rows, cols, values)`` arrays of :func:`heldout_tables`) ``heldout_rmse``
+    ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)`` (jittable; the factor form gathers rows
+    of its factors, ``W`` is not formed)."""
     f, g, aux = loss_and_grad(problem, model, params)
     gn = jnp.sqrt(sum(jnp.sum(x * x) for x in g))
     if isinstance(problem, SparseCompletion):
-        out = {"loss": f, "grad_norm": gn, "sv": problem.singular_values(model, params)}
+        out = {"loss": f, "grad_norm": gn, "sv": record_singular_values(model, params)}
         if save_matrices:
             A, B = problem.factors(model, params)
             out["W"] = A @ B.T
@@ -379,7 +384,7 @@ def record(problem, model, params, save_matrices: bool, heldout=None):
             pred = jnp.sum(A[rows] * B[cols], axis=1)
             out["heldout_rmse"] = jnp.sqrt(jnp.mean((pred - values) ** 2))
         return out
-    out = {"loss": f, "grad_norm": gn, "sv": model.spectrum(aux)}
+    out = {"loss": f, "grad_norm": gn, "sv": record_singular_values(model, params, aux)}
     if save_matrices:
         out["W"] = aux
     if heldout is not None:

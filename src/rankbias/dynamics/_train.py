@@ -35,9 +35,17 @@ from .._validation import check_bool, check_choice, check_int, check_positive
 from ..optimizers import OPTIMIZERS, check_hyperparams, make_optimizer
 from ..options import TrainOptions
 from ..trajectory import Trajectory
-from ._common import build_trajectory, check_initial_loss, check_run, index_tree, prepare_batch
+from ._common import (
+    batch_data,
+    build_trajectory,
+    check_initial_loss,
+    check_run,
+    index_tree,
+    prepare_batch,
+)
 from ._progress import check_progress, progress_display
-from ._sparse import heldout_tables, loss_and_grad
+from ._records import lapack_threads
+from ._sparse import backend_data, batch_backend, heldout_tables, loss_and_grad
 from ._validation_stop import check_early_stopping
 from .descent.batching import check_initial_losses, collect, run_problem
 from .descent.hints import Rerun, check_divergence, end_stationarity
@@ -270,11 +278,18 @@ def _hyper_tree(values: dict, B: int | None, dtype):
     return tree, axes
 
 
-def _common_args(steps, n_save, divergence_factor, seed, save_at) -> LoopSettings:
+def _common_args(
+    steps, n_save, divergence_factor, seed, save_at, save_spacing="log"
+) -> LoopSettings:
     """One :class:`TrainOptions` of the loop settings and the minibatch seed(s), then
     ``save_at``."""
     options = TrainOptions(
-        steps=steps, n_save=n_save, divergence_factor=divergence_factor, seed=seed
+        steps=steps,
+        n_save=n_save,
+        divergence_factor=divergence_factor,
+        seed=seed,
+        save_spacing=save_spacing,
+        save_at=save_at,
     )
     return LoopSettings.from_options(options, save_at)
 
@@ -313,12 +328,14 @@ def train(
     seed: int = 0,
     n_save: int = 200,
     save_at=None,
+    save_spacing: str = "log",
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
     dtype=None,
     progress: bool | None = None,
     heldout=None,
     early_stopping=None,
+    backend: str = "auto",
     **hyperparams,
 ):
     r"""Train ``params`` with an optax optimizer for ``steps`` steps.
@@ -345,7 +362,12 @@ def train(
     steps: number of steps, at most :data:`rankbias.dynamics.MAX_STEPS` (``10^8``).
     batch_size, seed: minibatch size (None: full batch) and its random seed.
     n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``.
+    save_spacing: ``"log"`` (default) or ``"linear"`` (``round(steps j / (n_save - 1))``).
     save_matrices: also keep ``W`` at each record.
+    backend: ``"auto"`` (default), ``"dense"`` or ``"sparse"``: the loss and gradient of a
+        matrix completion in factor form, ``O(|Omega| k)`` (:func:`rankbias.gradient_descent`,
+        :func:`rankbias.dynamics.choose_backend`); full batch only (with ``batch_size``,
+        ``"auto"`` is dense). ``info["backend"]`` records the choice.
     divergence_factor: the run counts as diverged when the (minibatch) loss is non-finite or
         exceeds ``divergence_factor * max(f(W(0)), 1e-12)``.
     progress: a live line (step, loss, rate) for runs over 2 s; ``None``: when standard
@@ -376,7 +398,7 @@ def train(
         rerun (names and factories; :func:`rankbias.gradient_descent`).
     """
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
-    settings = _common_args(steps, n_save, divergence_factor, seed, save_at)
+    settings = _common_args(steps, n_save, divergence_factor, seed, save_at, save_spacing)
     check_progress(progress)
     stopping = check_early_stopping(early_stopping, heldout)
     if kind == "factory":
@@ -388,15 +410,18 @@ def train(
     problem, params, dtype = check_run(problem, model, params, dtype)
     check_initial_loss(problem, model, params)
     rule = _rule(kind, obj, batch_size, problem)
+    backend = batch_backend(backend, problem, model, rule.batch_size)
+    data = backend_data(problem, model, backend)
     spec = _spec(settings, save_matrices, rule, model, dtype)
     spec = dataclasses.replace(spec, heldout=heldout_tables(heldout, problem.shape, dtype))
     tree, _ = _hyper_tree(dict(hyper, seed=seed), None, dtype)
     t0 = time.perf_counter()
-    with progress_display(progress) as display:
-        out, ran = run_foreground(spec, problem, params, tree, "train", display, stopping)
+    # the records' QR/SVD on one BLAS thread above a size
+    with lapack_threads(model.shape), progress_display(progress) as display:
+        out, ran = run_foreground(spec, data, params, tree, "train", display, stopping)
     wall = time.perf_counter() - t0
-    info = _info(optimizer, hyper, rule, int(seed), wall, dtype)
-    rerun = _rerun(rule, problem, params, spec, tree)
+    info = _info(optimizer, hyper, rule, int(seed), wall, dtype, backend=backend)
+    rerun = _rerun(rule, data, params, spec, tree)
     traj = _finish(out, ran, problem, rule, info, params, None, rerun)
     warn_not_stationary(
         f"training with {info['optimizer']}", [(None, info["lr"], traj.info["stationarity"])]
@@ -416,9 +441,11 @@ def train_batch(
     seed: int | Sequence[int] = 0,
     n_save: int = 200,
     save_at=None,
+    save_spacing: str = "log",
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
     dtype=None,
+    backend: str = "auto",
     on_failure: str = "raise",
     on_divergence: str | None = None,
     **hyperparams,
@@ -442,7 +469,7 @@ def train_batch(
     )
     check_choice(on_failure, "on_failure", ("raise", "return"))
     kind, obj, hyper = _resolve_optimizer(optimizer, lr, hyperparams)
-    settings = _common_args(steps, n_save, divergence_factor, seed, save_at)
+    settings = _common_args(steps, n_save, divergence_factor, seed, save_at, save_spacing)
     problem, p_axis, params, dtype, B = prepare_batch(problems, model, params_list, dtype)
     if kind == "name":
         # Per-run values: validated one by one (check_hyperparams saw the first only).
@@ -456,11 +483,14 @@ def train_batch(
             check_positive(v, "lr")
         hyper = dict(hyperparams, lr=lr)
     rule = _rule(kind, obj, batch_size, run_problem(problem, p_axis, 0))
+    backend = batch_backend(backend, run_problem(problem, p_axis, 0), model, rule.batch_size)
     check_initial_losses(problem, p_axis, model, params, B)
     spec = _spec(settings, save_matrices, rule, model, dtype)
     tree, axes = _hyper_tree(dict(hyper, seed=seed), B, dtype)
     t0 = time.perf_counter()
-    out = spec.run_batched(problem, params, tree, p_axis, axes)
+    out = spec.run_batched(
+        batch_data(problem, p_axis, model, backend, B), params, tree, p_axis, axes
+    )
     wall = time.perf_counter() - t0
     seeds = np.asarray(seed)
 
@@ -471,10 +501,21 @@ def train_batch(
             for k, a in ((k, np.asarray(v)) for k, v in hyper.items())
         }
         seed_i = int(seeds.ravel()[i] if seeds.ndim else seeds)
-        info = _info(optimizer, h_i, rule, seed_i, wall / B, dtype, batch_index=i, batch_runs=B)
+        info = _info(
+            optimizer,
+            h_i,
+            rule,
+            seed_i,
+            wall / B,
+            dtype,
+            backend=backend,
+            batch_index=i,
+            batch_runs=B,
+        )
         params_i = index_tree(params, i)
         h_tree = _hyper_tree(dict(h_i, seed=seed_i), None, dtype)[0]
-        rerun = _rerun(rule, prob_i, params_i, spec, h_tree)
+        data_i = backend_data(prob_i, model, backend)
+        rerun = _rerun(rule, data_i, params_i, spec, h_tree)
         return _finish(index_tree(out, i), spec, prob_i, rule, info, params_i, i, rerun)
 
     result, ended = collect(B, finish, on_failure)

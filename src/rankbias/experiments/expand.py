@@ -77,6 +77,8 @@ _KEY_NEUTRAL = {
     "certificate_tol": None,
     "divergence_factor": 1e8,
     "dtype": None,
+    "save_spacing": "log",
+    "save_at": None,
 }
 
 #: Defaults of the schema before this version, by key. A results folder whose runs were keyed
@@ -254,6 +256,18 @@ def _check_dynamics(cfg: dict, where: str) -> list[str]:
         out.append(
             f"{where}dynamics.t_min must be < dynamics.t_max={d['t_max']:g}, got {d['t_min']:g}"
         )
+    if d.get("save_at") is not None and d["method"] in ("flow", "gd", "optax"):
+        end = d["t_max"] if d["method"] == "flow" else d["steps"]
+        bad = [x for x in d["save_at"] if not 0 <= x <= end]
+        if d["method"] != "flow":
+            bad += [x for x in d["save_at"] if x != round(x)]
+        if bad:
+            what = (
+                f"times in [0, t_max={end:g}]"
+                if d["method"] == "flow"
+                else (f"integer steps in [0, steps={end}]")
+            )
+            out.append(f"{where}dynamics.save_at must hold {what}, got {bad[0]:g}")
     if d["method"] == "glrl" and d["psd"]:
         mm, nn = cfg["problem"]["shape"]
         if mm != nn:

@@ -239,7 +239,11 @@ def _arrays(traj, cfg: dict, problem) -> dict[str, np.ndarray]:
 
 def _dyn_kwargs(d: dict) -> dict:
     # keys left out of a run config are at the library's defaults (config._normalise_run)
-    opt = {k: d[k] for k in ("dtype", "backend", "divergence_factor") if k in d}
+    opt = {
+        k: d[k]
+        for k in ("dtype", "backend", "divergence_factor", "save_spacing", "save_at")
+        if k in d
+    }
     if d["method"] == "flow":
         opt.pop("divergence_factor", None)
         return dict(
@@ -401,14 +405,20 @@ def manifest_for(sweep: Sweep, versions: dict) -> dict:
     for r in sweep.runs:
         d = r.config["dynamics"]
         if method == "flow":
-            grids.add(tuple(save_times(d["t_max"], d["n_save"], d["t_min"]).tolist()))
+            grid_d = save_times(
+                d["t_max"], d["n_save"], d["t_min"], d.get("save_at"), d.get("save_spacing", "log")
+            )
+            grids.add(tuple(grid_d.tolist()))
         elif method == "glrl":  # the rank of each plateau (glrl_path)
             ranks = (
                 d["max_rank"] if d["max_rank"] is not None else min(r.config["problem"]["shape"])
             )
             grids.add(tuple(float(s) for s in range(ranks + 1)))
         else:
-            grids.add(tuple(float(s) for s in save_steps(d["steps"], d["n_save"])))
+            steps_d = save_steps(
+                d["steps"], d["n_save"], d.get("save_at"), d.get("save_spacing", "log")
+            )
+            grids.add(tuple(float(s) for s in steps_d))
     grid = sorted(set().union(*grids))
     metrics = sweep.base["record"]["metrics"]
     scalar = ["distance_to_truth"] if "distance_to_truth" in metrics else []

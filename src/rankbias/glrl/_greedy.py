@@ -287,6 +287,8 @@ def glrl(
         psd=psd,
         info=dict(
             wall_time=time.perf_counter() - t_start,
+            # the phases' flows: dense, or the sparse factor-form backend (large completions)
+            backend="sparse" if not dense and problem.observed_entries() is not None else "dense",
             phase_gtol=phase_gtol,
             grad0_norm=g0,
             # what a replay of a phase needs (rankbias.glrl._replay): the dense path pads

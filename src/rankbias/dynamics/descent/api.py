@@ -30,6 +30,7 @@ from .._common import (
     prepare_batch,
 )
 from .._progress import check_progress, progress_display
+from .._records import lapack_threads
 from .._sparse import backend_data, choose_backend, heldout_tables
 from .._validation_stop import check_early_stopping
 from .batching import batch_strategy, check_initial_losses, collect, run_problem
@@ -43,10 +44,19 @@ from .stationarity import warn_not_stationary
 __all__ = ["gradient_descent", "gradient_descent_batch"]
 
 
-def _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at) -> LoopSettings:
+def _check_gd_args(
+    lr, steps, n_save, divergence_factor, lr_schedule, save_at, save_spacing="log"
+) -> LoopSettings:
     """The boundary checks of both public functions: one :class:`DescentOptions` (``lr`` may
     hold one value per run of a batch), then ``save_at`` and the schedule."""
-    options = DescentOptions(lr=lr, steps=steps, n_save=n_save, divergence_factor=divergence_factor)
+    options = DescentOptions(
+        lr=lr,
+        steps=steps,
+        n_save=n_save,
+        divergence_factor=divergence_factor,
+        save_spacing=save_spacing,
+        save_at=save_at,
+    )
     settings = LoopSettings.from_options(options, save_at)
     check_schedule(lr_schedule)
     return settings
@@ -107,6 +117,7 @@ def gradient_descent(
     *,
     n_save: int = 200,
     save_at=None,
+    save_spacing: str = "log",
     lr_schedule: Callable | None = None,
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
@@ -127,6 +138,8 @@ def gradient_descent(
             ``eta < 2 / sharpness`` (:func:`sharpness`).
         steps: number of steps, at most :data:`MAX_STEPS` (``10^8``).
         lr_schedule: optional JAX-traceable ``s(k) >= 0`` multiplying ``lr`` at step ``k``.
+        save_spacing: ``"log"`` (default) or ``"linear"`` (``round(steps j / (n_save - 1))``
+            instead of the log-spaced steps below).
         n_save, save_at: record at step 0, ``n_save - 1`` log-spaced steps and ``save_at``
             (sorted integers in ``[0, steps]``).
         divergence_factor: the run counts as diverged when the loss is non-finite or exceeds
@@ -163,7 +176,9 @@ def gradient_descent(
             by rerunning the run until it neither diverges nor oscillates (up to 5 tries:
             ``2 / sharpness`` before the blow-up grows along the run).
     """
-    settings = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at)
+    settings = _check_gd_args(
+        lr, steps, n_save, divergence_factor, lr_schedule, save_at, save_spacing
+    )
     check_progress(progress)
     stopping = check_early_stopping(early_stopping, heldout)
     if np.ndim(lr) != 0:
@@ -177,7 +192,8 @@ def gradient_descent(
     spec = dataclasses.replace(spec, heldout=heldout_tables(heldout, problem.shape, dtype))
     t0 = time.perf_counter()
     hyper = {"lr": jnp.asarray(lr, dtype)}
-    with progress_display(progress) as display:
+    # the records' QR/SVD on one BLAS thread above a size
+    with lapack_threads(model.shape), progress_display(progress) as display:
         out, ran = run_foreground(spec, data, params, hyper, "gradient_descent", display, stopping)
     wall = time.perf_counter() - t0
     rerun = Rerun(lambda: data, params, spec, {})
@@ -205,6 +221,7 @@ def gradient_descent_batch(
     *,
     n_save: int = 200,
     save_at=None,
+    save_spacing: str = "log",
     lr_schedule: Callable | None = None,
     save_matrices: bool = False,
     divergence_factor: float = 1e8,
@@ -233,7 +250,9 @@ def gradient_descent_batch(
         ValueError: a bad argument (named), before anything is compiled.
         DivergenceError: as :func:`gradient_descent` (``on_failure="raise"``).
     """
-    settings = _check_gd_args(lr, steps, n_save, divergence_factor, lr_schedule, save_at)
+    settings = _check_gd_args(
+        lr, steps, n_save, divergence_factor, lr_schedule, save_at, save_spacing
+    )
     on_failure = renamed(
         "gradient_descent_batch()",
         "on_divergence",

@@ -10,11 +10,15 @@ from .._common import check_record_points
 __all__ = ["save_steps", "check_save_steps", "record_steps"]
 
 
-def save_steps(steps: int, n_save: int, extra=None) -> np.ndarray:
-    """``0``, ``n_save - 1`` log-spaced step indices up to ``steps`` (rounded), plus ``extra``."""
-    grid = np.concatenate(
-        [[0], np.unique(np.round(np.geomspace(1, max(steps, 1), max(n_save - 1, 1)))), [steps]]
-    ).astype(np.int64)
+def save_steps(steps: int, n_save: int, extra=None, spacing: str = "log") -> np.ndarray:
+    """``0``, ``n_save - 1`` log-spaced step indices up to ``steps`` (rounded), plus ``extra``;
+    with ``spacing="linear"``: ``round(steps j / (n_save - 1))``, ``j = 0 .. n_save - 1``
+    (distinct ones: fewer when ``steps < n_save - 1``)."""
+    if spacing == "linear":
+        inner = np.round(np.linspace(0, steps, max(n_save, 2)))
+    else:
+        inner = np.unique(np.round(np.geomspace(1, max(steps, 1), max(n_save - 1, 1))))
+    grid = np.concatenate([[0], inner, [steps]]).astype(np.int64)
     if extra is not None:
         extra = check_save_steps(extra, steps)
         grid = np.concatenate([grid, extra])
@@ -35,8 +39,10 @@ def _padded(rec_steps: np.ndarray, n_save: int, n_extra: int) -> np.ndarray:
     return np.concatenate([rec_steps, np.full(n - rec_steps.size, rec_steps[-1])])
 
 
-def record_steps(steps: int, n_save: int, save_at) -> tuple[np.ndarray, np.ndarray]:
+def record_steps(
+    steps: int, n_save: int, save_at, spacing: str = "log"
+) -> tuple[np.ndarray, np.ndarray]:
     """The record steps and the same padded to a length that depends on ``n_save`` and
     ``len(save_at)`` only (what the compiled loop sees)."""
-    rec_steps = save_steps(steps, n_save, save_at)
+    rec_steps = save_steps(steps, n_save, save_at, spacing)
     return rec_steps, _padded(rec_steps, n_save, 0 if save_at is None else len(save_at))

@@ -28,6 +28,7 @@ class LoopSettings:
     n_save: int
     divergence_factor: float
     save_at: np.ndarray | None
+    spacing: str = "log"
 
     @classmethod
     def from_options(cls, o: DescentOptions | TrainOptions, save_at) -> LoopSettings:
@@ -35,8 +36,8 @@ class LoopSettings:
         ``o.steps``; raises ``ValueError`` naming ``save_at``."""
         if save_at is not None:
             save_at = check_save_steps(save_at, o.steps)
-        return cls(o.steps, o.n_save, o.divergence_factor, save_at)
+        return cls(o.steps, o.n_save, o.divergence_factor, save_at, o.save_spacing)
 
     def record_steps(self) -> tuple[np.ndarray, np.ndarray]:
         """``(rec_steps, padded)``: :func:`~.grid.record_steps` of these settings."""
-        return record_steps(self.steps, self.n_save, self.save_at)
+        return record_steps(self.steps, self.n_save, self.save_at, self.spacing)

@@ -25,6 +25,7 @@ from ...trajectory import Trajectory
 from .._common import batch_data, batch_runs, check_run, index_tree, prepare_batch, resolve_dtype
 from .._interrupt import ChunkReport, report_chunk
 from .._progress import check_progress, progress_display
+from .._records import lapack_threads
 from .._sparse import backend_data, choose_backend, heldout_tables
 from .._validation_stop import Monitor, check_early_stopping
 from .initial import check_initial_state
@@ -236,6 +237,7 @@ def gradient_flow(
     n_save: int = 200,
     t_min: float | None = None,
     save_at=None,
+    save_spacing: str = "log",
     save_matrices: bool = False,
     max_steps: int = 1_000_000,
     dtype=None,
@@ -279,6 +281,8 @@ def gradient_flow(
             ``curvature_tol`` and ``certificate_tol`` default to ``1e-6`` (float64) and
             ``1e-4`` (float32); ``curvature_tol=inf`` drops the Lanczos test (any point
             with a small gradient and a lower loss stops the flow).
+        save_spacing: ``"log"`` (default) or ``"linear"``: ``n_save`` times ``t_max j /
+            (n_save - 1)`` instead of the log-spaced ones below.
         n_save, t_min, save_at: record at ``t = 0``, ``n_save - 1`` log-spaced times in
             ``[t_min, t_max]`` (``0 < t_min < t_max``, default ``min(1e-2, t_max / 1e4)``)
             and the extra times ``save_at`` (sorted, in ``[0, t_max]``); the stopping time is
@@ -340,12 +344,14 @@ def gradient_flow(
         )
     problem, params, _ = check_run(problem, model, params, settings.dtype)
     backend = choose_backend(settings.options.backend, problem, model)
-    with progress_display(progress) as display:
+    # the records' QR/SVD on one BLAS thread above a size
+    with lapack_threads(model.shape), progress_display(progress) as display:
         traj, used = _flow(problem, model, params, settings, backend, 2, display, heldout, stopping)
     if error_estimate and traj.status != RunStatus.INTERRUPTED:
         fine, _ = _flow(problem, model, params, used.finer(stacklevel=2), backend, stacklevel=2)
         n = min(len(traj), len(fine))
-        sv_err = float(np.max(np.abs(traj.singular_values[:n] - fine.singular_values[:n])))
+        # nanmax: above a size records hold the top-k singular values and NaN (_records)
+        sv_err = float(np.nanmax(np.abs(traj.singular_values[:n] - fine.singular_values[:n])))
         traj.info["error_estimate"] = dict(
             final_matrix=float(np.linalg.norm(traj.final_matrix - fine.final_matrix)),
             singular_values_max=sv_err,
@@ -368,6 +374,7 @@ def gradient_flow_batch(
     n_save: int = 200,
     t_min: float | None = None,
     save_at=None,
+    save_spacing: str = "log",
     save_matrices: bool = False,
     max_steps: int = 1_000_000,
     dtype=None,
@@ -402,7 +409,8 @@ def gradient_flow_batch(
     solves = _Solves.of(settings, model)
     data = batch_data(problem, p_axis, model, backend, B)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(solves.first_batch(data, y0, p_axis))
+    with lapack_threads(model.shape):
+        out = jax.block_until_ready(solves.first_batch(data, y0, p_axis))
     wall = time.perf_counter() - t0
     result: list[Any] = []  # Trajectory, or FloatingPointError with on_failure="return"
     for k in range(B):

@@ -7,13 +7,20 @@ import numpy as np
 from .._common import check_record_points
 
 
-def save_times(t_max: float, n_save: int, t_min: float | None = None, extra=None) -> np.ndarray:
-    """``0``, then ``n_save - 1`` log-spaced times from ``t_min`` to ``t_max``, plus ``extra``.
+def save_times(
+    t_max: float, n_save: int, t_min: float | None = None, extra=None, spacing: str = "log"
+) -> np.ndarray:
+    """``0``, then ``n_save - 1`` log-spaced times from ``t_min`` to ``t_max``, plus ``extra``;
+    with ``spacing="linear"``: ``n_save`` evenly spaced times ``t_max j / (n_save - 1)``,
+    ``j = 0 .. n_save - 1`` (``t_min`` unused).
 
     ``t_min`` defaults to ``min(1e-2, t_max / 1e4)``; the result is sorted and has no
     duplicates (float64, at most ``n_save + len(extra)`` times in ``[0, t_max]``)."""
-    t_min = min(1e-2, t_max / 1e4) if t_min is None else t_min
-    grid = np.concatenate([[0.0], np.geomspace(t_min, t_max, max(n_save - 1, 1))])
+    if spacing == "linear":
+        grid = np.linspace(0.0, t_max, max(n_save, 2))
+    else:
+        t_min = min(1e-2, t_max / 1e4) if t_min is None else t_min
+        grid = np.concatenate([[0.0], np.geomspace(t_min, t_max, max(n_save - 1, 1))])
     if extra is not None:
         extra = np.asarray(extra, dtype=np.float64).ravel()
         if np.any(~np.isfinite(extra)) or np.any(extra < 0) or np.any(extra > t_max):

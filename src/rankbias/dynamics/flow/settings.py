@@ -156,4 +156,4 @@ class FlowSettings:
         """The record times (:func:`save_times` of ``t_max``, ``n_save``, ``t_min``,
         ``save_at``)."""
         o = self.options
-        return save_times(o.t_max, o.n_save, o.t_min, self.save_at)
+        return save_times(o.t_max, o.n_save, o.t_min, self.save_at, o.save_spacing)

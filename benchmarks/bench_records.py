@@ -1,0 +1,112 @@
+"""Records and backends at MovieLens-100K size (issue 26): what one record and one step cost.
+
+Problem: a synthetic ratings-like matrix, seeded (rank 10 plus noise, rounded and clipped to
+1..5), 943 x 1682 with 100,000 observed entries. For DeepFactorization depth 2 and 3 at
+hidden width 1682 (the default) and 943 (``min(m, n)``), compiled separately and timed (median
+of ``--reps`` calls after a warm-up):
+
+* ``step``: one loss-and-gradient evaluation (what a GD or ``rb.train`` step costs), dense
+  backend and sparse (factor-form) backend;
+* ``record``: what the engines compute at a record, old (loss, gradient and a full SVD of
+  ``W``, with OpenBLAS's default threads as before, and on one thread) and new
+  (:func:`rankbias.dynamics._sparse.record`: top-``k`` singular values above
+  ``min(m, n) = 500``, on one BLAS thread as the engines now run it:
+  :func:`rankbias.dynamics._records.lapack_threads`), on each backend.
+
+The share of a run that records take is ``R c_rec / (S c_step + R c_rec)`` for ``S`` steps
+and ``R`` records (``R <= n_save``, 200 by default). Prints a markdown table.
+
+    python benchmarks/bench_records.py [--reps 2] [--depths 2 3] [--widths 1682 943]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import rankbias as rb
+from rankbias.dynamics._records import lapack_threads
+from rankbias.dynamics._sparse import SparseCompletion, loss_and_grad, record
+
+M_ROWS, N_COLS, N_OBS = 943, 1682, 100_000
+
+
+def ratings_problem() -> rb.MatrixCompletion:
+    rng = np.random.default_rng(0)
+    U, V = rng.standard_normal((M_ROWS, 10)), rng.standard_normal((N_COLS, 10))
+    noise = 0.3 * rng.standard_normal((M_ROWS, N_COLS))
+    M = np.clip(np.rint(3.5 + 0.9 * (U @ V.T) / np.sqrt(10) + noise), 1, 5)
+    pick = rng.choice(M_ROWS * N_COLS, N_OBS, replace=False)
+    return rb.MatrixCompletion(M, (pick // N_COLS, pick % N_COLS))
+
+
+def timed(fn, *args, reps: int, one_thread: bool = False) -> float:
+    jax.block_until_ready(fn(*args))  # compile
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        if one_thread:
+            with lapack_threads((M_ROWS, N_COLS)):
+                jax.block_until_ready(fn(*args))
+        else:
+            jax.block_until_ready(fn(*args))
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def old_record(problem, model, params):
+    """The record before issue 26: loss, gradient norm and every singular value (full SVD)."""
+    f, g, aux = loss_and_grad(problem, model, params)
+    W = aux if not isinstance(problem, SparseCompletion) else jnp.matmul(*_ab(model, params))
+    gn = jnp.sqrt(sum(jnp.sum(x * x) for x in g))
+    return f, gn, jnp.linalg.svd(W, compute_uv=False)
+
+
+def _ab(model, params):
+    A, B = model.factors(params)
+    return A, B.T
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--depths", type=int, nargs="+", default=[2, 3])
+    ap.add_argument("--widths", type=int, nargs="+", default=[1682, 943])
+    ap.add_argument("--backends", nargs="+", default=["dense", "sparse"])
+    args = ap.parse_args()
+    print(f"load average at start: {os.getloadavg()}")
+    prob = ratings_problem()
+    print(
+        "| depth | width | backend | step (s) | record, old: full SVD (s) "
+        "| old, 1 BLAS thread (s) | record, new (s) | old / step | new / step |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for depth in args.depths:
+        for width in args.widths:
+            model = rb.DeepFactorization((M_ROWS, N_COLS), depth=depth, width=width)
+            params = model.init(scale=1e-3, seed=0)
+            for backend in args.backends:
+                data = SparseCompletion.from_problems(prob, model) if backend == "sparse" else prob
+                step = jax.jit(lambda p, d=data, mo=model: loss_and_grad(d, mo, p)[:2])
+                new = jax.jit(lambda p, d=data, mo=model: record(d, mo, p, False))
+                old = jax.jit(lambda p, d=data, mo=model: old_record(d, mo, p))
+                ts = timed(step, params, reps=args.reps)
+                tn = timed(new, params, reps=args.reps, one_thread=True)
+                to = timed(old, params, reps=args.reps)
+                t1 = timed(old, params, reps=args.reps, one_thread=True)
+                print(
+                    f"| {depth} | {width} | {backend} | {ts:.3f} | {to:.3f} | {t1:.3f} "
+                    f"| {tn:.3f} | {to / ts:.2f} | {tn / ts:.2f} |",
+                    flush=True,
+                )
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
