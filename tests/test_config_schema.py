@@ -42,6 +42,9 @@ NOT_IN_SCHEMA = {
     "strategy": "how the batch loop is compiled (the same numbers), not what is run",
     "error_estimate": "a diagnostic of a single flow, not stored by a sweep",
     "hyperparams": "one dynamics key per optimizer hyper-parameter (alpha, b1, ...)",
+    "progress": "display only; sweep workers never show it",
+    "heldout": "a ratings sweep scores its held-out split (record.metrics heldout_rmse)",
+    "early_stopping": "validation early stopping is a single-run API option (not in sweeps)",
 }
 # Library argument -> schema key, where the names differ.
 RENAMED = {("train", "seed"): "batch_seed", ("train_batch", "seed"): "batch_seed"}
