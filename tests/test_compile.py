@@ -329,17 +329,23 @@ def test_second_process_reuses_the_exported_flow(tmp_path):
 def test_glrl_dense_phases_and_refinements_are_one_program(aot_folder):
     """Every phase flow of a dense GLRL and each phase's ``t_mid`` refinement run the same
     stored program (padded width, equal record counts, same ``save_matrices``): one compile
-    for the whole call, then none for another truth on the same mask (two before: the first
+    for the whole call (a phase longer than one chunk adds the continuation program once),
+    then none for another truth on the same mask (two before: the first
     30 x 30 call took 9.1 s, now 6.1 s)."""
     M = rb.random_low_rank((8, 8), 2, psd=True, seed=3)
     prob = rb.MatrixCompletion.uniform(M, 0.5, seed=3, symmetric=True)
     res = rb.glrl(prob)
     assert res.rank == 2 and all(np.isfinite(p.t_mid) for p in res.phases)
     assert len(list(aot_folder.iterdir())) == 1
+    mask = (np.asarray(prob.rows), np.asarray(prob.cols))
+    # This truth's second phase takes 8,902 steps: more than one chunk of a host-driven flow
+    # (CHUNK_STEPS = 2,000), so it compiles the continuation program once (a flow of more than
+    # one chunk runs two stored programs: the first chunk and the continuation).
     M2 = rb.random_low_rank((8, 8), 2, psd=True, seed=4)
-    other = rb.MatrixCompletion(
-        M2, (np.asarray(prob.rows), np.asarray(prob.cols)), symmetric=True, truth=M2
-    )
+    rb.glrl(rb.MatrixCompletion(M2, mask, symmetric=True, truth=M2))
+    assert len(list(aot_folder.iterdir())) == 2
+    M3 = rb.random_low_rank((8, 8), 2, psd=True, seed=5)
+    other = rb.MatrixCompletion(M3, mask, symmetric=True, truth=M3)
     with count_compiles() as ev:
         rb.glrl(other)
     assert not [e for e in ev if "solve" in e or e == "call"], ev
