@@ -111,4 +111,4 @@ def test_diagonal_saddles_quick_reproduction(tmp_path):
     for key in ("depth2", "depth3"):
         dist = [r["distance"] for r in res[key]]
         assert bool(np.all(np.diff(dist) < 0)), (key, dist)
-    assert [v["verdict"] for v in res["verdicts"]] == ["reproduced"] * 5, res["verdicts"]
+    assert all(v["verdict"].startswith("reproduced") for v in res["verdicts"]), res["verdicts"]

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 from scipy.optimize import linprog
 
 from .._io import atomic_write_text
@@ -90,6 +91,12 @@ def _study(prob, model, init_of, limit, alphas, two_branch: bool, n_records: int
         measured = measured_jump_times(limit, flow, **kw)
         pred, meas = activation_order(limit, flow)
         lag = np.abs(measured - limit.times[1:])
+        first = {j: float(limit.times[1 + int(np.flatnonzero(limit.entering == j)[0])])
+                 for j in pred}  # fmt: skip
+        inversions = [
+            (i, j, abs(first[i] - first[j]))
+            for x, i in enumerate(meas) for j in meas[x + 1:] if pred.index(i) > pred.index(j)
+        ]  # fmt: skip
         rows.append(
             dict(
                 alpha=a,
@@ -98,6 +105,9 @@ def _study(prob, model, init_of, limit, alphas, two_branch: bool, n_records: int
                 jumps_measured=measured.tolist(),
                 max_jump_error=float(np.nanmax(lag)) if lag.size else float("nan"),
                 order_matches=pred == meas,
+                # pairs activated in the other order, with their predicted time gap
+                order_inversions=[[int(i), int(j), g] for i, j, g in inversions],
+                order_gap=max((g for *_, g in inversions), default=0.0),
                 end_error=float(np.max(np.abs(flow.final_matrix[:, 0] - end_ref))),
                 status=flow.status,
                 wall_s=wall,
@@ -160,11 +170,11 @@ def diagonal_saddles(
         depth2=_fit(rows2, "inv_log"), depth2_two_branch=_fit(rows2b, "inv_log"),
         depth3=_fit(rows3, "alpha"),
     )  # fmt: skip
-    a2_fig = alphas2[len(alphas2) // 2]
+    a2_fig = alphas2[-1]
     a3_fig = alphas3[len(alphas3) // 2]
     figures = _figures(out_dir, lim2, flows2[a2_fig], a2_fig, lim3, flows3[a3_fig], a3_fig,
                        rows2, rows2b, rows3, fits)  # fmt: skip
-    out = dict(
+    out: dict = dict(
         settings=dict(
             n=n,
             d=d,
@@ -234,6 +244,8 @@ def _figures(out_dir, lim2, f2, a2, lim3, f3, a3, rows2, rows2b, rows3, fits) ->
         if fit is not None:
             ax.loglog(x, np.exp(fit["intercept"]) * x ** fit["slope"], "-", color=line.get_color(),
                       lw=1)  # fmt: skip
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks([0.01, 0.02, 0.05, 0.1, 0.2], ["0.01", "0.02", "0.05", "0.1", "0.2"])
     ax.set_xlabel("1 / log(1/α)")
     ax.set_ylabel("distance to the limit path")
     ax.set_title("depth 2")
@@ -242,9 +254,11 @@ def _figures(out_dir, lim2, f2, a2, lim3, f3, a3, rows2, rows2b, rows3, fits) ->
     a = np.array([r["alpha"] for r in rows3])
     dist = np.array([r["distance"] for r in rows3])
     fit = fits["depth3"]
-    ax.loglog(a, dist, "o", label="zhao init" if fit is None else f"slope {fit['slope']:.2f}")
+    lab = "zhao init" if fit is None else f"zhao init: slope {fit['slope']:.2f}"
+    (line,) = ax.loglog(a, dist, "o", label=lab)
     if fit is not None:
-        ax.loglog(a, np.exp(fit["intercept"]) * a ** fit["slope"], "-", lw=1)
+        ax.loglog(a, np.exp(fit["intercept"]) * a ** fit["slope"], "-", lw=1,
+                  color=line.get_color())  # fmt: skip
     ax.set_xlabel("α")
     ax.set_title("depth 3")
     ax.legend(fontsize=8)
@@ -264,7 +278,10 @@ def _verdicts(out) -> list[dict]:
         return max((r["max_jump_error"] * np.log(1 / r["alpha"]) for r in rows), default=0.0)
 
     f2, f3 = out["fits"]["depth2"], out["fits"]["depth3"]
-    ok_order = all(r["order_matches"] for r in r2[-2:] + r3[-2:])
+    # order: an inversion counts only between jumps predicted further apart than the
+    # measured jump error at that alpha (closer jumps are not resolved by the flow)
+    ok_order = all(r["order_gap"] <= r["max_jump_error"] for r in r2[-2:] + r3[-2:])
+    exact = all(r["order_matches"] for r in r2[-2:] + r3[-2:])
     lim = out["limits"]
     return [
         dict(
@@ -277,7 +294,11 @@ def _verdicts(out) -> list[dict]:
                 else ""
             )
             + (f"; fitted slope in 1/log(1/alpha): {f2['slope']:.2f}" if f2 else ""),
-            verdict="reproduced" if decreasing(r2) and decreasing(r2b) else "not reproduced",
+            verdict="not reproduced"
+            if not (decreasing(r2) and decreasing(r2b))
+            else "reproduced"
+            if f2 is None or f2["slope"] >= 0.9
+            else "reproduced, with a difference: slower than 1/log(1/alpha)",
         ),
         dict(
             claim="jump times: the flow jumps at the algorithm's tau_p, up to O(1/log(1/alpha))",
@@ -307,6 +328,9 @@ def _verdicts(out) -> list[dict]:
         dict(
             claim="the coordinates activate in the algorithm's order",
             measured="same order at the two smallest alphas of each depth"
+            if exact
+            else "same order at the two smallest alphas of each depth, up to swaps of jumps "
+            "predicted closer together than the measured jump error"
             if ok_order
             else "order differs at a small alpha",
             verdict="reproduced" if ok_order else "not reproduced",
@@ -320,11 +344,13 @@ def _table(rows, deep: bool) -> list[str]:
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         e = r["max_jump_error"]
+        order = "same" if r["order_matches"] else "swap (gap {:.1g})".format(r["order_gap"])
         e_scaled = e / r["alpha"] if deep else e * np.log(1 / r["alpha"])
         lines.append(
             f"| {r['alpha']:.0e} | {r['distance']:.3g} | {e:.3g} | "
             f"{e_scaled:.3g} | {r['end_error']:.2g} | "
-            f"{'same' if r['order_matches'] else 'differs'} | {r['wall_s']:.1f} |"
+            f"{order} | "
+            f"{r['wall_s']:.1f} |"
         )
     return lines
 
