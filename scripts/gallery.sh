@@ -12,7 +12,7 @@ names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   names=(paper2-examples paper2-depth-sweep paper2-early-stopping paper2-beyond
          paper1-staircase paper1-calibration paper1-counterexamples paper1-sensing-recovery
-         paper1-figure5 arora2019-completion optimizers-vs-flow)
+         paper1-figure5 arora2019-completion optimizers-vs-flow diagonal-saddles)
   # movielens runs on a ratings file that cannot be shipped: only when one is given
   if [ -n "${MOVIELENS_DATA:-}" ]; then names+=(movielens); fi
 fi
