@@ -96,11 +96,13 @@ def test_gd_on_skewed_completion_agrees_with_dense():
 
 def test_stacked_coo_batch_pads_entries():
     p1, M, *_ = _skewed(seed=1)
-    p2, *_ = _skewed(seed=2)
+    _, M2, rows, cols = _skewed(seed=2)
+    p2 = rb.MatrixCompletion(M2, (rows[:-50], cols[:-50]), dense=False)  # fewer entries
     model = rb.DeepFactorization(M.shape, depth=2, width=4)
     params = model.init("gaussian", scale=0.5, seed=1)
     batch = SparseCompletion.from_problems([p1, p2], model)
     assert batch.layout == "coo" and batch.mask is not None
+    assert float(batch.mask[1].sum()) == rows.size - 50  # p2 padded by 50 masked entries
     for i, p in enumerate((p1, p2)):
         one = SparseCompletion.from_problems(p, model)
         sub = SparseCompletion(

@@ -183,7 +183,9 @@ class SparseCompletion(eqx.Module):
         if self.layout == "coo":
             assert self.rows is not None and self.cols is not None
             m, n = self.shape
-            GB = jax.ops.segment_sum(res[:, None] * Bg, self.rows, num_segments=m)
+            GB = jax.ops.segment_sum(
+                res[:, None] * Bg, self.rows, num_segments=m, indices_are_sorted=True
+            )
             if self.row_only:
                 return GB, None
             GtA = jax.ops.segment_sum(res[:, None] * A[self.rows], self.cols, num_segments=n)
@@ -296,16 +298,18 @@ def _coo(e, rows, cols, vals, m, n, dtype, row_only) -> SparseCompletion:
 
 
 def _pad_coo(out: list[SparseCompletion]) -> list[SparseCompletion]:
-    """Entry lists of one length (for stacking): extra entries at ``(0, 0)`` with mask 0."""
+    """Entry lists of one length (for stacking): extra entries at ``(m - 1, 0)`` with mask
+    0 (the rows stay sorted, which :meth:`SparseCompletion.products` assumes)."""
     size = max(int(t.mask.shape[0]) for t in out if t.mask is not None)
 
     def pad(t: SparseCompletion) -> SparseCompletion:
         extra = size - int(t.mask.shape[0]) if t.mask is not None else 0
-        grow = lambda a: jnp.concatenate([a, jnp.zeros(extra, a.dtype)])
+        grow = lambda a, fill=0: jnp.concatenate([a, jnp.full(extra, fill, a.dtype)])
+        assert t.rows is not None and t.cols is not None and t.vals is not None
         return eqx.tree_at(
             lambda s: (s.rows, s.cols, s.vals, s.mask),
             t,
-            tuple(grow(a) for a in (t.rows, t.cols, t.vals, t.mask)),
+            (grow(t.rows, t.shape[0] - 1), grow(t.cols), grow(t.vals), grow(t.mask)),
         )
 
     return [pad(t) for t in out]
