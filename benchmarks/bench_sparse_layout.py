@@ -3,7 +3,8 @@
 Problem: MovieLens-100K's entries (``--data``, an npz with ``us`` (item, -1 meaning the last),
 ``vs`` (user, -1 the last) and ``ys``; not shipped) or, without it, synthetic skewed ratings
 (item counts drawn from a Zipf-like law, seeded); the first ``N`` entries train (10,000 and
-80,000). For DeepFactorization depth 2 and 3 at full width (943, ``min(m, n)``), float32,
+80,000). For DeepFactorization depth 2 and 3 at full width (943, ``min(m, n)``; ``--widths``
+for others), float32, init identity of scale 1e-3,
 compiled separately: a jitted scan of ``--steps`` GD steps ``theta -= lr grad L`` with the
 engines' :func:`rankbias.dynamics._sparse.loss_and_grad` on
 
@@ -14,7 +15,7 @@ engines' :func:`rankbias.dynamics._sparse.loss_and_grad` on
 
 Prints a markdown table of the median seconds per step over ``--reps`` timed calls.
 
-    python benchmarks/bench_sparse_layout.py [--data PATH.npz] [--steps 20] [--reps 3]
+    python benchmarks/bench_sparse_layout.py [--data PATH.npz] [--steps 20] [--reps 3] [--widths 943 50]
 """
 
 from __future__ import annotations
@@ -79,14 +80,15 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--depths", type=int, nargs="+", default=[2, 3])
     ap.add_argument("--n-train", type=int, nargs="+", default=[10_000, 80_000])
+    ap.add_argument("--widths", type=int, nargs="+", default=[USERS])
     a = ap.parse_args()
     rows, cols, vals = entries(a.data)
-    print("| entries | depth | dense (s/step) | padded (s/step) | COO (s/step) | padding |")
-    print("|---|---|---|---|---|---|")
+    print("| entries | depth | width | dense (s/step) | padded (s/step) | COO (s/step) | padding |")
+    print("|---|---|---|---|---|---|---|")
     for n in a.n_train:
         prob = problem(rows, cols, vals, n).astype(jnp.float32)
-        for L in a.depths:
-            model = rb.DeepFactorization((ITEMS, USERS), depth=L, width=USERS)
+        for L, k in ((L, k) for L in a.depths for k in a.widths):
+            model = rb.DeepFactorization((ITEMS, USERS), depth=L, width=k)
             params = tuple(jnp.asarray(p, jnp.float32) for p in model.init("identity", 1e-3, 0))
             coo = SparseCompletion.from_problems(prob, model)
             keep = _sparse.COO_PADDING
@@ -102,7 +104,7 @@ def main() -> None:
             pad = (ell.ridx.size + ell.cidx.size) / (2 * coo.rows.size)
             t = [step_time(d, model, params, a.steps, a.reps) for d in (prob, ell, coo)]
             print(
-                f"| {coo.rows.size} | {L} | {t[0]:.3f} | {t[1]:.3f} | {t[2]:.3f} | {pad:.1f}x |",
+                f"| {coo.rows.size} | {L} | {k} | {t[0]:.4f} | {t[1]:.4f} | {t[2]:.4f} | {pad:.1f}x |",
                 flush=True,
             )
 
