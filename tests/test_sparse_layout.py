@@ -122,3 +122,22 @@ def _arrays(t):
     names = ("ridx", "rval", "rmask", "cidx", "cperm", "cmask", "weight")
     names += ("rows", "cols", "vals", "mask")
     return {k: getattr(t, k) for k in names}
+
+
+def test_train_and_flow_on_skewed_completion_agree_with_dense():
+    """rb.train (full-batch SGD) and rb.gradient_flow (tsit5, tight tolerances) on the COO
+    layout against the dense backend (its own independent evaluation of f and grad)."""
+    prob, M, *_ = _skewed(seed=3)
+    model = rb.DeepFactorization(M.shape, depth=2, width=3)
+    params = model.init("gaussian", scale=0.3, seed=2)
+    assert SparseCompletion.from_problems(prob, model).layout == "coo"
+    kw = dict(lr=0.01, steps=20, n_save=3, save_spacing="linear")
+    d = rb.train(prob, model, params, "sgd", backend="dense", **kw)
+    s = rb.train(prob, model, params, "sgd", backend="sparse", **kw)
+    assert s.info["backend"] == "sparse"
+    np.testing.assert_allclose(np.asarray(s.loss), np.asarray(d.loss), rtol=1e-10)
+    fkw = dict(t_max=0.5, solver="tsit5", rtol=1e-10, atol=1e-12, n_save=3)
+    fd = rb.gradient_flow(prob, model, params, backend="dense", **fkw)
+    fs = rb.gradient_flow(prob, model, params, backend="sparse", **fkw)
+    assert fs.info["backend"] == "sparse"
+    np.testing.assert_allclose(np.asarray(fs.loss), np.asarray(fd.loss), rtol=1e-8)
