@@ -141,3 +141,17 @@ def test_train_and_flow_on_skewed_completion_agree_with_dense():
     fs = rb.gradient_flow(prob, model, params, backend="sparse", **fkw)
     assert fs.info["backend"] == "sparse"
     np.testing.assert_allclose(np.asarray(fs.loss), np.asarray(fd.loss), rtol=1e-8)
+
+
+def test_gd_batch_of_skewed_completions():
+    """A vmapped batch of two COO problems (stacked entry lists; the engine batches problems
+    with equal entry counts) against dense single runs."""
+    p1, M, *_ = _skewed(seed=1)
+    p2, *_ = _skewed(seed=2)
+    model = rb.DeepFactorization(M.shape, depth=2, width=3)
+    ps = [model.init("gaussian", scale=0.3, seed=s) for s in (0, 1)]
+    kw = dict(lr=0.01, steps=10, n_save=3, save_spacing="linear")
+    out = rb.gradient_descent_batch([p1, p2], model, ps, strategy="vmap", backend="sparse", **kw)
+    for tr, p, prm in zip(out, (p1, p2), ps, strict=True):
+        ref = rb.gradient_descent(p, model, prm, backend="dense", **kw)
+        np.testing.assert_allclose(np.asarray(tr.loss), np.asarray(ref.loss), rtol=1e-10)
