@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import rankbias as rb
+from rankbias.dynamics import _sparse
 from rankbias.dynamics._sparse import (
     COO_MIN_ENTRIES,
     SparseCompletion,
@@ -49,8 +50,14 @@ def _oracle(model_kind, params, M, rows, cols):
     return 0.5 * np.sum(R * R), [W2.T @ R, R @ W1.T], R
 
 
+@pytest.mark.parametrize("layout", ["coo", "ell"])
 @pytest.mark.parametrize("kind", ["deep2", "sym"])
-def test_coo_layout_matches_numpy_oracle(kind):
+def test_both_layouts_match_numpy_oracle(kind, layout, monkeypatch):
+    """The skewed pattern in the COO layout (chosen) and in the padded tables (forced by
+    an infinite COO_PADDING) against the numpy oracle."""
+    if layout == "ell":
+        monkeypatch.setattr(_sparse, "COO_PADDING", float("inf"))
+        monkeypatch.setattr(_sparse, "_TABLES", {})
     sym = kind == "sym"
     prob, M, rows, cols = _skewed(symmetric=sym)
     m, n = M.shape
@@ -62,11 +69,11 @@ def test_coo_layout_matches_numpy_oracle(kind):
     )
     params = model.init("gaussian", scale=0.5, seed=3)
     data = SparseCompletion.from_problems(prob, model)
-    assert data.layout == "coo"
-    assert data.row_only == sym
+    assert data.layout == layout
+    assert data.row_only == sym or layout == "ell"
     f, g, res = loss_and_grad(data, model, params)
     f_ref, g_ref, R = _oracle(kind, params, M, rows, cols)
-    assert res.shape == (rows.size,)
+    assert res.shape == ((rows.size,) if layout == "coo" else (M.shape[0], data.ridx.shape[1]))
     assert float(f) == pytest.approx(f_ref, rel=1e-12)
     for a, b in zip(g, g_ref, strict=True):
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-12, atol=1e-12)
