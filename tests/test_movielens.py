@@ -15,7 +15,7 @@ import pytest
 import rankbias as rb
 from rankbias.cli import main
 from rankbias.optimizers import group_rmsprop
-from rankbias.reproduce.movielens import gd_heldout_curve
+from rankbias.reproduce.movielens import movielens_study
 
 
 def _ratings_file(path, users=60, items=80, fraction=0.3, seed=0):
@@ -34,61 +34,56 @@ def _ratings_file(path, users=60, items=80, fraction=0.3, seed=0):
     return path
 
 
-@pytest.fixture(scope="module")
-def split(tmp_path_factory):
-    f = _ratings_file(tmp_path_factory.mktemp("ml") / "u.data")
-    R = rb.ratings.read_ratings(f)
-    return rb.splits.file_order_split(R, 900, normalization="mean")
+def _study(tmp_path, f, **kw):
+    """The study on ``f`` (900 ratings train), float64, no Soft-Impute; its json."""
+    out = tmp_path / "o"
+    movielens_study(out, path=str(f), n_train=900, lams=(), dtype="float64", **kw)
+    return json.loads((out / "movielens.json").read_text())
 
 
-def test_depth1_curve_matches_the_closed_form(split):
-    """Depth 1, f = 1/(2N) sum_Omega (W - M)^2: observed entries follow
-    W_k = M + (1 - lr/N)^k (W_0 - M), the others stay at W_0."""
-    train, held = split
-    model = rb.DeepFactorization(train.shape, depth=1)
-    W0 = np.asarray(model.init("gaussian", 0.5, seed=1)[0])
-    lr, steps, every = 40.0, 30, 10
-    c = gd_heldout_curve(train, model, (jnp.asarray(W0),), lr, steps, every, held)
+def test_study_curves_match_numpy_gradient_descent(tmp_path):
+    """The study's recorded RMSEs against NumPy: depth 1 in closed form (f = 1/(2N)
+    sum_Omega (W - M)^2: observed entries follow W_k = M + (1 - lr/N)^k (W_0 - M), the others
+    stay at W_0), depth 2 by W_j <- W_j - lr dL/dW_j, dL/dW_1 = W_2^T G, dL/dW_2 = G W_1^T,
+    G = (1/N) P_Omega(W - M)."""
+    f = _ratings_file(tmp_path / "u.data")
+    lr, steps, every, width = 10.0, 25, 10, 7  # steps rounds up to 30
+    res = _study(tmp_path, f, depths=(1, 2), width=width, init="gaussian", scale=0.5,
+                 lr=lr, steps=steps, eval_every=every)  # fmt: skip
+    train, held = rb.splits.file_order_split(rb.ratings.read_ratings(f), 900, normalization="mean")
     ent = train.observed_entries()
     r, cc, v = np.asarray(ent.rows), np.asarray(ent.cols), np.asarray(ent.values)
     N = r.size
-    for k, tr_rmse, te_rmse in zip(c["steps"], c["train_rmse"], c["test_rmse"], strict=True):
+    (W0,) = (np.asarray(a) for a in rb.DeepFactorization(train.shape, 1, width).init(
+        "gaussian", 0.5, 0))  # fmt: skip
+    c1 = res["curves"]["depth 1"]
+    assert c1["steps"] == [0, 10, 20, 30]
+    for k, tr_rmse, te_rmse in zip(c1["steps"], c1["train_rmse"], c1["test_rmse"], strict=True):
         Wk = v + (1 - lr / N) ** k * (W0[r, cc] - v)
         assert tr_rmse == pytest.approx(np.sqrt(np.mean((Wk - v) ** 2)), rel=1e-10)
         assert te_rmse == pytest.approx(held.rmse(W0), rel=1e-12)
-    assert list(c["steps"]) == [0, 10, 20, 30] and not c["diverged"]
-
-
-@pytest.mark.parametrize("backend", ["dense", "sparse"])
-def test_depth2_steps_match_a_numpy_gradient_descent(split, backend):
-    """Two steps of W_j <- W_j - lr dL/dW_j with dL/dW_1 = W_2^T G, dL/dW_2 = G W_1^T,
-    G = (1/N) P_Omega(W - M), in NumPy; the held-out RMSE of the result."""
-    train, held = split
-    model = rb.DeepFactorization(train.shape, depth=2, width=7)
-    p = [np.asarray(a) for a in model.init("gaussian", 1.0, seed=2)]
-    ent = train.observed_entries()
-    r, cc, v = np.asarray(ent.rows), np.asarray(ent.cols), np.asarray(ent.values)
-    lr = 30.0
-    c = gd_heldout_curve(train, model, tuple(map(jnp.asarray, p)), lr, 2, 2, held, backend)
-    W1, W2 = p
-    for _ in range(2):
+    W1, W2 = (np.asarray(a) for a in rb.DeepFactorization(train.shape, 2, width).init(
+        "gaussian", 0.5, 0))  # fmt: skip
+    c2 = res["curves"]["depth 2"]
+    for k in range(31):
+        if k % every == 0:
+            i = k // every
+            W = W2 @ W1
+            assert c2["test_rmse"][i] == pytest.approx(held.rmse(W), rel=1e-10)
+            assert c2["train_rmse"][i] == pytest.approx(np.sqrt(np.mean((W[r, cc] - v) ** 2)),
+                                                        rel=1e-10)  # fmt: skip
         G = np.zeros(train.shape)
-        G[r, cc] = ((W2 @ W1)[r, cc] - v) / r.size
+        G[r, cc] = ((W2 @ W1)[r, cc] - v) / N
         W1, W2 = W1 - lr * W2.T @ G, W2 - lr * G @ W1.T
-    assert c["test_rmse"][-1] == pytest.approx(held.rmse(W2 @ W1), rel=1e-10)
-    assert c["backend"] == backend
+    assert res["table"]["depth 2"]["final_test_rmse"] == c2["test_rmse"][-1]
 
 
-def test_bad_arguments_are_named(split):
-    train, held = split
-    model = rb.DeepFactorization(train.shape, depth=1)
-    p = model.init("identity", 1e-3)
+def test_bad_arguments_are_named(tmp_path):
+    f = _ratings_file(tmp_path / "u.data")
     with pytest.raises(ValueError, match="`lr`"):
-        gd_heldout_curve(train, model, p, -1.0, 5, 1, held)
+        _study(tmp_path, f, depths=(1,), lr=-1.0, steps=5, eval_every=1)
     with pytest.raises(ValueError, match="`eval_every`"):
-        gd_heldout_curve(train, model, p, 1.0, 5, 0, held)
-    with pytest.raises(ValueError, match="`backend`"):
-        gd_heldout_curve(train, model, p, 1.0, 5, 1, held, backend="gpu")
+        _study(tmp_path, f, depths=(1,), steps=5, eval_every=0)
 
 
 def test_named_experiment_runs_on_a_file(tmp_path, capsys):

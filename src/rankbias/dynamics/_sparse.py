@@ -23,6 +23,14 @@ values and a 0/1 mask, ``K_r`` the largest row count rounded up to a multiple of
 and a dense reduction (scatter-adds, ``segment_sum``, are slow on CPU). Rounding ``K_r``
 keeps one compilation for masks of the same size whose largest row counts differ a little.
 
+Rating data are skewed (MovieLens: 1 to ~600 ratings per item), and a padded table of
+width ``K_r`` = the largest count then holds several times the entries. A problem whose
+padded tables would hold more than :data:`COO_PADDING` times its entries (and at least
+:data:`COO_MIN_ENTRIES` entries) gets the COO layout instead: the entry list ``(rows, cols,
+vals)``, residuals ``(|Omega|,)`` and ``G B``, ``G^T A`` by ``jax.ops.segment_sum`` over the
+entries, ``O(|Omega| k)`` with no padding. The layout is a static field (it keys
+compilation); uniform random patterns keep the padded layout.
+
 The engines (:mod:`._flow`, :mod:`._gd`) call the dispatchers :func:`loss_and_grad`,
 :func:`record`, :func:`loss_and_grad_norm` and :func:`optimality_gap`: with a
 :class:`SparseCompletion` as ``problem`` they run in factor form, with any other problem
@@ -47,6 +55,12 @@ BACKENDS = ("auto", "dense", "sparse")
 #: Row/column table widths are rounded up to a multiple of this (fewer compilations).
 ELL_BLOCK = 8
 
+#: A problem gets the COO layout when its padded tables (row tables, and column tables where
+#: they are needed, at the rounded widths) would hold more than this many times its entries.
+COO_PADDING = 3.0
+#: ... and it has at least this many entries (small problems keep the padded layout).
+COO_MIN_ENTRIES = 1_000
+
 #: ``backend="auto"`` takes the sparse backend when ``m n >= SPARSE_RATIO |Omega|`` (and
 #: ``m n >= SPARSE_MIN_ENTRIES``). One dense evaluation costs ~``3 m n k`` flops at matmul
 #: speed, one sparse evaluation ~``4 |Omega| k`` gathers, several times slower per flop;
@@ -67,16 +81,27 @@ class SparseCompletion(eqx.Module):
     flat position in the row tables and mask of each column's entries; ``None`` when only
     the row tables are needed (symmetric model, symmetric pattern and values: ``G`` is
     symmetric, ``sym(G) U = G U``). Build with :meth:`from_problems`.
+
+    With ``layout == "coo"`` (skewed patterns, see :data:`COO_PADDING`) the tables are
+    ``None`` and ``rows``, ``cols``, ``vals``, ``mask`` (``(|Omega|,)``; ``mask`` is 0 on
+    the entries that pad a stacked batch to one length) hold the entries; ``row_only``
+    plays the role of ``cidx is None``.
     """
 
-    ridx: jax.Array
-    rval: jax.Array
-    rmask: jax.Array
+    ridx: jax.Array | None
+    rval: jax.Array | None
+    rmask: jax.Array | None
     cidx: jax.Array | None
     cperm: jax.Array | None
     cmask: jax.Array | None
     weight: jax.Array
     shape: tuple[int, int] = eqx.field(static=True)
+    rows: jax.Array | None = None
+    cols: jax.Array | None = None
+    vals: jax.Array | None = None
+    mask: jax.Array | None = None
+    layout: str = eqx.field(static=True, default="ell")
+    row_only: bool = eqx.field(static=True, default=False)
 
     @classmethod
     def from_problems(cls, problems, model) -> SparseCompletion:
@@ -99,6 +124,19 @@ class SparseCompletion(eqx.Module):
         Kr = _block(max(int(np.bincount(r, minlength=m).max()) for r, _, _ in raw))
         Kc = _block(max(int(np.bincount(c, minlength=n).max()) for _, c, _ in raw))
         dtype = ents[0].values.dtype
+        if coo_layout(m, n, Kr, Kc, [r.size for r, _, _ in raw], row_only):
+            pairs = zip(ents, raw, strict=True)
+            out = [_coo(e, r, c, v, m, n, dtype, row_only) for e, (r, c, v) in pairs]
+            out = _pad_coo(out) if not single else out
+        else:
+            out = cls._ell(ents, raw, m, n, Kr, Kc, row_only, dtype)
+        if single:
+            _remember(key, problems, out[0])
+            return out[0]
+        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *out)
+
+    @classmethod
+    def _ell(cls, ents, raw, m, n, Kr, Kc, row_only, dtype) -> list[SparseCompletion]:
         tables = [_tables(r, c, v, m, n, Kr, Kc, row_only) for r, c, v in raw]
         out = []
         for e, (ridx, rval, rmask, cidx, cperm, cmask) in zip(ents, tables, strict=True):
@@ -115,10 +153,7 @@ class SparseCompletion(eqx.Module):
                     shape=(m, n),
                 )
             )
-        if single:
-            _remember(key, problems, out[0])
-            return out[0]
-        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *out)
+        return out
 
     # -- factor-form kernels (jittable) ---------------------------------------------------
 
@@ -127,16 +162,34 @@ class SparseCompletion(eqx.Module):
         needs for ``r`` and ``G B``. Gathered once and passed to both: XLA did not merge
         two equal gathers inside the solver's loop, and a tsit5 step of a 1000 x 1000 GLRL
         phase cost 25 ms instead of 12 (the gathers are most of an evaluation)."""
+        if self.layout == "coo":
+            assert self.cols is not None
+            return B[self.cols]
+        assert self.ridx is not None
         return B[self.ridx]
 
     def residuals(self, A, Bg):
         """``r = c (A_i . B_j - M_ij)`` on the row tables (``(m, K_r)``, 0 on padding), with
         ``Bg = gather(B)``."""
+        if self.layout == "coo":
+            assert self.rows is not None and self.vals is not None and self.mask is not None
+            return self.weight * self.mask * (jnp.sum(A[self.rows] * Bg, axis=1) - self.vals)
+        assert self.rmask is not None and self.rval is not None
         return self.weight * self.rmask * (jnp.einsum("ikr,ir->ik", Bg, A) - self.rval)
 
     def products(self, res, A, Bg):
         """``(G B, G^T A)`` from the residuals and ``Bg = gather(B)`` (``G^T A`` is ``None``
         with row tables only, where ``G`` is symmetric and ``G B`` serves both)."""
+        if self.layout == "coo":
+            assert self.rows is not None and self.cols is not None
+            m, n = self.shape
+            GB = jax.ops.segment_sum(
+                res[:, None] * Bg, self.rows, num_segments=m, indices_are_sorted=True
+            )
+            if self.row_only:
+                return GB, None
+            GtA = jax.ops.segment_sum(res[:, None] * A[self.rows], self.cols, num_segments=n)
+            return GB, GtA
         GB = jnp.einsum("ik,ikr->ir", res, Bg)
         if self.cidx is None:
             return GB, None
@@ -155,6 +208,10 @@ class SparseCompletion(eqx.Module):
 
     def dense_grad(self, res):
         """``G = grad f(W)`` as an ``(m, n)`` array (only for certificates that need it)."""
+        if self.layout == "coo":
+            assert self.rows is not None and self.cols is not None
+            return jnp.zeros(self.shape, res.dtype).at[self.rows, self.cols].add(res)
+        assert self.ridx is not None
         m, _ = self.shape
         rows = jnp.broadcast_to(jnp.arange(m)[:, None], self.ridx.shape)
         return jnp.zeros(self.shape, res.dtype).at[rows, self.ridx].add(res)
@@ -205,6 +262,57 @@ def _remember(key, problem: Problem, tables: SparseCompletion) -> None:
         _TABLES.pop(next(iter(_TABLES)))  # the oldest
     e = _observed(problem)
     _TABLES[key] = ((e.rows, e.cols, e.values), tables)
+
+
+def coo_layout(m: int, n: int, Kr: int, Kc: int, counts: list[int], row_only: bool) -> bool:
+    """Whether problems of shape ``(m, n)`` with ``counts`` entries each (padded table widths
+    ``Kr``, ``Kc``) take the COO layout: the padded tables would hold ``m K_r`` (plus ``n
+    K_c`` without ``row_only``) slots, more than :data:`COO_PADDING` times the entries of
+    the same tables, ``|Omega|`` (``2 |Omega|``), and ``|Omega| >= COO_MIN_ENTRIES``."""
+    nnz = min(counts)
+    if nnz < COO_MIN_ENTRIES:
+        return False
+    slots, used = (m * Kr, nnz) if row_only else (m * Kr + n * Kc, 2 * nnz)
+    return slots > COO_PADDING * used
+
+
+def _coo(e, rows, cols, vals, m, n, dtype, row_only) -> SparseCompletion:
+    """The COO layout of one entry list (sorted by row, then column)."""
+    order = np.lexsort((cols, rows))
+    return SparseCompletion(
+        ridx=None,
+        rval=None,
+        rmask=None,
+        cidx=None,
+        cperm=None,
+        cmask=None,
+        weight=jnp.asarray(e.weight, dtype),
+        shape=(m, n),
+        rows=jnp.asarray(rows[order], jnp.int32),
+        cols=jnp.asarray(cols[order], jnp.int32),
+        vals=jnp.asarray(vals[order], dtype),
+        mask=jnp.ones(rows.size, dtype),
+        layout="coo",
+        row_only=row_only,
+    )
+
+
+def _pad_coo(out: list[SparseCompletion]) -> list[SparseCompletion]:
+    """Entry lists of one length (for stacking): extra entries at ``(m - 1, 0)`` with mask
+    0 (the rows stay sorted, which :meth:`SparseCompletion.products` assumes)."""
+    size = max(int(t.mask.shape[0]) for t in out if t.mask is not None)
+
+    def pad(t: SparseCompletion) -> SparseCompletion:
+        extra = size - int(t.mask.shape[0]) if t.mask is not None else 0
+        grow = lambda a, fill=0: jnp.concatenate([a, jnp.full(extra, fill, a.dtype)])
+        assert t.rows is not None and t.cols is not None and t.vals is not None
+        return eqx.tree_at(
+            lambda s: (s.rows, s.cols, s.vals, s.mask),
+            t,
+            (grow(t.rows, t.shape[0] - 1), grow(t.cols), grow(t.vals), grow(t.mask)),
+        )
+
+    return [pad(t) for t in out]
 
 
 def _block(k: int) -> int:

@@ -16,9 +16,11 @@ lines train, the reference code's split; or ``"random"``: a seeded ``test_fracti
 * Soft-Impute along ``lams`` (:func:`rankbias.baselines.soft_impute_path`, on the ``"sum"``
   loss so that ``lam`` is in rating units).
 
-The held-out error is scored inside the compiled loop on the test entries only (no matrix is
-stored, no SVD is taken): a step costs what ``rb.gradient_descent``'s step costs (the same
-``model.loss_and_grad``), about 3 products of ``(m, k) x (k, n)`` per factor.
+Each depth runs on the shared engine, ``rb.gradient_descent`` (its ``backend="auto"``: the
+dense backend at the default full width, where a step is about 3 products of ``(m, k) x (k,
+n)`` per factor; the sparse backend, COO layout for rating data, for narrow widths), with a
+record every ``eval_every`` steps that scores the held-out RMSE inside the compiled record
+(``heldout=``); the training RMSE comes from the recorded loss.
 
 Writes ``movielens.{png,svg,json,md}`` into the output folder: the curves (test RMSE against
 the step, per depth, baselines as horizontal lines), the table of the best and final test RMSE
@@ -31,124 +33,67 @@ import math
 import time
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._io import atomic_write_text
 from ..baselines.predictors import bias_baseline, mean_baseline
 from ..baselines.proximal import soft_impute_path
+from ..dynamics.descent.api import gradient_descent
+from ..dynamics.descent.hints import DivergenceError
 from ..models import INITS, DeepFactorization
 from ..problems.completion import MatrixCompletion
 from ..problems.splits import file_order_split, random_split
 from ..ratings import read_ratings
 from ._output import dump_json, plt, save_figure
 
-__all__ = ["movielens_study", "gd_heldout_curve"]
+__all__ = ["movielens_study"]
 
 #: The reference code's minimum test MSE on ML-100K (``plot.ipynb``, Figure 3: SGD, lr 0.01 on
 #: their MSE, identity init of scale 1e-3, first 10,000 ratings train), as RMSE per depth.
 REFERENCE_RMSE = {1: math.sqrt(13.7281), 2: math.sqrt(1.4498), 3: math.sqrt(1.3976)}
 
 
-def gd_heldout_curve(
-    problem, model, params, lr: float, steps: int, eval_every: int, heldout,
-    backend: str = "auto",
-) -> dict:  # fmt: skip
-    r"""Gradient descent ``theta_{k+1} = theta_k - lr grad L(theta_k)``, ``L = f(W_L...W_1)``,
-    with the held-out and training RMSE of ``W(theta_k)`` at ``k = 0, e, 2e, ...``.
+def _depth_curve(problem, model, params, lr: float, steps: int, eval_every: int, heldout) -> dict:
+    r"""One depth of the study: ``rb.gradient_descent`` (the shared engine, its ``"auto"``
+    backend) with a linear record every ``eval_every`` steps (``steps`` rounded up to a
+    multiple of it), the held-out RMSE scored in the records (``heldout=``) and the training
+    RMSE from the loss: ``f = c/2 sum_Omega r^2`` gives ``sqrt(2 f / (c N))``.
 
-    Arguments:
-        problem: a :class:`~rankbias.MatrixCompletion` (``f``, its normalization included).
-        model: a model of the problem's shape (``(m, n)``); ``params`` its factors.
-        lr: the step (``> 0``); steps: how many (``>= 1``); eval_every: ``e``, steps between
-            two records (``>= 1``; ``steps`` is rounded up to a multiple of it).
-        heldout: a :class:`~rankbias.problems.HeldOut` (its ``rows``, ``cols``, ``values``).
-        backend: ``"dense"`` (``W`` formed each step, as ``rb.gradient_descent``'s dense
-            backend), ``"sparse"`` (the model's factor form ``W = A B^T``,
-            :meth:`~rankbias.models.Model.factors_vjp`, with ``G B`` and ``G^T A`` summed over
-            the observed entries: ``W`` is not formed, ``O(|Omega| k)`` plus the factor
-            chain a step) or ``"auto"``: sparse for a model of depth ``>= 2`` in factor form.
-
-    Returns:
-        ``{"steps": (T,), "test_rmse": (T,), "train_rmse": (T,), "params": final factors,
-        "diverged": bool, "wall_time": s}``; ``test_rmse_k = sqrt(mean_test (W_ij - R_ij)^2)``.
-        A run whose loss turns non-finite stops at that record (``diverged``).
-    """
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"`lr` must be a positive finite number, got {lr!r}")
+    Returns ``{"steps", "test_rmse", "train_rmse"}`` (``(T,)`` arrays), ``diverged``,
+    ``wall_time`` and ``backend``; a diverged run (:class:`DivergenceError`) keeps its first
+    record and a NaN at the step where it diverged."""
     for name, v in (("steps", steps), ("eval_every", eval_every)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise ValueError(f"`{name}` must be a positive integer, got {v!r}")
-    if backend not in ("auto", "dense", "sparse"):
-        raise ValueError(f"`backend` must be 'auto', 'dense' or 'sparse', got {backend!r}")
-    if backend == "auto":
-        backend = "sparse" if model.depth >= 2 and model.factor_form is not None else "dense"
     ent = problem.observed_entries()
-    if ent is None:
-        raise TypeError(
-            f"`problem` must be a MatrixCompletion (observed entries), got {type(problem).__name__}"
-        )
-    tr = tuple(jnp.asarray(a) for a in (ent.rows, ent.cols, ent.values))
-    te = tuple(jnp.asarray(a) for a in (heldout.rows, heldout.cols, heldout.values))
-    dtype = params[0].dtype
-    dense = problem.astype(dtype)
-    weight = jnp.asarray(ent.weight, dtype)
-    m, n = problem.shape
-
-    def at(p, rcv):
-        # W at the entries (r, c), from W itself: the held-out set is large (90,000 entries
-        # of MovieLens-100K), where gathering factor rows (|test| x k) costs more than W
-        r, c, _ = rcv
-        return model.product(p)[r, c]
-
-    def rmse(p, rcv):
-        return jnp.sqrt(jnp.mean((at(p, rcv) - rcv[2].astype(dtype)) ** 2))
-
-    def grad(prob, q):
-        if backend == "dense":
-            return model.loss_and_grad(prob, q)[1]
-        # G = c P_Omega(W - M) kept as its |Omega| entries: G B and G^T A are segment sums
-        # over the entries (no padded tables: MovieLens' rows hold 1 to 700 ratings)
-        r, cc, v = tr
-        A, B, back = model.factors_vjp(q)
-        Br, Ac = B[cc], A[r]
-        res = weight * (jnp.sum(Ac * Br, axis=1) - v.astype(dtype))
-        GB = jax.ops.segment_sum(res[:, None] * Br, r, num_segments=m)
-        GtA = jax.ops.segment_sum(res[:, None] * Ac, cc, num_segments=n)
-        return back(GB, GtA)
-
-    @jax.jit
-    def chunk(prob, p):
-        def body(q, _):
-            g = grad(prob, q)
-            return tuple(a - lr * b for a, b in zip(q, g, strict=True)), None
-
-        p, _ = jax.lax.scan(body, p, None, length=eval_every)
-        return p, rmse(p, te), rmse(p, tr)
-
-    ks, test, train = [0], [float(rmse(params, te))], [float(rmse(params, tr))]
-    n_chunks = -(-int(steps) // int(eval_every))
-    diverged = False
+    assert ent is not None  # a MatrixCompletion from the split
+    steps = -(-int(steps) // int(eval_every)) * int(eval_every)
+    to_rmse = lambda f: np.sqrt(2.0 * np.asarray(f, np.float64) / (ent.weight * ent.rows.size))
     t0 = time.perf_counter()
-    p = tuple(params)
-    for i in range(n_chunks):
-        p, a, b = chunk(dense, p)
-        a, b = float(a), float(b)
-        ks.append((i + 1) * int(eval_every))
-        test.append(a)
-        train.append(b)
-        if not (math.isfinite(a) and math.isfinite(b)):
-            diverged = True
-            break
+    try:
+        traj = gradient_descent(
+            problem, model, params, lr=lr, steps=steps, n_save=steps // eval_every + 1,
+            save_spacing="linear", heldout=heldout, dtype=params[0].dtype, progress=False,
+        )  # fmt: skip
+    except DivergenceError as e:
+        W0 = np.asarray(model.product(params), np.float64)
+        r, c, v = np.asarray(ent.rows), np.asarray(ent.cols), np.asarray(ent.values)
+        return {
+            "steps": np.asarray([0, e.step]),
+            "test_rmse": np.asarray([heldout.rmse(W0), np.nan]),
+            "train_rmse": np.asarray([np.sqrt(np.mean((W0[r, c] - v) ** 2)), np.nan]),
+            "diverged": True,
+            "wall_time": time.perf_counter() - t0,
+            "backend": "",
+        }
     return {
-        "steps": np.asarray(ks),
-        "test_rmse": np.asarray(test),
-        "train_rmse": np.asarray(train),
-        "params": p,
-        "diverged": diverged,
-        "wall_time": time.perf_counter() - t0,
-        "backend": backend,
+        "steps": np.asarray(traj.steps),
+        "test_rmse": np.asarray(traj.metrics["heldout_rmse"], np.float64),
+        "train_rmse": to_rmse(traj.loss),
+        "diverged": False,
+        "wall_time": float(traj.info["wall_time"]),
+        "backend": traj.info["backend"],
     }
 
 
@@ -255,8 +200,7 @@ def movielens_study(
     for L in (int(d) for d in depths):
         model = DeepFactorization(shape, depth=L, width=width)
         p0 = tuple(jnp.asarray(a, dtype) for a in model.init(init, scale, seed))
-        c = gd_heldout_curve(train, model, p0, float(lr), int(steps), int(eval_every), held)
-        c.pop("params")
+        c = _depth_curve(train, model, p0, float(lr), int(steps), int(eval_every), held)
         curves[L] = c
         i = int(np.nanargmin(c["test_rmse"]))
         log(
