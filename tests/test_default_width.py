@@ -93,7 +93,7 @@ def test_only_non_square_default_width_runs_get_new_keys(method):
     assert shallow.key == _old_key(shallow.config)
     changed = _sweep((3, 5), method=method)
     assert changed.key != _old_key(changed.config)
-    assert rb.store.results_version(changed.config).endswith("+width.2")
+    assert rb.store.results_version(changed.config).endswith("+width.2")  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def test_normalization_key_is_out_of_the_key_at_sum_and_builds_the_problem():
@@ -103,7 +103,7 @@ def test_normalization_key_is_out_of_the_key_at_sum_and_builds_the_problem():
     mean = _sweep((4, 4), normalization="mean")
     assert mean.key != plain.key
     p_sum, p_mean = build_problem(plain.config), build_problem(mean.config)
-    N = p_sum.observed_entries().rows.size
+    N = p_sum.observed_entries().rows.size  # pyright: ignore[reportOptionalMemberAccess]
     W = np.ones((4, 4))
     # f_mean = f_sum / |Omega|
     assert float(p_mean.loss(W)) == pytest.approx(float(p_sum.loss(W)) / N, rel=1e-12)

@@ -40,7 +40,7 @@ def _closed_form(t: float, y: float, k: float, c: float) -> float:
     if t == 0.0:
         return 0.0
     lo, hi = sorted((0.0, y))
-    return brentq(lambda b: _time_to(b, y, k, c) - t, lo, hi, xtol=1e-300, rtol=1e-15, maxiter=500)
+    return brentq(lambda b: _time_to(b, y, k, c) - t, lo, hi, xtol=1e-300, rtol=1e-15, maxiter=500)  # pyright: ignore
 
 
 def test_closed_form_is_the_ode():

@@ -6,6 +6,8 @@ the factor-form backend gathers rows of its factors and must give the same numbe
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -45,7 +47,7 @@ def test_flow_records_heldout_rmse_dense():
 def test_flow_and_gd_record_heldout_rmse_sparse_backend(tmp_path):
     model = rb.DeepFactorization(shape=(10, 8), depth=2, width=3)
     p0 = model.init("gaussian", scale=1e-2, seed=0)
-    kw = dict(save_matrices=True, heldout=HELD, backend="sparse")
+    kw: dict[str, Any] = dict(save_matrices=True, heldout=HELD, backend="sparse")
     tr = rb.gradient_flow(PROB, model, p0, t_max=1e3, n_save=30, **kw)
     assert tr.info["backend"] == "sparse"
     _check(tr)

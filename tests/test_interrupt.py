@@ -107,7 +107,7 @@ def test_sigint_returns_gradient_descent_so_far(tmp_path):
     assert str(got["status"]) == "interrupted"
     n = len(got["times"])
     assert loop.CHUNK_RECORDS <= n < len(ref)  # the first chunk's records (and step 0)
-    np.testing.assert_array_equal(got["steps"], ref.steps[:n])
+    np.testing.assert_array_equal(got["steps"], ref.steps[:n])  # pyright: ignore[reportOptionalSubscript]
     np.testing.assert_array_equal(got["times"], ref.times[:n])
     np.testing.assert_allclose(got["loss"], ref.loss[:n], rtol=1e-12, atol=0)
     np.testing.assert_allclose(got["sv"], ref.singular_values[:n], rtol=1e-10, atol=1e-300)
@@ -133,7 +133,7 @@ def test_interrupt_in_process_gd_and_raise_interrupts_propagates():
         with pytest.warns(RuntimeWarning, match="interrupted"):
             tr = rb.gradient_descent(PROB, MODEL, P0, lr=0.3, steps=STEPS)
         assert tr.status == rb.RunStatus.INTERRUPTED and not rb.status.ended_well(tr.status)
-        assert len(tr) == 1 + 2 * loop.CHUNK_RECORDS and seen[1].done == tr.steps[-1]
+        assert len(tr) == 1 + 2 * loop.CHUNK_RECORDS and seen[1].done == tr.steps[-1]  # pyright: ignore[reportOptionalSubscript]
         seen.clear()
         with _interrupt.raise_interrupts(), pytest.raises(KeyboardInterrupt):
             rb.gradient_descent(PROB, MODEL, P0, lr=0.3, steps=STEPS)

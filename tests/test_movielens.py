@@ -165,7 +165,7 @@ def test_reference_group_rmsprop_is_rankbias_group_rmsprop_at_half_eps():
     # the reference's opt.py, in NumPy
     ref, sq = [a.copy() for a in A], 0.0
     for k in range(1, 4):
-        _, d1, d2 = _reference_grads(*ref, us, vs, ys)
+        _, d1, d2 = _reference_grads(*ref, us, vs, ys)  # pyright: ignore[reportCallIssue]
         sq = alpha * sq + (1 - alpha) * (np.sum(d1**2) + np.sum(d2**2))
         step = lr / (np.sqrt(sq / (1 - alpha**k)) + eps)
         ref = [ref[0] - step * d1, ref[1] - step * d2]

@@ -70,10 +70,10 @@ def test_bad_progress_argument_is_named():
     model = rb.DeepFactorization(shape=(4, 4), depth=2)
     p0 = model.init("gaussian", scale=1e-3, seed=0)
     for call in (
-        lambda: rb.gradient_flow(prob, model, p0, progress="yes"),
-        lambda: rb.gradient_descent(prob, model, p0, lr=0.1, steps=10, progress=1),
-        lambda: rb.train(prob, model, p0, "sgd", lr=0.1, steps=10, progress="on"),
-        lambda: rb.glrl(rb.MatrixEstimation(M), progress="on"),
+        lambda: rb.gradient_flow(prob, model, p0, progress="yes"),  # pyright: ignore
+        lambda: rb.gradient_descent(prob, model, p0, lr=0.1, steps=10, progress=1),  # pyright: ignore
+        lambda: rb.train(prob, model, p0, "sgd", lr=0.1, steps=10, progress="on"),  # pyright: ignore
+        lambda: rb.glrl(rb.MatrixEstimation(M), progress="on"),  # pyright: ignore
     ):
         with pytest.raises(TypeError, match="`progress`"):
             call()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from typing import Any
 
 import numpy as np
 import pytest
@@ -98,7 +99,7 @@ def test_train_sparse_backend_matches_dense(optimizer):
     prob = rb.MatrixCompletion.uniform(M, 0.5, seed=1)
     model = rb.DeepFactorization((12, 9), depth=3, width=4)
     p = model.init(scale=0.3, seed=2)
-    kw = dict(lr=0.05 if optimizer == "sgd" else 0.01, steps=40, n_save=6)
+    kw: dict[str, Any] = dict(lr=0.05 if optimizer == "sgd" else 0.01, steps=40, n_save=6)
     dense = rb.train(prob, model, p, optimizer, backend="dense", **kw)
     sparse = rb.train(prob, model, p, optimizer, backend="sparse", **kw)
     assert dense.info["backend"] == "dense" and sparse.info["backend"] == "sparse"
@@ -138,7 +139,7 @@ def test_train_batch_sparse_matches_train():
     prob = rb.MatrixCompletion.uniform(M, 0.5, seed=1)
     model = rb.DeepFactorization((12, 9), depth=2, width=3)
     ps = [model.init(scale=0.3, seed=s) for s in (0, 1)]
-    kw = dict(steps=20, n_save=4, backend="sparse")
+    kw: dict[str, Any] = dict(steps=20, n_save=4, backend="sparse")
     batch = rb.train_batch(prob, model, ps, "sgd", lr=[0.05, 0.02], **kw)
     for tr, p, lr in zip(batch, ps, (0.05, 0.02), strict=True):
         one = rb.train(prob, model, p, "sgd", lr=lr, backend="dense", steps=20, n_save=4)

@@ -50,12 +50,12 @@ def _solve(solver, rtol, atol):
 
 
 def test_controller_aware_rkc_is_as_accurate_with_far_fewer_rejections():
-    ref = _solve(diffrax.Tsit5(), 1e-12, 1e-14).ys[-1]
+    ref = _solve(diffrax.Tsit5(), 1e-12, 1e-14).ys[-1]  # pyright: ignore[reportOptionalSubscript]
     plain = _solve(RKC(), 1e-6, 1e-12)
     aware = _solve(RKC(rtol=1e-6, atol=1e-12), 1e-6, 1e-12)
     scale = float(jnp.max(jnp.abs(ref)))
     for sol in (plain, aware):
-        assert float(jnp.max(jnp.abs(sol.ys[-1] - ref))) <= 1e-4 * scale
+        assert float(jnp.max(jnp.abs(sol.ys[-1] - ref))) <= 1e-4 * scale  # pyright: ignore[reportOptionalSubscript]
     err = lambda s: float(jnp.max(jnp.abs(s.ys[-1] - ref)))
     assert err(aware) <= 2 * err(plain)
     # the Tsit5/Chebyshev switch no longer feeds the controller a step that fails

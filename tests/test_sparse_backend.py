@@ -70,7 +70,7 @@ def test_symmetric_pattern_uses_the_row_tables_only():
     # deep models need G^T A: column tables even for a symmetric pattern
     assert SparseCompletion.from_problems(sym, MODELS["deep2"]).cidx is not None
     # the table width is rounded up to a multiple of 8 (fewer compilations)
-    assert SparseCompletion.from_problems(sym, model).ridx.shape[1] % 8 == 0
+    assert SparseCompletion.from_problems(sym, model).ridx.shape[1] % 8 == 0  # pyright: ignore[reportOptionalMemberAccess]
 
 
 def test_vector_field_matches_finite_differences_of_the_loss():

@@ -5,6 +5,8 @@ against the dense backend (GD)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -73,7 +75,7 @@ def test_both_layouts_match_numpy_oracle(kind, layout, monkeypatch):
     assert data.row_only == sym or layout == "ell"
     f, g, res = loss_and_grad(data, model, params)
     f_ref, g_ref, R = _oracle(kind, params, M, rows, cols)
-    assert res.shape == ((rows.size,) if layout == "coo" else (M.shape[0], data.ridx.shape[1]))
+    assert res.shape == ((rows.size,) if layout == "coo" else (M.shape[0], data.ridx.shape[1]))  # pyright: ignore[reportOptionalMemberAccess]
     assert float(f) == pytest.approx(f_ref, rel=1e-12)
     for a, b in zip(g, g_ref, strict=True):
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-12, atol=1e-12)
@@ -93,7 +95,7 @@ def test_gd_on_skewed_completion_agrees_with_dense():
     prob, M, rows, cols = _skewed(seed=1)
     model = rb.DeepFactorization(M.shape, depth=3, width=4)
     params = model.init("gaussian", scale=0.3, seed=0)
-    kw = dict(lr=0.01, steps=30, n_save=4)
+    kw: dict[str, Any] = dict(lr=0.01, steps=30, n_save=4)
     d = rb.gradient_descent(prob, model, params, backend="dense", **kw)
     s = rb.gradient_descent(prob, model, params, backend="sparse", **kw)
     np.testing.assert_allclose(np.asarray(s.loss), np.asarray(d.loss), rtol=1e-10)
@@ -113,7 +115,7 @@ def test_stacked_coo_batch_pads_entries():
     for i, p in enumerate((p1, p2)):
         one = SparseCompletion.from_problems(p, model)
         sub = SparseCompletion(
-            **{k: (None if v is None else v[i]) for k, v in _arrays(batch).items()},
+            **{k: (None if v is None else v[i]) for k, v in _arrays(batch).items()},  # pyright: ignore
             shape=batch.shape,
             layout="coo",
             row_only=False,
@@ -138,12 +140,12 @@ def test_train_and_flow_on_skewed_completion_agree_with_dense():
     model = rb.DeepFactorization(M.shape, depth=2, width=3)
     params = model.init("gaussian", scale=0.3, seed=2)
     assert SparseCompletion.from_problems(prob, model).layout == "coo"
-    kw = dict(lr=0.01, steps=20, n_save=3, save_spacing="linear")
+    kw: dict[str, Any] = dict(lr=0.01, steps=20, n_save=3, save_spacing="linear")
     d = rb.train(prob, model, params, "sgd", backend="dense", **kw)
     s = rb.train(prob, model, params, "sgd", backend="sparse", **kw)
     assert s.info["backend"] == "sparse"
     np.testing.assert_allclose(np.asarray(s.loss), np.asarray(d.loss), rtol=1e-10)
-    fkw = dict(t_max=0.5, solver="tsit5", rtol=1e-10, atol=1e-12, n_save=3)
+    fkw: dict[str, Any] = dict(t_max=0.5, solver="tsit5", rtol=1e-10, atol=1e-12, n_save=3)
     fd = rb.gradient_flow(prob, model, params, backend="dense", **fkw)
     fs = rb.gradient_flow(prob, model, params, backend="sparse", **fkw)
     assert fs.info["backend"] == "sparse"
@@ -157,7 +159,7 @@ def test_gd_batch_of_skewed_completions():
     p2, *_ = _skewed(seed=2)
     model = rb.DeepFactorization(M.shape, depth=2, width=3)
     ps = [model.init("gaussian", scale=0.3, seed=s) for s in (0, 1)]
-    kw = dict(lr=0.01, steps=10, n_save=3, save_spacing="linear")
+    kw: dict[str, Any] = dict(lr=0.01, steps=10, n_save=3, save_spacing="linear")
     out = rb.gradient_descent_batch([p1, p2], model, ps, strategy="vmap", backend="sparse", **kw)
     for tr, p, prm in zip(out, (p1, p2), ps, strict=True):
         ref = rb.gradient_descent(p, model, prm, backend="dense", **kw)

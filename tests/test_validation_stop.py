@@ -8,6 +8,8 @@ full run: ``W`` at that record)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -27,7 +29,9 @@ HELD = HeldOut(rows, cols, M[rows, cols], M.shape)
 MODEL = rb.DeepFactorization(shape=(12, 10), depth=2)
 P0 = MODEL.init("gaussian", scale=1e-2, seed=0)
 # Records every 25 steps (162 of them): the held-out RMSE is least near record 19.
-KW = dict(lr=0.002, steps=4000, n_save=2, save_at=np.arange(0, 4001, 25), heldout=HELD)
+KW: dict[str, Any] = dict(
+    lr=0.002, steps=4000, n_save=2, save_at=np.arange(0, 4001, 25), heldout=HELD
+)
 
 
 def _oracle(v: np.ndarray, patience: int, min_delta: float):
@@ -54,27 +58,27 @@ def test_gd_stops_where_a_scan_of_the_full_curve_says(monkeypatch, patience, min
     assert tr.status == rb.RunStatus.VALIDATION_STOP and rb.status.ended_well(tr.status)
     es = tr.info["early_stopping"]
     assert (es["stop_record"], es["best_record"]) == (j, b)
-    assert es["best_step"] == full.steps[b] and es["stop_step"] == full.steps[j]
+    assert es["best_step"] == full.steps[b] and es["stop_step"] == full.steps[j]  # pyright: ignore[reportOptionalSubscript]
     assert len(tr) == j + 1
-    np.testing.assert_array_equal(tr.steps, full.steps[: j + 1])
+    np.testing.assert_array_equal(tr.steps, full.steps[: j + 1])  # pyright: ignore[reportOptionalSubscript]
     np.testing.assert_allclose(tr.metrics["heldout_rmse"], v[: j + 1], rtol=1e-12)
-    np.testing.assert_allclose(tr.final_matrix, full.matrices[b], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tr.final_matrix, full.matrices[b], rtol=0, atol=1e-12)  # pyright: ignore[reportOptionalSubscript]
     assert HELD.rmse(tr.final_matrix) == pytest.approx(v[b], rel=1e-10)
 
     last = rb.gradient_descent(
         PROB, MODEL, P0, early_stopping=rb.EarlyStopping(patience, min_delta, False), **KW
     )
-    np.testing.assert_allclose(last.final_matrix, full.matrices[j], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(last.final_matrix, full.matrices[j], rtol=0, atol=1e-12)  # pyright: ignore[reportOptionalSubscript]
 
 
 def test_train_stops_and_restores_the_best_record():
-    kw = dict(KW, lr=0.02)
+    kw: dict[str, Any] = dict(KW, lr=0.02)
     full = rb.train(PROB, MODEL, P0, "adam", save_matrices=True, **kw)
     j, b = _oracle(full.metrics["heldout_rmse"], 10, 0.0)
     assert j is not None
     tr = rb.train(PROB, MODEL, P0, "adam", early_stopping=rb.EarlyStopping(10), **kw)
     assert tr.status == "validation_stop" and tr.info["early_stopping"]["stop_record"] == j
-    np.testing.assert_allclose(tr.final_matrix, full.matrices[b], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tr.final_matrix, full.matrices[b], rtol=0, atol=1e-12)  # pyright: ignore[reportOptionalSubscript]
 
 
 def test_bad_early_stopping_is_named():
@@ -83,7 +87,7 @@ def test_bad_early_stopping_is_named():
     with pytest.raises(ValueError, match="`min_delta`"):
         rb.EarlyStopping(patience=3, min_delta=-1.0)
     with pytest.raises(TypeError, match="`restore_best`"):
-        rb.EarlyStopping(patience=3, restore_best="yes")
+        rb.EarlyStopping(patience=3, restore_best="yes")  # pyright: ignore
     with pytest.raises(ValueError, match="heldout="):
         rb.gradient_descent(PROB, MODEL, P0, lr=0.1, steps=5, early_stopping=rb.EarlyStopping(3))
     with pytest.raises(TypeError, match="`early_stopping`"):
@@ -96,7 +100,7 @@ def test_flow_stops_after_the_chunk_where_a_scan_of_the_full_curve_says(monkeypa
     from rankbias.dynamics.flow import api as flow_api
 
     save = np.linspace(0, 400, 161)[1:]
-    kw = dict(t_max=400.0, n_save=2, save_at=save, gtol=None, heldout=HELD)
+    kw: dict[str, Any] = dict(t_max=400.0, n_save=2, save_at=save, gtol=None, heldout=HELD)
     full = rb.gradient_flow(PROB, MODEL, P0, **kw)
     v = full.metrics["heldout_rmse"]
     j, b = _oracle(v, 10, 0.0)
