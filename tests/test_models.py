@@ -190,6 +190,9 @@ def test_a_model_of_your_own_has_no_factor_form_and_no_init():
 class _SquaredSpectrum(rb.DeepFactorization):
     """Records ``sigma_i(W)^2``: a value no default record produces."""
 
+    def __init__(self, shape, depth):
+        super().__init__(shape, depth)
+
     def spectrum(self, params, W=None):
         W = self.product(params) if W is None else W
         return jnp.linalg.svd(W, compute_uv=False) ** 2
