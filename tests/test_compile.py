@@ -144,37 +144,48 @@ def test_sharpness_does_not_recompile(setup):
     assert ev == [], f"recompiled: {ev}"
 
 
-def _child(env_value: str | None, tmp_path) -> str:
-    env = dict(os.environ)
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
-    env.pop("RANKBIAS_JAX_CACHE", None)
-    if env_value is not None:
-        env["RANKBIAS_JAX_CACHE"] = env_value
+def _children(values: list[str | None], tmp_path) -> list[str]:
+    """``rb.cache_dir()`` as printed by one child process per ``RANKBIAS_JAX_CACHE`` value
+    (``None``: unset), the children started together (each one is mostly Python's import)."""
     code = (
         "import jax, jax.numpy as jnp, rankbias as rb\n"
         "jax.jit(lambda x: jnp.linalg.qr(x @ x.T + 1)[0].sum())(jnp.ones((300, 300)))\n"
         "print(rb.cache_dir())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
+    procs = []
+    for value in values:
+        env = dict(os.environ)
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+        env.pop("RANKBIAS_JAX_CACHE", None)
+        if value is not None:
+            env["RANKBIAS_JAX_CACHE"] = value
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=240)
+        assert proc.returncode == 0, stderr
+        out.append(stdout.strip().splitlines()[-1])
+    return out
 
 
 def test_cache_env_var_moves_and_disables_the_cache(tmp_path):
     target = tmp_path / "mycache"
-    assert _child(str(target), tmp_path) == str(target)
+    moved, off, zero, default = _children([str(target), "off", "0", None], tmp_path)
+    assert moved == str(target)
     assert target.is_dir()
-    assert _child("off", tmp_path) == "None"
-    assert _child("0", tmp_path) == "None"
+    assert off == "None"
+    assert zero == "None"
     # Default: under XDG_CACHE_HOME.
-    assert _child(None, tmp_path) == str(tmp_path / "xdg" / "rankbias" / "jax")
+    assert default == str(tmp_path / "xdg" / "rankbias" / "jax")
 
 
 def test_cache_leaves_a_configured_jax_cache_alone(tmp_path):
