@@ -95,6 +95,11 @@ def measure(L: int, seeds: list[int], k: int) -> dict:
         )
         for tr, (M, _) in zip(trs, inst, strict=True)
     ]
+    print(
+        f"  depth {L} batched: {wall_batch:.1f} s (compile {compile_batch:.1f} s) against "
+        f"{sum(r['wall'] for r in one):.1f} s one by one (compile {compile_one:.1f} s)",
+        flush=True,
+    )
     for s, b in zip(seeds, batch, strict=True):
         print(
             f"  depth {L} seed {s} batched member: {b['steps']:6d} steps, "
@@ -112,7 +117,7 @@ def measure(L: int, seeds: list[int], k: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--depths", type=int, nargs="+", default=[3, 4])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--k", type=int, default=2000, help="observed entries")

@@ -4,6 +4,7 @@ sweep metric."""
 import inspect
 import json
 import textwrap
+from typing import Any
 
 import numpy as np
 import pytest
@@ -223,7 +224,7 @@ def test_quick_study_shows_the_claim(tmp_path):
 
 # -- workers -----------------------------------------------------------------------------------
 
-_TINY = dict(
+_TINY: dict[str, Any] = dict(
     d=12,
     rank=1,
     counts=(60, 100),
@@ -270,9 +271,7 @@ def test_workers_must_be_a_positive_integer(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_cli_workers_reach_a_reproduction_runner_and_stay_out_of_its_config(
-    tmp_path, monkeypatch
-):
+def test_cli_workers_reach_a_reproduction_runner_and_stay_out_of_its_config(tmp_path, monkeypatch):
     """``--workers`` is passed to a runner that takes ``workers`` (not recorded in the
     config: the folder then resumes with another number) and refused for one that does not."""
     seen = []
