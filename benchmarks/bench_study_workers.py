@@ -5,7 +5,10 @@ factor entries of std 1e-3, ``t_max = 5e4``, ``rtol = 1e-6``, the residual stop)
 and stored as ``completion_study`` does: one after another in this process (``workers=1``)
 and by ``--workers 2`` processes (the sweeps' ``ProcessExecutor``). Each timing starts from
 nothing compiled (a fresh store; the worker processes import and compile themselves), as a
-study does. The stored errors of the two must agree exactly.
+study does. Printed: wall time, the runs' own wall times summed, and the CPU time of all the
+processes (user + system): on a shared machine the CPU time says whether two processes do
+more work than one (threads competing), the wall time what a user waits. The stored errors
+of the two must agree exactly.
 
 Usage: python benchmarks/bench_study_workers.py [--depth3 2000 2500 3000 5000] [--depth4 2500]
        [--seeds 0 1] [--workers 2]
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -60,7 +64,12 @@ def main() -> None:
     args = ap.parse_args()
     todo = specs(args.depth3, args.depth4, args.seeds)
     if args.child:  # one timing in a fresh process: nothing compiled yet
-        print(run(args.out, todo, args.child))
+        wall = run(args.out, todo, args.child)
+        cpu = sum(
+            r.ru_utime + r.ru_stime
+            for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        )
+        print(cpu, wall)
         return
     print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; {len(todo)} runs", flush=True)
     walls, errors = {}, {}
@@ -70,13 +79,14 @@ def main() -> None:
             cmd += ["--depth3", *map(str, args.depth3), "--depth4", *map(str, args.depth4)]
             cmd += ["--seeds", *map(str, args.seeds)]
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            walls[n] = float(res.stdout.split()[-1])
+            cpu, walls[n] = map(float, res.stdout.split()[-2:])
             store = Store(out)
             errors[n] = [float(store.read_run(run_key(s))["error"]) for s in todo]
             runs = [store.read_run(run_key(s)) for s in todo]
             per_run = sum(float(a["wall"]) for a in runs)
             print(
-                f"workers {n}: {walls[n]:.1f} s wall ({per_run:.1f} s inside the runs); "
+                f"workers {n}: {walls[n]:.1f} s wall ({per_run:.1f} s inside the runs), "
+                f"{cpu:.1f} s CPU (user + system, all processes); "
                 f"load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )

@@ -271,6 +271,13 @@ def test_workers_must_be_a_positive_integer(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_default_workers_two_at_most_one_in_quick_mode(monkeypatch):
+    for cores, want in ((None, 1), (1, 1), (2, 2), (16, 2)):
+        monkeypatch.setattr(ar.os, "cpu_count", lambda c=cores: c)
+        assert ar.default_workers() == want
+        assert ar.default_workers(quick=True) == 1
+
+
 def test_cli_workers_reach_a_reproduction_runner_and_stay_out_of_its_config(tmp_path, monkeypatch):
     """``--workers`` is passed to a runner that takes ``workers`` (not recorded in the
     config: the folder then resumes with another number) and refused for one that does not."""

@@ -24,6 +24,7 @@ interrupted study resumes where it stopped.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -40,15 +41,29 @@ from ..problems.matrices import random_low_rank
 from ..store import Store, run_key
 from ._output import plt, save_figure
 
-__all__ = ["completion_study", "observed_entries", "relative_error", "METHODS"]
+__all__ = [
+    "completion_study",
+    "default_workers",
+    "observed_entries",
+    "relative_error",
+    "METHODS",
+]
 
 #: Label of each method in tables and figures: ``"depth L"`` (gradient flow) or the baseline.
 NUCLEAR = "nuclear norm"
 
 
-#: :func:`completion_study`'s ``workers`` by default (set from the measurement in
-#: ``benchmarks/RESULTS.md`` section 20).
-DEFAULT_WORKERS = 1
+def default_workers(quick: bool = False) -> int:
+    """:func:`completion_study`'s ``workers`` by default: ``min(2, cores)``, 1 in quick mode.
+
+    One 100x100 flow keeps about one core busy, and two worker processes did the same
+    work in the same CPU time as one process (``benchmarks/bench_study_workers.py``,
+    ``benchmarks/RESULTS.md`` section 20: 130 s against 138 s of CPU for 6 runs, identical
+    stored errors), so on 2 cores two workers finish the study sooner. More than two were
+    not measured (``--workers N`` sets it). The quick study's runs (30x30) take a fraction
+    of their compilation, which every worker process repeats: one process.
+    """
+    return 1 if quick else max(1, min(2, os.cpu_count() or 1))
 
 
 def METHODS(depths) -> list[str]:  # noqa: N802 - reads as a constant in the tables
@@ -244,7 +259,7 @@ def completion_study(
             :func:`~rankbias.baselines.min_nuclear_norm` (every answer carries its certificate).
         only_stored: summarise the runs already in ``out_dir/runs`` and compute none (the
             table's ``n`` says how many seeds each cell holds): a study cut short by time.
-        workers: processes that compute the runs (``None``: :data:`DEFAULT_WORKERS`). With
+        workers: processes that compute the runs (``None``: :func:`default_workers`). With
             more than one, the unfinished runs go to a pool of worker processes in the
             study's order, each stored by its worker as it finishes; the tables and figure
             are then built from the stored runs in the study's order, the same as with one.
@@ -258,7 +273,7 @@ def completion_study(
     the smallest count at which each method's median error is below ``recovered``.
     """
     if workers is None:
-        workers = DEFAULT_WORKERS
+        workers = default_workers(quick)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be a positive integer (processes), got {workers!r}")
     out_dir = Path(out_dir)
