@@ -59,7 +59,8 @@ def default_workers(quick: bool = False) -> int:
     One 100x100 flow keeps about one core busy, and two worker processes did the same
     work in the same CPU time as one process (``benchmarks/bench_study_workers.py``,
     ``benchmarks/RESULTS.md`` section 20: 130 s against 138 s of CPU for 6 runs, identical
-    stored errors), so on 2 cores two workers finish the study sooner. More than two were
+    stored errors; 0.62x the wall time of one process on a nearly idle machine), so on 2
+    cores two workers finish the study sooner. More than two were
     not measured (``--workers N`` sets it). The quick study's runs (30x30) take a fraction
     of their compilation, which every worker process repeats: one process.
     """
