@@ -4,6 +4,7 @@ sweep metric."""
 import inspect
 import json
 import textwrap
+from typing import Any
 
 import numpy as np
 import pytest
@@ -219,3 +220,84 @@ def test_quick_study_shows_the_claim(tmp_path):
     again = ar.completion_study(tmp_path / "q", quick=True)
     assert again["table"] == res["table"]
     assert again["wall_time"] < 0.5 * res["wall_time"]
+
+
+# -- workers -----------------------------------------------------------------------------------
+
+_TINY: dict[str, Any] = dict(
+    d=12,
+    rank=1,
+    counts=(60, 100),
+    depths=(2,),
+    seeds=1,
+    t_max=1e3,
+    n_save=5,
+    nuclear_solver="SCS",
+)
+
+
+@pytest.mark.slow
+def test_workers_store_the_same_runs_as_one_process(tmp_path):
+    """Two worker processes store the same runs (same keys: the files' names) as the study in
+    one process, and the tables are identical; each stored error is the relative error of
+    the run's own final point (its error curve's last value, computed separately). A
+    folder with one run file removed resumes with workers: only that run is computed."""
+    one = ar.completion_study(tmp_path / "one", workers=1, **_TINY)
+    two = ar.completion_study(tmp_path / "two", workers=2, **_TINY)
+    assert two["table"] == one["table"]
+    assert [r["error"] for r in two["runs"]] == [r["error"] for r in one["runs"]]
+    keys = sorted(Store(tmp_path / "one").scan().done)
+    store = Store(tmp_path / "two")
+    assert sorted(store.scan().done) == keys
+    assert len(keys) == 4  # 2 counts x (nuclear norm + depth 2)
+    for r in two["runs"]:
+        assert r["error"] < 1.5
+    for key in keys:
+        a = store.read_run(key)
+        if "error_curve" in a:
+            assert float(a["error"]) == pytest.approx(float(a["error_curve"][-1]), rel=1e-12)
+    log = (tmp_path / "two" / "runs.log").read_text().splitlines()
+    assert len(log) == 4
+    store.path(keys[0]).unlink()
+    again = ar.completion_study(tmp_path / "two", workers=2, **_TINY)
+    assert again["table"] == one["table"]
+    assert len((tmp_path / "two" / "runs.log").read_text().splitlines()) == 5
+
+
+def test_workers_must_be_a_positive_integer(tmp_path):
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="`workers`"):
+            ar.completion_study(tmp_path, workers=bad, **_TINY)  # type: ignore[arg-type]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_default_workers_two_at_most_one_in_quick_mode(monkeypatch):
+    for cores, want in ((None, 1), (1, 1), (2, 2), (16, 2)):
+        monkeypatch.setattr(ar.os, "cpu_count", lambda c=cores: c)
+        assert ar.default_workers() == want
+        assert ar.default_workers(quick=True) == 1
+
+
+def test_cli_workers_reach_a_reproduction_runner_and_stay_out_of_its_config(tmp_path, monkeypatch):
+    """``--workers`` is passed to a runner that takes ``workers`` (not recorded in the
+    config: the folder then resumes with another number) and refused for one that does not."""
+    seen = []
+
+    def runner(out_dir, quick=False, workers=None, **params):
+        seen.append(workers)
+        return {"ok": 1}
+
+    monkeypatch.setattr(ar, "completion_study", runner)
+    ex.run_experiment("arora2019-completion", tmp_path / "a", workers=2, progress=False)
+    ex.run_experiment("arora2019-completion", tmp_path / "a", workers=1, progress=False)
+    ex.run_experiment("arora2019-completion", tmp_path / "a", progress=False)
+    assert seen == [2, 1, None]
+    rec = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert "workers" not in rec["config"]["params"]
+
+    def one_process(out_dir, quick=False, **params):
+        return {"ok": 1}
+
+    monkeypatch.setattr(ar, "completion_study", one_process)
+    with pytest.raises(ConfigError, match="--workers"):
+        ex.run_experiment("arora2019-completion", tmp_path / "b", workers=2, progress=False)

@@ -351,6 +351,37 @@ def test_failing_reproduction_runner_is_one_line(tmp_path, capsys, monkeypatch):
     assert "Traceback" not in err and err.count("\n") == 1
 
 
+def test_workers_of_a_reproduction(tmp_path, capsys, monkeypatch):
+    """``--workers`` reaches a reproduction's runner that takes ``workers``; one that runs in
+    one process refuses it in one line (exit 2) before its folder is written."""
+    mod = tmp_path / "workers_repro_mod.py"
+    mod.write_text(
+        "SEEN = []\n"
+        "def many(out, quick=False, workers=None):\n    SEEN.append(workers)\n    return {}\n"
+        "def one(out, quick=False):\n    return {}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    for fn in ("many", "one"):
+        (tmp_path / f"{fn}.toml").write_text(
+            f'name = "{fn}"\nkind = "reproduction"\nrunner = "workers_repro_mod:{fn}"\n'
+        )
+    assert (
+        main(["run", str(tmp_path / "many.toml"), "--out", str(tmp_path / "a"), "--workers", "3"])
+        == 0
+    )
+    assert importlib.import_module("workers_repro_mod").SEEN == [3]
+    capsys.readouterr()
+    assert (
+        main(["run", str(tmp_path / "one.toml"), "--out", str(tmp_path / "b"), "--workers", "2"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "--workers" in err and "one process" in err and err.count("\n") == 1
+    assert not (tmp_path / "b" / "summary.json").exists()
+
+
 def test_long_values_are_cut(cfg, tmp_path, capsys):
     big = "[" + ",".join(["-1.0"] * 20000) + "]"
     assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--set", f"alphas={big}"]) == 2

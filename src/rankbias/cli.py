@@ -110,7 +110,13 @@ def _parser() -> argparse.ArgumentParser:
         "are recorded in its experiment.json); without it such a folder is refused",
     )
     r.add_argument("--executor", default="inprocess", choices=EXECUTORS)
-    r.add_argument("--workers", type=int, default=None, help="worker processes")
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (a sweep's --executor processes/dask; a reproduction "
+        "that runs its runs in processes, e.g. arora2019-completion)",
+    )
     r.add_argument(
         "--scheduler",
         default=None,

@@ -8,6 +8,7 @@ either kind into a results folder.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import time
@@ -132,15 +133,29 @@ def run_reproduction(
     quick: bool = False,
     config_text: str | None = None,
     log=None,
+    workers: int | None = None,
 ) -> dict:
     """Call ``runner(out_dir, quick=quick, **params)`` and store its summary with the config
     and versions in ``out/summary.json`` (``out/experiment.json`` marks the folder).
+
+    ``workers`` (``--workers``), if given, is passed to a runner that takes a ``workers``
+    argument (a :class:`ConfigError` for one that does not). It is how the runs are computed,
+    not what they are: it is not part of the recorded config, so a folder resumes with any
+    number of workers.
 
     The folder is checked and locked as for a sweep (:func:`~rankbias.experiments.run_sweep`).
     Raises :class:`ReproductionError` if the runner raises (no summary is written).
     """
     store = Store(check_out(out, locked=False))
     fn = _runner(raw["runner"])
+    params = dict(raw.get("params", {}))
+    if workers is not None:
+        if "workers" not in inspect.signature(fn).parameters:
+            raise ConfigError(
+                f"--workers: reproduction {raw['name']!r} runs in one process (its runner "
+                f"{raw['runner']} takes no `workers`); leave --workers out"
+            )
+        params["workers"] = workers
     man = {
         "format": 1,
         "kind": "reproduction",
@@ -162,7 +177,7 @@ def run_reproduction(
         )
         t0 = time.perf_counter()
         try:
-            result = fn(Path(out), quick=quick, **raw.get("params", {}))
+            result = fn(Path(out), quick=quick, **params)
         except (KeyboardInterrupt, OSError):
             raise
         except Exception as e:  # noqa: BLE001 - the runner's own failure, reported in one line
@@ -215,11 +230,12 @@ def run_experiment(
     ``overrides`` (``KEY=VALUE`` strings, as ``--set``) and, for a sweep, ``quick`` (its
     ``[quick]`` table; a :class:`ConfigError` if it has none) are applied first; the folder
     then records the config as run. ``add`` lets a sweep join a folder that holds another
-    config (both are recorded); ``log`` receives one-line progress messages.
+    config (both are recorded); ``log`` receives one-line progress messages. ``workers``: a
+    sweep's executor processes, or a reproduction's (one whose runner takes ``workers``).
     """
     raw, _ = resolve(name_or_path, overrides, config_dir)
     if raw.get("kind") == "reproduction":
-        return run_reproduction(raw, out, quick=quick, log=log)
+        return run_reproduction(raw, out, quick=quick, log=log, workers=workers)
     if quick:
         raw = apply_quick(raw)
     sweep = _keep_stored_keys(expand(raw), out)

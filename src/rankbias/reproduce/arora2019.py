@@ -24,8 +24,8 @@ interrupted study resumes where it stopped.
 from __future__ import annotations
 
 import json
+import os
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +41,30 @@ from ..problems.matrices import random_low_rank
 from ..store import Store, run_key
 from ._output import plt, save_figure
 
-__all__ = ["completion_study", "observed_entries", "relative_error", "METHODS"]
+__all__ = [
+    "completion_study",
+    "default_workers",
+    "observed_entries",
+    "relative_error",
+    "METHODS",
+]
 
 #: Label of each method in tables and figures: ``"depth L"`` (gradient flow) or the baseline.
 NUCLEAR = "nuclear norm"
+
+
+def default_workers(quick: bool = False) -> int:
+    """:func:`completion_study`'s ``workers`` by default: ``min(2, cores)``, 1 in quick mode.
+
+    One 100x100 flow keeps about one core busy, and two worker processes did the same
+    work in the same CPU time as one process (``benchmarks/bench_study_workers.py``,
+    ``benchmarks/RESULTS.md`` section 20: 130 s against 138 s of CPU for 6 runs, identical
+    stored errors; 0.62x the wall time of one process on a nearly idle machine), so on 2
+    cores two workers finish the study sooner. More than two were
+    not measured (``--workers N`` sets it). The quick study's runs (30x30) take a fraction
+    of their compilation, which every worker process repeats: one process.
+    """
+    return 1 if quick else max(1, min(2, os.cpu_count() or 1))
 
 
 def METHODS(depths) -> list[str]:  # noqa: N802 - reads as a constant in the tables
@@ -138,7 +158,41 @@ def _nuclear_run(M, prob, solver: str) -> dict:
     )
 
 
-def _cached(store: Store, spec: dict, compute, log, only_stored: bool = False) -> dict | None:
+def _compute(spec: dict) -> dict:
+    """The arrays of run ``spec`` (a study run's settings, as keyed in the store): its
+    instance is rebuilt from the spec, so that a worker process needs nothing else."""
+    d, rank, k, seed = spec["d"], spec["rank"], spec["k"], spec["seed"]
+    M, prob = _instance(d, rank, k, seed)
+    if spec["method"] == "nuclear":
+        return _nuclear_run(M, prob, spec["solver"])
+    return _flow_run(
+        M,
+        prob,
+        d,
+        spec["depth"],
+        seed,
+        spec.get("init_std"),
+        spec.get("scale"),
+        spec["t_max"],
+        spec["rtol"],
+        spec["residual_tol"],
+        spec["n_save"],
+    )
+
+
+def _compute_and_store(out_dir: str, spec: dict) -> dict:
+    """Compute run ``spec`` and write it into the store at ``out_dir``; returns its arrays.
+    Module-level: the function a worker process runs (each run is stored by the process
+    that computed it, as soon as it finishes)."""
+    arrays = _compute(spec)
+    # the config as JSON; a reader parses it (json.loads) and re-hashes it, so files written
+    # before this used `json.dumps(spec, sort_keys=True)` (spaces after separators) stay valid
+    arrays["run_config"] = np.array(canonical_json(spec))
+    Store(Path(out_dir)).write_run(run_key(spec), arrays)
+    return arrays
+
+
+def _cached(store: Store, spec: dict, log, only_stored: bool = False) -> dict | None:
     """The stored arrays of run ``spec``, or compute and store them; ``None`` for a run not in
     the store with ``only_stored``.
 
@@ -154,13 +208,22 @@ def _cached(store: Store, spec: dict, compute, log, only_stored: bool = False) -
         return store.read_run(key)
     if only_stored:
         return None
-    arrays = compute()
-    # the config as JSON; a reader parses it (json.loads) and re-hashes it, so files written
-    # before this used `json.dumps(spec, sort_keys=True)` (spaces after separators) stay valid
-    arrays["run_config"] = np.array(canonical_json(spec))
-    store.write_run(key, arrays)
+    arrays = _compute_and_store(str(store.root), spec)
     log(spec, arrays)
     return arrays
+
+
+def _run_in_processes(store: Store, specs: list[dict], workers: int, log) -> None:
+    """Compute and store the runs ``specs`` in ``workers`` processes (the sweeps'
+    :class:`~rankbias.experiments.executors.ProcessExecutor`: ``spawn``ed workers that end with
+    the command; Ctrl-C in the command stops and reaps them). Each worker stores its run as it
+    finishes, so a study cut short keeps every finished run; the caller then reads all runs
+    back in the study's order (the tables do not depend on the order runs finish in)."""
+    from ..experiments.executors import make_executor
+
+    with make_executor("processes", workers=workers) as ex:
+        for i, arrays in ex.map(_compute_and_store, [(str(store.root), s) for s in specs]):
+            log(specs[i], arrays)
 
 
 def completion_study(
@@ -180,6 +243,7 @@ def completion_study(
     recovered: float = 1e-2,
     nuclear_solver: str = "auto",
     only_stored: bool = False,
+    workers: int | None = None,
 ) -> dict:
     r"""Run the study; writes ``arora2019-completion.{png,svg,json,md}`` into ``out_dir``.
 
@@ -196,6 +260,11 @@ def completion_study(
             :func:`~rankbias.baselines.min_nuclear_norm` (every answer carries its certificate).
         only_stored: summarise the runs already in ``out_dir/runs`` and compute none (the
             table's ``n`` says how many seeds each cell holds): a study cut short by time.
+        workers: processes that compute the runs (``None``: :func:`default_workers`). With
+            more than one, the unfinished runs go to a pool of worker processes in the
+            study's order, each stored by its worker as it finishes; the tables and figure
+            are then built from the stored runs in the study's order, the same as with one.
+            Run keys do not depend on it (a study may be resumed with another value).
 
     ``quick``: 30x30 rank 2 (116 degrees of freedom), 200/300/400 entries, depths 2 and 3,
     3 seeds, ``t_max = 1e4``: depth 3 recovers at 300 entries (measured: error 5e-5 to 7e-5)
@@ -204,6 +273,10 @@ def completion_study(
     Returns the per-run records, the median / min / max error per method and count, and
     the smallest count at which each method's median error is below ``recovered``.
     """
+    if workers is None:
+        workers = default_workers(quick)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"`workers` must be a positive integer (processes), got {workers!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if quick:
@@ -240,36 +313,27 @@ def completion_study(
     # Method-major, cheapest first (the convex baseline, then the depths in order): deeper
     # flows from the paper's init escape later and cost the most; a study cut short keeps
     # whole methods, and a second process given other `depths` fills the same store.
+    plan = []
     for method in [NUCLEAR] + [f"depth {L}" for L in depths]:
         for seed in seed_list:
             for k in counts:
-                M, prob = _instance(d, rank, k, seed)
                 if method == NUCLEAR:
                     spec = dict(common, k=k, seed=seed, method="nuclear", solver=nuclear_solver)
-                    compute = partial(_nuclear_run, M, prob, nuclear_solver)
                 else:
                     L = int(method.split()[1])
                     spec = dict(common, k=k, seed=seed, method="flow", depth=L, **flow_set)
-                    compute = partial(
-                        _flow_run,
-                        M,
-                        prob,
-                        d,
-                        L,
-                        seed,
-                        init_std,
-                        scale,
-                        t_max,
-                        rtol,
-                        residual_tol,
-                        n_save,
-                    )
-                a = _cached(store, spec, compute, log, only_stored)
-                if a is None:
-                    continue
-                runs.append(_record(method, k, seed, a))
-                if method != NUCLEAR and k == k_mid:
-                    curves.append((L, a["times"], a["error_curve"]))
+                plan.append((method, k, seed, spec))
+    if workers > 1 and not only_stored:
+        todo = [spec for *_, spec in plan if not store.verify(run_key(spec))]
+        if len(todo) > 1:
+            _run_in_processes(store, todo, min(workers, len(todo)), log)
+    for method, k, seed, spec in plan:
+        a = _cached(store, spec, log, only_stored)
+        if a is None:
+            continue
+        runs.append(_record(method, k, seed, a))
+        if method != NUCLEAR and k == k_mid:
+            curves.append((spec["depth"], a["times"], a["error_curve"]))
     methods = METHODS(depths)
     table = _table(runs, counts, methods)
     recovers_from = {
