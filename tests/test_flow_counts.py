@@ -88,7 +88,9 @@ def test_rkc_counts_stages_power_iterations_stopping_tests_and_records(counted, 
 
 def test_rkc_count_omits_only_rejected_attempts(counted):
     # diffrax discards a rejected step's solver state, RKC's counter with it: the count is a
-    # lower bound, short by at most the largest RKC step (2000 stages + 2 JVPs) per rejection.
+    # lower bound, short by at most the largest RKC step (2000 stages; since issue 30 no
+    # JVPs on a rejected attempt, the bound keeps its 2 to stay loose) per rejection. Since
+    # issue 30 this run has 9 rejections (before: more than 10).
     info, true = _true_evals(counted, t_max=1e3, solver="rkc", gtol=None)
-    assert info["num_rejected"] > 10
+    assert info["num_rejected"] > 5
     assert true - 2002 * info["num_rejected"] <= info["num_vf_evals"] < true

@@ -146,6 +146,41 @@ def test_power_law_exponents_match_the_eigengap():
 
 
 @pytest.mark.slow
+def test_phase_escape_time_matches_a_tight_independent_solve():
+    # Phase 1 starts at sqrt(eps) along the top eigenvector. While that column is tiny the
+    # error control is relative to atol / sqrt(eps) (ESCAPE_ATOL), and a relative error of the
+    # growing column is a shift of its escape time: t_mid must match Tsit5 at rtol 1e-13,
+    # atol 1e-22 (another integrator) to far below the time constant 1/lam. Measured:
+    # 8e-7 / lam; with atol 1e-3 sqrt(eps) (before issue 30) 4.2e-4 / lam (3.4e-5 / lam with
+    # the RKC steps of before issue 30), which made the phase distances of
+    # test_power_law_exponents_match_the_eigengap 1e-4 where the law predicts 1e-5.
+    from rankbias.glrl._alignment import mid_time
+    from rankbias.glrl._replay import phase_start, replay_flow
+
+    M = rb.random_low_rank((12, 12), 2, psd=True, seed=0)
+    prob = rb.MatrixCompletion.uniform(M, 0.5, seed=0, symmetric=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = glrl(prob, eps=1e-30)
+        ph = res.phases[0]
+        grid = ph.t_mid + np.linspace(-4.0, 4.0, 161) / ph.lam
+        tr = replay_flow(
+            prob,
+            phase_start(res, 1, prob.shape),
+            True,
+            grid,
+            t_max=float(grid[-1]),
+            rtol=1e-13,
+            atol=1e-22,
+            padded=False,
+            save_matrices=False,
+            solver="tsit5",
+        )
+    ref = mid_time(tr, ph.loss_before, ph.loss)
+    assert abs(ph.t_mid - ref) * ph.lam < 1e-5
+
+
+@pytest.mark.slow
 def test_glrl_distance_sweep_metric():
     from rankbias.compare import glrl_distance_metric
 

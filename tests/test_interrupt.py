@@ -27,7 +27,9 @@ M = rb.random_low_rank(shape=(10, 10), rank=2, psd=True, seed=0)
 PROB = rb.MatrixCompletion.uniform(M, fraction=0.7, seed=0, symmetric=True)
 MODEL = rb.DeepFactorization(shape=(10, 10), depth=3)
 P0 = MODEL.init("gaussian", scale=1e-3, seed=0)
-T_MAX, STEPS = 1e4, 3000  # the flow takes 2608 RKC steps: two chunks of at most 2000
+# the flow takes 2673 RKC steps: two chunks of at most 2000 (to t = 1e4: 2608 steps before
+# issue 30, 1986 since, one chunk)
+T_MAX, STEPS = 1e5, 3000
 
 _CHILD = textwrap.dedent(
     """
@@ -47,7 +49,7 @@ _CHILD = textwrap.dedent(
 
     add_chunk_hook(hook)
     if sys.argv[1] == "flow":
-        tr = rb.gradient_flow(prob, model, p0, t_max=1e4)
+        tr = rb.gradient_flow(prob, model, p0, t_max=1e5)
     else:
         tr = rb.gradient_descent(prob, model, p0, lr=0.3, steps=3000)
     np.savez(sys.argv[2], times=tr.times, loss=tr.loss, sv=tr.singular_values,

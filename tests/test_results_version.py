@@ -123,9 +123,10 @@ def test_results_unchanged_at_this_results_version(name, golden, tmp_path):
 
 
 # Keys made by the code before RESULTS_VERSION existed (main at 29d86aa, __version__ 0.1.0):
-# RESULTS_VERSION starts at the string the keys hashed then, so flow keys on disk stay valid;
-# GD and optimizer runs got a method bump (METHOD_RESULTS: they now classify how they ended),
-# so their old keys are recomputed, on purpose.
+# RESULTS_VERSION starts at the string the keys hashed then, so with the base version they are
+# the same keys; GD and optimizer runs got a method bump (METHOD_RESULTS: they now classify how
+# they ended), and so did flows (flow.2: the RKC-based solvers take other steps, issue 30), so
+# their old keys are recomputed, on purpose.
 _OLD_CONFIG = {"problem": {"shape": [6, 6], "rank": 1}, "dynamics": {"method": "gd", "lr": 0.2}}
 _OLD_KEY = "48fa4879336cf6873825bf69dbc209f8"
 _OLD_SWEEP_KEY = "bd8c0b257b5bce12a8e52c7cd0dc26b0"  # tiny_sweep("tiny-key", alpha 1e-2, seed 0)
@@ -152,12 +153,18 @@ grid = { alpha = [1e-2], seed = [0] }
 """
 
 
-def test_existing_flow_keys_are_unchanged():
+def test_existing_flow_keys_follow_their_method_bump():
+    """Stored flows of before flow.2 are recomputed (their steps changed), and only because of
+    the bump: with the base results version the formula gives the keys on disk."""
     from rankbias.experiments.config import expand
-    from rankbias.store import run_key
+    from rankbias.store import METHOD_RESULTS, RESULTS_VERSION, run_key
 
-    assert run_key(_OLD_FLOW_CONFIG) == _OLD_FLOW_KEY
-    assert expand(tomllib.loads(_FLOW_SWEEP)).runs[0].key == _OLD_FLOW_SWEEP_KEY
+    assert METHOD_RESULTS["flow"] == "flow.2"
+    assert run_key(_OLD_FLOW_CONFIG) != _OLD_FLOW_KEY
+    assert run_key(_OLD_FLOW_CONFIG, RESULTS_VERSION) == _OLD_FLOW_KEY
+    spec = expand(tomllib.loads(_FLOW_SWEEP)).runs[0]
+    assert spec.key != _OLD_FLOW_SWEEP_KEY
+    assert run_key(spec.config, RESULTS_VERSION) == _OLD_FLOW_SWEEP_KEY
 
 
 def test_gd_keys_follow_their_method_bump():

@@ -49,7 +49,7 @@ from .dynamics.flow.api import gradient_flow_batch
 from .dynamics.flow.save import save_times
 from .glrl._alignment import mid_time
 from .glrl._greedy import glrl
-from .glrl._replay import replay_phase_matrices
+from .glrl._replay import ESCAPE_ATOL, replay_phase_matrices
 from .glrl._results import GLRLResult
 from .models import DeepFactorization, Model, SymmetricFactorization
 from .plots.glrl import plot_comparison
@@ -283,11 +283,12 @@ def _glrl_at(problem, res: GLRLResult, r: int, times: np.ndarray) -> np.ndarray:
     With the settings this comparison has always used, not those the phase ran with
     (``res.info["replay"]``: padded width, tolerances rescaled by ``sqrt(r / R)``, the
     user's ``rtol``): width ``r``, ``rtol = 1e-10`` and the phases' default absolute
-    tolerance ``min(1e-14, 1e-3 sqrt(eps))`` (the appended column has entries
+    tolerance ``min(1e-14, ESCAPE_ATOL sqrt(eps))`` (the appended column has entries
     ``~sqrt(eps)``; a larger atol would let its escape time drift from the ``t_mid`` used
-    for the alignment). The published distances were measured so.
+    for the alignment). The published distances were measured so (with ``1e-3 sqrt(eps)``
+    before issue 30).
     """
-    eps_atol = min(1e-14, 1e-3 * np.sqrt(res.eps))
+    eps_atol = min(1e-14, ESCAPE_ATOL * np.sqrt(res.eps))
     return replay_phase_matrices(
         problem, res, r, times, rtol=1e-10, atol=eps_atol, padded=False, solver="rkc"
     )

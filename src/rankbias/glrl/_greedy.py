@@ -26,6 +26,7 @@ from ._alignment import mid_time, refine_mid
 from ._directions import grad_operator, is_dense, kkt_residuals, norm2, top_direction
 from ._factors import append_direction, product, zero_factors
 from ._phase import run_phase
+from ._replay import ESCAPE_ATOL
 from ._results import GLRLPhase, GLRLResult
 
 __all__ = ["glrl"]
@@ -78,8 +79,8 @@ def glrl(
         rtol: relative tolerance of each phase's flow (default ``1e-10``; ``1e-8`` on the
             factor-only path, whose phases are finished by Newton-CG: there the flow only has
             to carry each phase into its minimiser's basin).
-        atol: absolute tolerance (capped at ``1e-3 sqrt(eps)`` so the new column's escape
-            is resolved).
+        atol: absolute tolerance (capped at ``1e-5 sqrt(eps)`` so the new column's escape
+            time is resolved to ``~1e-5 / lam``).
         solver: ``"auto"`` (default): ``"rkc"`` for dense problems; on the factor-only path
             Tsit5 unless the phase is stiff (Hessian spectral radius times phase length
             above ~1e4, measured by power iteration at the phase start), else ``"rkc"``.
@@ -147,9 +148,9 @@ def glrl(
     # log(1/eps) / (2 lam) -> a practically endless flow).
     default_gtol = 1e-11 * max(1.0, g0)
     phase_gtol = default_gtol if phase_gtol is None else check_positive(phase_gtol, "phase_gtol")
-    # The new column starts at sqrt(eps): an absolute tolerance above that would leave its
-    # escape uncontrolled.
-    atol_r = min(atol, 1e-3 * np.sqrt(eps))
+    # The new column starts at sqrt(eps): an absolute tolerance near that would leave its
+    # escape time uncontrolled (rankbias.glrl._replay.ESCAPE_ATOL).
+    atol_r = min(atol, ESCAPE_ATOL * np.sqrt(eps))
     f_prev = float(problem.loss(jnp.zeros(problem.shape)))
     phases: list[GLRLPhase] = []
     t_start = time.perf_counter()

@@ -104,7 +104,7 @@ def _solve(
     :class:`Segment` (without ``restarts`` and ``krylov_builds``).
     """
     vf = vector_field(model)
-    solver = make_solver(cfg.solver, y0.size)
+    solver = make_solver(cfg.solver, y0.size, tols)  # predicts the controller: issue 30
     k = krylov_rank(solver, y0.size)
     if k and basis is None:
         basis = no_basis(k, y0)

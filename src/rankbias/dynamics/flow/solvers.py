@@ -48,18 +48,22 @@ class FlowArgs(NamedTuple):
     basis: tuple[jax.Array, jax.Array] | None = None
 
 
-def make_solver(name: str, size: int | None = None):
+def make_solver(name: str, size: int | None = None, tols: Any = None):
     """The diffrax solver for ``name``; ``size`` (the state's length) decides whether
-    ``"hybrid"`` may take dense Rodas4 steps."""
+    ``"hybrid"`` may take dense Rodas4 steps. ``tols`` (the controller's ``rtol``, ``atol``:
+    a ``settings.Tolerances``) lets the RKC-based solvers predict the controller: they hold
+    the step at the Tsit5/Chebyshev switch and skip the spectral estimate on rejected
+    attempts (:class:`~rankbias.dynamics.RKC`, issue 30); ``None``: they do not."""
+    ctl = {} if tols is None else dict(rtol=tols.rtol, atol=tols.atol)
     if name == "hybrid":
         dense = size is not None and size <= DENSE_LIMIT
-        return RKC(dense_stages=DENSE_STAGES if dense else None)
+        return RKC(dense_stages=DENSE_STAGES if dense else None, **ctl)
     if name == "krylov":
-        return RKC(krylov_stages=DENSE_STAGES, krylov_rank=KRYLOV_RANK)
+        return RKC(krylov_stages=DENSE_STAGES, krylov_rank=KRYLOV_RANK, **ctl)
     if name == "rodas4":
-        return RKC(tsit5_limit=-1.0, dense_stages=0)
+        return RKC(tsit5_limit=-1.0, dense_stages=0, **ctl)
     if name == "rkc":
-        return RKC()
+        return RKC(**ctl)
     if name == "tsit5":
         return diffrax.Tsit5()
     if name == "dopri5":
