@@ -30,6 +30,13 @@ new one is this checkout's. The per-step cost ``t(2) / S`` and per-record cost
 lengths (``--extrapolate``), with the record counts of the log grid.
 
     python benchmarks/bench_records.py --mode run --old /tmp/old-rec/src [--steps 1000]
+
+``--mode share`` measures the same in one process from compiled pieces (minutes instead of
+a run's hour on a loaded box): one step (loss and gradient), the record before (its own
+evaluation and the singular values: :func:`~rankbias.dynamics._sparse.record`) and the
+record now (the singular values from the step's evaluation:
+:func:`~rankbias.dynamics._sparse.record_from`), depth 2, width 943, and the records' share
+``R c_rec / (S c_step + R c_rec)`` of a default-``n_save`` run of ``S`` steps.
 """
 
 from __future__ import annotations
@@ -80,6 +87,35 @@ def run_child(method: str, n_save: int, steps: int) -> None:
     # verifies a step-size hint when the run ends far from stationarity)
     wall = tr.info["wall_time"]
     print(json.dumps(dict(wall=wall, records=len(tr.loss), loss=float(tr.loss[-1]))))
+
+
+def share_mode(args) -> None:
+    """Per-step and per-record costs and the records' share at ``--extrapolate`` lengths."""
+    from rankbias.dynamics._sparse import record_from
+    from rankbias.dynamics.descent.grid import record_steps
+
+    print(f"`uptime` at start: {os.getloadavg()}")
+    prob = ratings_problem(normalization="mean")
+    model = rb.DeepFactorization((M_ROWS, N_COLS), depth=2, width=min(M_ROWS, N_COLS))
+    params = model.init(scale=1e-3, seed=0)
+    ev = loss_and_grad(prob, model, params)
+    step = jax.jit(lambda p: loss_and_grad(prob, model, p))
+    old = jax.jit(lambda p: record(prob, model, p, False))
+    new = jax.jit(lambda p, e: record_from(prob, model, p, e, False))
+    ts = timed(step, params, reps=args.reps, one_thread=True)
+    to = timed(old, params, reps=args.reps, one_thread=True)
+    tn = timed(new, params, ev, reps=args.reps, one_thread=True)
+    ts = (ts + timed(step, params, reps=args.reps, one_thread=True)) / 2
+    print(
+        f"step {ts:.3f} s; record before {to:.3f} s ({to / ts:.2f} steps), "
+        f"now {tn:.3f} s ({tn / ts:.2f} steps)"
+    )
+    print("| steps | records | share before | share now |\n|---|---|---|---|")
+    for n in args.extrapolate:
+        r = record_steps(n, 200, None)[0].size
+        share = lambda c, n=n, r=r: r * c / (n * ts + r * c)  # noqa: E731
+        print(f"| {n} | {r} | {share(to):.1%} | {share(tn):.1%} |")
+    print(f"`uptime` at end: {os.getloadavg()}")
 
 
 def run_mode(args) -> None:
@@ -152,7 +188,7 @@ def main() -> None:
         run_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         return
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["records", "run"], default="records")
+    ap.add_argument("--mode", choices=["records", "run", "share"], default="records")
     ap.add_argument("--old", default=None, help="run mode: the src folder of the code before")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--methods", nargs="+", default=["gd", "train"])
@@ -164,6 +200,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.mode == "run":
         run_mode(args)
+        return
+    if args.mode == "share":
+        share_mode(args)
         return
     print(f"load average at start: {os.getloadavg()}")
     prob = ratings_problem()
