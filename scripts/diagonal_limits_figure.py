@@ -12,19 +12,13 @@ The flow is integrated here with scipy (Radau on the mirror coordinates
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from _figures import run, save_docs_figure
+from scipy.integrate import solve_ivp
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.integrate import solve_ivp  # noqa: E402
-
-import rankbias as rb  # noqa: E402
-
-DPI = 110  # as the sweep figures (rankbias.plots)
+import rankbias as rb
 
 
 def depth2_flow(X, y, alpha, t_eval):
@@ -58,13 +52,8 @@ def main(out: Path) -> list[Path]:
     h = rb.diagonal_time_scale(alpha, 2)
     t, b = depth2_flow(X, y, alpha, np.linspace(0, 1.2 * res.times[-1] * h, 3000))
     res.plot(flow=(t, b), alpha=alpha)
-    paths = [out / "diagonal-saddle-to-saddle.png"]
-    plt.gcf().savefig(paths[-1], dpi=DPI)
-    plt.close("all")
-    return paths
+    return [save_docs_figure(out / "diagonal-saddle-to-saddle.png")]
 
 
 if __name__ == "__main__":
-    root = Path(__file__).resolve().parent.parent
-    for p in main(Path(sys.argv[1]) if len(sys.argv) > 1 else root / "docs/guides/figures"):
-        print(p, f"{p.stat().st_size // 1024} KB")
+    run(main)

@@ -9,17 +9,11 @@ and ``GLRLResult.plot`` draw them.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import matplotlib
+from _figures import run, save_docs_figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-import rankbias as rb  # noqa: E402
-
-DPI = 110  # as the sweep figures (rankbias.plots)
+import rankbias as rb
 
 
 def main(out: Path) -> list[Path]:
@@ -33,18 +27,12 @@ def main(out: Path) -> list[Path]:
         rb.MatrixEstimation(Y), model, model.init("gaussian", scale=1e-2, seed=0), t_max=1e6
     )
     traj.plot("singular_values")  # a new figure: the current one
-    paths.append(out / "flow-depth3-singular-values.png")
-    plt.gcf().savefig(paths[-1], dpi=DPI)
-    plt.close("all")
+    paths.append(save_docs_figure(out / "flow-depth3-singular-values.png"))
     Y = rb.matrix_from_spectrum([3.0, 2.0, -1.0], (3, 3), seed=1, symmetric=True)
     rb.glrl(rb.MatrixEstimation(Y)).plot()
-    paths.append(out / "glrl-staircase.png")
-    plt.gcf().savefig(paths[-1], dpi=DPI)
-    plt.close("all")
+    paths.append(save_docs_figure(out / "glrl-staircase.png"))
     return paths
 
 
 if __name__ == "__main__":
-    root = Path(__file__).resolve().parent.parent
-    for p in main(Path(sys.argv[1]) if len(sys.argv) > 1 else root / "docs/guides/figures"):
-        print(p, f"{p.stat().st_size // 1024} KB")
+    run(main)

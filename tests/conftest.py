@@ -19,7 +19,8 @@ def _release_compiled_programs():
     (``vm.max_map_count``, 65,530: measured 31,000 mappings at a third of the suite) and then
     crashed inside XLA (SIGSEGV while compiling or (de)serializing a program). Programs are
     shared within a module; the next module reloads what it needs from the persistent
-    compilation cache."""
+    compilation cache. (``rankbias._aot``'s table alone is bounded, ``RANKBIAS_PROGRAM_CACHE``;
+    JAX's caches of every other compiled function are not.)"""
     yield
     _aot._TABLE.clear()
     jax.clear_caches()

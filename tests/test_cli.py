@@ -722,7 +722,11 @@ def test_statuses_are_counted_by_name_even_unknown_ones(capsys):
     ]
 
 
-@pytest.mark.parametrize("argv0", ["rankbias", "/site/rankbias/__main__.py"])
+# One child process importing rankbias per case: the console script's argv0 in the default
+# suite, ``python -m rankbias``'s (the same check of the --multiprocessing-fork tail) in the slow one.
+@pytest.mark.parametrize(
+    "argv0", ["rankbias", pytest.param("/site/rankbias/__main__.py", marks=pytest.mark.slow)]
+)
 def test_workers_of_the_command_print_nothing_on_signals(argv0):
     """A spawned worker of the command (its argv copied from the command's, its own command
     line ending in --multiprocessing-fork) gets no startup guard: SIGTERM keeps its default

@@ -9,9 +9,11 @@ not the persistent cache then supplies the executable.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import subprocess
 import sys
+import weakref
 from typing import Any
 
 import equinox as eqx
@@ -142,37 +144,48 @@ def test_sharpness_does_not_recompile(setup):
     assert ev == [], f"recompiled: {ev}"
 
 
-def _child(env_value: str | None, tmp_path) -> str:
-    env = dict(os.environ)
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
-    env.pop("RANKBIAS_JAX_CACHE", None)
-    if env_value is not None:
-        env["RANKBIAS_JAX_CACHE"] = env_value
+def _children(values: list[str | None], tmp_path) -> list[str]:
+    """``rb.cache_dir()`` as printed by one child process per ``RANKBIAS_JAX_CACHE`` value
+    (``None``: unset), the children started together (each one is mostly Python's import)."""
     code = (
         "import jax, jax.numpy as jnp, rankbias as rb\n"
         "jax.jit(lambda x: jnp.linalg.qr(x @ x.T + 1)[0].sum())(jnp.ones((300, 300)))\n"
         "print(rb.cache_dir())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
+    procs = []
+    for value in values:
+        env = dict(os.environ)
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+        env.pop("RANKBIAS_JAX_CACHE", None)
+        if value is not None:
+            env["RANKBIAS_JAX_CACHE"] = value
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=240)
+        assert proc.returncode == 0, stderr
+        out.append(stdout.strip().splitlines()[-1])
+    return out
 
 
 def test_cache_env_var_moves_and_disables_the_cache(tmp_path):
     target = tmp_path / "mycache"
-    assert _child(str(target), tmp_path) == str(target)
+    moved, off, zero, default = _children([str(target), "off", "0", None], tmp_path)
+    assert moved == str(target)
     assert target.is_dir()
-    assert _child("off", tmp_path) == "None"
-    assert _child("0", tmp_path) == "None"
+    assert off == "None"
+    assert zero == "None"
     # Default: under XDG_CACHE_HOME.
-    assert _child(None, tmp_path) == str(tmp_path / "xdg" / "rankbias" / "jax")
+    assert default == str(tmp_path / "xdg" / "rankbias" / "jax")
 
 
 def test_cache_leaves_a_configured_jax_cache_alone(tmp_path):
@@ -263,6 +276,55 @@ def test_aot_leaves_unstable_statics_to_filter_jit(aot_folder):
     # jnp.cos prints with an address: no stable key, nothing written
     assert _aot.STATS["unsupported"] == before + 1
     assert not aot_folder.exists()
+
+
+def test_aot_table_is_a_bounded_lru_and_an_evicted_program_runs_again(aot_folder, monkeypatch):
+    from rankbias import _aot
+
+    monkeypatch.setenv(_aot.ENV, "2")
+    f = _aot.aot_jit(_affine_sum)
+
+    def data(n):
+        return np.linspace(0.0, 1.0, n), np.arange(float(n))
+
+    before = dict(_aot.STATS)
+    f(*data(2), 2.5)
+    first = weakref.ref(next(iter(_aot._TABLE.values())))
+    for n in (3, 4, 5):  # four shapes, four programs, a table of two
+        f(*data(n), 2.5)
+        assert len(_aot._TABLE) <= 2
+    assert _aot.STATS["stored"] == before["stored"] + 4
+    assert _aot.STATS["evicted"] == before["evicted"] + 2
+    gc.collect()
+    assert first() is None  # nothing else holds an evicted program (nor its executable)
+    # Least recently used, not first in: using n = 4 keeps it when n = 6 arrives.
+    f(*data(4), 2.5)
+    assert _aot.STATS["memory"] == before["memory"] + 1
+    f(*data(6), 2.5)
+    kept = set(_aot._TABLE)
+    f(*data(4), 2.5)  # still in the table (a FIFO would have dropped it for n = 6)
+    assert _aot.STATS["memory"] == before["memory"] + 2 and set(_aot._TABLE) == kept
+    # An evicted shape runs again from its file, untraced, with filter_jit's bits.
+    with count_traces() as ev:
+        again = f(*data(2), 2.5)
+    assert "_affine_sum" not in ev, ev
+    assert _aot.STATS["loaded"] == before["loaded"] + 1 and len(_aot._TABLE) == 2
+    ref = eqx.filter_jit(_affine_sum)(*data(2), 2.5)
+    np.testing.assert_array_equal(again["s"], ref["s"])
+    np.testing.assert_array_equal(again["parts"][0], ref["parts"][0])
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many", "2.5"])
+def test_aot_table_size_refuses_a_bad_variable(monkeypatch, value):
+    from rankbias import _aot
+
+    monkeypatch.setenv(_aot.ENV, value)
+    with pytest.raises(ValueError, match="RANKBIAS_PROGRAM_CACHE` must be an integer >= 1"):
+        _aot.table_size()
+    monkeypatch.setenv(_aot.ENV, " 7 ")
+    assert _aot.table_size() == 7
+    monkeypatch.delenv(_aot.ENV)
+    assert _aot.table_size() == _aot.DEFAULT_TABLE_SIZE
 
 
 _SECOND_PROCESS = """

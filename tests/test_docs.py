@@ -435,6 +435,9 @@ def _render(site: Path, page: str, tmp_path: Path) -> dict:
     return {k: int(v) for k, v in re.findall(r'data-([\w-]+)="(\d+)"', body)}
 
 
+# Builds the site (mkdocs) and renders two pages in Chromium: CI's docs step runs it on the
+# site it built (RANKBIAS_DOCS_SITE, .ci/run); `pytest -m docs` locally builds one.
+@pytest.mark.docs
 def test_site_renders_in_browser(site, tmp_path):
     home = _render(site, "index.html", tmp_path)
     assert home.get("images", 0) >= 1 and home["images-loaded"] == home["images"], home

@@ -408,8 +408,13 @@ def test_reproduction_bad_runner(tmp_path):
         parse('name = "x"\nkind = "reproduction"\nrunner = "nocolon"\n')
 
 
+@pytest.mark.slow
 def test_dask_external_scheduler_on_loopback(inprocess, tmp_path):
-    """A scheduler and a worker started as separate processes, reached by address."""
+    """A scheduler and a worker started as separate processes, reached by address.
+
+    Slow step: three Python processes (scheduler, worker, its nanny) start for it; the default
+    suite checks the same oracle (a Dask run is identical to the in-process one) on a
+    LocalCluster (test_dask_localcluster_matches_inprocess)."""
     import subprocess
     import sys
     import time

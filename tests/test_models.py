@@ -185,3 +185,35 @@ def test_a_model_of_your_own_has_no_factor_form_and_no_init():
         model.factors_vjp((jnp.eye(2),))
     with pytest.raises(NotImplementedError, match="pass the factors as a tuple"):
         model.init()
+
+
+class _SquaredSpectrum(rb.DeepFactorization):
+    """Records ``sigma_i(W)^2``: a value no default record produces."""
+
+    def __init__(self, shape, depth):
+        super().__init__(shape, depth)
+
+    def spectrum(self, params, W=None):
+        W = self.product(params) if W is None else W
+        return jnp.linalg.svd(W, compute_uv=False) ** 2
+
+
+def test_every_record_asks_the_models_spectrum_on_either_backend():
+    M = rb.random_low_rank((6, 5), 2, seed=0)
+    rows, cols = np.nonzero(np.random.default_rng(1).random((6, 5)) < 0.7)
+    prob = rb.MatrixCompletion(M, (rows, cols))
+    base = rb.DeepFactorization((6, 5), 2)
+    params = base.init("gaussian", scale=0.3, seed=2)
+    # the default: the singular values of W, whether the caller has W or only the factors
+    W = np.asarray(base.product(params))
+    oracle = np.linalg.svd(W, compute_uv=False)
+    np.testing.assert_allclose(base.spectrum(params, jnp.asarray(W)), oracle, rtol=1e-12)
+    np.testing.assert_allclose(base.spectrum(params), oracle, rtol=1e-12)
+    model = _SquaredSpectrum((6, 5), 2)
+    for backend in ("dense", "sparse"):
+        tr = rb.gradient_descent(
+            prob, model, params, lr=0.1, steps=4, n_save=3, save_matrices=True, backend=backend
+        )
+        assert tr.info["backend"] == backend and tr.matrices is not None
+        want = np.linalg.svd(tr.matrices, compute_uv=False) ** 2
+        np.testing.assert_allclose(tr.singular_values, want, rtol=1e-10, atol=1e-14)

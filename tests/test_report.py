@@ -50,8 +50,14 @@ def sweep_dir(tmp_path_factory):
     return out
 
 
-def test_sweep_report_is_self_contained_and_renders(sweep_dir, tmp_path):
-    path = write_report(sweep_dir)
+@pytest.fixture(scope="module")
+def sweep_report(sweep_dir):
+    """The report of ``sweep_dir``, written once (its figures take most of the time)."""
+    return write_report(sweep_dir)
+
+
+def test_sweep_report_is_self_contained_and_renders(sweep_dir, sweep_report, tmp_path):
+    path = sweep_report
     html = path.read_text()
     assert "tiny-report" in html and "Software" in html and "jax" in html
     assert 'src="data:image/png;base64,' in html
@@ -122,7 +128,7 @@ def test_summary_counts_and_lists_the_runs_that_did_not_end_well():
     assert "not ended well*" not in str(summary_table(ds.drop_vars("status")))
 
 
-def test_sweep_report_counts_the_runs_by_status(sweep_dir):
+def test_sweep_report_counts_the_runs_by_status(sweep_dir, sweep_report):
     from collections import Counter
 
     from rankbias.status import describe, ended_well
@@ -130,7 +136,7 @@ def test_sweep_report_counts_the_runs_by_status(sweep_dir):
     # the oracle: each run's status as stored in its own file, counted here
     statuses = Counter(str(s) for s in ex.load(sweep_dir).load()["status"].values.ravel())
     bad = sum(n for s, n in statuses.items() if not ended_well(s))
-    html = write_report(sweep_dir).read_text()
+    html = sweep_report.read_text()
     status = html[html.index("<h2>Status</h2>") : html.index("<h2>Figures</h2>")]
     assert (
         "<th>not ended well</th>" in status

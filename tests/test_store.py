@@ -445,9 +445,12 @@ def _contend(root, go, conn, release):
     os._exit(0)
 
 
-def test_stale_lock_takeover_has_one_winner(tmp_path):
-    """4 processes race for a lock left by a dead process, 40 times: exactly one holds it
-    each time (a read-unlink-create takeover let two or three win)."""
+# Each trial forks 4 contenders from the test process (JAX loaded: ~0.1-0.3 s a trial); the
+# default suite races 10 times, the slow step 40 times.
+@pytest.mark.parametrize("trials", [10, pytest.param(40, marks=pytest.mark.slow)])
+def test_stale_lock_takeover_has_one_winner(tmp_path, trials):
+    """4 processes race for a lock left by a dead process, ``trials`` times: exactly one
+    holds it each time (a read-unlink-create takeover let two or three win)."""
     import json
     import multiprocessing as mp
     import socket
@@ -456,7 +459,7 @@ def test_stale_lock_takeover_has_one_winner(tmp_path):
     dead = _dead_pid()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fork of a multithreaded (JAX) process
-        for trial in range(40):
+        for trial in range(trials):
             (tmp_path / ".lock").write_text(
                 json.dumps({"pid": dead, "host": socket.gethostname(), "started": "then"})
             )
@@ -680,7 +683,9 @@ def test_process_workers_end_with_a_killed_command(tmp_path):
             k.kill()
 
 
-@pytest.mark.parametrize("executor", ["processes", "dask"])
+# The process pool in the default suite; Dask's LocalCluster (a nanny and a worker process per
+# worker, each importing rankbias: ~1.2 times the pool's time) in the slow step.
+@pytest.mark.parametrize("executor", ["processes", pytest.param("dask", marks=pytest.mark.slow)])
 def test_ctrl_c_with_workers_is_one_line(tmp_path, executor):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) after 2 runs were
     saved, with the 2 workers inside runs: exit 130 and exactly the one line of the command.

@@ -24,6 +24,15 @@ static part has no stable text (a function or object printed with its address, e
 ``jax.export`` refuses (host callbacks, non-stable custom calls); these are counted in
 :data:`STATS` (``"unsupported"``). Off with the compilation cache
 (``RANKBIAS_JAX_CACHE=off``).
+
+This process keeps the programs it ran in a table (one compiled executable each), at most
+:func:`table_size` of them (:data:`ENV`, default :data:`DEFAULT_TABLE_SIZE`): past it the
+least recently used program is dropped, with its executable, and a later call of its shapes
+reads the file again (a deserialization and a hit of the persistent compilation cache, no
+trace). Without a bound a process that compiles thousands of distinct shapes (a notebook
+looping over sizes) reaches Linux's per-process limit of memory mappings
+(``vm.max_map_count``, 65,530: each XLA CPU executable maps its own code) and crashes inside
+XLA.
 """
 
 from __future__ import annotations
@@ -43,16 +52,57 @@ import jax
 from ._cache import cache_dir
 from ._io import atomic_write_bytes
 
-__all__ = ["aot_jit", "aot_dir", "STATS"]
+__all__ = ["aot_jit", "aot_dir", "table_size", "STATS", "ENV", "DEFAULT_TABLE_SIZE"]
 
 #: Counts of this process: ``stored`` (traced and written), ``loaded`` (read from disk),
 #: ``memory`` (served from this process's table), ``rebuilt`` (a bad file replaced),
-#: ``unsupported`` (run as a plain filter_jit).
-STATS: dict[str, int] = dict(stored=0, loaded=0, memory=0, rebuilt=0, unsupported=0)
+#: ``unsupported`` (run as a plain filter_jit), ``evicted`` (dropped from the full table).
+STATS: dict[str, int] = dict(stored=0, loaded=0, memory=0, rebuilt=0, unsupported=0, evicted=0)
+#: The environment variable that bounds this process's table of programs.
+ENV = "RANKBIAS_PROGRAM_CACHE"
+#: Programs a process keeps by default. Measured (2026-12-08, jax 0.10.2, CPU): a small
+#: program maps 12 regions, and a gradient-descent shape with its two programs and the eager
+#: operations around them (not in this table) ~150; 256 programs stay far below
+#: ``vm.max_map_count`` (65,530) and above what a sweep of distinct shapes re-uses.
+DEFAULT_TABLE_SIZE = 256
 _FORMAT = "1"
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+#: key -> compiled call, least recently used first (a dict keeps insertion order).
 _TABLE: dict[str, Callable] = {}
 _UNSUPPORTED: set[str] = set()
+
+
+def table_size() -> int:
+    """How many programs this process keeps compiled: ``$RANKBIAS_PROGRAM_CACHE`` (an integer
+    ``>= 1``), else :data:`DEFAULT_TABLE_SIZE`. Read at every new program, so setting
+    ``os.environ`` in a running process takes effect at once.
+
+    Raises:
+        ValueError: the variable is not an integer ``>= 1``.
+    """
+    text = os.environ.get(ENV)
+    if text is None or not text.strip():
+        return DEFAULT_TABLE_SIZE
+    try:
+        n = int(text.strip())
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(
+            f"`{ENV}` must be an integer >= 1 (the number of compiled programs a process "
+            f"keeps), got {text!r}: set it to e.g. {DEFAULT_TABLE_SIZE} or unset it"
+        )
+    return n
+
+
+def _remember(key: str, call: Callable) -> None:
+    """Put ``call`` in the table as the most recently used, dropping the least recently used
+    programs past :func:`table_size` (their executables go with the last reference)."""
+    size = table_size()
+    _TABLE[key] = call
+    while len(_TABLE) > size:
+        del _TABLE[next(iter(_TABLE))]
+        STATS["evicted"] += 1
 
 
 def aot_dir() -> str | None:
@@ -144,8 +194,9 @@ def aot_jit(fun: Callable) -> Callable:
         if key is None or key in _UNSUPPORTED:
             STATS["unsupported"] += 1
             return plain(*args)
-        call = _TABLE.get(key)
+        call = _TABLE.pop(key, None)
         if call is not None:
+            _TABLE[key] = call  # the most recently used again
             STATS["memory"] += 1
             return call(*leaves)
         path = os.path.join(folder, key + ".jaxexport")
@@ -179,7 +230,7 @@ def aot_jit(fun: Callable) -> Callable:
                 pass  # read-only or full disk: this process still uses the program
             STATS["stored"] += 1
         call = jax.jit(exp.call)
-        _TABLE[key] = call
+        _remember(key, call)
         return call(*leaves)
 
     return wrapper

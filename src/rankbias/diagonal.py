@@ -103,9 +103,11 @@ class DiagonalNetwork(Model):
             out = out * p
         return out
 
-    def spectrum(self, W: jax.Array) -> jax.Array:
-        """The singular values of ``diag(beta)``: ``|beta_i|`` sorted descending, ``(d,)``."""
-        return -jnp.sort(-jnp.abs(W[:, 0]))
+    def spectrum(self, params: Params, W: jax.Array | None = None) -> jax.Array:
+        """The singular values of ``diag(beta)``: ``|beta_i|`` sorted descending, ``(d,)``
+        (``W = beta``, ``product(params)`` when not given)."""
+        beta = self.product(params) if W is None else W
+        return -jnp.sort(-jnp.abs(beta[:, 0]))
 
     def optimality_gap(self, G: jax.Array) -> jax.Array:
         """``||grad f(beta)||``: every ``beta`` is reachable, so 0 only at minima of ``f``."""

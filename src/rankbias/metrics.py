@@ -13,7 +13,7 @@ The zero matrix has effective rank 0 under every definition. All functions accep
 matrix ``W`` (``(m, n)``), or singular values (``(..., k)``) with ``from_singular_values``.
 
 Top-``k`` records: above a size a trajectory records only the ``k`` largest singular values
-and NaN for the others (:mod:`rankbias.dynamics._records`). NaN entries of ``sv`` count as
+and NaN for the others (:mod:`rankbias._spectrum`). NaN entries of ``sv`` count as
 not computed: the ranks are then those of ``W_k``, the best rank-``k`` approximation of
 ``W``. ``"ratio"``, ``"stable"`` and ``"numerical"`` of ``W_k`` are lower bounds of those of
 ``W`` (equal when ``rank W <= k``; ``"numerical"`` also when fewer than ``k`` values exceed

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._spectrum import record_spectrum
 from ._validation import (
     check_bool,
     check_choice,
@@ -122,14 +123,23 @@ class Model(eqx.Module):
     def num_params(self) -> int:
         return int(sum(a * b for a, b in self.param_shapes))
 
-    def spectrum(self, W: jax.Array) -> jax.Array:
-        """The values a trajectory records as ``singular_values``, descending (jittable).
+    def spectrum(self, params: Params, W: jax.Array | None = None) -> jax.Array:
+        """The values a trajectory records as ``singular_values``, descending (jittable): every
+        engine's record asks this hook.
 
-        Default: the singular values of ``W``, ``min(m, n)`` of them. A model whose ``W``
-        stands for another linear map overrides it: :class:`~rankbias.DiagonalNetwork`'s
-        ``W`` is the column ``beta`` of ``diag(beta)``, whose singular values are the sorted
+        Arguments:
+            params: the factors.
+            W: ``product(params)`` (``(m, n)``) when the caller has it (dense backend);
+                ``None`` in factor form (sparse backend: from :meth:`factors`).
+
+        Default: the ``min(m, n)`` singular values of ``W``, computed so that they scale
+        (:func:`rankbias._spectrum.record_spectrum`): the exact SVD up to ``min(m, n) = 500``
+        or from thin factors ``A B^T`` (a ``w x w`` SVD), above that the top 100 by
+        randomized subspace iteration and NaN for the others. A model whose ``W`` stands
+        for another linear map overrides it: :class:`~rankbias.DiagonalNetwork`'s ``W`` is
+        the column ``beta`` of ``diag(beta)``, whose singular values are the sorted
         ``|beta_i|`` (``d`` of them)."""
-        return jnp.linalg.svd(W, compute_uv=False)
+        return record_spectrum(self, params, W)
 
     def init(
         self,
