@@ -479,7 +479,14 @@ def record(problem, model, params, save_matrices: bool, heldout=None):
     ``heldout`` (``(rows, cols, values)`` arrays of :func:`heldout_tables`) ``heldout_rmse``
     ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)`` (jittable; the factor form gathers rows
     of its factors, ``W`` is not formed)."""
-    f, g, aux = loss_and_grad(problem, model, params)
+    ev = loss_and_grad(problem, model, params)
+    return record_from(problem, model, params, ev, save_matrices, heldout)
+
+
+def record_from(problem, model, params, evaluated, save_matrices: bool, heldout=None):
+    """:func:`record` from ``evaluated = loss_and_grad(problem, model, params)`` computed
+    already (the gradient-descent loop carries the one its next step uses)."""
+    f, g, aux = evaluated
     gn = jnp.sqrt(sum(jnp.sum(x * x) for x in g))
     if isinstance(problem, SparseCompletion):
         out = {"loss": f, "grad_norm": gn, "sv": record_singular_values(model, params)}

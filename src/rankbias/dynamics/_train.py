@@ -114,6 +114,20 @@ class _OptaxRule:
     def init(self, params, hyper):
         return self.transform(hyper).init(params)
 
+    @property
+    def full_batch(self) -> bool:
+        """Whether the step's gradient is the full one a record evaluates (no minibatches):
+        the loop then evaluates it once per step, carries it and calls :meth:`update`."""
+        return self.batch_size is None
+
+    def update(self, params, g, state, k, hyper):
+        """``(params + u, state', eff)`` with ``(u, state') = tx.update(g, state, params)``."""
+        updates, state = self.transform(hyper).update(g, state, params)
+        effective = None if self.name is None else OPTIMIZERS[self.name].effective
+        eff = jnp.nan if effective is None else effective(state, hyper, k)
+        dtype = jax.tree_util.tree_leaves(params)[0].dtype
+        return optax.apply_updates(params, updates), state, jnp.asarray(eff, dtype)
+
     def step(self, problem, model, params, state, k, hyper):
         if self.batch_size is not None:
             assert self.population is not None  # set together with batch_size
@@ -123,10 +137,7 @@ class _OptaxRule:
         # The engines' dispatch: on a dense problem it is model.loss_and_grad (the same
         # program, the same bits); sparse tables would take their factor-form path.
         f, g, _ = loss_and_grad(problem, model, params)
-        updates, state = self.transform(hyper).update(g, state, params)
-        effective = None if self.name is None else OPTIMIZERS[self.name].effective
-        eff = jnp.nan if effective is None else effective(state, hyper, k)
-        return f, optax.apply_updates(params, updates), state, jnp.asarray(eff, f.dtype)
+        return (f, *self.update(params, g, state, k, hyper))
 
 
 # ---------------------------------------------------------------------------------------------

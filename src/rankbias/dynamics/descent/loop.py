@@ -24,7 +24,7 @@ from ..._aot import aot_jit
 from ...status import RunStatus
 from .._common import batch_apply
 from .._interrupt import ChunkReport, interrupts_return, report_chunk, warn_interrupted
-from .._sparse import loss, record
+from .._sparse import loss, loss_and_grad, record_from
 from .._validation_stop import Monitor
 
 __all__ = ["LoopConfig", "LoopSpec"]
@@ -43,6 +43,11 @@ class LoopConfig:
     ``step(problem, model, params, state, k, hyper) -> (f, new_params, new_state, eff)``: the
     loss at ``params`` (what divergence is judged on), the next iterate, and the effective
     step size of this step (``nan`` where none is defined), summed into the recorded time.
+    A rule whose ``full_batch`` is true (its gradient is the full ``grad L(params)``, the one
+    a record evaluates) also has ``update(params, g, state, k, hyper) -> (new_params,
+    new_state, eff)``: the loop then carries ``(f, g, aux)`` of :func:`~.._sparse.
+    loss_and_grad` at the current iterate, each step evaluates it once at the next iterate,
+    and a record takes its loss and gradient norm from the carry (:func:`_parts`).
     """
 
     save_matrices: bool
@@ -52,12 +57,25 @@ class LoopConfig:
 def _parts(problem, hyper, limit, half, rise_tol: float, model, cfg: LoopConfig, heldout=None):
     """``(segment, rec)``: one record interval of the loop (``segment(carry, end)`` runs the
     steps up to step ``end``) and the record of a carry, for ``limit`` (the divergence
-    threshold) and ``half`` (where the tail of the status starts)."""
+    threshold) and ``half`` (where the tail of the status starts).
+
+    With a ``full_batch`` rule the carry's last entry is ``(f, g, aux)`` at its iterate: a
+    step updates with that ``g`` and evaluates the next iterate (after the divergence
+    test's freeze, so a stopped carry re-evaluates its own, unchanged iterate), and a
+    record reads it. The gradient at a recorded iterate is the one the next step uses, so
+    a record costs no evaluation of its own, and the iterates and records are the same
+    numbers as a step that evaluates its own gradient. Otherwise (minibatches) the step
+    evaluates its own and a record the full one (the entry is ``None``)."""
     rule = cfg.rule
+    reuse = _reuses(rule)
 
     def one_step(c):
-        params, state, k, bad, bad_step, bad_loss, t, tc, good, good_step, f_prev, rises = c
-        f, new, new_state, eff = rule.step(problem, model, params, state, k, hyper)
+        params, state, k, bad, bad_step, bad_loss, t, tc, good, good_step, f_prev, rises = c[:12]
+        if reuse:
+            f, g, _ = c[12]
+            new, new_state, eff = rule.update(params, g, state, k, hyper)
+        else:
+            f, new, new_state, eff = rule.step(problem, model, params, state, k, hyper)
         diverged = ~bad & (~jnp.isfinite(f) | (f > limit))
         stop = bad | diverged
         keep = functools.partial(jax.tree_util.tree_map, lambda n, p: jnp.where(stop, p, n))
@@ -70,8 +88,10 @@ def _parts(problem, hyper, limit, half, rise_tol: float, model, cfg: LoopConfig,
         # Kahan-compensated sum: a constant step summed 10^6 times stays within an ulp of k * lr.
         y = jnp.where(stop, 0.0, eff) - tc
         s = t + y
+        new = keep(new, params)
+        ev = loss_and_grad(problem, model, new) if reuse else None
         return (
-            keep(new, params),
+            new,
             keep(new_state, state),
             jnp.where(stop, k, k + 1),
             stop,
@@ -83,10 +103,13 @@ def _parts(problem, hyper, limit, half, rise_tol: float, model, cfg: LoopConfig,
             jnp.where(fell, k, good_step),
             jnp.where(stop, f_prev, f),
             rises + rose.astype(rises.dtype),
+            ev,
         )
 
     def rec(carry):
-        out = record(problem, model, carry[0], cfg.save_matrices, heldout)
+        params = carry[0]
+        ev = carry[12] if reuse else loss_and_grad(problem, model, params)
+        out = record_from(problem, model, params, ev, cfg.save_matrices, heldout)
         out["time"] = carry[6]
         return out
 
@@ -100,6 +123,11 @@ def _parts(problem, hyper, limit, half, rise_tol: float, model, cfg: LoopConfig,
         return jax.lax.while_loop(lambda c: (c[2] < end) & ~c[3], one_step, carry)
 
     return advance, rec
+
+
+def _reuses(rule) -> bool:
+    """Whether the loop carries the step's evaluation for the records (:func:`_parts`)."""
+    return bool(getattr(rule, "full_batch", False))
 
 
 def _start(problem, params, last, hyper, divergence_factor, model, cfg: LoopConfig):
@@ -125,13 +153,14 @@ def _start(problem, params, last, hyper, divergence_factor, model, cfg: LoopConf
         izero,
         f0,
         izero,
+        loss_and_grad(problem, model, params) if _reuses(cfg.rule) else None,
     )
     return init, limit, half, rise_tol
 
 
 def _output(carry, recs) -> dict:
     """The loop's result dict from its final carry and the records."""
-    params, state, k, bad, bad_step, bad_loss, _, _, good, good_step, _, rises = carry
+    params, state, k, bad, bad_step, bad_loss, _, _, good, good_step, _, rises = carry[:12]
     return dict(
         recs=recs,
         params=params,

@@ -22,13 +22,21 @@ class GDRule:
 
     schedule: Callable | None
 
+    #: The step's gradient is the full ``grad L(params)`` (what a record evaluates): the loop
+    #: evaluates it once, carries it and calls :meth:`update` (:mod:`.loop`).
+    full_batch = True
+
     def init(self, params, hyper):
         return ()
 
-    def step(self, problem, model, params, state, k, hyper):
+    def update(self, params, g, state, k, hyper):
+        """``(params - lr s(k) g, state, lr s(k))`` for the gradient ``g`` at ``params``."""
         lr = hyper["lr"] if self.schedule is None else hyper["lr"] * self.schedule(k)
+        return jax.tree_util.tree_map(lambda p, gp: p - lr * gp, params, g), state, lr
+
+    def step(self, problem, model, params, state, k, hyper):
         f, g, _ = loss_and_grad(problem, model, params)
-        return f, jax.tree_util.tree_map(lambda p, gp: p - lr * gp, params, g), state, lr
+        return (f, *self.update(params, g, state, k, hyper))
 
 
 def check_schedule(lr_schedule) -> None:
