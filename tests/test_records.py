@@ -10,14 +10,7 @@ import numpy as np
 import pytest
 
 import rankbias as rb
-from rankbias.dynamics._records import (
-    EXACT_SV_MAX,
-    ITERS,
-    OVERSAMPLE,
-    TOP_K,
-    record_singular_values,
-    top_k,
-)
+from rankbias._spectrum import EXACT_SV_MAX, ITERS, OVERSAMPLE, TOP_K, top_k
 from rankbias.metrics import EFFECTIVE_RANKS, effective_ranks_from_sv
 
 M_BIG, N_BIG = EXACT_SV_MAX + 10, EXACT_SV_MAX + 30  # just above the exact-SVD size
@@ -59,7 +52,7 @@ def test_record_above_the_size_keeps_top_k_and_nan():
     model = rb.DeepFactorization((M_BIG, N_BIG), depth=1)
     W = _low_rank_plus_noise(rng, M_BIG, N_BIG, 8, 0.01)
     s0 = np.linalg.svd(W, compute_uv=False)
-    s = np.asarray(jax.jit(lambda W: record_singular_values(model, (W,), W))(jnp.asarray(W)))
+    s = np.asarray(jax.jit(lambda W: model.spectrum((W,), W))(jnp.asarray(W)))
     assert s.shape == (min(M_BIG, N_BIG),)
     assert np.all(np.isnan(s[TOP_K:])) and not np.any(np.isnan(s[:TOP_K]))
     np.testing.assert_allclose(s[:8], s0[:8], rtol=1e-10)
@@ -82,7 +75,7 @@ def test_record_from_thin_factors_is_exact(sym):
     for dense in (True, False):
 
         def rec(p, dense=dense):
-            return record_singular_values(model, p, model.product(p) if dense else None)
+            return model.spectrum(p, model.product(p) if dense else None)
 
         s = np.asarray(jax.jit(rec)(params))
         assert s.shape == (min(shape),) and not np.any(np.isnan(s))

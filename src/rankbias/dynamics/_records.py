@@ -1,27 +1,17 @@
-r"""The singular values a record stores (:mod:`rankbias._spectrum`: exact when that is cheap,
-the top ``k`` above a size), asked of the model: :meth:`rankbias.models.Model.spectrum`, whose
-default is :func:`rankbias._spectrum.record_spectrum` and which a model whose ``W`` stands for
-another linear map overrides (a diagonal network's ``diag(beta)``). Here also the BLAS thread
-limit an engine runs under at that size (:func:`lapack_threads`).
+r"""The BLAS thread limit an engine runs under when its records decompose large matrices
+(:func:`lapack_threads`). The records' singular values themselves are asked of the model:
+:meth:`rankbias.models.Model.spectrum`, whose default is
+:func:`rankbias._spectrum.record_spectrum` (exact when that is cheap, the top ``k`` above a
+size).
 """
 
 from __future__ import annotations
 
 import contextlib
 
-import jax
+from .._spectrum import EXACT_SV_MAX
 
-from .._spectrum import EXACT_SV_MAX, ITERS, OVERSAMPLE, TOP_K, top_k
-
-__all__ = [
-    "EXACT_SV_MAX",
-    "ITERS",
-    "OVERSAMPLE",
-    "TOP_K",
-    "lapack_threads",
-    "record_singular_values",
-    "top_k",
-]
+__all__ = ["lapack_threads"]
 
 
 def lapack_threads(shape):
@@ -30,7 +20,7 @@ def lapack_threads(shape):
     the records' decompositions are of tall-skinny blocks; nothing otherwise.
 
     Measured at 943 x 1682 on the shared 2-core machine at load 7 (2026-12-07): a full SVD
-    27.8 s with OpenBLAS's 2 threads against 2.3 s on one, the top-k of :func:`top_k` 35.9 s
+    27.8 s with OpenBLAS's 2 threads against 2.3 s on one, the top-k of :func:`rankbias._spectrum.top_k` 35.9 s
     against 1.4 s (OpenBLAS threads spin against the other processes). XLA's own matrix
     products (the steps) do not use this pool."""
     if min(shape) <= EXACT_SV_MAX:
@@ -40,11 +30,3 @@ def lapack_threads(shape):
     except ImportError:  # pragma: no cover - a listed dependency
         return contextlib.nullcontext()
     return threadpool_limits(1, user_api="blas")
-
-
-def record_singular_values(model, params, W=None) -> jax.Array:
-    """The ``(min(m, n),)`` values a record stores for ``model`` at ``params``:
-    ``model.spectrum(params, W)`` (:meth:`~rankbias.models.Model.spectrum`), ``W`` the
-    product when the caller has it (dense backend), ``None`` in factor form (sparse backend:
-    ``model.factors``)."""
-    return model.spectrum(params, W)

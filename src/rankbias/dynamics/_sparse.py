@@ -45,7 +45,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..problems.base import Problem
-from ._records import record_singular_values
 
 __all__ = ["BACKENDS", "SparseCompletion", "batch_backend", "choose_backend", "sparse_supported"]
 
@@ -473,9 +472,9 @@ def optimality_gap(problem, model, aux):
 
 def record(problem, model, params, save_matrices: bool, heldout=None):
     """What a trajectory stores at a recorded time: ``loss``, ``grad_norm``, ``sv`` (the
-    ``min(m, n)`` singular values of :func:`._records.record_singular_values`: all of them
-    exact up to ``EXACT_SV_MAX`` or from thin factors, else the top ``TOP_K`` and NaN; or the
-    model's :meth:`~rankbias.models.Model.spectrum`), with ``save_matrices`` ``W``, and with
+    values the model's :meth:`~rankbias.models.Model.spectrum` gives; by default the
+    ``min(m, n)`` singular values, exact up to ``EXACT_SV_MAX`` or from thin factors, else
+    the top ``TOP_K`` and NaN), with ``save_matrices`` ``W``, and with
     ``heldout`` (``(rows, cols, values)`` arrays of :func:`heldout_tables`) ``heldout_rmse``
     ``sqrt(mean_k (W[rows_k, cols_k] - values_k)^2)`` (jittable; the factor form gathers rows
     of its factors, ``W`` is not formed)."""
@@ -489,7 +488,7 @@ def record_from(problem, model, params, evaluated, save_matrices: bool, heldout=
     f, g, aux = evaluated
     gn = jnp.sqrt(sum(jnp.sum(x * x) for x in g))
     if isinstance(problem, SparseCompletion):
-        out = {"loss": f, "grad_norm": gn, "sv": record_singular_values(model, params)}
+        out = {"loss": f, "grad_norm": gn, "sv": model.spectrum(params)}
         if save_matrices:
             A, B = problem.factors(model, params)
             out["W"] = A @ B.T
@@ -499,7 +498,7 @@ def record_from(problem, model, params, evaluated, save_matrices: bool, heldout=
             pred = jnp.sum(A[rows] * B[cols], axis=1)
             out["heldout_rmse"] = jnp.sqrt(jnp.mean((pred - values) ** 2))
         return out
-    out = {"loss": f, "grad_norm": gn, "sv": record_singular_values(model, params, aux)}
+    out = {"loss": f, "grad_norm": gn, "sv": model.spectrum(params, aux)}
     if save_matrices:
         out["W"] = aux
     if heldout is not None:
