@@ -32,19 +32,12 @@ import warnings
 
 import numpy as np
 
+# The flow settings of the study, as bench_flow_eval and bench_flow_speed time them (this
+# folder is on sys.path when a script of it runs).
+from bench_flow_eval import FLOW, RANK, D
+
 import rankbias as rb
 from rankbias.reproduce.arora2019 import _flow_init, _instance, relative_error
-
-D, RANK = 100, 5
-FLOW = dict(
-    t_max=5e4,
-    rtol=1e-6,
-    gtol=1.0,
-    certificate_tol=1e-5,
-    n_save=30,
-    save_matrices=True,
-    solver="rkc",
-)
 
 
 def _quiet(fun, *args, **kw):
